@@ -1,0 +1,90 @@
+"""The layer protocol shared by every refbinn layer, and the sign function.
+
+A layer is a small object with no hidden mutation (jax stax / autograd VJPs)::
+
+    params, state = layer.init(rng, dtype)
+    y, cache, new_state = layer.forward(params, x, state, train=True, rng=rng)
+    dx, grads = layer.backward(params, cache, dy)
+
+``params`` and ``state`` are plain dicts of arrays keyed by local names
+(``"weight"``, ``"bias"``, ``"running_mean"``); ``grads`` has the same keys as
+``params``. ``backward`` is a vector-Jacobian product: it maps one to one onto
+``torch.autograd.grad(y, (x, *params), grad_outputs=dy)`` and ``jax.vjp``.
+``layer.kinds`` tags each parameter ``"binary"`` (weights of Dense/Conv2d) or
+``"real"`` (biases, BatchNorm affine), so binary and real parameters can be
+sent to different optimizers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BINARY = "binary"
+REAL = "real"
+
+
+def sign(x):
+    """Binarise: +1 where x >= 0, -1 elsewhere; exact zeros map to +1.
+
+    This is the convention of STE code and larq (``ste_sign``). The authors'
+    BayesBiNN code maps mu <= 0 to -1 instead; refbinn uses this one function
+    everywhere (mode prediction, STE forward, packing) so there is a single
+    convention to port. NaN maps to -1 (``nan >= 0`` is False).
+
+    Parameters
+    ----------
+    x : ndarray
+        Any shape, any real dtype.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x`` (integers give integers), values in {-1, +1}.
+    """
+    x = np.asarray(x)
+    one = np.ones((), dtype=x.dtype)
+    return np.where(x >= 0, one, -one)
+
+
+class Layer:
+    """Base class: a named layer with no parameters and no state.
+
+    Subclasses override ``init``, ``forward``, ``backward`` and, if they have
+    parameters, ``kinds``. ``name`` is used in error messages and as the
+    prefix of parameter names inside a ``Sequential``.
+    """
+
+    kinds: dict = {}
+
+    def __init__(self, name=None):
+        self.name = name or type(self).__name__.lower()
+
+    def init(self, rng, dtype=np.float32):
+        """Return ``(params, state)``, two dicts of arrays of ``dtype``."""
+        return {}, {}
+
+    def forward(self, params, x, state, *, train=False, rng=None):
+        raise NotImplementedError
+
+    def backward(self, params, cache, dy):
+        raise NotImplementedError
+
+    # -- helpers for subclasses -------------------------------------------------
+    def _check_input(self, x, expected, what="input"):
+        """Raise ValueError naming this layer and both shapes.
+
+        ``expected`` is a tuple whose entries are ints or None (any size).
+        """
+        x = np.asarray(x)
+        ok = x.ndim == len(expected) and all(
+            e is None or e == s for e, s in zip(expected, x.shape))
+        if not ok:
+            want = "(" + ", ".join("N" if i == 0 and e is None else ("*" if e is None else str(e))
+                                   for i, e in enumerate(expected)) + ")"
+            raise ValueError(f"layer '{self.name}': {what} has shape {tuple(x.shape)}, "
+                             f"expected {want}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"layer '{self.name}': {what} has dtype {x.dtype}, expected a float dtype")
+        return x
+
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,53 @@
+"""Fully connected layer."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import BINARY, REAL, Layer
+
+
+class Dense(Layer):
+    """y = x @ W.T + b, W of shape (out_features, in_features) as in torch.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+        Add a bias vector (tagged ``"real"``). The weight is tagged ``"binary"``.
+    name : str, optional
+    """
+
+    def __init__(self, in_features, out_features, bias=False, name=None):
+        super().__init__(name or "dense")
+        if int(in_features) < 1 or int(out_features) < 1:
+            raise ValueError(f"Dense: in_features and out_features must be >= 1, "
+                             f"got {in_features}, {out_features}")
+        self.in_features, self.out_features, self.bias = int(in_features), int(out_features), bool(bias)
+        self.kinds = {"weight": BINARY, **({"bias": REAL} if self.bias else {})}
+
+    def init(self, rng, dtype=np.float32):
+        # torch's default (Kaiming-uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        bound = 1.0 / np.sqrt(self.in_features)
+        params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype)}
+        if self.bias:
+            params["bias"] = rng.uniform(-bound, bound, self.out_features).astype(dtype)
+        return params, {}
+
+    def forward(self, params, x, state, *, train=False, rng=None):
+        x = self._check_input(x, (None, self.in_features))
+        w = params["weight"]
+        y = x @ w.T                                              # (N, out)
+        if self.bias:
+            y += params["bias"]
+        return y, x, state
+
+    def backward(self, params, cache, dy):
+        x = cache
+        grads = {"weight": dy.T @ x}                              # (out, in)
+        if self.bias:
+            grads["bias"] = dy.sum(axis=0)
+        dx = dy @ params["weight"]                                # (N, in)
+        return dx, grads
+
+    def __repr__(self):
+        return f"Dense({self.in_features}, {self.out_features}, bias={self.bias}, name={self.name!r})"

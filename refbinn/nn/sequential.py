@@ -1,0 +1,112 @@
+"""A chain of layers with one flat, ordered parameter mapping."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+
+class Sequential:
+    """Layers applied in order; parameters and state in flat ordered dicts.
+
+    Parameter and state names are ``"<layer name>.<local name>"``
+    (``"fc1.weight"``, ``"bn1.running_mean"``), in layer order: this is the
+    order of ``flatten_params`` and of torch's ``model.parameters()`` for the
+    same network. Layer names must be unique; a repeated name gets a numeric
+    suffix.
+
+    Usage::
+
+        params, state = model.init(rng, np.float32)
+        y, cache, state = model.forward(params, x, state, train=True, rng=rng)
+        dx, grads = model.backward(params, cache, dy)   # grads: same keys as params
+    """
+
+    def __init__(self, *layers: Layer):
+        seen = {}
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: expected Layer objects, got {type(layer).__name__}")
+            base = layer.name
+            if base in seen:
+                seen[base] += 1
+                layer.name = f"{base}{seen[base]}"
+            seen.setdefault(layer.name, 0)
+        self.layers = list(layers)
+
+    # -- parameters -----------------------------------------------------------
+    def init(self, rng, dtype=np.float32):
+        """Return ``(params, state)``: ordered dicts name -> array of ``dtype``."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"Sequential.init: dtype must be float32 or float64, got {dtype}")
+        params, state = {}, {}
+        for layer in self.layers:
+            p, s = layer.init(rng, dtype)
+            params.update({f"{layer.name}.{k}": v for k, v in p.items()})
+            state.update({f"{layer.name}.{k}": v for k, v in s.items()})
+        return params, state
+
+    @property
+    def kinds(self):
+        """dict parameter name -> ``"binary"`` or ``"real"``, in parameter order."""
+        return {f"{layer.name}.{k}": v for layer in self.layers for k, v in layer.kinds.items()}
+
+    def _split(self, layer, flat):
+        prefix = layer.name + "."
+        return {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
+
+    # -- forward / backward ---------------------------------------------------
+    def forward(self, params, x, state, *, train=False, rng=None):
+        """Return ``(y, cache, new_state)``. ``rng`` is needed when training with dropout."""
+        caches, new_state = [], {}
+        for layer in self.layers:
+            p = self._split(layer, params)
+            s = self._split(layer, state)
+            x, c, s_new = layer.forward(p, x, s, train=train, rng=rng)
+            caches.append(c)
+            new_state.update({f"{layer.name}.{k}": v for k, v in s_new.items()})
+        return x, caches, new_state
+
+    def backward(self, params, cache, dy):
+        """Return ``(dx, grads)``, grads keyed like ``params`` and in the same order."""
+        grads = {}
+        for layer, c in zip(reversed(self.layers), reversed(cache)):
+            dy, g = layer.backward(self._split(layer, params), c, dy)
+            grads.update({f"{layer.name}.{k}": v for k, v in g.items()})
+        return dy, {k: grads[k] for k in params if k in grads}
+
+    def apply(self, params, x, state):
+        """Evaluation-mode forward (running BN statistics, no dropout): returns y."""
+        return self.forward(params, x, state, train=False)[0]
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(l) for l in self.layers)
+        return f"Sequential(\n  {inner}\n)"
+
+
+def flatten_params(params, keys=None):
+    """Concatenate ``params[k].ravel()`` over ``keys`` (default: all, in order) into one vector.
+
+    The authors' optimizer works on one flat vector in ``model.parameters()``
+    order; this is that vector.
+    """
+    keys = list(params) if keys is None else list(keys)
+    if not keys:
+        return np.zeros(0)
+    return np.concatenate([np.ravel(params[k]) for k in keys])
+
+
+def unflatten_params(vec, like, keys=None):
+    """Inverse of ``flatten_params``: split ``vec`` into arrays shaped like ``like[k]``."""
+    keys = list(like) if keys is None else list(keys)
+    total = sum(int(np.size(like[k])) for k in keys)
+    vec = np.asarray(vec)
+    if vec.ndim != 1 or vec.size != total:
+        raise ValueError(f"unflatten_params: vector has shape {vec.shape}, expected ({total},)")
+    out, i = {}, 0
+    for k in keys:
+        n = int(np.size(like[k]))
+        out[k] = vec[i:i + n].reshape(np.shape(like[k])).copy()
+        i += n
+    return out
