@@ -1,0 +1,214 @@
+"""The ``refbinn`` command: demo, train, continual, evaluate, download (and more).
+
+Each subcommand writes its results under ``results/`` (or ``--out``) and prints
+a summary table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from .presets import DATASETS, OPTIMIZERS
+
+
+def _table(rows, headers):
+    """Plain-text table: list of row tuples, header tuple."""
+    cells = [tuple(headers)] + [tuple("" if c is None else (f"{c:.4f}" if isinstance(c, float) else str(c))
+                                      for c in r) for r in rows]
+    w = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r))
+    return "\n".join([line(cells[0]), line(tuple("-" * x for x in w))] + [line(r) for r in cells[1:]])
+
+
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    os.replace(tmp, path)
+
+
+# -- train -----------------------------------------------------------------------------
+def cmd_train(a):
+    from .experiments import build
+    from .train import fit
+    over = dict(epochs=a.epochs, lr=a.lr, tau=a.tau, samples=a.samples, numerics=a.numerics,
+                seed=a.seed, batch_size=a.batch_size, eval_samples=a.eval_samples,
+                max_train=a.max_train, lam_init=a.lam_init, beta=a.beta)
+    setup = build(a.dataset, a.optimizer, preset=a.preset, overrides=over, root=a.data_root,
+                  quiet=a.quiet)
+    name = a.name or f"{a.dataset}_{a.optimizer}"
+    run_dir = os.path.join(a.out, "runs", name)
+    print(f"refbinn train: {name}; settings {json.dumps(setup.settings['optimizer_settings'])}; "
+          f"epochs {setup.cfg.epochs}, batch {setup.cfg.batch_size}, seed {setup.cfg.seed}; "
+          f"checkpoint and history in {run_dir}", flush=True)
+    t0 = time.time()
+    res = fit(setup.model, setup.opt, setup.data, setup.loss_fn, setup.cfg, schedule=setup.schedule,
+              out_dir=run_dir, resume=a.resume, log=lambda m: print(m, flush=True))
+    summ = res["summary"]
+    out = {"name": name, "command": " ".join(["refbinn"] + sys.argv[1:]),
+           "settings": {k: v for k, v in setup.settings.items() if k != "extra"},
+           "summary": summ, "wall_seconds_this_invocation": time.time() - t0,
+           "history": res["history"]["epochs"]}
+    path = os.path.join(a.out, f"{name}.json")
+    _write_json(path, out)
+    rows = [(name, summ.get("epochs_run"), summ.get("test_acc_mode_at_best_val"),
+             summ.get("test_acc_mode_last"), summ.get("test_acc_mean_last"),
+             round(summ.get("train_seconds", 0.0)))]
+    print(_table(rows, ("run", "epochs", "test@best-val (mode)", "test last (mode)",
+                        "test last (mean)", "seconds")))
+    print(f"wrote {path}")
+    return 0
+
+
+# -- evaluate -----------------------------------------------------------------------------
+def cmd_evaluate(a):
+    from . import models
+    from .experiments import load_data
+    from .train import evaluate, load_checkpoint
+    ck = load_checkpoint(a.checkpoint)
+    meta = ck["config"]["meta"]
+    name, kw = meta["model"]
+    model = getattr(models, name)(**kw)
+    data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"])
+    rng = np.random.default_rng(a.seed)
+    rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta}
+    for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+        if x is None:
+            continue
+        ev = evaluate(model, ck["opt"], ck["opt_state"], ck["bn_state"], x, y, samples=a.samples,
+                      rng=rng, average=a.average)
+        out[split] = ev
+        rows.append((split, ev["acc_mode"], ev.get("acc_mean"), ev["nll_mode"], ev.get("nll_mean")))
+    print(_table(rows, ("split", "acc (mode)", "acc (mean)", "nll (mode)", "nll (mean)")))
+    path = os.path.join(a.out, f"evaluate_{os.path.basename(os.path.dirname(os.path.abspath(a.checkpoint)))}.json")
+    _write_json(path, out)
+    print(f"wrote {path}")
+    return 0
+
+
+# -- continual ----------------------------------------------------------------------------
+def cmd_continual(a):
+    from .continual import run_continual
+    from .experiments import load_data
+    from . import data as D
+    ds = D.load_mnist(a.data_root)
+    x = D.normalize(ds.x_train, "mnist").reshape(len(ds.x_train), -1)
+    xt = D.normalize(ds.x_test, "mnist").reshape(len(ds.x_test), -1)
+    if a.max_train:
+        x, y = x[:a.max_train], ds.y_train[:a.max_train]
+    else:
+        y = ds.y_train
+    results = {}
+    priors = ["posterior", "zero"] if a.prior == "both" else [a.prior]
+    for prior in priors:
+        results[prior] = run_continual(x, y.astype(np.int64), xt, ds.y_test.astype(np.int64),
+                                       tasks=a.tasks, epochs=a.epochs, lr=a.lr, tau=a.tau,
+                                       test_samples=a.test_samples, prior=prior, seed=a.seed,
+                                       quiet=a.quiet)
+    path = os.path.join(a.out, a.name + ".json")
+    _write_json(path, {"command": " ".join(["refbinn"] + sys.argv[1:]), **results})
+    for prior, r in results.items():
+        m = np.array(r["acc_mean"])
+        print(f"\nprior = {prior}: accuracy (mean prediction) on task k (columns) after task t (rows)")
+        print(_table([(t + 1, *[None if np.isnan(v) else float(v) for v in m[t]]) for t in range(len(m))],
+                     ("after task", *[f"task {k + 1}" for k in range(len(m))])))
+    print(f"wrote {path}")
+    return 0
+
+
+# -- demo ------------------------------------------------------------------------------------
+def cmd_demo(a):
+    from .demo import run_demo
+    return run_demo(out=a.out, root=a.data_root, quick=a.quick)
+
+
+# -- download --------------------------------------------------------------------------------
+def cmd_download(a):
+    from .data import download
+    path = download(a.dataset, root=a.data_root, base_url=a.base_url)
+    print(f"{a.dataset}: ready in {path}")
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="refbinn", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(q, out="results"):
+        q.add_argument("--out", default=out, help="folder for results (default: %(default)s)")
+        q.add_argument("--data-root", default=None, help="data folder (default: $REFBINN_DATA, "
+                       "then the per-user cache)")
+
+    q = sub.add_parser("demo", help="two moons (Figure 3) and Snelson (Figure 2): no download needed")
+    common(q)
+    q.add_argument("--quick", action="store_true", help="fewer epochs (for tests)")
+    q.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser("train", help="train one network with one optimizer")
+    common(q)
+    q.add_argument("--dataset", required=True, choices=DATASETS)
+    q.add_argument("--optimizer", required=True, choices=OPTIMIZERS)
+    q.add_argument("--preset", default="paper", choices=["paper"])
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--lr", type=float)
+    q.add_argument("--tau", type=float)
+    q.add_argument("--samples", type=int, help="BayesBiNN Monte Carlo samples S per step")
+    q.add_argument("--numerics", choices=["exact", "official"])
+    q.add_argument("--lam-init", type=float)
+    q.add_argument("--beta", type=float, help="BayesBiNN momentum")
+    q.add_argument("--seed", type=int)
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--eval-samples", type=int, help="C hard samples for the mean prediction")
+    q.add_argument("--max-train", type=int, help="use only the first N training images (smoke runs)")
+    q.add_argument("--name", help="run name (default DATASET_OPTIMIZER)")
+    q.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("continual", help="permuted MNIST: previous-posterior prior vs zero prior")
+    common(q)
+    q.add_argument("--tasks", type=int, default=5)
+    q.add_argument("--epochs", type=int, default=100)
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--tau", type=float, default=1e-2)
+    q.add_argument("--test-samples", type=int, default=100)
+    q.add_argument("--prior", choices=["posterior", "zero", "both"], default="both")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--max-train", type=int)
+    q.add_argument("--name", default="continual_permuted_mnist")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=cmd_continual)
+
+    q = sub.add_parser("evaluate", help="evaluate a checkpoint (mode and mean) on validation and test")
+    common(q)
+    q.add_argument("checkpoint")
+    q.add_argument("--samples", type=int, default=10)
+    q.add_argument("--average", choices=["prob", "logits"], default="prob")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_evaluate)
+
+    q = sub.add_parser("download", help="fetch a data set (needs internet), verifying checksums")
+    q.add_argument("dataset", choices=["mnist", "fashion-mnist", "cifar10", "cifar100"])
+    q.add_argument("--data-root", default=None)
+    q.add_argument("--base-url", default=None, help="mirror to fetch from instead of the canonical one")
+    q.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"refbinn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Download MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100: verified, written atomically.
+
+Every file is streamed into a temporary file in its destination folder, flushed
+and fsync'ed, verified, and only then renamed onto its final name with
+``os.replace`` (atomic on POSIX and Windows). An interrupted, short or corrupt
+download therefore never appears under the final name, and any failure removes
+the temporary file. CIFAR archives are extracted into a temporary folder that
+is renamed into place the same way.
+
+What is verified, and why
+-------------------------
+- MNIST: the SHA-256 of each file's *uncompressed* IDX payload. Copies of MNIST
+  are often re-gzipped (same content, different .gz bytes), and a digest of
+  the .gz bytes would reject them. The four values below were computed from
+  copies whose uncompressed MD5s equal the canonical ones published for MNIST
+  (listed beside them), so any correct copy passes, gzipped or raw.
+- Fashion-MNIST: the MD5 of each .gz file, as published by Zalando Research.
+- CIFAR-10 / CIFAR-100: the MD5 of the .tar.gz archive, as published on the
+  CIFAR page (https://www.cs.toronto.edu/~kriz/cifar.html).
+MD5 detects corruption, not a malicious mirror. A checksum can be overridden
+(another mirror, a test server) through ``checksums``; mapping a file to None
+downloads it unverified and warns.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import http.client
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import warnings
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+from tqdm.auto import tqdm
+
+from .cifar import LAYOUT
+from .errors import ChecksumError, DataFormatError, DownloadError
+from .idx import GZIP_MAGIC
+from .root import DATASETS, default_root
+
+CHUNK = 1 << 20
+
+
+class Checksum(NamedTuple):
+    """An expected digest: ``algorithm`` ("sha256", "md5") of the file's bytes,
+    or of its gunzipped payload when ``payload`` (a raw file is its own payload)."""
+
+    algorithm: str
+    digest: str
+    payload: bool = False
+
+
+class Source(NamedTuple):
+    """Where a data set comes from: mirrors (base URLs) and file name -> Checksum.
+    ``archive``: the single file is a tar.gz to extract into the data root."""
+
+    mirrors: tuple
+    files: dict
+    archive: bool = False
+
+
+SOURCES = {
+    "mnist": Source(
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+        {   # payload MD5s (canonical): 6bbc9ace..., a25bea73..., 2646ac64..., 27ae3e4e...
+            "train-images-idx3-ubyte.gz": Checksum(
+                "sha256", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db", True),
+            "train-labels-idx1-ubyte.gz": Checksum(
+                "sha256", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5", True),
+            "t10k-images-idx3-ubyte.gz": Checksum(
+                "sha256", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7", True),
+            "t10k-labels-idx1-ubyte.gz": Checksum(
+                "sha256", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2", True),
+        }),
+    "fashion-mnist": Source(
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+         "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"),
+        {"train-images-idx3-ubyte.gz": Checksum("md5", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+         "train-labels-idx1-ubyte.gz": Checksum("md5", "25c81989df183df01b3e8a0aad5dffbe"),
+         "t10k-images-idx3-ubyte.gz": Checksum("md5", "bef4ecab320f06d8554ea6380940ec79"),
+         "t10k-labels-idx1-ubyte.gz": Checksum("md5", "bb300cfdad3c16e7a12a480ee83cd310")}),
+    "cifar10": Source(
+        ("https://www.cs.toronto.edu/~kriz/",),
+        {"cifar-10-python.tar.gz": Checksum("md5", "c58f30108f718f92721af3b95e74349a")}, True),
+    "cifar100": Source(
+        ("https://www.cs.toronto.edu/~kriz/",),
+        {"cifar-100-python.tar.gz": Checksum("md5", "eb9058c3a382ffc7106e4002c42a8d85")}, True),
+}
+
+
+def _say(progress, msg):
+    if progress:
+        print(f"refbinn: {msg}", file=sys.stderr)
+
+
+def _as_checksum(value):
+    """Checksum, None, or a string "algorithm:hexdigest" (a digest of the file's bytes)."""
+    if value is None or isinstance(value, Checksum):
+        return value
+    algorithm, sep, digest = str(value).partition(":")
+    if not sep or algorithm not in hashlib.algorithms_available:
+        raise ValueError(f"checksum must be a Checksum or 'algorithm:hexdigest', got {value!r}")
+    return Checksum(algorithm, digest.lower())
+
+
+def file_digest(path, algorithm, payload=False):
+    """Hex digest of a file's bytes, or of its gunzipped bytes when ``payload`` and gzipped."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as raw:
+        gz = payload and raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+        try:
+            while chunk := stream.read(CHUNK):
+                h.update(chunk)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise ChecksumError(f"{path}: cannot verify, bad gzip stream: {e}") from e
+    return h.hexdigest()
+
+
+def verify(path, checksum, label=None):
+    """Raise ChecksumError unless ``path`` matches ``checksum``; warn when checksum is None."""
+    label = label or str(path)
+    if checksum is None:
+        warnings.warn(f"no checksum is pinned for {label}: accepted unverified", stacklevel=3)
+        return
+    got = file_digest(path, checksum.algorithm, checksum.payload)
+    if got != checksum.digest:
+        what = "uncompressed contents" if checksum.payload else "file"
+        raise ChecksumError(f"{label}: {checksum.algorithm} of the {what} is {got}, "
+                            f"expected {checksum.digest}")
+
+
+def _fsync_dir(folder):
+    """Make the rename durable; not every platform can open a folder, hence best effort."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fetch(url, dest, checksum, progress=True, timeout=60):
+    """Download ``url`` to ``dest`` through a verified temporary file in dest's folder.
+
+    Raises
+    ------
+    DownloadError
+        The transfer failed or delivered fewer bytes than its Content-Length.
+    ChecksumError
+        The bytes arrived but do not match ``checksum``.
+    """
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    length = resp.headers.get("Content-Length")
+                    expected = int(length) if length and length.isdigit() else None
+                    got = 0
+                    with tqdm(total=expected, unit="B", unit_scale=True, desc=dest.name,
+                              disable=not progress, file=sys.stderr, leave=False) as bar:
+                        while chunk := resp.read(CHUNK):
+                            out.write(chunk)
+                            got += len(chunk)
+                            bar.update(len(chunk))
+            except (OSError, http.client.HTTPException) as e:
+                raise DownloadError(f"{url}: {type(e).__name__}: {e}") from e
+            # http.client returns b"" when the server closes early, so count the bytes.
+            if expected is not None and got != expected:
+                raise DownloadError(f"{url}: transfer ended after {got} of {expected} bytes")
+            out.flush()
+            os.fsync(out.fileno())
+        verify(tmp, checksum, url)
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def _fetch_from_mirrors(bases, filename, dest, checksum, progress, timeout):
+    """Try each base URL in turn on transfer errors; a checksum mismatch stops at once."""
+    failures = []
+    for base in bases:
+        try:
+            return fetch(base.rstrip("/") + "/" + filename, dest, checksum, progress, timeout)
+        except DownloadError as e:
+            failures.append(str(e))
+    raise DownloadError(f"could not download {filename}:\n  " + "\n  ".join(failures))
+
+
+def _verified_copy(candidates, checksum):
+    """The first existing candidate that passes verification, else None."""
+    for path in candidates:
+        if path.is_file():
+            try:
+                verify(path, checksum)
+                return path
+            except ChecksumError:
+                pass
+    return None
+
+
+def _extract(archive, root, top):
+    """Extract ``archive`` (tar.gz whose members all lie under ``top/``) to ``root/top`` atomically."""
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{top}.", suffix=".part"))
+    try:
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for m in tar.getmembers():
+                    parts = Path(m.name).parts
+                    if (not parts or parts[0] != top or ".." in parts
+                            or not (m.isfile() or m.isdir())):
+                        raise DataFormatError(f"{archive}: unexpected member {m.name!r} "
+                                              f"(expected plain files under {top}/)")
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")
+                else:  # Python without extraction filters; members were checked above
+                    tar.extractall(tmp)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise DataFormatError(f"{archive}: unreadable tar.gz: {e}") from e
+        os.replace(tmp / top, root / top)
+        _fsync_dir(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def download(name, root=None, base_url=None, checksums=None, progress=True, timeout=60):
+    """Download a data set into a data root and return its folder.
+
+    Files already present and verified are kept (nothing is fetched); a present
+    file that fails verification is replaced. MNIST-style files are stored
+    under ``<root>/<name>/``; CIFAR archives are extracted to
+    ``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python`` and then
+    removed.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist", "cifar10", "cifar100"}
+    root : str or path-like, optional
+        Data root; default: REFBINN_DATA if set, else the per-user cache.
+    base_url : str, optional
+        Folder URL holding the files (``<base_url>/<file name>``); default: the
+        built-in mirrors, tried in order.
+    checksums : dict, optional
+        File name -> Checksum, "algorithm:hexdigest" (of the file's bytes) or
+        None (no verification, with a warning); overrides the pinned values.
+    progress : bool
+        Print progress to stderr.
+    timeout : float
+        Seconds before a stalled connection fails.
+
+    Returns
+    -------
+    pathlib.Path
+        The data set's folder.
+
+    Raises
+    ------
+    DownloadError, ChecksumError, DataFormatError
+    """
+    if name not in SOURCES:
+        raise ValueError(f"download: name must be one of {sorted(SOURCES)}, got {name!r}")
+    source = SOURCES[name]
+    files = {f: _as_checksum((checksums or {}).get(f, c)) for f, c in source.files.items()}
+    bases = (base_url,) if base_url else source.mirrors
+    root = Path(default_root(root))
+    top = DATASETS[name][0]
+    folder = root / top
+    if not source.archive:
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+        for filename, checksum in files.items():
+            dest = folder / filename
+            # A raw copy (the name without .gz) verifies too: its payload is itself.
+            if _verified_copy([dest, folder / filename.removesuffix(".gz")], checksum):
+                _say(progress, f"{name}: {filename} present and verified")
+                continue
+            _fetch_from_mirrors(bases, filename, dest, checksum, progress, timeout)
+            _say(progress, f"{name}: {filename} downloaded and verified")
+        return folder
+    (filename, checksum), = files.items()
+    if folder.is_dir():
+        lay = LAYOUT[name]
+        missing = [f for f in lay["train"] + lay["test"] if not (folder / f).is_file()]
+        if missing:
+            raise DownloadError(f"{folder} exists but lacks {missing}: move it away and run again")
+        _say(progress, f"{name}: {folder} already present")
+        return folder
+    if not root.is_dir():
+        root.mkdir(parents=True)
+    archive = root / filename
+    fetched = _verified_copy([archive], checksum) is None
+    if fetched:
+        _fetch_from_mirrors(bases, filename, archive, checksum, progress, timeout)
+    try:
+        _extract(archive, root, top)
+    finally:
+        if fetched:  # extracted, or unusable: either way the download is not kept
+            archive.unlink()
+    _say(progress, f"{name}: extracted to {folder}")
+    return folder

@@ -1,0 +1,224 @@
+"""Small data sets of the paper: two moons, Snelson 1-D regression, permuted MNIST.
+
+Two moons and Snelson are standardised (spec section 9): z = (v - mean) / std
+with the training set's mean and population std (ddof=0); the statistics are
+returned so test inputs can be mapped in and predictions mapped back out.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import DataFormatError, DatasetNotFound
+from .root import ENV_VAR, find_dataset
+
+
+class Standardization(NamedTuple):
+    """z = (v - mean) / std, per column.
+
+    mean, std : ndarray, shape (D,) (or broadcastable to the data)
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def apply(self, v):
+        """z = (v - mean) / std."""
+        return (v - self.mean) / self.std
+
+    def invert(self, z):
+        """v = z * std + mean (map predictions back to data units)."""
+        return z * self.std + self.mean
+
+    def invert_scale(self, s):
+        """s * std: a standard deviation in standardised units, in data units."""
+        return s * self.std
+
+
+def standardize(v, axis=0):
+    """z = (v - mean(v)) / std(v) along ``axis`` (population std, ddof=0).
+
+    A constant column gets std 1 so it maps to zeros instead of NaN.
+
+    Parameters
+    ----------
+    v : ndarray, (N, D)
+    axis : int
+
+    Returns
+    -------
+    z : ndarray, (N, D), same float dtype (integers become float64)
+    stats : Standardization
+    """
+    v = np.asarray(v)
+    if not np.issubdtype(v.dtype, np.floating):
+        v = v.astype(np.float64)
+    mean, std = v.mean(axis=axis), v.std(axis=axis)
+    std = np.where(std > 0, std, np.ones((), v.dtype))
+    stats = Standardization(mean, std)
+    return stats.apply(v), stats
+
+
+def two_moons(n=200, noise=0.1, *, rng):
+    """Two interleaved half circles with Gaussian noise.
+
+    Class 0: (cos t, sin t), t in [0, pi]; class 1: (1 - cos t, 1 - sin t - 0.5),
+    each point plus N(0, noise^2 I). floor(n/2) points in class 0, the rest in
+    class 1, evenly spaced in t, then shuffled (the classic generator's geometry).
+
+    Parameters
+    ----------
+    n : int
+        Number of points, >= 2.
+    noise : float
+        Standard deviation of the noise, >= 0.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    x : ndarray, float64, (n, 2)
+    y : ndarray, int64, (n,)
+    """
+    if int(n) < 2:
+        raise ValueError(f"two_moons: n must be >= 2, got {n}")
+    if not noise >= 0:
+        raise ValueError(f"two_moons: noise must be >= 0, got {noise}")
+    n_out = int(n) // 2
+    n_in = int(n) - n_out
+    t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
+    x = np.concatenate([np.stack([np.cos(t_out), np.sin(t_out)], 1),
+                        np.stack([1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5], 1)])  # (n, 2)
+    y = np.concatenate([np.zeros(n_out, np.int64), np.ones(n_in, np.int64)])
+    x = x + rng.normal(0.0, noise, x.shape)
+    order = rng.permutation(int(n))
+    return x[order], y[order]
+
+
+class Snelson(NamedTuple):
+    """The Snelson 1-D regression set, standardised.
+
+    x, y : ndarray, float64, (200, 1), standardised
+    x_stats, y_stats : Standardization, to map grids in and predictions out
+    source : pathlib.Path, the file read
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    x_stats: Standardization
+    y_stats: Standardization
+    source: Path
+
+    def standardize_x(self, x):
+        """Inputs in data units (e.g. ``snelson_grid()``) -> standardised units."""
+        return self.x_stats.apply(x)
+
+    def unstandardize_y(self, y, std=None):
+        """Predictions in standardised units -> data units; with ``std``, return (mean, std)."""
+        mean = self.y_stats.invert(y)
+        return mean if std is None else (mean, self.y_stats.invert_scale(std))
+
+
+def load_snelson(root=None):
+    """Load ``<root>/snelson/snelson1d.npz`` (arrays X, Y of shape (N, 1)) and standardise both.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        Data root; default: searched as in ``refbinn.data.root``.
+
+    Returns
+    -------
+    Snelson
+    """
+    path = find_dataset("snelson", root) / "snelson1d.npz"
+    if not path.is_file():
+        raise DatasetNotFound("snelson", [path], f"Put snelson1d.npz there, or set {ENV_VAR}.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x, y = f["X"], f["Y"]
+    except (KeyError, ValueError, OSError) as e:
+        raise DataFormatError(f"{path}: expected an .npz with arrays X and Y: {e}") from e
+    if x.ndim != 2 or x.shape[1] != 1 or y.shape != x.shape:
+        raise DataFormatError(f"{path}: X and Y must both have shape (N, 1), got {x.shape}, {y.shape}")
+    x, x_stats = standardize(x)
+    y, y_stats = standardize(y)
+    return Snelson(x, y, x_stats, y_stats, path)
+
+
+def snelson_grid(n=301, lo=-3.0, hi=10.0):
+    """The test inputs: n evenly spaced points from lo to hi, in data units.
+
+    Map them with ``load_snelson().x_stats.apply`` before predicting.
+
+    Returns
+    -------
+    ndarray, float64, (n, 1)
+    """
+    return np.linspace(lo, hi, int(n))[:, None]                 # (n, 1)
+
+
+def pixel_permutations(n_pixels, n_tasks, seed):
+    """One fixed pixel permutation per task (task 1 included), from ``seed``.
+
+    The permutations are drawn in task order from ``default_rng(seed)``; a draw
+    equal to the identity or to an earlier task's is redrawn, so the tasks are
+    guaranteed distinct (a repeat has probability about 1/n_pixels!).
+
+    Parameters
+    ----------
+    n_pixels, n_tasks : int
+    seed : int or numpy.random.SeedSequence
+
+    Returns
+    -------
+    ndarray, int64, (n_tasks, n_pixels)
+    """
+    if int(n_tasks) < 1 or int(n_pixels) < 3:
+        raise ValueError(f"pixel_permutations: n_tasks must be >= 1 and n_pixels >= 3, "
+                         f"got {n_tasks}, {n_pixels}")
+    rng = np.random.default_rng(seed)
+    perms = [np.arange(int(n_pixels))]                          # the identity, rejected below
+    while len(perms) <= int(n_tasks):
+        p = rng.permutation(int(n_pixels))
+        if not any(np.array_equal(p, q) for q in perms):
+            perms.append(p)
+    return np.stack(perms[1:])
+
+
+def permuted_mnist_tasks(x, n_tasks, seed):
+    """The permuted-MNIST tasks: one fixed pixel permutation per task, from ``seed``.
+
+    Task t sees image x as x.reshape(N, -1)[:, perms[t]] (see ``permute_pixels``);
+    use the same permutations for the training and the test images.
+
+    Parameters
+    ----------
+    x : ndarray (N, H, W) or (N, H*W), or int
+        The images, or directly the number of pixels per image.
+    n_tasks : int
+    seed : int or numpy.random.SeedSequence
+
+    Returns
+    -------
+    ndarray, int64, (n_tasks, n_pixels)
+    """
+    n_pixels = int(x) if np.ndim(x) == 0 else int(np.prod(np.shape(x)[1:]))
+    return pixel_permutations(n_pixels, n_tasks, seed)
+
+
+def permute_pixels(x, perm):
+    """x_t[:, i] = x[:, perm[i]] on flattened images, reshaped back like x.
+
+    Parameters
+    ----------
+    x : ndarray, (N, H, W) or (N, H*W)
+    perm : int array, (H*W,)
+
+    Returns
+    -------
+    ndarray, same shape and dtype as x (a copy)
+    """
+    x = np.asarray(x)
+    return x.reshape(len(x), -1)[:, perm].reshape(x.shape)     # (N, H*W) gathered, then back

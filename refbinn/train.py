@@ -1,0 +1,260 @@
+"""The training loop: epochs of minibatches, S Monte Carlo samples per step,
+evaluation in mode and mean, history as JSON, atomic checkpoints and resume.
+
+One step, for any refbinn optimizer (see refbinn/optim/base.py)::
+
+    noise = opt.sample(state, rng_noise)          # S entries for BayesBiNN, [None] otherwise
+    for n in noise:
+        p = opt.forward_params(state, n)          # relaxed / binary / latent weights
+        loss, grads_n, bn_state = forward+backward of the model at p
+    state = opt.update(grads, state, noise, lr=schedule(epoch))
+
+Randomness comes from three Generators spawned from the seed (data order and
+augmentation, optimizer noise, dropout masks). Their states are saved in every
+checkpoint, so ``resume`` continues bit-identically to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .optim.base import (atomic_savez, generator_from_state, repr_generator_state,
+                         tree_from_arrays, tree_to_arrays)
+from .predict import predictive_entropy
+
+
+@dataclass
+class Data:
+    """Arrays of one experiment; x already normalised float, y integer labels (or targets)."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    augment: object = None          # callable (x_batch, rng) -> x_batch, or None
+
+    @property
+    def n_train(self):
+        return int(len(self.x_train))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    seed: int = 0
+    eval_samples: int = 0           # C: hard samples for the 'mean' prediction (0: mode only)
+    eval_mean_every: int = 0        # evaluate 'mean' every k epochs (0: last epoch only)
+    average: str = "prob"           # 'prob' or 'logits' for the mean prediction
+    eval_batch: int = 1000
+    quiet: bool = False
+    meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
+
+
+# -- one step ----------------------------------------------------------------------
+def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng_drop, lr=None):
+    """One optimizer step with all of its Monte Carlo samples.
+
+    Returns ``(opt_state, bn_state, mean_loss, last_output)``. BatchNorm state is
+    carried through the S forward passes in order (as a torch loop over samples does).
+    """
+    noise = opt.sample(opt_state, rng_noise)
+    grads, losses, out = [], [], None
+    for n in noise:
+        p = opt.forward_params(opt_state, n)
+        out, cache, bn_state = model.forward(p, x, bn_state, train=True, rng=rng_drop)
+        loss, dout = loss_fn(out, y)
+        _, g = model.backward(p, cache, dout)
+        grads.append(g)
+        losses.append(loss)
+    opt_state = opt.update(grads, opt_state, noise, lr=lr)
+    return opt_state, bn_state, float(np.mean(losses)), out
+
+
+# -- evaluation ------------------------------------------------------------------------
+def _logits(model, params, bn_state, x, batch):
+    outs = [model.apply(params, x[i:i + batch], bn_state) for i in range(0, len(x), batch)]
+    return np.concatenate(outs) if outs else np.zeros((0,))
+
+
+def _probs(logits):
+    if logits.ndim == 1 or logits.shape[1] == 1:               # binary: sigmoid of one logit
+        z = logits.reshape(-1)
+        p1 = np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
+        return np.stack([1 - p1, p1], axis=1)
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, average="prob",
+             batch=1000):
+    """Accuracy (and NLL, mean entropy) of the mode prediction and, if ``samples`` > 0,
+    of the mean prediction over ``samples`` hard weight samples."""
+    out = {}
+    lg = _logits(model, opt.params(opt_state), bn_state, x, batch)
+    p = _probs(lg)
+    out["acc_mode"] = float(np.mean(p.argmax(1) == y))
+    out["nll_mode"] = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None))))
+    if samples > 0 and hasattr(opt, "sample_params"):
+        acc = None
+        for _ in range(samples):
+            lg_s = _logits(model, opt.sample_params(opt_state, rng), bn_state, x, batch)
+            v = _probs(lg_s) if average == "prob" else lg_s
+            acc = v if acc is None else acc + v
+        acc /= samples
+        pm = acc if average == "prob" else _probs(acc)
+        out["acc_mean"] = float(np.mean(pm.argmax(1) == y))
+        out["nll_mean"] = float(-np.mean(np.log(np.clip(pm[np.arange(len(y)), y], 1e-300, None))))
+        out["entropy_mean"] = float(np.mean(predictive_entropy(pm)))
+    return out
+
+
+# -- checkpoints ------------------------------------------------------------------------
+def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, config):
+    arrays = tree_to_arrays(opt, "optimizer")
+    arrays.update(tree_to_arrays(opt_state, "state"))
+    arrays.update(tree_to_arrays(dict(bn_state), "bn_state"))
+    arrays.update({f"rng/{k}": np.array(repr_generator_state(g)) for k, g in rngs.items()})
+    arrays["epoch"] = np.array(epoch)
+    arrays["history"] = np.array(json.dumps(history))
+    arrays["config"] = np.array(json.dumps(config))
+    atomic_savez(path, arrays)
+
+
+def load_checkpoint(path):
+    """Return a dict with opt, opt_state, bn_state, rngs, epoch, history, config."""
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    return {
+        "opt": tree_from_arrays(data, "optimizer"),
+        "opt_state": tree_from_arrays(data, "state"),
+        "bn_state": tree_from_arrays(data, "bn_state"),
+        "rngs": {k[4:]: generator_from_state(str(v)) for k, v in data.items() if k.startswith("rng/")},
+        "epoch": int(data["epoch"]),
+        "history": json.loads(str(data["history"])),
+        "config": json.loads(str(data["config"])),
+    }
+
+
+def _atomic_json(path, obj):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def summarize(history):
+    """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch."""
+    ep = history["epochs"]
+    if not ep:
+        return {}
+    out = {"epochs_run": len(ep), "last": {k: v for k, v in ep[-1].items() if k.startswith(("test", "val"))}}
+    if ep[0].get("val_acc_mode") is not None:
+        best = max(range(len(ep)), key=lambda i: ep[i]["val_acc_mode"])
+        out["best_val_epoch"] = ep[best]["epoch"]
+        out["val_acc_mode_best"] = ep[best]["val_acc_mode"]
+        out["test_acc_mode_at_best_val"] = ep[best].get("test_acc_mode")
+    out["test_acc_mode_last"] = ep[-1].get("test_acc_mode")
+    out["test_acc_mean_last"] = ep[-1].get("test_acc_mean")
+    out["train_seconds"] = float(sum(e["seconds"] for e in ep))
+    return out
+
+
+# -- the loop ----------------------------------------------------------------------------
+def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=False,
+        dtype=np.float32, init_state=None, log=print):
+    """Train ``model`` with ``opt`` on ``data`` for ``cfg.epochs`` epochs.
+
+    Parameters
+    ----------
+    schedule : callable epoch -> lr (or a pair for a Partition), optional
+    out_dir : folder for ``history.json`` and ``checkpoint.npz`` (written after every epoch)
+    resume : continue from ``out_dir/checkpoint.npz`` if it exists
+    init_state : (opt_state, bn_state) to start from instead of a fresh init (continual learning)
+
+    Returns
+    -------
+    dict with ``history``, ``summary``, ``opt_state``, ``bn_state``.
+    """
+    from .data.transforms import batches   # local import keeps the loop usable without data extras
+
+    ckpt_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
+    config = {**asdict(cfg), "n_train": data.n_train}
+    if resume and ckpt_path and os.path.exists(ckpt_path):
+        ck = load_checkpoint(ckpt_path)
+        opt_state, bn_state, rngs = ck["opt_state"], ck["bn_state"], ck["rngs"]
+        opt = ck["opt"]
+        start, history = ck["epoch"], ck["history"]
+        log(f"resumed from {ckpt_path} at epoch {start}")
+    else:
+        root = np.random.default_rng(cfg.seed)
+        r_init, r_data, r_noise, r_drop, r_eval = root.spawn(5)
+        rngs = {"data": r_data, "noise": r_noise, "drop": r_drop, "eval": r_eval}
+        if init_state is None:
+            params, bn_state = model.init(r_init, dtype)
+            opt_state = opt.init(params, r_init)
+        else:
+            opt_state, bn_state = init_state
+        start, history = 0, {"config": config, "epochs": []}
+
+    show = not cfg.quiet and sys.stderr.isatty()
+    if show:
+        from tqdm.auto import tqdm
+    n = data.n_train
+    for epoch in range(start, cfg.epochs):
+        lr = schedule(epoch) if schedule is not None else None
+        t0 = time.perf_counter()
+        tot_loss = tot_correct = seen = 0
+        it = batches(data.x_train, data.y_train, cfg.batch_size, rng=rngs["data"], shuffle=True)
+        bar = tqdm(it, total=-(-n // cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False, file=sys.stderr) if show else it
+        for xb, yb in bar:
+            if data.augment is not None:
+                xb = data.augment(xb, rngs["data"])
+            opt_state, bn_state, loss, out = train_step(
+                model, opt, opt_state, bn_state, xb, yb, loss_fn,
+                rng_noise=rngs["noise"], rng_drop=rngs["drop"], lr=lr)
+            b = len(yb)
+            tot_loss += loss * b
+            seen += b
+            if out.ndim == 2 and out.shape[1] > 1:
+                tot_correct += int(np.sum(out.argmax(1) == yb))
+            if show:
+                el = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.4f}",
+                                ex_s=f"{seen / el:.0f}")
+        train_secs = time.perf_counter() - t0
+        rec = {"epoch": epoch + 1, "lr": None if lr is None else (list(lr) if isinstance(lr, tuple) else float(lr)),
+               "train_loss": tot_loss / max(seen, 1), "train_acc_running": tot_correct / max(seen, 1),
+               "examples_per_s": seen / train_secs}
+        do_mean = cfg.eval_samples > 0 and (
+            epoch + 1 == cfg.epochs or (cfg.eval_mean_every and (epoch + 1) % cfg.eval_mean_every == 0))
+        for split, xs, ys in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+            if xs is None:
+                continue
+            ev = evaluate(model, opt, opt_state, bn_state, xs, ys,
+                          samples=cfg.eval_samples if do_mean else 0, rng=rngs["eval"],
+                          average=cfg.average, batch=cfg.eval_batch)
+            rec.update({f"{split}_{k}": v for k, v in ev.items()})
+        rec["seconds"] = time.perf_counter() - t0
+        history["epochs"].append(rec)
+        if not cfg.quiet:
+            msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in rec.items() if k not in ("lr",))
+            log(f"[epoch {epoch + 1}/{cfg.epochs}] {msg}")
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+            save_checkpoint(ckpt_path, opt=opt, opt_state=opt_state, bn_state=bn_state, rngs=rngs,
+                            epoch=epoch + 1, history=history, config=config)
+            history["summary"] = summarize(history)
+            _atomic_json(os.path.join(out_dir, "history.json"), history)
+    history["summary"] = summarize(history)
+    return {"history": history, "summary": history["summary"], "opt": opt,
+            "opt_state": opt_state, "bn_state": bn_state}

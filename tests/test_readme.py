@@ -1,0 +1,24 @@
+"""The README's two commands stay true: .ci/run runs exactly the README's test command."""
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bash_blocks(text):
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    blocks = _bash_blocks(readme)
+    assert len(blocks) >= 2, "README must start with two bash commands"
+    test_cmd = blocks[1].strip()
+    assert "pytest" in test_cmd
+    ci = (REPO / ".ci" / "run").read_text()
+    assert test_cmd in ci.splitlines(), f"the README's test command {test_cmd!r} is not a line of .ci/run"
+
+
+def test_readme_main_command_runs_the_demo():
+    first = _bash_blocks((REPO / "README.md").read_text())[0]
+    assert "refbinn demo" in first
