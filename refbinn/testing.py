@@ -66,7 +66,8 @@ def check_vjp(f, vjp, x, *, name="x", eps=1e-6, rtol=1e-6, atol=1e-12, rng=None)
     return fd, an
 
 
-def check_layer(layer, params, x, state=None, *, train=True, seed=0, rtol=1e-6, eps=1e-6):
+def check_layer(layer, params, x, state=None, *, train=True, seed=0, rtol=1e-6, eps=1e-6,
+                atol=1e-12):
     """Check a layer's VJP for its input and for every parameter, in float64.
 
     The layer is run with a fresh ``Generator(seed)`` on every call so that
@@ -85,19 +86,19 @@ def check_layer(layer, params, x, state=None, *, train=True, seed=0, rtol=1e-6, 
     _, cache = run(params, x)
     results["input"] = check_vjp(lambda xx: run(params, xx)[0],
                                  lambda u: layer.backward(params, cache, u)[0],
-                                 x, name=f"{layer.name}: input", eps=eps, rtol=rtol)
+                                 x, name=f"{layer.name}: input", eps=eps, rtol=rtol, atol=atol)
     for k in params:
         def f(pk, k=k):
             return run({**params, k: pk}, x)[0]
 
         def vjp(u, k=k):
             return layer.backward(params, cache, u)[1][k]
-        results[k] = check_vjp(f, vjp, params[k], name=f"{layer.name}: {k}", eps=eps, rtol=rtol)
+        results[k] = check_vjp(f, vjp, params[k], name=f"{layer.name}: {k}", eps=eps, rtol=rtol, atol=atol)
     return results
 
 
 def check_model(model, params, x, loss_fn, target, state=None, *, train=True, seed=0,
-                rtol=1e-6, eps=1e-6):
+                rtol=1e-6, eps=1e-6, atol=1e-12):
     """Check d loss / d (input and every parameter) for a Sequential model and a loss.
 
     ``loss_fn(out, target) -> (loss, dout)``.
@@ -114,8 +115,8 @@ def check_model(model, params, x, loss_fn, target, state=None, *, train=True, se
     _, dout, cache = loss_at(params, x)
     dx, grads = model.backward(params, cache, dout)
     results = {"input": check_vjp(lambda xx: loss_at(params, xx)[0], lambda u: u * dx, x,
-                                  name="model input", eps=eps, rtol=rtol)}
+                                  name="model input", eps=eps, rtol=rtol, atol=atol)}
     for k in params:
         results[k] = check_vjp(lambda pk, k=k: loss_at({**params, k: pk}, x)[0],
-                               lambda u, k=k: u * grads[k], params[k], name=k, eps=eps, rtol=rtol)
+                               lambda u, k=k: u * grads[k], params[k], name=k, eps=eps, rtol=rtol, atol=atol)
     return results

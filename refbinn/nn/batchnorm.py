@@ -1,0 +1,135 @@
+"""Batch normalisation over (N, C) and (N, C, H, W) inputs, torch's running-stat convention."""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import REAL, Layer
+
+# per-channel sum of a product without the product's temporary: sum over N (and H, W)
+_SUM = {2: "nc,nc->c", 4: "nchw,nchw->c"}
+
+
+class BatchNorm(Layer):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel.
+
+    Training: ``mean`` and ``var`` are the batch statistics over N (2-D input)
+    or N, H, W (4-D input), with the BIASED variance (divide by m, the number
+    of values per channel). The running statistics are returned updated in
+    ``new_state`` with the torch convention::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var  = (1 - momentum) * running_var  + momentum * var * m / (m - 1)
+
+    i.e. the running variance tracks the UNBIASED batch variance. The input
+    state is never modified. Evaluation: ``mean``, ``var`` are the running
+    statistics. This is ``torch.nn.BatchNorm1d`` / ``BatchNorm2d`` with
+    ``track_running_stats=True``.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the channel count (features of a 2-D input).
+    eps : float >= 0
+        Added to the variance (torch default 1e-5).
+    momentum : float in [0, 1]
+        Weight of the new batch in the running statistics (torch default 0.1).
+    affine : bool
+        Learn ``weight`` (init 1) and ``bias`` (init 0), both shape (C,) and
+        tagged ``"real"``. BayesBiNN's networks use ``affine=False``.
+    name : str, optional
+
+    State keys ``running_mean`` (init 0) and ``running_var`` (init 1), shape (C,).
+
+    References
+    ----------
+    Ioffe & Szegedy (2015), Algorithm 1; running statistics as in PyTorch.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, name=None):
+        super().__init__(name or "batchnorm")
+        if int(num_features) < 1:
+            raise ValueError(f"BatchNorm: num_features must be >= 1, got {num_features}")
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum}")
+        if not float(eps) >= 0.0:
+            raise ValueError(f"BatchNorm: eps must be in [0, inf), got {eps}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.affine = bool(affine)
+        self.kinds = {"weight": REAL, "bias": REAL} if self.affine else {}
+
+    def init(self, rng, dtype=np.float32):
+        c = self.num_features
+        params = {"weight": np.ones(c, dtype), "bias": np.zeros(c, dtype)} if self.affine else {}
+        state = {"running_mean": np.zeros(c, dtype), "running_var": np.ones(c, dtype)}
+        return params, state
+
+    def _check(self, x):
+        x = np.asarray(x)
+        if x.ndim not in (2, 4):
+            raise ValueError(f"layer '{self.name}': input has shape {tuple(x.shape)}, "
+                             f"expected (N, {self.num_features}) or (N, {self.num_features}, H, W)")
+        return self._check_input(x, (None, self.num_features) + (None,) * (x.ndim - 2))
+
+    def forward(self, params, x, state, *, train=False, rng=None):
+        x = self._check(x)
+        missing = [k for k in ("running_mean", "running_var") if k not in state]
+        if missing:
+            raise ValueError(f"layer '{self.name}': state lacks {missing}; pass the state from init()")
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        shape = (1, -1) + (1,) * (x.ndim - 2)                      # broadcast (C,) over (N, C[, H, W])
+        m = x.size // self.num_features                              # values per channel
+        if train:
+            if m < 2:
+                raise ValueError(f"layer '{self.name}': training needs more than one value per "
+                                 f"channel, got input shape {tuple(x.shape)}")
+            mean = x.mean(axis=axes)                                 # (C,)
+            xhat = x - mean.reshape(shape)                           # fresh array: normalise in place
+            var = np.einsum(_SUM[x.ndim], xhat, xhat) / m            # biased, (C,)
+            mo = self.momentum
+            new_state = {
+                "running_mean": (1 - mo) * state["running_mean"] + mo * mean,
+                # the running variance follows the unbiased batch variance (torch)
+                "running_var": (1 - mo) * state["running_var"] + (mo * m / (m - 1)) * var,
+            }
+        else:
+            mean, var = state["running_mean"], state["running_var"]
+            xhat = x - mean.reshape(shape)
+            new_state = state
+        inv_std = 1.0 / np.sqrt(var + self.eps)                      # (C,)
+        xhat *= inv_std.reshape(shape)
+        if self.affine:
+            y = xhat * params["weight"].reshape(shape)
+            y += params["bias"].reshape(shape)
+        else:
+            y = xhat    # shared with the cache; layers never write into their inputs
+        return y, (xhat, inv_std, train), new_state
+
+    def backward(self, params, cache, dy):
+        """Train: dx = (g / sigma) * (dy - mean(dy) - xhat * mean(dy * xhat)); eval: dx = g * dy / sigma.
+
+        g is the affine weight (1 without affine); means are per channel over N(, H, W).
+        """
+        xhat, inv_std, train = cache
+        axes = (0,) if xhat.ndim == 2 else (0, 2, 3)
+        shape = (1, -1) + (1,) * (xhat.ndim - 2)
+        scale = inv_std * params["weight"] if self.affine else inv_std        # (C,)
+        grads = {}
+        if train or self.affine:
+            sum_dy_xhat = np.einsum(_SUM[xhat.ndim], dy, xhat)              # (C,)
+        if train:
+            m = xhat.size // self.num_features
+            sum_dy = dy.sum(axis=axes)                                      # (C,)
+            dx = xhat * (-sum_dy_xhat / m).reshape(shape)
+            dx += dy
+            dx -= (sum_dy / m).reshape(shape)
+            dx *= scale.reshape(shape)
+        else:
+            dx = dy * scale.reshape(shape)
+        if self.affine:
+            grads["weight"] = sum_dy_xhat
+            grads["bias"] = sum_dy if train else dy.sum(axis=axes)
+        return dx, grads
+
+    def __repr__(self):
+        return (f"BatchNorm({self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}, "
+                f"affine={self.affine}, name={self.name!r})")

@@ -1,0 +1,255 @@
+"""Layers: VJP checks in float64 (hypothesis shapes), BatchNorm's running-stat convention,
+state immutability, dtype preservation, dropout's mask, and shape errors."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refbinn.nn import BatchNorm, Dense, Dropout, Flatten, ReLU, Tanh
+from refbinn.testing import check_layer
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def shapes(draw, min_ndim=1, max_ndim=4):
+    """(N, ...) with small, odd or even sizes."""
+    ndim = draw(st.integers(min_ndim, max_ndim))
+    return tuple(draw(st.integers(1, 5)) for _ in range(ndim))
+
+
+def data_rng(seed):
+    """Test data from a stream other than check_vjp's default_rng(0) directions: with the
+    same stream, x would be a multiple of the direction v, and BatchNorm (scale invariant)
+    has J x = 0, so the check would compare two near-zero numbers."""
+    return np.random.default_rng([7, seed])
+
+
+def away_from_zero(x):
+    """Move entries off ReLU's kink so central differences (step 1e-6) never straddle it."""
+    return np.where(np.abs(x) < 1e-2, x + np.copysign(2e-2, x), x)
+
+
+# -- gradient checks (float64, rtol 1e-6) -------------------------------------------
+@given(n=st.integers(1, 6), fin=st.integers(1, 7), fout=st.integers(1, 7), bias=st.booleans(), seed=seeds)
+def test_dense_vjp(n, fin, fout, bias, seed):
+    rng = data_rng(seed)
+    layer = Dense(fin, fout, bias=bias, name="fc")
+    params, _ = layer.init(rng, np.float64)
+    res = check_layer(layer, params, rng.standard_normal((n, fin)))
+    assert set(res) == {"input", "weight"} | ({"bias"} if bias else set())
+
+
+@st.composite
+def bn_case(draw):
+    four_d = draw(st.booleans())
+    train = draw(st.booleans())
+    c = draw(st.integers(1, 4))
+    if four_d:
+        h, w = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+        n = draw(st.integers(2 if train and h * w == 1 else 1, 4))
+        shape = (n, c, h, w)
+    else:
+        shape = (draw(st.integers(2 if train else 1, 7)), c)
+    return shape, train, draw(st.booleans()), draw(seeds)
+
+
+@given(case=bn_case(), momentum=st.floats(0.0, 1.0))
+def test_batchnorm_vjp(case, momentum):
+    shape, train, affine, seed = case
+    rng = data_rng(seed)
+    c = shape[1]
+    # With two values per channel the normalised output is +-sqrt(var/(var+eps)), nearly
+    # constant: its Jacobian is O(eps/var) and central differences cannot resolve it to
+    # 1e-6 relative. A large eps keeps that case checkable.
+    eps = 0.5 if train and np.prod(shape) // c == 2 else 1e-5
+    layer = BatchNorm(c, eps=eps, momentum=momentum, affine=affine, name="bn")
+    params = {"weight": rng.standard_normal(c), "bias": rng.standard_normal(c)} if affine else {}
+    state = {"running_mean": rng.standard_normal(c), "running_var": rng.uniform(0.5, 2.0, c)}
+    x = 1.5 * rng.standard_normal(shape) + 0.3
+    res = check_layer(layer, params, x, state, train=train)
+    assert set(res) == {"input"} | ({"weight", "bias"} if affine else set())
+
+
+@given(shape=shapes(), seed=seeds)
+def test_relu_tanh_flatten_vjp(shape, seed):
+    rng = data_rng(seed)
+    x = away_from_zero(rng.standard_normal(shape))
+    check_layer(ReLU(), {}, x)
+    check_layer(Tanh(), {}, x)
+    if len(shape) >= 2:
+        check_layer(Flatten(), {}, x)
+
+
+@given(shape=shapes(), p=st.floats(0.05, 0.9), seed=seeds)
+def test_dropout_vjp(shape, p, seed):
+    rng = data_rng(seed)
+    check_layer(Dropout(p), {}, rng.standard_normal(shape), seed=seed)
+
+
+def test_gradient_check_catches_a_wrong_backward():
+    """The checks above can fail: a BatchNorm whose backward drops the mean term is caught."""
+    class Broken(BatchNorm):
+        def backward(self, params, cache, dy):
+            xhat, inv_std, train = cache
+            return dy * inv_std, {}
+    rng = np.random.default_rng(0)
+    layer = Broken(3, affine=False)
+    _, state = layer.init(rng, np.float64)
+    with pytest.raises(AssertionError, match="bn|batchnorm"):
+        check_layer(layer, {}, rng.standard_normal((5, 3)), state, train=True)
+
+
+# -- BatchNorm conventions -----------------------------------------------------------
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5, 3)])
+def test_batchnorm_matches_hand_computation(shape):
+    rng = np.random.default_rng(1)
+    mom, eps = 0.15, 1e-4
+    layer = BatchNorm(3, eps=eps, momentum=mom, affine=True)
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    bshape = (1, 3) + (1,) * (len(shape) - 2)
+    x = 2.0 * rng.standard_normal(shape) + 1.0
+    params = {"weight": rng.standard_normal(3), "bias": rng.standard_normal(3)}
+    state = {"running_mean": rng.standard_normal(3), "running_var": rng.uniform(0.5, 2, 3)}
+    saved = {k: v.copy() for k, v in state.items()}
+
+    y, _, new = layer.forward(params, x, state, train=True)
+    mean, var_b, var_u = x.mean(axes), x.var(axes), x.var(axes, ddof=1)
+    ref = (x - mean.reshape(bshape)) / np.sqrt(var_b.reshape(bshape) + eps)
+    np.testing.assert_allclose(y, ref * params["weight"].reshape(bshape) + params["bias"].reshape(bshape),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(new["running_mean"], (1 - mom) * saved["running_mean"] + mom * mean, rtol=1e-12)
+    np.testing.assert_allclose(new["running_var"], (1 - mom) * saved["running_var"] + mom * var_u, rtol=1e-12)
+    # the input state is untouched and not aliased
+    for k in saved:
+        np.testing.assert_array_equal(state[k], saved[k])
+        assert new[k] is not state[k]
+
+    y_eval, _, same = layer.forward(params, x, new, train=False)
+    ref = (x - new["running_mean"].reshape(bshape)) / np.sqrt(new["running_var"].reshape(bshape) + eps)
+    np.testing.assert_allclose(y_eval, ref * params["weight"].reshape(bshape) + params["bias"].reshape(bshape),
+                               rtol=1e-12, atol=1e-12)
+    for k in new:
+        np.testing.assert_array_equal(same[k], new[k])
+
+
+def test_batchnorm_running_var_is_unbiased():
+    """Batch [0, 2]: biased variance 1, unbiased 2; momentum 1 keeps only the batch."""
+    layer = BatchNorm(1, momentum=1.0, affine=False)
+    _, state = layer.init(None, np.float64)
+    _, _, new = layer.forward({}, np.array([[0.0], [2.0]]), state, train=True)
+    assert new["running_mean"][0] == 1.0
+    assert new["running_var"][0] == 2.0
+
+
+def test_batchnorm_init_and_kinds():
+    p, s = BatchNorm(4).init(np.random.default_rng(0), np.float64)
+    np.testing.assert_array_equal(p["weight"], np.ones(4))
+    np.testing.assert_array_equal(p["bias"], np.zeros(4))
+    np.testing.assert_array_equal(s["running_mean"], np.zeros(4))
+    np.testing.assert_array_equal(s["running_var"], np.ones(4))
+    assert BatchNorm(4).kinds == {"weight": "real", "bias": "real"}
+    assert BatchNorm(4, affine=False).kinds == {}
+    assert BatchNorm(4, affine=False).init(None)[0] == {}
+
+
+def test_batchnorm_training_needs_two_values_per_channel():
+    layer = BatchNorm(3, affine=False, name="bn5")
+    _, state = layer.init(None)
+    with pytest.raises(ValueError, match="bn5"):
+        layer.forward({}, np.ones((1, 3), np.float32), state, train=True)
+    layer.forward({}, np.ones((1, 3), np.float32), state, train=False)     # eval is fine
+
+
+@pytest.mark.parametrize("bad", [dict(momentum=1.5), dict(momentum=-0.1), dict(eps=-1.0), dict(num_features=0)])
+def test_batchnorm_bad_hyperparameters(bad):
+    kw = dict(num_features=3) | bad
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        BatchNorm(**kw)
+
+
+# -- dtype ------------------------------------------------------------------------------
+@pytest.mark.parametrize("make, shape", [
+    (lambda: Dense(4, 3, bias=True), (5, 4)),
+    (lambda: BatchNorm(4), (5, 4)),
+    (lambda: BatchNorm(4, affine=False), (2, 4, 3, 3)),
+    (ReLU, (5, 4)), (Tanh, (5, 4)), (Flatten, (2, 4, 3)), (lambda: Dropout(0.3), (5, 4)),
+])
+@pytest.mark.parametrize("train", [True, False])
+def test_float32_preserved(make, shape, train):
+    rng = np.random.default_rng(0)
+    layer = make()
+    params, state = layer.init(rng, np.float32)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y, cache, new = layer.forward(params, x, state, train=train, rng=rng)
+    dx, grads = layer.backward(params, cache, np.ones_like(y))
+    assert y.dtype == dx.dtype == np.float32
+    assert dx.shape == x.shape
+    assert all(v.dtype == np.float32 for v in [*grads.values(), *new.values()])
+    assert set(grads) == set(params)
+
+
+# -- activations and dropout ------------------------------------------------------------
+def test_relu_tanh_flatten_values():
+    x = np.array([[-2.0, 0.0, 3.0]])
+    y, c, _ = ReLU().forward({}, x, {})
+    np.testing.assert_array_equal(y, [[0.0, 0.0, 3.0]])
+    np.testing.assert_array_equal(ReLU().backward({}, c, np.ones_like(x))[0], [[0.0, 0.0, 1.0]])  # 0 at the kink
+    np.testing.assert_array_equal(Tanh().forward({}, x, {})[0], np.tanh(x))
+    x4 = np.arange(2 * 3 * 2 * 2, dtype=np.float64).reshape(2, 3, 2, 2)
+    y, c, _ = Flatten().forward({}, x4, {})
+    np.testing.assert_array_equal(y, x4.reshape(2, 12))
+    np.testing.assert_array_equal(Flatten().backward({}, c, y)[0], x4)
+
+
+def test_dropout_mask_convention():
+    """mask = (Generator(seed).random(shape, float32) >= p) / (1 - p), the documented stream."""
+    p, shape = 0.3, (7, 11)
+    x = np.random.default_rng(1).standard_normal(shape)
+    y, cache, _ = Dropout(p).forward({}, x, {}, train=True, rng=np.random.default_rng(5))
+    mask = (np.random.default_rng(5).random(shape, dtype=np.float32) >= p) / (1 - p)
+    np.testing.assert_array_equal(y, x * mask)
+    dx, _ = Dropout(p).backward({}, cache, np.ones(shape))
+    np.testing.assert_array_equal(dx, mask)
+
+
+def test_dropout_rate_and_mean():
+    """Fraction dropped ~ Binomial(n, p)/n: within 5 standard errors (fixed seed)."""
+    p, n = 0.2, 200_000
+    y, _, _ = Dropout(p).forward({}, np.ones(n, np.float32), {}, train=True, rng=np.random.default_rng(0))
+    frac = np.mean(y == 0)
+    assert abs(frac - p) < 5 * np.sqrt(p * (1 - p) / n)
+    assert set(np.unique(y)) == {np.float32(0), np.float32(1 / (1 - p))}
+
+
+def test_dropout_identity_and_errors():
+    x = np.ones((3, 4))
+    assert Dropout(0.5).forward({}, x, {}, train=False)[0] is x
+    assert Dropout(0.0).forward({}, x, {}, train=True, rng=None)[0] is x
+    with pytest.raises(ValueError, match="rng"):
+        Dropout(0.5, name="drop1").forward({}, x, {}, train=True, rng=None)
+    for p in (-0.1, 1.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+            Dropout(p)
+
+
+# -- shape errors ----------------------------------------------------------------------
+@pytest.mark.parametrize("layer, x, expected", [
+    (Dense(3, 4, name="fc7"), np.zeros((5, 2)), "(N, 3)"),
+    (Dense(3, 4, name="fc7"), np.zeros((5, 3, 1)), "(N, 3)"),
+    (BatchNorm(3, name="bn2"), np.zeros((5, 4)), "(N, 3)"),
+    (BatchNorm(3, name="bn2"), np.zeros((5, 4, 2, 2)), "(N, 3, *, *)"),
+    (BatchNorm(3, name="bn2"), np.zeros((5, 3, 2)), "(N, 3, H, W)"),
+    (Flatten(name="flat"), np.zeros(5), "(N, d1, ...)"),
+])
+def test_bad_shape_names_layer_and_shapes(layer, x, expected):
+    params, state = layer.init(np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError) as err:
+        layer.forward(params, x, state, train=False)
+    msg = str(err.value)
+    assert layer.name in msg and str(x.shape) in msg and expected in msg
+
+
+def test_integer_input_rejected():
+    with pytest.raises(ValueError, match="relu.*dtype"):
+        ReLU().forward({}, np.ones((2, 2), dtype=int), {})

@@ -1,0 +1,163 @@
+"""Losses: VJP checks, values against naive formulas, stability at +-1e4, input errors."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refbinn.nn import log_softmax, logistic_loss, mse, sigmoid, softmax, softmax_cross_entropy
+from refbinn.testing import check_vjp
+
+seeds = st.integers(0, 2**32 - 1)
+
+
+def data_rng(seed):
+    return np.random.default_rng([11, seed])          # not check_vjp's default_rng(0) stream
+
+
+def vjp_check(loss_fn, pred, target):
+    """d loss / d pred by central differences along a random direction (float64, rtol 1e-6).
+
+    A scalar loss L evaluated at x +- 1e-6 v carries rounding ~1e-16 |L|, so the
+    difference quotient is only good to ~1e-10 |L| absolute; when <grad, v> happens to be
+    tiny, rtol alone would flag noise. atol = 1e-8 max(1, |L|) leaves 100x headroom.
+    """
+    loss, dpred = loss_fn(pred, target)
+    return check_vjp(lambda p: loss_fn(p, target)[0], lambda u: u * dpred, pred,
+                     name=loss_fn.__name__, atol=1e-8 * max(1.0, abs(loss)))
+
+
+# -- gradients ----------------------------------------------------------------------
+@given(n=st.integers(1, 8), k=st.integers(2, 6), scale=st.floats(0.1, 3.0), seed=seeds)
+def test_softmax_cross_entropy_vjp(n, k, scale, seed):
+    rng = data_rng(seed)
+    vjp_check(softmax_cross_entropy, scale * rng.standard_normal((n, k)), rng.integers(0, k, n))
+
+
+@given(n=st.integers(1, 8), column=st.booleans(), scale=st.floats(0.1, 3.0), seed=seeds)
+def test_logistic_loss_vjp(n, column, scale, seed):
+    rng = data_rng(seed)
+    shape = (n, 1) if column else (n,)
+    vjp_check(logistic_loss, scale * rng.standard_normal(shape), rng.integers(0, 2, shape))
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple), seed=seeds)
+def test_mse_vjp(shape, seed):
+    rng = data_rng(seed)
+    vjp_check(mse, rng.standard_normal(shape), rng.standard_normal(shape))
+
+
+def test_gradient_check_catches_a_wrong_gradient():
+    """The checks above can fail: a cross-entropy gradient missing the 1/N is caught."""
+    def unscaled(z, y):
+        loss, dz = softmax_cross_entropy(z, y)
+        return loss, dz * len(y)
+    rng = data_rng(0)
+    with pytest.raises(AssertionError):
+        vjp_check(unscaled, rng.standard_normal((4, 3)), np.array([0, 1, 2, 0]))
+
+
+# -- values -------------------------------------------------------------------------
+def test_values_against_naive_formulas():
+    rng = data_rng(1)
+    z, y = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    loss, dz = softmax_cross_entropy(z, y)
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(6), y])), rel=1e-12)
+    np.testing.assert_allclose(dz, (p - np.eye(4)[y]) / 6, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(softmax(z), p, rtol=1e-12)
+    np.testing.assert_allclose(log_softmax(z), np.log(p), rtol=1e-12)
+
+    z, t = rng.standard_normal(6), rng.integers(0, 2, 6)
+    s = 1 / (1 + np.exp(-z))
+    loss, dz = logistic_loss(z, t)
+    assert loss == pytest.approx(-np.mean(t * np.log(s) + (1 - t) * np.log(1 - s)), rel=1e-12)
+    np.testing.assert_allclose(dz, (s - t) / 6, rtol=1e-12)
+    np.testing.assert_allclose(sigmoid(z), s, rtol=1e-12)
+    # (N,) targets for (N, 1) logits
+    loss2, dz2 = logistic_loss(z[:, None], t)
+    assert loss2 == loss and dz2.shape == (6, 1)
+
+    a, b = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    loss, da = mse(a, b)
+    assert loss == pytest.approx(np.mean((a - b) ** 2), rel=1e-12)
+    np.testing.assert_allclose(da, 2 * (a - b) / 15, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_preserved_and_loss_is_float(dtype):
+    rng = data_rng(2)
+    cases = [(softmax_cross_entropy, rng.standard_normal((5, 3)), np.array([0, 2, 1, 1, 0])),
+             (logistic_loss, rng.standard_normal((5, 1)), np.array([0, 1, 1, 0, 1])),
+             (mse, rng.standard_normal((5, 2)), rng.standard_normal((5, 2)))]
+    for fn, pred, target in cases:
+        loss, d = fn(pred.astype(dtype), target)
+        assert type(loss) is float and d.dtype == dtype and d.shape == pred.shape
+    for helper in (softmax, log_softmax, sigmoid):
+        assert helper(rng.standard_normal((2, 3)).astype(dtype)).dtype == dtype
+
+
+# -- stability ----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stable_at_large_logits(dtype):
+    big = 1e4
+    z = np.array([[big, -big, 0.0]] * 3, dtype=dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        loss, dz = softmax_cross_entropy(z, np.array([0, 1, 2]))
+        # -log p: label 0 -> 0, label 1 -> 2e4, label 2 -> 1e4
+        assert loss == pytest.approx((0 + 2 * big + big) / 3, rel=1e-6)
+        np.testing.assert_allclose(dz, np.array([[0, 0, 0], [1, -1, 0], [1, 0, -1]]) / 3, atol=1e-7)
+
+        z = np.array([big, -big, big, -big], dtype=dtype)
+        loss, dz = logistic_loss(z, np.array([0, 1, 1, 0]))
+        assert loss == pytest.approx((big + big + 0 + 0) / 4, rel=1e-6)
+        np.testing.assert_allclose(dz, np.array([1, -1, 0, 0]) / 4, atol=1e-7)
+
+        np.testing.assert_array_equal(sigmoid(z), [1, 0, 1, 0])
+        np.testing.assert_allclose(log_softmax(np.array([[big, -big]], dtype)), [[0, -2 * big]])
+        np.testing.assert_array_equal(softmax(np.array([[big, -big]], dtype)), [[1, 0]])
+    assert np.isfinite(loss) and np.isfinite(dz).all()
+
+
+# -- errors -------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rejected(bad):
+    z = np.zeros((3, 2))
+    z[1, 0] = bad
+    with pytest.raises(ValueError, match="logits.*finite"):
+        softmax_cross_entropy(z, np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="logits.*finite"):
+        logistic_loss(z[:, 0], np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="pred.*finite"):
+        mse(z, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="target.*finite"):
+        mse(np.zeros((3, 2)), z)
+
+
+@pytest.mark.parametrize("label", [3, -1, 17])
+def test_bad_label_named(label):
+    with pytest.raises(ValueError, match=rf"label {label} is outside \[0, 3\)"):
+        softmax_cross_entropy(np.zeros((2, 3)), np.array([0, label]))
+
+
+def test_bad_targets_and_dtypes():
+    with pytest.raises(ValueError, match="2"):
+        logistic_loss(np.zeros(3), np.array([0, 2, 1]))
+    with pytest.raises(ValueError, match="0.5"):
+        logistic_loss(np.zeros(3), np.array([0, 0.5, 1]))
+    with pytest.raises(ValueError, match="integer"):
+        softmax_cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("fn, pred, target", [
+    (softmax_cross_entropy, np.zeros((4, 3)), np.zeros(5, int)),
+    (softmax_cross_entropy, np.zeros(4), np.zeros(4, int)),
+    (logistic_loss, np.zeros(4), np.zeros(5)),
+    (logistic_loss, np.zeros((4, 2)), np.zeros((4, 2))),
+    (mse, np.zeros((3, 2)), np.zeros((2, 3))),
+])
+def test_shape_mismatch_names_both_shapes(fn, pred, target):
+    with pytest.raises(ValueError) as err:
+        fn(pred, target)
+    assert str(pred.shape) in str(err.value)
+    if fn is not logistic_loss or pred.ndim == 1:      # (N, 2) logits are wrong on their own
+        assert str(target.shape) in str(err.value)
