@@ -1,0 +1,226 @@
+"""Lemma 1 (Meng et al. 2020) checked against exact references; REINFORCE as a control.
+
+Statistical tests use a fixed seed and tolerances from the standard error (SE).
+With d coordinates checked at once the criterion is max_i |z_i| < 4: under the null
+each |z_i| > 4 has probability 6.3e-5, so the family-wise false-alarm rate is below
+d * 6.3e-5 (Bonferroni), < 1e-3 for d <= 12. Each statistical test also checks its
+power: the same criterion must reject a wrong reference.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from refbinn.estimators import (exact_expected_loss, exact_gradient, lemma1, mean_and_se,
+                                reinforce, relaxed_objective, relaxed_objective_grad, teacher_problem)
+
+Z_MAX = 4.0
+
+
+# network of (a), (b), (d): 3 inputs, 3 hidden units -> d = 12 binary weights
+LOSS12, GRAD12 = teacher_problem(3, 3)
+D12 = 12
+LAM12 = np.random.default_rng(7).uniform(-1.0, 1.0, D12)
+
+
+def _max_z(est, ref):
+    m, se = mean_and_se(est)
+    return np.max(np.abs(m - ref) / se)
+
+
+# -- the test problem itself -------------------------------------------------------
+def test_tanh_mlp_gradient_matches_finite_differences():
+    W = np.random.default_rng(3).normal(size=(4, D12))
+    L, G = GRAD12(W)
+    h = 1e-6
+    E = np.eye(D12)
+    fd = np.stack([(LOSS12(W + h * E[i]) - LOSS12(W - h * E[i])) / (2 * h) for i in range(D12)], axis=1)
+    np.testing.assert_allclose(L, LOSS12(W))
+    np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-9)
+
+
+# -- (a) per-sample pathwise derivative ----------------------------------------------
+@given(mags=st.lists(st.floats(0.05, 2.0), min_size=D12, max_size=D12),
+       tau=st.floats(0.05, 2.0), seed=st.integers(0, 2 ** 31 - 1))
+def test_lemma1_is_pathwise_derivative_in_mu(mags, tau, seed):
+    """s * g == d/dmu loss(tanh((atanh(mu) + delta)/tau)), delta fixed; central differences."""
+    r = np.random.default_rng(seed)
+    lam = np.array(mags) * r.choice([-1.0, 1.0], D12)
+    S = 3
+    u = r.uniform(0.02, 0.98, size=(S, D12))
+    N = 7.0
+    est = lemma1(GRAD12, lam, tau, N=N, u=u)                       # (S, d)
+
+    mu = np.tanh(lam)
+    delta = 0.5 * np.log(u / (1 - u))
+    # step on the scale of the derivative: dw_r/dmu = (1 - w_r^2) / (tau (1 - mu^2))
+    h = 1e-5 * tau * (1 - mu ** 2)                                 # (d,)
+    E = np.eye(D12) * h                                            # (d, d): row i perturbs mu_i
+
+    def relaxed(mu_):                                              # mu_: (d, d) one per row
+        W = np.tanh((np.arctanh(mu_)[None] + delta[:, None, :]) / tau)   # (S, d, d)
+        return LOSS12(W.reshape(-1, D12)).reshape(S, D12)
+    fd = N * (relaxed(mu + E) - relaxed(mu - E)) / (2 * h)         # (S, d)
+    scale = np.abs(fd).max() + 1e-12
+    np.testing.assert_allclose(est, fd, rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_lemma1_stable_form_equals_plain_formula_and_keeps_dtype():
+    r = np.random.default_rng(11)
+    lam = r.uniform(-1.5, 1.5, D12)
+    u = r.uniform(0.05, 0.95, (5, D12))
+    tau, N = 0.3, 50.0
+    w_r = np.tanh((lam + 0.5 * np.log(u / (1 - u))) / tau)
+    plain = N * (1 - w_r ** 2) / (tau * (1 - np.tanh(lam) ** 2)) * GRAD12(w_r)[1]
+    # 1 - w_r^2 cancels in the plain form, hence rtol 1e-8 rather than machine precision
+    np.testing.assert_allclose(lemma1(GRAD12, lam, tau, N=N, u=u), plain, rtol=1e-8)
+    # saturated: tanh(lam) == 1 in float64, the plain form is 0/0, the stable one is finite
+    big = np.full(D12, 30.0)
+    assert np.all(np.isfinite(lemma1(GRAD12, big, 1e-3, u=u)))
+    # u = 0 or 1 (delta = -+inf): w_r = -+1 exactly and the estimate is exactly 0 there
+    u_edge = u.copy()
+    u_edge[0, :2] = [0.0, 1.0]
+    e = lemma1(GRAD12, lam, tau, u=u_edge)
+    assert np.all(np.isfinite(e)) and np.all(e[0, :2] == 0)
+    for bad in [dict(tau=0.0), dict(tau=-1.0), dict(N=0.0)]:
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            lemma1(GRAD12, lam, **{"tau": tau, **bad}, u=u)
+    # float32 in, float32 out; same u -> same numbers (the deterministic core)
+    e32 = lemma1(lambda W: (np.zeros(len(W), np.float32), np.ones_like(W)), lam.astype(np.float32), tau, u=u)
+    assert e32.dtype == np.float32
+    np.testing.assert_array_equal(lemma1(GRAD12, lam, tau, u=u),
+                                  lemma1(GRAD12, lam, tau, rng=np.random.default_rng(0), u=u))
+
+
+# -- (b) REINFORCE against exact enumeration -----------------------------------------
+@pytest.mark.parametrize("baseline, S", [(None, 200_000), ("mean", 100_000), (0.6, 100_000)])
+def test_reinforce_unbiased_against_enumeration(baseline, S):
+    exact = exact_gradient(LOSS12, LAM12)
+    est = reinforce(LOSS12, LAM12, S, np.random.default_rng(21), baseline=baseline)
+    assert _max_z(est, exact) < Z_MAX
+    # power: the gradient in lambda, (1 - mu^2) dF/dmu, is rejected
+    assert _max_z(est, (1 - np.tanh(LAM12) ** 2) * exact) > Z_MAX
+
+
+def test_reinforce_deterministic_core_and_bad_input():
+    u = np.random.default_rng(2).random((6, D12))
+    w_plus = u < 0.5 * (1 + np.tanh(LAM12))
+    est = reinforce(LOSS12, LAM12, u=u)
+    W = np.where(w_plus, 1.0, -1.0)
+    ref = LOSS12(W)[:, None] * W / (1 + W * np.tanh(LAM12))
+    np.testing.assert_allclose(est, ref, rtol=1e-12)
+    with pytest.raises(ValueError, match="samples"):
+        reinforce(LOSS12, LAM12, 1, np.random.default_rng(0), baseline="mean")
+    with pytest.raises(ValueError, match="baseline"):
+        reinforce(LOSS12, LAM12, 4, np.random.default_rng(0), baseline="median")
+
+
+# -- exact references ------------------------------------------------------------
+def test_exact_gradient_matches_finite_differences_of_expected_loss():
+    loss_fn, _ = teacher_problem(1, 2, seed=4)                            # d = 4
+    lam = np.array([0.3, -1.2, 0.8, -0.1])
+    mu = np.tanh(lam)
+    h = 1e-4
+    # F is multilinear in mu, so central differences are exact up to rounding
+    fd = np.array([(exact_expected_loss(loss_fn, np.arctanh(mu + h * e))
+                    - exact_expected_loss(loss_fn, np.arctanh(mu - h * e))) / (2 * h) for e in np.eye(4)])
+    np.testing.assert_allclose(exact_gradient(loss_fn, lam), fd, rtol=1e-8, atol=1e-11)
+    # chunked evaluation gives the same numbers
+    np.testing.assert_allclose(exact_gradient(loss_fn, lam, chunk=3), exact_gradient(loss_fn, lam), rtol=1e-14)
+
+
+def test_exact_enumeration_rejects_large_d():
+    with pytest.raises(ValueError, match=r"d in \[1, 16\], got d=17"):
+        exact_gradient(lambda W: W.sum(1), np.zeros(17))
+    with pytest.raises(ValueError, match="d=17"):
+        exact_expected_loss(lambda W: W.sum(1), np.zeros(17))
+
+
+# -- (c) Lemma 1 is unbiased for the relaxed objective ---------------------------------
+def _one_weight():
+    """d = 1: a logistic loss with an offset, nonlinear in w."""
+    r = np.random.default_rng(5)
+    x, y = r.normal(size=8), np.sign(r.normal(size=8))
+
+    def loss_grad(W):                                              # W: (B, 1)
+        m = -y * (W * x + 0.3)                                     # (B, n)
+        return np.logaddexp(0, m).mean(1), (-(y * x) * 0.5 * (1 + np.tanh(0.5 * m))).mean(1, keepdims=True)
+    return (lambda W: loss_grad(W)[0]), loss_grad
+
+
+@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize("tau", [1.0, 0.3, 0.1])
+def test_lemma1_unbiased_for_relaxed_objective(d, tau):
+    loss_fn, loss_grad = _one_weight() if d == 1 else teacher_problem(1, 1, n=8, seed=1)
+    lam = np.array([0.4, -0.7])[:d]
+    ref = relaxed_objective_grad(loss_fn, lam, tau)
+    est = lemma1(loss_grad, lam, tau, samples=200_000, rng=np.random.default_rng(31 + d))
+    assert _max_z(est, ref) < Z_MAX
+    if tau == 1.0:
+        # power: at tau = 1 the discrete gradient dF/dmu is many SE away
+        assert _max_z(est, exact_gradient(loss_fn, lam)) > Z_MAX
+
+
+def test_relaxed_objective_grad_matches_finite_differences_of_quadrature():
+    loss_fn, _ = teacher_problem(1, 1, n=8, seed=1)
+    lam, tau, h = np.array([0.4, -0.7]), 0.2, 1e-5
+    mu = np.tanh(lam)
+    fd = [(relaxed_objective(loss_fn, np.arctanh(mu + h * e), tau)
+           - relaxed_objective(loss_fn, np.arctanh(mu - h * e), tau)) / (2 * h) for e in np.eye(2)]
+    np.testing.assert_allclose(relaxed_objective_grad(loss_fn, lam, tau), fd, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="d=3"):
+        relaxed_objective_grad(loss_fn, np.zeros(3), tau)
+
+
+# -- (d) bias falls and variance rises as tau -> 0 --------------------------------------
+TAUS = [1.0, 0.5, 0.2, 0.1, 0.05]
+# the variance grows like 1/tau and the bias shrinks faster, so small tau needs many
+# more samples to resolve bias(0.2) > bias(0.05); 1.8M samples in all (~15 s of CPU)
+SAMPLES = [40_000, 80_000, 500_000, 200_000, 1_000_000]
+
+
+def _lemma1_moments(tau, S, rng, chunk=200_000):
+    """Mean, SE and per-coordinate variance (with its SE) of Lemma 1 over S samples, in chunks
+    so memory stays bounded; sums of centred powers around a pilot mean (no cancellation)."""
+    pilot = lemma1(GRAD12, LAM12, tau, samples=20_000, rng=rng).mean(0)
+    p1 = p2 = p3 = p4 = 0.0
+    for n in [chunk] * (S // chunk) + ([S % chunk] if S % chunk else []):
+        c = lemma1(GRAD12, LAM12, tau, samples=n, rng=rng) - pilot             # (n, d)
+        p1, p2, p3, p4 = p1 + c.sum(0), p2 + (c ** 2).sum(0), p3 + (c ** 3).sum(0), p4 + (c ** 4).sum(0)
+    a = p1 / S                                                                  # mean - pilot
+    var = p2 / S - a ** 2
+    m4 = p4 / S - 4 * a * p3 / S + 6 * a ** 2 * p2 / S - 3 * a ** 4
+    return pilot + a, np.sqrt(var / S), var, np.sqrt((m4 - var ** 2) / S)
+
+
+@pytest.mark.slow
+def test_lemma1_bias_falls_and_variance_rises_as_tau_shrinks():
+    """bias(tau) = ||mean - exact||, its SE by the delta method: sqrt(sum_i (e_i/b)^2 se_i^2),
+    e = mean - exact. Sampling noise only ADDS to ||mean - exact|| on average, so a
+    significant drop of this norm from tau_j to tau_k is a conservative finding.
+    Required: a drop > 3 SE of the difference for well-separated pairs (tau_j >= 2.5
+    tau_k), and no rise > 3 SE between neighbours (below tau = 0.1 the bias is under
+    the sampling noise of ~1e-3, so a drop there cannot be resolved at this cost).
+    Variance: mean over coordinates of the per-sample variance; SE from the fourth
+    central moment, sqrt((m4 - var^2) / S); each step down in tau must raise it by > 4 SE.
+    """
+    exact = exact_gradient(LOSS12, LAM12)
+    streams = np.random.default_rng(41).spawn(len(TAUS))
+    bias, bias_se, var, var_se = [], [], [], []
+    for tau, S, r in zip(TAUS, SAMPLES, streams):
+        m, se, v, v_se = _lemma1_moments(tau, S, r)
+        e = m - exact
+        b = np.linalg.norm(e)
+        bias.append(b)
+        bias_se.append(np.sqrt(np.sum((e / b) ** 2 * se ** 2)))
+        var.append(v.mean())
+        var_se.append(np.sqrt(np.sum(v_se ** 2)) / D12)
+    for j in range(len(TAUS)):
+        for k in range(j + 1, len(TAUS)):
+            if TAUS[j] >= 2.5 * TAUS[k]:
+                gap = bias[j] - bias[k]
+                assert gap > 3 * np.hypot(bias_se[j], bias_se[k]), (TAUS[j], TAUS[k], bias, bias_se)
+    for j in range(len(TAUS) - 1):
+        assert bias[j + 1] < bias[j] + 3 * np.hypot(bias_se[j], bias_se[j + 1]), (bias, bias_se)
+        assert var[j + 1] - var[j] > 4 * np.hypot(var_se[j], var_se[j + 1]), (var, var_se)
+    # the bias at the smallest tau is a small fraction of the gradient itself
+    assert bias[-1] < 0.1 * np.linalg.norm(exact)
