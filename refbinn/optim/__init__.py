@@ -1,2 +1,7 @@
 """Optimizers for binary (and real) parameters; see base.py for the protocol."""
+from .adam import Adam
 from .base import Optimizer, load_state, save_state
+from .bop import Bop
+from .partition import Partition, partition
+from .pmf import PMF
+from .ste import STEAdam

@@ -1,0 +1,85 @@
+"""Bop, the binary optimizer of Helwegen et al. (2019): flip a weight when its
+gradient signal is strong and consistent.
+
+    m <- (1 - gamma) * m + gamma * g
+    w <- -w   where  w * m > threshold      (strict; elsewhere w is kept)
+
+m is an exponential moving average of the gradient taken at the binary weights
+w in {-1, +1}. A weight flips when the average gradient pushes against its
+current sign by more than ``threshold``. There are no latent reals; real-valued
+parameters (biases, BN affine) go to Adam through ``refbinn.optim.partition``.
+
+=============== ================= ====================================
+code            symbol            Helwegen et al. / larq ``Bop``
+=============== ================= ====================================
+``gamma``       gamma (adaptivity) ``gamma``
+``threshold``   tau               ``threshold``
+``m``           m                 ``m`` (moving average)
+=============== ================= ====================================
+
+References: Helwegen et al., "Latent weights do not exist", NeurIPS 2019, Algorithm 1.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..nn.base import sign
+from .adam import mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_range
+
+
+class BopState(NamedTuple):
+    w: dict   # name -> array, exactly -1 or +1
+    m: dict   # name -> array, gradient moving average
+
+
+def bop_flip(w, m, threshold):
+    """Return -w where w * m > threshold, else w (same dtype)."""
+    return np.where(w * m > threshold, -w, w)
+
+
+class Bop(Optimizer):
+    """Bop on binary weights; see the module docstring for the rule.
+
+    Parameters
+    ----------
+    threshold : float, >= 0
+    gamma : float, in (0, 1]
+        Adaptivity rate. ``update(..., lr=g)`` uses g instead for that step
+        (a schedule on gamma); the override may be 0 (a schedule that decays
+        to zero), which keeps m and then applies the flip test.
+
+    ``init(params)`` sets w = sign(params) (0 -> +1) and m = 0.
+    """
+
+    def __init__(self, threshold=1e-8, gamma=1e-5):
+        self.threshold = float(check_range("threshold", threshold, 0.0))
+        self.gamma = float(check_range("gamma", gamma, 0.0, 1.0, lo_open=True))
+
+    def init(self, params, rng=None):
+        w = {}
+        for k, v in params.items():
+            v = np.asarray(v)
+            if not np.issubdtype(v.dtype, np.floating):
+                raise ValueError(f"Bop: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
+            w[k] = sign(v)
+        return BopState(w, {k: np.zeros_like(v) for k, v in w.items()})
+
+    def update(self, grads, state, noise=None, *, lr=None):
+        grads = as_grad_list(grads, noise)
+        check_finite(grads)
+        g = mean_grads(grads, state.w, "Bop")
+        gamma = self.gamma if lr is None else float(check_range("lr (gamma)", lr, 0.0, 1.0))
+        w_new, m_new = {}, {}
+        for k, w in state.w.items():
+            m_new[k] = (1.0 - gamma) * state.m[k] + gamma * g[k]
+            w_new[k] = bop_flip(w, m_new[k], self.threshold)
+        return BopState(w_new, m_new)
+
+    def params(self, state):
+        return dict(state.w)
+
+    def config(self):
+        return {"threshold": self.threshold, "gamma": self.gamma}

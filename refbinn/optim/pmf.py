@@ -1,0 +1,139 @@
+"""PMF, proximal mean-field (Ajanthan et al.): binary weights through an annealed softmax.
+
+Each weight has two auxiliary reals u = (u[-1], u[+1]), stored as one array of
+shape (2,) + w.shape with index 0 for the value -1 and index 1 for +1. The
+forward pass uses the soft weight, the mean of the two values under
+softmax(beta * u)::
+
+    w_soft = softmax(beta*u)[+1] - softmax(beta*u)[-1] = tanh(beta * (u[+1] - u[-1]) / 2)
+
+The gradient g at w_soft reaches u by the chain rule and Adam updates u::
+
+    dL/du[+1] = g * beta/2 * (1 - w_soft**2),   dL/du[-1] = -dL/du[+1]
+    u <- u - adam_step(dL/du + weight_decay * u)
+
+After every ``anneal_every``-th update beta <- min(rho * beta, beta_max), so after
+k updates beta = min(beta_init * rho**(k // anneal_every), beta_max) (computed by
+repeated multiplication, as a training loop does). As beta grows w_soft tends to
+the hard argmax; ``params(state)`` is that rounded model:
+w = +1 where u[+1] >= u[-1] (ties -> +1, as ``refbinn.nn.sign``), else -1.
+
+Initialisation: the soft weight starts at the given parameters, clipped to
+[-INIT_CLIP, INIT_CLIP] (a soft weight of +-1 would need infinite u and has zero
+gradient): u[+1] = -u[-1] = arctanh(clip(w0)) / beta_init.
+
+=============== ======================= ==============================
+code            symbol                  Ajanthan et al.
+=============== ======================= ==============================
+``u``           u-tilde (2 per weight)  u-tilde, the unnormalised logits
+``beta``        beta (annealing)        beta, multiplied by rho
+``rho``         rho                     rho (> 1)
+=============== ======================= ==============================
+
+References: Ajanthan, Dokania, Hartley, Torr, "Proximal Mean-field for Neural
+Network Quantization", ICCV 2019; BayesBiNN paper section 5 (baseline settings).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..nn.base import sign
+from .adam import adam_update, check_betas, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_range
+
+INIT_CLIP = 0.99
+
+
+class PMFState(NamedTuple):
+    u: dict        # name -> array (2,) + w.shape; [0] for -1, [1] for +1
+    m: dict        # Adam first moment, like u
+    v: dict        # Adam second moment, like u
+    beta: float    # current softmax inverse temperature
+    step: int      # updates taken
+
+
+def soft_weight(u, beta):
+    """w_soft = tanh(beta * (u[1] - u[0]) / 2), shape u.shape[1:]."""
+    return np.tanh(beta * (u[1] - u[0]) / 2.0)
+
+
+def soft_weight_vjp(g, w_soft, beta):
+    """dL/du from dL/dw_soft: shape (2,) + g.shape, [-d, +d] with d = g * beta/2 * (1 - w_soft**2)."""
+    d = g * (beta / 2.0) * (1.0 - w_soft * w_soft)
+    return np.stack([-d, d])                                  # (2,) + w.shape
+
+
+class PMF(Optimizer):
+    """Proximal mean-field with Adam on the auxiliary reals; see the module docstring.
+
+    Parameters
+    ----------
+    lr : float, >= 0
+    rho : float, >= 1
+        Annealing factor for beta.
+    beta_init : float, > 0
+    beta_max : float, >= beta_init
+    anneal_every : int, >= 1
+        Updates between two multiplications of beta by rho.
+    weight_decay : float, >= 0
+        L2 penalty on u.
+    betas : (float, float), each in [0, 1)
+    eps : float, >= 0
+    """
+
+    def __init__(self, lr=1e-3, rho=1.2, beta_init=1.0, beta_max=1e4, anneal_every=100,
+                 weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+        self.lr = float(check_range("lr", lr, 0.0))
+        self.rho = float(check_range("rho", rho, 1.0))
+        self.beta_init = float(check_range("beta_init", beta_init, 0.0, lo_open=True))
+        self.beta_max = float(check_range("beta_max", beta_max, self.beta_init))
+        if int(check_range("anneal_every", anneal_every, 1)) != anneal_every:
+            raise ValueError(f"anneal_every must be an integer >= 1, got {anneal_every!r}")
+        self.anneal_every = int(anneal_every)
+        self.weight_decay = float(check_range("weight_decay", weight_decay, 0.0))
+        self.betas = check_betas(betas)
+        self.eps = float(check_range("eps", eps, 0.0))
+
+    def init(self, params, rng=None):
+        u = {}
+        for k, w in params.items():
+            w = np.asarray(w)
+            if not np.issubdtype(w.dtype, np.floating):
+                raise ValueError(f"PMF: parameter '{k}' has dtype {w.dtype}, expected a float dtype")
+            half = np.arctanh(np.clip(w, -INIT_CLIP, INIT_CLIP)) / self.beta_init
+            u[k] = np.stack([-half, half])                   # (2,) + w.shape
+        return PMFState(u, {k: np.zeros_like(v) for k, v in u.items()},
+                        {k: np.zeros_like(v) for k, v in u.items()}, self.beta_init, 0)
+
+    def forward_params(self, state, noise=None):
+        return {k: soft_weight(u, state.beta) for k, u in state.u.items()}
+
+    def update(self, grads, state, noise=None, *, lr=None):
+        grads = as_grad_list(grads, noise)
+        check_finite(grads)
+        like = {k: u[0] for k, u in state.u.items()}           # shapes and dtypes of the weights
+        g = mean_grads(grads, like, "PMF")
+        lr = self.lr if lr is None else float(check_range("lr", lr, 0.0))
+        b1, b2 = self.betas
+        t = state.step + 1
+        u_new, m_new, v_new = {}, {}, {}
+        for k, u in state.u.items():
+            gu = soft_weight_vjp(g[k], soft_weight(u, state.beta), state.beta)
+            if self.weight_decay:
+                gu = gu + self.weight_decay * u
+            delta, m_new[k], v_new[k] = adam_update(gu, state.m[k], state.v[k], t, lr, b1, b2, self.eps)
+            u_new[k] = u - delta
+        beta = state.beta
+        if t % self.anneal_every == 0:
+            beta = min(beta * self.rho, self.beta_max)
+        return PMFState(u_new, m_new, v_new, beta, t)
+
+    def params(self, state):
+        return {k: sign(u[1] - u[0]) for k, u in state.u.items()}
+
+    def config(self):
+        return {"lr": self.lr, "rho": self.rho, "beta_init": self.beta_init,
+                "beta_max": self.beta_max, "anneal_every": self.anneal_every,
+                "weight_decay": self.weight_decay, "betas": self.betas, "eps": self.eps}

@@ -1,0 +1,118 @@
+"""Straight-through estimator (STE) with Adam on latent real weights.
+
+The forward pass uses binary weights w_b = sign(w_l) (0 -> +1); the gradient
+taken at w_b is applied to the latent weights as if sign were the identity
+(the "straight-through" step), by Adam; then the latent weights are clipped::
+
+    g    <- clip(g, -clip_value, clip_value)                   (optional)
+    g    <- g * min(1, clip_norm / (||g||_2 + 1e-6))            (optional, global norm over all params)
+    w_l  <- clip(w_l - adam_step(g), -1, 1)
+    w_b   = sign(w_l)
+
+Value clipping runs before norm clipping when both are set. The norm rule is
+torch's ``clip_grad_norm_`` (the 1e-6 included; the norm is summed in float64).
+
+=========== ==================== ==========================
+code        symbol               authors' STE code / larq
+=========== ==================== ==========================
+``latent``  w_l (latent reals)   ``p.org`` / latent kernel
+``params``  w_b = sign(w_l)      ``p.data`` / ``ste_sign``
+=========== ==================== ==========================
+
+References: Bengio et al. 2013 (STE); paper section 5 "STE Adam" baseline.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..nn.base import sign
+from .adam import adam_update, check_betas, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_range
+
+
+class STEState(NamedTuple):
+    latent: dict   # name -> array in [-1, 1]
+    m: dict        # Adam first moment, like latent
+    v: dict        # Adam second moment, like latent
+    step: int      # updates taken
+
+
+def clip_by_value(g, clip_value):
+    """g_k <- clip(g_k, -c, c) for every array."""
+    return {k: np.clip(v, -clip_value, clip_value) for k, v in g.items()}
+
+
+def clip_by_global_norm(g, clip_norm):
+    """g_k <- g_k * min(1, c / (sqrt(sum_k ||g_k||^2) + 1e-6)), torch ``clip_grad_norm_``."""
+    total = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in g.values()))
+    coef = clip_norm / (total + 1e-6)
+    if coef >= 1.0:
+        return g
+    return {k: v * coef for k, v in g.items()}
+
+
+class STEAdam(Optimizer):
+    """STE with Adam; see the module docstring for the rule.
+
+    Parameters
+    ----------
+    lr : float, >= 0
+    betas : (float, float), each in [0, 1)
+    eps : float, >= 0
+    clip_value : float > 0 or None
+        Clip every gradient entry to [-clip_value, clip_value].
+    clip_norm : float > 0 or None
+        Rescale the gradients so their global L2 norm is at most clip_norm.
+
+    ``init(params)`` takes the latent weights from ``params`` (clipped to [-1, 1]);
+    ``params(state)`` is sign(latent), exactly +-1 in the latent dtype.
+    """
+
+    def __init__(self, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, clip_value=None, clip_norm=None):
+        self.lr = float(check_range("lr", lr, 0.0))
+        self.betas = check_betas(betas)
+        self.eps = float(check_range("eps", eps, 0.0))
+        self.clip_value = None if clip_value is None else float(
+            check_range("clip_value", clip_value, 0.0, lo_open=True))
+        self.clip_norm = None if clip_norm is None else float(
+            check_range("clip_norm", clip_norm, 0.0, lo_open=True))
+
+    def init(self, params, rng=None):
+        latent = {}
+        for k, v in params.items():
+            v = np.asarray(v)
+            if not np.issubdtype(v.dtype, np.floating):
+                raise ValueError(f"STEAdam: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
+            latent[k] = np.clip(v, -1.0, 1.0)        # a new array; the input is not touched
+        return STEState(latent, {k: np.zeros_like(v) for k, v in latent.items()},
+                        {k: np.zeros_like(v) for k, v in latent.items()}, 0)
+
+    def forward_params(self, state, noise=None):
+        return self.params(state)
+
+    def update(self, grads, state, noise=None, *, lr=None):
+        grads = as_grad_list(grads, noise)
+        check_finite(grads)
+        g = mean_grads(grads, state.latent, "STEAdam")
+        lr = self.lr if lr is None else float(check_range("lr", lr, 0.0))
+        if self.clip_value is not None:
+            g = clip_by_value(g, self.clip_value)
+        if self.clip_norm is not None:
+            g = clip_by_global_norm(g, self.clip_norm)
+        b1, b2 = self.betas
+        t = state.step + 1
+        latent, m, v = {}, {}, {}
+        for k, w in state.latent.items():
+            delta, m[k], v[k] = adam_update(g[k], state.m[k], state.v[k], t, lr, b1, b2, self.eps)
+            latent[k] = np.clip(w - delta, -1.0, 1.0)
+        return STEState(latent, m, v, t)
+
+    def params(self, state):
+        return {k: sign(v) for k, v in state.latent.items()}
+
+    def config(self):
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
+                "clip_value": self.clip_value, "clip_norm": self.clip_norm}

@@ -1,0 +1,177 @@
+"""Learning-rate schedules: each maker returns a callable ``epoch -> lr``.
+
+    cosine      lr_e = eta_min + (lr - eta_min) * (1 + cos(pi * t / epochs)) / 2,  t = e (or e + 1)
+    step_decay  lr_e = lr * factor ** (e // every)
+    geometric   lr_e = lr_start * (lr_end / lr_start) ** (e / epochs)
+    milestones  lr_e = lr * factor ** #{m in at : m <= e}
+    per_task    lr_e = schedule(e mod epochs_per_task)
+
+``e`` counts from 0 and is the epoch being trained (or the iteration, for
+schedules stated per iteration such as PMF's "x0.2 every 7k iterations"). The
+training loop calls the schedule and passes the value as ``update(..., lr=...)``;
+nothing about the schedule lives in optimizer state. Values are Python floats,
+so they never change the dtype of float32 arithmetic.
+
+Each maker returns a ``functools.partial`` of the module-level closed form
+(``cosine_lr`` and so on), so the settings show in its repr.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+import operator
+
+from .optim.base import check_range
+
+
+def _epoch(epoch):
+    """The epoch as an int >= 0, or ValueError."""
+    try:
+        e = operator.index(epoch)
+    except TypeError:
+        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}") from None
+    if e < 0:
+        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+    return e
+
+
+def _count(name, value, lo=1):
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}") from None
+    if v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return v
+
+
+# -- cosine -------------------------------------------------------------------
+def cosine_lr(epoch, *, lr, epochs, eta_min=0.0, off_by_one=False):
+    """eta_min + (lr - eta_min) * (1 + cos(pi * t / epochs)) / 2 with t = epoch (+1 if off_by_one).
+
+    This is the closed form of torch's ``CosineAnnealingLR(T_max=epochs, eta_min)``
+    at ``last_epoch = t``. Past t = epochs it continues the cosine (the value rises
+    again), as torch's does.
+    """
+    t = _epoch(epoch) + (1 if off_by_one else 0)
+    return eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * t / epochs)) / 2.0
+
+
+def cosine(lr, epochs, eta_min=0.0, off_by_one=False):
+    """Cosine decay from ``lr`` at epoch 0 to ``eta_min`` at epoch ``epochs``.
+
+    Parameters
+    ----------
+    lr : float, >= 0
+    epochs : int, >= 1
+        torch's ``T_max``.
+    eta_min : float, >= 0
+        The paper's image runs decay to ~1e-16.
+    off_by_one : bool
+        False: epoch e trains with torch's value at ``last_epoch = e`` (the torch
+        convention: ``scheduler.step()`` at the END of each epoch), so epoch 0 uses
+        ``lr`` and the value eta_min is never trained with.
+        True: the authors' scripts call ``scheduler.step()`` at the START of each
+        epoch, before training, so epoch e trains with the value at
+        ``last_epoch = e + 1``: epoch 0 already uses less than ``lr`` and the last
+        epoch (e = epochs - 1) trains with exactly ``eta_min``.
+    """
+    check_range("lr", lr, 0.0)
+    check_range("eta_min", eta_min, 0.0)
+    return functools.partial(cosine_lr, lr=float(lr), epochs=_count("epochs", epochs),
+                             eta_min=float(eta_min), off_by_one=bool(off_by_one))
+
+
+# -- step decay ------------------------------------------------------------------
+def step_decay_lr(epoch, *, lr, every, factor):
+    """lr * factor ** (epoch // every) (torch ``StepLR(step_size=every, gamma=factor)``)."""
+    return lr * factor ** (_epoch(epoch) // every)
+
+
+def step_decay(lr, every, factor):
+    """Multiply ``lr`` by ``factor`` every ``every`` epochs (or iterations).
+
+    Parameters
+    ----------
+    lr : float, >= 0
+    every : int, >= 1
+    factor : float, in (0, 1]
+        e.g. Bop on CIFAR: gamma 1e-4, x0.1 every 100 epochs; PMF on MNIST:
+        x0.2 every 7000 iterations.
+    """
+    check_range("lr", lr, 0.0)
+    check_range("factor", factor, 0.0, 1.0, lo_open=True)
+    return functools.partial(step_decay_lr, lr=float(lr), every=_count("every", every), factor=float(factor))
+
+
+# -- geometric ----------------------------------------------------------------------
+def geometric_lr(epoch, *, lr_start, lr_end, epochs):
+    """lr_start * (lr_end / lr_start) ** (epoch / epochs)."""
+    return lr_start * (lr_end / lr_start) ** (_epoch(epoch) / epochs)
+
+
+def geometric(lr_start, lr_end, epochs):
+    """Geometric decay: every epoch multiplies the lr by r = (lr_end / lr_start) ** (1 / epochs).
+
+    Epoch 0 trains with ``lr_start``; the value reaches ``lr_end`` at e = ``epochs``,
+    i.e. after the last epoch of a run of ``epochs`` epochs (the last trained epoch,
+    e = epochs - 1, uses lr_end / r). This is torch's ``ExponentialLR(gamma=r)``
+    stepped at the end of each epoch, as in the Snelson regression (1e-4 -> 1e-5
+    over 5000 epochs). Computed in closed form, not by repeated multiplication.
+
+    Parameters
+    ----------
+    lr_start, lr_end : float, > 0
+    epochs : int, >= 1
+    """
+    check_range("lr_start", lr_start, 0.0, lo_open=True)
+    check_range("lr_end", lr_end, 0.0, lo_open=True)
+    return functools.partial(geometric_lr, lr_start=float(lr_start), lr_end=float(lr_end),
+                             epochs=_count("epochs", epochs))
+
+
+# -- milestones ----------------------------------------------------------------------
+def milestones_lr(epoch, *, lr, at, factor):
+    """lr * factor ** (number of milestones <= epoch) (torch ``MultiStepLR``)."""
+    return lr * factor ** bisect.bisect_right(at, _epoch(epoch))
+
+
+def milestones(lr, at=(1500, 2500), factor=0.1):
+    """Multiply ``lr`` by ``factor`` at each epoch in ``at`` (that epoch already uses the lower value).
+
+    Parameters
+    ----------
+    lr : float, >= 0
+    at : sequence of int, each >= 0
+        Sorted here. Default: two moons, x0.1 at epochs 1500 and 2500.
+    factor : float, in (0, 1]
+    """
+    check_range("lr", lr, 0.0)
+    check_range("factor", factor, 0.0, 1.0, lo_open=True)
+    at = tuple(sorted(_count("at", m, lo=0) for m in at))
+    return functools.partial(milestones_lr, lr=float(lr), at=at, factor=float(factor))
+
+
+# -- restart per task ---------------------------------------------------------------
+def per_task_lr(epoch, *, schedule, epochs_per_task):
+    """schedule(epoch mod epochs_per_task)."""
+    return schedule(_epoch(epoch) % epochs_per_task)
+
+
+def per_task(schedule, epochs_per_task):
+    """Restart ``schedule`` at the start of every task (continual learning).
+
+    ``epoch`` counts over the whole run (task k, local epoch j: e = k * epochs_per_task + j),
+    and the schedule sees j. Only the lr restarts; optimizer state (momentum, step
+    count) carries over, as in the authors' continual-learning code.
+
+    Parameters
+    ----------
+    schedule : callable epoch -> lr
+    epochs_per_task : int, >= 1
+    """
+    if not callable(schedule):
+        raise ValueError(f"schedule must be a callable epoch -> lr, got {schedule!r}")
+    return functools.partial(per_task_lr, schedule=schedule,
+                             epochs_per_task=_count("epochs_per_task", epochs_per_task))
