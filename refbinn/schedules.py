@@ -175,3 +175,27 @@ def per_task(schedule, epochs_per_task):
         raise ValueError(f"schedule must be a callable epoch -> lr, got {schedule!r}")
     return functools.partial(per_task_lr, schedule=schedule,
                              epochs_per_task=_count("epochs_per_task", epochs_per_task))
+
+
+def warmup_cosine(lr, epochs, warmup=1, eta_min=0.0):
+    """Linear warm-up then cosine decay (VISPA's schedule).
+
+        lr_e = lr * (e + 1) / warmup                                   for e < warmup
+        lr_e = eta_min + (lr - eta_min) * (1 + cos(pi * (e - warmup) / (epochs - warmup))) / 2
+
+    Parameters
+    ----------
+    lr : float, the peak learning rate (reached at epoch ``warmup - 1``).
+    epochs : int, total epochs; warmup : int, warm-up epochs (0 <= warmup < epochs).
+    """
+    check_range("lr", lr, 0, None, lo_open=True)
+    if not 0 <= int(warmup) < int(epochs):
+        raise ValueError(f"warmup must be in [0, epochs) = [0, {epochs}), got {warmup!r}")
+    warmup, epochs = int(warmup), int(epochs)
+
+    def schedule(epoch):
+        if epoch < warmup:
+            return lr * (epoch + 1) / warmup
+        t = (epoch - warmup) / (epochs - warmup)
+        return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t)) / 2
+    return schedule

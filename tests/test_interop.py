@@ -1,0 +1,122 @@
+"""refbinn.interop: torch-style state_dict and BayesBiNN state round trips (NumPy only)."""
+import numpy as np
+import pytest
+
+from refbinn.interop import (bayesbinn_from_torch, bayesbinn_to_torch, from_state_dict,
+                             params_to_vector, to_state_dict, vector_to_params)
+from refbinn.models import mlp_mnist
+
+
+def _trained_like(dtype=np.float32, seed=0):
+    """A small mlp_mnist with non-trivial parameters and BN state."""
+    model = mlp_mnist(in_features=12, hidden=(8, 6), classes=3)
+    rng = np.random.default_rng(seed)
+    params, state = model.init(rng, dtype)
+    state = {k: (rng.uniform(0.5, 2.0, v.shape) if k.endswith("var") else rng.standard_normal(v.shape))
+             .astype(dtype) for k, v in state.items()}
+    return model, params, state
+
+
+def test_state_dict_names_order_and_dtypes():
+    model, params, state = _trained_like()
+    assert list(to_state_dict(params, state)) == [
+        "fc1.weight", "fc2.weight", "fc3.weight", "bn1.running_mean", "bn1.running_var",
+        "bn1.num_batches_tracked", "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked",
+        "bn3.running_mean", "bn3.running_var", "bn3.num_batches_tracked"]
+    sd = to_state_dict(params, state, num_batches_tracked=7, model=model)
+    assert list(sd) == ["fc1.weight", "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked",
+                        "fc2.weight", "bn2.running_mean", "bn2.running_var", "bn2.num_batches_tracked",
+                        "fc3.weight", "bn3.running_mean", "bn3.running_var", "bn3.num_batches_tracked"]
+    assert sd["fc1.weight"].shape == (8, 12) and sd["fc1.weight"].dtype == np.float32
+    assert sd["bn2.num_batches_tracked"].dtype == np.int64 and int(sd["bn2.num_batches_tracked"]) == 7
+    sd["fc1.weight"][0, 0] = 99.0                        # a copy: the model's arrays are untouched
+    assert params["fc1.weight"][0, 0] != 99.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_state_dict_round_trip_exact(dtype):
+    _, params, state = _trained_like(dtype)
+    sd = to_state_dict(params, state, num_batches_tracked={"bn1": 3, "bn2": 4, "bn3": 5})
+    p2, s2, nbt = from_state_dict(sd, like_params=params, like_state=state)
+    assert list(p2) == list(params) and list(s2) == list(state)
+    for k in params:
+        assert p2[k].dtype == params[k].dtype and np.array_equal(p2[k], params[k])
+    for k in state:
+        assert s2[k].dtype == state[k].dtype and np.array_equal(s2[k], state[k])
+    assert nbt == {"bn1": 3, "bn2": 4, "bn3": 5}
+
+
+def test_from_state_dict_checks_layout():
+    _, params, state = _trained_like()
+    sd = to_state_dict(params, state)
+    bad = dict(sd)
+    del bad["fc2.weight"]
+    with pytest.raises(ValueError, match="missing \\['fc2.weight'\\]"):
+        from_state_dict(bad, like_params=params)
+    bad = {**sd, "fc9.weight": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match="unexpected \\['fc9.weight'\\]"):
+        from_state_dict(bad, like_params=params)
+    bad = {**sd, "bn1.running_var": np.ones(5, np.float32)}
+    with pytest.raises(ValueError, match="'bn1.running_var' has shape \\(5,\\)"):
+        from_state_dict(bad, like_state=state)
+    with pytest.raises(ValueError, match="num_batches_tracked"):
+        to_state_dict(params, state, num_batches_tracked=-1)
+    with pytest.raises(ValueError, match="not a BatchNorm buffer"):
+        to_state_dict(params, {"bn1.mean": np.zeros(8)})
+
+
+def test_vector_round_trip_and_order():
+    _, params, _ = _trained_like(np.float64)
+    vec = params_to_vector(params)
+    assert vec.shape == (8 * 12 + 6 * 8 + 3 * 6,)
+    assert np.array_equal(vec[:96], params["fc1.weight"].ravel())       # torch's row-major layout
+    back = vector_to_params(vec, params)
+    assert all(np.array_equal(back[k], params[k]) for k in params)
+    with pytest.raises(ValueError, match="expected \\(162,\\)"):
+        vector_to_params(vec[:-1], params)
+
+
+@pytest.mark.parametrize("with_mu", [False, True])
+def test_bayesbinn_state_round_trip(with_mu):
+    _, params, _ = _trained_like(np.float32)
+    rng = np.random.default_rng(1)
+    lam = {k: (10 * rng.choice([-1.0, 1.0], v.shape)).astype(np.float32) for k, v in params.items()}
+    mom = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+    lam0 = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+    state = {"lam": lam, "momentum": mom, "lam0": lam0, "step": 12}
+    if with_mu:
+        state["mu"] = {k: np.tanh(v - 1).astype(np.float32) for k, v in lam.items()}
+    t = bayesbinn_to_torch(state)
+    assert t["step"] == 12 and t["lamda"].shape == (162,) and t["lamda"].dtype == np.float32
+    mu_expect = params_to_vector(state["mu"]) if with_mu else np.tanh(t["lamda"])
+    assert np.array_equal(t["mu"], mu_expect)
+    back = bayesbinn_from_torch(t, params)
+    for f, ref in (("lam", lam), ("momentum", mom), ("lam0", lam0)):
+        assert all(np.array_equal(back[f][k], ref[k]) for k in params)
+    assert back["step"] == 12
+    scalar = bayesbinn_to_torch({**state, "lam0": 0.0})
+    assert np.array_equal(scalar["prior_lamda"], np.zeros(162, np.float32))
+    with pytest.raises(ValueError, match="'lamda' and 'momentum'"):
+        bayesbinn_from_torch({"lamda": t["lamda"]}, params)
+
+
+def test_real_bayesbinn_state_round_trip_and_step():
+    """A refbinn BayesBiNN state survives the round trip, and one step from either copy is identical."""
+    from refbinn.optim.bayesbinn import BayesBiNN, BayesBiNNState
+    _, params, _ = _trained_like(np.float32)
+    opt = BayesBiNN(N=100, tau=1e-10, lr=1e-4, numerics="official")
+    rng = np.random.default_rng(3)
+    state = opt.init(params, rng)
+    noise = opt.sample(state, rng)
+    grads = [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}]
+    state = opt.update(grads, state, noise)                       # mu now lags lam
+    t = bayesbinn_to_torch(state)
+    assert not np.array_equal(t["mu"], np.tanh(t["lamda"]))
+    out = bayesbinn_from_torch(t, params)
+    back = BayesBiNNState(out["lam"], out["momentum"], out["mu"], out["step"])
+    for f in ("lam", "momentum", "mu"):
+        assert all(np.array_equal(getattr(back, f)[k], getattr(state, f)[k]) for k in params)
+    assert back.step == state.step == 1
+    noise = opt.sample(state, rng)
+    a, b = opt.update(grads, state, noise), opt.update(grads, back, noise)
+    assert all(np.array_equal(a.lam[k], b.lam[k]) and np.array_equal(a.mu[k], b.mu[k]) for k in params)
