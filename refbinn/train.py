@@ -99,13 +99,14 @@ def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, aver
     of the mean prediction over ``samples`` hard weight samples."""
     out = {}
     lg = _logits(model, opt.params(opt_state), bn_state, x, batch)
-    p = _probs(lg)
+    p = _probs(lg.astype(np.float64))        # float64 so that the NLL of a confident miss stays finite
     out["acc_mode"] = float(np.mean(p.argmax(1) == y))
     out["nll_mode"] = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None))))
     if samples > 0 and hasattr(opt, "sample_params"):
         acc = None
         for _ in range(samples):
             lg_s = _logits(model, opt.sample_params(opt_state, rng), bn_state, x, batch)
+            lg_s = lg_s.astype(np.float64)
             v = _probs(lg_s) if average == "prob" else lg_s
             acc = v if acc is None else acc + v
         acc /= samples

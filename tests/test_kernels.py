@@ -1,0 +1,216 @@
+"""Numba bitwise kernels against their NumPy twins: exact equality on random and edge cases."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refbinn.kernels import (ConvWeights, binary_conv2d, binary_gemm, binary_gemm_panels,
+                             binary_weight_matmul, conv_padding, gemm_asm, pack_channels,
+                             pack_conv_weight, pack_signs, popcount, to_panels, unpack_signs)
+from refbinn.kernels.reference import (binary_conv2d_ref, binary_gemm_ref, binary_weight_matmul_ref,
+                                       conv2d_int_ref, pack_channels_ref, pack_signs_ref,
+                                       popcount_ref, to_panels_ref, unpack_signs_ref)
+
+
+def signs(rng, shape, p_zero=0.1):
+    """Reals with exact zeros among them (sign(0) = +1 must survive packing)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[rng.random(shape) < p_zero] = 0
+    return x
+
+
+def pm1(x):
+    return np.where(x >= 0, 1, -1).astype(np.int64)
+
+
+# -- popcount --------------------------------------------------------------------------
+def test_popcount_matches_bitwise_count(rng):
+    words = rng.integers(0, 2**64, size=(37, 5), dtype=np.uint64, endpoint=False)
+    words[0, :4] = [0, 2**64 - 1, 1 << 63, 1]
+    got = popcount(words)
+    assert got.shape == words.shape
+    np.testing.assert_array_equal(got, popcount_ref(words))
+    assert got[0, :4].tolist() == [0, 64, 1, 1]
+
+
+def _target_has_vpopcntdq():
+    """True when Numba compiles for a CPU with AVX-512 VPOPCNTDQ (the host, or NUMBA_CPU_NAME)."""
+    import numba
+    import llvmlite.binding as llvm
+    if numba.config.CPU_NAME not in (None, "host"):
+        return "+avx512vpopcntdq" in (numba.config.CPU_FEATURES or "")
+    return bool(llvm.get_host_cpu_features().get("avx512vpopcntdq", False))
+
+
+@pytest.mark.skipif(not _target_has_vpopcntdq(), reason="target CPU lacks AVX-512 VPOPCNTDQ")
+def test_gemm_tile_uses_vpopcntq():
+    asm = gemm_asm()
+    assert "vpopcntq" in asm
+    assert "zmm" in asm                      # 512-bit registers, not split into ymm halves
+
+
+# -- packing ---------------------------------------------------------------------------
+@given(m=st.integers(0, 5), k=st.integers(1, 300), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([np.float32, np.float64, np.int8, np.int32]))
+def test_pack_signs_matches_twin(m, k, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x = (signs(rng, (m, k)) * 3).astype(dtype)             # ints: -3..3 with zeros
+    words = pack_signs(x)
+    assert words.dtype == np.uint64 and words.shape == (m, (k + 63) // 64)
+    np.testing.assert_array_equal(words, pack_signs_ref(x))
+    np.testing.assert_array_equal(unpack_signs(words, k), pm1(x))   # round trip to sign(x)
+
+
+def test_pack_signs_conventions():
+    x = np.array([[1.0, -1.0, 0.0, -0.0, np.nan, np.inf, -np.inf, 2.5]], np.float32)
+    word = int(pack_signs(x)[0, 0])
+    # bit 1 = -1, little-endian: -1 at 1, NaN at 4, -inf at 6; 0 and -0.0 are +1
+    assert word == (1 << 1) | (1 << 4) | (1 << 6)
+    assert pack_signs(np.full(64, -1.0))[0] == 2**64 - 1
+    assert pack_signs(np.full(65, -1.0)).tolist() == [2**64 - 1, 1]   # padding bits are 0
+    assert pack_signs(np.ones((2, 3, 130))).shape == (2, 3, 3)
+    with pytest.raises(ValueError, match="x"):
+        pack_signs(np.ones((3, 0)))
+    with pytest.raises(ValueError, match="k must be"):
+        unpack_signs(np.zeros(2, np.uint64), 129)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 150), st.integers(1, 4), st.integers(1, 11)),
+       seed=st.integers(0, 2**16))
+def test_pack_channels_matches_twin(shape, seed):
+    x = signs(np.random.default_rng(seed), shape)
+    np.testing.assert_array_equal(pack_channels(x), pack_channels_ref(x))
+
+
+def test_unpack_matches_twin(rng):
+    words = rng.integers(0, 2**63, size=(4, 3), dtype=np.uint64) * 2 + 1
+    for k in (129, 150, 192):
+        got = unpack_signs(words, k, np.int8)
+        assert got.dtype == np.int8
+        np.testing.assert_array_equal(got, unpack_signs_ref(words, k, np.int8))
+
+
+# -- binary GEMM -----------------------------------------------------------------------
+@given(m=st.integers(1, 13), n=st.integers(1, 70), k=st.integers(1, 260), seed=st.integers(0, 2**16))
+def test_binary_gemm_matches_twin_and_integer_matmul(m, n, k, seed):
+    rng = np.random.default_rng(seed)
+    x, w = signs(rng, (m, k)), signs(rng, (n, k))
+    a, b = pack_signs(x), pack_signs(w)
+    c = binary_gemm(a, b, k)
+    assert c.dtype == np.int32 and c.shape == (m, n)
+    np.testing.assert_array_equal(c, binary_gemm_ref(a, b, k))
+    np.testing.assert_array_equal(c, pm1(x) @ pm1(w).T)
+
+
+@pytest.mark.parametrize("m, n, k", [(1, 1, 1), (1, 33, 64), (5, 1, 63), (37, 300, 1000), (4, 32, 2048),
+                                     (601, 70, 100)])
+def test_binary_gemm_edges(m, n, k, rng):
+    x, w = signs(rng, (m, k)), signs(rng, (n, k))
+    a, b = pack_signs(x), pack_signs(w)
+    np.testing.assert_array_equal(binary_gemm(a, b, k), pm1(x) @ pm1(w).T)
+    bp = to_panels(b)
+    np.testing.assert_array_equal(bp, to_panels_ref(b))
+    np.testing.assert_array_equal(binary_gemm_panels(a, bp, n, k), binary_gemm(a, b, k))
+    ones, minus = np.ones((m, k)), -np.ones((n, k))
+    assert (binary_gemm(pack_signs(ones), pack_signs(ones[:1].repeat(n, 0)), k) == k).all()
+    assert (binary_gemm(pack_signs(ones), pack_signs(minus), k) == -k).all()
+
+
+def test_binary_gemm_bad_input():
+    a = np.zeros((3, 2), np.uint64)
+    with pytest.raises(ValueError, match="k must be in"):
+        binary_gemm(a, a, 64)
+    with pytest.raises(ValueError, match="b must be"):
+        binary_gemm(a, np.zeros((3, 3), np.uint64), 100)
+    with pytest.raises(ValueError, match="a must be"):
+        binary_gemm(a.astype(np.int64), a, 100)
+
+
+# -- binary convolution ----------------------------------------------------------------
+def _check_conv(x, w, stride, padding):
+    y = binary_conv2d(x, w, stride, padding)
+    s = (stride, stride)
+    pads = conv_padding(padding, w.shape[2:], s)
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(y, binary_conv2d_ref(x, w, s, pads))
+    np.testing.assert_array_equal(y, conv2d_int_ref(x, w, s, pads))
+    return y
+
+
+@given(n=st.integers(1, 2), c=st.integers(1, 140), hw=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+       o=st.integers(1, 9), k=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       stride=st.integers(1, 3), padding=st.sampled_from([0, 1, 2, "same", "valid"]),
+       seed=st.integers(0, 2**16))
+def test_binary_conv2d_matches_twins(n, c, hw, o, k, stride, padding, seed):
+    if padding == "same":
+        stride = 1
+    pads = conv_padding(padding, k, (stride, stride))
+    if hw[0] + pads[0] + pads[1] < k[0] or hw[1] + pads[2] + pads[3] < k[1]:
+        return                                   # kernel larger than the padded input
+    rng = np.random.default_rng(seed)
+    _check_conv(signs(rng, (n, c) + hw), signs(rng, (o, c) + k), stride, padding)
+
+
+@pytest.mark.parametrize("padding", [0, 1, "same"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_binary_conv2d_constant_inputs(padding, stride):
+    # all +1 / all -1: the padding correction is all that separates border from interior
+    if padding == "same" and stride == 2:
+        return
+    rng = np.random.default_rng(3)
+    w = signs(rng, (5, 70, 3, 3))
+    for value in (1.0, -1.0):
+        x = np.full((1, 70, 7, 5), value, np.float32)
+        y = _check_conv(x, w, stride, padding)
+        if padding == 0:                          # no padding: every position is the same sum
+            assert (y == y[:, :, :1, :1]).all()
+
+
+def test_binary_conv2d_realistic_shapes(rng):
+    # several panels, more than 64 channels, odd sizes, a prepacked weight
+    x, w = signs(rng, (1, 130, 13, 11)), signs(rng, (20, 130, 3, 3))
+    cw = pack_conv_weight(w)
+    assert isinstance(cw, ConvWeights)
+    y = binary_conv2d(x, cw, 1, 1)
+    np.testing.assert_array_equal(y, conv2d_int_ref(x, w, (1, 1), (1, 1, 1, 1)))
+    np.testing.assert_array_equal(binary_conv2d(x, w, 2, 1), conv2d_int_ref(x, w, (2, 2), (1, 1, 1, 1)))
+
+
+def test_binary_conv2d_bad_input():
+    w = np.ones((2, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="x has shape"):
+        binary_conv2d(np.ones((1, 4, 5, 5)), w)
+    with pytest.raises(ValueError, match="stride"):
+        binary_conv2d(np.ones((1, 3, 5, 5)), w, stride=0)
+    with pytest.raises(ValueError, match="same"):
+        binary_conv2d(np.ones((1, 3, 5, 5)), w, stride=2, padding="same")
+    with pytest.raises(ValueError, match="does not fit"):
+        binary_conv2d(np.ones((1, 3, 2, 2)), w)
+    with pytest.raises(ValueError, match="padding"):
+        binary_conv2d(np.ones((1, 3, 5, 5)), w, padding=-1)
+
+
+# -- real activations x packed weights -------------------------------------------------------
+@given(m=st.integers(1, 20), n=st.integers(1, 11), k=st.integers(1, 200), seed=st.integers(0, 2**16))
+def test_binary_weight_matmul_matches_twin(m, n, k, seed):
+    rng = np.random.default_rng(seed)
+    x, w = signs(rng, (m, k)), signs(rng, (n, k))
+    y = binary_weight_matmul(x, pack_signs(w))
+    assert y.dtype == np.float32 and y.shape == (m, n)
+    np.testing.assert_array_equal(y, binary_weight_matmul_ref(x, pack_signs(w)))   # same order: equal
+    # and close to the exact product: every partial sum goes through at most Kw + 7
+    # float32 additions, so |error| <= 3 (Kw + 8) u sum|x| with u = 2**-24
+    exact = x.astype(np.float64) @ pm1(w).T
+    bound = 3 * ((k + 63) // 64 + 8) * 2.0**-24 * np.abs(x).astype(np.float64).sum(1, keepdims=True)
+    assert (np.abs(y - exact) <= bound).all()
+
+
+def test_binary_weight_matmul_gemv_and_errors(rng):
+    x, w = rng.standard_normal(1000).astype(np.float32), signs(rng, (37, 1000))
+    y = binary_weight_matmul(x, pack_signs(w))
+    assert y.shape == (37,)
+    np.testing.assert_array_equal(y, binary_weight_matmul_ref(x[None], pack_signs(w))[0])
+    with pytest.raises(ValueError, match="float32"):
+        binary_weight_matmul(x.astype(np.float64), pack_signs(w))
+    with pytest.raises(ValueError, match="w_words"):
+        binary_weight_matmul(x, pack_signs(w[:, :900]))
