@@ -136,6 +136,17 @@ def cmd_download(a):
     return 0
 
 
+# -- golden traces ---------------------------------------------------------------------------
+def cmd_trace(a):
+    from .trace import cli_trace
+    return cli_trace(a)
+
+
+def cmd_check_trace(a):
+    from .trace import cli_check_trace
+    return cli_check_trace(a)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="refbinn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -198,6 +209,24 @@ def build_parser():
     q.add_argument("--data-root", default=None)
     q.add_argument("--base-url", default=None, help="mirror to fetch from instead of the canonical one")
     q.set_defaults(func=cmd_download)
+
+    q = sub.add_parser("trace", help="write a golden trace (every tensor of K steps) to check a port against")
+    q.add_argument("--model", default="mlp", choices=["mlp", "cnn", "mlp_mnist"])
+    q.add_argument("--optimizer", default="bayesbinn-official",
+                   choices=["bayesbinn-exact", "bayesbinn-official", "ste", "bop", "adam"])
+    q.add_argument("--steps", type=int, default=10, help="K, the number of updates")
+    q.add_argument("--out", default="trace.npz", help="the .npz to write (default: %(default)s)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    q.set_defaults(func=cmd_trace)
+
+    q = sub.add_parser("check-trace", help="compare two traces: 'match' or the first divergence (exit 1)")
+    q.add_argument("mine")
+    q.add_argument("theirs")
+    q.add_argument("--rtol", type=float, default=None,
+                   help="relative to each tensor's largest |value| (default 1e-9 for float64, else 1e-4)")
+    q.add_argument("--atol", type=float, default=0.0)
+    q.set_defaults(func=cmd_check_trace)
     return p
 
 
