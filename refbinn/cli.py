@@ -136,6 +136,17 @@ def cmd_download(a):
     return 0
 
 
+# -- packed inference ------------------------------------------------------------------------
+def cmd_export(a):
+    from .packed import cli_export
+    return cli_export(a)
+
+
+def cmd_predict(a):
+    from .packed import cli_predict
+    return cli_predict(a)
+
+
 # -- golden traces ---------------------------------------------------------------------------
 def cmd_trace(a):
     from .trace import cli_trace
@@ -209,6 +220,18 @@ def build_parser():
     q.add_argument("--data-root", default=None)
     q.add_argument("--base-url", default=None, help="mirror to fetch from instead of the canonical one")
     q.set_defaults(func=cmd_download)
+
+    q = sub.add_parser("export", help="pack a checkpoint's mode weights: 1 bit per weight, one .npz")
+    q.add_argument("checkpoint", help="a training checkpoint (results/runs/NAME/checkpoint.npz)")
+    q.add_argument("out", help="the packed model to write (.npz)")
+    q.set_defaults(func=cmd_export)
+
+    q = sub.add_parser("predict", help="test accuracy and images/s of a packed model")
+    common(q)
+    q.add_argument("packed", help="a packed model from 'refbinn export'")
+    q.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    q.add_argument("--batch-size", type=int, default=1000)
+    q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("trace", help="write a golden trace (every tensor of K steps) to check a port against")
     q.add_argument("--model", default="mlp", choices=["mlp", "cnn", "mlp_mnist"])

@@ -22,11 +22,13 @@ Cases:
 - ``pack_fraction``: packing the input as a fraction of the binary layer time, the worst
   of the dense layer (pack_signs of the 256 x 2048 input / (pack + bgemm)) and the two
   convolutions (channel packing inside binary_conv2d). Target <= 0.10.
-- ``mlp``: a BinaryNet-style MLP 784-2048-2048-2048-10 with sign activations on MLP_INPUTS
-  inputs. Binary: the real-valued input layer with ``binary_weight_matmul``, then
-  sign -> pack -> ``binary_gemm`` for the rest. Float: the same network in float32 numpy.
-  Both give the same hidden signs up to float rounding in the first layer; the
-  fraction of equal argmax predictions is reported next to the speed ratio.
+- ``mlp``: a BinaryNet-style MLP 784-2048-2048-2048-10 (Dense -> BN -> sign per hidden
+  layer, Dense -> BN logits) on the first MLP_INPUTS MNIST test images (found through
+  REFBINN_DATA or the per-user cache; uniform pixels if absent). Binary: the model
+  exported by ``refbinn.packed`` (input layer by ``binary_weight_matmul``, BN + sign as
+  thresholds, ``binary_gemm_panels`` for the rest). Float: the model's eval forward
+  ``model.apply``. Both give the same hidden signs up to float rounding in the first
+  layer; the fraction of equal argmax predictions is reported next to the speed ratio.
 
 Usage::
 
@@ -82,7 +84,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from refbinn.kernels import (binary_conv2d, binary_gemm_panels, binary_weight_matmul,  # noqa: E402
                              pack_conv_weight, pack_signs, to_panels)
 from refbinn.kernels.pack import _pack_channels  # noqa: E402
-from refbinn.nn import sign  # noqa: E402
+from refbinn.nn import BatchNorm, Dense, Sequential, SignActivation, sign  # noqa: E402
+from refbinn.packed import export  # noqa: E402
 
 
 def median_s(*fns, repeats, rounds=3):
@@ -161,31 +164,39 @@ def bench_gemv(rng, repeats):
             "gemv_weight_mib": {"binary": wp.nbytes / 2**20, "float32": w.nbytes / 2**20}}
 
 
+def mlp_inputs(rng, n_inputs):
+    """The first n MNIST test images (normalised, flattened), or uniform pixels if no data."""
+    from refbinn.data import DatasetNotFound, load_mnist, normalize
+    try:
+        images = load_mnist().x_test[:n_inputs]
+    except DatasetNotFound:
+        return rng.random((n_inputs, MLP_SIZES[0])).astype(np.float32), "synthetic"
+    return normalize(images, "mnist").reshape(len(images), -1), "mnist-test"   # (N, 784)
+
+
 def bench_mlp(rng, n_inputs, repeats):
     sizes = MLP_SIZES
-    weights = [pm1((sizes[i + 1], sizes[i]), rng) for i in range(len(sizes) - 1)]   # (out, in)
-    x = rng.random((n_inputs, sizes[0])).astype(np.float32)         # pixel-like inputs
-    w1 = pack_signs(weights[0])
-    panels = [to_panels(pack_signs(w)) for w in weights[1:]]
+    layers = []
+    for k in range(1, len(sizes)):
+        layers += [Dense(sizes[k - 1], sizes[k], name=f"fc{k}"),
+                   BatchNorm(sizes[k], affine=False, name=f"bn{k}")]
+        if k < len(sizes) - 1:
+            layers.append(SignActivation(name=f"sign{k}"))
+    model = Sequential(*layers)
+    params, state = model.init(rng, np.float32)
+    params = {k: sign(v) for k, v in params.items()}                  # +-1 mode weights
+    x, source = mlp_inputs(rng, n_inputs)
+    for i in range(3):                                               # realistic BN statistics
+        _, _, state = model.forward(params, x[i * 500:(i + 1) * 500], state, train=True)
+    packed = export(model, params, state)        # fc1 weight-only, then thresholds + binary GEMM
 
-    def float_forward():
-        h = x
-        for w in weights[:-1]:
-            h = sign(h @ w.T)                                        # SignActivation's forward
-        return h @ weights[-1].T
-
-    def binary_forward():
-        h = pack_signs(binary_weight_matmul(x, w1))                  # real input layer
-        for i, bp in enumerate(panels):
-            y = binary_gemm_panels(h, bp, sizes[i + 2], sizes[i + 1])    # int32
-            h = pack_signs(y) if i + 1 < len(panels) else y
-        return h
-
-    tb, tf = median_s(binary_forward, float_forward, repeats=repeats)
-    agree = float(np.mean(binary_forward().argmax(1) == float_forward().argmax(1)))
-    return {"mlp_images_per_s_ratio_vs_float": tf / tb, "mlp_binary_images_per_s": n_inputs / tb,
-            "mlp_float_images_per_s": n_inputs / tf, "mlp_argmax_agreement": agree,
-            "mlp_inputs": n_inputs}
+    tb, tf = median_s(lambda: packed.predict_logits(x, batch_size=len(x)),
+                      lambda: model.apply(params, x, state), repeats=repeats)
+    ref = model.apply(params, x, state).argmax(1)
+    agree = float(np.mean(packed.predict(x, batch_size=len(x)) == ref))
+    return {"mlp_images_per_s_ratio_vs_float": tf / tb, "mlp_binary_images_per_s": len(x) / tb,
+            "mlp_float_images_per_s": len(x) / tf, "mlp_argmax_agreement": agree,
+            "mlp_inputs": len(x), "mlp_data": source}
 
 
 def _run_parallel_once():
@@ -225,7 +236,8 @@ def main(args):
         f"conv28 {res['conv28_pack_fraction']:.3f})")
     n_inputs = QUICK_MLP_INPUTS if args.quick else MLP_INPUTS
     res.update(bench_mlp(rng, n_inputs, max(3, repeats // 5)))
-    log(f"mlp {MLP_SIZES} on {n_inputs} inputs: ratio {res['mlp_images_per_s_ratio_vs_float']:.1f}x "
+    log(f"mlp {MLP_SIZES} on {res['mlp_inputs']} {res['mlp_data']} inputs: "
+        f"ratio {res['mlp_images_per_s_ratio_vs_float']:.1f}x "
         f"({res['mlp_binary_images_per_s']:.0f} vs {res['mlp_float_images_per_s']:.0f} images/s), "
         f"argmax agreement {res['mlp_argmax_agreement']:.4f}")
     res["seconds"] = time.perf_counter() - t0

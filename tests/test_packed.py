@@ -1,0 +1,293 @@
+"""Packed inference against the float model in evaluation mode: equal predictions, 1/25 the size."""
+import argparse
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from refbinn import models
+from refbinn.data import load_mnist, normalize
+from refbinn.nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, Layer, MaxPool2d, ReLU,
+                        Sequential, SignActivation, Tanh, sign)
+from refbinn.packed import (cli_export, cli_predict, export, fit_threshold, float_keys,
+                            float_values, load_packed)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def binary_init(model, seed):
+    """params with the binary weights replaced by their signs (a mode), fresh BN state."""
+    params, state = model.init(np.random.default_rng(seed), np.float32)
+    return {k: sign(v) if model.kinds[k] == "binary" else v for k, v in params.items()}, state
+
+
+def warm_bn(model, params, state, x, steps=4, batch=500, seed=1):
+    """Realistic running statistics: a few train-mode forward passes (dropout on)."""
+    rng = np.random.default_rng(seed)
+    for i in range(steps):
+        _, _, state = model.forward(params, x[i * batch:(i + 1) * batch], state, train=True, rng=rng)
+    return state
+
+
+def random_affine(model, params, seed):
+    """BN gammas of both signs (and some zeros), betas around 0: thresholds in both directions."""
+    rng = np.random.default_rng(seed)
+    out = dict(params)
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm) and layer.affine:
+            g = rng.standard_normal(layer.num_features)
+            g[rng.random(layer.num_features) < 0.1] = 0
+            out[f"{layer.name}.weight"] = g.astype(np.float32)
+            out[f"{layer.name}.bias"] = (0.5 * rng.standard_normal(layer.num_features)).astype(np.float32)
+    return out
+
+
+def float32_bytes(params, state):
+    return 4 * (sum(v.size for v in params.values()) + sum(v.size for v in state.values()))
+
+
+def op_names(packed):
+    return [op["op"] for op in packed.ops]
+
+
+def binarynet_mlp(sizes, affine=True):
+    """Dense -> BN -> Sign per hidden layer, Dense -> BN for the logits (BinaryNet, no dropout)."""
+    layers = []
+    for k in range(1, len(sizes)):
+        layers += [Dense(sizes[k - 1], sizes[k], name=f"fc{k}"),
+                   BatchNorm(sizes[k], affine=affine and k < len(sizes) - 1, name=f"bn{k}")]
+        if k < len(sizes) - 1:
+            layers.append(SignActivation(name=f"sign{k}"))
+    return Sequential(*layers)
+
+
+@pytest.fixture(scope="module")
+def mnist(data_root):
+    ds = load_mnist(data_root)
+    x_train = normalize(ds.x_train[:2000], "mnist").reshape(2000, -1)       # (2000, 784)
+    x_test = normalize(ds.x_test, "mnist").reshape(len(ds.x_test), -1)     # (10000, 784)
+    return x_train, x_test, ds.y_test
+
+
+# -- the paper's MNIST MLP: real activations, weight-only kernel --------------------------------
+def test_mlp_mnist_matches_float_and_is_small(mnist, tmp_path):
+    x_train, x_test, _ = mnist
+    model = models.mlp_mnist()
+    params, state = binary_init(model, 0)
+    state = warm_bn(model, params, state, x_train)
+    packed = export(model, params, state)
+    assert op_names(packed) == ["dense_real", "affine", "relu"] * 3 + ["dense_real", "affine"]
+    ref = model.apply(params, x_test, state)                                # (10000, 10)
+    got = packed.predict_logits(x_test, batch_size=2500)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    # logits within 1e-4 of each row's scale; the predicted class identical on every image
+    assert np.all(np.abs(got - ref) <= 1e-4 * np.abs(ref).max(axis=1, keepdims=True))
+    np.testing.assert_array_equal(packed.predict(x_test), ref.argmax(axis=1))
+    path = tmp_path / "mlp.npz"
+    packed.save(path)
+    assert os.path.getsize(path) * 25 <= float32_bytes(params, state)
+    back = load_packed(path)
+    assert back.ops == packed.ops
+    np.testing.assert_array_equal(back.predict_logits(x_test[:500]), got[:500])
+
+
+# -- BinaryNet-style MLP: sign activations, xnor-popcount GEMM, integer thresholds -----------------
+def test_binarynet_mlp_logits_bit_identical(mnist):
+    x_train, x_test, _ = mnist
+    model = binarynet_mlp((784, 2048, 2048, 2048, 10))
+    params, state = binary_init(model, 2)
+    params = random_affine(model, params, 3)
+    state = warm_bn(model, params, state, x_train)
+    packed = export(model, params, state)
+    assert op_names(packed) == ["dense_real", "threshold"] + ["dense_binary", "threshold"] * 2 + \
+        ["dense_binary", "to_float", "batchnorm"]
+    # On the 1/64 grid every partial sum of the first layer is exact in float32, so BLAS and
+    # the weight-only kernel agree bit for bit; the rest is integer arithmetic and thresholds.
+    x = np.round(x_test * 64) / 64
+    ref = model.apply(params, x, state)
+    got = packed.predict_logits(x, batch_size=5000)
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(packed.predict(x), ref.argmax(axis=1))
+
+
+# -- CNNs ----------------------------------------------------------------------------------------------
+def test_small_vgg_matches_float(tmp_path):
+    rng = np.random.default_rng(4)
+    model = models.vgg_cifar(width=1 / 16, image_size=8)
+    params, state = binary_init(model, 5)
+    x = rng.standard_normal((1200, 3, 8, 8)).astype(np.float32)
+    state = warm_bn(model, params, state, x, steps=2)
+    packed = export(model, params, state)
+    assert op_names(packed).count("conv_real") == 6 and "threshold" not in op_names(packed)
+    ref = model.apply(params, x, state)
+    got = packed.predict_logits(x, batch_size=300)
+    assert np.all(np.abs(got - ref) <= 1e-4 * np.abs(ref).max(axis=1, keepdims=True))
+    np.testing.assert_array_equal(packed.predict(x), ref.argmax(axis=1))
+    packed.save(tmp_path / "vgg.npz")
+    np.testing.assert_array_equal(load_packed(tmp_path / "vgg.npz").predict_logits(x[:50]), got[:50])
+
+
+def binary_cnn(padding, stride):
+    """Real first conv, then binary convs with pools on both sides of BN and a negative-gamma BN."""
+    return Sequential(
+        Conv2d(3, 16, 3, padding=1, name="conv1"), BatchNorm(16, affine=False, name="bn1"),
+        SignActivation(name="s1"),
+        Conv2d(16, 70, 3, stride=stride, padding=padding, bias=True, name="conv2"),
+        BatchNorm(70, affine=True, name="bn2"), MaxPool2d(2, name="pool2"), SignActivation(name="s2"),
+        Conv2d(70, 24, 3, padding=1, name="conv3"), MaxPool2d(2, name="pool3"),
+        BatchNorm(24, affine=False, name="bn3"), Dropout(0.3, name="drop3"), SignActivation(name="s3"),
+        Flatten(name="flatten"), Dense(24 * 2 * 2, 33, bias=True, name="fc1"),
+        BatchNorm(33, affine=True, name="bn4"), SignActivation(name="s4"),
+        Dense(33, 10, name="fc2"), BatchNorm(10, affine=True, name="bn5"))
+
+
+@pytest.mark.parametrize("padding, stride, size", [(1, 1, 9), ("same", 1, 8), (0, 2, 19)])
+def test_binary_cnn_logits_bit_identical(padding, stride, size):
+    rng = np.random.default_rng(6)
+    model = binary_cnn(padding, stride)
+    params, state = binary_init(model, 7)
+    params = random_affine(model, params, 8)
+    params["conv2.bias"] = rng.integers(-4, 5, 70).astype(np.float32) / 2   # ties with integers
+    x = (rng.integers(-32, 33, (300, 3, size, size)) / 16).astype(np.float32)  # exact first-layer sums
+    state = warm_bn(model, params, state, x, steps=2, batch=150)
+    packed = export(model, params, state)
+    assert op_names(packed) == [
+        "conv_real", "threshold", "conv_binary", "threshold", "maxpool",       # pool behind the sign
+        "conv_binary", "maxpool", "threshold",                                 # pool in front
+        "flatten", "dense_binary", "threshold", "dense_binary", "to_float", "batchnorm"]
+    np.testing.assert_array_equal(packed.predict_logits(x, batch_size=128), model.apply(params, x, state))
+
+
+# -- thresholds -------------------------------------------------------------------------------------
+def bn_decide(seed, channels, scale):
+    """decide(v) = BN(v + bias) >= 0 with gammas of both signs and zeros, as the float model."""
+    rng = np.random.default_rng(seed)
+    bn = BatchNorm(channels, eps=1e-4, affine=True)
+    p = {"weight": rng.choice(np.float32([-1.5, -0.3, 0, 0.2, 2]), channels),
+         "bias": (rng.standard_normal(channels) * 0.3).astype(np.float32)}
+    s = {"running_mean": (rng.standard_normal(channels) * scale).astype(np.float32),
+         "running_var": (rng.random(channels) * scale ** 2 + 1e-3).astype(np.float32)}
+    s["running_mean"][::3] = np.round(s["running_mean"][::3])          # means on attainable values
+    return lambda v: (bn.forward(p, np.asarray(v, np.float32)[None], s)[0] >= 0)[0]
+
+
+def test_integer_thresholds_exhaustive():
+    K, C = 97, 40
+    decide = bn_decide(0, C, 10.0)
+    dirs, t = fit_threshold(decide, C, K)
+    h = np.arange(-K, K + 1)                                          # every integer pre-activation
+    want = np.stack([decide(np.full(C, v, np.float32)) for v in h])   # (2K+1, C)
+    np.testing.assert_array_equal(dirs * h[:, None] >= t, want)
+    assert set(dirs) == {-1, 1}
+
+
+def test_float_thresholds_at_the_boundary():
+    C = 60
+    decide = bn_decide(1, C, 3.0)
+    bound = int(float_keys(np.float32(2.0 ** 100)))
+    dirs, t = fit_threshold(decide, C, bound, float_values)
+    cut = float_values(t)                                             # the first +1 value
+    below = float_values(t - 1)                                       # its float32 neighbour
+    inside = np.abs(t) <= bound
+    np.testing.assert_array_equal(decide(dirs * cut)[inside], True)
+    np.testing.assert_array_equal(decide(dirs * below)[np.abs(t - 1) <= bound], False)
+    v = np.random.default_rng(2).standard_normal((500, C)).astype(np.float32) * 5
+    v[:50] = np.where(inside, cut * dirs, 0)                          # exactly at the cut
+    np.testing.assert_array_equal(dirs * v >= cut, np.stack([decide(r) for r in v]))
+
+
+def test_float_keys_round_trip_in_order():
+    v = np.float32([-np.inf, -3e38, -1.5, -1e-45, -0.0, 0.0, 1e-45, 2.5, 3e38, np.inf])
+    k = float_keys(v)
+    assert np.all(np.diff(k[[0, 1, 2, 3, 5, 6, 7, 8, 9]]) > 0) and k[4] == k[5] == 0
+    np.testing.assert_array_equal(float_values(k), np.where(v == 0, np.float32(0), v))
+
+
+@given(seed=st.integers(0, 2**16), k_in=st.integers(1, 150),
+       widths=st.lists(st.integers(1, 140), min_size=1, max_size=3),
+       input_sign=st.booleans(), bias=st.booleans(), affine=st.booleans(),
+       act=st.sampled_from([None, "relu", "tanh"]))
+def test_binary_mlps_bit_identical(seed, k_in, widths, input_sign, bias, affine, act):
+    rng = np.random.default_rng(seed)
+    sizes = [k_in] + widths + [5]
+    layers = [SignActivation(name="s0")] if input_sign else []
+    for k in range(1, len(sizes)):
+        layers += [Dense(sizes[k - 1], sizes[k], bias=bias, name=f"fc{k}"),
+                   BatchNorm(sizes[k], affine=affine, name=f"bn{k}")]
+        if k < len(sizes) - 1:
+            layers += [{"relu": ReLU, "tanh": Tanh}[act](name=f"a{k}")] if act else []
+            layers.append(SignActivation(name=f"s{k}"))
+    model = Sequential(*layers)
+    params, state = binary_init(model, seed)
+    params = random_affine(model, params, seed + 1)
+    for k in range(1, len(sizes)):                                   # statistics on the value grid
+        fan = sizes[k - 1]
+        state[f"bn{k}.running_mean"] = (rng.integers(-fan, fan + 1, sizes[k]) / 4).astype(np.float32)
+        state[f"bn{k}.running_var"] = (rng.random(sizes[k]) * fan + 0.5).astype(np.float32)
+    x = (rng.integers(-16, 17, (40, k_in)) / 8).astype(np.float32)   # with exact zeros
+    packed = export(model, params, state)
+    assert op_names(packed).count("dense_binary") == len(sizes) - 1 - (not input_sign)
+    np.testing.assert_array_equal(packed.predict_logits(x, batch_size=16), model.apply(params, x, state))
+
+
+# -- errors --------------------------------------------------------------------------------------
+class Odd(Layer):
+    def forward(self, params, x, state, *, train=False, rng=None):
+        return x, None, state
+
+
+def test_errors_name_the_layer(tmp_path):
+    model = Sequential(Dense(4, 3, name="fc1"), Odd(name="odd"), Dense(3, 2, name="fc2"))
+    params, state = binary_init(model, 0)
+    with pytest.raises(ValueError, match="layer 'odd'"):
+        export(model, params, state)
+    model = Sequential(Dense(4, 3, name="fc1"))
+    params, _ = model.init(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="layer 'fc1'.*\\+-1"):
+        export(model, params, {})
+    packed = export(model, {"fc1.weight": sign(params["fc1.weight"])}, {})
+    with pytest.raises(ValueError, match="'fc1'.*\\(5, 3\\).*\\(N, 4\\)"):
+        packed.predict_logits(np.zeros((5, 3), np.float32))
+    with pytest.raises(ValueError, match="batch_size"):
+        packed.predict_logits(np.zeros((5, 4), np.float32), batch_size=0)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, meta=np.array(json.dumps({"format": "refbinn.packed", "version": 99, "ops": []})))
+    with pytest.raises(ValueError, match="version"):
+        load_packed(bad)
+
+
+# -- command-line hooks -------------------------------------------------------------------------------
+def test_cli_export_and_predict(mnist, data_root, tmp_path, capsys):
+    from refbinn.optim.adam import Adam
+    from refbinn.optim.ste import STEAdam
+    from refbinn.train import save_checkpoint
+    x_train, x_test, y_test = mnist
+    kw = {"hidden": [256], "dropout": 0.2}
+    model = models.mlp_mnist(**kw)
+    params, state = model.init(np.random.default_rng(9), np.float32)
+    state = warm_bn(model, {k: sign(v) for k, v in params.items()}, state, x_train)
+    config = {"meta": {"model": ["mlp_mnist", kw], "dataset": "mnist"}}
+    ckpt = tmp_path / "checkpoint.npz"
+    opt = STEAdam()
+    opt_state = opt.init(params)
+    save_checkpoint(ckpt, opt=opt, opt_state=opt_state, bn_state=state, rngs={}, epoch=1,
+                    history={}, config=config)
+    out = tmp_path / "mlp_packed.npz"
+    assert cli_export(argparse.Namespace(checkpoint=str(ckpt), out=str(out))) == 0
+    text = capsys.readouterr().out
+    assert "ratio" in text and str(os.path.getsize(out)) in text
+    res_dir = tmp_path / "results"
+    args = argparse.Namespace(packed=str(out), dataset="mnist", data_root=str(data_root),
+                              batch_size=2000, out=str(res_dir))
+    assert cli_predict(args) == 0
+    assert "images/s" in capsys.readouterr().out
+    res = json.loads((res_dir / "predict_mlp_packed.json").read_text())
+    ref = model.apply(opt.params(opt_state), x_test, state).argmax(axis=1)
+    assert res["accuracy"] == float(np.mean(ref == y_test)) and res["n_images"] == 10000
+    assert res["images_per_s"] > 0
+    save_checkpoint(ckpt, opt=Adam(), opt_state=Adam().init(params), bn_state=state, rngs={},
+                    epoch=1, history={}, config=config)
+    with pytest.raises(ValueError, match="layer 'fc1'"):        # real weights cannot be packed
+        cli_export(argparse.Namespace(checkpoint=str(ckpt), out=str(out)))
