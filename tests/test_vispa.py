@@ -20,7 +20,16 @@ from refbinn.nn import Dense, Sequential
 from refbinn.nn.losses import logistic_loss
 from refbinn.optim.base import load_state, save_state
 from refbinn.optim.vispa import (VISPA, VISPAState, gaussian_weights, project, sample_weights,
+
                                  vispa_grads, xavier_std)
+
+
+@pytest.fixture(autouse=True)
+def _always_fused(monkeypatch):
+    """Exercise the Numba kernels on the small arrays of these tests (the library
+    sends arrays below FUSED_MIN_SIZE to the NumPy reference)."""
+    import refbinn.optim.vispa as module
+    monkeypatch.setattr(module, "FUSED_MIN_SIZE", 0)
 
 
 def assert_state_identical(a, b):

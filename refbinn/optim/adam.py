@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._adam_fused import adam_update_fused
 from .base import Optimizer, as_grad_list, check_finite, check_range
 
 
@@ -99,6 +100,9 @@ def adam_update(g, m, v, t, lr, beta1, beta2, eps):
     lr, beta1, beta2, eps : float
         Python floats, so float32 arrays stay float32.
     """
+    fused = adam_update_fused(g, m, v, t, lr, beta1, beta2, eps)   # bit-identical, one pass
+    if fused is not None:
+        return fused
     m_new = beta1 * m + (1.0 - beta1) * g
     v_new = beta2 * v + (1.0 - beta2) * (g * g)
     step_size = lr / (1.0 - beta1 ** t)

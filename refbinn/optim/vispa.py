@@ -66,6 +66,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
+FUSED_MIN_SIZE = 1 << 15      # weights per parameter below which the NumPy path is faster
+
 from ..nn.base import sign
 from .base import Optimizer, as_grad_list, check_finite, check_range
 
@@ -424,7 +426,7 @@ class VISPA(Optimizer):
         out = {}
         for k, m in state.m.items():
             r = np.asarray(noise[k], dtype=m.dtype)
-            if self._fused(m.dtype):
+            if self._fused(m):
                 w = np.empty_like(m)
                 _sign_kernel(np.ascontiguousarray(m).reshape(-1),
                              np.ascontiguousarray(state.Z[k]).reshape(self.rank, m.size), r,
@@ -491,15 +493,18 @@ class VISPA(Optimizer):
             gs = [np.asarray(g[k], dtype=m.dtype) for g in grads]
             rs = [np.asarray(n[k], dtype=m.dtype) for n in noise]
             args = (m, state.Z[k], state.vel_m[k], state.vel_Z[k], gs, rs, lr)
-            out = self._step_fused(*args) if self._fused(m.dtype, len(gs)) else self._step_numpy(*args)
+            out = self._step_fused(*args) if self._fused(m, len(gs)) else self._step_numpy(*args)
             if out is None:
                 raise FloatingPointError(f"the update of parameter '{k}' made m or Z non-finite; "
                                          "the step was not taken")
             m_new[k], Z_new[k], vm_new[k], vZ_new[k] = out
         return VISPAState(m_new, Z_new, vm_new, vZ_new, state.step + 1)
 
-    def _fused(self, dtype, passes=1):
-        return self.backend == "numba" and dtype == np.float32 and passes == 1
+    def _fused(self, a, passes=1):
+        """Fused kernels for large float32 arrays; small ones take the NumPy reference
+        (a parallel region costs more than the work there)."""
+        return (self.backend == "numba" and a.dtype == np.float32 and passes == 1
+                and a.size >= FUSED_MIN_SIZE)
 
     def _step_numpy(self, m, Z, vm, vZ, gs, rs, lr):
         """``step_numpy``; None if m or Z came out non-finite."""

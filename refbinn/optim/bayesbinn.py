@@ -1,0 +1,600 @@
+"""BayesBiNN: the Bayesian learning rule on a mean-field Bernoulli posterior over binary weights.
+
+Each binary weight w in {-1, +1} has a natural parameter lam; mu = tanh(lam) = E_q[w]
+and P(w = +1) = sigmoid(2*lam). One step with S Monte Carlo samples::
+
+    delta  = 0.5*log(u/(1-u)),  u ~ U(0, 1)                 (logistic noise, scale 1/2)
+    w_r    = tanh((lam + delta)/tau)                         (relaxed sample; the forward weights)
+    s      = N*(1 - w_r**2)/(tau*(1 - mu**2))                (Lemma 1 scale)
+    g_hat  = mean over samples of s*g,  g = d loss/d w at w_r (loss = minibatch mean)
+    m      = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0))
+    lam    = lam - lr*m/(1 - beta**t)                        (t = step count from 1)
+
+With beta = 0 and reweight = 1 this is the paper's lam <- (1-lr)*lam - lr*(s*g - lam0).
+S = 0 is the point estimate: forward at tanh(lam), g_hat = N*g, no scale.
+
+Names in this module, the paper and the authors' PyTorch code:
+
+    =============  =================  ====================================
+    refbinn        paper              authors' code
+    =============  =================  ====================================
+    lam            lambda             ``lamda``, ``state['lamda']``
+    mu             mu = tanh(lambda)  ``state['mu']``
+    lam0           lambda_0 (prior)   ``prior_lamda``, ``state['prior_lamda']``
+    u              U(0,1) noise       ``raw_noise``
+    delta          delta (logistic)   ``rou_vector`` minus ``lamda``
+    w_r            relaxed weight     ``relaxed_w`` / ``w_vector``
+    s              Lemma 1 factor     ``scale`` (times ``train_set_size``)
+    g_hat          grad estimate      ``grad_hat``
+    m              momentum           ``state['momentum']``
+    lr, beta       alpha, (none)      ``lr``, ``betas``
+    tau            temperature        ``temperature``
+    samples (S)    M                  ``num_samples``
+    N              N                  ``train_set_size``
+    lam_init       +-10               ``lamda_init``
+    lam_init_std   (none)             sqrt(``lamda_std``): theirs is a variance
+    reweight       (none)             ``reweight``
+    =============  =================  ====================================
+
+Two numerics (spec section 7):
+
+- ``'exact'`` (default): the scale in the stable log-cosh form
+  s = N/tau * exp(2*(logcosh(lam) - logcosh(z))), z = (lam + delta)/tau, which has no
+  0/0 when tanh saturates; mu = tanh(lam) of the current lam. At tau = 1e-10 the
+  true concrete derivative underflows: s ~ 0 and only the prior term moves lam.
+- ``'official'``: the authors' float32 arithmetic, in their order:
+  s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), with mu one step behind
+  (after step t the state holds tanh(lam_{t-1})); the mode uses that mu. In float32
+  at tau = 1e-10 w_r is exactly +-1, so the 1e-10 constants set the step: s/N = 1e10
+  at lam = 10. A float64 port of the same formula gives 1/(1 - tanh(10)**2 + 1e-10) ~ 1.2e8.
+
+Conventions:
+
+- The mode maps zeros to +1 (``refbinn.nn.sign``; the authors map mu <= 0 to -1).
+- Noise u comes from the open interval (``open_uniform``), so log(0) never occurs;
+  u given to ``update``/``forward_params`` is rounded to the state dtype.
+- The functions below are the reference: + - * / in the state dtype, in the
+  authors' order, and log/tanh/exp correctly rounded to that dtype (``_rounded``).
+  Float32 steps run in fused Numba kernels (``_fused.py``) that agree with them to a
+  few ulp (and bit for bit where no transcendental is involved); ``backend='numpy'``
+  forces the reference.
+- The exact scale is capped just below the dtype's largest finite number; a step
+  that still overflows lam raises FloatingPointError and leaves the state as it was.
+
+References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
+Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
+spec sections 2-7.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import NamedTuple
+
+import numpy as np
+
+from ..nn.base import sign
+from . import _fused
+from .base import Optimizer, as_grad_list, check_finite, check_range
+
+EXACT, OFFICIAL = "exact", "official"
+FUSED_MIN_SIZE = 1 << 15      # weights per parameter below which the NumPy path is faster
+CODE_EPS = 1e-10          # the constant the authors add to 1 - w_r**2 and to 1 - mu**2
+LOG2 = math.log(2.0)
+
+
+# -- the math, one function per equation (NumPy reference) ----------------------
+def _rounded(fn, x):
+    """fn(x) evaluated in float64 and rounded to x's dtype.
+
+    For float32 this is the correctly rounded transcendental (up to rare double-rounding
+    ties), the same on every CPU; NumPy's own float32 log/tanh are SIMD approximations
+    (up to ~3.4 ulp here) that differ between CPUs, and in the official numerics one
+    ulp of tanh near +-1 changes 1 - w_r**2 + 1e-10 by up to 1200x.
+    """
+    x = np.asarray(x)
+    return fn(x.astype(np.float64)).astype(x.dtype, copy=False)
+
+
+def open_uniform(rng, shape, dtype=np.float32):
+    """u = (2k + 1) / 2**(p+1), k ~ uniform{0, ..., 2**p - 1}, p = mantissa bits (23 or 52).
+
+    The midpoints of 2**p equal bins of (0, 1): never 0 or 1 (so log(u/(1-u)) is
+    finite), exactly representable in ``dtype``, and symmetric (u and 1-u are
+    equally likely, so delta is symmetric about 0). Extremes: 2**-24 and 1 - 2**-24
+    in float32 (|delta| <= 8.3), 2**-53 and 1 - 2**-53 in float64 (|delta| <= 18.4).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    shape : tuple of int
+    dtype : float32 or float64
+
+    Returns
+    -------
+    ndarray, ``shape``, ``dtype``
+    """
+    dt = np.dtype(dtype)
+    p = np.finfo(dt).nmant
+    k = rng.integers(0, 2 ** p, size=shape, dtype=np.uint32 if p < 32 else np.uint64)
+    u = k.astype(dt)                 # exact: k < 2**p
+    u *= 2
+    u += 1                           # odd, < 2**(p+1): still exact
+    u *= dt.type(2.0 ** -(p + 1))
+    return u
+
+
+def logistic_noise(u):
+    """delta = 0.5*log(u/(1-u)): logistic noise with scale 1/2 from u in (0, 1).
+
+    Parameters
+    ----------
+    u : ndarray, any shape, float dtype; values in the open interval (0, 1)
+
+    Returns
+    -------
+    ndarray, same shape and dtype as ``u``
+    """
+    u = np.asarray(u)
+    return 0.5 * _rounded(np.log, u / (1 - u))
+
+
+def relaxed_sample(lam, u, tau):
+    """w_r = tanh((lam + delta)/tau), delta = logistic_noise(u)  (Gumbel-softmax sample).
+
+    Parameters
+    ----------
+    lam : ndarray, any shape
+        Natural parameters.
+    u : ndarray, same shape as ``lam``
+        Uniform noise in (0, 1).
+    tau : float
+        Temperature, > 0.
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``lam``, values in [-1, 1]
+    """
+    lam = np.asarray(lam)
+    dt = lam.dtype
+    return _rounded(np.tanh, (lam + logistic_noise(np.asarray(u, dtype=dt))) / dt.type(tau))
+
+
+def logcosh(x):
+    """log cosh x = |x| + log1p(exp(-2|x|)) - log 2, without overflow for any finite x.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``x``
+    """
+    a = np.abs(x)
+    with np.errstate(under="ignore"):
+        return a + np.log1p(np.exp(-2 * a)) - LOG2
+
+
+def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
+    """The Lemma 1 factor s with grad_mu E_q[loss] ~= s*g.
+
+    exact:    s = N/tau * (1 - w_r**2)/(1 - mu**2)
+                = exp(log(N/tau) + 2*(logcosh(lam) - logcosh(z))),  z = (lam + delta)/tau,
+              with log(N/tau) + 2*(|lam| - |z|) capped at log(dtype max) - 2 log 2 - 0.01
+              so that s stays finite (reached only when tau > 1 and |lam| is large,
+              or u is within exp(-2|lam|) of 0 or 1).
+    official: s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), evaluated in the
+              dtype of ``lam`` in that order (float32 for the authors' code);
+              ``mu`` is the stored (lagged) mean, default tanh(lam).
+
+    Parameters
+    ----------
+    lam : ndarray, any shape
+    u : ndarray, same shape, in (0, 1)
+    tau : float > 0
+    N : float > 0
+        Training-set size.
+    numerics : {'exact', 'official'}
+    mu : ndarray, same shape, optional (official only)
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``lam``, >= 0 and finite
+
+    References
+    ----------
+    Meng et al. (2020), Lemma 1; spec sections 3 and 7.1.
+    """
+    lam = np.asarray(lam)
+    dt = lam.dtype
+    u = np.asarray(u, dtype=dt)
+    if numerics == EXACT:
+        z = (lam + logistic_noise(u)) / dt.type(tau)                 # in the state dtype
+        # log s = log(N/tau) + 2*(logcosh(lam) - logcosh(z)), in float64 from the dtype's
+        # lam and z, split as logcosh's linear part |x| - log 2 plus its bounded rest
+        # log1p(exp(-2|x|)) in [0, log 2]; the cap acts on the linear part only, so that
+        # s <= exp(cap) * 4 stays finite (the kernels compute the same split)
+        al, az = np.abs(lam.astype(np.float64)), np.abs(z.astype(np.float64))
+        cap = np.log(np.finfo(dt).max) - 2 * LOG2 - 0.01
+        with np.errstate(under="ignore"):
+            rest = np.log1p(np.exp(-2 * al)) - np.log1p(np.exp(-2 * az))
+            e = np.minimum(math.log(N / tau) + 2 * (al - az), cap) + 2 * rest
+            return np.exp(e).astype(dt, copy=False)
+    if numerics == OFFICIAL:
+        mu = _rounded(np.tanh, lam) if mu is None else np.asarray(mu, dtype=dt)
+        w = relaxed_sample(lam, u, tau)
+        one, eps = dt.type(1), dt.type(CODE_EPS)
+        return (one - w * w + eps) / dt.type(tau) / (one - mu * mu + eps) * dt.type(N)
+    raise ValueError(f"numerics must be 'exact' or 'official', got {numerics!r}")
+
+
+def natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step):
+    """One Bayesian-learning-rule step on the natural parameter, with momentum:
+
+        m'   = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0))
+        lam' = lam - lr*m'/(1 - beta**step)
+
+    With beta = 0, reweight = 1: lam' = (1-lr)*lam - lr*(g_hat - lam0) (the paper's rule).
+    Scalars are rounded to the dtype of ``lam`` first (as torch does for Python
+    scalars on float32 tensors).
+
+    Parameters
+    ----------
+    lam, m, g_hat : ndarray, same shape
+    lam0 : float or ndarray of that shape
+        Prior natural parameter.
+    lr : float > 0
+    beta : float in [0, 1)
+    reweight : float
+        Weight of the KL (prior) term.
+    step : int >= 1
+        The step count t of this update (bias correction 1 - beta**t).
+
+    Returns
+    -------
+    (lam', m') : ndarrays, shape and dtype of ``lam``
+    """
+    lam = np.asarray(lam)
+    t = lam.dtype.type
+    lam0 = np.asarray(lam0, dtype=lam.dtype)
+    m_new = t(beta) * m + t(1 - beta) * (g_hat + t(reweight) * (lam - lam0))
+    return lam - t(lr) * m_new / t(1 - beta ** step), m_new
+
+
+# -- the optimizer ---------------------------------------------------------------
+class _ArrayPool:
+    """Output arrays for the fused kernels, reusing those nobody else references any more.
+
+    Why: a step writes ~120 MB of new float32 state for the 10M-weight MNIST MLP, and
+    fresh pages cost a page fault and zeroing each (glibc returns freed blocks of this
+    size to the OS): 10-25% of the whole update, measured here. An array is handed
+    out again only when the pool holds the sole reference (CPython reference count),
+    i.e. the state that used it has been dropped, so live states never share memory.
+    (So one optimizer object must not run two updates at once from different threads.)
+    """
+
+    def __init__(self, keep=16):
+        self.keep = keep                   # per (shape, dtype): two states' outputs and the w_r
+        self.arrays = {}
+        self.free = self._count_when_free()
+
+    @staticmethod
+    def _count_when_free():
+        """getrefcount of an array only the pool holds, seen exactly as ``empty_like`` sees
+        it (3 on CPython 3.10-3.13: list, loop variable, argument; measured, not assumed,
+        since newer interpreters borrow some of these references)."""
+        pool = [np.empty(0)]
+        for b in pool:
+            return sys.getrefcount(b)
+
+    def empty_like(self, a):
+        key = (a.shape, a.dtype.str)
+        pool = self.arrays.setdefault(key, [])
+        for b in pool:
+            if sys.getrefcount(b) == self.free:
+                return b
+        b = np.empty_like(a)
+        pool.append(b)
+        if len(pool) > self.keep:
+            pool.pop(0)                    # still owned by whoever holds it; just not reused
+        return b
+
+
+class BayesBiNNState(NamedTuple):
+    """lam, momentum, mu: dicts name -> array (state dtype); step: updates taken so far.
+
+    mu is the stored mean: tanh(lam) in 'exact'; tanh of the previous lam in 'official'.
+    """
+    lam: dict
+    momentum: dict
+    mu: dict
+    step: int
+
+
+class BayesBiNN(Optimizer):
+    """BayesBiNN (Meng, Bachmann & Khan, ICML 2020) as a pure state transition.
+
+    Every parameter given to ``init`` is treated as binary; send real-valued
+    parameters (biases, BatchNorm affine) to another optimizer.
+
+    Parameters
+    ----------
+    N : float > 0
+        Training-set size (the minibatch-mean gradient is scaled to the full sum).
+    tau : float > 0
+        Temperature of the relaxed (concrete) samples.
+    lr : float > 0
+        Learning rate alpha (default 1e-4).
+    beta : float in [0, 1)
+        Momentum, with Adam-style bias correction 1 - beta**t (default 0).
+    samples : int >= 0
+        Monte Carlo samples S per step; 0 = point estimate at tanh(lam).
+    lam_init : float
+        lam starts at +-lam_init with a random sign per weight (default 10).
+    lam_init_std : float >= 0
+        Standard deviation of Gaussian noise added to the initial lam. The
+        authors' ``lamda_std`` is a variance (they take its square root), so
+        lam_init_std = sqrt(lamda_std).
+    lam0 : float or dict name -> ndarray
+        Prior natural parameter (0: Bernoulli(1/2)); a dict of arrays, e.g. the
+        previous task's lam, for continual learning.
+    reweight : float >= 0
+        Weight of the prior (KL) term.
+    numerics : {'exact', 'official'}
+        See the module docstring.
+    dtype : None, 'float32' or 'float64'
+        State dtype. None: the params' dtype for 'exact', float32 for 'official'.
+    backend : {'numba', 'numpy'}
+        'numba' runs float32 steps in fused kernels (other dtypes use NumPy);
+        'numpy' always uses the reference functions of this module.
+    """
+
+    def __init__(self, *, N, tau, lr=1e-4, beta=0.0, samples=1, lam_init=10.0, lam_init_std=0.0,
+                 lam0=0.0, reweight=1.0, numerics=EXACT, dtype=None, backend="numba"):
+        self.N = check_range("N", N, 0, lo_open=True)
+        self.tau = check_range("tau", tau, 0, lo_open=True)
+        self.lr = check_range("lr", lr, 0, lo_open=True)
+        self.beta = check_range("beta", beta, 0, 1, hi_open=True)
+        check_range("samples", samples, 0)
+        if int(samples) != samples:
+            raise ValueError(f"samples must be an integer in [0, inf), got {samples!r}")
+        self.samples = int(samples)
+        self.lam_init = check_range("lam_init", lam_init)
+        self.lam_init_std = check_range("lam_init_std", lam_init_std, 0)
+        self.reweight = check_range("reweight", reweight, 0)
+        if isinstance(lam0, dict):
+            self.lam0 = {k: np.asarray(v) for k, v in lam0.items()}
+        else:
+            self.lam0 = check_range("lam0", lam0)
+        if numerics not in (EXACT, OFFICIAL):
+            raise ValueError(f"numerics must be one of 'exact', 'official', got {numerics!r}")
+        self.numerics = numerics
+        if dtype is not None:
+            try:
+                name = np.dtype(dtype).name
+            except TypeError:
+                name = None
+            if name not in ("float32", "float64"):
+                raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+            dtype = name
+        self.dtype = dtype
+        if backend not in ("numba", "numpy"):
+            raise ValueError(f"backend must be one of 'numba', 'numpy', got {backend!r}")
+        self.backend = backend
+        self._pool = _ArrayPool()
+
+    def __getstate__(self):                # copies and pickles leave the pool behind
+        return {k: v for k, v in self.__dict__.items() if k != "_pool"}
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._pool = _ArrayPool()
+
+    def config(self):
+        return dict(N=self.N, tau=self.tau, lr=self.lr, beta=self.beta, samples=self.samples,
+                    lam_init=self.lam_init, lam_init_std=self.lam_init_std, lam0=self.lam0,
+                    reweight=self.reweight, numerics=self.numerics, dtype=self.dtype,
+                    backend=self.backend)
+
+    # -- state ---------------------------------------------------------------
+    def _state_dtype(self, p):
+        if self.dtype is not None:
+            return np.dtype(self.dtype)
+        if self.numerics == OFFICIAL:
+            return np.dtype(np.float32)
+        dt = np.asarray(p).dtype
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"BayesBiNN: parameter dtype must be float32 or float64, got {dt}")
+        return dt
+
+    def init(self, params, rng=None):
+        """lam = +-lam_init (random sign per weight) + lam_init_std * N(0, 1); m = 0; step 0.
+
+        Draws, per parameter in order: the signs, then (if lam_init_std > 0) the noise.
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("BayesBiNN.init needs rng, a numpy.random.Generator (random signs of lam)")
+        lam, mom, mu = {}, {}, {}
+        for k, p in params.items():
+            shape, dt = np.shape(p), self._state_dtype(p)
+            if isinstance(self.lam0, dict):
+                if k not in self.lam0:
+                    raise ValueError(f"lam0 has no entry for parameter '{k}'")
+                if np.shape(self.lam0[k]) != shape:
+                    raise ValueError(f"lam0['{k}'] has shape {np.shape(self.lam0[k])}, "
+                                     f"parameter has shape {shape}")
+            signs = np.where(rng.integers(0, 2, size=shape) == 1, 1.0, -1.0)
+            lam_k = signs * self.lam_init
+            if self.lam_init_std > 0:
+                lam_k = lam_k + self.lam_init_std * rng.standard_normal(shape)
+            lam[k] = np.ascontiguousarray(lam_k, dtype=dt)
+            mom[k] = np.zeros(shape, dtype=dt)
+            mu[k] = _rounded(np.tanh, lam[k])
+        return BayesBiNNState(lam, mom, mu, 0)
+
+    def _lam0(self, k, dt):
+        v = self.lam0[k] if isinstance(self.lam0, dict) else self.lam0
+        return np.asarray(v, dtype=dt)
+
+    def _fused(self, a):
+        """Fused kernels for float32 arrays large enough to amortise a parallel region
+        (a few ms on a busy machine); small ones (toy models) take the NumPy reference."""
+        return self.backend == "numba" and a.dtype == np.float32 and a.size >= FUSED_MIN_SIZE
+
+    # -- sampling and forward weights ------------------------------------------
+    def sample(self, state, rng):
+        """S dicts name -> u (open_uniform, the state dtype); [None] when S = 0."""
+        if self.samples == 0:
+            return [None]
+        return [{k: open_uniform(rng, v.shape, v.dtype) for k, v in state.lam.items()}
+                for _ in range(self.samples)]
+
+    def forward_params(self, state, noise=None):
+        """w_r = tanh((lam + delta)/tau) for a noise dict; tanh(lam) for None (S = 0)."""
+        if noise is None:
+            return {k: _rounded(np.tanh, v) for k, v in state.lam.items()}
+        out = {}
+        for k, lam in state.lam.items():
+            u = np.asarray(noise[k], dtype=lam.dtype)
+            if self._fused(lam):
+                w = self._pool.empty_like(lam)
+                _fused.relaxed_weights(lam.reshape(-1), np.ascontiguousarray(u).reshape(-1),
+                                       np.float32(self.tau), w.reshape(-1))
+                out[k] = w
+            else:
+                out[k] = relaxed_sample(lam, u, self.tau)
+        return out
+
+    # -- evaluation weights -------------------------------------------------------
+    def params(self, state):
+        """Mode: sign(lam) ('exact') or sign(stored mu) ('official', lagged), 0 -> +1."""
+        src = state.mu if self.numerics == OFFICIAL else state.lam
+        return {k: sign(v) for k, v in src.items()}
+
+    def sample_params(self, state, rng):
+        """Hard samples w in {-1, +1} with P(w = +1) = sigmoid(2*lam) = (1 + tanh(lam))/2."""
+        out = {}
+        for k, lam in state.lam.items():
+            p_plus = 0.5 * (1 + _rounded(np.tanh, lam))
+            u = open_uniform(rng, lam.shape, lam.dtype)
+            out[k] = np.where(u < p_plus, lam.dtype.type(1), lam.dtype.type(-1))
+        return out
+
+    # -- the step -------------------------------------------------------------------
+    def update(self, grads, state, noise=None, *, lr=None):
+        """Return the new state after one step (the given state is never modified).
+
+        Parameters
+        ----------
+        grads : dict or list of S dicts name -> ndarray (shape of lam)
+            d loss/d w at ``forward_params(state, noise[j])``; one dict is accepted when S <= 1.
+        state : BayesBiNNState
+        noise : list
+            What ``sample`` returned for this step.
+        lr : float, optional
+            Overrides the constructor's learning rate for this step.
+
+        Raises
+        ------
+        FloatingPointError
+            Naming the parameter, if a gradient has NaN/inf or the step would make lam
+            non-finite; the state is then left as it was. The NumPy path scans the
+            gradients first (``check_finite``); the fused kernels write into fresh
+            buffers and count non-finite lam' (which any NaN/inf gradient produces),
+            and only then are the gradients scanned to name the culprit, so the float32
+            step does not pay for a separate pass. Nothing is stored either way.
+        """
+        lr = self.lr if lr is None else check_range("lr", lr, 0, lo_open=True)
+        if noise is None:
+            if self.samples > 0:
+                raise ValueError("BayesBiNN.update needs the noise list returned by sample() "
+                                 f"(samples={self.samples})")
+            noise = [None]
+        grads = as_grad_list(grads, noise)
+        for j, g in enumerate(grads):
+            for k, lam in state.lam.items():
+                if k not in g:
+                    raise ValueError(f"gradient dict {j} has no entry for parameter '{k}'")
+                if np.shape(g[k]) != lam.shape:
+                    raise ValueError(f"gradient of parameter '{k}' has shape {np.shape(g[k])}, "
+                                     f"expected {lam.shape}")
+        step = state.step + 1
+        if not all(self._fused(v) for v in state.lam.values()):
+            check_finite(grads)                       # before anything is computed
+        new_lam, new_m, new_mu = {}, {}, {}
+        for k, lam in state.lam.items():
+            gs = [np.ascontiguousarray(g[k], dtype=lam.dtype) for g in grads]
+            us = [None if n is None else np.ascontiguousarray(n[k], dtype=lam.dtype) for n in noise]
+            step_fn = self._step_fused if self._fused(lam) else self._step_numpy
+            lam_k, m_k, mu_k = step_fn(k, lam, state.momentum[k], state.mu[k], gs, us, lr, step)
+            if lam_k is None:
+                check_finite(grads)                   # a NaN/inf gradient is the usual cause
+                raise FloatingPointError(
+                    f"the update of parameter '{k}' made lam non-finite (s*g overflowed); "
+                    "the step was not taken")
+            new_lam[k], new_m[k], new_mu[k] = lam_k, m_k, mu_k
+        return BayesBiNNState(new_lam, new_m, new_mu, step)
+
+    def _step_numpy(self, k, lam, m, mu, gs, us, lr, step):
+        """The reference: the module-level functions, in the authors' order of operations.
+
+        Returns (lam', m', mu'), with lam' = None if it came out non-finite.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):             # overflow is reported below
+            lam_new, m_new, mu_new = self._step_numpy_raw(k, lam, m, mu, gs, us, lr, step)
+        return (lam_new if np.all(np.isfinite(lam_new)) else None), m_new, mu_new
+
+    def _step_numpy_raw(self, k, lam, m, mu, gs, us, lr, step):
+        dt = lam.dtype
+        if us[0] is None:                                             # S = 0: point estimate
+            g_hat = dt.type(self.N) * gs[0]
+        else:
+            n = 1.0 if self.numerics == OFFICIAL else self.N           # official: N after the sum
+            acc = None
+            for g, u in zip(gs, us):
+                sg = concrete_scale(lam, u, self.tau, n, self.numerics, mu) * g
+                acc = sg if acc is None else acc + sg
+            if self.numerics == OFFICIAL:
+                g_hat = acc * dt.type(self.N / len(gs))
+            else:
+                g_hat = acc / dt.type(len(gs))
+        lam_new, m_new = natural_update(lam, m, g_hat, self._lam0(k, dt), lr, self.beta,
+                                        self.reweight, step)
+        mu_new = _rounded(np.tanh, lam if self.numerics == OFFICIAL else lam_new)
+        return lam_new, m_new, mu_new
+
+    def _step_fused(self, k, lam, m, mu, gs, us, lr, step):
+        """The same step in fused float32 kernels; lam' is None if it came out non-finite."""
+        f = np.float32
+        flat = lambda a: a.reshape(-1)                                 # views: all C-contiguous
+        lam0 = self._lam0(k, lam.dtype)
+        lam0 = flat(np.ascontiguousarray(lam0)) if lam0.ndim else f(lam0)
+        m_in = flat(m) if self.beta != 0 else f(0)                      # beta = 0: m is not read
+        bc = None if self.beta == 0 else f(1 - self.beta ** step)        # None: no division by 1
+        hyper = (lam0, f(lr), f(self.beta), f(1 - self.beta), f(self.reweight), bc)
+        lam_out, m_out, mu_out = (self._pool.empty_like(lam) for _ in range(3))
+        outs = (flat(lam_out), flat(m_out), flat(mu_out))
+        official = self.numerics == OFFICIAL
+        log_n_tau = f(math.log(self.N / self.tau))
+        if us[0] is None:                                              # S = 0: g_hat = N*g
+            bad = _fused.finish_step(flat(lam), m_in, flat(gs[0]), f(self.N), f(1), *hyper,
+                                     official, *outs)
+        elif len(gs) == 1 and official:
+            bad = _fused.step_official(flat(lam), flat(mu), m_in, flat(us[0]), flat(gs[0]), *hyper,
+                                       f(self.tau), f(self.N), *outs)
+        elif len(gs) == 1:
+            bad = _fused.step_exact(flat(lam), m_in, flat(us[0]), flat(gs[0]), *hyper, f(self.tau),
+                                    log_n_tau, *outs)
+        else:                                                          # S > 1: accumulate, then step
+            acc = self._pool.empty_like(lam)
+            for j, (g, u) in enumerate(zip(gs, us)):
+                if official:
+                    _fused.accumulate_official(flat(lam), flat(mu), flat(u), flat(g), f(self.tau),
+                                               flat(acc), j == 0)
+                else:
+                    _fused.accumulate_exact(flat(lam), flat(u), flat(g), f(self.tau), log_n_tau,
+                                            flat(acc), j == 0)
+            mul, div = (f(self.N / len(gs)), f(1)) if official else (f(1), f(len(gs)))
+            bad = _fused.finish_step(flat(lam), m_in, flat(acc), mul, div, *hyper, official, *outs)
+        return (None if bad else lam_out), m_out, mu_out
