@@ -49,7 +49,8 @@ def cmd_train(a):
           f"checkpoint and history in {run_dir}", flush=True)
     t0 = time.time()
     res = fit(setup.model, setup.opt, setup.data, setup.loss_fn, setup.cfg, schedule=setup.schedule,
-              out_dir=run_dir, resume=a.resume, log=lambda m: print(m, flush=True))
+              out_dir=run_dir, resume=a.resume, log=lambda m: print(m, flush=True),
+              stop_after=a.stop_after)
     summ = res["summary"]
     out = {"name": name, "command": " ".join(["refbinn"] + sys.argv[1:]),
            "settings": {k: v for k, v in setup.settings.items() if k != "extra"},
@@ -190,6 +191,8 @@ def build_parser():
     q.add_argument("--max-train", type=int, help="use only the first N training images (smoke runs)")
     q.add_argument("--name", help="run name (default DATASET_OPTIMIZER)")
     q.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    q.add_argument("--stop-after", type=int, help="stop after this many epochs (continue later "
+                   "with --resume; the result is identical to an uninterrupted run)")
     q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     q.set_defaults(func=cmd_train)
 

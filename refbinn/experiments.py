@@ -108,7 +108,7 @@ def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
         from .optim.vispa import VISPA
         opt = VISPA(lr=s["lr"], rank=s.get("rank", 8), scale=s.get("scale", 100.0),
                     momentum=s.get("momentum", 0.9), weight_decay=s.get("weight_decay", 5e-4))
-        sched = schedules.warmup_cosine(s["lr"], epochs, warmup=s.get("warmup_epochs", 1))
+        sched = schedules.warmup_cosine(s["lr"], epochs, warmup=min(s.get("warmup_epochs", 1), epochs - 1))
     else:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     if any(k == "real" for k in kinds.values()):

@@ -170,7 +170,7 @@ def summarize(history):
 
 # -- the loop ----------------------------------------------------------------------------
 def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=False,
-        dtype=np.float32, init_state=None, log=print):
+        dtype=np.float32, init_state=None, log=print, stop_after=None):
     """Train ``model`` with ``opt`` on ``data`` for ``cfg.epochs`` epochs.
 
     Parameters
@@ -179,6 +179,8 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     out_dir : folder for ``history.json`` and ``checkpoint.npz`` (written after every epoch)
     resume : continue from ``out_dir/checkpoint.npz`` if it exists
     init_state : (opt_state, bn_state) to start from instead of a fresh init (continual learning)
+    stop_after : stop after this many epochs in this call (an interruption: ``resume``
+        continues exactly as if the run had not stopped)
 
     Returns
     -------
@@ -196,8 +198,8 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
         log(f"resumed from {ckpt_path} at epoch {start}")
     else:
         root = np.random.default_rng(cfg.seed)
-        r_init, r_data, r_noise, r_drop, r_eval = root.spawn(5)
-        rngs = {"data": r_data, "noise": r_noise, "drop": r_drop, "eval": r_eval}
+        r_init, r_data, r_noise, r_drop = root.spawn(4)
+        rngs = {"data": r_data, "noise": r_noise, "drop": r_drop}
         if init_state is None:
             params, bn_state = model.init(r_init, dtype)
             opt_state = opt.init(params, r_init)
@@ -209,7 +211,8 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     if show:
         from tqdm.auto import tqdm
     n = data.n_train
-    for epoch in range(start, cfg.epochs):
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
+    for epoch in range(start, end):
         lr = schedule(epoch) if schedule is not None else None
         t0 = time.perf_counter()
         tot_loss = tot_correct = seen = 0
@@ -237,11 +240,14 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
                "examples_per_s": seen / train_secs}
         do_mean = cfg.eval_samples > 0 and (
             epoch + 1 == cfg.epochs or (cfg.eval_mean_every and (epoch + 1) % cfg.eval_mean_every == 0))
+        # The evaluation stream depends on (seed, epoch) only, so an evaluation never
+        # depends on which earlier epochs were evaluated or where a run was resumed.
+        r_eval = np.random.default_rng([cfg.seed, 1, epoch])
         for split, xs, ys in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
             if xs is None:
                 continue
             ev = evaluate(model, opt, opt_state, bn_state, xs, ys,
-                          samples=cfg.eval_samples if do_mean else 0, rng=rngs["eval"],
+                          samples=cfg.eval_samples if do_mean else 0, rng=r_eval,
                           average=cfg.average, batch=cfg.eval_batch)
             rec.update({f"{split}_{k}": v for k, v in ev.items()})
         rec["seconds"] = time.perf_counter() - t0

@@ -35,10 +35,10 @@ def test_resume_is_bit_identical(tmp_path, make_opt):
     sched = schedules.cosine(1e-2, 4)
     full = fit(_model(), make_opt(data.n_train), data, softmax_cross_entropy, cfg, schedule=sched,
                out_dir=str(tmp_path / "full"), log=lambda m: None)
-    # Interrupted run: 2 epochs, then a fresh process-like restart from the checkpoint.
-    cfg2 = TrainConfig(epochs=2, batch_size=40, seed=3, eval_samples=2, quiet=True)
-    fit(_model(), make_opt(data.n_train), data, softmax_cross_entropy, cfg2, schedule=sched,
-        out_dir=str(tmp_path / "cut"), log=lambda m: None)
+    # Interrupted run: stopped after 2 epochs, then restarted from the checkpoint
+    # with fresh objects, as a new process would.
+    fit(_model(), make_opt(data.n_train), data, softmax_cross_entropy, cfg, schedule=sched,
+        out_dir=str(tmp_path / "cut"), log=lambda m: None, stop_after=2)
     resumed = fit(_model(), make_opt(data.n_train), data, softmax_cross_entropy, cfg, schedule=sched,
                   out_dir=str(tmp_path / "cut"), resume=True, log=lambda m: None)
     for f in full["opt_state"]._fields:
@@ -76,14 +76,15 @@ def test_history_and_checkpoint_written(tmp_path):
     best = hist["epochs"][s["best_val_epoch"] - 1]
     assert s["test_acc_mode_at_best_val"] == best["test_acc_mode"]
     ck = load_checkpoint(tmp_path / "checkpoint.npz")
-    assert ck["epoch"] == 2 and set(ck["rngs"]) == {"data", "noise", "drop", "eval"}
+    assert ck["epoch"] == 2 and set(ck["rngs"]) == {"data", "noise", "drop"}
     assert not [f for f in os.listdir(tmp_path) if ".tmp" in f], "temporary files left behind"
 
 
 def test_training_learns_something():
     data = _data(n=600)
-    cfg = TrainConfig(epochs=6, batch_size=50, seed=0, quiet=True)
-    res = fit(_model(), BayesBiNN(lr=3e-2, tau=0.3, N=data.n_train, lam_init=1.0), data,
+    cfg = TrainConfig(epochs=10, batch_size=50, seed=0, quiet=True)
+    res = fit(_model(), BayesBiNN(lr=1e-3, tau=1e-10, N=data.n_train, numerics="official"), data,
               softmax_cross_entropy, cfg, log=lambda m: None)
-    # chance is 1/3; a binary MLP on a linear 3-class problem must do clearly better
+    # Chance is 1/3, with a standard error of 0.06 on 60 test points: 0.6 is > 4 SE above it.
+    # (The loop reaches ~0.85 here; an untrained or broken loop stays near 0.33.)
     assert res["history"]["epochs"][-1]["test_acc_mode"] > 0.6
