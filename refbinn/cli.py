@@ -111,7 +111,7 @@ def cmd_continual(a):
         results[prior] = run_continual(x, y.astype(np.int64), xt, ds.y_test.astype(np.int64),
                                        tasks=a.tasks, epochs=a.epochs, lr=a.lr, tau=a.tau,
                                        test_samples=a.test_samples, prior=prior, seed=a.seed,
-                                       quiet=a.quiet)
+                                       numerics=a.numerics, quiet=a.quiet)
     path = os.path.join(a.out, a.name + ".json")
     _write_json(path, {"command": " ".join(["refbinn"] + sys.argv[1:]), **results})
     for prior, r in results.items():
@@ -204,6 +204,9 @@ def build_parser():
     q.add_argument("--tau", type=float, default=1e-2)
     q.add_argument("--test-samples", type=int, default=100)
     q.add_argument("--prior", choices=["posterior", "zero", "both"], default="both")
+    q.add_argument("--numerics", choices=["exact", "official"], default="official",
+                   help="BayesBiNN numerics (default: the authors', as in the paper preset; with the "
+                   "exact math at tau=1e-2 and |lambda|=10 the Lemma 1 scale underflows to 0)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--max-train", type=int)
     q.add_argument("--name", default="continual_permuted_mnist")
