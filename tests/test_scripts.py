@@ -1,0 +1,193 @@
+"""The experiment scripts (scripts/run_*.py) in their smoke settings, in-process.
+
+Each script runs with --quick (and smaller still where it helps) into tmp_path;
+the tests check the JSON it writes (the rows and keys the README quotes), the
+--stop-after/--resume hand-over, and that the settings at the top of each script
+are the paper preset's (refbinn/presets.py), so the two cannot drift apart.
+"""
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from refbinn.presets import PAPER
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+TRAIN_KEYS = {"name", "command", "settings", "summary", "wall_seconds_this_invocation", "history"}
+
+
+def load(name):
+    """Import scripts/NAME.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"refbinn_script_{name}", SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def read(path):
+    return json.loads(Path(path).read_text())
+
+
+# -- the constants at the top of each script are the paper preset's -----------------------------------
+@pytest.mark.parametrize("script, dataset", [("run_mnist", "mnist"), ("run_cifar", "cifar10"),
+                                             ("run_cifar", "cifar100")])
+def test_image_script_settings_are_the_presets(script, dataset):
+    mod = load(script)
+    runs = mod.RUNS if script == "run_mnist" else mod.RUNS[dataset]
+    for run, (optimizer, settings) in runs.items():
+        if run == "bayesbinn_exact":          # not in the paper: the exact math needs another tau
+            assert settings["numerics"] == "exact" and settings["tau"] > PAPER[dataset]["bayesbinn"]["tau"]
+            continue
+        preset = PAPER[dataset][optimizer]
+        assert {k: v for k, v in settings.items() if k in preset} == \
+            {k: v for k, v in preset.items() if k in settings}, run
+    assert mod.EPOCHS == PAPER[dataset]["epochs"] and mod.BATCH_SIZE == PAPER[dataset]["batch_size"]
+    assert mod.QUICK["out"].startswith("results/runs/")    # smoke runs never overwrite results/*.json
+
+
+@pytest.mark.parametrize("script, dataset", [("run_two_moons", "two-moons"), ("run_snelson", "snelson")])
+def test_toy_script_settings_are_the_presets(script, dataset):
+    mod = load(script)
+    for optimizer, settings in mod.RUNS.items():
+        preset = PAPER[dataset][optimizer]
+        assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()} == \
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in preset.items()}, optimizer
+    assert mod.EPOCHS == PAPER[dataset]["epochs"]
+
+
+def test_sweep_settings_are_the_papers():
+    lr, tau = load("run_lr_sweep"), load("run_tau_sweep")
+    assert lr.TAU == PAPER["mnist"]["bayesbinn"]["tau"] and tau.LR == PAPER["mnist"]["bayesbinn"]["lr"]
+    assert set(lr.LRS) == set(lr.PAPER) and len(lr.LRS) == 7
+    assert set(tau.PAPER) <= set(tau.TAUS) and min(tau.TAUS) == 1e-12 and max(tau.TAUS) == 1e-2
+    assert tau.paper_value(float("1e-10")) == 98.86 and tau.paper_value(1e-2) is None
+
+
+# -- MNIST, every run ------------------------------------------------------------------------------------
+def test_mnist_quick_all_runs(tmp_path, data_root, capsys):
+    mod = load("run_mnist")
+    args = ["--quick", "--optimizers", "all", "--max-train", "300", "--hidden", "16", "16", "16",
+            "--out", str(tmp_path), "--data-root", str(data_root), "--quiet"]
+    assert mod.main(args) == 0
+    table = read(tmp_path / "mnist_table2.json")
+    assert [r["run"] for r in table["rows"]] == [f"mnist_{r}" for r in mod.RUNS]
+    for row in table["rows"]:
+        run = read(tmp_path / f"{row['run']}.json")
+        assert set(run) == TRAIN_KEYS                      # the shape `refbinn train` writes
+        assert run["summary"]["epochs_run"] == 1 and len(run["history"]) == 1
+        assert run["settings"]["model"] == ["mlp_mnist", {"hidden": [16, 16, 16]}]
+        assert 0.0 <= row["test_acc_mode_at_best_val"] <= 1.0
+        assert (tmp_path / "runs" / row["run"] / "checkpoint.npz").exists()
+    by = {r["run"]: r for r in table["rows"]}
+    assert read(tmp_path / "mnist_bayesbinn_official.json")["settings"]["optimizer_settings"]["numerics"] == "official"
+    assert read(tmp_path / "mnist_bayesbinn_exact.json")["settings"]["optimizer_settings"]["numerics"] == "exact"
+    assert by["mnist_bayesbinn_official"]["test_acc_mean_last"] is not None     # mean prediction, C samples
+    assert by["mnist_adam"]["paper_test_acc"] == [99.01, 0.06]
+    out = capsys.readouterr().out
+    assert "98.86 +- 0.05" in out and "seed 0" in out
+
+
+def test_mnist_stop_after_then_resume_matches_one_run(tmp_path, data_root):
+    mod = load("run_mnist")
+    base = ["--quick", "--optimizers", "bayesbinn_official", "--epochs", "2", "--max-train", "300",
+            "--hidden", "16", "16", "16", "--data-root", str(data_root), "--quiet"]
+    assert mod.main(base + ["--out", str(tmp_path / "a"), "--stop-after", "1"]) == 0
+    assert read(tmp_path / "a" / "mnist_bayesbinn_official.json")["summary"]["epochs_run"] == 1
+    assert mod.main(base + ["--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert mod.main(base + ["--out", str(tmp_path / "b")]) == 0
+    resumed = read(tmp_path / "a" / "mnist_bayesbinn_official.json")
+    whole = read(tmp_path / "b" / "mnist_bayesbinn_official.json")
+    assert resumed["summary"]["epochs_run"] == 2
+    keys = ("train_loss", "val_acc_mode", "test_acc_mode", "test_acc_mean")
+    assert [[e.get(k) for k in keys] for e in resumed["history"]] == \
+        [[e.get(k) for k in keys] for e in whole["history"]]
+
+
+# -- the sweeps -------------------------------------------------------------------------------------------
+def test_lr_sweep_quick(tmp_path, data_root, capsys):
+    mod = load("run_lr_sweep")
+    assert mod.main(["--quick", "--lrs", "1e-4", "3e-3", "--max-train", "300", "--hidden", "16", "16", "16",
+                     "--out", str(tmp_path), "--data-root", str(data_root), "--quiet"]) == 0
+    d = read(tmp_path / "lr_sweep.json")
+    assert [(r["lr"], r["tau"], r["numerics"]) for r in d["rows"]] == [(1e-4, 1e-10, "official"),
+                                                                       (3e-3, 1e-10, "official")]
+    assert [r["paper_test_acc"] for r in d["rows"]] == [98.86, 98.81]
+    assert all(r["epochs"] == 1 and 0 <= r["test_acc_mode_at_best_val"] <= 1 for r in d["rows"])
+    assert (tmp_path / "runs" / "lr_sweep" / d["rows"][0]["run"] / "checkpoint.npz").exists()
+    assert "98.81" in capsys.readouterr().out
+
+
+def test_tau_sweep_quick_both_numerics_and_rows_accumulate(tmp_path, data_root, capsys):
+    mod = load("run_tau_sweep")
+    common = ["--quick", "--max-train", "300", "--hidden", "16", "16", "16", "--out", str(tmp_path),
+              "--data-root", str(data_root), "--quiet"]
+    assert mod.main(common + ["--taus", "1e-2", "1e-10"]) == 0
+    d = read(tmp_path / "tau_sweep.json")
+    assert [(r["tau"], r["numerics"]) for r in d["rows"]] == [
+        (1e-2, "official"), (1e-10, "official"), (1e-2, "exact"), (1e-10, "exact")]
+    keys = {"tau", "numerics", "epochs", "test_acc_mode_at_best_val", "test_acc_mode_last", "seconds"}
+    assert all(keys <= set(r) and r["epochs"] == 1 for r in d["rows"])
+    assert [r["paper_test_acc"] for r in d["rows"]] == [None, 98.86, None, 98.86]
+    # a later invocation with another tau adds its rows and keeps the earlier ones
+    assert mod.main(common + ["--taus", "1e-6", "--numerics", "official"]) == 0
+    d2 = read(tmp_path / "tau_sweep.json")
+    assert len(d2["rows"]) == 5 and d2["rows"][:4] == d["rows"] and d2["rows"][4]["paper_test_acc"] == 98.01
+    assert "Table 7" in capsys.readouterr().out
+
+
+# -- the synthetic figures ---------------------------------------------------------------------------------
+def test_two_moons_quick(tmp_path):
+    mod = load("run_two_moons")
+    assert mod.main(["--quick", "--epochs", "20", "--out", str(tmp_path)]) == 0
+    d = read(tmp_path / "two_moons.json")
+    assert [r["method"] for r in d["rows"]] == ["BayesBiNN (mode)", "BayesBiNN (mean)", "STE-Adam (mode)"]
+    assert all(0 <= r["test_acc"] <= 1 and math.isfinite(r["test_nll"]) for r in d["rows"])
+    assert [set(r) for r in d["runs"]] == [TRAIN_KEYS] * 2
+    assert d["runs"][0]["summary"]["epochs_run"] == 20 and len(d["runs"][0]["history"]) == 2   # thinned
+    if d["png"] is not None:
+        assert (tmp_path / "two_moons.png").stat().st_size > 1000
+
+
+def test_snelson_quick(tmp_path, data_root):
+    mod = load("run_snelson")
+    assert mod.main(["--quick", "--epochs", "20", "--out", str(tmp_path), "--data-root", str(data_root)]) == 0
+    d = read(tmp_path / "snelson.json")
+    assert [r["method"] for r in d["rows"]] == ["BayesBiNN", "STE-Adam"]
+    assert d["rows"][0]["train_mse_mean"] is not None and d["rows"][1]["train_mse_mean"] is None
+    assert len(d["curves"]["BayesBiNN"]["mean"]) == len(d["curves"]["BayesBiNN"]["std"]) == 301
+    assert d["curves"]["STE-Adam"]["std"] is None
+    assert [set(r) for r in d["runs"]] == [TRAIN_KEYS] * 2
+
+
+# -- CIFAR on generated data, permuted MNIST ------------------------------------------------------------------
+def test_cifar_fake_quick(tmp_path):
+    mod = load("run_cifar")
+    assert mod.main(["--fake", "--quick", "--optimizers", "bayesbinn_official", "ste", "--max-train", "50",
+                     "--eval-samples", "0", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "runs" / "fake_data" / "cifar-10-batches-py" / "test_batch").exists()
+    d = read(tmp_path / "cifar10_table2.json")
+    assert [r["run"] for r in d["rows"]] == ["cifar10_bayesbinn_official", "cifar10_ste"]
+    assert all(r["fake_data"] and r["epochs"] == 1 for r in d["rows"])
+    run = read(tmp_path / "cifar10_bayesbinn_official.json")
+    assert set(run) == TRAIN_KEYS
+    assert run["settings"]["optimizer_settings"]["tau"] == 1e-10
+    assert run["settings"]["model"] == ["vgg_cifar", {"num_classes": 10, "width": 1 / 16}]
+
+
+def test_permuted_mnist_quick_and_resume_skips_done_priors(tmp_path, data_root, capsys):
+    mod = load("run_permuted_mnist")
+    args = ["--quick", "--out", str(tmp_path), "--data-root", str(data_root), "--quiet"]
+    assert mod.main(args) == 0
+    path = tmp_path / "permuted_mnist.json"
+    d = read(path)
+    for prior in ("posterior", "zero"):
+        m = d[prior]["acc_mean"]
+        assert len(m) == 2 and math.isnan(m[0][1]) and all(0 <= v <= 1 for v in (m[0][0], *m[1]))
+        assert set(d["summary"][prior]) == {"task1_after_last", "average_after_last", "seconds"}
+    assert d["settings"]["tasks"] == 2 and d["posterior"]["settings"]["tau"] == 1e-2
+    capsys.readouterr()
+    before = path.read_text()
+    assert mod.main(args + ["--resume"]) == 0
+    assert "skipped" in capsys.readouterr().out and path.read_text() == before
