@@ -14,56 +14,25 @@ import time
 import numpy as np
 
 from .presets import DATASETS, OPTIMIZERS
-
-
-def _table(rows, headers):
-    """Plain-text table: list of row tuples, header tuple."""
-    cells = [tuple(headers)] + [tuple("" if c is None else (f"{c:.4f}" if isinstance(c, float) else str(c))
-                                      for c in r) for r in rows]
-    w = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r))
-    return "\n".join([line(cells[0]), line(tuple("-" * x for x in w))] + [line(r) for r in cells[1:]])
-
-
-def _write_json(path, obj):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    os.replace(tmp, path)
+from .report import table as _table, write_json as _write_json
 
 
 # -- train -----------------------------------------------------------------------------
 def cmd_train(a):
-    from .experiments import build
-    from .train import fit
+    from .experiments import run
     over = dict(epochs=a.epochs, lr=a.lr, tau=a.tau, samples=a.samples, numerics=a.numerics,
                 seed=a.seed, batch_size=a.batch_size, eval_samples=a.eval_samples,
                 max_train=a.max_train, lam_init=a.lam_init, beta=a.beta)
-    setup = build(a.dataset, a.optimizer, preset=a.preset, overrides=over, root=a.data_root,
-                  quiet=a.quiet)
     name = a.name or f"{a.dataset}_{a.optimizer}"
-    run_dir = os.path.join(a.out, "runs", name)
-    print(f"refbinn train: {name}; settings {json.dumps(setup.settings['optimizer_settings'])}; "
-          f"epochs {setup.cfg.epochs}, batch {setup.cfg.batch_size}, seed {setup.cfg.seed}; "
-          f"checkpoint and history in {run_dir}", flush=True)
-    t0 = time.time()
-    res = fit(setup.model, setup.opt, setup.data, setup.loss_fn, setup.cfg, schedule=setup.schedule,
-              out_dir=run_dir, resume=a.resume, log=lambda m: print(m, flush=True),
-              stop_after=a.stop_after)
+    res = run(a.dataset, a.optimizer, name, over, out=a.out, root=a.data_root, resume=a.resume,
+              stop_after=a.stop_after, quiet=a.quiet, command=" ".join(["refbinn"] + sys.argv[1:]))
     summ = res["summary"]
-    out = {"name": name, "command": " ".join(["refbinn"] + sys.argv[1:]),
-           "settings": {k: v for k, v in setup.settings.items() if k != "extra"},
-           "summary": summ, "wall_seconds_this_invocation": time.time() - t0,
-           "history": res["history"]["epochs"]}
-    path = os.path.join(a.out, f"{name}.json")
-    _write_json(path, out)
     rows = [(name, summ.get("epochs_run"), summ.get("test_acc_mode_at_best_val"),
              summ.get("test_acc_mode_last"), summ.get("test_acc_mean_last"),
              round(summ.get("train_seconds", 0.0)))]
     print(_table(rows, ("run", "epochs", "test@best-val (mode)", "test last (mode)",
                         "test last (mean)", "seconds")))
-    print(f"wrote {path}")
+    print(f"wrote {os.path.join(a.out, name + '.json')}")
     return 0
 
 

@@ -3,6 +3,9 @@ an optimizer name and overrides of the paper preset (refbinn/presets.py)."""
 from __future__ import annotations
 
 import functools
+import json
+import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,3 +159,39 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     return Setup(model, opt, data, LOSSES[p["loss"]], cfg, sched,
                  {"dataset": dataset, "optimizer": optimizer, "epochs": epochs, "batch_size": batch,
                   "seed": seed, "optimizer_settings": s, "model": [name, kw], "extra": extra})
+
+
+def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume=False,
+        stop_after=None, quiet=False, command=None, run_dir=None, write=True, log=None):
+    """One training run as ``refbinn train`` does it: build -> fit (a checkpoint every epoch) -> JSON.
+
+    Parameters
+    ----------
+    dataset, optimizer : names from refbinn.presets
+    name : str, the run name; files ``out/NAME.json`` and ``out/runs/NAME/``
+    overrides : dict passed to ``build`` (epochs, seed, lr, model_kwargs, ...)
+    run_dir : checkpoint folder (default ``out/runs/NAME``)
+    write : write ``out/NAME.json`` (sweeps collect rows instead)
+
+    Returns
+    -------
+    dict with name, command, settings, summary, wall_seconds_this_invocation, history
+    """
+    from .report import write_json
+    from .train import fit
+    log = log or (lambda m: print(m, flush=True))
+    setup = build(dataset, optimizer, overrides=overrides, root=root, quiet=quiet)
+    run_dir = run_dir or os.path.join(out, "runs", name)
+    log(f"{name}: {optimizer} {json.dumps(setup.settings['optimizer_settings'])}; "
+        f"model {setup.settings['model']}; epochs {setup.cfg.epochs}, batch {setup.cfg.batch_size}, "
+        f"seed {setup.cfg.seed}, n_train {setup.data.n_train}; checkpoints in {run_dir}")
+    t0 = time.time()
+    res = fit(setup.model, setup.opt, setup.data, setup.loss_fn, setup.cfg, schedule=setup.schedule,
+              out_dir=run_dir, resume=resume, stop_after=stop_after, log=log)
+    result = {"name": name, "command": command,
+              "settings": {k: v for k, v in setup.settings.items() if k != "extra"},
+              "summary": res["summary"], "wall_seconds_this_invocation": time.time() - t0,
+              "history": res["history"]["epochs"]}
+    if write:
+        write_json(os.path.join(out, f"{name}.json"), result)
+    return result

@@ -27,6 +27,8 @@ import shlex
 import sys
 import time
 
+from refbinn.experiments import run
+
 # -- settings (spec section 9; the paper trains 500 epochs, 5 seeds) ---------------------------
 DATASET = "mnist"
 EPOCHS = 500
@@ -62,40 +64,7 @@ PAPER_MEAN = (98.86, 0.05)             # BayesBiNN (mean prediction)
 QUICK = dict(epochs=1, max_train=600, hidden=(32, 32, 32), eval_samples=2, out="results/runs/quick")
 
 
-def train_one(dataset, optimizer, name, overrides, *, out, root=None, resume=False, stop_after=None,
-              quiet=False, command=None, run_dir=None, write=True):
-    """One run as ``refbinn train`` does it: build -> fit (a checkpoint every epoch) -> JSON.
-
-    Parameters
-    ----------
-    dataset, optimizer : names from refbinn.presets
-    name : str, the run name; files ``out/NAME.json`` and ``out/runs/NAME/``
-    overrides : dict passed to ``refbinn.experiments.build`` (epochs, seed, lr, model_kwargs, ...)
-    run_dir : checkpoint folder (default ``out/runs/NAME``)
-    write : write ``out/NAME.json`` (sweeps collect rows instead)
-
-    Returns
-    -------
-    dict with name, command, settings, summary, wall_seconds_this_invocation, history
-    """
-    from refbinn.cli import _write_json
-    from refbinn.experiments import build
-    from refbinn.train import fit
-    setup = build(dataset, optimizer, overrides=overrides, root=root, quiet=quiet)
-    run_dir = run_dir or os.path.join(out, "runs", name)
-    print(f"{name}: {optimizer} {json.dumps(setup.settings['optimizer_settings'])}; "
-          f"model {setup.settings['model']}; epochs {setup.cfg.epochs}, batch {setup.cfg.batch_size}, "
-          f"seed {setup.cfg.seed}, n_train {setup.data.n_train}; checkpoints in {run_dir}", flush=True)
-    t0 = time.time()
-    res = fit(setup.model, setup.opt, setup.data, setup.loss_fn, setup.cfg, schedule=setup.schedule,
-              out_dir=run_dir, resume=resume, stop_after=stop_after, log=lambda m: print(m, flush=True))
-    result = {"name": name, "command": command,
-              "settings": {k: v for k, v in setup.settings.items() if k != "extra"},
-              "summary": res["summary"], "wall_seconds_this_invocation": time.time() - t0,
-              "history": res["history"]["epochs"]}
-    if write:
-        _write_json(os.path.join(out, f"{name}.json"), result)
-    return result
+train_one = run          # one run exactly as `refbinn train` does it (refbinn.experiments.run)
 
 
 def pct(v):
@@ -180,7 +149,7 @@ def main(argv=None):
                      "paper_test_acc_mean": PAPER_MEAN if optimizer == "bayesbinn" else None,
                      "json": os.path.join(out, f"{name}.json")})
 
-    from refbinn.cli import _table, _write_json
+    from refbinn.report import table as _table, write_json as _write_json
     path = os.path.join(out, "mnist_table2.json")
     all_rows = merge_rows(path, rows)
     _write_json(path, {"experiment": "mnist_table2", "command": command, "rows": all_rows})

@@ -83,7 +83,7 @@ def main(argv=None):
     print(f"run_tau_sweep: taus {list(taus)}, numerics {a.numerics}; lr {a.lr}, epochs {epochs}, "
           f"batch {BATCH_SIZE}, seed {a.seed}, hidden {hidden}, max_train {max_train}; out {out}", flush=True)
 
-    from refbinn.cli import _table, _write_json
+    from refbinn.report import table as _table, write_json as _write_json
     path = os.path.join(out, "tau_sweep.json")
     settings = dict(dataset=DATASET, lr=a.lr, lam_init=LAM_INIT, samples=SAMPLES, batch_size=BATCH_SIZE,
                     seed=a.seed, hidden=hidden, max_train=max_train)

@@ -71,7 +71,7 @@ def main(argv=None):
     print(f"run_two_moons: optimizers {a.optimizers}; epochs {epochs}, seed {a.seed}, hidden {hidden}, "
           f"eval samples {EVAL_SAMPLES}; out {out}", flush=True)
 
-    from refbinn.cli import _table, _write_json
+    from refbinn.report import table as _table, write_json as _write_json
     from refbinn.demo import _grid, _plot_moons
     from refbinn.experiments import build
     from refbinn.train import _probs, fit

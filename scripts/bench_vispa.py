@@ -1,0 +1,145 @@
+"""Time one VISPA update, forward_params and sample against one forward+backward of the MNIST MLP.
+
+The update is the part of a step after the gradient is known
+(``opt.update(grads, state, noise)``) for the 10.0M binary weights of
+``refbinn.models.mlp_mnist()`` with the authors' settings (K = 8, S = 100,
+float32): m, Z (K x n), their momentum buffers and g, 0.8 GB read and
+0.7 GB written per step. ``memory_floor_ms`` times a kernel that does only that
+traffic (read m, Z, vel_m, vel_Z, g; write m, Z, vel_m, vel_Z), so no update can be
+faster here; fwd_bwd_ms is one training forward+backward at batch 100, for scale.
+Timings are medians over REPEATS calls after one warm-up call (which also compiles
+the Numba kernels, or loads them from the cache). As in training, each timed update
+starts from the state the previous one returned, and the old state is dropped.
+
+Usage::
+
+    python scripts/bench_vispa.py            # full: also times the NumPy reference update
+    python scripts/bench_vispa.py --quick    # within ~1 min on an idle 2-core machine
+    python scripts/bench_vispa.py --json     # one JSON object on stdout
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numba
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from refbinn.models import mlp_mnist  # noqa: E402
+from refbinn.nn import softmax_cross_entropy  # noqa: E402
+from refbinn.optim.vispa import VISPA  # noqa: E402
+
+# -- settings (the authors' VISPA settings on the paper's MNIST MLP) -------------------
+BATCH = 100
+RANK = 8
+SCALE = 100.0
+LR = 0.1
+SEED = 0
+REPEATS = 10
+REPEATS_QUICK = 3
+DTYPE = np.float32
+
+
+@numba.njit(parallel=True, cache=True)
+def _traffic_floor(m, Z, vm, vZ, g, m_out, Z_out, vm_out, vZ_out):
+    """The least memory traffic any VISPA step has: read m, Z, vel_m, vel_Z, g; write the four.
+
+    m, vm, g, m_out, vm_out (n,); Z, vZ, Z_out, vZ_out (K*n,), each streamed once in
+    order. The arithmetic is trivial, so the time is this machine's memory floor for the step.
+    """
+    n = m.shape[0]
+    for i in numba.prange(n):
+        gi = g[i]
+        vm_out[i] = vm[i] + gi
+        m_out[i] = m[i] - gi
+    for j in numba.prange(Z.shape[0]):
+        v = vZ[j] + np.float32(1.0)
+        vZ_out[j] = v
+        Z_out[j] = Z[j] - v
+
+
+def median_ms(fn, repeats):
+    fn()                                                   # warm-up (Numba compile / cache load)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"{REPEATS_QUICK} repeats, no NumPy reference timing")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (REPEATS_QUICK if args.quick else REPEATS)
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+
+    rng = np.random.default_rng(SEED)
+    model = mlp_mnist()
+    params, bn_state = model.init(rng, DTYPE)
+    binary = {k: v for k, v in params.items() if model.kinds[k] == "binary"}
+    n_weights = sum(v.size for v in binary.values())
+    log(f"model: refbinn.models.mlp_mnist(), {n_weights / 1e6:.2f}M binary weights, batch {BATCH}, "
+        f"K={RANK}, S={SCALE}, seed={SEED}, repeats={repeats}, numba threads={numba.get_num_threads()}")
+
+    x = rng.standard_normal((BATCH, 784)).astype(DTYPE)
+    y = rng.integers(0, 10, BATCH)
+    rng_fwd = np.random.default_rng(SEED + 1)
+
+    def fwd_bwd():
+        out, cache, _ = model.forward(params, x, bn_state, train=True, rng=rng_fwd)
+        _, dout = softmax_cross_entropy(out, y)
+        return model.backward(params, cache, dout)[1]
+
+    fwd_bwd_ms = median_ms(fwd_bwd, repeats)
+    grads = {k: g for k, g in fwd_bwd().items() if k in binary}
+
+    opt = VISPA(lr=LR, rank=RANK, scale=SCALE)
+    holder = {"state": opt.init(binary, np.random.default_rng(SEED + 2))}
+    noise = opt.sample(holder["state"], np.random.default_rng(SEED + 3))
+
+    def step():                                            # the training loop's pattern
+        holder["state"] = opt.update(grads, holder["state"], noise)
+
+    result = dict(model="refbinn.models.mlp_mnist()", n_weights=int(n_weights), rank=RANK, batch=BATCH,
+                  repeats=repeats, threads=numba.get_num_threads(), fwd_bwd_ms=fwd_bwd_ms,
+                  machine=platform.processor() or platform.machine(), cpus=os.cpu_count())
+    result["update_ms"] = median_ms(step, repeats)
+    result["forward_params_ms"] = median_ms(lambda: opt.forward_params(holder["state"], noise[0]), repeats)
+    result["sample_ms"] = median_ms(lambda: opt.sample(holder["state"], np.random.default_rng(SEED)), repeats)
+    if not args.quick:
+        ref = VISPA(lr=LR, rank=RANK, scale=SCALE, backend="numpy")
+        result["numpy_update_ms"] = median_ms(lambda: ref.update(grads, holder["state"], noise), 2)
+
+    s = holder["state"]
+    flat = lambda d: np.concatenate([v.reshape(-1) for v in d.values()])                     # (n,)
+    ins = (flat(s.m), flat(s.Z), flat(s.vel_m), flat(s.vel_Z), flat(grads))          # (n,), (K*n,)
+    outs = tuple(np.empty_like(a) for a in ins[:4])
+    del holder, s
+    result["memory_floor_ms"] = median_ms(lambda: _traffic_floor(*ins, *outs), repeats)
+    result["update_vs_floor"] = result["update_ms"] / result["memory_floor_ms"]
+    result["update_fraction"] = result["update_ms"] / fwd_bwd_ms
+
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k in ("fwd_bwd_ms", "update_ms", "forward_params_ms", "sample_ms", "numpy_update_ms",
+                  "memory_floor_ms"):
+            if k in result:
+                print(f"{k:>18s}: {result[k]:9.2f}")
+        print(f"{'update_vs_floor':>18s}: {result['update_vs_floor']:9.2f}   "
+              "(memory floor: read m, Z, vel_m, vel_Z, g; write m, Z, vel_m, vel_Z)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
