@@ -6,10 +6,13 @@ The update is the part of a step after the gradient is known
 float32): m, Z (K x n), their momentum buffers and g, 0.8 GB read and
 0.7 GB written per step. ``memory_floor_ms`` times a kernel that does only that
 traffic (read m, Z, vel_m, vel_Z, g; write m, Z, vel_m, vel_Z), so no update can be
-faster here; fwd_bwd_ms is one training forward+backward at batch 100, for scale.
+faster here with ordinary stores (``copy_ms``, np.copyto of the same four arrays by
+the C library's memcpy, is for comparison); fwd_bwd_ms is one training
+forward+backward at batch 100, for scale.
 Timings are medians over REPEATS calls after one warm-up call (which also compiles
 the Numba kernels, or loads them from the cache). As in training, each timed update
-starts from the state the previous one returned, and the old state is dropped.
+starts from the state the previous one returned, and the old state is dropped; the
+update gets two warm-up calls, after which its output arrays come from the pool.
 
 Usage::
 
@@ -33,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from refbinn.models import mlp_mnist  # noqa: E402
 from refbinn.nn import softmax_cross_entropy  # noqa: E402
-from refbinn.optim.vispa import VISPA  # noqa: E402
+from refbinn.optim.vispa import BLOCK, TASK, VISPA  # noqa: E402
 
 # -- settings (the authors' VISPA settings on the paper's MNIST MLP) -------------------
 BATCH = 100
@@ -50,22 +53,35 @@ DTYPE = np.float32
 def _traffic_floor(m, Z, vm, vZ, g, m_out, Z_out, vm_out, vZ_out):
     """The least memory traffic any VISPA step has: read m, Z, vel_m, vel_Z, g; write the four.
 
-    m, vm, g, m_out, vm_out (n,); Z, vZ, Z_out, vZ_out (K*n,), each streamed once in
-    order. The arithmetic is trivial, so the time is this machine's memory floor for the step.
+    m, vm, g, m_out, vm_out (n,); Z, vZ, Z_out, vZ_out (K*n,), row k at k*n. Visited in
+    the update kernel's order (tasks of TASK weights, blocks of BLOCK, rows k = 0..K-1
+    within a block) with trivial arithmetic, so the time is this machine's memory
+    floor for the step as the kernel does it (ordinary cached stores).
     """
     n = m.shape[0]
-    for i in numba.prange(n):
-        gi = g[i]
-        vm_out[i] = vm[i] + gi
-        m_out[i] = m[i] - gi
-    for j in numba.prange(Z.shape[0]):
-        v = vZ[j] + np.float32(1.0)
-        vZ_out[j] = v
-        Z_out[j] = Z[j] - v
+    K = Z.shape[0] // n
+    one = np.float32(1.0)
+    for t in numba.prange((n + TASK - 1) // TASK):
+        for a in range(t * TASK, min(t * TASK + TASK, n), BLOCK):
+            b = min(a + BLOCK, n)
+            for i in range(a, b):
+                vm_out[i] = vm[i] + g[i]
+                m_out[i] = m[i] - g[i]
+            for k in range(K):
+                for i in range(k * n + a, k * n + b):
+                    vZ_out[i] = vZ[i] + one
+                    Z_out[i] = Z[i] - one
 
 
-def median_ms(fn, repeats):
-    fn()                                                   # warm-up (Numba compile / cache load)
+def _copy(ins, outs):
+    """np.copyto of m, Z, vel_m, vel_Z: the same bytes moved by the C library's copy."""
+    for src, dst in zip(ins, outs):
+        np.copyto(dst, src)
+
+
+def median_ms(fn, repeats, warmup=1):
+    for _ in range(warmup):                                # Numba compile / cache load
+        fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -113,7 +129,7 @@ def main(argv=None):
     result = dict(model="refbinn.models.mlp_mnist()", n_weights=int(n_weights), rank=RANK, batch=BATCH,
                   repeats=repeats, threads=numba.get_num_threads(), fwd_bwd_ms=fwd_bwd_ms,
                   machine=platform.processor() or platform.machine(), cpus=os.cpu_count())
-    result["update_ms"] = median_ms(step, repeats)
+    result["update_ms"] = median_ms(step, repeats, warmup=2)
     result["forward_params_ms"] = median_ms(lambda: opt.forward_params(holder["state"], noise[0]), repeats)
     result["sample_ms"] = median_ms(lambda: opt.sample(holder["state"], np.random.default_rng(SEED)), repeats)
     if not args.quick:
@@ -126,6 +142,7 @@ def main(argv=None):
     outs = tuple(np.empty_like(a) for a in ins[:4])
     del holder, s
     result["memory_floor_ms"] = median_ms(lambda: _traffic_floor(*ins, *outs), repeats)
+    result["copy_ms"] = median_ms(lambda: _copy(ins[:4], outs), repeats)
     result["update_vs_floor"] = result["update_ms"] / result["memory_floor_ms"]
     result["update_fraction"] = result["update_ms"] / fwd_bwd_ms
 
@@ -133,7 +150,7 @@ def main(argv=None):
         print(json.dumps(result))
     else:
         for k in ("fwd_bwd_ms", "update_ms", "forward_params_ms", "sample_ms", "numpy_update_ms",
-                  "memory_floor_ms"):
+                  "memory_floor_ms", "copy_ms"):
             if k in result:
                 print(f"{k:>18s}: {result[k]:9.2f}")
         print(f"{'update_vs_floor':>18s}: {result['update_vs_floor']:9.2f}   "

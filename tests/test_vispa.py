@@ -4,11 +4,14 @@
 - every projection leaves each (m_i, Z[:, i]/sqrt(S)) of unit norm;
 - P(w_b = +1) = Phi(m / sqrt(1 - m**2)) (z-test per weight, fixed seed);
 - grad_Z is the reparameterisation gradient (finite differences on smooth surrogates);
-- the fused Numba step and forward are bit-identical to the NumPy reference;
+- the fused Numba step and forward are bit-identical to the NumPy reference (signed zeros too);
+- the pooled output arrays of the fused path never overwrite a state or weights still held;
 - exact save/load, argument checks, a NaN gradient changes nothing, a planted teacher is learned.
 """
 import copy
 import math
+import pickle
+import weakref
 
 import numpy as np
 import pytest
@@ -32,6 +35,11 @@ def _always_fused(monkeypatch):
     monkeypatch.setattr(module, "FUSED_MIN_SIZE", 0)
 
 
+def bits(a):
+    """The bytes of an array: equal bits, so -0.0 differs from +0.0."""
+    return np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+
+
 def assert_state_identical(a, b):
     assert type(a) is type(b) and a.step == b.step
     for f in ("m", "Z", "vel_m", "vel_Z"):
@@ -39,6 +47,7 @@ def assert_state_identical(a, b):
         assert list(da) == list(db), f
         for k in da:
             np.testing.assert_array_equal(da[k], db[k], err_msg=f"{f}[{k}]", strict=True)
+            assert np.array_equal(bits(da[k]), bits(db[k])), f"{f}[{k}]: the bits differ (signed zeros)"
 
 
 def sq_norms(m, Z, scale):
@@ -348,6 +357,80 @@ def test_fused_kernels_match_numpy_exactly(project_, wd, rank):
     assert np.all(fa[1]["b"] == 1)                                # sign(0) = +1 in the kernel too
 
 
+@pytest.mark.parametrize("wd", [0.0, 5e-4])
+def test_fused_step_zero_vector_edge_is_bit_identical(wd):
+    """A_i = m_i**2 + |Z[:, i]|**2/S underflows to 0 in float32 for |m_i|, |Z[k, i]| ~ 1e-30;
+    ``project`` then sets m_i = 1 and Z[:, i] = +0 (never -0), and so must the kernel."""
+    K, n = 3, 300
+    rng = np.random.default_rng(20)
+    m = rng.uniform(-1, 1, n).astype(np.float32)
+    Z = rng.normal(size=(K, n)).astype(np.float32)
+    m[:5] = [1e-30, -1e-30, 0.0, -0.0, -1e-30]
+    Z[:, :5] = [[-1e-30], [1e-30], [-1e-30]]
+    Z[:, 3] = -0.0
+    g = rng.normal(size=n).astype(np.float32)
+    g[:5] = 0.0
+    s = VISPAState({"w": m}, {"w": Z}, {"w": np.zeros_like(m)}, {"w": np.zeros_like(Z)}, 0)
+    noise = [{"w": (rng.normal(size=K) / 3).astype(np.float32)}]
+    new = [VISPA(lr=0.2, rank=K, scale=9.0, weight_decay=wd, backend=b).update({"w": g}, s, noise)
+           for b in ("numba", "numpy")]
+    assert_state_identical(*new)
+    assert np.all(new[0].m["w"][:5] == 1) and not np.any(np.signbit(new[0].Z["w"][:, :5]))
+
+
+def test_pooled_outputs_never_overwrite_what_is_still_held():
+    """The fused path reuses an output array only when nothing else references it: states
+    and forward weights that are kept keep their values through later steps, while the
+    arrays of a dropped state are reused (no fresh pages on every step)."""
+    opt = VISPA(lr=0.5, rank=3, scale=10.0)
+    rng = np.random.default_rng(21)
+    s = opt.init({"w": np.zeros((40, 50), np.float32), "v": np.zeros((30, 20), np.float32)}, rng)
+    kept, kept_copies, fws, fw_copies = [], [], [], []
+    for step in range(9):
+        noise = opt.sample(s, rng)
+        fw = opt.forward_params(s, noise[0])
+        if step % 2 == 0:
+            fws.append(fw)
+            fw_copies.append(copy.deepcopy(fw))
+        s = opt.update({k: rng.normal(size=v.shape).astype(np.float32) for k, v in s.m.items()}, s, noise)
+        if step % 3 == 1:
+            kept.append(s)
+            kept_copies.append(copy.deepcopy(s))
+    for a, b in zip(kept, kept_copies):
+        assert_state_identical(a, b)
+    for a, b in zip(fws, fw_copies):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], strict=True)
+
+    def arrays(state):
+        return [arr for f in ("m", "Z", "vel_m", "vel_Z") for arr in getattr(state, f).values()]
+
+    g = {k: np.ones(v.shape, np.float32) for k, v in s.m.items()}
+    noise = opt.sample(s, rng)
+    s1 = opt.update(g, s, noise)
+    s2 = opt.update(g, s1, noise)
+    dropped = [weakref.ref(a) for a in arrays(s1)]
+    del s1
+    s3 = opt.update(g, s2, noise)
+    assert all(r() is not None for r in dropped)                  # kept by the pool, not freed
+    assert {id(a) for a in arrays(s3)} == {id(r()) for r in dropped}
+    assert not {id(a) for a in arrays(s3)} & {id(a) for a in arrays(s2)}
+
+
+def test_copies_and_pickles_leave_the_pool_behind():
+    opt = VISPA(rank=3)
+    rng = np.random.default_rng(22)
+    s = opt.init({"w": np.zeros((100, 100), np.float32)}, rng)
+    noise = opt.sample(s, rng)
+    g = {"w": rng.normal(size=(100, 100)).astype(np.float32)}
+    s1 = opt.update(g, s, noise)                                  # the pool now holds 160 kB
+    blob = pickle.dumps(opt)
+    assert len(blob) < 2000
+    for other in (pickle.loads(blob), copy.deepcopy(opt)):
+        assert other.config() == opt.config()
+        assert_state_identical(other.update(g, s, noise), s1)
+
+
 # -- dtype, save/load, non-finite gradients ----------------------------------------------------
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -402,6 +485,29 @@ def test_nonfinite_gradient_raises_and_leaves_state(backend):
     with pytest.raises(FloatingPointError, match="fc1.weight.*non-finite"):
         opt.update(g, s, [{k: np.full(2, 1.0, np.float32) for k in s.m}])
     assert_state_identical(s, before)
+
+
+@pytest.mark.parametrize("project_", [True, False])
+@pytest.mark.parametrize("lr", [0.0, 0.1])
+def test_nonfinite_gradient_is_named_when_the_kernel_finds_it(monkeypatch, project_, lr):
+    """Fused parameters skip the up-front scan: the kernel's count of non-finite outputs
+    must catch every NaN/inf gradient (lr = 0 included) and the error must still name the
+    first parameter with a bad gradient, as the up-front scan of the NumPy path does."""
+    import refbinn.optim.vispa as module
+    monkeypatch.setattr(module, "FUSED_MIN_SIZE", 10)             # "a" fused, "b" NumPy
+    opt = VISPA(rank=2, project=project_)
+    rng = np.random.default_rng(23)
+    s = opt.init({"a": np.zeros((3, 4), np.float32), "b": np.zeros((2, 3), np.float32)}, rng)
+    noise = opt.sample(s, rng)
+    before = copy.deepcopy(s)
+    for bad_keys in (["a"], ["b"], ["a", "b"]):
+        for bad in (np.nan, np.inf, -np.inf):
+            g = {k: np.ones(v.shape, np.float32) for k, v in s.m.items()}
+            for k in bad_keys:
+                g[k][1, 2] = bad
+            with pytest.raises(FloatingPointError, match=f"gradient of parameter '{bad_keys[0]}'"):
+                opt.update(g, s, noise, lr=lr)
+            assert_state_identical(s, before)
 
 
 # -- planted binary teacher ----------------------------------------------------------------
