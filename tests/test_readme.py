@@ -22,3 +22,15 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_main_command_runs_the_demo():
     first = _bash_blocks((REPO / "README.md").read_text())[0]
     assert "refbinn demo" in first
+
+
+def test_readme_python_examples_run():
+    """The README's Python snippets are executed in order, as a reader would paste them."""
+    import numpy as np
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    ns = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README python block {i}", "exec"), ns)
+    # the optimizer example ends with the mode weights: exactly -1 or +1
+    assert all(set(np.unique(v)) <= {-1.0, 1.0} for v in ns["mode"].values())
