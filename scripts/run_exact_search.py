@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import time
 
@@ -39,8 +40,15 @@ def main(argv=None):
     a = p.parse_args(argv)
     print(f"exact-numerics search: taus {a.taus}, lrs {a.lrs}, lam_init {a.lam_inits}, "
           f"{a.epochs} epochs, MLP 784-{'-'.join(map(str, a.hidden))}-10, seed {a.seed}")
-    rows, path = [], os.path.join(a.out, "exact_search.json")
+    path = os.path.join(a.out, "exact_search.json")
+    rows = []
+    if os.path.exists(path):                  # keep earlier rows; skip settings already tried
+        with open(path) as fh:
+            rows = json.load(fh)["rows"]
+    done = {(r["tau"], r["lr"], r["lam_init"], r["epochs"]) for r in rows}
     for tau, lr, li in itertools.product(a.taus, a.lrs, a.lam_inits):
+        if (tau, lr, li, a.epochs) in done:
+            continue
         name = f"exact_search_tau{tau:g}_lr{lr:g}_lam{li:g}"
         over = dict(epochs=a.epochs, seed=a.seed, lr=lr, tau=tau, lam_init=li, numerics="exact",
                     eval_samples=0, max_train=a.max_train, model_kwargs={"hidden": tuple(a.hidden)})

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from refbinn.estimator_problems import teacher_problem
 from refbinn.estimators import (exact_expected_loss, exact_gradient, lemma1, mean_and_se,
-                                reinforce, relaxed_objective, relaxed_objective_grad, teacher_problem)
+                                reinforce, relaxed_objective, relaxed_objective_grad)
 
 Z_MAX = 4.0
 

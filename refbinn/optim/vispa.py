@@ -68,7 +68,7 @@ from numba import njit, prange
 
 from ..nn.base import sign
 from .base import Optimizer, as_grad_list, check_finite, check_range
-from .bayesbinn import _ArrayPool
+from ._pool import ArrayPool
 
 INITS = ("xavier", "params")
 BACKENDS = ("numba", "numpy")
@@ -428,14 +428,14 @@ class VISPA(Optimizer):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
         self.backend = backend
-        self._pool = _ArrayPool(keep=POOL_KEEP)
+        self._pool = ArrayPool(keep=POOL_KEEP)
 
     def __getstate__(self):                # copies and pickles leave the pool behind
         return {k: v for k, v in self.__dict__.items() if k != "_pool"}
 
     def __setstate__(self, d):
         self.__dict__.update(d)
-        self._pool = _ArrayPool(keep=POOL_KEEP)
+        self._pool = ArrayPool(keep=POOL_KEEP)
 
     def config(self):
         return dict(lr=self.lr, rank=self.rank, scale=self.scale, momentum=self.momentum,
