@@ -25,7 +25,7 @@ import numpy as np
 
 from .optim.base import (atomic_savez, generator_from_state, repr_generator_state,
                          tree_from_arrays, tree_to_arrays)
-from .predict import predictive_entropy
+from .predict import apply_link, predictive_entropy
 
 
 @dataclass
@@ -84,13 +84,11 @@ def _logits(model, params, bn_state, x, batch):
 
 
 def _probs(logits):
-    if logits.ndim == 1 or logits.shape[1] == 1:               # binary: sigmoid of one logit
-        z = logits.reshape(-1)
-        p1 = np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
+    """Class probabilities (N, K); a single logit per row gives the two classes [1 - p, p]."""
+    if logits.ndim == 1 or logits.shape[1] == 1:
+        p1 = apply_link(logits.reshape(-1), "sigmoid")
         return np.stack([1 - p1, p1], axis=1)
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return apply_link(logits, "softmax")
 
 
 def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, average="prob",
