@@ -43,6 +43,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
+
 # -- settings -----------------------------------------------------------------------------
 SEED = 0
 THREADS = 2
@@ -69,9 +72,7 @@ def parse_args(argv=None):
 
 ARGS = parse_args() if __name__ == "__main__" else None
 if ARGS is not None:
-    # Thread counts must be fixed before numpy (BLAS) and numba are imported.
-    for var in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+    set_threads(ARGS.threads)             # must come before numpy (BLAS) and numba are imported
     # Numba's OpenMP workers otherwise spin-wait at barriers; on a shared machine a
     # descheduled spinner can stall a 100 us kernel for milliseconds. Passive costs ~10%.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -23,6 +23,9 @@ import argparse
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
+
 # settings (the paper's MNIST run, spec section 9)
 BATCH, N_TRAIN, LR, TAU = 100, 54000, 1e-4, 1e-10
 STEPS, BLOCK, WARMUP, BREAKDOWN = 20, 5, 2, 5
@@ -52,9 +55,7 @@ def parse(argv=None):
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
-    # BLAS and OpenMP read these when they load: set before numpy and torch are imported
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+    set_threads(ARGS.threads)             # BLAS and OpenMP read these when they load: before numpy and torch
 
 import json  # noqa: E402
 import time  # noqa: E402

@@ -22,20 +22,19 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import sys
-import time
 
 import numba
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _common import median_ms, parse_bench_args, time_mlp_grads  # noqa: E402
 from refbinn.models import mlp_mnist  # noqa: E402
-from refbinn.nn import softmax_cross_entropy  # noqa: E402
 from refbinn.optim.vispa import BLOCK, TASK, VISPA  # noqa: E402
 
 # -- settings (the authors' VISPA settings on the paper's MNIST MLP) -------------------
@@ -79,25 +78,8 @@ def _copy(ins, outs):
         np.copyto(dst, src)
 
 
-def median_ms(fn, repeats, warmup=1):
-    for _ in range(warmup):                                # Numba compile / cache load
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help=f"{REPEATS_QUICK} repeats, no NumPy reference timing")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--repeats", type=int, default=None)
-    args = ap.parse_args(argv)
-    repeats = args.repeats or (REPEATS_QUICK if args.quick else REPEATS)
-    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    args, repeats, log = parse_bench_args(argv, __doc__.splitlines()[0], REPEATS, REPEATS_QUICK)
 
     rng = np.random.default_rng(SEED)
     model = mlp_mnist()
@@ -107,17 +89,8 @@ def main(argv=None):
     log(f"model: refbinn.models.mlp_mnist(), {n_weights / 1e6:.2f}M binary weights, batch {BATCH}, "
         f"K={RANK}, S={SCALE}, seed={SEED}, repeats={repeats}, numba threads={numba.get_num_threads()}")
 
-    x = rng.standard_normal((BATCH, 784)).astype(DTYPE)
-    y = rng.integers(0, 10, BATCH)
-    rng_fwd = np.random.default_rng(SEED + 1)
-
-    def fwd_bwd():
-        out, cache, _ = model.forward(params, x, bn_state, train=True, rng=rng_fwd)
-        _, dout = softmax_cross_entropy(out, y)
-        return model.backward(params, cache, dout)[1]
-
-    fwd_bwd_ms = median_ms(fwd_bwd, repeats)
-    grads = {k: g for k, g in fwd_bwd().items() if k in binary}
+    fwd_bwd_ms, grads = time_mlp_grads(model, params, bn_state, rng, batch=BATCH, seed=SEED, repeats=repeats,
+                                       keep=binary, dtype=DTYPE)
 
     opt = VISPA(lr=LR, rank=RANK, scale=SCALE)
     holder = {"state": opt.init(binary, np.random.default_rng(SEED + 2))}

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_mnist import merge_rows, paper_str, pct, train_one   # noqa: E402  (one run = build + fit)
+from _common import (accuracies, add_run_args, merge_rows, parse, print_table2, resolve,  # noqa: E402
+                     train_table2_run, with_overrides)
 
 # -- settings (spec section 9; the paper trains 500 epochs, 5 seeds) ---------------------------
 DATASETS = ("cifar10", "cifar100")
@@ -91,27 +91,18 @@ def parse_args(argv=None):
     p.add_argument("--max-train", type=int, help="use only the first N training images")
     p.add_argument("--tag", help="suffix of the run names (e.g. seed1): DATASET_RUN_TAG")
     p.add_argument("--fake", action="store_true", help="train on a generated set in the CIFAR format")
-    p.add_argument("--out", help=f"results folder (default {OUT}; with --quick or --fake {QUICK['out']})")
-    p.add_argument("--data-root", help="data folder (default: $REFBINN_DATA, then the user cache)")
-    p.add_argument("--resume", action="store_true", help="continue each run from its checkpoint")
-    p.add_argument("--stop-after", type=int, help="stop each run after this many epochs (then --resume)")
-    p.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 100 images, width 1/16")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_run_args(p, OUT, QUICK["out"], "smoke test: 1 epoch, 100 images, width 1/16", quick_flags="--quick or --fake")
     return p.parse_args(argv)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    a = parse_args(argv)
+    a, command = parse(parse_args, argv, "run_cifar.py")
     q = QUICK if a.quick else {}
-    epochs = a.epochs or q.get("epochs", EPOCHS)
-    width = a.width or q.get("width", WIDTH)
+    epochs, width, max_train = resolve(a, q, epochs=EPOCHS, width=WIDTH, max_train=None)
     out = a.out or (QUICK["out"] if a.quick or a.fake else OUT)
-    max_train = a.max_train or q.get("max_train")
     eval_samples = a.eval_samples if a.eval_samples is not None else q.get("eval_samples", EVAL_SAMPLES)
     runs = RUNS[a.dataset]
     names = list(runs) if "all" in a.optimizers else list(dict.fromkeys(a.optimizers))
-    command = "python scripts/run_cifar.py " + shlex.join(argv)
     root = a.data_root
     if a.fake:
         from refbinn.data import write_fake_cifar
@@ -125,38 +116,23 @@ def main(argv=None):
     rows = []
     for run in names:
         optimizer, settings = runs[run]
-        settings = dict(settings)
-        if a.lr is not None and "lr" in settings:
-            settings["lr"] = a.lr
-        if a.tau is not None and optimizer == "bayesbinn":
-            settings["tau"] = a.tau
+        settings = with_overrides(settings, optimizer, lr=a.lr, tau=a.tau)
         over = dict(settings, epochs=epochs, batch_size=BATCH_SIZE, seed=a.seed, eval_samples=eval_samples,
                     max_train=max_train, model_kwargs={"width": width})
-        name = f"{a.dataset}_{run}" + (f"_{a.tag}" if a.tag else "")
-        res = train_one(a.dataset, optimizer, name, over, out=out, root=root, resume=a.resume,
-                        stop_after=a.stop_after, quiet=a.quiet, command=command)
-        s = res["summary"]
+        name, s = train_table2_run(a.dataset, run, optimizer, over, a, out=out, root=root, command=command)
         rows.append({"run": name, "optimizer": optimizer, "numerics": settings.get("numerics"),
                      "fake_data": a.fake, "epochs": s.get("epochs_run"), "epochs_planned": epochs,
-                     "seed": a.seed, "width": width,
-                     "test_acc_mode_at_best_val": s.get("test_acc_mode_at_best_val"),
-                     "test_acc_mode_last": s.get("test_acc_mode_last"),
-                     "test_acc_mean_last": s.get("test_acc_mean_last"),
-                     "val_acc_mode_best": s.get("val_acc_mode_best"),
+                     "seed": a.seed, "width": width, **accuracies(s),
                      "train_seconds": s.get("train_seconds"), "paper_test_acc": PAPER[a.dataset][run],
                      "paper_test_acc_mean": PAPER_MEAN[a.dataset] if optimizer == "bayesbinn" else None,
                      "json": os.path.join(out, f"{name}.json")})
 
-    from refbinn.report import table as _table, write_json as _write_json
+    from refbinn.report import write_json as _write_json
     path = os.path.join(out, f"{a.dataset}_table2.json")
     _write_json(path, {"experiment": f"{a.dataset}_table2", "command": command, "rows": merge_rows(path, rows)})
     print(f"\n{a.dataset} test accuracy % (this invocation's runs{'; GENERATED DATA' if a.fake else ''}; "
           "the paper's Table 2: 500 epochs, 5 seeds)")
-    print(_table([(r["run"], r["epochs"], pct(r["test_acc_mode_at_best_val"]), pct(r["test_acc_mode_last"]),
-                   pct(r["test_acc_mean_last"]), paper_str(r["paper_test_acc"]),
-                   paper_str(r["paper_test_acc_mean"]), round(r["train_seconds"] or 0.0)) for r in rows],
-                 ("run", "epochs", "test@best-val", "test last", "test last (mean)", "paper",
-                  "paper (mean)", "seconds")))
+    print_table2(rows)
     print(f"wrote {path}")
     return 0
 

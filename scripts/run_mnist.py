@@ -21,13 +21,12 @@ The cosine schedules run over ``--epochs`` (a shortened run decays fully).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
 import sys
-import time
 
-from refbinn.experiments import run
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (accuracies, add_run_args, merge_rows, parse, print_table2, resolve,  # noqa: E402
+                     train_table2_run, with_overrides)
 
 # -- settings (spec section 9; the paper trains 500 epochs, 5 seeds) ---------------------------
 DATASET = "mnist"
@@ -64,28 +63,6 @@ PAPER_MEAN = (98.86, 0.05)             # BayesBiNN (mean prediction)
 QUICK = dict(epochs=1, max_train=600, hidden=(32, 32, 32), eval_samples=2, out="results/runs/quick")
 
 
-train_one = run          # one run exactly as `refbinn train` does it (refbinn.experiments.run)
-
-
-def pct(v):
-    """Accuracy fraction -> percent with 2 decimals, as a table cell ('' for None)."""
-    return "" if v is None else f"{100.0 * v:.2f}"
-
-
-def paper_str(p):
-    return "-" if p is None else f"{p[0]:.2f} +- {p[1]:.2f}"
-
-
-def merge_rows(path, rows, key="run"):
-    """Rows of an earlier invocation, with this invocation's rows replacing those of the same key."""
-    old = []
-    if os.path.exists(path):
-        with open(path) as fh:
-            old = json.load(fh).get("rows", [])
-    new = {r[key] for r in rows}
-    return [r for r in old if r.get(key) not in new] + rows
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--optimizers", nargs="+", default=list(DEFAULT_RUNS), choices=[*RUNS, "all"],
@@ -100,65 +77,38 @@ def parse_args(argv=None):
     p.add_argument("--eval-samples", type=int, help=f"C for the mean prediction (default {EVAL_SAMPLES})")
     p.add_argument("--max-train", type=int, help="use only the first N training images")
     p.add_argument("--tag", help="suffix of the run names (e.g. seed1): mnist_RUN_TAG")
-    p.add_argument("--out", help=f"results folder (default {OUT}; with --quick {QUICK['out']})")
-    p.add_argument("--data-root", help="data folder (default: $REFBINN_DATA, then the user cache)")
-    p.add_argument("--resume", action="store_true", help="continue each run from its checkpoint")
-    p.add_argument("--stop-after", type=int, help="stop each run after this many epochs (then --resume)")
-    p.add_argument("--quick", action="store_true", help="smoke test: 1 epoch, 600 images, 32-wide MLP")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_run_args(p, OUT, QUICK["out"], "smoke test: 1 epoch, 600 images, 32-wide MLP")
     return p.parse_args(argv)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    a = parse_args(argv)
+    a, command = parse(parse_args, argv, "run_mnist.py")
     q = QUICK if a.quick else {}
-    epochs = a.epochs or q.get("epochs", EPOCHS)
-    hidden = tuple(a.hidden or q.get("hidden", HIDDEN))
-    out = a.out or q.get("out", OUT)
-    max_train = a.max_train or q.get("max_train")
+    epochs, hidden, out, max_train = resolve(a, q, epochs=EPOCHS, hidden=HIDDEN, out=OUT, max_train=None)
+    hidden = tuple(hidden)
     eval_samples = a.eval_samples if a.eval_samples is not None else q.get("eval_samples", EVAL_SAMPLES)
     names = list(RUNS) if "all" in a.optimizers else list(dict.fromkeys(a.optimizers))
-    command = "python scripts/run_mnist.py " + shlex.join(argv)
     print(f"run_mnist: runs {names}; epochs {epochs}, batch {BATCH_SIZE}, seed {a.seed}, "
           f"hidden {hidden}, eval samples {eval_samples}, max_train {max_train}; out {out}", flush=True)
 
     rows = []
     for run in names:
         optimizer, settings = RUNS[run]
-        settings = dict(settings)
-        if a.lr is not None and "lr" in settings:
-            settings["lr"] = a.lr
-        if optimizer == "bayesbinn":
-            for key, v in (("tau", a.tau), ("lam_init", a.lam_init), ("samples", a.samples)):
-                if v is not None:
-                    settings[key] = v
+        settings = with_overrides(settings, optimizer, lr=a.lr, tau=a.tau, lam_init=a.lam_init, samples=a.samples)
         over = dict(settings, epochs=epochs, batch_size=BATCH_SIZE, seed=a.seed, eval_samples=eval_samples,
                     max_train=max_train, model_kwargs={"hidden": hidden})
-        name = f"{DATASET}_{run}" + (f"_{a.tag}" if a.tag else "")
-        res = train_one(DATASET, optimizer, name, over, out=out, root=a.data_root, resume=a.resume,
-                        stop_after=a.stop_after, quiet=a.quiet, command=command)
-        s = res["summary"]
+        name, s = train_table2_run(DATASET, run, optimizer, over, a, out=out, root=a.data_root, command=command)
         rows.append({"run": name, "optimizer": optimizer, "numerics": settings.get("numerics"),
-                     "epochs": s.get("epochs_run"), "epochs_planned": epochs, "seed": a.seed,
-                     "test_acc_mode_at_best_val": s.get("test_acc_mode_at_best_val"),
-                     "test_acc_mode_last": s.get("test_acc_mode_last"),
-                     "test_acc_mean_last": s.get("test_acc_mean_last"),
-                     "val_acc_mode_best": s.get("val_acc_mode_best"),
+                     "epochs": s.get("epochs_run"), "epochs_planned": epochs, "seed": a.seed, **accuracies(s),
                      "train_seconds": s.get("train_seconds"), "paper_test_acc": PAPER[run],
                      "paper_test_acc_mean": PAPER_MEAN if optimizer == "bayesbinn" else None,
                      "json": os.path.join(out, f"{name}.json")})
 
-    from refbinn.report import table as _table, write_json as _write_json
+    from refbinn.report import write_json as _write_json
     path = os.path.join(out, "mnist_table2.json")
-    all_rows = merge_rows(path, rows)
-    _write_json(path, {"experiment": "mnist_table2", "command": command, "rows": all_rows})
+    _write_json(path, {"experiment": "mnist_table2", "command": command, "rows": merge_rows(path, rows)})
     print("\nMNIST test accuracy % (this invocation's runs; the paper's Table 2: 500 epochs, 5 seeds)")
-    print(_table([(r["run"], r["epochs"], pct(r["test_acc_mode_at_best_val"]), pct(r["test_acc_mode_last"]),
-                   pct(r["test_acc_mean_last"]), paper_str(r["paper_test_acc"]),
-                   paper_str(r["paper_test_acc_mean"]), round(r["train_seconds"] or 0.0)) for r in rows],
-                 ("run", "epochs", "test@best-val", "test last", "test last (mean)", "paper",
-                  "paper (mean)", "seconds")))
+    print_table2(rows)
     print(f"wrote {path}")
     return 0
 

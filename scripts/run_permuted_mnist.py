@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_run_args, parse, resolve   # noqa: E402
 
 # -- settings (spec sections 6 and 9) --------------------------------------------------------------
 TASKS = 5
@@ -58,24 +60,16 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--max-train", type=int, help="use only the first N training images")
     p.add_argument("--max-test", type=int, help="use only the first N test images")
-    p.add_argument("--out", help=f"results folder (default {OUT}; with --quick {QUICK['out']})")
-    p.add_argument("--data-root", help="data folder (default: $REFBINN_DATA, then the user cache)")
-    p.add_argument("--resume", action="store_true", help="skip priors already done with these settings")
-    p.add_argument("--quick", action="store_true", help="smoke test: 2 tasks, 1 epoch, 600 images")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_run_args(p, OUT, QUICK["out"], "smoke test: 2 tasks, 1 epoch, 600 images",
+                 resume="skip priors already done with these settings", stop_after=False)
     return p.parse_args(argv)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    a = parse_args(argv)
-    q = QUICK if a.quick else {}
-    tasks = a.tasks or q.get("tasks", TASKS)
-    epochs = a.epochs or q.get("epochs", EPOCHS)
-    test_samples = a.test_samples or q.get("test_samples", TEST_SAMPLES)
-    max_train, max_test = a.max_train or q.get("max_train"), a.max_test or q.get("max_test")
-    out = a.out or q.get("out", OUT)
-    command = "python scripts/run_permuted_mnist.py " + shlex.join(argv)
+    a, command = parse(parse_args, argv, "run_permuted_mnist.py")
+    tasks, epochs, test_samples, max_train, max_test, out = resolve(
+        a, QUICK if a.quick else {}, tasks=TASKS, epochs=EPOCHS, test_samples=TEST_SAMPLES, max_train=None,
+        max_test=None, out=OUT)
     settings = dict(tasks=tasks, epochs=epochs, batch_size=BATCH_SIZE, lr=a.lr, tau=a.tau, lam_init=LAM_INIT,
                     test_samples=test_samples, numerics=a.numerics, seed=a.seed, max_train=max_train,
                     max_test=max_test)

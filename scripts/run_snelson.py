@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
-import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (LABELS, add_figure_args, add_run_args, build_and_fit, parse, resolve,  # noqa: E402
+                     run_record)
 
 # -- settings (spec section 9, Snelson) ----------------------------------------------------------
 DATASET = "snelson"
@@ -38,56 +40,33 @@ RUNS = {
                       schedule="geometric", lr_end=1e-5),
     "ste": dict(lr=0.1, schedule="constant"),                                 # Adam on latent weights
 }
-LABELS = {"bayesbinn": "BayesBiNN", "ste": "STE-Adam", "bop": "Bop", "pmf": "PMF", "adam": "Adam",
-          "vispa": "VISPA"}
 HISTORY_EVERY = 50                     # keep every 50th epoch of the history in the JSON
 OUT = "results"
 QUICK = dict(epochs=300, out="results/runs/quick")
 
 
-def thin(history, every):
-    """Every ``every``-th epoch record and the last."""
-    return [h for i, h in enumerate(history) if (i + 1) % every == 0 or i + 1 == len(history)]
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--optimizers", nargs="+", default=list(RUNS), choices=list(LABELS),
-                   help="optimizers (default: %(default)s; others use refbinn's Snelson preset)")
-    p.add_argument("--epochs", type=int, help=f"epochs (default {EPOCHS})")
-    p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--hidden", type=int, help=f"hidden width (default {HIDDEN})")
-    p.add_argument("--out", help=f"results folder (default {OUT}; with --quick {QUICK['out']})")
-    p.add_argument("--data-root", help="data folder (default: $REFBINN_DATA, then the user cache)")
-    p.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK['epochs']} epochs")
+    add_figure_args(p, RUNS, "Snelson", f"epochs (default {EPOCHS})", SEED, HIDDEN)
+    add_run_args(p, OUT, QUICK["out"], f"smoke test: {QUICK['epochs']} epochs", resume=False,
+                 stop_after=False, quiet=False)
     return p.parse_args(argv)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    a = parse_args(argv)
-    q = QUICK if a.quick else {}
-    epochs = a.epochs or q.get("epochs", EPOCHS)
-    hidden = a.hidden or HIDDEN
-    out = a.out or q.get("out", OUT)
-    command = "python scripts/run_snelson.py " + shlex.join(argv)
+    a, command = parse(parse_args, argv, "run_snelson.py")
+    epochs, hidden, out = resolve(a, QUICK if a.quick else {}, epochs=EPOCHS, hidden=HIDDEN, out=OUT)
     print(f"run_snelson: optimizers {a.optimizers}; epochs {epochs}, seed {a.seed}, hidden {hidden}, "
           f"eval samples {EVAL_SAMPLES}; out {out}", flush=True)
 
     from refbinn.report import table as _table, write_json as _write_json
     from refbinn.data import snelson_grid
     from refbinn.demo import _plot_snelson
-    from refbinn.experiments import build
-    from refbinn.train import fit
     rows, runs, curves = [], [], {}
     for optimizer in dict.fromkeys(a.optimizers):
         over = dict(RUNS.get(optimizer, {}), epochs=epochs, seed=a.seed, eval_samples=EVAL_SAMPLES,
                     model_kwargs={"hidden": hidden})
-        s = build(DATASET, optimizer, overrides=over, root=a.data_root, quiet=True)
-        print(f"{optimizer}: {s.settings['optimizer_settings']}", flush=True)
-        t0 = time.perf_counter()
-        res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
-        secs = time.perf_counter() - t0
+        s, res, secs = build_and_fit(DATASET, optimizer, over, root=a.data_root)
         sn, st, bn = s.settings["extra"], res["opt_state"], res["bn_state"]
         xg = sn.standardize_x(snelson_grid()).astype(np.float32)                # (301, 1), standardised
         x, y = s.data.x_train, s.data.y_train                                     # (200, 1) each
@@ -102,10 +81,7 @@ def main(argv=None):
         else:
             curves[label] = (s.model.apply(s.opt.params(st), xg, bn)[:, 0], None)
         rows.append((label, mse_mode, mse_mean, secs))
-        runs.append({"name": f"snelson_{optimizer}", "command": command,
-                     "settings": {k: v for k, v in s.settings.items() if k != "extra"},
-                     "summary": res["summary"], "wall_seconds_this_invocation": secs,
-                     "history": thin(res["history"]["epochs"], HISTORY_EVERY)})
+        runs.append(run_record(f"snelson_{optimizer}", command, s, res, secs, HISTORY_EVERY))
         data = s.data
 
     os.makedirs(out, exist_ok=True)

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_mnist import BATCH_SIZE, HIDDEN, merge_rows, pct, train_one   # noqa: E402  (one run = build + fit)
+from _common import add_run_args, paper_lookup, parse, print_sweep_table, resolve, run_sweep   # noqa: E402
+from run_mnist import BATCH_SIZE, HIDDEN   # noqa: E402  (the paper's MNIST batch size and network)
 
 # -- settings (spec sections 9 and 10) ------------------------------------------------------------
 DATASET = "mnist"
@@ -46,10 +46,7 @@ QUICK = dict(epochs=1, max_train=600, hidden=(32, 32, 32), taus=(1e-2, 1e-10), o
 
 def paper_value(tau):
     """The paper's number for tau (matched to 1e-6 relative, since taus arrive as parsed floats)."""
-    for t, v in PAPER.items():
-        if abs(t - tau) <= 1e-6 * t:
-            return v
-    return None
+    return paper_lookup(PAPER, tau)
 
 
 def parse_args(argv=None):
@@ -61,59 +58,30 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--hidden", type=int, nargs="+", help=f"hidden widths (default {HIDDEN})")
     p.add_argument("--max-train", type=int, help="use only the first N training images")
-    p.add_argument("--out", help=f"results folder (default {OUT}; with --quick {QUICK['out']})")
-    p.add_argument("--data-root", help="data folder (default: $REFBINN_DATA, then the user cache)")
-    p.add_argument("--resume", action="store_true", help="continue each row from its checkpoint")
-    p.add_argument("--stop-after", type=int, help="stop each row after this many epochs (then --resume)")
-    p.add_argument("--quick", action="store_true", help="smoke test: 2 taus, 1 epoch, 600 images")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_run_args(p, OUT, QUICK["out"], "smoke test: 2 taus, 1 epoch, 600 images", unit="row")
     return p.parse_args(argv)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    a = parse_args(argv)
+    a, command = parse(parse_args, argv, "run_tau_sweep.py")
     q = QUICK if a.quick else {}
     taus = tuple(a.taus or q.get("taus", TAUS))
-    epochs = a.epochs or q.get("epochs", EPOCHS)
-    hidden = tuple(a.hidden or q.get("hidden", HIDDEN))
-    out = a.out or q.get("out", OUT)
-    max_train = a.max_train or q.get("max_train")
-    command = "python scripts/run_tau_sweep.py " + shlex.join(argv)
+    epochs, hidden, out, max_train = resolve(a, q, epochs=EPOCHS, hidden=HIDDEN, out=OUT, max_train=None)
+    hidden = tuple(hidden)
     print(f"run_tau_sweep: taus {list(taus)}, numerics {a.numerics}; lr {a.lr}, epochs {epochs}, "
           f"batch {BATCH_SIZE}, seed {a.seed}, hidden {hidden}, max_train {max_train}; out {out}", flush=True)
 
-    from refbinn.report import table as _table, write_json as _write_json
-    path = os.path.join(out, "tau_sweep.json")
     settings = dict(dataset=DATASET, lr=a.lr, lam_init=LAM_INIT, samples=SAMPLES, batch_size=BATCH_SIZE,
                     seed=a.seed, hidden=hidden, max_train=max_train)
-    rows = []
-    for numerics in a.numerics:
-        for tau in taus:
-            run = f"tau{tau:.0e}_{numerics}"
-            over = dict(lr=a.lr, tau=tau, numerics=numerics, lam_init=LAM_INIT, samples=SAMPLES, beta=0.0,
-                        epochs=epochs, batch_size=BATCH_SIZE, seed=a.seed, eval_samples=EVAL_SAMPLES,
-                        max_train=max_train, model_kwargs={"hidden": hidden})
-            res = train_one(DATASET, "bayesbinn", run, over, out=out, root=a.data_root, resume=a.resume,
-                            stop_after=a.stop_after, quiet=a.quiet, command=command, write=False,
-                            run_dir=os.path.join(out, "runs", "tau_sweep", run))
-            s = res["summary"]
-            rows.append({"run": run, "tau": tau, "numerics": numerics, "lr": a.lr,
-                         "epochs": s.get("epochs_run"), "epochs_planned": epochs,
-                         "test_acc_mode_at_best_val": s.get("test_acc_mode_at_best_val"),
-                         "test_acc_mode_last": s.get("test_acc_mode_last"),
-                         "val_acc_mode_best": s.get("val_acc_mode_best"),
-                         "seconds": s.get("train_seconds"), "paper_test_acc": paper_value(tau)})
-            # written after every row, so an interrupted sweep keeps what it has done
-            _write_json(path, {"experiment": "tau_sweep", "command": command, "settings": settings,
-                               "rows": merge_rows(path, rows)})
+    fixed = dict(lam_init=LAM_INIT, samples=SAMPLES, beta=0.0, epochs=epochs, batch_size=BATCH_SIZE, seed=a.seed,
+                 eval_samples=EVAL_SAMPLES, max_train=max_train, model_kwargs={"hidden": hidden})
+    points = [(f"tau{tau:.0e}_{numerics}", dict(tau=tau, numerics=numerics, lr=a.lr), paper_value(tau))
+              for numerics in a.numerics for tau in taus]
+    rows, path = run_sweep(DATASET, "tau_sweep", points, fixed, settings, a, out=out, command=command)
 
     print("\nTable 7, MNIST BayesBiNN test accuracy % by temperature "
           f"(lr {a.lr}; the paper: 500 epochs, official numerics)")
-    print(_table([(f"{r['tau']:.0e}", r["numerics"], r["epochs"], pct(r["test_acc_mode_at_best_val"]),
-                   pct(r["test_acc_mode_last"]), "-" if r["paper_test_acc"] is None else f"{r['paper_test_acc']:.2f}",
-                   round(r["seconds"] or 0.0)) for r in rows],
-                 ("tau", "numerics", "epochs", "test@best-val", "test last", "paper", "seconds")))
+    print_sweep_table(rows, "tau")
     print(f"wrote {path}")
     return 0
 

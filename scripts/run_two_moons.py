@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
-import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import (LABELS, add_figure_args, add_run_args, build_and_fit, parse, resolve,  # noqa: E402
+                     run_record)
 
 # -- settings (spec section 9, two moons) --------------------------------------------------------
 DATASET = "two-moons"
@@ -36,55 +38,35 @@ RUNS = {
                       schedule="milestones", milestones=(1500, 2500)),
     "ste": dict(lr=0.1, schedule="milestones", milestones=(1500, 2500)),     # Adam on latent weights
 }
-LABELS = {"bayesbinn": "BayesBiNN", "ste": "STE-Adam", "bop": "Bop", "pmf": "PMF", "adam": "Adam",
-          "vispa": "VISPA"}
 HISTORY_EVERY = 10                     # keep every 10th epoch of the history in the JSON
 OUT = "results"
 QUICK = dict(epochs=300, out="results/runs/quick")
 
 
-def thin(history, every):
-    """Every ``every``-th epoch record and the last."""
-    return [h for i, h in enumerate(history) if (i + 1) % every == 0 or i + 1 == len(history)]
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--optimizers", nargs="+", default=list(RUNS), choices=list(LABELS),
-                   help="optimizers (default: %(default)s; others use refbinn's two-moons preset)")
-    p.add_argument("--epochs", type=int, help=f"epochs (default {EPOCHS}; the milestones stay at 1500, 2500)")
-    p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--hidden", type=int, help=f"hidden width (default {HIDDEN})")
-    p.add_argument("--out", help=f"results folder (default {OUT}; with --quick {QUICK['out']})")
-    p.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK['epochs']} epochs")
+    add_figure_args(p, RUNS, "two-moons", f"epochs (default {EPOCHS}; the milestones stay at 1500, 2500)",
+                    SEED, HIDDEN)
+    add_run_args(p, OUT, QUICK["out"], f"smoke test: {QUICK['epochs']} epochs", data_root=False, resume=False,
+                 stop_after=False, quiet=False)
     return p.parse_args(argv)
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    a = parse_args(argv)
-    q = QUICK if a.quick else {}
-    epochs = a.epochs or q.get("epochs", EPOCHS)
-    hidden = a.hidden or HIDDEN
-    out = a.out or q.get("out", OUT)
-    command = "python scripts/run_two_moons.py " + shlex.join(argv)
+    a, command = parse(parse_args, argv, "run_two_moons.py")
+    epochs, hidden, out = resolve(a, QUICK if a.quick else {}, epochs=EPOCHS, hidden=HIDDEN, out=OUT)
     print(f"run_two_moons: optimizers {a.optimizers}; epochs {epochs}, seed {a.seed}, hidden {hidden}, "
           f"eval samples {EVAL_SAMPLES}; out {out}", flush=True)
 
     from refbinn.report import table as _table, write_json as _write_json
     from refbinn.demo import _grid, _plot_moons
-    from refbinn.experiments import build
-    from refbinn.train import _probs, fit
+    from refbinn.train import _probs
     xx, yy, grid = _grid()                                    # grid: (121*121, 2), standardised inputs
     rows, runs, maps = [], [], {}
     for optimizer in dict.fromkeys(a.optimizers):
         over = dict(RUNS.get(optimizer, {}), epochs=epochs, seed=a.seed, eval_samples=EVAL_SAMPLES,
                     model_kwargs={"hidden": hidden})
-        s = build(DATASET, optimizer, overrides=over, quiet=True)
-        print(f"{optimizer}: {s.settings['optimizer_settings']}", flush=True)
-        t0 = time.perf_counter()
-        res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
-        secs = time.perf_counter() - t0
+        s, res, secs = build_and_fit(DATASET, optimizer, over)
         st, bn, ev = res["opt_state"], res["bn_state"], res["history"]["epochs"][-1]
         label = LABELS[optimizer]
         maps[f"{label} (mode)"] = _probs(s.model.apply(s.opt.params(st), grid, bn))[:, 1]
@@ -95,10 +77,7 @@ def main(argv=None):
                 [_probs(s.model.apply(s.opt.sample_params(st, rng), grid, bn))[:, 1]
                  for _ in range(EVAL_SAMPLES)], axis=0)
             rows.append((f"{label} (mean)", ev["test_acc_mean"], ev["test_nll_mean"], secs))
-        runs.append({"name": f"two_moons_{optimizer}", "command": command,
-                     "settings": {k: v for k, v in s.settings.items() if k != "extra"},
-                     "summary": res["summary"], "wall_seconds_this_invocation": secs,
-                     "history": thin(res["history"]["epochs"], HISTORY_EVERY)})
+        runs.append(run_record(f"two_moons_{optimizer}", command, s, res, secs, HISTORY_EVERY))
         data = s.data
 
     os.makedirs(out, exist_ok=True)

@@ -191,3 +191,50 @@ def test_permuted_mnist_quick_and_resume_skips_done_priors(tmp_path, data_root, 
     before = path.read_text()
     assert mod.main(args + ["--resume"]) == 0
     assert "skipped" in capsys.readouterr().out and path.read_text() == before
+
+
+# -- scripts/_common.py, the plumbing the scripts share ----------------------------------------------------
+def test_common_loads_only_the_standard_library():
+    # bench_kernels / bench_train import it before numpy to set the thread counts (set_threads)
+    import subprocess
+    import sys
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _common; "
+            "print(sorted(m for m in ('numpy', 'numba', 'refbinn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_common_settings_rows_and_flags(tmp_path):
+    import argparse
+    c = load("_common")
+    a = argparse.Namespace(quick=True, epochs=None, hidden=[8], max_train=0, out="o")
+    q = {"epochs": 1, "max_train": 600, "out": "quick"}
+    # the flag wins, then --quick's value, then the default; None and 0 count as unset
+    assert c.resolve(a, q, epochs=500, hidden=(2048,), max_train=None, out="results") == (1, [8], 600, "o")
+    assert c.resolve(a, {}, epochs=500, max_train=None) == (500, None)
+
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps({"rows": [{"run": "a", "v": 1}, {"run": "b", "v": 2}]}))
+    assert c.merge_rows(str(path), [{"run": "a", "v": 3}, {"run": "c", "v": 4}]) == \
+        [{"run": "b", "v": 2}, {"run": "a", "v": 3}, {"run": "c", "v": 4}]
+    assert c.merge_rows(str(tmp_path / "none.json"), [{"run": "a"}]) == [{"run": "a"}]
+
+    assert c.paper_lookup({1e-10: 98.86}, float("1.0000000001e-10")) == 98.86
+    assert c.paper_lookup({1e-10: 98.86}, 1.1e-10) is None
+
+    base = {"lr": 1e-4, "tau": 1e-10}
+    assert c.with_overrides(base, "bayesbinn", lr=3e-4, tau=None, samples=2) == {"lr": 3e-4, "tau": 1e-10, "samples": 2}
+    assert c.with_overrides({"threshold": 1e-8}, "bop", lr=3e-4, tau=1.0) == {"threshold": 1e-8}
+    assert base == {"lr": 1e-4, "tau": 1e-10}                                  # a copy, not the preset
+
+    assert c.thin(list(range(1, 26)), 10) == [10, 20, 25]
+    assert list(c.accuracies({"test_acc_mean_last": 0.5}, mean=False)) == \
+        ["test_acc_mode_at_best_val", "test_acc_mode_last", "val_acc_mode_best"]
+
+    p = argparse.ArgumentParser()
+    c.add_run_args(p, "results", "results/runs/quick", "smoke", unit="row", stop_after=False, quiet=False)
+    got = p.parse_args(["--out", "x", "--data-root", "d", "--resume", "--quick"])
+    assert (got.out, got.data_root, got.resume, got.quick) == ("x", "d", True, True)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--stop-after", "1"])
+    assert "continue each row from its checkpoint" in p.format_help()

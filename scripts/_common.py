@@ -1,0 +1,310 @@
+"""The plumbing the experiment runners and benchmarks in scripts/ share.
+
+Each script stays one file per experiment with its settings at the top; what lives
+here is only what they would otherwise each repeat: the command-line flags every
+runner ends with, picking a setting from its flag / ``--quick`` / the default, one
+Table 2 run and its table, the learning-rate and temperature sweeps' loop, the toy
+figures' build + fit and per-run record, and the benchmarks' timer, flags and
+thread setup.
+
+Only the standard library is imported at load time: the benchmarks import this
+module before numpy, because BLAS and Numba read their thread counts from the
+environment when they load (``set_threads``). refbinn and numpy are imported
+inside the functions that need them.
+
+Scripts import it as their siblings do::
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _common import ...
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+
+DATA_ROOT_HELP = "data folder (default: $REFBINN_DATA, then the user cache)"
+# the summary numbers a row of Table 2 (and of the sweeps, less the mean prediction) reports
+ACCURACIES = ("test_acc_mode_at_best_val", "test_acc_mode_last", "test_acc_mean_last", "val_acc_mode_best")
+
+
+# -- command line ---------------------------------------------------------------------------------
+def add_run_args(p, out, quick_out, quick_help, *, unit="run", quick_flags="--quick", data_root=True,
+                 resume=True, stop_after=True, quiet=True):
+    """Add the flags every runner ends with: --out, --data-root, --resume, --stop-after, --quick, --quiet.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+    out, quick_out : str
+        The results folder by default and with ``quick_flags`` (named in --out's help).
+    quick_help : str
+        What --quick does.
+    unit : str
+        What --resume continues and --stop-after stops ("run", "row").
+    resume : bool or str
+        False: no --resume; True: continue each ``unit`` from its checkpoint; a string: its help.
+    data_root, stop_after, quiet : bool
+        Whether the runner has --data-root, --stop-after, --quiet.
+    """
+    p.add_argument("--out", help=f"results folder (default {out}; with {quick_flags} {quick_out})")
+    if data_root:
+        p.add_argument("--data-root", help=DATA_ROOT_HELP)
+    if resume:
+        p.add_argument("--resume", action="store_true",
+                       help=resume if isinstance(resume, str) else f"continue each {unit} from its checkpoint")
+    if stop_after:
+        p.add_argument("--stop-after", type=int, help=f"stop each {unit} after this many epochs (then --resume)")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def parse(parse_args, argv, script):
+    """(parsed flags, the command line as typed) for argv (None: sys.argv[1:]); script is the file name."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return parse_args(argv), f"python scripts/{script} " + shlex.join(argv)
+
+
+def resolve(a, q, **defaults):
+    """Each named setting, in the order given: its flag if set (not None or 0), else ``q[name]``, else the default.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed flags; each name in ``defaults`` is an attribute.
+    q : dict
+        The script's QUICK settings under --quick, else {}.
+    """
+    return tuple(getattr(a, k) or q.get(k, d) for k, d in defaults.items())
+
+
+# -- rows and tables ------------------------------------------------------------------------------
+def pct(v):
+    """Accuracy fraction -> percent with 2 decimals, as a table cell ('' for None)."""
+    return "" if v is None else f"{100.0 * v:.2f}"
+
+
+def paper_str(p):
+    """A paper number (mean, std) as a table cell ('-' where the paper has none)."""
+    return "-" if p is None else f"{p[0]:.2f} +- {p[1]:.2f}"
+
+
+def merge_rows(path, rows, key="run"):
+    """Rows of an earlier invocation, with this invocation's rows replacing those of the same key."""
+    old = []
+    if os.path.exists(path):
+        with open(path) as fh:
+            old = json.load(fh).get("rows", [])
+    new = {r[key] for r in rows}
+    return [r for r in old if r.get(key) not in new] + rows
+
+
+def paper_lookup(paper, x):
+    """paper[k] for the key k within 1e-6 relative of x (values arrive as parsed floats); None if there is none."""
+    for k, v in paper.items():
+        if abs(k - x) <= 1e-6 * k:
+            return v
+    return None
+
+
+def accuracies(summary, mean=True):
+    """The ACCURACIES of a run's summary (``mean=False``: without the mean prediction's), in that order."""
+    return {k: summary.get(k) for k in ACCURACIES if mean or k != "test_acc_mean_last"}
+
+
+def with_overrides(settings, optimizer, lr=None, **bayesbinn):
+    """A copy of a run's settings with lr replaced (where the run has one) and, for BayesBiNN, the others given.
+
+    None leaves a setting as it is; e.g. ``with_overrides(s, "bayesbinn", lr=a.lr, tau=a.tau)``.
+    """
+    settings = dict(settings)
+    if lr is not None and "lr" in settings:
+        settings["lr"] = lr
+    if optimizer == "bayesbinn":
+        settings.update({k: v for k, v in bayesbinn.items() if v is not None})
+    return settings
+
+
+def train_table2_run(dataset, run, optimizer, over, a, *, out, root, command):
+    """One Table 2 run exactly as ``refbinn train --name DATASET_RUN[_TAG]`` does it -> (name, summary).
+
+    Writes ``OUT/NAME.json`` and the checkpoint in ``OUT/runs/NAME/``; ``a`` supplies --tag, --resume,
+    --stop-after and --quiet.
+    """
+    from refbinn.experiments import run as train_one
+    name = f"{dataset}_{run}" + (f"_{a.tag}" if a.tag else "")
+    res = train_one(dataset, optimizer, name, over, out=out, root=root, resume=a.resume,
+                    stop_after=a.stop_after, quiet=a.quiet, command=command)
+    return name, res["summary"]
+
+
+def print_table2(rows):
+    """The Table 2 rows of run_mnist / run_cifar as a text table, next to the paper's numbers."""
+    from refbinn.report import table
+    print(table([(r["run"], r["epochs"], pct(r["test_acc_mode_at_best_val"]), pct(r["test_acc_mode_last"]),
+                  pct(r["test_acc_mean_last"]), paper_str(r["paper_test_acc"]),
+                  paper_str(r["paper_test_acc_mean"]), round(r["train_seconds"] or 0.0)) for r in rows],
+                ("run", "epochs", "test@best-val", "test last", "test last (mean)", "paper",
+                 "paper (mean)", "seconds")))
+
+
+# -- the MNIST BayesBiNN sweeps (run_lr_sweep, run_tau_sweep) ---------------------------------------
+def run_sweep(dataset, experiment, points, fixed, settings, a, *, out, command):
+    """Train one BayesBiNN run on ``dataset`` per point; rows to ``OUT/EXPERIMENT.json`` after each -> (rows, path).
+
+    Each run's checkpoint goes to ``OUT/runs/EXPERIMENT/RUN/`` (--resume continues it); the file keeps
+    the rows of earlier invocations (``merge_rows``).
+
+    Parameters
+    ----------
+    points : list of (str, dict, float or None)
+        Per run: its name; the row's head, ``lr``, ``tau`` and ``numerics`` in the order the row
+        lists them; the paper's test accuracy % (None: not in the paper).
+    fixed : dict
+        The overrides every run shares (lam_init, samples, beta, epochs, ...), after lr, tau, numerics.
+    settings : dict
+        The file's ``settings``.
+    a : argparse.Namespace
+        Supplies --data-root, --resume, --stop-after, --quiet.
+    """
+    from refbinn.experiments import run as train_one
+    from refbinn.report import write_json
+    path = os.path.join(out, f"{experiment}.json")
+    rows = []
+    for run, head, paper in points:
+        over = dict(lr=head["lr"], tau=head["tau"], numerics=head["numerics"], **fixed)
+        res = train_one(dataset, "bayesbinn", run, over, out=out, root=a.data_root, resume=a.resume,
+                        stop_after=a.stop_after, quiet=a.quiet, command=command, write=False,
+                        run_dir=os.path.join(out, "runs", experiment, run))
+        s = res["summary"]
+        rows.append({"run": run, **head, "epochs": s.get("epochs_run"), "epochs_planned": fixed["epochs"],
+                     **accuracies(s, mean=False), "seconds": s.get("train_seconds"), "paper_test_acc": paper})
+        # written after every row, so an interrupted sweep keeps what it has done
+        write_json(path, {"experiment": experiment, "command": command, "settings": settings,
+                          "rows": merge_rows(path, rows)})
+    return rows, path
+
+
+def print_sweep_table(rows, key):
+    """A sweep's rows as a text table, first column the swept setting ``key`` ('lr' or 'tau')."""
+    from refbinn.report import table
+    print(table([(f"{r[key]:.0e}", r["numerics"], r["epochs"], pct(r["test_acc_mode_at_best_val"]),
+                  pct(r["test_acc_mode_last"]), "-" if r["paper_test_acc"] is None else f"{r['paper_test_acc']:.2f}",
+                  round(r["seconds"] or 0.0)) for r in rows],
+                (key, "numerics", "epochs", "test@best-val", "test last", "paper", "seconds")))
+
+
+# -- the synthetic figures (run_two_moons, run_snelson) -----------------------------------------------
+# the name each optimizer has in the figures and tables
+LABELS = {"bayesbinn": "BayesBiNN", "ste": "STE-Adam", "bop": "Bop", "pmf": "PMF", "adam": "Adam",
+          "vispa": "VISPA"}
+
+
+def add_figure_args(p, runs, preset, epochs_help, seed, hidden):
+    """Add the flags a figure script starts with: --optimizers, --epochs, --seed, --hidden.
+
+    Parameters
+    ----------
+    runs : dict
+        The script's RUNS: the default optimizers; any other of LABELS runs with refbinn's ``preset``.
+    epochs_help : str
+        --epochs' help, naming the default.
+    seed, hidden : int
+        The defaults of --seed and (named in the help) --hidden.
+    """
+    p.add_argument("--optimizers", nargs="+", default=list(runs), choices=list(LABELS),
+                   help=f"optimizers (default: %(default)s; others use refbinn's {preset} preset)")
+    p.add_argument("--epochs", type=int, help=epochs_help)
+    p.add_argument("--seed", type=int, default=seed)
+    p.add_argument("--hidden", type=int, help=f"hidden width (default {hidden})")
+
+
+def thin(history, every):
+    """Every ``every``-th epoch record and the last."""
+    return [h for i, h in enumerate(history) if (i + 1) % every == 0 or i + 1 == len(history)]
+
+
+def build_and_fit(dataset, optimizer, over, **build_kw):
+    """``refbinn.experiments.build`` + ``refbinn.train.fit`` with no per-epoch lines -> (setup, result, seconds).
+
+    Prints the optimizer's settings first; ``seconds`` is the wall time of fit alone.
+    """
+    from refbinn.experiments import build
+    from refbinn.train import fit
+    s = build(dataset, optimizer, overrides=over, quiet=True, **build_kw)
+    print(f"{optimizer}: {s.settings['optimizer_settings']}", flush=True)
+    t0 = time.perf_counter()
+    res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
+    return s, res, time.perf_counter() - t0
+
+
+def run_record(name, command, s, res, secs, every):
+    """The record ``refbinn train`` writes for a run, its history thinned to every ``every``-th epoch."""
+    return {"name": name, "command": command, "settings": {k: v for k, v in s.settings.items() if k != "extra"},
+            "summary": res["summary"], "wall_seconds_this_invocation": secs,
+            "history": thin(res["history"]["epochs"], every)}
+
+
+# -- benchmarks ---------------------------------------------------------------------------------------
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def set_threads(n):
+    """Give Numba, OpenMP and every BLAS ``n`` threads; only takes effect before numpy / numba are imported."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+
+
+def parse_bench_args(argv, description, repeats, repeats_quick):
+    """The flags of an update benchmark (--quick, --json, --repeats) -> (args, repeats, log).
+
+    ``log`` prints to stderr under --json (stdout then holds only the JSON object), else to stdout.
+    """
+    import argparse
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--quick", action="store_true", help=f"{repeats_quick} repeats, no NumPy reference timing")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args(argv)
+    log = (lambda *m: print(*m, file=sys.stderr)) if args.json else print
+    return args, args.repeats or (repeats_quick if args.quick else repeats), log
+
+
+def median_ms(fn, repeats, warmup=1):
+    """Median wall time of fn() in milliseconds over ``repeats`` calls, after ``warmup`` untimed calls.
+
+    The warm-up also compiles the Numba kernels (or loads them from the cache).
+    """
+    import numpy as np
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def time_mlp_grads(model, params, bn_state, rng, *, batch, seed, repeats, keep, dtype):
+    """Time one training forward+backward of an MNIST MLP on random inputs -> (median ms, grads of ``keep``).
+
+    x (batch, 784) standard normal in ``dtype`` and labels are drawn from ``rng``; dropout draws from
+    ``default_rng(seed + 1)``; the loss is softmax cross-entropy.
+    """
+    import numpy as np
+    from refbinn.nn import softmax_cross_entropy
+    x = rng.standard_normal((batch, 784)).astype(dtype)
+    y = rng.integers(0, 10, batch)
+    rng_fwd = np.random.default_rng(seed + 1)
+
+    def fwd_bwd():
+        out, cache, _ = model.forward(params, x, bn_state, train=True, rng=rng_fwd)
+        _, dout = softmax_cross_entropy(out, y)
+        return model.backward(params, cache, dout)[1]
+
+    ms = median_ms(fwd_bwd, repeats)
+    return ms, {k: g for k, g in fwd_bwd().items() if k in keep}
