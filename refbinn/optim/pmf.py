@@ -40,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nn.base import sign
+from ._pmf_fused import pmf_update_fused, soft_weight_fused
 from .adam import adam_update, check_betas, mean_grads
 from .base import Optimizer, as_grad_list, check_finite, check_range
 
@@ -56,6 +57,9 @@ class PMFState(NamedTuple):
 
 def soft_weight(u, beta):
     """w_soft = tanh(beta * (u[1] - u[0]) / 2), shape u.shape[1:]."""
+    fused = soft_weight_fused(u, beta)                        # bit-identical, one pass + tanh
+    if fused is not None:
+        return fused
     return np.tanh(beta * (u[1] - u[0]) / 2.0)
 
 
@@ -120,7 +124,13 @@ class PMF(Optimizer):
         t = state.step + 1
         u_new, m_new, v_new = {}, {}, {}
         for k, u in state.u.items():
-            gu = soft_weight_vjp(g[k], soft_weight(u, state.beta), state.beta)
+            w_soft = soft_weight(u, state.beta)
+            fused = pmf_update_fused(g[k], w_soft, u, state.m[k], state.v[k], t, lr, state.beta,
+                                     self.weight_decay, b1, b2, self.eps)    # bit-identical, one pass
+            if fused is not None:
+                u_new[k], m_new[k], v_new[k] = fused
+                continue
+            gu = soft_weight_vjp(g[k], w_soft, state.beta)
             if self.weight_decay:
                 gu = gu + self.weight_decay * u
             delta, m_new[k], v_new[k] = adam_update(gu, state.m[k], state.v[k], t, lr, b1, b2, self.eps)
