@@ -55,6 +55,13 @@ Reconstructed from the authors' public code (see docs/vispa.md); the paper's tex
 not available. Omitted: the optional learned per-channel output scale (refbinn's
 networks have BatchNorm after every binary layer).
 
+Where the code is: this module holds the optimizer (``VISPA``, ``VISPAState``) and
+re-exports the rest, so import everything from here. The equations, one NumPy function
+each (``xavier_std``, ``project``, ``gaussian_weights``, ``sample_weights``,
+``vispa_grads``, ``sgd_momentum``, ``step_numpy``), are in ``_vispa_math.py``; their
+float32 Numba twins (``_step_kernel``, ``_sign_kernel``; constants ``TASK``, ``BLOCK``)
+are in ``_vispa_fused.py``. ``VISPA._fused`` picks the path (``FUSED_MIN_SIZE`` here).
+
 References: Orecchia et al., "Training Binary Neural Networks via Gaussian Variational
 Inference and Low-Rank Semidefinite Programming", NeurIPS 2024.
 """
@@ -64,304 +71,19 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
 
 from ..nn.base import sign
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from . import _vispa_fused
 from ._pool import ArrayPool
+from ._vispa_fused import BLOCK, FMAX, TASK, _sign_kernel, _step_kernel  # noqa: F401  (re-exported)
+from ._vispa_math import (gaussian_weights, project, sample_weights, sgd_momentum,  # noqa: F401
+                          step_numpy, vispa_grads, xavier_std)
+from .base import Optimizer, as_grad_list, check_finite, check_range
 
 INITS = ("xavier", "params")
 BACKENDS = ("numba", "numpy")
 FUSED_MIN_SIZE = 1 << 15      # weights per parameter below which the NumPy path is faster
-TASK = 16384                  # weights per parallel task of the fused kernels
-BLOCK = 128                   # weights per block: the block's K rows of Z stay in L1 between passes
-FMAX = np.float32(np.finfo(np.float32).max)     # |x| <= FMAX: x is finite (NaN compares False)
 POOL_KEEP = 6                 # pooled outputs per shape: two live states' (m, vel_m) or (Z, vel_Z), and spares
-
-# -- the math, one function per equation -------------------------------------------------
-def xavier_std(shape):
-    """sqrt(2 / (fan_in + fan_out)), the Xavier-normal (Glorot) std with gain 1, fans as torch computes them.
-
-    For a weight of shape (out, in, *kernel): fan_in = in * prod(kernel),
-    fan_out = out * prod(kernel) (torch ``_calculate_fan_in_and_fan_out``). torch refuses
-    fewer than 2 dimensions; here a 1-D parameter of length n counts as an (n, 1) matrix
-    (fan_in = 1, fan_out = n) and a scalar as (1, 1). The value does not matter after
-    ``project``: m_i and Z[:, i] share the std, and the projection divides it out.
-
-    Parameters
-    ----------
-    shape : tuple of int
-        The weight's shape (not the factor's).
-    """
-    shape = tuple(int(s) for s in shape)
-    if len(shape) < 2:
-        fan_out, fan_in = (shape[0] if shape else 1), 1
-    else:
-        field = int(np.prod(shape[2:], dtype=np.int64))
-        fan_out, fan_in = shape[0] * field, shape[1] * field
-    return math.sqrt(2.0 / (fan_in + fan_out))
-
-
-def project(m, Z, scale):
-    """Scale each v_i = (m_i, Z[:, i]/sqrt(S)) to unit length:
-
-        A_i = m_i**2 + (1/S) sum_k Z[k, i]**2,   m_i <- m_i/sqrt(A_i),   Z[:, i] <- Z[:, i]/sqrt(A_i)
-
-    A_i = 0 gives m_i = 1, Z[:, i] = 0 (the weight sign(0) = +1 already had).
-
-    Parameters
-    ----------
-    m : ndarray, weight shape, float
-    Z : ndarray, (K,) + weight shape, dtype of ``m``
-    scale : float > 0
-        S.
-
-    Returns
-    -------
-    (m, Z) : new arrays, shapes and dtype of the inputs
-    """
-    m = np.asarray(m)
-    dt = m.dtype
-    sq = np.zeros_like(m)
-    for z in Z:                                     # k = 0, 1, ..., K-1: a fixed order for ports
-        sq += z * z
-    A = m * m + sq / dt.type(scale)
-    zero = A == 0
-    root = np.sqrt(np.where(zero, dt.type(1), A))
-    m_new = np.where(zero, dt.type(1), m / root)
-    Z_new = np.where(zero, dt.type(0), Z / root)     # root broadcasts over the K axis
-    return m_new, Z_new
-
-
-def gaussian_weights(m, Z, r):
-    """w = m + Z^T r = m + sum_k r_k Z[k], summed over k = 0, 1, ... in order.
-
-    Parameters
-    ----------
-    m : ndarray, weight shape
-    Z : ndarray, (K,) + weight shape
-    r : ndarray, (K,)
-
-    Returns
-    -------
-    ndarray, weight shape, dtype of ``m``
-    """
-    w = np.array(m, copy=True)
-    r = np.asarray(r, dtype=w.dtype)
-    for k in range(len(r)):
-        w += r[k] * Z[k]
-    return w
-
-
-def sample_weights(m, Z, r):
-    """w_b = sign(m + Z^T r) in {-1, +1} (0 -> +1, ``refbinn.nn.sign``): one binary network.
-
-    Parameters
-    ----------
-    m : ndarray, weight shape
-    Z : ndarray, (K,) + weight shape
-    r : ndarray, (K,), a draw of N(0, I_K/S)
-
-    Returns
-    -------
-    ndarray, weight shape, dtype of ``m``, values exactly -1 or +1
-    """
-    return sign(gaussian_weights(m, Z, r))
-
-
-def vispa_grads(g, r, scale):
-    """grad_m = g,   grad_Z[k] = sqrt(S) * r_k * g   (straight-through: dw_b/dw taken as 1).
-
-    grad_Z is d/dV of L(m + V^T xi) at V = Z/sqrt(S), xi = sqrt(S) r.
-
-    Parameters
-    ----------
-    g : ndarray, weight shape
-        d loss/d w_b at the binary weights of this forward pass.
-    r : ndarray, (K,)
-        The noise that forward pass used.
-    scale : float > 0
-        S.
-
-    Returns
-    -------
-    (grad_m, grad_Z) : ndarrays, weight shape and (K,) + weight shape, dtype of ``g``
-    """
-    g = np.asarray(g)
-    coef = np.asarray(r, dtype=g.dtype) * math.sqrt(scale)                  # (K,)
-    return g, coef.reshape(coef.shape + (1,) * g.ndim) * g                  # (K,) + weight shape
-
-
-def sgd_momentum(p, buf, grad, lr, momentum, weight_decay):
-    """torch SGD (dampening 0, no Nesterov):  buf = momentum*buf + (grad + wd*p);  p = p - lr*buf.
-
-    torch starts the buffer as a copy of the first step's d = grad + wd*p; with buf = 0
-    the formula above gives the same d. Python-float hyperparameters keep float32 float32.
-
-    Parameters
-    ----------
-    p, buf, grad : ndarray, same shape and dtype
-    lr, momentum, weight_decay : float
-
-    Returns
-    -------
-    (p_new, buf_new) : new arrays
-    """
-    d = grad + weight_decay * p if weight_decay else grad
-    buf_new = momentum * buf + d
-    return p - lr * buf_new, buf_new
-
-
-def step_numpy(m, Z, vel_m, vel_Z, grads, noise, lr, momentum, weight_decay, scale, do_project):
-    """The reference step for one parameter: ``vispa_grads`` (averaged over passes),
-    ``sgd_momentum`` on m and on Z, then ``project``.
-
-    Parameters
-    ----------
-    m, vel_m : ndarray, weight shape
-    Z, vel_Z : ndarray, (K,) + weight shape
-    grads : list of ndarray, weight shape, dtype of ``m``
-        d loss/d w_b of each pass.
-    noise : list of ndarray, (K,)
-        The r of each pass.
-    lr, momentum, weight_decay, scale : float
-    do_project : bool
-
-    Returns
-    -------
-    (m, Z, vel_m, vel_Z) : new arrays
-    """
-    dt = m.dtype
-    gm = gZ = None
-    for g, r in zip(grads, noise):
-        a, b = vispa_grads(g, r, scale)
-        gm, gZ = (a, b) if gm is None else (gm + a, gZ + b)
-    if len(grads) > 1:
-        gm, gZ = gm / dt.type(len(grads)), gZ / dt.type(len(grads))
-    m_new, vm_new = sgd_momentum(m, vel_m, gm, lr, momentum, weight_decay)
-    Z_new, vZ_new = sgd_momentum(Z, vel_Z, gZ, lr, momentum, weight_decay)
-    if do_project:
-        m_new, Z_new = project(m_new, Z_new, scale)
-    return m_new, Z_new, vm_new, vZ_new
-
-
-# -- fused Numba twins (one pass over memory; the tests assert bit-equality with the above) --
-# Layout: the kernels see m, vel_m, g as (n,) and Z, vel_Z as (K*n,) flat views, row k of Z
-# at k*n ... k*n + n - 1 (the state's own C order). Work goes in tasks of TASK weights (the
-# parallel loop), each in blocks of BLOCK weights; per block: the m part, then for
-# k = 0..K-1 the k-th row of the block (accumulating sum_k z**2), then the projection,
-# which reads the block's K rows of Z back from L1. Flat 1-D slices give unit-stride loops
-# that LLVM vectorises; the earlier (K, n) 2-D indexing compiled to gathers and scatters.
-# Measured on one thread, 10M weights, K = 8 (a loaded 2-core Xeon): blocks of 64-128
-# weights 135-145 ms, 1024 about 180, 4096 about 195; a K-contiguous (n, K) layout with
-# the k loop innermost 360 ms (a runtime K does not vectorise).
-# error_model="numpy": Python's error model tests every divisor for zero, which stops LLVM
-# from vectorising the loops. No fastmath: the twins must round exactly like NumPy.
-@njit(cache=True, parallel=True, error_model="numpy")
-def _step_kernel(m, Z, vm, vZ, g, coef, lr, mom, wd, use_wd, scale, do_project,
-                 m_out, Z_out, vm_out, vZ_out):
-    """``step_numpy`` for one pass, grad_Z formed on the fly (never stored):
-
-        grad_m = g,   grad_Z[k] = coef_k * g,   coef = sqrt(S) * r  (as ``vispa_grads`` rounds it)
-        buf = mom*buf + (grad + wd*p),   p = p - lr*buf            (m and every row of Z)
-        root_i = sqrt(m_i**2 + (sum_k Z[k, i]**2)/S),   m_i /= root_i,   Z[:, i] /= root_i
-
-    with m_i = 1, Z[:, i] = 0 where root_i = 0 (``project``).
-
-    Parameters
-    ----------
-    m, vm, g : ndarray, (n,), float32
-    Z, vZ : ndarray, (K*n,), float32
-        Row k of the (K, n) factor at k*n ... k*n + n - 1.
-    coef : ndarray, (K,), float32
-    lr, mom, wd, scale : float32
-    use_wd, do_project : bool
-    m_out, vm_out : ndarray, (n,);  Z_out, vZ_out : ndarray, (K*n,)
-        Written; must not overlap the inputs.
-
-    Returns
-    -------
-    int
-        The number of non-finite entries of m_out and Z_out.
-    """
-    n, K = m.shape[0], coef.shape[0]
-    bad = 0
-    for t in prange((n + TASK - 1) // TASK):
-        sq = np.empty(BLOCK, dtype=m.dtype)          # sum_k z**2, then root, per weight of a block
-        nb = 0
-        for a in range(t * TASK, min(t * TASK + TASK, n), BLOCK):
-            L = min(BLOCK, n - a)
-            m_, vm_, g_, mo, vmo = m[a:a + L], vm[a:a + L], g[a:a + L], m_out[a:a + L], vm_out[a:a + L]
-            for i in range(L):
-                d = g_[i] + wd * m_[i] if use_wd else g_[i]
-                v = mom * vm_[i] + d
-                vmo[i] = v
-                mo[i] = m_[i] - lr * v
-                sq[i] = 0
-            for k in range(K):
-                o = k * n + a
-                ck = coef[k]
-                z_, vz_, zo, vzo = Z[o:o + L], vZ[o:o + L], Z_out[o:o + L], vZ_out[o:o + L]
-                for i in range(L):
-                    gz = ck * g_[i]
-                    d = gz + wd * z_[i] if use_wd else gz
-                    v = mom * vz_[i] + d
-                    vzo[i] = v
-                    z = z_[i] - lr * v
-                    zo[i] = z
-                    sq[i] += z * z
-            if do_project:
-                for i in range(L):
-                    mi = mo[i]
-                    root = np.sqrt(mi * mi + sq[i] / scale)
-                    sq[i] = root
-                    q = mi / root if root != 0 else np.float32(1)   # root = 0 iff A = 0
-                    mo[i] = q
-                    nb += 0 if np.abs(q) <= FMAX else 1
-                for k in range(K):
-                    zo = Z_out[k * n + a:k * n + a + L]
-                    for i in range(L):
-                        root = sq[i]
-                        q = zo[i] / root if root != 0 else np.float32(0)   # +0, as ``project``
-                        zo[i] = q
-                        nb += 0 if np.abs(q) <= FMAX else 1
-            else:
-                for i in range(L):
-                    nb += 0 if np.abs(mo[i]) <= FMAX else 1
-                for k in range(K):
-                    zo = Z_out[k * n + a:k * n + a + L]
-                    for i in range(L):
-                        nb += 0 if np.abs(zo[i]) <= FMAX else 1
-        bad += nb
-    return bad
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def _sign_kernel(m, Z, r, out):
-    """``sample_weights``: out = sign(m + sum_k r_k Z[k]), summed over k = 0, 1, ... in order.
-
-    Parameters
-    ----------
-    m : ndarray, (n,), float32
-    Z : ndarray, (K*n,), float32
-        Row k at k*n ... k*n + n - 1.
-    r : ndarray, (K,), float32
-    out : ndarray, (n,), float32
-        Written with -1 or +1 (0 -> +1, NaN -> -1, as ``refbinn.nn.sign``).
-    """
-    n, K = m.shape[0], r.shape[0]
-    for t in prange((n + TASK - 1) // TASK):
-        for a in range(t * TASK, min(t * TASK + TASK, n), BLOCK):
-            L = min(BLOCK, n - a)
-            w = out[a:a + L]                             # accumulates w in place (L1)
-            w[:] = m[a:a + L]
-            for k in range(K):
-                rk = r[k]
-                z_ = Z[k * n + a:k * n + a + L]
-                for i in range(L):
-                    w[i] += rk * z_[i]
-            for i in range(L):
-                w[i] = np.float32(1) if w[i] >= 0 else np.float32(-1)
 
 
 # -- the optimizer -------------------------------------------------------------------------
@@ -401,7 +123,7 @@ class VISPA(Optimizer):
         'numba' runs float32 one-pass steps and forward weights in fused kernels
         (``_step_kernel``, ``_sign_kernel``, bit-identical to the NumPy functions;
         float64 and several passes per step use NumPy); 'numpy' always uses the
-        reference functions of this module. The fused path takes its output arrays
+        reference functions (``_vispa_math``). The fused path takes its output arrays
         from a pool and reuses one only when nothing else references it (a dropped
         state's), so one optimizer object must not run two updates at once from
         different threads.
@@ -485,11 +207,7 @@ class VISPA(Optimizer):
         for k, m in state.m.items():
             r = np.asarray(noise[k], dtype=m.dtype)
             if self._fused(m):
-                m = np.ascontiguousarray(m)                  # the pool hands out C-order arrays
-                w = self._pool.empty_like(m)
-                _sign_kernel(m.reshape(-1), np.ascontiguousarray(state.Z[k]).reshape(-1), r,
-                             w.reshape(-1))                                  # (n,), (K*n,)
-                out[k] = w
+                out[k] = _vispa_fused.sample_weights(self._pool, m, state.Z[k], r)
             else:
                 out[k] = sample_weights(m, state.Z[k], r)
         return out
@@ -581,18 +299,7 @@ class VISPA(Optimizer):
         return out if ok else None
 
     def _step_fused(self, m, Z, vm, vZ, gs, rs, lr):
-        """The same step (one pass) in ``_step_kernel``; None if m or Z came out non-finite.
-
-        Outputs come from the pool: a 10M-weight K = 8 step writes 0.7 GB, and fresh
-        pages cost a page fault and zeroing each (measured on one thread: 310 ms a step
-        with fresh outputs, 185 ms with pooled ones, for a 150 ms kernel).
-        """
-        t = m.dtype.type
-        m, Z, vm, vZ, g = (np.ascontiguousarray(a) for a in (m, Z, vm, vZ, gs[0]))
-        flat = lambda a: a.reshape(-1)                                       # (n,) or (K*n,): views
-        outs = tuple(self._pool.empty_like(a) for a in (m, Z, m, Z))       # m, Z, vel_m, vel_Z
-        coef = rs[0] * math.sqrt(self.scale)                                 # as in vispa_grads
-        bad = _step_kernel(flat(m), flat(Z), flat(vm), flat(vZ), flat(g), coef, t(lr),
-                           t(self.momentum), t(self.weight_decay), self.weight_decay != 0,
-                           t(self.scale), self.project, *(o.reshape(-1) for o in outs))
-        return None if bad else outs
+        """The same step (one pass) in ``_step_kernel`` (``_vispa_fused.step``, outputs
+        from the pool); None if m or Z came out non-finite."""
+        return _vispa_fused.step(self._pool, m, Z, vm, vZ, gs[0], rs[0], lr, self.momentum,
+                                 self.weight_decay, self.scale, self.project)
