@@ -1,7 +1,7 @@
-"""Fused float32 Numba kernels for the BayesBiNN step (the fast twin of bayesbinn.py).
+"""Fused float32 Numba kernels for the BayesBiNN step (the fast twin of _bayesbinn_math.py).
 
 Every kernel computes, in one parallel pass over memory, what the NumPy
-functions in ``refbinn/optim/bayesbinn.py`` compute in several passes; those are
+functions in ``refbinn/optim/_bayesbinn_math.py`` compute in several passes; those are
 the reference, and the tests bound the difference by the kernels' ulp errors
 (bit-identical where no transcendental enters). Only float32 is covered (the
 training dtype); other dtypes use the reference.

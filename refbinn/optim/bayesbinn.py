@@ -53,13 +53,21 @@ Conventions:
 - The mode maps zeros to +1 (``refbinn.nn.sign``; the authors map mu <= 0 to -1).
 - Noise u comes from the open interval (``open_uniform``), so log(0) never occurs;
   u given to ``update``/``forward_params`` is rounded to the state dtype.
-- The functions below are the reference: + - * / in the state dtype, in the
-  authors' order, and log/tanh/exp correctly rounded to that dtype (``_rounded``).
-  Float32 steps run in fused Numba kernels (``_fused.py``) that agree with them to a
-  few ulp (and bit for bit where no transcendental is involved); ``backend='numpy'``
-  forces the reference.
+- The NumPy equations (``_bayesbinn_math.py``) are the reference: + - * / in the
+  state dtype, in the authors' order, and log/tanh/exp correctly rounded to that dtype
+  (``_rounded``). Float32 steps run in fused Numba kernels (``_fused.py``) that agree
+  with them to a few ulp (and bit for bit where no transcendental is involved);
+  ``backend='numpy'`` forces the reference.
 - The exact scale is capped just below the dtype's largest finite number; a step
   that still overflows lam raises FloatingPointError and leaves the state as it was.
+
+Where the code is: this module holds the optimizer (``BayesBiNN``, ``BayesBiNNState``)
+and re-exports the rest, so import everything from here. The equations, one NumPy
+function each (``open_uniform``, ``logistic_noise``, ``relaxed_sample``, ``logcosh``,
+``concrete_scale``, ``natural_update``, ``step_numpy``; constants ``EXACT``,
+``OFFICIAL``, ``CODE_EPS``, ``LOG2``), are in ``_bayesbinn_math.py``; their float32
+Numba twins are in ``_fused.py``, called through ``_bayesbinn_fused.py`` (flat views,
+pooled outputs). ``BayesBiNN._fused`` picks the path (``FUSED_MIN_SIZE`` here).
 
 References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
 Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
@@ -67,199 +75,19 @@ spec sections 2-7.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
 from ..nn.base import sign
-from . import _fused
+from . import _bayesbinn_fused
+from ._bayesbinn_math import (CODE_EPS, EXACT, LOG2, OFFICIAL, _rounded,  # noqa: F401  (re-exported)
+                              concrete_scale, logcosh, logistic_noise, natural_update,
+                              open_uniform, relaxed_sample, step_numpy)
 from ._pool import ArrayPool
 from .base import Optimizer, as_grad_list, check_finite, check_range
 
-EXACT, OFFICIAL = "exact", "official"
 FUSED_MIN_SIZE = 1 << 15      # weights per parameter below which the NumPy path is faster
-CODE_EPS = 1e-10          # the constant the authors add to 1 - w_r**2 and to 1 - mu**2
-LOG2 = math.log(2.0)
-
-
-# -- the math, one function per equation (NumPy reference) ----------------------
-def _rounded(fn, x):
-    """fn(x) evaluated in float64 and rounded to x's dtype.
-
-    For float32 this is the correctly rounded transcendental (up to rare double-rounding
-    ties), the same on every CPU; NumPy's own float32 log/tanh are SIMD approximations
-    (up to ~3.4 ulp here) that differ between CPUs, and in the official numerics one
-    ulp of tanh near +-1 changes 1 - w_r**2 + 1e-10 by up to 1200x.
-    """
-    x = np.asarray(x)
-    return fn(x.astype(np.float64)).astype(x.dtype, copy=False)
-
-
-def open_uniform(rng, shape, dtype=np.float32):
-    """u = (2k + 1) / 2**(p+1), k ~ uniform{0, ..., 2**p - 1}, p = mantissa bits (23 or 52).
-
-    The midpoints of 2**p equal bins of (0, 1): never 0 or 1 (so log(u/(1-u)) is
-    finite), exactly representable in ``dtype``, and symmetric (u and 1-u are
-    equally likely, so delta is symmetric about 0). Extremes: 2**-24 and 1 - 2**-24
-    in float32 (|delta| <= 8.3), 2**-53 and 1 - 2**-53 in float64 (|delta| <= 18.4).
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    shape : tuple of int
-    dtype : float32 or float64
-
-    Returns
-    -------
-    ndarray, ``shape``, ``dtype``
-    """
-    dt = np.dtype(dtype)
-    p = np.finfo(dt).nmant
-    k = rng.integers(0, 2 ** p, size=shape, dtype=np.uint32 if p < 32 else np.uint64)
-    u = k.astype(dt)                 # exact: k < 2**p
-    u *= 2
-    u += 1                           # odd, < 2**(p+1): still exact
-    u *= dt.type(2.0 ** -(p + 1))
-    return u
-
-
-def logistic_noise(u):
-    """delta = 0.5*log(u/(1-u)): logistic noise with scale 1/2 from u in (0, 1).
-
-    Parameters
-    ----------
-    u : ndarray, any shape, float dtype; values in the open interval (0, 1)
-
-    Returns
-    -------
-    ndarray, same shape and dtype as ``u``
-    """
-    u = np.asarray(u)
-    return 0.5 * _rounded(np.log, u / (1 - u))
-
-
-def relaxed_sample(lam, u, tau):
-    """w_r = tanh((lam + delta)/tau), delta = logistic_noise(u)  (Gumbel-softmax sample).
-
-    Parameters
-    ----------
-    lam : ndarray, any shape
-        Natural parameters.
-    u : ndarray, same shape as ``lam``
-        Uniform noise in (0, 1).
-    tau : float
-        Temperature, > 0.
-
-    Returns
-    -------
-    ndarray, shape and dtype of ``lam``, values in [-1, 1]
-    """
-    lam = np.asarray(lam)
-    dt = lam.dtype
-    return _rounded(np.tanh, (lam + logistic_noise(np.asarray(u, dtype=dt))) / dt.type(tau))
-
-
-def logcosh(x):
-    """log cosh x = |x| + log1p(exp(-2|x|)) - log 2, without overflow for any finite x.
-
-    Parameters
-    ----------
-    x : ndarray, any shape
-
-    Returns
-    -------
-    ndarray, shape and dtype of ``x``
-    """
-    a = np.abs(x)
-    with np.errstate(under="ignore"):
-        return a + np.log1p(np.exp(-2 * a)) - LOG2
-
-
-def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
-    """The Lemma 1 factor s with grad_mu E_q[loss] ~= s*g.
-
-    exact:    s = N/tau * (1 - w_r**2)/(1 - mu**2)
-                = exp(log(N/tau) + 2*(logcosh(lam) - logcosh(z))),  z = (lam + delta)/tau,
-              with log(N/tau) + 2*(|lam| - |z|) capped at log(dtype max) - 2 log 2 - 0.01
-              so that s stays finite (reached only when tau > 1 and |lam| is large,
-              or u is within exp(-2|lam|) of 0 or 1).
-    official: s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), evaluated in the
-              dtype of ``lam`` in that order (float32 for the authors' code);
-              ``mu`` is the stored (lagged) mean, default tanh(lam).
-
-    Parameters
-    ----------
-    lam : ndarray, any shape
-    u : ndarray, same shape, in (0, 1)
-    tau : float > 0
-    N : float > 0
-        Training-set size.
-    numerics : {'exact', 'official'}
-    mu : ndarray, same shape, optional (official only)
-
-    Returns
-    -------
-    ndarray, shape and dtype of ``lam``, >= 0 and finite
-
-    References
-    ----------
-    Meng et al. (2020), Lemma 1; spec sections 3 and 7.1.
-    """
-    lam = np.asarray(lam)
-    dt = lam.dtype
-    u = np.asarray(u, dtype=dt)
-    if numerics == EXACT:
-        z = (lam + logistic_noise(u)) / dt.type(tau)                 # in the state dtype
-        # log s = log(N/tau) + 2*(logcosh(lam) - logcosh(z)), in float64 from the dtype's
-        # lam and z, split as logcosh's linear part |x| - log 2 plus its bounded rest
-        # log1p(exp(-2|x|)) in [0, log 2]; the cap acts on the linear part only, so that
-        # s <= exp(cap) * 4 stays finite (the kernels compute the same split)
-        al, az = np.abs(lam.astype(np.float64)), np.abs(z.astype(np.float64))
-        cap = np.log(np.finfo(dt).max) - 2 * LOG2 - 0.01
-        with np.errstate(under="ignore"):
-            rest = np.log1p(np.exp(-2 * al)) - np.log1p(np.exp(-2 * az))
-            e = np.minimum(math.log(N / tau) + 2 * (al - az), cap) + 2 * rest
-            return np.exp(e).astype(dt, copy=False)
-    if numerics == OFFICIAL:
-        mu = _rounded(np.tanh, lam) if mu is None else np.asarray(mu, dtype=dt)
-        w = relaxed_sample(lam, u, tau)
-        one, eps = dt.type(1), dt.type(CODE_EPS)
-        return (one - w * w + eps) / dt.type(tau) / (one - mu * mu + eps) * dt.type(N)
-    raise ValueError(f"numerics must be 'exact' or 'official', got {numerics!r}")
-
-
-def natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step):
-    """One Bayesian-learning-rule step on the natural parameter, with momentum:
-
-        m'   = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0))
-        lam' = lam - lr*m'/(1 - beta**step)
-
-    With beta = 0, reweight = 1: lam' = (1-lr)*lam - lr*(g_hat - lam0) (the paper's rule).
-    Scalars are rounded to the dtype of ``lam`` first (as torch does for Python
-    scalars on float32 tensors).
-
-    Parameters
-    ----------
-    lam, m, g_hat : ndarray, same shape
-    lam0 : float or ndarray of that shape
-        Prior natural parameter.
-    lr : float > 0
-    beta : float in [0, 1)
-    reweight : float
-        Weight of the KL (prior) term.
-    step : int >= 1
-        The step count t of this update (bias correction 1 - beta**t).
-
-    Returns
-    -------
-    (lam', m') : ndarrays, shape and dtype of ``lam``
-    """
-    lam = np.asarray(lam)
-    t = lam.dtype.type
-    lam0 = np.asarray(lam0, dtype=lam.dtype)
-    m_new = t(beta) * m + t(1 - beta) * (g_hat + t(reweight) * (lam - lam0))
-    return lam - t(lr) * m_new / t(1 - beta ** step), m_new
 
 
 # -- the optimizer ---------------------------------------------------------------
@@ -309,7 +137,7 @@ class BayesBiNN(Optimizer):
         State dtype. None: the params' dtype for 'exact', float32 for 'official'.
     backend : {'numba', 'numpy'}
         'numba' runs float32 steps in fused kernels (other dtypes use NumPy);
-        'numpy' always uses the reference functions of this module.
+        'numpy' always uses the reference functions (``_bayesbinn_math``).
     """
 
     def __init__(self, *, N, tau, lr=1e-4, beta=0.0, samples=1, lam_init=10.0, lam_init_std=0.0,
@@ -420,10 +248,7 @@ class BayesBiNN(Optimizer):
         for k, lam in state.lam.items():
             u = np.asarray(noise[k], dtype=lam.dtype)
             if self._fused(lam):
-                w = self._pool.empty_like(lam)
-                _fused.relaxed_weights(lam.reshape(-1), np.ascontiguousarray(u).reshape(-1),
-                                       np.float32(self.tau), w.reshape(-1))
-                out[k] = w
+                out[k] = _bayesbinn_fused.relaxed_weights(self._pool, lam, u, self.tau)
             else:
                 out[k] = relaxed_sample(lam, u, self.tau)
         return out
@@ -499,64 +324,20 @@ class BayesBiNN(Optimizer):
         return BayesBiNNState(new_lam, new_m, new_mu, step)
 
     def _step_numpy(self, k, lam, m, mu, gs, us, lr, step):
-        """The reference: the module-level functions, in the authors' order of operations.
+        """The reference: ``step_numpy``, the module-level functions in the authors' order
+        of operations.
 
         Returns (lam', m', mu'), with lam' = None if it came out non-finite.
         """
         with np.errstate(over="ignore", invalid="ignore"):             # overflow is reported below
-            lam_new, m_new, mu_new = self._step_numpy_raw(k, lam, m, mu, gs, us, lr, step)
+            lam_new, m_new, mu_new = step_numpy(lam, m, mu, gs, us, self._lam0(k, lam.dtype), lr,
+                                                self.beta, self.reweight, self.tau, self.N,
+                                                self.numerics, step)
         return (lam_new if np.all(np.isfinite(lam_new)) else None), m_new, mu_new
 
-    def _step_numpy_raw(self, k, lam, m, mu, gs, us, lr, step):
-        dt = lam.dtype
-        if us[0] is None:                                             # S = 0: point estimate
-            g_hat = dt.type(self.N) * gs[0]
-        else:
-            n = 1.0 if self.numerics == OFFICIAL else self.N           # official: N after the sum
-            acc = None
-            for g, u in zip(gs, us):
-                sg = concrete_scale(lam, u, self.tau, n, self.numerics, mu) * g
-                acc = sg if acc is None else acc + sg
-            if self.numerics == OFFICIAL:
-                g_hat = acc * dt.type(self.N / len(gs))
-            else:
-                g_hat = acc / dt.type(len(gs))
-        lam_new, m_new = natural_update(lam, m, g_hat, self._lam0(k, dt), lr, self.beta,
-                                        self.reweight, step)
-        mu_new = _rounded(np.tanh, lam if self.numerics == OFFICIAL else lam_new)
-        return lam_new, m_new, mu_new
-
     def _step_fused(self, k, lam, m, mu, gs, us, lr, step):
-        """The same step in fused float32 kernels; lam' is None if it came out non-finite."""
-        f = np.float32
-        flat = lambda a: a.reshape(-1)                                 # views: all C-contiguous
-        lam0 = self._lam0(k, lam.dtype)
-        lam0 = flat(np.ascontiguousarray(lam0)) if lam0.ndim else f(lam0)
-        m_in = flat(m) if self.beta != 0 else f(0)                      # beta = 0: m is not read
-        bc = None if self.beta == 0 else f(1 - self.beta ** step)        # None: no division by 1
-        hyper = (lam0, f(lr), f(self.beta), f(1 - self.beta), f(self.reweight), bc)
-        lam_out, m_out, mu_out = (self._pool.empty_like(lam) for _ in range(3))
-        outs = (flat(lam_out), flat(m_out), flat(mu_out))
-        official = self.numerics == OFFICIAL
-        log_n_tau = f(math.log(self.N / self.tau))
-        if us[0] is None:                                              # S = 0: g_hat = N*g
-            bad = _fused.finish_step(flat(lam), m_in, flat(gs[0]), f(self.N), f(1), *hyper,
-                                     official, *outs)
-        elif len(gs) == 1 and official:
-            bad = _fused.step_official(flat(lam), flat(mu), m_in, flat(us[0]), flat(gs[0]), *hyper,
-                                       f(self.tau), f(self.N), *outs)
-        elif len(gs) == 1:
-            bad = _fused.step_exact(flat(lam), m_in, flat(us[0]), flat(gs[0]), *hyper, f(self.tau),
-                                    log_n_tau, *outs)
-        else:                                                          # S > 1: accumulate, then step
-            acc = self._pool.empty_like(lam)
-            for j, (g, u) in enumerate(zip(gs, us)):
-                if official:
-                    _fused.accumulate_official(flat(lam), flat(mu), flat(u), flat(g), f(self.tau),
-                                               flat(acc), j == 0)
-                else:
-                    _fused.accumulate_exact(flat(lam), flat(u), flat(g), f(self.tau), log_n_tau,
-                                            flat(acc), j == 0)
-            mul, div = (f(self.N / len(gs)), f(1)) if official else (f(1), f(len(gs)))
-            bad = _fused.finish_step(flat(lam), m_in, flat(acc), mul, div, *hyper, official, *outs)
-        return (None if bad else lam_out), m_out, mu_out
+        """The same step in fused float32 kernels (``_bayesbinn_fused.step``, outputs from
+        the pool); lam' is None if it came out non-finite."""
+        return _bayesbinn_fused.step(self._pool, lam, m, mu, gs, us, self._lam0(k, lam.dtype), lr,
+                                     self.beta, self.reweight, self.tau, self.N,
+                                     self.numerics == OFFICIAL, step)

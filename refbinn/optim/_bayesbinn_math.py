@@ -1,0 +1,262 @@
+"""The equations of BayesBiNN, one NumPy function each: the reference of ``bayesbinn.py``.
+
+    delta  = 0.5*log(u/(1-u)),  u ~ U(0, 1)                  ``open_uniform``, ``logistic_noise``
+    w_r    = tanh((lam + delta)/tau)                         ``relaxed_sample``
+    log cosh x, without overflow                             ``logcosh``
+    s      = N*(1 - w_r**2)/(tau*(1 - mu**2))                ``concrete_scale`` (both numerics)
+    m      = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0))
+    lam    = lam - lr*m/(1 - beta**t)                        ``natural_update``
+    the above, for one parameter and S samples               ``step_numpy``
+
+Symbols, the authors' names, the two numerics and the conventions (open-interval
+noise, correctly rounded transcendentals via ``_rounded``) are in the docstring of
+``refbinn/optim/bayesbinn.py``, which re-exports every function here (import them
+from there). The float32 Numba kernels of ``_fused.py`` agree with these to a few ulp.
+
+References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
+Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
+spec sections 2-7.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+EXACT, OFFICIAL = "exact", "official"
+CODE_EPS = 1e-10          # the constant the authors add to 1 - w_r**2 and to 1 - mu**2
+LOG2 = math.log(2.0)
+
+
+# -- the math, one function per equation (NumPy reference) ----------------------
+def _rounded(fn, x):
+    """fn(x) evaluated in float64 and rounded to x's dtype.
+
+    For float32 this is the correctly rounded transcendental (up to rare double-rounding
+    ties), the same on every CPU; NumPy's own float32 log/tanh are SIMD approximations
+    (up to ~3.4 ulp here) that differ between CPUs, and in the official numerics one
+    ulp of tanh near +-1 changes 1 - w_r**2 + 1e-10 by up to 1200x.
+    """
+    x = np.asarray(x)
+    return fn(x.astype(np.float64)).astype(x.dtype, copy=False)
+
+
+def open_uniform(rng, shape, dtype=np.float32):
+    """u = (2k + 1) / 2**(p+1), k ~ uniform{0, ..., 2**p - 1}, p = mantissa bits (23 or 52).
+
+    The midpoints of 2**p equal bins of (0, 1): never 0 or 1 (so log(u/(1-u)) is
+    finite), exactly representable in ``dtype``, and symmetric (u and 1-u are
+    equally likely, so delta is symmetric about 0). Extremes: 2**-24 and 1 - 2**-24
+    in float32 (|delta| <= 8.3), 2**-53 and 1 - 2**-53 in float64 (|delta| <= 18.4).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    shape : tuple of int
+    dtype : float32 or float64
+
+    Returns
+    -------
+    ndarray, ``shape``, ``dtype``
+    """
+    dt = np.dtype(dtype)
+    p = np.finfo(dt).nmant
+    k = rng.integers(0, 2 ** p, size=shape, dtype=np.uint32 if p < 32 else np.uint64)
+    u = k.astype(dt)                 # exact: k < 2**p
+    u *= 2
+    u += 1                           # odd, < 2**(p+1): still exact
+    u *= dt.type(2.0 ** -(p + 1))
+    return u
+
+
+def logistic_noise(u):
+    """delta = 0.5*log(u/(1-u)): logistic noise with scale 1/2 from u in (0, 1).
+
+    Parameters
+    ----------
+    u : ndarray, any shape, float dtype; values in the open interval (0, 1)
+
+    Returns
+    -------
+    ndarray, same shape and dtype as ``u``
+    """
+    u = np.asarray(u)
+    return 0.5 * _rounded(np.log, u / (1 - u))
+
+
+def relaxed_sample(lam, u, tau):
+    """w_r = tanh((lam + delta)/tau), delta = logistic_noise(u)  (Gumbel-softmax sample).
+
+    Parameters
+    ----------
+    lam : ndarray, any shape
+        Natural parameters.
+    u : ndarray, same shape as ``lam``
+        Uniform noise in (0, 1).
+    tau : float
+        Temperature, > 0.
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``lam``, values in [-1, 1]
+    """
+    lam = np.asarray(lam)
+    dt = lam.dtype
+    return _rounded(np.tanh, (lam + logistic_noise(np.asarray(u, dtype=dt))) / dt.type(tau))
+
+
+def logcosh(x):
+    """log cosh x = |x| + log1p(exp(-2|x|)) - log 2, without overflow for any finite x.
+
+    Parameters
+    ----------
+    x : ndarray, any shape
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``x``
+    """
+    a = np.abs(x)
+    with np.errstate(under="ignore"):
+        return a + np.log1p(np.exp(-2 * a)) - LOG2
+
+
+def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
+    """The Lemma 1 factor s with grad_mu E_q[loss] ~= s*g.
+
+    exact:    s = N/tau * (1 - w_r**2)/(1 - mu**2)
+                = exp(log(N/tau) + 2*(logcosh(lam) - logcosh(z))),  z = (lam + delta)/tau,
+              with log(N/tau) + 2*(|lam| - |z|) capped at log(dtype max) - 2 log 2 - 0.01
+              so that s stays finite (reached only when tau > 1 and |lam| is large,
+              or u is within exp(-2|lam|) of 0 or 1).
+    official: s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), evaluated in the
+              dtype of ``lam`` in that order (float32 for the authors' code);
+              ``mu`` is the stored (lagged) mean, default tanh(lam).
+
+    Parameters
+    ----------
+    lam : ndarray, any shape
+    u : ndarray, same shape, in (0, 1)
+    tau : float > 0
+    N : float > 0
+        Training-set size.
+    numerics : {'exact', 'official'}
+    mu : ndarray, same shape, optional (official only)
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``lam``, >= 0 and finite
+
+    References
+    ----------
+    Meng et al. (2020), Lemma 1; spec sections 3 and 7.1.
+    """
+    lam = np.asarray(lam)
+    dt = lam.dtype
+    u = np.asarray(u, dtype=dt)
+    if numerics == EXACT:
+        z = (lam + logistic_noise(u)) / dt.type(tau)                 # in the state dtype
+        # log s = log(N/tau) + 2*(logcosh(lam) - logcosh(z)), in float64 from the dtype's
+        # lam and z, split as logcosh's linear part |x| - log 2 plus its bounded rest
+        # log1p(exp(-2|x|)) in [0, log 2]; the cap acts on the linear part only, so that
+        # s <= exp(cap) * 4 stays finite (the kernels compute the same split)
+        al, az = np.abs(lam.astype(np.float64)), np.abs(z.astype(np.float64))
+        cap = np.log(np.finfo(dt).max) - 2 * LOG2 - 0.01
+        with np.errstate(under="ignore"):
+            rest = np.log1p(np.exp(-2 * al)) - np.log1p(np.exp(-2 * az))
+            e = np.minimum(math.log(N / tau) + 2 * (al - az), cap) + 2 * rest
+            return np.exp(e).astype(dt, copy=False)
+    if numerics == OFFICIAL:
+        mu = _rounded(np.tanh, lam) if mu is None else np.asarray(mu, dtype=dt)
+        w = relaxed_sample(lam, u, tau)
+        one, eps = dt.type(1), dt.type(CODE_EPS)
+        return (one - w * w + eps) / dt.type(tau) / (one - mu * mu + eps) * dt.type(N)
+    raise ValueError(f"numerics must be 'exact' or 'official', got {numerics!r}")
+
+
+def natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step):
+    """One Bayesian-learning-rule step on the natural parameter, with momentum:
+
+        m'   = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0))
+        lam' = lam - lr*m'/(1 - beta**step)
+
+    With beta = 0, reweight = 1: lam' = (1-lr)*lam - lr*(g_hat - lam0) (the paper's rule).
+    Scalars are rounded to the dtype of ``lam`` first (as torch does for Python
+    scalars on float32 tensors).
+
+    Parameters
+    ----------
+    lam, m, g_hat : ndarray, same shape
+    lam0 : float or ndarray of that shape
+        Prior natural parameter.
+    lr : float > 0
+    beta : float in [0, 1)
+    reweight : float
+        Weight of the KL (prior) term.
+    step : int >= 1
+        The step count t of this update (bias correction 1 - beta**t).
+
+    Returns
+    -------
+    (lam', m') : ndarrays, shape and dtype of ``lam``
+    """
+    lam = np.asarray(lam)
+    t = lam.dtype.type
+    lam0 = np.asarray(lam0, dtype=lam.dtype)
+    m_new = t(beta) * m + t(1 - beta) * (g_hat + t(reweight) * (lam - lam0))
+    return lam - t(lr) * m_new / t(1 - beta ** step), m_new
+
+
+def step_numpy(lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, step):
+    """One BayesBiNN step of one parameter, in the authors' order of operations:
+
+        g_hat = (1/S) * sum_j s_j*g_j   ('exact', s_j with the factor N)
+              = (N/S) * sum_j s_j*g_j   ('official', s_j without it, N after the sum)
+              = N*g                     (S = 0: the point estimate, no scale)
+        (lam', m') = natural_update(lam, m, g_hat, ...)
+        mu' = tanh(lam') ('exact'), tanh(lam) ('official': the authors' one-step lag)
+
+    Overflow is not checked here: lam' may come out non-finite (the caller reports it).
+
+    Parameters
+    ----------
+    lam, m, mu : ndarray, same shape, float32 or float64
+        Natural parameter, momentum and stored mean of the parameter.
+    gs : list of S ndarrays, shape and dtype of ``lam``
+        d loss/d w at the relaxed weights of each sample (minibatch mean).
+    us : list of S ndarrays of that shape, or [None]
+        The uniform noise of each sample; [None] for S = 0.
+    lam0 : ndarray, scalar or shape of ``lam``, dtype of ``lam``
+        Prior natural parameter.
+    lr, beta, reweight : float
+        As in ``natural_update``.
+    tau, N : float > 0
+        Temperature and training-set size.
+    numerics : {'exact', 'official'}
+    step : int >= 1
+        The step count t of this update.
+
+    Returns
+    -------
+    (lam', m', mu') : ndarrays, shape and dtype of ``lam``
+
+    References
+    ----------
+    Meng et al. (2020), the BayesBiNN update; spec sections 4 and 7.
+    """
+    dt = lam.dtype
+    if us[0] is None:                                             # S = 0: point estimate
+        g_hat = dt.type(N) * gs[0]
+    else:
+        n = 1.0 if numerics == OFFICIAL else N                     # official: N after the sum
+        acc = None
+        for g, u in zip(gs, us):
+            sg = concrete_scale(lam, u, tau, n, numerics, mu) * g
+            acc = sg if acc is None else acc + sg
+        if numerics == OFFICIAL:
+            g_hat = acc * dt.type(N / len(gs))
+        else:
+            g_hat = acc / dt.type(len(gs))
+    lam_new, m_new = natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step)
+    mu_new = _rounded(np.tanh, lam if numerics == OFFICIAL else lam_new)
+    return lam_new, m_new, mu_new
