@@ -209,9 +209,9 @@ def build_parser():
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("trace", help="write a golden trace (every tensor of K steps) to check a port against")
-    q.add_argument("--model", default="mlp", choices=["mlp", "cnn", "mlp_mnist"])
+    q.add_argument("--model", default="mlp", choices=["mlp", "tiny", "cnn", "mlp_mnist"])
     q.add_argument("--optimizer", default="bayesbinn-official",
-                   choices=["bayesbinn-exact", "bayesbinn-official", "ste", "bop", "adam"])
+                   choices=["bayesbinn-exact", "bayesbinn-official", "ste", "bop", "adam", "pmf", "vispa"])
     q.add_argument("--steps", type=int, default=10, help="K, the number of updates")
     q.add_argument("--out", default="trace.npz", help="the .npz to write (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0)

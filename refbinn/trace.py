@@ -33,7 +33,9 @@ from .optim.adam import Adam
 from .optim.base import atomic_savez
 from .optim.bayesbinn import OFFICIAL, BayesBiNN, concrete_scale
 from .optim.bop import Bop
+from .optim.pmf import PMF
 from .optim.ste import STEAdam
+from .optim.vispa import VISPA
 
 FORMAT, VERSION = "refbinn-trace", 1
 
@@ -52,6 +54,8 @@ MODELS = {
     # BN (no affine, momentum 0.15, eps 1e-4) after every Linear, logits = last BN output
     "mlp": ModelSpec(lambda: mlp_mnist(in_features=20, hidden=(16, 16, 16), classes=4),
                      (20,), 4, 16, 64),
+    # the same MLP at toy size (2 hidden layers of 6): small enough to keep traces as test fixtures
+    "tiny": ModelSpec(lambda: mlp_mnist(in_features=6, hidden=(6, 6), classes=3), (6,), 3, 4, 8),
     # the VGG-like CNN at width 1/64 on 1x8x8 inputs: conv 2-2-pool-4-4-pool-8-8-pool-fc 16-16-3
     "cnn": ModelSpec(lambda: vgg_cifar(num_classes=3, width=1 / 64, in_channels=1, image_size=8),
                      (1, 8, 8), 3, 16, 64),
@@ -69,6 +73,9 @@ OPTIMIZERS = {
     "ste": (STEAdam, dict(lr=1e-2)),
     "bop": (Bop, dict(threshold=1e-3, gamma=0.05)),
     "adam": (Adam, dict(lr=1e-2)),
+    "pmf": (PMF, dict(lr=1e-2, rho=1.2, anneal_every=2)),
+    # VISPA's noise r (one (K,) vector per layer) is stored under sample{j}/u
+    "vispa": (VISPA, dict(lr=0.1, rank=4, scale=10.0, backend="numpy")),
 }
 
 
@@ -149,8 +156,8 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
     ----------
     path : str or PathLike
         The .npz to write (atomically).
-    model_name : {'mlp', 'cnn', 'mlp_mnist'}
-    optimizer_name : {'bayesbinn-exact', 'bayesbinn-official', 'ste', 'bop', 'adam'}
+    model_name : {'mlp', 'tiny', 'cnn', 'mlp_mnist'}
+    optimizer_name : {'bayesbinn-exact', 'bayesbinn-official', 'ste', 'bop', 'adam', 'pmf', 'vispa'}
     steps : int >= 1
         K, the number of updates.
     seed : int
