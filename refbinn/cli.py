@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from .presets import DATASETS, OPTIMIZERS
-from .report import table as _table, write_json as _write_json
+from .io import write_json as _write_json
+from .report import table as _table
 
 
 # -- train -----------------------------------------------------------------------------

@@ -131,7 +131,8 @@ def _plot_snelson(path, xg, curves, data):
 
 
 def run_demo(out="results", root=None, quick=False, seed=0):
-    from .report import table as _table, write_json as _write_json
+    from .io import write_json as _write_json
+    from .report import table as _table
     from .data import DatasetNotFound
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()

@@ -36,8 +36,12 @@ Estimators and references:
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import integrate
+
+from .checks import check_int, check_range
 
 MAX_ENUM_DIM = 16       # 2^16 = 65536 sign vectors: the largest exact enumeration offered
 _DELTA_LIM = 20.0       # logistic noise beyond |delta| = 20 has mass 2*sigmoid(-40) ~ 8e-18
@@ -58,33 +62,16 @@ def _check_lam(lam):
     return lam.astype(_float_dtype(lam), copy=False)
 
 
-def _check_positive(name, value):
-    v = float(value)
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be in (0, inf), got {value!r}")
-    return v
-
-
-def _check_samples(samples, lo=1, name="samples"):
-    try:
-        ok = not isinstance(samples, bool) and int(samples) == samples and samples >= lo
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be an integer in [{lo}, inf), got {samples!r}")
-    return int(samples)
-
-
 def _uniform(u, rng, samples, d, lo=1):
     """The (S, d) uniform noise: ``u`` as given (checked) or drawn from ``rng``."""
     if u is None:
         if rng is None:
             raise ValueError("give either u (the noise, shape (S, d)) or rng (a numpy Generator)")
-        return rng.random((_check_samples(1 if samples is None else samples, lo), d))
+        return rng.random((check_int("samples", 1 if samples is None else samples, lo), d))
     u = np.asarray(u, dtype=np.float64)
     if u.ndim != 2 or u.shape[1] != d:
         raise ValueError(f"u must have shape (S, {d}) to match lam (d,) = ({d},), got {u.shape}")
-    _check_samples(u.shape[0], lo)
+    check_int("samples", u.shape[0], lo)
     if samples is not None and samples != u.shape[0]:
         raise ValueError(f"samples={samples!r} does not match u with {u.shape[0]} rows")
     if not np.all((u >= 0) & (u <= 1)):
@@ -182,8 +169,8 @@ def lemma1(loss_grad, lam, tau, N=1.0, samples=None, rng=None, u=None):
     Bayesian Learning Rule", ICML, Lemma 1.
     """
     lam = _check_lam(lam)
-    tau = _check_positive("tau", tau)
-    N = _check_positive("N", N)
+    tau = float(check_range("tau", tau, 0, math.inf, lo_open=True, hi_open=True))
+    N = float(check_range("N", N, 0, math.inf, lo_open=True, hi_open=True))
     dt = lam.dtype
     u = _uniform(u, rng, samples, lam.size)
     delta = logistic_noise(u).astype(dt)                                  # (S, d)
@@ -259,7 +246,7 @@ def _enumerate(loss_fn, lam, chunk):
     d = lam.size
     if d > MAX_ENUM_DIM:
         raise ValueError(f"exact enumeration needs d in [1, {MAX_ENUM_DIM}], got d={d}")
-    chunk = _check_samples(chunk, name="chunk")
+    chunk = check_int("chunk", chunk, 1)
     W = sign_vectors(d)
     # loss_fn once per chunk of rows: one call when 2^d <= chunk
     L = np.concatenate([_check_losses(loss_fn(W[i:i + chunk].astype(lam.dtype)),
@@ -323,7 +310,7 @@ def exact_gradient(loss_fn, lam, chunk=8192):
 def _relaxed_moments(loss_fn, lam, tau, rtol, atol):
     """Integrals of [loss, loss * 2 tanh(delta_1), ..., loss * 2 tanh(delta_d)] under p(delta)."""
     lam = _check_lam(lam).astype(np.float64)
-    tau = _check_positive("tau", tau)
+    tau = float(check_range("tau", tau, 0, math.inf, lo_open=True, hi_open=True))
     d = lam.size
     if d > 2:
         raise ValueError(f"relaxed objective by quadrature needs d in [1, 2], got d={d}")

@@ -68,7 +68,7 @@ def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
     from .optim.adam import Adam
     from .optim.bayesbinn import BayesBiNN
     from .optim.bop import Bop
-    from .optim.partition import partition
+    from .optim.partition import Partition
     from .optim.pmf import PMF
     from .optim.ste import STEAdam
 
@@ -117,7 +117,7 @@ def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
     if any(k == "real" for k in kinds.values()):
         real_lr = s.get("real_lr", 1e-3)
         real_sched = schedules.cosine(real_lr, epochs)
-        opt = partition(opt, Adam(lr=real_lr), kinds)
+        opt = Partition(opt, Adam(lr=real_lr), kinds)
         sched = (lambda e, a=sched, b=real_sched: (a(e), b(e)))
     return opt, sched
 
@@ -177,7 +177,7 @@ def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume
     -------
     dict with name, command, settings, summary, wall_seconds_this_invocation, history
     """
-    from .report import write_json
+    from .io import write_json
     from .train import fit
     log = log or (lambda m: print(m, flush=True))
     setup = build(dataset, optimizer, overrides=overrides, root=root, quiet=quiet)

@@ -6,12 +6,12 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import numpy as np
 
+from .io import write_json
 from .packed_export import export
 from .packed_model import load_packed
 
@@ -54,11 +54,8 @@ def cli_predict(args):
            "images_per_s": len(x) / seconds, "batch_size": batch,
            "file_bytes": os.path.getsize(args.packed), "float32_bytes": packed.meta.get("float32_bytes")}
     out_dir = getattr(args, "out", None) or "results"
-    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"predict_{os.path.splitext(os.path.basename(args.packed))[0]}.json")
-    with open(path + ".tmp", "w") as fh:
-        json.dump(res, fh, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(path, res)
     print(f"refbinn predict: {args.packed} on {args.dataset} test ({len(x)} images): accuracy "
           f"{res['accuracy']:.4f}, {res['images_per_s']:.0f} images/s (batch {batch})")
     print(f"wrote {path}")

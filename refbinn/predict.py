@@ -19,30 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import check_choice, check_int
 from .nn.losses import sigmoid, softmax
 
 LINKS = ("softmax", "sigmoid")
 AVERAGES = ("prob", "logits")
 
 
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-
-
-def _check_count(name, value):
-    try:
-        ok = int(value) == value and int(value) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be an integer in [1, inf), got {value!r}")
-    return int(value)
-
-
 def apply_link(logits, link="softmax"):
     """softmax over the last axis, or elementwise sigmoid (P(y = 1) per output)."""
-    _check_choice("link", link, LINKS)
+    check_choice("link", link, LINKS)
     return softmax(logits, axis=-1) if link == "softmax" else sigmoid(logits)
 
 
@@ -63,7 +49,7 @@ def predict_logits(model, params, bn_state, x, batch_size=1000):
     -------
     ndarray, (n, outputs)
     """
-    batch_size = _check_count("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
     x = np.asarray(x)
     outs = [model.apply(params, x[i:i + batch_size], bn_state) for i in range(0, len(x), batch_size)]
     if not outs:
@@ -78,7 +64,7 @@ def predict_mode(model, opt, opt_state, bn_state, x, *, link="softmax", batch_si
     -------
     ndarray, (n, outputs): class probabilities (softmax) or P(y = 1) per output (sigmoid)
     """
-    _check_choice("link", link, LINKS)
+    check_choice("link", link, LINKS)
     return apply_link(predict_logits(model, opt.params(opt_state), bn_state, x, batch_size), link)
 
 
@@ -107,9 +93,9 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
     -------
     ndarray, (n, outputs)
     """
-    samples = _check_count("samples", samples)
-    _check_choice("average", average, AVERAGES)
-    _check_choice("link", link, LINKS)
+    samples = check_int("samples", samples, 1)
+    check_choice("average", average, AVERAGES)
+    check_choice("link", link, LINKS)
     if not isinstance(rng, np.random.Generator):
         raise ValueError("predict_mean needs rng, a numpy.random.Generator")
     total = None

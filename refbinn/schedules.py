@@ -20,30 +20,8 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-import operator
 
-from .optim.base import check_range
-
-
-def _epoch(epoch):
-    """The epoch as an int >= 0, or ValueError."""
-    try:
-        e = operator.index(epoch)
-    except TypeError:
-        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}") from None
-    if e < 0:
-        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
-    return e
-
-
-def _count(name, value, lo=1):
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}") from None
-    if v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
-    return v
+from .checks import check_int, check_range
 
 
 # -- cosine -------------------------------------------------------------------
@@ -54,7 +32,7 @@ def cosine_lr(epoch, *, lr, epochs, eta_min=0.0, off_by_one=False):
     at ``last_epoch = t``. Past t = epochs it continues the cosine (the value rises
     again), as torch's does.
     """
-    t = _epoch(epoch) + (1 if off_by_one else 0)
+    t = check_int("epoch", epoch) + (1 if off_by_one else 0)
     return eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * t / epochs)) / 2.0
 
 
@@ -79,14 +57,14 @@ def cosine(lr, epochs, eta_min=0.0, off_by_one=False):
     """
     check_range("lr", lr, 0.0)
     check_range("eta_min", eta_min, 0.0)
-    return functools.partial(cosine_lr, lr=float(lr), epochs=_count("epochs", epochs),
+    return functools.partial(cosine_lr, lr=float(lr), epochs=check_int("epochs", epochs, 1),
                              eta_min=float(eta_min), off_by_one=bool(off_by_one))
 
 
 # -- step decay ------------------------------------------------------------------
 def step_decay_lr(epoch, *, lr, every, factor):
     """lr * factor ** (epoch // every) (torch ``StepLR(step_size=every, gamma=factor)``)."""
-    return lr * factor ** (_epoch(epoch) // every)
+    return lr * factor ** (check_int("epoch", epoch) // every)
 
 
 def step_decay(lr, every, factor):
@@ -102,13 +80,13 @@ def step_decay(lr, every, factor):
     """
     check_range("lr", lr, 0.0)
     check_range("factor", factor, 0.0, 1.0, lo_open=True)
-    return functools.partial(step_decay_lr, lr=float(lr), every=_count("every", every), factor=float(factor))
+    return functools.partial(step_decay_lr, lr=float(lr), every=check_int("every", every, 1), factor=float(factor))
 
 
 # -- geometric ----------------------------------------------------------------------
 def geometric_lr(epoch, *, lr_start, lr_end, epochs):
     """lr_start * (lr_end / lr_start) ** (epoch / epochs)."""
-    return lr_start * (lr_end / lr_start) ** (_epoch(epoch) / epochs)
+    return lr_start * (lr_end / lr_start) ** (check_int("epoch", epoch) / epochs)
 
 
 def geometric(lr_start, lr_end, epochs):
@@ -128,13 +106,13 @@ def geometric(lr_start, lr_end, epochs):
     check_range("lr_start", lr_start, 0.0, lo_open=True)
     check_range("lr_end", lr_end, 0.0, lo_open=True)
     return functools.partial(geometric_lr, lr_start=float(lr_start), lr_end=float(lr_end),
-                             epochs=_count("epochs", epochs))
+                             epochs=check_int("epochs", epochs, 1))
 
 
 # -- milestones ----------------------------------------------------------------------
 def milestones_lr(epoch, *, lr, at, factor):
     """lr * factor ** (number of milestones <= epoch) (torch ``MultiStepLR``)."""
-    return lr * factor ** bisect.bisect_right(at, _epoch(epoch))
+    return lr * factor ** bisect.bisect_right(at, check_int("epoch", epoch))
 
 
 def milestones(lr, at=(1500, 2500), factor=0.1):
@@ -149,14 +127,14 @@ def milestones(lr, at=(1500, 2500), factor=0.1):
     """
     check_range("lr", lr, 0.0)
     check_range("factor", factor, 0.0, 1.0, lo_open=True)
-    at = tuple(sorted(_count("at", m, lo=0) for m in at))
+    at = tuple(sorted(check_int("at", m) for m in at))
     return functools.partial(milestones_lr, lr=float(lr), at=at, factor=float(factor))
 
 
 # -- restart per task ---------------------------------------------------------------
 def per_task_lr(epoch, *, schedule, epochs_per_task):
     """schedule(epoch mod epochs_per_task)."""
-    return schedule(_epoch(epoch) % epochs_per_task)
+    return schedule(check_int("epoch", epoch) % epochs_per_task)
 
 
 def per_task(schedule, epochs_per_task):
@@ -174,7 +152,7 @@ def per_task(schedule, epochs_per_task):
     if not callable(schedule):
         raise ValueError(f"schedule must be a callable epoch -> lr, got {schedule!r}")
     return functools.partial(per_task_lr, schedule=schedule,
-                             epochs_per_task=_count("epochs_per_task", epochs_per_task))
+                             epochs_per_task=check_int("epochs_per_task", epochs_per_task, 1))
 
 
 def warmup_cosine(lr, epochs, warmup=1, eta_min=0.0):

@@ -30,7 +30,8 @@ from .models import mlp_mnist, vgg_cifar
 from .nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Tanh,
                  softmax_cross_entropy)
 from .optim.adam import Adam
-from .optim.base import atomic_savez
+from .checks import check_choice, check_int
+from .io import atomic_savez
 from .optim.bayesbinn import OFFICIAL, BayesBiNN, concrete_scale
 from .optim.bop import Bop
 from .optim.pmf import PMF
@@ -79,15 +80,9 @@ OPTIMIZERS = {
 }
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-    return value
-
-
 def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
     """The optimizer of ``optimizer_name`` with its trace defaults, updated by ``hparams``."""
-    cls, hp = OPTIMIZERS[_check_choice("optimizer", optimizer_name, OPTIMIZERS)]
+    cls, hp = OPTIMIZERS[check_choice("optimizer", optimizer_name, OPTIMIZERS)]
     hp = dict(hp)
     if cls is BayesBiNN:
         # backend 'numpy': the reference functions (correctly rounded transcendentals), the
@@ -171,11 +166,10 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
     dict
         The ``meta`` entry written.
     """
-    spec = MODELS[_check_choice("model", model_name, MODELS)]
-    _check_choice("optimizer", optimizer_name, OPTIMIZERS)
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    dt = np.dtype(_check_choice("dtype", np.dtype(dtype).name, ("float32", "float64")))
+    spec = MODELS[check_choice("model", model_name, MODELS)]
+    check_choice("optimizer", optimizer_name, OPTIMIZERS)
+    check_int("steps", steps, 1)
+    dt = np.dtype(check_choice("dtype", np.dtype(dtype).name, ("float32", "float64")))
     model = spec.build()
     root = np.random.default_rng(seed)
     r_init, r_data, r_noise, r_drop = root.spawn(4)

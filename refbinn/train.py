@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .optim.base import (atomic_savez, generator_from_state, repr_generator_state,
-                         tree_from_arrays, tree_to_arrays)
+from .io import (atomic_savez, generator_from_json, generator_state_json, tree_from_arrays,
+                 tree_to_arrays, write_json)
+from .optim.registry import FILE_NAMES
 from .predict import apply_link, predictive_entropy
 
 
@@ -117,10 +118,10 @@ def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, aver
 
 # -- checkpoints ------------------------------------------------------------------------
 def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, config):
-    arrays = tree_to_arrays(opt, "optimizer")
-    arrays.update(tree_to_arrays(opt_state, "state"))
-    arrays.update(tree_to_arrays(dict(bn_state), "bn_state"))
-    arrays.update({f"rng/{k}": np.array(repr_generator_state(g)) for k, g in rngs.items()})
+    arrays = tree_to_arrays(opt, "optimizer", FILE_NAMES)
+    arrays.update(tree_to_arrays(opt_state, "state", FILE_NAMES))
+    arrays.update(tree_to_arrays(dict(bn_state), "bn_state", FILE_NAMES))
+    arrays.update({f"rng/{k}": np.array(generator_state_json(g)) for k, g in rngs.items()})
     arrays["epoch"] = np.array(epoch)
     arrays["history"] = np.array(json.dumps(history))
     arrays["config"] = np.array(json.dumps(config))
@@ -132,21 +133,14 @@ def load_checkpoint(path):
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     return {
-        "opt": tree_from_arrays(data, "optimizer"),
-        "opt_state": tree_from_arrays(data, "state"),
-        "bn_state": tree_from_arrays(data, "bn_state"),
-        "rngs": {k[4:]: generator_from_state(str(v)) for k, v in data.items() if k.startswith("rng/")},
+        "opt": tree_from_arrays(data, "optimizer", FILE_NAMES, path),
+        "opt_state": tree_from_arrays(data, "state", FILE_NAMES, path),
+        "bn_state": tree_from_arrays(data, "bn_state", FILE_NAMES, path),
+        "rngs": {k[4:]: generator_from_json(str(v), path) for k, v in data.items() if k.startswith("rng/")},
         "epoch": int(data["epoch"]),
         "history": json.loads(str(data["history"])),
         "config": json.loads(str(data["config"])),
     }
-
-
-def _atomic_json(path, obj):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def summarize(history):
@@ -259,7 +253,7 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
             save_checkpoint(ckpt_path, opt=opt, opt_state=opt_state, bn_state=bn_state, rngs=rngs,
                             epoch=epoch + 1, history=history, config=config)
             history["summary"] = summarize(history)
-            _atomic_json(os.path.join(out_dir, "history.json"), history)
+            write_json(os.path.join(out_dir, "history.json"), history)
     history["summary"] = summarize(history)
     return {"history": history, "summary": history["summary"], "opt": opt,
             "opt_state": opt_state, "bn_state": bn_state}

@@ -76,7 +76,8 @@ def main(argv=None):
     print(f"run_permuted_mnist: priors {a.priors}; {json.dumps(settings)}; out {out}", flush=True)
 
     from refbinn import data as D
-    from refbinn.report import table as _table, write_json as _write_json
+    from refbinn.io import write_json as _write_json
+    from refbinn.report import table as _table
     from refbinn.continual import run_continual
     ds = D.load_mnist(a.data_root)
     x = D.normalize(ds.x_train, "mnist").reshape(len(ds.x_train), -1)[:max_train]     # (N, 784)

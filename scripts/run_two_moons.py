@@ -58,7 +58,8 @@ def main(argv=None):
     print(f"run_two_moons: optimizers {a.optimizers}; epochs {epochs}, seed {a.seed}, hidden {hidden}, "
           f"eval samples {EVAL_SAMPLES}; out {out}", flush=True)
 
-    from refbinn.report import table as _table, write_json as _write_json
+    from refbinn.io import write_json as _write_json
+    from refbinn.report import table as _table
     from refbinn.demo import _grid, _plot_moons
     from refbinn.train import _probs
     xx, yy, grid = _grid()                                    # grid: (121*121, 2), standardised inputs

@@ -11,7 +11,7 @@ from refbinn.nn import BINARY, REAL
 from refbinn.optim.adam import Adam, adam_update
 from refbinn.optim.base import Optimizer
 from refbinn.optim.bop import Bop
-from refbinn.optim.partition import Partition, PartitionState, partition
+from refbinn.optim.partition import Partition, PartitionState
 from refbinn.optim.pmf import INIT_CLIP, PMF, soft_weight, soft_weight_vjp
 from refbinn.optim.ste import STEAdam
 
@@ -312,7 +312,7 @@ def _params(rng):
 def test_partition_routes_and_merges_in_model_order():
     rng = np.random.default_rng(6)
     params = _params(rng)
-    opt = partition(TwoSampleSTE(lr=0.1), Adam(lr=0.01), KINDS)
+    opt = Partition(TwoSampleSTE(lr=0.1), Adam(lr=0.01), KINDS)
     assert isinstance(opt, Partition)
     st = opt.init(dict(reversed(params.items())))          # order comes from kinds
     assert isinstance(st, PartitionState)

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refbinn.optim import _fused
-from refbinn.optim.base import load_state, save_state
+from refbinn.optim import load_state, save_state
 from refbinn.optim.bayesbinn import (BayesBiNN, BayesBiNNState, concrete_scale, logcosh,
                                      logistic_noise, natural_update, open_uniform,
                                      relaxed_sample)

@@ -19,7 +19,7 @@ import pytest
 
 from refbinn.nn import Dense, Sequential
 from refbinn.optim.adam import Adam
-from refbinn.optim.base import Optimizer, load_state, save_state
+from refbinn.optim import Optimizer, load_state, save_state
 from refbinn.optim.bop import Bop
 from refbinn.optim.partition import Partition
 from refbinn.optim.pmf import PMF

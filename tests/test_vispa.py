@@ -21,7 +21,7 @@ from scipy.special import ndtr
 
 from refbinn.nn import Dense, Sequential
 from refbinn.nn.losses import logistic_loss
-from refbinn.optim.base import load_state, save_state
+from refbinn.optim import load_state, save_state
 from refbinn.optim.vispa import (VISPA, VISPAState, gaussian_weights, project, sample_weights,
 
                                  vispa_grads, xavier_std)

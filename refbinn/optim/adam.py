@@ -28,7 +28,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ._adam_fused import adam_update_fused
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ..checks import check_range
+from .base import Optimizer, as_grad_list, check_finite
 
 
 class AdamState(NamedTuple):

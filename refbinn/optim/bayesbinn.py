@@ -85,7 +85,8 @@ from ._bayesbinn_math import (CODE_EPS, EXACT, LOG2, OFFICIAL, _rounded,  # noqa
                               concrete_scale, logcosh, logistic_noise, natural_update,
                               open_uniform, relaxed_sample, step_numpy)
 from ._pool import ArrayPool
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ..checks import check_range
+from .base import Optimizer, as_grad_list, check_finite
 
 FUSED_MIN_SIZE = 1 << 15      # weights per parameter below which the NumPy path is faster
 

@@ -117,7 +117,3 @@ class Partition(Optimizer):
     def config(self):
         return {"binary_opt": self.binary_opt, "real_opt": self.real_opt, "kinds": dict(self.kinds)}
 
-
-def partition(binary_opt, real_opt, kinds):
-    """``Partition(binary_opt, real_opt, kinds)``: binary parameters to one optimizer, real to the other."""
-    return Partition(binary_opt, real_opt, kinds)

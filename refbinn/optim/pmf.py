@@ -42,7 +42,8 @@ import numpy as np
 from ..nn.base import sign
 from ._pmf_fused import pmf_update_fused, soft_weight_fused
 from .adam import adam_update, check_betas, mean_grads
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ..checks import check_range
+from .base import Optimizer, as_grad_list, check_finite
 
 INIT_CLIP = 0.99
 

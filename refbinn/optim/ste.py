@@ -30,7 +30,8 @@ import numpy as np
 
 from ..nn.base import sign
 from .adam import adam_update, check_betas, mean_grads
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ..checks import check_range
+from .base import Optimizer, as_grad_list, check_finite
 
 
 class STEState(NamedTuple):

@@ -78,7 +78,8 @@ from ._pool import ArrayPool
 from ._vispa_fused import BLOCK, FMAX, TASK, _sign_kernel, _step_kernel  # noqa: F401  (re-exported)
 from ._vispa_math import (gaussian_weights, project, sample_weights, sgd_momentum,  # noqa: F401
                           step_numpy, vispa_grads, xavier_std)
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ..checks import check_range
+from .base import Optimizer, as_grad_list, check_finite
 
 INITS = ("xavier", "params")
 BACKENDS = ("numba", "numpy")
