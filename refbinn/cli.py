@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from .presets import DATASETS, OPTIMIZERS
+from .experiments import DATASETS
+from .optim.registry import OPTIMIZERS
 from .io import write_json as _write_json
 from .report import table as _table
 
@@ -39,13 +40,13 @@ def cmd_train(a):
 
 # -- evaluate -----------------------------------------------------------------------------
 def cmd_evaluate(a):
-    from . import models
     from .experiments import load_data
+    from .models import build_model
     from .train import evaluate, load_checkpoint
     ck = load_checkpoint(a.checkpoint)
     meta = ck["config"]["meta"]
     name, kw = meta["model"]
-    model = getattr(models, name)(**kw)
+    model = build_model(name, kw, where=a.checkpoint)
     data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"])
     rng = np.random.default_rng(a.seed)
     rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta}
@@ -130,6 +131,7 @@ def cmd_check_trace(a):
 
 
 def build_parser():
+    from . import trace
     p = argparse.ArgumentParser(prog="refbinn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -210,9 +212,8 @@ def build_parser():
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("trace", help="write a golden trace (every tensor of K steps) to check a port against")
-    q.add_argument("--model", default="mlp", choices=["mlp", "tiny", "cnn", "mlp_mnist"])
-    q.add_argument("--optimizer", default="bayesbinn-official",
-                   choices=["bayesbinn-exact", "bayesbinn-official", "ste", "bop", "adam", "pmf", "vispa"])
+    q.add_argument("--model", default="mlp", choices=trace.MODELS)
+    q.add_argument("--optimizer", default="bayesbinn-official", choices=trace.OPTIMIZERS)
     q.add_argument("--steps", type=int, default=10, help="K, the number of updates")
     q.add_argument("--out", default="trace.npz", help="the .npz to write (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0)

@@ -16,17 +16,14 @@ import time
 import numpy as np
 
 from .experiments import build
-from .train import _probs, fit
+from .predict import predict_logits, predict_mean, predict_mode
+from .train import fit
 
 
 def _grid(lo=-3.0, hi=3.0, n=121):
     g = np.linspace(lo, hi, n)
     xx, yy = np.meshgrid(g, g)
     return xx, yy, np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)   # (n*n, 2)
-
-
-def _predict(model, params, bn_state, x):
-    return model.apply(params, x, bn_state)
 
 
 def two_moons(out, quick=False, seed=0):
@@ -39,12 +36,12 @@ def two_moons(out, quick=False, seed=0):
         res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
         secs = time.perf_counter() - t0
         st, bn = res["opt_state"], res["bn_state"]
-        p_mode = _probs(_predict(s.model, s.opt.params(st), bn, grid))[:, 1]
+        whole = dict(link="classes", batch_size=len(grid))
+        p_mode = predict_mode(s.model, s.opt, st, bn, grid, **whole)[:, 1]
         ev = res["history"]["epochs"][-1]
         if optimizer == "bayesbinn":
             rng = np.random.default_rng(seed + 7)
-            p_mean = np.mean([_probs(_predict(s.model, s.opt.sample_params(st, rng), bn, grid))[:, 1]
-                              for _ in range(s.cfg.eval_samples)], axis=0)
+            p_mean = predict_mean(s.model, s.opt, st, bn, grid, s.cfg.eval_samples, rng, **whole)[:, 1]
             maps["BayesBiNN (mode)"], maps["BayesBiNN (mean)"] = p_mode, p_mean
             rows.append(("BayesBiNN (mode)", ev["test_acc_mode"], ev["test_nll_mode"], secs))
             rows.append(("BayesBiNN (mean)", ev["test_acc_mean"], ev["test_nll_mean"], secs))
@@ -91,16 +88,17 @@ def snelson(out, root=None, quick=False, seed=0):
         sn = s.settings["extra"]
         xg = sn.standardize_x(snelson_grid()).astype(np.float32).reshape(-1, 1)     # (301, 1)
         st, bn = res["opt_state"], res["bn_state"]
-        train_mse = float(np.mean((_predict(s.model, s.opt.params(st), bn, s.data.x_train)
+        x = s.data.x_train
+        train_mse = float(np.mean((predict_logits(s.model, s.opt.params(st), bn, x, len(x))
                                    - s.data.y_train) ** 2))
         if optimizer == "bayesbinn":
             rng = np.random.default_rng(seed + 7)
-            preds = np.stack([_predict(s.model, s.opt.sample_params(st, rng), bn, xg)[:, 0]
+            preds = np.stack([predict_logits(s.model, s.opt.sample_params(st, rng), bn, xg, len(xg))[:, 0]
                               for _ in range(s.cfg.eval_samples)])                    # (C, 301)
             curves["BayesBiNN"] = (preds.mean(0), preds.std(0))
             rows.append(("BayesBiNN (mode)", train_mse, secs))
         else:
-            curves["STE-Adam"] = (_predict(s.model, s.opt.params(st), bn, xg)[:, 0], None)
+            curves["STE-Adam"] = (predict_logits(s.model, s.opt.params(st), bn, xg, len(xg))[:, 0], None)
             rows.append(("STE-Adam", train_mse, secs))
         data = s.data
     png = os.path.join(out, "snelson.png")

@@ -10,9 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import models, schedules
+from . import schedules
+from .checks import check_choice
+from .models import build_model
 from .nn import losses
-from .presets import DATASETS, OPTIMIZERS, PAPER
+from .optim.partition import Partition
+from .optim.registry import OPTIMIZERS, make
+from .presets import PAPER
 from .train import Data, TrainConfig
 
 LOSSES = {"cross_entropy": losses.softmax_cross_entropy, "logistic": losses.logistic_loss,
@@ -30,94 +34,106 @@ class Setup:
     settings: dict
 
 
+def _mnist(D, dataset, root, rng):
+    ds = D.load_mnist(root, kind=dataset)
+    x = D.normalize(ds.x_train, dataset).reshape(len(ds.x_train), -1)          # (N, 784)
+    xt = D.normalize(ds.x_test, dataset).reshape(len(ds.x_test), -1)
+    return x, ds.y_train.astype(np.int64), xt, ds.y_test.astype(np.int64), None
+
+
+def _cifar(D, dataset, root, rng):
+    ds = D.load_cifar(root, kind=dataset)
+    x, xt = D.normalize(ds.x_train, dataset), D.normalize(ds.x_test, dataset)  # (N, 3, 32, 32)
+    # pad with black (as torchvision pads the raw image), i.e. its normalised value
+    augment = functools.partial(D.augment_cifar, fill=D.normalized_black(dataset))
+    return x, ds.y_train.astype(np.int64), xt, ds.y_test.astype(np.int64), augment
+
+
+def _two_moons(D, dataset, root, rng):
+    x, y = D.two_moons(200, noise=0.1, rng=rng)
+    xt, yt = D.two_moons(50, noise=0.1, rng=rng)
+    mean, std = x.mean(0), x.std(0)
+    x, xt = ((x - mean) / std).astype(np.float32), ((xt - mean) / std).astype(np.float32)
+    return Data(x, y.astype(np.int64), None, None, xt, yt.astype(np.int64)), {"mean": mean, "std": std}
+
+
+def _snelson(D, dataset, root, rng):
+    sn = D.load_snelson(root)
+    return Data(sn.x.astype(np.float32), sn.y.astype(np.float32)), sn
+
+
+# the data sets by name: image sets return arrays (split and cut here), toy sets a ready Data
+DATASETS = {"mnist": _mnist, "fashion-mnist": _mnist, "cifar10": _cifar, "cifar100": _cifar,
+            "two-moons": _two_moons, "snelson": _snelson}
+IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+
+
 def load_data(dataset, root=None, *, split=0.1, seed=0, max_train=None):
-    """Normalised arrays for ``dataset`` with a seeded train/validation split."""
+    """Normalised arrays for ``dataset`` (a key of ``DATASETS``) with a seeded train/validation split."""
     from . import data as D
     rng = np.random.default_rng(seed)
-    if dataset in ("mnist", "fashion-mnist"):
-        ds = D.load_mnist(root, kind=dataset)
-        x = D.normalize(ds.x_train, dataset).reshape(len(ds.x_train), -1)      # (N, 784)
-        xt = D.normalize(ds.x_test, dataset).reshape(len(ds.x_test), -1)
-        y, yt, augment = ds.y_train.astype(np.int64), ds.y_test.astype(np.int64), None
-    elif dataset in ("cifar10", "cifar100"):
-        ds = D.load_cifar(root, kind=dataset)
-        x, xt = D.normalize(ds.x_train, dataset), D.normalize(ds.x_test, dataset)  # (N, 3, 32, 32)
-        y, yt = ds.y_train.astype(np.int64), ds.y_test.astype(np.int64)
-        # pad with black (as torchvision pads the raw image), i.e. its normalised value
-        augment = functools.partial(D.augment_cifar, fill=D.normalized_black(dataset))
-    elif dataset == "two-moons":
-        x, y = D.two_moons(200, noise=0.1, rng=rng)
-        xt, yt = D.two_moons(50, noise=0.1, rng=rng)
-        mean, std = x.mean(0), x.std(0)
-        x, xt = ((x - mean) / std).astype(np.float32), ((xt - mean) / std).astype(np.float32)
-        y, yt = y.astype(np.int64), yt.astype(np.int64)
-        return Data(x, y, None, None, xt, yt), {"mean": mean, "std": std}
-    elif dataset == "snelson":
-        sn = D.load_snelson(root)
-        return Data(sn.x.astype(np.float32), sn.y.astype(np.float32)), sn
-    else:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    loaded = DATASETS[check_choice("dataset", dataset, tuple(DATASETS))](D, dataset, root, rng)
+    if dataset not in IMAGE_DATASETS:
+        return loaded
+    x, y, xt, yt, augment = loaded
     if max_train:
         x, y = x[:max_train], y[:max_train]
     (xtr, ytr), (xva, yva) = D.train_val_split(x, y, val_fraction=split, seed=seed)
     return Data(xtr, ytr, xva, yva, xt, yt, augment=augment), None
 
 
-def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
-    """Optimizer and a per-epoch schedule (callable epoch -> lr) from preset settings ``s``."""
-    from .optim.adam import Adam
-    from .optim.bayesbinn import BayesBiNN
-    from .optim.bop import Bop
-    from .optim.partition import Partition
-    from .optim.pmf import PMF
-    from .optim.ste import STEAdam
-
-    def lr_schedule(lr):
-        kind = s.get("schedule", "cosine")
-        if kind == "cosine":
-            return schedules.cosine(lr, epochs, eta_min=s.get("eta_min", 0.0),
-                                    off_by_one=s.get("off_by_one", False))
-        if kind == "milestones":
-            return schedules.milestones(lr, at=tuple(s.get("milestones", (1500, 2500))), factor=0.1)
-        if kind == "geometric":
-            return schedules.geometric(lr, s["lr_end"], epochs)
-        return lambda epoch: lr
-
+def _hyper(name, s, n_train):
+    """Constructor arguments of optimizer ``name`` from preset settings ``s``."""
     if name == "bayesbinn":
-        opt = BayesBiNN(lr=s["lr"], beta=s.get("beta", 0.0), tau=s["tau"], samples=s.get("samples", 1),
-                        N=s.get("N", n_train), lam_init=s.get("lam_init", 10.0),
-                        lam_init_std=s.get("lam_init_std", 0.0), numerics=s.get("numerics", "exact"))
-        sched = lr_schedule(s["lr"])
-    elif name == "ste":
-        opt = STEAdam(lr=s["lr"], clip_value=s.get("clip_value"), clip_norm=s.get("clip_norm"))
-        sched = lr_schedule(s["lr"])
-    elif name == "bop":
-        opt = Bop(threshold=s["threshold"], gamma=s["gamma"])
+        return dict(lr=s["lr"], beta=s.get("beta", 0.0), tau=s["tau"], samples=s.get("samples", 1),
+                    N=s.get("N", n_train), lam_init=s.get("lam_init", 10.0),
+                    lam_init_std=s.get("lam_init_std", 0.0), numerics=s.get("numerics", "exact"))
+    if name == "ste":
+        return dict(lr=s["lr"], clip_value=s.get("clip_value"), clip_norm=s.get("clip_norm"))
+    if name == "bop":
+        return dict(threshold=s["threshold"], gamma=s["gamma"])
+    if name == "pmf":
+        return dict(lr=s["lr"], rho=s["rho"], weight_decay=s.get("weight_decay", 0.0))
+    if name == "adam":
+        return dict(lr=s["lr"], weight_decay=s.get("weight_decay", 0.0))
+    return dict(lr=s["lr"], rank=s.get("rank", 8), scale=s.get("scale", 100.0),          # vispa
+                momentum=s.get("momentum", 0.9), weight_decay=s.get("weight_decay", 5e-4))
+
+
+def _schedule(name, s, epochs, steps_per_epoch):
+    """The per-epoch schedule (callable epoch -> lr, or gamma for Bop) from preset settings ``s``."""
+    if name == "bop":
         g0 = s["gamma"]
         if "gamma_decay_per_epoch" in s:
-            sched = lambda e, g0=g0, d=s["gamma_decay_per_epoch"]: g0 * d ** e
-        elif "gamma_step_every" in s:
-            sched = schedules.step_decay(g0, s["gamma_step_every"], s["gamma_step_factor"])
-        else:
-            sched = lambda e, g0=g0: g0
-    elif name == "pmf":
-        opt = PMF(lr=s["lr"], rho=s["rho"], weight_decay=s.get("weight_decay", 0.0))
+            return lambda e, g0=g0, d=s["gamma_decay_per_epoch"]: g0 * d ** e
+        if "gamma_step_every" in s:
+            return schedules.step_decay(g0, s["gamma_step_every"], s["gamma_step_factor"])
+        return lambda e, g0=g0: g0
+    if name == "pmf":
         every = max(1, round(s["step_every_iters"] / steps_per_epoch))
-        sched = schedules.step_decay(s["lr"], every, s["step_factor"])
-    elif name == "adam":
-        opt = Adam(lr=s["lr"], weight_decay=s.get("weight_decay", 0.0))
-        return opt, lr_schedule(s["lr"])
-    elif name == "vispa":
-        from .optim.vispa import VISPA
-        opt = VISPA(lr=s["lr"], rank=s.get("rank", 8), scale=s.get("scale", 100.0),
-                    momentum=s.get("momentum", 0.9), weight_decay=s.get("weight_decay", 5e-4))
-        sched = schedules.warmup_cosine(s["lr"], epochs, warmup=min(s.get("warmup_epochs", 1), epochs - 1))
-    else:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-    if any(k == "real" for k in kinds.values()):
+        return schedules.step_decay(s["lr"], every, s["step_factor"])
+    if name == "vispa":
+        return schedules.warmup_cosine(s["lr"], epochs, warmup=min(s.get("warmup_epochs", 1), epochs - 1))
+    kind, lr = s.get("schedule", "cosine"), s["lr"]
+    if kind == "cosine":
+        return schedules.cosine(lr, epochs, eta_min=s.get("eta_min", 0.0), off_by_one=s.get("off_by_one", False))
+    if kind == "milestones":
+        return schedules.milestones(lr, at=tuple(s.get("milestones", (1500, 2500))), factor=0.1)
+    if kind == "geometric":
+        return schedules.geometric(lr, s["lr_end"], epochs)
+    return lambda epoch: lr
+
+
+def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
+    """Optimizer ``name`` (a key of ``refbinn.optim.OPTIMIZERS``) and its per-epoch schedule from
+    preset settings ``s``; real parameters in ``kinds`` go to Adam (``Partition``)."""
+    check_choice("optimizer", name, tuple(OPTIMIZERS))
+    opt = make(name, **_hyper(name, s, n_train))
+    sched = _schedule(name, s, epochs, steps_per_epoch)
+    if name != "adam" and any(k == "real" for k in kinds.values()):
         real_lr = s.get("real_lr", 1e-3)
         real_sched = schedules.cosine(real_lr, epochs)
-        opt = Partition(opt, Adam(lr=real_lr), kinds)
+        opt = Partition(opt, make("adam", lr=real_lr), kinds)
         sched = (lambda e, a=sched, b=real_sched: (a(e), b(e)))
     return opt, sched
 
@@ -125,12 +141,9 @@ def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
 def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quiet=False):
     """Return a ``Setup``; ``overrides`` (dict) replaces preset values: epochs, batch_size,
     seed, lr, tau, samples, numerics, N, lam_init, eval_samples, max_train, model kwargs."""
-    if dataset not in PAPER:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if preset != "paper":
-        raise ValueError(f"preset must be 'paper', got {preset!r}")
+    check_choice("dataset", dataset, tuple(PAPER))
+    check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
+    check_choice("preset", preset, ("paper",))
     p = PAPER[dataset]
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     s = {**p[optimizer], **{k: o[k] for k in o if k in p[optimizer] or k in (
@@ -142,7 +155,7 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     data, extra = load_data(dataset, root, split=p["split"], seed=seed, max_train=o.get("max_train"))
     name, kw = p["model"]
     kw = {**kw, **o.get("model_kwargs", {})}
-    model = getattr(models, name)(**kw)
+    model = build_model(name, kw)
     if optimizer == "adam" or p.get("binary_all"):
         kinds = {k: ("real" if optimizer == "adam" else "binary") for k in model.kinds}
     else:

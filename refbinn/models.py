@@ -177,3 +177,15 @@ def mlp_toy(in_features, out_features, hidden=64, act="tanh", bias=True, output_
     if output_bn:
         layers.append(BatchNorm(sizes[3], affine=False, name="bn3"))
     return Sequential(*layers)
+
+
+# -- the registry: files and presets name a model only by these keys ----------------------
+MODELS = {"mlp_mnist": mlp_mnist, "vgg_cifar": vgg_cifar, "mlp_continual": mlp_continual,
+          "mlp_toy": mlp_toy}
+
+
+def build_model(name, kwargs=None, where="model"):
+    """``MODELS[name](**kwargs)``; ValueError (starting with ``where``, e.g. the file) for another name."""
+    if name not in MODELS:
+        raise ValueError(f"{where}: model must be one of {', '.join(map(repr, MODELS))}, got {name!r}")
+    return MODELS[name](**(kwargs or {}))

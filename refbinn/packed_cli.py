@@ -18,14 +18,14 @@ from .packed_model import load_packed
 
 def cli_export(args):
     """``refbinn export CHECKPOINT OUT``: pack the mode weights of a training checkpoint."""
-    from . import models
+    from .models import build_model
     from .train import load_checkpoint
     ck = load_checkpoint(args.checkpoint)
     spec = ck["config"].get("meta", {}).get("model")
-    if not spec or not hasattr(models, spec[0]):
+    if not spec:
         raise ValueError(f"export: {args.checkpoint} names no model builder in config['meta']['model'] "
                          f"(got {spec!r})")
-    model = getattr(models, spec[0])(**spec[1])
+    model = build_model(spec[0], spec[1], where=f"export: {args.checkpoint}")
     packed = export(model, ck["opt"].params(ck["opt_state"]), ck["bn_state"])
     packed.save(args.out)
     size, f32 = os.path.getsize(args.out), packed.meta["float32_bytes"]

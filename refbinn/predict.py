@@ -22,13 +22,26 @@ import numpy as np
 from .checks import check_choice, check_int
 from .nn.losses import sigmoid, softmax
 
-LINKS = ("softmax", "sigmoid")
+LINKS = ("softmax", "sigmoid", "classes")
 AVERAGES = ("prob", "logits")
 
 
+def class_probs(logits):
+    """Class probabilities (n, K) in float64 (so that the NLL of a confident miss stays finite):
+    softmax of (n, K) logits, K > 1; for one logit per row, the two classes [1 - p, p], p = sigmoid."""
+    logits = np.asarray(logits).astype(np.float64)
+    if logits.ndim == 1 or logits.shape[1] == 1:
+        p1 = sigmoid(logits.reshape(-1))
+        return np.stack([1 - p1, p1], axis=1)                           # (n, 2)
+    return softmax(logits, axis=-1)
+
+
 def apply_link(logits, link="softmax"):
-    """softmax over the last axis, or elementwise sigmoid (P(y = 1) per output)."""
+    """softmax over the last axis, elementwise sigmoid (P(y = 1) per output), or
+    ``class_probs`` ('classes': float64, a single logit read as two classes)."""
     check_choice("link", link, LINKS)
+    if link == "classes":
+        return class_probs(logits)
     return softmax(logits, axis=-1) if link == "softmax" else sigmoid(logits)
 
 
@@ -86,12 +99,12 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
     rng : numpy.random.Generator
         Draws the C weight samples, in order.
     average : {'prob', 'logits'}
-    link : {'softmax', 'sigmoid'}
+    link : {'softmax', 'sigmoid', 'classes'}
     batch_size : int >= 1
 
     Returns
     -------
-    ndarray, (n, outputs)
+    ndarray, (n, outputs); (n, K) float64 for 'classes'
     """
     samples = check_int("samples", samples, 1)
     check_choice("average", average, AVERAGES)
@@ -101,6 +114,8 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
     total = None
     for _ in range(samples):
         lg = predict_logits(model, opt.sample_params(opt_state, rng), bn_state, x, batch_size)
+        if link == "classes":
+            lg = lg.astype(np.float64)                    # averaged in float64 too
         v = apply_link(lg, link) if average == "prob" else lg
         total = v if total is None else total + v
     mean = total / samples

@@ -64,5 +64,3 @@ PAPER["cifar100"] = {
     "adam": dict(lr=3e-3, schedule="cosine"),
 }
 
-DATASETS = tuple(PAPER)
-OPTIMIZERS = ("bayesbinn", "ste", "bop", "pmf", "adam", "vispa")

@@ -26,17 +26,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .models import mlp_mnist, vgg_cifar
+from .models import build_model
 from .nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Tanh,
                  softmax_cross_entropy)
-from .optim.adam import Adam
 from .checks import check_choice, check_int
 from .io import atomic_savez
-from .optim.bayesbinn import OFFICIAL, BayesBiNN, concrete_scale
-from .optim.bop import Bop
-from .optim.pmf import PMF
-from .optim.ste import STEAdam
-from .optim.vispa import VISPA
+from .optim.bayesbinn import OFFICIAL, concrete_scale
+from .optim.registry import make
+from .train import train_step
 
 FORMAT, VERSION = "refbinn-trace", 1
 
@@ -53,43 +50,45 @@ class ModelSpec(NamedTuple):
 MODELS = {
     # mlp_mnist at a small size: dropout 0.2 on the input and after each hidden ReLU,
     # BN (no affine, momentum 0.15, eps 1e-4) after every Linear, logits = last BN output
-    "mlp": ModelSpec(lambda: mlp_mnist(in_features=20, hidden=(16, 16, 16), classes=4),
-                     (20,), 4, 16, 64),
+    "mlp": ModelSpec(lambda: build_model("mlp_mnist", dict(in_features=20, hidden=(16, 16, 16),
+                                                           classes=4)), (20,), 4, 16, 64),
     # the same MLP at toy size (2 hidden layers of 6): small enough to keep traces as test fixtures
-    "tiny": ModelSpec(lambda: mlp_mnist(in_features=6, hidden=(6, 6), classes=3), (6,), 3, 4, 8),
+    "tiny": ModelSpec(lambda: build_model("mlp_mnist", dict(in_features=6, hidden=(6, 6), classes=3)),
+                      (6,), 3, 4, 8),
     # the VGG-like CNN at width 1/64 on 1x8x8 inputs: conv 2-2-pool-4-4-pool-8-8-pool-fc 16-16-3
-    "cnn": ModelSpec(lambda: vgg_cifar(num_classes=3, width=1 / 64, in_channels=1, image_size=8),
+    "cnn": ModelSpec(lambda: build_model("vgg_cifar", dict(num_classes=3, width=1 / 64, in_channels=1,
+                                                         image_size=8)),
                      (1, 8, 8), 3, 16, 64),
     # the paper's MNIST MLP (784-2048-2048-2048-10): ~80 MB per tensor per step in float64
-    "mlp_mnist": ModelSpec(mlp_mnist, (784,), 10, 100, 200),
+    "mlp_mnist": ModelSpec(lambda: build_model("mlp_mnist"), (784,), 10, 100, 200),
 }
 
-# name -> (class, default hyperparameters); BayesBiNN's N is the data-set size
+# trace name -> (optimizer registry key, default hyperparameters); BayesBiNN's N is the data-set size
 OPTIMIZERS = {
-    "bayesbinn-exact": (BayesBiNN, dict(tau=1.0, lr=0.05, beta=0.9, samples=1, lam_init=1.0,
-                                        lam_init_std=0.5, numerics="exact", backend="numpy")),
+    "bayesbinn-exact": ("bayesbinn", dict(tau=1.0, lr=0.05, beta=0.9, samples=1, lam_init=1.0,
+                                          lam_init_std=0.5, numerics="exact", backend="numpy")),
     # the authors' MNIST settings (spec section 9) under their numerics (spec section 7)
-    "bayesbinn-official": (BayesBiNN, dict(tau=1e-10, lr=1e-4, beta=0.0, samples=1, lam_init=10.0,
-                                           numerics="official", backend="numpy")),
-    "ste": (STEAdam, dict(lr=1e-2)),
-    "bop": (Bop, dict(threshold=1e-3, gamma=0.05)),
-    "adam": (Adam, dict(lr=1e-2)),
-    "pmf": (PMF, dict(lr=1e-2, rho=1.2, anneal_every=2)),
+    "bayesbinn-official": ("bayesbinn", dict(tau=1e-10, lr=1e-4, beta=0.0, samples=1, lam_init=10.0,
+                                             numerics="official", backend="numpy")),
+    "ste": ("ste", dict(lr=1e-2)),
+    "bop": ("bop", dict(threshold=1e-3, gamma=0.05)),
+    "adam": ("adam", dict(lr=1e-2)),
+    "pmf": ("pmf", dict(lr=1e-2, rho=1.2, anneal_every=2)),
     # VISPA's noise r (one (K,) vector per layer) is stored under sample{j}/u
-    "vispa": (VISPA, dict(lr=0.1, rank=4, scale=10.0, backend="numpy")),
+    "vispa": ("vispa", dict(lr=0.1, rank=4, scale=10.0, backend="numpy")),
 }
 
 
 def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
     """The optimizer of ``optimizer_name`` with its trace defaults, updated by ``hparams``."""
-    cls, hp = OPTIMIZERS[check_choice("optimizer", optimizer_name, OPTIMIZERS)]
+    key, hp = OPTIMIZERS[check_choice("optimizer", optimizer_name, tuple(OPTIMIZERS))]
     hp = dict(hp)
-    if cls is BayesBiNN:
+    if key == "bayesbinn":
         # backend 'numpy': the reference functions (correctly rounded transcendentals), the
         # same numbers on every CPU; the state dtype is the trace's dtype
         hp.update(N=float(n_data), dtype=np.dtype(dtype).name)
     hp.update(hparams or {})
-    return cls(**hp)
+    return make(key, **hp)
 
 
 def describe_layers(model):
@@ -137,7 +136,7 @@ def _put_state(arrays, prefix, state):
 def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float64", hparams=None):
     """Train ``model_name`` with ``optimizer_name`` for ``steps`` steps on synthetic data; save every tensor.
 
-    One step (the loop of ``refbinn.train.train_step``, recording as it goes)::
+    One step is ``refbinn.train.train_step``, recording every pass (``on_pass``)::
 
         noise = opt.sample(state, rng_noise)                 # S dicts of u (BayesBiNN) or [None]
         for j, n in enumerate(noise):
@@ -166,7 +165,7 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
     dict
         The ``meta`` entry written.
     """
-    spec = MODELS[check_choice("model", model_name, MODELS)]
+    spec = MODELS[check_choice("model", model_name, tuple(MODELS))]
     check_choice("optimizer", optimizer_name, OPTIMIZERS)
     check_int("steps", steps, 1)
     dt = np.dtype(check_choice("dtype", np.dtype(dtype).name, ("float32", "float64")))
@@ -179,7 +178,7 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
     opt = make_optimizer(optimizer_name, spec.n_data, dt, hparams)
     state = opt.init(params, r_init)
     drops = [i for i, L in enumerate(model.layers) if isinstance(L, Dropout)]
-    bayes = isinstance(opt, BayesBiNN)
+    bayes = OPTIMIZERS[optimizer_name][0] == "bayesbinn"
 
     arrays = {}
     p0 = step_key(0)
@@ -188,34 +187,32 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
     arrays.update({f"{p0}/bn/{k}": v for k, v in bn.items()})
     arrays.update({f"{p0}/eval_w/{k}": v for k, v in opt.params(state).items()})
     n_batches = spec.n_data // spec.batch
+    samples = set()
     for t in range(1, int(steps) + 1):
         pre = step_key(t)
         i = ((t - 1) % n_batches) * spec.batch
         x, y = x_all[i:i + spec.batch], y_all[i:i + spec.batch]
         arrays[f"{pre}/x"], arrays[f"{pre}/y"] = x, y
-        noise = opt.sample(state, r_noise)
-        grads = []
-        for j, n in enumerate(noise):
-            sp = f"{pre}/sample{j}"
-            w = opt.forward_params(state, n)
-            out, cache, bn = model.forward(w, x, bn, train=True, rng=r_drop)
-            loss, dout = softmax_cross_entropy(out, y)
-            _, g = model.backward(w, cache, dout)
-            grads.append(g)
-            if n is not None:
-                arrays.update({f"{sp}/u/{k}": np.asarray(v) for k, v in n.items()})
-            arrays.update({f"{sp}/mask/{model.layers[li].name}": cache[li]
-                           for li in drops if cache[li] is not None})       # the masks the layers used
-            arrays.update({f"{sp}/w/{k}": v for k, v in w.items()})
-            arrays[f"{sp}/out"] = out
-            arrays[f"{sp}/loss"] = np.float64(loss)
-            arrays.update({f"{sp}/grad/{k}": v for k, v in g.items()})
-            if bayes and n is not None:
+
+        def record(state, ps, sp=f"{pre}/sample"):
+            sp = f"{sp}{ps.index}"
+            if ps.noise is not None:
+                arrays.update({f"{sp}/u/{k}": np.asarray(v) for k, v in ps.noise.items()})
+            arrays.update({f"{sp}/mask/{model.layers[li].name}": ps.cache[li]
+                           for li in drops if ps.cache[li] is not None})   # the masks the layers used
+            arrays.update({f"{sp}/w/{k}": v for k, v in ps.weights.items()})
+            arrays[f"{sp}/out"] = ps.out
+            arrays[f"{sp}/loss"] = np.float64(ps.loss)
+            arrays.update({f"{sp}/grad/{k}": v for k, v in ps.grads.items()})
+            if bayes and ps.noise is not None:
                 mu = state.mu if opt.numerics == OFFICIAL else {}
-                arrays.update({f"{sp}/scale/{k}": concrete_scale(lam, n[k], opt.tau, opt.N,
+                arrays.update({f"{sp}/scale/{k}": concrete_scale(lam, ps.noise[k], opt.tau, opt.N,
                                                                  opt.numerics, mu.get(k))
                                for k, lam in state.lam.items()})
-        state = opt.update(grads, state, noise)
+            samples.add(ps.index)
+
+        state, bn, _, _ = train_step(model, opt, state, bn, x, y, softmax_cross_entropy,
+                                     rng_noise=r_noise, rng_drop=r_drop, on_pass=record)
         _put_state(arrays, pre, state)
         arrays.update({f"{pre}/bn/{k}": v for k, v in bn.items()})
         arrays.update({f"{pre}/eval_w/{k}": v for k, v in opt.params(state).items()})
@@ -225,7 +222,7 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
         "model": model_name, "layers": describe_layers(model),
         "optimizer": optimizer_name, "optimizer_class": type(opt).__name__, "hparams": opt.config(),
         "dtype": dt.name, "steps": int(steps), "seed": int(seed),
-        "samples": len(noise), "batch_size": spec.batch, "n_data": spec.n_data,
+        "samples": len(samples), "batch_size": spec.batch, "n_data": spec.n_data,
         "in_shape": list(spec.in_shape), "classes": spec.classes, "loss": "softmax_cross_entropy",
         "param_names": list(params), "param_shapes": {k: list(v.shape) for k, v in params.items()},
         "bn_names": list(bn), "dropout_layers": [model.layers[i].name for i in drops],

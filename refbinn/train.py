@@ -20,13 +20,14 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .io import (atomic_savez, generator_from_json, generator_state_json, tree_from_arrays,
                  tree_to_arrays, write_json)
 from .optim.registry import FILE_NAMES
-from .predict import apply_link, predictive_entropy
+from .predict import predict_mean, predict_mode, predictive_entropy
 
 
 @dataclass
@@ -59,57 +60,57 @@ class TrainConfig:
 
 
 # -- one step ----------------------------------------------------------------------
-def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng_drop, lr=None):
-    """One optimizer step with all of its Monte Carlo samples.
+class Pass(NamedTuple):
+    """What one forward/backward pass of ``train_step`` saw and computed (for ``on_pass``)."""
+    index: int          # j, the pass (Monte Carlo sample) number
+    noise: object       # the optimizer's noise entry for this pass (None if it draws none)
+    weights: dict       # opt.forward_params(state, noise)
+    cache: list         # the model's per-layer caches (dropout keep masks among them)
+    out: np.ndarray     # the model's output
+    loss: float
+    grads: dict         # d loss / d weights
+
+
+def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng_drop, lr=None,
+               on_pass=None):
+    """One optimizer step with all of its Monte Carlo samples::
+
+        noise = opt.sample(state, rng_noise)
+        for n in noise:  w = opt.forward_params(state, n); forward, loss, backward at w -> g
+        state = opt.update([g, ...], state, noise, lr=lr)
 
     Returns ``(opt_state, bn_state, mean_loss, last_output)``. BatchNorm state is
     carried through the S forward passes in order (as a torch loop over samples does).
+    ``on_pass(opt_state, Pass)``, if given, sees every pass before the update (the
+    golden traces record from it).
     """
     noise = opt.sample(opt_state, rng_noise)
     grads, losses, out = [], [], None
-    for n in noise:
+    for j, n in enumerate(noise):
         p = opt.forward_params(opt_state, n)
         out, cache, bn_state = model.forward(p, x, bn_state, train=True, rng=rng_drop)
         loss, dout = loss_fn(out, y)
         _, g = model.backward(p, cache, dout)
         grads.append(g)
         losses.append(loss)
+        if on_pass is not None:
+            on_pass(opt_state, Pass(j, n, p, cache, out, loss, g))
     opt_state = opt.update(grads, opt_state, noise, lr=lr)
     return opt_state, bn_state, float(np.mean(losses)), out
 
 
 # -- evaluation ------------------------------------------------------------------------
-def _logits(model, params, bn_state, x, batch):
-    outs = [model.apply(params, x[i:i + batch], bn_state) for i in range(0, len(x), batch)]
-    return np.concatenate(outs) if outs else np.zeros((0,))
-
-
-def _probs(logits):
-    """Class probabilities (N, K); a single logit per row gives the two classes [1 - p, p]."""
-    if logits.ndim == 1 or logits.shape[1] == 1:
-        p1 = apply_link(logits.reshape(-1), "sigmoid")
-        return np.stack([1 - p1, p1], axis=1)
-    return apply_link(logits, "softmax")
-
-
 def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, average="prob",
              batch=1000):
     """Accuracy (and NLL, mean entropy) of the mode prediction and, if ``samples`` > 0,
     of the mean prediction over ``samples`` hard weight samples."""
     out = {}
-    lg = _logits(model, opt.params(opt_state), bn_state, x, batch)
-    p = _probs(lg.astype(np.float64))        # float64 so that the NLL of a confident miss stays finite
+    p = predict_mode(model, opt, opt_state, bn_state, x, link="classes", batch_size=batch)   # (n, K)
     out["acc_mode"] = float(np.mean(p.argmax(1) == y))
     out["nll_mode"] = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None))))
     if samples > 0 and hasattr(opt, "sample_params"):
-        acc = None
-        for _ in range(samples):
-            lg_s = _logits(model, opt.sample_params(opt_state, rng), bn_state, x, batch)
-            lg_s = lg_s.astype(np.float64)
-            v = _probs(lg_s) if average == "prob" else lg_s
-            acc = v if acc is None else acc + v
-        acc /= samples
-        pm = acc if average == "prob" else _probs(acc)
+        pm = predict_mean(model, opt, opt_state, bn_state, x, samples, rng, average=average,
+                          link="classes", batch_size=batch)
         out["acc_mean"] = float(np.mean(pm.argmax(1) == y))
         out["nll_mean"] = float(-np.mean(np.log(np.clip(pm[np.arange(len(y)), y], 1e-300, None))))
         out["entropy_mean"] = float(np.mean(predictive_entropy(pm)))
