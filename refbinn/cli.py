@@ -66,7 +66,7 @@ def cmd_evaluate(a):
 
 # -- continual ----------------------------------------------------------------------------
 def cmd_continual(a):
-    from .continual import run_continual
+    from .experiments.continual import run_continual
     from .experiments import load_data
     from . import data as D
     ds = D.load_mnist(a.data_root)
@@ -96,7 +96,7 @@ def cmd_continual(a):
 
 # -- demo ------------------------------------------------------------------------------------
 def cmd_demo(a):
-    from .demo import run_demo
+    from .experiments.demo import run_demo
     return run_demo(out=a.out, root=a.data_root, quick=a.quick)
 
 
@@ -121,17 +121,17 @@ def cmd_predict(a):
 
 # -- golden traces ---------------------------------------------------------------------------
 def cmd_trace(a):
-    from .trace import cli_trace
+    from .train.trace import cli_trace
     return cli_trace(a)
 
 
 def cmd_check_trace(a):
-    from .trace import cli_check_trace
+    from .train.trace import cli_check_trace
     return cli_check_trace(a)
 
 
 def build_parser():
-    from . import trace
+    from .train import trace
     p = argparse.ArgumentParser(prog="refbinn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 

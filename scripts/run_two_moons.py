@@ -60,7 +60,7 @@ def main(argv=None):
 
     from refbinn.io import write_json as _write_json
     from refbinn.report import table as _table
-    from refbinn.demo import _grid, _plot_moons
+    from refbinn.experiments.demo import _grid, _plot_moons
     from refbinn.predict import predict_mean, predict_mode
     xx, yy, grid = _grid()                                    # grid: (121*121, 2), standardised inputs
     rows, runs, maps = [], [], {}

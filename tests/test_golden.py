@@ -11,7 +11,7 @@ import os
 import pytest
 
 from refbinn.cli import main
-from refbinn.trace import compare_traces, key_differences, load_trace, write_trace
+from refbinn.train.trace import compare_traces, key_differences, load_trace, write_trace
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 _spec = importlib.util.spec_from_file_location("golden_record", os.path.join(GOLDEN, "record.py"))
@@ -38,7 +38,7 @@ def test_check_trace_sees_a_one_ulp_change(tmp_path, capsys):
     meta, arrays = load_trace(golden)
     key = "step0002/lam/fc1.weight"
     arrays[key] = np.nextafter(arrays[key], np.inf)
-    from refbinn.trace import save_trace
+    from refbinn.train.trace import save_trace
     save_trace(tmp_path / "off.npz", meta, arrays)
     assert main(["check-trace", str(tmp_path / "off.npz"), golden, "--rtol", "0"]) == 1
     assert "step 2, tensor lam/fc1.weight" in capsys.readouterr().out

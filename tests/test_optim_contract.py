@@ -25,7 +25,7 @@ from refbinn.optim.partition import Partition
 from refbinn.optim.pmf import PMF
 from refbinn.optim.ste import STEAdam
 from refbinn.optim.vispa import VISPA
-from refbinn.schedules import cosine
+from refbinn.train.schedules import cosine
 
 D, N_TRAIN, N_TEST, BATCH, STEPS = 32, 1000, 2000, 50, 300
 

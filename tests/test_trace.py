@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from refbinn.trace import (OPTIMIZERS, cli_check_trace, cli_trace, compare_traces, load_trace,
+from refbinn.train.trace import (OPTIMIZERS, cli_check_trace, cli_trace, compare_traces, load_trace,
                            save_trace, write_trace)
 
 STEPS = 5

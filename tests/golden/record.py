@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 
 from refbinn.optim import VISPA, Adam, BayesBiNN, STEAdam  # noqa: E402
-from refbinn.trace import load_trace, write_trace  # noqa: E402
+from refbinn.train.trace import load_trace, write_trace  # noqa: E402
 
 STEPS = 3                            # the digested traces
 TINY_STEPS = 2                       # the kept ones

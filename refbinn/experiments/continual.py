@@ -14,10 +14,11 @@ import time
 
 import numpy as np
 
-from . import models, schedules
-from .nn.losses import softmax_cross_entropy
-from .optim.bayesbinn import BayesBiNN
-from .train import Data, TrainConfig, evaluate, fit
+from .. import models
+from ..train import schedules
+from ..nn.losses import softmax_cross_entropy
+from ..optim.bayesbinn import BayesBiNN
+from ..train import Data, TrainConfig, evaluate, fit
 
 
 def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batch_size=100, lr=1e-3,
@@ -28,7 +29,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     ``prior`` is ``'posterior'`` (lam0 = previous task's lam) or ``'zero'`` (lam0 = 0).
     Accuracy uses the mean prediction over ``test_samples`` hard samples (mode too).
     """
-    from .data import permuted_mnist_tasks
+    from ..data import permuted_mnist_tasks
     if prior not in ("posterior", "zero"):
         raise ValueError(f"prior must be 'posterior' or 'zero', got {prior!r}")
     perms = permuted_mnist_tasks(x_train.shape[1], tasks, seed=perm_seed)   # (tasks, 784)

@@ -22,9 +22,9 @@ import numpy as np
 from numba import njit, prange
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .kernels import (ConvWeights, binary_conv2d, binary_gemm_panels, binary_weight_matmul,
+from ..kernels import (ConvWeights, binary_conv2d, binary_gemm_panels, binary_weight_matmul,
                       pack_signs, to_panels)
-from .io import atomic_savez
+from ..io import atomic_savez
 
 FORMAT = "refbinn.packed"
 FORMAT_VERSION = 1

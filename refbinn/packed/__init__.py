@@ -46,10 +46,10 @@ Modules (this one only re-exports them):
 """
 from __future__ import annotations
 
-from .packed_cli import cli_export, cli_predict
-from .packed_export import export
-from .packed_fold import FLOAT_BOUND, fit_threshold, float_keys, float_values
-from .packed_model import FORMAT, FORMAT_VERSION, PackedModel, load_packed
+from .cli import cli_export, cli_predict
+from .export import export
+from .fold import FLOAT_BOUND, fit_threshold, float_keys, float_values
+from .model import FORMAT, FORMAT_VERSION, PackedModel, load_packed
 
 __all__ = ["FLOAT_BOUND", "FORMAT", "FORMAT_VERSION", "PackedModel", "cli_export", "cli_predict", "export",
            "fit_threshold", "float_keys", "float_values", "load_packed"]

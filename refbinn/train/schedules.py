@@ -21,7 +21,7 @@ import bisect
 import functools
 import math
 
-from .checks import check_int, check_range
+from ..checks import check_int, check_range
 
 
 # -- cosine -------------------------------------------------------------------

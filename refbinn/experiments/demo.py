@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from .experiments import build
-from .predict import predict_logits, predict_mean, predict_mode
-from .train import fit
+from .setup import build
+from ..predict import predict_logits, predict_mean, predict_mode
+from ..train import fit
 
 
 def _grid(lo=-3.0, hi=3.0, n=121):
@@ -77,7 +77,7 @@ def _plot_moons(path, xx, yy, maps, data):
 
 
 def snelson(out, root=None, quick=False, seed=0):
-    from .data import snelson_grid
+    from ..data import snelson_grid
     rows, curves = [], {}
     for optimizer in ("bayesbinn", "ste"):
         over = {"seed": seed, **({"epochs": 300} if quick else {})}
@@ -129,9 +129,9 @@ def _plot_snelson(path, xg, curves, data):
 
 
 def run_demo(out="results", root=None, quick=False, seed=0):
-    from .io import write_json as _write_json
-    from .report import table as _table
-    from .data import DatasetNotFound
+    from ..io import write_json as _write_json
+    from ..report import table as _table
+    from ..data import DatasetNotFound
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     result = {"quick": quick, "seed": seed}

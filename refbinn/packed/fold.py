@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nn import BatchNorm
+from ..nn import BatchNorm
 
 FLOAT_BOUND = 2.0 ** 100          # real pre-activations beyond it decide as at the bound
 
@@ -66,7 +66,7 @@ def fit_threshold(decide, channels, bound, value=None):
         b = np.where(active & g, m, b)
 
 
-def _threshold_op(name, chain, bias, channels, dtype, integer_bound):
+def threshold_op(name, chain, bias, channels, dtype, integer_bound):
     """The threshold op of ``sign(chain(h + bias))``: integer keys |h| <= K, else float32 keys."""
     for layer, _, _ in chain:
         if isinstance(layer, BatchNorm) and layer.num_features != channels:
@@ -93,7 +93,7 @@ def _threshold_op(name, chain, bias, channels, dtype, integer_bound):
     return {"op": "threshold", "name": name, "pack": False}, arrays
 
 
-def _bn_op(layer, p, s, exact):
+def bn_op(layer, p, s, exact):
     """BatchNorm in eval mode: the float model's order on exact inputs, else scale and shift."""
     if exact:
         a = {"mean": s["running_mean"], "inv_std": 1.0 / np.sqrt(s["running_var"] + layer.eps)}

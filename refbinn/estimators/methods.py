@@ -41,7 +41,7 @@ import math
 import numpy as np
 from scipy import integrate
 
-from .checks import check_int, check_range
+from ..checks import check_int, check_range
 
 MAX_ENUM_DIM = 16       # 2^16 = 65536 sign vectors: the largest exact enumeration offered
 _DELTA_LIM = 20.0       # logistic noise beyond |delta| = 20 has mass 2*sigmoid(-40) ~ 8e-18

@@ -26,14 +26,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .models import build_model
-from .nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Tanh,
+from ..models import build_model
+from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Tanh,
                  softmax_cross_entropy)
-from .checks import check_choice, check_int
-from .io import atomic_savez
-from .optim.bayesbinn import OFFICIAL, concrete_scale
-from .optim.registry import make
-from .train import train_step
+from ..checks import check_choice, check_int
+from ..io import atomic_savez
+from ..optim.bayesbinn import OFFICIAL, concrete_scale
+from ..optim.registry import make
+from .step import train_step
 
 FORMAT, VERSION = "refbinn-trace", 1
 

@@ -11,15 +11,15 @@ import time
 
 import numpy as np
 
-from .io import write_json
-from .packed_export import export
-from .packed_model import load_packed
+from ..io import write_json
+from .export import export
+from .model import load_packed
 
 
 def cli_export(args):
     """``refbinn export CHECKPOINT OUT``: pack the mode weights of a training checkpoint."""
-    from .models import build_model
-    from .train import load_checkpoint
+    from ..models import build_model
+    from ..train import load_checkpoint
     ck = load_checkpoint(args.checkpoint)
     spec = ck["config"].get("meta", {}).get("model")
     if not spec:
@@ -36,7 +36,7 @@ def cli_export(args):
 
 def cli_predict(args):
     """``refbinn predict PACKED --dataset mnist``: test accuracy and images per second."""
-    from . import data as D
+    from .. import data as D
     if args.dataset not in ("mnist", "fashion-mnist"):
         raise ValueError(f"predict: dataset must be 'mnist' or 'fashion-mnist', got {args.dataset!r}")
     packed = load_packed(args.packed)

@@ -15,19 +15,17 @@ checkpoint, so ``resume`` continues bit-identically to an uninterrupted run.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
-from .io import (atomic_savez, generator_from_json, generator_state_json, tree_from_arrays,
-                 tree_to_arrays, write_json)
-from .optim.registry import FILE_NAMES
-from .predict import predict_mean, predict_mode, predictive_entropy
+from ..io import write_json
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import evaluate
+from .step import train_step
 
 
 @dataclass
@@ -58,92 +56,6 @@ class TrainConfig:
     quiet: bool = False
     meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
 
-
-# -- one step ----------------------------------------------------------------------
-class Pass(NamedTuple):
-    """What one forward/backward pass of ``train_step`` saw and computed (for ``on_pass``)."""
-    index: int          # j, the pass (Monte Carlo sample) number
-    noise: object       # the optimizer's noise entry for this pass (None if it draws none)
-    weights: dict       # opt.forward_params(state, noise)
-    cache: list         # the model's per-layer caches (dropout keep masks among them)
-    out: np.ndarray     # the model's output
-    loss: float
-    grads: dict         # d loss / d weights
-
-
-def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng_drop, lr=None,
-               on_pass=None):
-    """One optimizer step with all of its Monte Carlo samples::
-
-        noise = opt.sample(state, rng_noise)
-        for n in noise:  w = opt.forward_params(state, n); forward, loss, backward at w -> g
-        state = opt.update([g, ...], state, noise, lr=lr)
-
-    Returns ``(opt_state, bn_state, mean_loss, last_output)``. BatchNorm state is
-    carried through the S forward passes in order (as a torch loop over samples does).
-    ``on_pass(opt_state, Pass)``, if given, sees every pass before the update (the
-    golden traces record from it).
-    """
-    noise = opt.sample(opt_state, rng_noise)
-    grads, losses, out = [], [], None
-    for j, n in enumerate(noise):
-        p = opt.forward_params(opt_state, n)
-        out, cache, bn_state = model.forward(p, x, bn_state, train=True, rng=rng_drop)
-        loss, dout = loss_fn(out, y)
-        _, g = model.backward(p, cache, dout)
-        grads.append(g)
-        losses.append(loss)
-        if on_pass is not None:
-            on_pass(opt_state, Pass(j, n, p, cache, out, loss, g))
-    opt_state = opt.update(grads, opt_state, noise, lr=lr)
-    return opt_state, bn_state, float(np.mean(losses)), out
-
-
-# -- evaluation ------------------------------------------------------------------------
-def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, average="prob",
-             batch=1000):
-    """Accuracy (and NLL, mean entropy) of the mode prediction and, if ``samples`` > 0,
-    of the mean prediction over ``samples`` hard weight samples."""
-    out = {}
-    p = predict_mode(model, opt, opt_state, bn_state, x, link="classes", batch_size=batch)   # (n, K)
-    out["acc_mode"] = float(np.mean(p.argmax(1) == y))
-    out["nll_mode"] = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None))))
-    if samples > 0 and hasattr(opt, "sample_params"):
-        pm = predict_mean(model, opt, opt_state, bn_state, x, samples, rng, average=average,
-                          link="classes", batch_size=batch)
-        out["acc_mean"] = float(np.mean(pm.argmax(1) == y))
-        out["nll_mean"] = float(-np.mean(np.log(np.clip(pm[np.arange(len(y)), y], 1e-300, None))))
-        out["entropy_mean"] = float(np.mean(predictive_entropy(pm)))
-    return out
-
-
-# -- checkpoints ------------------------------------------------------------------------
-def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, config):
-    arrays = tree_to_arrays(opt, "optimizer", FILE_NAMES)
-    arrays.update(tree_to_arrays(opt_state, "state", FILE_NAMES))
-    arrays.update(tree_to_arrays(dict(bn_state), "bn_state", FILE_NAMES))
-    arrays.update({f"rng/{k}": np.array(generator_state_json(g)) for k, g in rngs.items()})
-    arrays["epoch"] = np.array(epoch)
-    arrays["history"] = np.array(json.dumps(history))
-    arrays["config"] = np.array(json.dumps(config))
-    atomic_savez(path, arrays)
-
-
-def load_checkpoint(path):
-    """Return a dict with opt, opt_state, bn_state, rngs, epoch, history, config."""
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
-    return {
-        "opt": tree_from_arrays(data, "optimizer", FILE_NAMES, path),
-        "opt_state": tree_from_arrays(data, "state", FILE_NAMES, path),
-        "bn_state": tree_from_arrays(data, "bn_state", FILE_NAMES, path),
-        "rngs": {k[4:]: generator_from_json(str(v), path) for k, v in data.items() if k.startswith("rng/")},
-        "epoch": int(data["epoch"]),
-        "history": json.loads(str(data["history"])),
-        "config": json.loads(str(data["config"])),
-    }
-
-
 def summarize(history):
     """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch."""
     ep = history["epochs"]
@@ -159,7 +71,6 @@ def summarize(history):
     out["test_acc_mean_last"] = ep[-1].get("test_acc_mean")
     out["train_seconds"] = float(sum(e["seconds"] for e in ep))
     return out
-
 
 # -- the loop ----------------------------------------------------------------------------
 def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=False,
@@ -179,7 +90,7 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     -------
     dict with ``history``, ``summary``, ``opt_state``, ``bn_state``.
     """
-    from .data.transforms import batches   # local import keeps the loop usable without data extras
+    from ..data.transforms import batches   # local import keeps the loop usable without data extras
 
     ckpt_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
     config = {**asdict(cfg), "n_train": data.n_train}

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import pack_conv_weight, pack_signs
-from .nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, SignActivation,
+from ..kernels import pack_conv_weight, pack_signs
+from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, SignActivation,
                  Tanh)
-from .packed_fold import _bn_op, _threshold_op
-from .packed_model import PackedModel
+from .fold import bn_op, threshold_op
+from .model import PackedModel
 
 _ELEMENTWISE = (BatchNorm, ReLU, Tanh, Dropout)
 _SUPPORTED = "Dense, Conv2d, BatchNorm, ReLU, Tanh, MaxPool2d, Flatten, Dropout, SignActivation"
@@ -165,7 +165,7 @@ def export(model, params, bn_state):
             if c is not None:           # per-channel thresholds need the channel count
                 for pool in front:
                     emit(_pool_op(pool))
-                emit(_threshold_op(layer.name, chain, bias, c, dtype,
+                emit(threshold_op(layer.name, chain, bias, c, dtype,
                                    int_bound if kind == "int" else None))
                 for pool in back:
                     emit(_pool_op(pool))
@@ -179,7 +179,7 @@ def export(model, params, bn_state):
             pass                            # identity in evaluation mode
         elif isinstance(layer, BatchNorm):
             as_real()
-            emit(_bn_op(layer, p, s, exact))
+            emit(bn_op(layer, p, s, exact))
         elif isinstance(layer, (ReLU, Tanh)):
             as_real()
             emit(({"op": "relu" if isinstance(layer, ReLU) else "tanh", "name": layer.name}, {}))
