@@ -1,9 +1,9 @@
-"""Fused float32 Numba kernels for VISPA (the fast twin of ``_vispa_math.py``).
+"""Fused float32 Numba kernels for VISPA: the fast twins of ``_vispa_math.py``.
 
-``step`` computes what ``step_numpy`` computes for one forward pass, and
-``sample_weights`` what the NumPy ``sample_weights`` computes, each in one parallel
+``step_fused`` computes what ``step_numpy`` computes for one forward pass, and
+``sample_weights_fused`` what ``sample_weights`` computes, each in one parallel
 pass over memory and bit for bit (the tests assert equal bits). Only float32 is
-covered; which arrays come here (``FUSED_MIN_SIZE``) is decided in ``vispa.py``.
+covered; which arrays come here is decided in ``vispa.py`` (``_backend.use_kernels``).
 
 References: Orecchia et al., "Training Binary Neural Networks via Gaussian Variational
 Inference and Low-Rank Semidefinite Programming", NeurIPS 2024.
@@ -33,7 +33,7 @@ FMAX = np.float32(np.finfo(np.float32).max)     # |x| <= FMAX: x is finite (NaN 
 # error_model="numpy": Python's error model tests every divisor for zero, which stops LLVM
 # from vectorising the loops. No fastmath: the twins must round exactly like NumPy.
 @njit(cache=True, parallel=True, error_model="numpy")
-def _step_kernel(m, Z, vm, vZ, g, coef, lr, mom, wd, use_wd, scale, do_project,
+def step_kernel(m, Z, vm, vZ, g, coef, lr, mom, wd, use_wd, scale, do_project,
                  m_out, Z_out, vm_out, vZ_out):
     """``step_numpy`` for one pass, grad_Z formed on the fly (never stored):
 
@@ -112,7 +112,7 @@ def _step_kernel(m, Z, vm, vZ, g, coef, lr, mom, wd, use_wd, scale, do_project,
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _sign_kernel(m, Z, r, out):
+def sample_weights_kernel(m, Z, r, out):
     """``sample_weights``: out = sign(m + sum_k r_k Z[k]), summed over k = 0, 1, ... in order.
 
     Parameters
@@ -140,8 +140,8 @@ def _sign_kernel(m, Z, r, out):
 
 
 # -- calls from ``VISPA``: flat views of C-order arrays, outputs from the optimizer's pool --
-def step(pool, m, Z, vm, vZ, g, r, lr, momentum, weight_decay, scale, do_project):
-    """``step_numpy`` for one pass in ``_step_kernel``; None if m or Z came out non-finite.
+def step_fused(pool, m, Z, vm, vZ, g, r, lr, momentum, weight_decay, scale, do_project):
+    """``step_numpy`` for one pass in ``step_kernel``; None if m or Z came out non-finite.
 
     Outputs come from the pool: a 10M-weight K = 8 step writes 0.7 GB, and fresh
     pages cost a page fault and zeroing each (measured on one thread: 310 ms a step
@@ -165,14 +165,14 @@ def step(pool, m, Z, vm, vZ, g, r, lr, momentum, weight_decay, scale, do_project
     flat = lambda a: a.reshape(-1)                                       # (n,) or (K*n,): views
     outs = tuple(pool.empty_like(a) for a in (m, Z, m, Z))             # m, Z, vel_m, vel_Z
     coef = r * math.sqrt(scale)                                          # as in vispa_grads
-    bad = _step_kernel(flat(m), flat(Z), flat(vm), flat(vZ), flat(g), coef, t(lr),
+    bad = step_kernel(flat(m), flat(Z), flat(vm), flat(vZ), flat(g), coef, t(lr),
                        t(momentum), t(weight_decay), weight_decay != 0,
                        t(scale), do_project, *(o.reshape(-1) for o in outs))
     return None if bad else outs
 
 
-def sample_weights(pool, m, Z, r):
-    """sign(m + Z^T r) in ``_sign_kernel``, the output from the pool.
+def sample_weights_fused(pool, m, Z, r):
+    """sign(m + Z^T r) in ``sample_weights_kernel``, the output from the pool.
 
     Parameters
     ----------
@@ -187,6 +187,6 @@ def sample_weights(pool, m, Z, r):
     """
     m = np.ascontiguousarray(m)                  # the pool hands out C-order arrays
     w = pool.empty_like(m)
-    _sign_kernel(m.reshape(-1), np.ascontiguousarray(Z).reshape(-1), r,
+    sample_weights_kernel(m.reshape(-1), np.ascontiguousarray(Z).reshape(-1), r,
                  w.reshape(-1))                                      # (n,), (K*n,)
     return w
