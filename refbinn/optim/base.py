@@ -84,3 +84,40 @@ def as_grad_list(grads, noise):
     if len(grads) != n:
         raise ValueError(f"got {len(grads)} gradient dict(s) for {n} noise sample(s)")
     return grads
+
+
+def mean_grads(grads, like, owner):
+    """g[k] = (1/S) sum_s grads[s][k], cast to ``like[k].dtype``.
+
+    Parameters
+    ----------
+    grads : list of dict
+        One dict per forward/backward pass (S >= 1), keyed like ``like``.
+    like : dict name -> ndarray
+        The arrays the gradients belong to (shapes and dtypes to match).
+    owner : str
+        Optimizer name for error messages.
+
+    Returns
+    -------
+    dict name -> ndarray
+        With one pass the arrays are returned as given (cast only), so S = 1
+        involves no arithmetic.
+    """
+    for s, g in enumerate(grads):
+        if set(g) != set(like):
+            missing = [k for k in like if k not in g]
+            extra = [k for k in g if k not in like]
+            raise ValueError(f"{owner}: gradient dict {s} does not match the parameters "
+                             f"(missing {missing}, unexpected {extra})")
+        for k, a in like.items():
+            if np.shape(g[k]) != np.shape(a):
+                raise ValueError(f"{owner}: gradient of '{k}' has shape {np.shape(g[k])}, "
+                                 f"expected {np.shape(a)}")
+    out = {}
+    for k, a in like.items():
+        acc = np.asarray(grads[0][k], dtype=a.dtype)
+        for g in grads[1:]:
+            acc = acc + np.asarray(g[k], dtype=a.dtype)
+        out[k] = acc / len(grads) if len(grads) > 1 else acc
+    return out

@@ -25,8 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..nn.base import BINARY, REAL
-from .adam import mean_grads
-from .base import Optimizer, as_grad_list, check_finite
+from .base import Optimizer, as_grad_list, check_finite, mean_grads
 
 
 class PartitionState(NamedTuple):

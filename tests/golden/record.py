@@ -94,9 +94,10 @@ def kernel_digests(name):
 
 
 def trace_digest(path):
-    """SHA-256 over a trace's meta and every array (sorted keys, shapes, dtypes, bits)."""
-    meta, arrays = load_trace(path)
-    h = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    """SHA-256 over every array of a trace (sorted keys, shapes, dtypes, bits); not the meta,
+    whose hyperparameter list may grow (Adam, STE and PMF gained ``backend`` in issue 11)."""
+    _, arrays = load_trace(path)
+    h = hashlib.sha256()
     for k in sorted(arrays):
         h.update(k.encode())
         h.update(_digest([arrays[k]]).encode())

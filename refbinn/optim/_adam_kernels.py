@@ -1,6 +1,6 @@
-"""One-pass Numba kernel for the Adam moment update (used by Adam, STE-Adam and PMF).
+"""The Numba twin of ``_adam_math.adam_update`` (used by Adam, STE-Adam and PMF): one pass.
 
-It performs exactly the operations of ``adam.adam_update`` in the same order and
+It performs exactly the operations of ``adam_update`` in the same order and
 the same precision (no fastmath, so no fused multiply-add), so its results are
 bit-identical to the NumPy expression; it only avoids the ~12 temporaries NumPy
 makes, which dominate an STE-Adam step on the 10M weights of the MNIST MLP.
@@ -10,11 +10,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-MIN_SIZE = 1 << 16          # below this, thread start-up costs more than NumPy's passes
-
-
 @numba.njit(parallel=True, cache=True)
-def _adam_kernel(g, m, v, b1, c1, b2, c2, step_size, bc2, eps, delta, m_out, v_out):
+def adam_update_kernel(g, m, v, b1, c1, b2, c2, step_size, bc2, eps, delta, m_out, v_out):
     for i in numba.prange(g.size):
         gi = g[i]
         mi = b1 * m[i] + c1 * gi                     # beta1*m + (1-beta1)*g
@@ -26,16 +23,12 @@ def _adam_kernel(g, m, v, b1, c1, b2, c2, step_size, bc2, eps, delta, m_out, v_o
 
 
 def adam_update_fused(g, m, v, t, lr, beta1, beta2, eps):
-    """Same contract as ``adam.adam_update``; None when the arrays do not qualify."""
-    dt = g.dtype
-    if (g.size < MIN_SIZE or dt not in (np.float32, np.float64) or m.dtype != dt or v.dtype != dt
-            or not (g.flags.c_contiguous and m.flags.c_contiguous and v.flags.c_contiguous)):
-        return None
-    c = dt.type
+    """``adam_update`` for C-contiguous g, m, v of one float dtype (``adam_step`` checks)."""
+    c = g.dtype.type
     # The constants are rounded to the array dtype exactly as NumPy rounds Python floats
     # (NEP 50): each product/sum below is then the same float32 operation NumPy performs.
     delta, m_new, v_new = np.empty_like(g), np.empty_like(m), np.empty_like(v)
-    _adam_kernel(g.ravel(), m.ravel(), v.ravel(), c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
+    adam_update_kernel(g.ravel(), m.ravel(), v.ravel(), c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
                  c(lr / (1.0 - beta1 ** t)), c(np.sqrt(1.0 - beta2 ** t)), c(eps),
                  delta.ravel(), m_new.ravel(), v_new.ravel())
     return delta, m_new, v_new

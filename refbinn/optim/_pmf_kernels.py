@@ -1,4 +1,4 @@
-"""One-pass Numba kernels for the PMF soft weight and update (bit-identical to pmf.py's NumPy).
+"""The Numba twins of ``_pmf_math.py``: ``soft_weight_fused`` and ``pmf_step_fused``, one pass each.
 
 The NumPy step makes ~20 passes over the 2 x 10M auxiliaries of the MNIST MLP (the
 stacked gradient, weight decay, Adam, ``u - delta``); these kernels make one. They
@@ -12,17 +12,14 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-MIN_SIZE = 1 << 16          # below this, NumPy's passes cost less than a kernel call
-
-
 @numba.njit(parallel=True, cache=True)
-def _arg_kernel(u0, u1, beta, two, out):
+def soft_weight_kernel(u0, u1, beta, two, out):
     for i in numba.prange(out.size):
         out[i] = beta * (u1[i] - u0[i]) / two             # beta * (u[+1] - u[-1]) / 2
 
 
 @numba.njit(parallel=True, cache=True)
-def _update_kernel(g, w, u0, u1, m0, m1, v0, v1, half_beta, one, wd, use_wd,
+def pmf_step_kernel(g, w, u0, u1, m0, m1, v0, v1, half_beta, one, wd, use_wd,
                    b1, c1, b2, c2, step_size, bc2, eps, u_out0, u_out1, m_out0, m_out1, v_out0, v_out1):
     for i in numba.prange(g.size):
         wi = w[i]
@@ -32,7 +29,7 @@ def _update_kernel(g, w, u0, u1, m0, m1, v0, v1, half_beta, one, wd, use_wd,
         if use_wd:
             ga = ga + wd * u0[i]
             gb = gb + wd * u1[i]
-        ma = b1 * m0[i] + c1 * ga                          # Adam, as adam.adam_update
+        ma = b1 * m0[i] + c1 * ga                          # Adam, as _adam_math.adam_update
         va = b2 * v0[i] + c2 * (ga * ga)
         mb = b1 * m1[i] + c1 * gb
         vb = b2 * v1[i] + c2 * (gb * gb)
@@ -44,24 +41,17 @@ def _update_kernel(g, w, u0, u1, m0, m1, v0, v1, half_beta, one, wd, use_wd,
         v_out1[i] = vb
 
 
-def _qualifies(*arrays):
-    dt = arrays[0].dtype
-    return (arrays[0].size >= MIN_SIZE and dt in (np.float32, np.float64)
-            and all(a.dtype == dt and a.flags.c_contiguous for a in arrays))
-
-
 def soft_weight_fused(u, beta):
-    """Same as ``pmf.soft_weight``; None when u does not qualify."""
-    if not _qualifies(u):
-        return None
+    """``soft_weight`` for a C-contiguous float u (``PMF._soft_weight`` checks)."""
     c = u.dtype.type
     out = np.empty(u.shape[1:], dtype=u.dtype)
-    _arg_kernel(u[0].ravel(), u[1].ravel(), c(beta), c(2.0), out.ravel())
+    soft_weight_kernel(u[0].ravel(), u[1].ravel(), c(beta), c(2.0), out.ravel())
     return np.tanh(out, out=out)
 
 
-def pmf_update_fused(g, w, u, m, v, t, lr, beta, weight_decay, beta1, beta2, eps):
-    """The PMF step for one weight array: return ``(u_new, m_new, v_new)``; None if the arrays do not qualify.
+def pmf_step_fused(g, w, u, m, v, t, lr, beta, weight_decay, beta1, beta2, eps):
+    """``pmf_step`` for one weight array: return ``(u_new, m_new, v_new)`` (C-contiguous inputs of
+    one float dtype; ``PMF._step`` checks).
 
     Parameters
     ----------
@@ -72,11 +62,9 @@ def pmf_update_fused(g, w, u, m, v, t, lr, beta, weight_decay, beta1, beta2, eps
     t : int
         This step's number, from 1.
     """
-    if not (_qualifies(g, w) and _qualifies(u, m, v) and u.dtype == g.dtype):
-        return None
     c = g.dtype.type
     u_new, m_new, v_new = np.empty_like(u), np.empty_like(m), np.empty_like(v)
-    _update_kernel(g.ravel(), w.ravel(), u[0].ravel(), u[1].ravel(), m[0].ravel(), m[1].ravel(),
+    pmf_step_kernel(g.ravel(), w.ravel(), u[0].ravel(), u[1].ravel(), m[0].ravel(), m[1].ravel(),
                    v[0].ravel(), v[1].ravel(), c(beta / 2.0), c(1.0), c(weight_decay), bool(weight_decay),
                    c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
                    c(lr / (1.0 - beta1 ** t)), c(np.sqrt(1.0 - beta2 ** t)), c(eps),
