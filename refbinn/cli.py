@@ -6,10 +6,8 @@ a summary table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -67,7 +65,6 @@ def cmd_evaluate(a):
 # -- continual ----------------------------------------------------------------------------
 def cmd_continual(a):
     from .experiments.continual import run_continual
-    from .experiments import load_data
     from . import data as D
     ds = D.load_mnist(a.data_root)
     x = D.normalize(ds.x_train, "mnist").reshape(len(ds.x_train), -1)

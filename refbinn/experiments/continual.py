@@ -8,8 +8,6 @@ task k after training task t (k <= t; NaN above the diagonal).
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import numpy as np

@@ -9,7 +9,6 @@ Writes ``demo.json`` and the PNGs (with the ``plots`` extra) under ``out``.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 

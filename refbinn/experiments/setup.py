@@ -1,14 +1,11 @@
 """Build an experiment (model, optimizer, data, loss, schedule) from a data set name,
-an optimizer name and overrides of the paper preset (refbinn/presets.py)."""
+an optimizer name and overrides of the paper preset (refbinn/experiments/presets.py)."""
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
 from dataclasses import dataclass
-
-import numpy as np
 
 from ..checks import check_choice
 from ..models import build_model

@@ -96,7 +96,7 @@ def _store_row(c, row, col, k, v0, v1, v2, v3):
 
 
 @njit(cache=True)
-def _tile(a, bp, c, k, i0, jb):
+def tile(a, bp, c, k, i0, jb):
     """c[i0:i0+4, 32 jb:32 jb+32] = k - 2 popcount(a[i0:i0+4] ^ panel jb), clipped at the edges of c."""
     M, Kw = a.shape
     # Rows past M repeat the last row: same work, results not stored.
@@ -141,7 +141,7 @@ def _gemm(a, bp, c, k):
         first = block * BLOCK_TILES
         size = min(BLOCK_TILES, nt - first)         # tiles in this block
         r = t - first * nb
-        _tile(a, bp, c, k, (first + r % size) * ROWS, r // size)
+        tile(a, bp, c, k, (first + r % size) * ROWS, r // size)
 
 
 def _check_words(name, x, kw=None):
@@ -217,6 +217,6 @@ def gemm_asm():
     arr3u = types.Array(types.uint64, 3, "C")
     arr2i = types.Array(types.int32, 2, "C")
     sig = (arr2u, arr3u, arr2i, types.int64, types.int64, types.int64)
-    fresh = njit(_tile.py_func)
+    fresh = njit(tile.py_func)
     fresh.compile(sig)
     return fresh.inspect_asm(sig)
