@@ -30,7 +30,7 @@ from ..checks import check_range
 from ._adam_kernels import adam_update_fused
 from ._adam_math import adam_update  # noqa: F401  (re-exported)
 from ._backend import check_backend, use_kernels
-from .base import Optimizer, as_grad_list, check_finite, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
 
 
 class AdamState(NamedTuple):
@@ -87,10 +87,7 @@ class Adam(Optimizer):
         self.backend = check_backend(backend)
 
     def init(self, params, rng=None):
-        p = {k: np.array(v, copy=True) for k, v in params.items()}
-        for k, v in p.items():
-            if not np.issubdtype(v.dtype, np.floating):
-                raise ValueError(f"Adam: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
+        p = {k: np.array(v, copy=True) for k, v in float_params(params, "Adam").items()}
         return AdamState(p, {k: np.zeros_like(v) for k, v in p.items()},
                          {k: np.zeros_like(v) for k, v in p.items()}, 0)
 

@@ -104,20 +104,38 @@ def mean_grads(grads, like, owner):
         With one pass the arrays are returned as given (cast only), so S = 1
         involves no arithmetic.
     """
-    for s, g in enumerate(grads):
-        if set(g) != set(like):
-            missing = [k for k in like if k not in g]
-            extra = [k for k in g if k not in like]
-            raise ValueError(f"{owner}: gradient dict {s} does not match the parameters "
-                             f"(missing {missing}, unexpected {extra})")
-        for k, a in like.items():
-            if np.shape(g[k]) != np.shape(a):
-                raise ValueError(f"{owner}: gradient of '{k}' has shape {np.shape(g[k])}, "
-                                 f"expected {np.shape(a)}")
+    check_grads(grads, like, owner)
     out = {}
     for k, a in like.items():
         acc = np.asarray(grads[0][k], dtype=a.dtype)
         for g in grads[1:]:
             acc = acc + np.asarray(g[k], dtype=a.dtype)
         out[k] = acc / len(grads) if len(grads) > 1 else acc
+    return out
+
+
+def check_grads(grads, like, owner, allow_extra=False):
+    """ValueError unless every gradient dict has an entry of the right shape for every
+    parameter of ``like`` (and, unless ``allow_extra``, no other entry)."""
+    for s, g in enumerate(grads):
+        missing = [k for k in like if k not in g]
+        extra = [] if allow_extra else [k for k in g if k not in like]
+        if missing or extra:
+            what = f"no entry for parameter '{missing[0]}'" if not extra and len(missing) == 1 else (
+                f"does not match the parameters (missing {missing}, unexpected {extra})")
+            raise ValueError(f"{owner}: gradient dict {s} {what}")
+        for k, a in like.items():
+            if np.shape(g[k]) != np.shape(a):
+                raise ValueError(f"{owner}: gradient of parameter '{k}' has shape {np.shape(g[k])}, "
+                                 f"expected {np.shape(a)}")
+
+
+def float_params(params, owner):
+    """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is a float."""
+    out = {}
+    for k, v in params.items():
+        v = np.asarray(v)
+        if not np.issubdtype(v.dtype, np.floating):
+            raise ValueError(f"{owner}: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
+        out[k] = v
     return out

@@ -88,7 +88,7 @@ from ._bayesbinn_kernels import relaxed_sample_fused, step_fused
 from ._bayesbinn_math import (CODE_EPS, EXACT, LOG2, NUMERICS, OFFICIAL,  # noqa: F401  (re-exported)
                               concrete_scale, logistic_noise, natural_update, open_uniform,
                               relaxed_sample, rounded, step_numpy)
-from .base import Optimizer, as_grad_list
+from .base import Optimizer, as_grad_list, check_grads
 
 
 # -- the optimizer ---------------------------------------------------------------
@@ -283,13 +283,7 @@ class BayesBiNN(PooledKernels, Optimizer):
                                  f"(samples={self.samples})")
             noise = [None]
         grads = as_grad_list(grads, noise)
-        for j, g in enumerate(grads):
-            for k, lam in state.lam.items():
-                if k not in g:
-                    raise ValueError(f"gradient dict {j} has no entry for parameter '{k}'")
-                if np.shape(g[k]) != lam.shape:
-                    raise ValueError(f"gradient of parameter '{k}' has shape {np.shape(g[k])}, "
-                                     f"expected {lam.shape}")
+        check_grads(grads, state.lam, "BayesBiNN", allow_extra=True)
         step = state.step + 1
         on_kernels = {k: use_kernels(self.backend, lam) for k, lam in state.lam.items()}
         check_grads_before(grads, on_kernels)

@@ -30,7 +30,7 @@ import numpy as np
 from ..checks import check_range
 from ..nn.base import sign
 from ._bop_math import bop_flip, bop_momentum  # noqa: F401  (re-exported)
-from .base import Optimizer, as_grad_list, check_finite, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
 
 
 class BopState(NamedTuple):
@@ -57,12 +57,7 @@ class Bop(Optimizer):
         self.gamma = float(check_range("gamma", gamma, 0.0, 1.0, lo_open=True))
 
     def init(self, params, rng=None):
-        w = {}
-        for k, v in params.items():
-            v = np.asarray(v)
-            if not np.issubdtype(v.dtype, np.floating):
-                raise ValueError(f"Bop: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
-            w[k] = sign(v)
+        w = {k: sign(v) for k, v in float_params(params, "Bop").items()}
         return BopState(w, {k: np.zeros_like(v) for k, v in w.items()})
 
     def update(self, grads, state, noise=None, *, lr=None):

@@ -48,7 +48,7 @@ from ._backend import check_backend, use_kernels
 from ._pmf_kernels import pmf_step_fused, soft_weight_fused
 from ._pmf_math import pmf_step, soft_weight, soft_weight_vjp  # noqa: F401  (re-exported)
 from .adam import check_betas
-from .base import Optimizer, as_grad_list, check_finite, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
 
 KERNEL_DTYPES = (np.float32, np.float64)
 
@@ -98,10 +98,7 @@ class PMF(Optimizer):
 
     def init(self, params, rng=None):
         u = {}
-        for k, w in params.items():
-            w = np.asarray(w)
-            if not np.issubdtype(w.dtype, np.floating):
-                raise ValueError(f"PMF: parameter '{k}' has dtype {w.dtype}, expected a float dtype")
+        for k, w in float_params(params, "PMF").items():
             half = np.arctanh(np.clip(w, -INIT_CLIP, INIT_CLIP)) / self.beta_init
             u[k] = np.stack([-half, half])                   # (2,) + w.shape
         return PMFState(u, {k: np.zeros_like(v) for k, v in u.items()},

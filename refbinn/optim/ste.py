@@ -35,7 +35,7 @@ from ..nn.base import sign
 from ._backend import check_backend
 from ._ste_math import clip_by_global_norm, clip_by_value, clip_latent  # noqa: F401  (re-exported)
 from .adam import adam_step, check_betas
-from .base import Optimizer, as_grad_list, check_finite, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
 
 
 class STEState(NamedTuple):
@@ -76,12 +76,7 @@ class STEAdam(Optimizer):
         self.backend = check_backend(backend)
 
     def init(self, params, rng=None):
-        latent = {}
-        for k, v in params.items():
-            v = np.asarray(v)
-            if not np.issubdtype(v.dtype, np.floating):
-                raise ValueError(f"STEAdam: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
-            latent[k] = clip_latent(v)               # a new array; the input is not touched
+        latent = {k: clip_latent(v) for k, v in float_params(params, "STEAdam").items()}   # new arrays
         return STEState(latent, {k: np.zeros_like(v) for k, v in latent.items()},
                         {k: np.zeros_like(v) for k, v in latent.items()}, 0)
 

@@ -78,7 +78,7 @@ from ._backend import PooledKernels, check_backend, check_grads_before, raise_no
 from ._vispa_kernels import sample_weights_fused, step_fused
 from ._vispa_math import (gaussian_weights, project, sample_weights, sgd_momentum,  # noqa: F401
                           step_numpy, vispa_grads, xavier_std)
-from .base import Optimizer, as_grad_list
+from .base import Optimizer, as_grad_list, check_grads
 
 INITS = ("xavier", "params")
 
@@ -244,14 +244,9 @@ class VISPA(PooledKernels, Optimizer):
                 raise ValueError(f"VISPA.update needs the noise list returned by sample() (rank={self.rank})")
             noise = [{k: np.zeros(0, dtype=v.dtype) for k, v in state.m.items()}]
         grads = as_grad_list(grads, noise)
-        for j, (g, n) in enumerate(zip(grads, noise)):
+        for n in noise:
             self._check_noise(n, state)
-            for k, m in state.m.items():
-                if k not in g:
-                    raise ValueError(f"VISPA: gradient dict {j} has no entry for parameter '{k}'")
-                if np.shape(g[k]) != m.shape:
-                    raise ValueError(f"VISPA: gradient of parameter '{k}' has shape {np.shape(g[k])}, "
-                                     f"expected {m.shape}")
+        check_grads(grads, state.m, "VISPA", allow_extra=True)
         on_kernels = {k: len(grads) == 1 and use_kernels(self.backend, m, state.Z[k])
                       for k, m in state.m.items()}
         check_grads_before(grads, on_kernels)
