@@ -95,3 +95,15 @@ def test_write_json_is_atomic_and_lists_arrays(tmp_path):
     write_json(str(path), {"a": np.arange(3), "b": np.float32(0.5)})
     assert path.read_text().replace(" ", "").replace("\n", "") == '{"a":[0,1,2],"b":0.5}'
     assert os.listdir(path.parent) == ["x.json"]
+
+
+def test_packed_model_naming_an_unknown_op_is_refused(tmp_path, tripwires):
+    import json
+
+    from refbinn.packed.model import FORMAT, FORMAT_VERSION, load_packed
+    path = tmp_path / "packed.npz"
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, "ops": [{"op": "os:system", "name": "x"}]}
+    atomic_savez(path, {"meta": np.array(json.dumps(meta))})
+    with pytest.raises(ValueError, match="op 0 names 'os:system'") as e:
+        load_packed(path)
+    assert str(path) in str(e.value) and tripwires == []

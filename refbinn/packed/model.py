@@ -28,6 +28,9 @@ from ..io import atomic_savez
 
 FORMAT = "refbinn.packed"
 FORMAT_VERSION = 1
+# every op a packed file may name (``_run`` runs each; load_packed refuses any other)
+OPS = ("affine", "batchnorm", "bias", "conv_binary", "conv_real", "dense_binary", "dense_real",
+       "flatten", "maxpool", "pm1", "relu", "tanh", "threshold", "to_float")
 
 
 # -- runtime ops ---------------------------------------------------------------------------
@@ -219,6 +222,10 @@ def load_packed(path):
         raise ValueError(f"load_packed: {path} has format {meta.get('format')!r} version "
                          f"{meta.get('version')!r}; this refbinn reads {FORMAT!r} version {FORMAT_VERSION}")
     ops = meta.pop("ops")
+    for i, spec in enumerate(ops):
+        if spec.get("op") not in OPS:
+            raise ValueError(f"load_packed: {path}: op {i} names {spec.get('op')!r}, which is not one of "
+                             f"{', '.join(map(repr, OPS))}")
     arrays = [{} for _ in ops]
     for key, v in data.items():
         if key != "meta":
