@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from .data.ood import OOD_SETS
 from .experiments import DATASETS
 from .optim.registry import OPTIMIZERS
 from .io import write_json as _write_json
@@ -38,6 +39,11 @@ def cmd_train(a):
 
 # -- evaluate -----------------------------------------------------------------------------
 def cmd_evaluate(a):
+    if a.ood is not None or len(a.checkpoint) > 1 or len(a.samples) > 1:
+        # calibration and OOD detection of one or more checkpoints (refbinn/experiments/uncertainty.py)
+        from .experiments.uncertainty import cli_evaluate
+        return cli_evaluate(a, command=" ".join(["refbinn"] + sys.argv[1:]))
+    a.checkpoint, a.samples = a.checkpoint[0], a.samples[0]
     from .experiments import load_data
     from .models import build_model
     from .train import evaluate, load_checkpoint
@@ -182,12 +188,21 @@ def build_parser():
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_continual)
 
-    q = sub.add_parser("evaluate", help="evaluate a checkpoint (mode and mean) on validation and test")
+    q = sub.add_parser("evaluate", help="evaluate checkpoints (mode and mean): accuracy and NLL on "
+                       "validation and test; with --ood, calibration and OOD detection")
     common(q)
-    q.add_argument("checkpoint")
-    q.add_argument("--samples", type=int, default=10)
+    q.add_argument("checkpoint", nargs="+", help="one or more results/runs/NAME/checkpoint.npz")
+    q.add_argument("--samples", type=int, nargs="+", default=[10],
+                   help="C, weight samples of the mean prediction (several: one row each)")
     q.add_argument("--average", choices=["prob", "logits"], default="prob")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--ood", nargs="*", choices=OOD_SETS, metavar="NAME",
+                   help=f"OOD sets ({', '.join(OOD_SETS)}); given (even empty), or with several "
+                   "checkpoints or sample counts: calibration/OOD tables, JSON and PNGs")
+    q.add_argument("--bins", type=int, default=15, help="equal-width ECE bins (default: %(default)s)")
+    q.add_argument("--max-test", type=int, help="use the first N test inputs (and N per OOD set)")
+    q.add_argument("--name", help="output name: uncertainty_NAME.json, reliability_NAME.png, "
+                   "entropy_NAME.png (default: the run's folder, or 'uncertainty')")
     q.set_defaults(func=cmd_evaluate)
 
     q = sub.add_parser("download", help="fetch a data set (needs internet), verifying checksums")
