@@ -75,7 +75,8 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, log=pri
         try:
             sets[name] = ood_set(name, x, dataset, rng, root)[:len(x)]
         except DatasetNotFound as e:
-            status[name] = f"skipped: {name} not found ({str(e).splitlines()[0]})"
+            status[name] = (f"skipped: not found in {', '.join(map(str, e.searched))} "
+                            f"(get it with `refbinn download {name}`)")
             log(f"OOD set {name}: {status[name]}")
             continue
         status[name] = f"n = {len(sets[name])}"
