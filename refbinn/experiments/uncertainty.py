@@ -61,6 +61,9 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, log=pri
     status : dict name -> "n = ..." or "skipped: reason" (a named set that is not present)
     """
     data, _ = load_data(dataset, root, split=0.1, seed=0)
+    if data.x_test is None or not np.issubdtype(data.y_test.dtype, np.integer):
+        raise ValueError(f"calibration and OOD metrics need a classification test set; "
+                         f"{dataset!r} has none")
     x, y = data.x_test[:max_test], data.y_test[:max_test]
     if names and dataset not in IMAGE_DATASETS:
         raise ValueError(f"OOD sets need an image data set ({', '.join(IMAGE_DATASETS)}); "
