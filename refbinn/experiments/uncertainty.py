@@ -51,8 +51,11 @@ def load_run(path):
             "seed": ck["config"].get("seed"), "epoch": ck["epoch"]}
 
 
-def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, log=print):
+def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_seed=0, log=print):
     """The test set of ``dataset`` and the OOD sets ``names`` built from it.
+
+    ``seed`` draws the OOD noise and permutation; ``data_seed`` is the training run's seed,
+    which the image test sets do not depend on (two moons draws its test points from it).
 
     Returns
     -------
@@ -60,7 +63,7 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, log=pri
     sets : dict name -> ndarray, the OOD inputs (at most len(x_test) of a named set)
     status : dict name -> "n = ..." or "skipped: reason" (a named set that is not present)
     """
-    data, _ = load_data(dataset, root, split=0.1, seed=0)
+    data, _ = load_data(dataset, root, split=0.1, seed=data_seed)
     if data.x_test is None or not np.issubdtype(data.y_test.dtype, np.integer):
         raise ValueError(f"calibration and OOD metrics need a classification test set; "
                          f"{dataset!r} has none")
@@ -157,11 +160,14 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
         seen[run["label"]] = seen.get(run["label"], 0) + 1
         if seen[run["label"]] > 1:                        # two folders of one name: keep rows apart
             run["label"] = f"{run['label']}#{seen[run['label']]}"
-        if run["dataset"] not in cache:
-            x, y, sets, status[run["dataset"]] = evaluation_sets(run["dataset"], list(ood), root=root,
-                                                                 seed=seed, max_test=max_test, log=log)
-            cache[run["dataset"]] = (x, y, sets)
-        x, y, sets = cache[run["dataset"]]
+        # image test sets are the same for every run; a toy set is drawn from the run's seed
+        key = (run["dataset"], None if run["dataset"] in IMAGE_DATASETS else run["seed"])
+        if key not in cache:
+            x, y, sets, status[run["dataset"]] = evaluation_sets(
+                run["dataset"], list(ood), root=root, seed=seed, max_test=max_test,
+                data_seed=run["seed"] or 0, log=log)
+            cache[key] = (x, y, sets)
+        x, y, sets = cache[key]
         log(f"{run['label']}: {run['optimizer']} on {run['dataset']}, epoch {run['epoch']}; "
             f"{len(x)} test inputs, OOD sets {', '.join(sets) or 'none'}")
         rows += prediction_rows(run, x, y, sets, samples=samples, seed=seed, average=average, bins=bins,
