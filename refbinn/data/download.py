@@ -1,4 +1,4 @@
-"""Download MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100: verified, written atomically.
+"""Download MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100 and Snelson: verified, written atomically.
 
 Every file is streamed into a temporary file in its destination folder, flushed
 and fsync'ed, verified, and only then renamed onto its final name with
@@ -17,6 +17,7 @@ What is verified, and why
 - Fashion-MNIST: the MD5 of each .gz file, as published by Zalando Research.
 - CIFAR-10 / CIFAR-100: the MD5 of the .tar.gz archive, as published on the
   CIFAR page (https://www.cs.toronto.edu/~kriz/cifar.html).
+- Snelson: the SHA-256 of ``snelson1d.npz``, equal to the copy refbinn ships.
 MD5 detects corruption, not a malicious mirror. A checksum can be overridden
 (another mirror, a test server) through ``checksums``; mapping a file to None
 downloads it unverified and warns.
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from .cifar import LAYOUT
 from .errors import ChecksumError, DataFormatError, DownloadError
 from .idx import GZIP_MAGIC
+from .packaged import SNELSON_SHA256
 from .root import DATASETS, default_root
 
 CHUNK = 1 << 20
@@ -92,6 +94,13 @@ SOURCES = {
     "cifar100": Source(
         ("https://www.cs.toronto.edu/~kriz/",),
         {"cifar-100-python.tar.gz": Checksum("md5", "eb9058c3a382ffc7106e4002c42a8d85")}, True),
+    # GPflux's copy (Apache-2.0), first at the commit that added it, then its main branch;
+    # the same bytes as the copy refbinn ships (refbinn/data/packaged.py).
+    "snelson": Source(
+        ("https://raw.githubusercontent.com/secondmind-labs/GPflux/"
+         "f625cb298ab987e7144b8642eb90089d40b6e78f/tests/",
+         "https://raw.githubusercontent.com/secondmind-labs/GPflux/develop/tests/"),
+        {"snelson1d.npz": Checksum("sha256", SNELSON_SHA256)}),
 }
 
 
@@ -248,7 +257,7 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
 
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist", "cifar10", "cifar100"}
+    name : {"mnist", "fashion-mnist", "cifar10", "cifar100", "snelson"}
     root : str or path-like, optional
         Data root; default: REFBINN_DATA if set, else the per-user cache.
     base_url : str, optional

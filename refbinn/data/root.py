@@ -6,7 +6,7 @@ A data root is a folder holding one sub-folder per data set::
     <root>/fashion-mnist/       same four names
     <root>/cifar-10-batches-py/ data_batch_1..5, test_batch (official python pickles)
     <root>/cifar-100-python/    train, test
-    <root>/snelson/             snelson1d.npz
+    <root>/snelson/             snelson1d.npz (optional: refbinn ships a copy)
 
 The CIFAR folders carry the names inside the official archives, so extracting
 ``cifar-10-python.tar.gz`` into a root gives this layout.
@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from .errors import DatasetNotFound
+from .packaged import packaged_file
 
 ENV_VAR = "REFBINN_DATA"
 
@@ -34,8 +35,8 @@ DATASETS = {
     "fashion-mnist": ("fashion-mnist", "run `refbinn download fashion-mnist`"),
     "cifar10": ("cifar-10-batches-py", "run `refbinn download cifar10`"),
     "cifar100": ("cifar-100-python", "run `refbinn download cifar100`"),
-    "snelson": ("snelson", "copy snelson1d.npz (arrays X, Y of shape (200, 1)) "
-                           "into <root>/snelson/"),
+    "snelson": ("snelson", "run `refbinn download snelson`; refbinn also ships a copy, "
+                           "which the loader reads when no root has one"),
 }
 
 
@@ -137,6 +138,7 @@ def describe_data(root=None):
         try:
             where = str(find_dataset(name, root))
         except DatasetNotFound:
-            where = f"not found ({how})"
+            packaged = packaged_file(name)
+            where = f"packaged copy, {packaged}" if packaged else f"not found ({how})"
         lines.append(f"  {name:<14} {where}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DataFormatError, DatasetNotFound
+from .packaged import packaged_file
 from .root import ENV_VAR, find_dataset
 
 
@@ -123,6 +124,11 @@ class Snelson(NamedTuple):
 def load_snelson(root=None):
     """Load ``<root>/snelson/snelson1d.npz`` (arrays X, Y of shape (N, 1)) and standardise both.
 
+    z = (v - mean) / std for X and for Y, with the training set's statistics.
+    When no data root holds ``snelson/snelson1d.npz`` the copy shipped inside
+    refbinn (``refbinn.data.packaged``, the same bytes) is read instead, so an
+    explicit ``root`` without Snelson still loads the same data.
+
     Parameters
     ----------
     root : str or path-like, optional
@@ -131,10 +137,25 @@ def load_snelson(root=None):
     Returns
     -------
     Snelson
+        ``source`` names the file read (a data root's copy or the packaged one).
+
+    Raises
+    ------
+    DataFormatError
+        The file found is not an .npz with X and Y of shape (N, 1).
+    DatasetNotFound
+        No data root holds it and the installation lacks the packaged copy.
     """
-    path = find_dataset("snelson", root) / "snelson1d.npz"
-    if not path.is_file():
-        raise DatasetNotFound("snelson", [path], f"Put snelson1d.npz there, or set {ENV_VAR}.")
+    try:
+        path = find_dataset("snelson", root) / "snelson1d.npz"
+        searched = [path]
+    except DatasetNotFound as e:
+        path, searched = None, e.searched
+    if path is None or not path.is_file():
+        path = packaged_file("snelson")
+        if path is None:
+            raise DatasetNotFound("snelson", searched, "Run `refbinn download snelson`, or put "
+                                  f"snelson1d.npz into <root>/snelson/ and set {ENV_VAR}.")
     try:
         with np.load(path, allow_pickle=False) as f:
             x, y = f["X"], f["Y"]
