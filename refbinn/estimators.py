@@ -112,7 +112,7 @@ def _check_losses(losses, B, where):
 
 
 def logcosh(x):
-    """log cosh(x) = |x| + log1p(exp(-2|x|)) - log 2, without overflow for large |x|."""
+    """log cosh(x) = abs(x) + log1p(exp(-2 abs(x))) - log 2, without overflow for large abs(x)."""
     a = np.abs(x)
     return a + np.log1p(np.exp(-2 * a)) - np.log(2).astype(a.dtype)
 
@@ -148,7 +148,7 @@ def mean_and_se(est):
 
 # -- Lemma 1 -----------------------------------------------------------------------
 def lemma1(loss_grad, lam, tau, N=1.0, samples=None, rng=None, u=None):
-    r"""Per-sample Gumbel-softmax (concrete) estimates of dF/dmu: s * g.
+    r"""Per-sample Gumbel-softmax (concrete) estimates of dF/dmu: s * g, with::
 
         delta = 0.5 log(u / (1 - u)),   u ~ U(0, 1)
         w_r   = tanh((lam + delta) / tau)

@@ -18,6 +18,7 @@ What is verified, and why
 - CIFAR-10 / CIFAR-100: the MD5 of the .tar.gz archive, as published on the
   CIFAR page (https://www.cs.toronto.edu/~kriz/cifar.html).
 - Snelson: the SHA-256 of ``snelson1d.npz``, equal to the copy refbinn ships.
+
 MD5 detects corruption, not a malicious mirror. A checksum can be overridden
 (another mirror, a test server) through ``checksums``; mapping a file to None
 downloads it unverified and warns.

@@ -64,7 +64,7 @@ class Optimizer:
 
 # -- argument checks ------------------------------------------------------------
 def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
-    """Raise ValueError naming ``name`` and the allowed range unless lo (<|<=) value (<|<=) hi."""
+    """Raise ValueError naming ``name`` and the allowed range unless lo <= value <= hi (< where open)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
