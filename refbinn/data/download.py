@@ -52,8 +52,17 @@ CHUNK = 1 << 20
 
 
 class Checksum(NamedTuple):
-    """An expected digest: ``algorithm`` ("sha256", "md5") of the file's bytes,
-    or of its gunzipped payload when ``payload`` (a raw file is its own payload)."""
+    """An expected digest of a file's bytes, or of its gunzipped payload.
+
+    Attributes
+    ----------
+    algorithm : str
+        A ``hashlib`` name: "sha256", "md5".
+    digest : str
+        Lower-case hex.
+    payload : bool
+        Digest of the gunzipped payload (a raw, ungzipped file is its own payload).
+    """
 
     algorithm: str
     digest: str
@@ -61,8 +70,17 @@ class Checksum(NamedTuple):
 
 
 class Source(NamedTuple):
-    """Where a data set comes from: mirrors (base URLs) and file name -> Checksum.
-    ``archive``: the single file is a tar.gz to extract into the data root."""
+    """Where a data set comes from.
+
+    Attributes
+    ----------
+    mirrors : tuple of str
+        Base URLs, tried in order.
+    files : dict of str -> Checksum
+        File name -> expected digest.
+    archive : bool
+        The single file is a tar.gz to extract into the data root.
+    """
 
     mirrors: tuple
     files: dict
@@ -121,7 +139,26 @@ def _as_checksum(value):
 
 
 def file_digest(path, algorithm, payload=False):
-    """Hex digest of a file's bytes, or of its gunzipped bytes when ``payload`` and gzipped."""
+    """Hex digest of a file's bytes, or of its gunzipped bytes when ``payload`` and gzipped.
+
+    Parameters
+    ----------
+    path : str or path-like
+    algorithm : str
+        A ``hashlib`` name.
+    payload : bool
+        Digest the gunzipped bytes of a gzipped file (a raw file is digested as is).
+
+    Returns
+    -------
+    str
+        Lower-case hex.
+
+    Raises
+    ------
+    ChecksumError
+        ``payload`` and the gzip stream is corrupt.
+    """
     h = hashlib.new(algorithm)
     with open(path, "rb") as raw:
         gz = payload and raw.read(2) == GZIP_MAGIC
@@ -136,7 +173,15 @@ def file_digest(path, algorithm, payload=False):
 
 
 def verify(path, checksum, label=None):
-    """Raise ChecksumError unless ``path`` matches ``checksum``; warn when checksum is None."""
+    """Raise ChecksumError unless ``path`` matches ``checksum``; warn when checksum is None.
+
+    Parameters
+    ----------
+    path : str or path-like
+    checksum : Checksum or None
+    label : str, optional
+        Names the file in messages (default: the path).
+    """
     label = label or str(path)
     if checksum is None:
         warnings.warn(f"no checksum is pinned for {label}: accepted unverified", stacklevel=3)
@@ -160,6 +205,23 @@ def _fsync_dir(folder):
 
 def fetch(url, dest, checksum, progress=True, timeout=60):
     """Download ``url`` to ``dest`` through a verified temporary file in dest's folder.
+
+    Parameters
+    ----------
+    url : str
+    dest : str or path-like
+        The final name; its folder must exist.
+    checksum : Checksum or None
+        None accepts the bytes unverified, with a warning.
+    progress : bool
+        Show a progress bar on stderr.
+    timeout : float
+        Seconds before a stalled connection fails.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
 
     Raises
     ------

@@ -44,6 +44,10 @@ def cache_root():
     """The per-user cache root: ``$XDG_CACHE_HOME/refbinn``, else ``~/.cache/refbinn``.
 
     XDG says a relative XDG_CACHE_HOME is invalid and must be ignored.
+
+    Returns
+    -------
+    pathlib.Path
     """
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
@@ -78,7 +82,17 @@ def candidate_roots(root=None):
 
 
 def default_root(root=None):
-    """The root ``refbinn download`` writes to: the first candidate root."""
+    """The root ``refbinn download`` writes to: the first candidate root.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        An explicit root, returned as an absolute path.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return candidate_roots(root)[0][0]
 
 

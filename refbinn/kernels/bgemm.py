@@ -211,7 +211,13 @@ def binary_gemm(a, b, k):
 
 
 def gemm_asm():
-    """Assembly of the GEMM tile for uint64/int32 arrays, compiled afresh (cached code has none)."""
+    """Assembly of the GEMM tile for uint64/int32 arrays, compiled afresh (cached code has none).
+
+    Returns
+    -------
+    str
+        The x86 (or other host) assembly; the tests look for ``vpopcntq`` in it.
+    """
     from numba import types
     arr2u = types.Array(types.uint64, 2, "C")
     arr3u = types.Array(types.uint64, 3, "C")

@@ -163,7 +163,16 @@ def _as_native(x):
 
 
 def n_words(k):
-    """ceil(k / 64): the number of uint64 words holding k bits."""
+    """ceil(k / 64): the number of uint64 words holding k bits.
+
+    Parameters
+    ----------
+    k : int, >= 0
+
+    Returns
+    -------
+    int
+    """
     return (int(k) + 63) // 64
 
 
