@@ -6,15 +6,15 @@ a summary table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import time
 
 import numpy as np
 
-from .presets import DATASETS, OPTIMIZERS
-from .report import table as _table, write_json as _write_json
+from .experiments import DATASETS
+from .optim.registry import OPTIMIZERS
+from .io import write_json as _write_json
+from .report import table as _table
 
 
 # -- train -----------------------------------------------------------------------------
@@ -38,13 +38,13 @@ def cmd_train(a):
 
 # -- evaluate -----------------------------------------------------------------------------
 def cmd_evaluate(a):
-    from . import models
     from .experiments import load_data
+    from .models import build_model
     from .train import evaluate, load_checkpoint
     ck = load_checkpoint(a.checkpoint)
     meta = ck["config"]["meta"]
     name, kw = meta["model"]
-    model = getattr(models, name)(**kw)
+    model = build_model(name, kw, where=a.checkpoint)
     data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"])
     rng = np.random.default_rng(a.seed)
     rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta}
@@ -64,8 +64,7 @@ def cmd_evaluate(a):
 
 # -- continual ----------------------------------------------------------------------------
 def cmd_continual(a):
-    from .continual import run_continual
-    from .experiments import load_data
+    from .experiments.continual import run_continual
     from . import data as D
     ds = D.load_mnist(a.data_root)
     x = D.normalize(ds.x_train, "mnist").reshape(len(ds.x_train), -1)
@@ -94,7 +93,7 @@ def cmd_continual(a):
 
 # -- demo ------------------------------------------------------------------------------------
 def cmd_demo(a):
-    from .demo import run_demo
+    from .experiments.demo import run_demo
     return run_demo(out=a.out, root=a.data_root, quick=a.quick)
 
 
@@ -119,16 +118,17 @@ def cmd_predict(a):
 
 # -- golden traces ---------------------------------------------------------------------------
 def cmd_trace(a):
-    from .trace import cli_trace
+    from .train.trace import cli_trace
     return cli_trace(a)
 
 
 def cmd_check_trace(a):
-    from .trace import cli_check_trace
+    from .train.trace import cli_check_trace
     return cli_check_trace(a)
 
 
 def build_parser():
+    from .train import trace
     p = argparse.ArgumentParser(prog="refbinn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -209,9 +209,8 @@ def build_parser():
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("trace", help="write a golden trace (every tensor of K steps) to check a port against")
-    q.add_argument("--model", default="mlp", choices=["mlp", "cnn", "mlp_mnist"])
-    q.add_argument("--optimizer", default="bayesbinn-official",
-                   choices=["bayesbinn-exact", "bayesbinn-official", "ste", "bop", "adam"])
+    q.add_argument("--model", default="mlp", choices=trace.MODELS)
+    q.add_argument("--optimizer", default="bayesbinn-official", choices=trace.OPTIMIZERS)
     q.add_argument("--steps", type=int, default=10, help="K, the number of updates")
     q.add_argument("--out", default="trace.npz", help="the .npz to write (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0)

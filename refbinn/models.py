@@ -17,17 +17,8 @@ builder            experiment
 """
 from __future__ import annotations
 
+from .checks import check_int
 from .nn import BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Sequential, Tanh
-
-
-def _positive(fn, name, value):
-    try:
-        ok = int(value) == value and int(value) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{fn}: {name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def mlp_mnist(in_features=784, hidden=(2048, 2048, 2048), classes=10, dropout=0.2,
@@ -86,9 +77,9 @@ def vgg_cifar(num_classes=10, width=1.0, bn_momentum=0.1, bn_eps=1e-5, in_channe
     """
     if not float(width) > 0:
         raise ValueError(f"vgg_cifar: width must be in (0, inf), got {width!r}")
-    in_channels = _positive("vgg_cifar", "in_channels", in_channels)
-    num_classes = _positive("vgg_cifar", "num_classes", num_classes)
-    side = _positive("vgg_cifar", "image_size", image_size) // 8       # three 2x2 poolings
+    in_channels = check_int("vgg_cifar: in_channels", in_channels, 1)
+    num_classes = check_int("vgg_cifar: num_classes", num_classes, 1)
+    side = check_int("vgg_cifar: image_size", image_size, 1) // 8       # three 2x2 poolings
     if side < 1:
         raise ValueError(f"vgg_cifar: image_size must be >= 8 (three 2x2 poolings), got {image_size}")
     ch = [max(1, round(c * width)) for c in (128, 128, 256, 256, 512, 512)]
@@ -135,9 +126,9 @@ def mlp_continual(in_features=784, hidden=(100, 100), classes=10):
 
 def _mlp(fn, in_features, hidden, classes, dropout, bn_momentum, bn_eps):
     """[Dropout ->] (fc_k -> bn_k -> ReLU [-> Dropout]) per hidden layer -> fc -> bn; no dropout if None."""
-    sizes = [_positive(fn, "in_features", in_features)]
-    sizes += [_positive(fn, "hidden", h) for h in hidden]
-    sizes += [_positive(fn, "classes", classes)]
+    sizes = [check_int(f"{fn}: in_features", in_features, 1)]
+    sizes += [check_int(f"{fn}: hidden", h, 1) for h in hidden]
+    sizes += [check_int(f"{fn}: classes", classes, 1)]
     layers = [] if dropout is None else [Dropout(dropout, name="drop0")]
     n = len(sizes) - 1
     for k in range(1, n + 1):
@@ -175,9 +166,9 @@ def mlp_toy(in_features, out_features, hidden=64, act="tanh", bias=True, output_
     acts = {"tanh": Tanh, "relu": ReLU}
     if act not in acts:
         raise ValueError(f"mlp_toy: act must be one of {sorted(acts)}, got {act!r}")
-    h = _positive("mlp_toy", "hidden", hidden)
-    sizes = [_positive("mlp_toy", "in_features", in_features), h, h,
-             _positive("mlp_toy", "out_features", out_features)]
+    h = check_int("mlp_toy: hidden", hidden, 1)
+    sizes = [check_int("mlp_toy: in_features", in_features, 1), h, h,
+             check_int("mlp_toy: out_features", out_features, 1)]
     layers = []
     for k in range(1, 4):
         layers.append(Dense(sizes[k - 1], sizes[k], bias=bias, name=f"fc{k}"))
@@ -186,3 +177,15 @@ def mlp_toy(in_features, out_features, hidden=64, act="tanh", bias=True, output_
     if output_bn:
         layers.append(BatchNorm(sizes[3], affine=False, name="bn3"))
     return Sequential(*layers)
+
+
+# -- the registry: files and presets name a model only by these keys ----------------------
+MODELS = {"mlp_mnist": mlp_mnist, "vgg_cifar": vgg_cifar, "mlp_continual": mlp_continual,
+          "mlp_toy": mlp_toy}
+
+
+def build_model(name, kwargs=None, where="model"):
+    """``MODELS[name](**kwargs)``; ValueError (starting with ``where``, e.g. the file) for another name."""
+    if name not in MODELS:
+        raise ValueError(f"{where}: model must be one of {', '.join(map(repr, MODELS))}, got {name!r}")
+    return MODELS[name](**(kwargs or {}))

@@ -19,30 +19,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import check_choice, check_int
 from .nn.losses import sigmoid, softmax
 
-LINKS = ("softmax", "sigmoid")
+LINKS = ("softmax", "sigmoid", "classes")
 AVERAGES = ("prob", "logits")
 
 
-def _check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-
-
-def _check_count(name, value):
-    try:
-        ok = int(value) == value and int(value) >= 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be an integer in [1, inf), got {value!r}")
-    return int(value)
+def class_probs(logits):
+    """Class probabilities (n, K) in float64 (so that the NLL of a confident miss stays finite):
+    softmax of (n, K) logits, K > 1; for one logit per row, the two classes [1 - p, p], p = sigmoid."""
+    logits = np.asarray(logits).astype(np.float64)
+    if logits.ndim == 1 or logits.shape[1] == 1:
+        p1 = sigmoid(logits.reshape(-1))
+        return np.stack([1 - p1, p1], axis=1)                           # (n, 2)
+    return softmax(logits, axis=-1)
 
 
 def apply_link(logits, link="softmax"):
-    """softmax over the last axis, or elementwise sigmoid (P(y = 1) per output)."""
-    _check_choice("link", link, LINKS)
+    """softmax over the last axis, elementwise sigmoid (P(y = 1) per output), or
+    ``class_probs`` ('classes': float64, a single logit read as two classes)."""
+    check_choice("link", link, LINKS)
+    if link == "classes":
+        return class_probs(logits)
     return softmax(logits, axis=-1) if link == "softmax" else sigmoid(logits)
 
 
@@ -63,7 +62,7 @@ def predict_logits(model, params, bn_state, x, batch_size=1000):
     -------
     ndarray, (n, outputs)
     """
-    batch_size = _check_count("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size, 1)
     x = np.asarray(x)
     outs = [model.apply(params, x[i:i + batch_size], bn_state) for i in range(0, len(x), batch_size)]
     if not outs:
@@ -78,7 +77,7 @@ def predict_mode(model, opt, opt_state, bn_state, x, *, link="softmax", batch_si
     -------
     ndarray, (n, outputs): class probabilities (softmax) or P(y = 1) per output (sigmoid)
     """
-    _check_choice("link", link, LINKS)
+    check_choice("link", link, LINKS)
     return apply_link(predict_logits(model, opt.params(opt_state), bn_state, x, batch_size), link)
 
 
@@ -100,21 +99,23 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
     rng : numpy.random.Generator
         Draws the C weight samples, in order.
     average : {'prob', 'logits'}
-    link : {'softmax', 'sigmoid'}
+    link : {'softmax', 'sigmoid', 'classes'}
     batch_size : int >= 1
 
     Returns
     -------
-    ndarray, (n, outputs)
+    ndarray, (n, outputs); (n, K) float64 for 'classes'
     """
-    samples = _check_count("samples", samples)
-    _check_choice("average", average, AVERAGES)
-    _check_choice("link", link, LINKS)
+    samples = check_int("samples", samples, 1)
+    check_choice("average", average, AVERAGES)
+    check_choice("link", link, LINKS)
     if not isinstance(rng, np.random.Generator):
         raise ValueError("predict_mean needs rng, a numpy.random.Generator")
     total = None
     for _ in range(samples):
         lg = predict_logits(model, opt.sample_params(opt_state, rng), bn_state, x, batch_size)
+        if link == "classes":
+            lg = lg.astype(np.float64)                    # averaged in float64 too
         v = apply_link(lg, link) if average == "prob" else lg
         total = v if total is None else total + v
     mean = total / samples

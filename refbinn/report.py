@@ -1,8 +1,5 @@
-"""Plain-text tables and atomic JSON files: how every refbinn command reports results."""
+"""Plain-text tables: how every refbinn command reports results (files: ``refbinn.io.write_json``)."""
 from __future__ import annotations
-
-import json
-import os
 
 
 def table(rows, headers):
@@ -13,11 +10,3 @@ def table(rows, headers):
     line = lambda r: "  ".join(c.ljust(w[i]) for i, c in enumerate(r))
     return "\n".join([line(cells[0]), line(tuple("-" * x for x in w))] + [line(r) for r in cells[1:]])
 
-
-def write_json(path, obj):
-    """Write ``obj`` as JSON atomically (a temporary file, then a rename); arrays become lists."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
-    os.replace(tmp, path)

@@ -171,7 +171,7 @@ def run_sweep(dataset, experiment, points, fixed, settings, a, *, out, command):
         Supplies --data-root, --resume, --stop-after, --quiet.
     """
     from refbinn.experiments import run as train_one
-    from refbinn.report import write_json
+    from refbinn.io import write_json
     path = os.path.join(out, f"{experiment}.json")
     rows = []
     for run, head, paper in points:

@@ -131,7 +131,7 @@ class TorchSide:
 
     def __init__(self, numerics, refbinn_side):
         import torch
-        from refbinn.trace import describe_layers
+        from refbinn.train.trace import describe_layers
         from validate import torch_ref as tr
         from validate.torch_trace import net_from_meta
         self.torch, self.tr, self.numerics = torch, tr, numerics

@@ -35,7 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import median_ms, parse_bench_args, time_mlp_grads  # noqa: E402
 from refbinn.models import mlp_mnist  # noqa: E402
-from refbinn.optim.vispa import BLOCK, TASK, VISPA  # noqa: E402
+from refbinn.optim._vispa_kernels import BLOCK, TASK  # noqa: E402
+from refbinn.optim.vispa import VISPA  # noqa: E402
 
 # -- settings (the authors' VISPA settings on the paper's MNIST MLP) -------------------
 BATCH = 100

@@ -1,7 +1,7 @@
 """Bias and variance of the Lemma 1 (concrete) gradient against the exact gradient, by tau.
 
 Network: a 2-layer tanh network with d binary weights on a fixed minibatch
-(refbinn.estimator_problems.teacher_problem); lam ~ U(-1, 1)^d. The exact dF/dmu comes from
+(refbinn.estimators.problems.teacher_problem); lam ~ U(-1, 1)^d. The exact dF/dmu comes from
 enumerating all 2^d sign vectors. For each tau the Lemma 1 mean over S samples is
 compared with it; REINFORCE (no baseline, leave-one-out mean baseline) is the
 unbiased control. Columns:
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refbinn.estimator_problems import teacher_problem
+from refbinn.estimators.problems import teacher_problem
 from refbinn.estimators import exact_gradient, lemma1, reinforce
 
 # -- settings ----------------------------------------------------------------------

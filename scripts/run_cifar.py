@@ -127,7 +127,7 @@ def main(argv=None):
                      "paper_test_acc_mean": PAPER_MEAN[a.dataset] if optimizer == "bayesbinn" else None,
                      "json": os.path.join(out, f"{name}.json")})
 
-    from refbinn.report import write_json as _write_json
+    from refbinn.io import write_json as _write_json
     path = os.path.join(out, f"{a.dataset}_table2.json")
     _write_json(path, {"experiment": f"{a.dataset}_table2", "command": command, "rows": merge_rows(path, rows)})
     print(f"\n{a.dataset} test accuracy % (this invocation's runs{'; GENERATED DATA' if a.fake else ''}; "

@@ -15,7 +15,8 @@ import os
 import time
 
 from refbinn.experiments import run
-from refbinn.report import table, write_json
+from refbinn.io import write_json
+from refbinn.report import table
 
 # -- settings ------------------------------------------------------------------------------
 TAUS = (1.0, 0.3, 0.1)

@@ -105,7 +105,7 @@ def main(argv=None):
                      "paper_test_acc_mean": PAPER_MEAN if optimizer == "bayesbinn" else None,
                      "json": os.path.join(out, f"{name}.json")})
 
-    from refbinn.report import write_json as _write_json
+    from refbinn.io import write_json as _write_json
     path = os.path.join(out, "mnist_table2.json")
     _write_json(path, {"experiment": "mnist_table2", "command": command, "rows": merge_rows(path, rows)})
     print("\nMNIST test accuracy % (this invocation's runs; the paper's Table 2: 500 epochs, 5 seeds)")

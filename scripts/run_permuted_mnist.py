@@ -6,7 +6,7 @@ random pixel permutation (task 1 too); per task EPOCHS epochs, batch 100, lr 1e-
 with the cosine schedule restarted per task, tau 1e-2, S = 1, lambda init +-10,
 beta 0; TEST_SAMPLES hard samples for the mean prediction. For task t > 1 the
 prior is the previous task's posterior (lambda0 <- lambda) or lambda0 = 0 every task.
-The training is ``refbinn.continual.run_continual`` (``refbinn.train.fit`` per task).
+The training is ``refbinn.experiments.continual.run_continual`` (``refbinn.train.fit`` per task).
 
 Writes ``OUT/permuted_mnist.json`` (the shape ``refbinn continual`` writes: per
 prior the accuracy matrices A[t][k] = accuracy on task k after training task t,
@@ -76,8 +76,9 @@ def main(argv=None):
     print(f"run_permuted_mnist: priors {a.priors}; {json.dumps(settings)}; out {out}", flush=True)
 
     from refbinn import data as D
-    from refbinn.report import table as _table, write_json as _write_json
-    from refbinn.continual import run_continual
+    from refbinn.io import write_json as _write_json
+    from refbinn.report import table as _table
+    from refbinn.experiments.continual import run_continual
     ds = D.load_mnist(a.data_root)
     x = D.normalize(ds.x_train, "mnist").reshape(len(ds.x_train), -1)[:max_train]     # (N, 784)
     xt = D.normalize(ds.x_test, "mnist").reshape(len(ds.x_test), -1)[:max_test]       # (N_test, 784)

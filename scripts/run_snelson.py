@@ -59,9 +59,10 @@ def main(argv=None):
     print(f"run_snelson: optimizers {a.optimizers}; epochs {epochs}, seed {a.seed}, hidden {hidden}, "
           f"eval samples {EVAL_SAMPLES}; out {out}", flush=True)
 
-    from refbinn.report import table as _table, write_json as _write_json
+    from refbinn.io import write_json as _write_json
+    from refbinn.report import table as _table
     from refbinn.data import snelson_grid
-    from refbinn.demo import _plot_snelson
+    from refbinn.experiments.demo import _plot_snelson
     rows, runs, curves = [], [], {}
     for optimizer in dict.fromkeys(a.optimizers):
         over = dict(RUNS.get(optimizer, {}), epochs=epochs, seed=a.seed, eval_samples=EVAL_SAMPLES,

@@ -58,9 +58,10 @@ def main(argv=None):
     print(f"run_two_moons: optimizers {a.optimizers}; epochs {epochs}, seed {a.seed}, hidden {hidden}, "
           f"eval samples {EVAL_SAMPLES}; out {out}", flush=True)
 
-    from refbinn.report import table as _table, write_json as _write_json
-    from refbinn.demo import _grid, _plot_moons
-    from refbinn.train import _probs
+    from refbinn.io import write_json as _write_json
+    from refbinn.report import table as _table
+    from refbinn.experiments.demo import _grid, _plot_moons
+    from refbinn.predict import predict_mean, predict_mode
     xx, yy, grid = _grid()                                    # grid: (121*121, 2), standardised inputs
     rows, runs, maps = [], [], {}
     for optimizer in dict.fromkeys(a.optimizers):
@@ -69,13 +70,13 @@ def main(argv=None):
         s, res, secs = build_and_fit(DATASET, optimizer, over)
         st, bn, ev = res["opt_state"], res["bn_state"], res["history"]["epochs"][-1]
         label = LABELS[optimizer]
-        maps[f"{label} (mode)"] = _probs(s.model.apply(s.opt.params(st), grid, bn))[:, 1]
+        whole = dict(link="classes", batch_size=len(grid))
+        maps[f"{label} (mode)"] = predict_mode(s.model, s.opt, st, bn, grid, **whole)[:, 1]
         rows.append((f"{label} (mode)", ev["test_acc_mode"], ev["test_nll_mode"], secs))
         if "test_acc_mean" in ev:
             rng = np.random.default_rng(a.seed + 7)          # the stream refbinn demo uses
-            maps[f"{label} (mean)"] = np.mean(
-                [_probs(s.model.apply(s.opt.sample_params(st, rng), grid, bn))[:, 1]
-                 for _ in range(EVAL_SAMPLES)], axis=0)
+            maps[f"{label} (mean)"] = predict_mean(s.model, s.opt, st, bn, grid, EVAL_SAMPLES, rng,
+                                                   **whole)[:, 1]
             rows.append((f"{label} (mean)", ev["test_acc_mean"], ev["test_nll_mean"], secs))
         runs.append(run_record(f"two_moons_{optimizer}", command, s, res, secs, HISTORY_EVERY))
         data = s.data

@@ -11,7 +11,7 @@ from refbinn.nn import BINARY, REAL
 from refbinn.optim.adam import Adam, adam_update
 from refbinn.optim.base import Optimizer
 from refbinn.optim.bop import Bop
-from refbinn.optim.partition import Partition, PartitionState, partition
+from refbinn.optim.partition import Partition, PartitionState
 from refbinn.optim.pmf import INIT_CLIP, PMF, soft_weight, soft_weight_vjp
 from refbinn.optim.ste import STEAdam
 
@@ -312,7 +312,7 @@ def _params(rng):
 def test_partition_routes_and_merges_in_model_order():
     rng = np.random.default_rng(6)
     params = _params(rng)
-    opt = partition(TwoSampleSTE(lr=0.1), Adam(lr=0.01), KINDS)
+    opt = Partition(TwoSampleSTE(lr=0.1), Adam(lr=0.01), KINDS)
     assert isinstance(opt, Partition)
     st = opt.init(dict(reversed(params.items())))          # order comes from kinds
     assert isinstance(st, PartitionState)
@@ -378,9 +378,10 @@ def test_fused_adam_is_bit_identical_to_the_numpy_expression(dtype):
     """The Numba kernel must reproduce the NumPy formula exactly (same ops, same order)."""
     import math
 
-    from refbinn.optim._adam_fused import MIN_SIZE, adam_update_fused
+    from refbinn.optim._adam_kernels import adam_update_fused
+    from refbinn.optim._backend import FUSED_MIN_SIZE
     rng = np.random.default_rng(7)
-    n = MIN_SIZE + 123
+    n = FUSED_MIN_SIZE + 123
     g = (rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 2, n)).astype(dtype)
     m = (rng.standard_normal(n) * 1e-3).astype(dtype)
     v = (rng.random(n) * 1e-4).astype(dtype)
@@ -397,16 +398,15 @@ def test_fused_adam_is_bit_identical_to_the_numpy_expression(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-4])
-def test_fused_pmf_is_bit_identical_to_the_numpy_path(dtype, weight_decay, monkeypatch):
+def test_fused_pmf_is_bit_identical_to_the_numpy_path(dtype, weight_decay):
     """Five PMF steps (annealing included) with the Numba kernels equal the pure NumPy steps exactly."""
-    from refbinn.optim import _pmf_fused
+    from refbinn.optim._backend import FUSED_MIN_SIZE
     rng = np.random.default_rng(11)
-    n = _pmf_fused.MIN_SIZE + 77
+    n = 2 * FUSED_MIN_SIZE + 77
     params = {"w": rng.uniform(-1, 1, (n,)).astype(dtype)}
     grads = [{"w": (rng.standard_normal(n) * 10.0 ** rng.uniform(-6, 0, n)).astype(dtype)} for _ in range(5)]
-    opt = PMF(lr=1e-2, rho=1.5, anneal_every=2, weight_decay=weight_decay)
-
-    def run():
+    def run(backend):
+        opt = PMF(lr=1e-2, rho=1.5, anneal_every=2, weight_decay=weight_decay, backend=backend)
         s = opt.init(params)
         soft = []
         for g in grads:
@@ -414,9 +414,8 @@ def test_fused_pmf_is_bit_identical_to_the_numpy_path(dtype, weight_decay, monke
             s = opt.update([g], s)
         return s, soft
 
-    s_fused, soft_fused = run()
-    monkeypatch.setattr(_pmf_fused, "MIN_SIZE", 10 ** 12)               # every array takes the NumPy path
-    s_ref, soft_ref = run()
+    s_fused, soft_fused = run("numba")
+    s_ref, soft_ref = run("numpy")                                    # every array takes the NumPy path
     assert s_fused.beta == s_ref.beta and s_fused.step == s_ref.step == 5
     for a, b in zip(soft_fused, soft_ref):
         assert a.dtype == dtype

@@ -21,7 +21,7 @@ def test_demo_quick_writes_json_and_pngs(tmp_path, data_root, monkeypatch):
 @pytest.fixture
 def small_mnist_mlp(monkeypatch):
     """The paper's MLP at width 64 (the full 10M-weight network is exercised by the real runs)."""
-    from refbinn.presets import PAPER
+    from refbinn.experiments.presets import PAPER
     monkeypatch.setitem(PAPER["mnist"], "model", ("mlp_mnist", {"hidden": (64, 64, 64)}))
 
 

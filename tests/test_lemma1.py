@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from refbinn.estimator_problems import teacher_problem
+from refbinn.estimators.problems import teacher_problem
 from refbinn.estimators import (exact_expected_loss, exact_gradient, lemma1, mean_and_se,
                                 reinforce, relaxed_objective, relaxed_objective_grad)
 

@@ -19,13 +19,13 @@ import pytest
 
 from refbinn.nn import Dense, Sequential
 from refbinn.optim.adam import Adam
-from refbinn.optim.base import Optimizer, load_state, save_state
+from refbinn.optim import Optimizer, load_state, save_state
 from refbinn.optim.bop import Bop
 from refbinn.optim.partition import Partition
 from refbinn.optim.pmf import PMF
 from refbinn.optim.ste import STEAdam
 from refbinn.optim.vispa import VISPA
-from refbinn.schedules import cosine
+from refbinn.train.schedules import cosine
 
 D, N_TRAIN, N_TEST, BATCH, STEPS = 32, 1000, 2000, 50, 300
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from refbinn import schedules as S
+from refbinn.train import schedules as S
 
 
 def torch_cosine_closed_form(base_lr, T_max, eta_min, last_epoch):

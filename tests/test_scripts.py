@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from refbinn.presets import PAPER
+from refbinn.experiments.presets import PAPER
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 TRAIN_KEYS = {"name", "command", "settings", "summary", "wall_seconds_this_invocation", "history"}

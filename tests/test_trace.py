@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from refbinn.trace import (OPTIMIZERS, cli_check_trace, cli_trace, compare_traces, load_trace,
+from refbinn.train.trace import (OPTIMIZERS, cli_check_trace, cli_trace, compare_traces, load_trace,
                            save_trace, write_trace)
 
 STEPS = 5
@@ -66,15 +66,17 @@ def test_trace_contents(traces, model, optimizer):
     for t in range(STEPS + 1):
         pre = f"step{t:04d}"
         for f in meta["state_fields"]:
-            if f != "step":
-                assert all(x[f"{pre}/{f}/{k}"].shape == tuple(meta["param_shapes"][k]) for k in names)
+            if f"{pre}/{f}/{names[0]}" in x:       # per-parameter fields end in the weight shape
+                for k in names:                    # (PMF's u: (2,) + shape; VISPA's Z: (K,) + shape)
+                    shape = tuple(meta["param_shapes"][k])
+                    assert x[f"{pre}/{f}/{k}"].shape[x[f"{pre}/{f}/{k}"].ndim - len(shape):] == shape
         if optimizer != "adam":         # binary evaluation weights
             assert all(set(np.unique(x[f"{pre}/eval_w/{k}"])) <= {-1.0, 1.0} for k in names)
         if t == 0:
             continue
         assert x[f"{pre}/x"].shape == (meta["batch_size"], *meta["in_shape"])
         assert x[f"{pre}/y"].dtype == np.int64
-        assert (f"{pre}/sample0/u/{names[0]}" in x) == bayes
+        assert (f"{pre}/sample0/u/{names[0]}" in x) == (bayes or optimizer == "vispa")
         assert (f"{pre}/sample0/scale/{names[0]}" in x) == bayes
         for d in meta["dropout_layers"]:
             mask = x[f"{pre}/sample0/mask/{d}"]
@@ -176,7 +178,8 @@ def torch_trace():
 # official numerics is teacher-forced: 1 - mu**2 cancels (mu within ~1e-9 of +-1) and one ulp
 # of tanh (numpy's and torch's differ) moves the scale by ~1e-7 (docs/trace_format.md).
 # float32 is teacher-forced at the default 1e-4 (free-running float32 drifts apart).
-TORCH_CASES = [(m, o, "float64", False) for m in ("mlp", "cnn") for o in OPTIMIZERS
+TORCH_OPTIMIZERS = ("bayesbinn-exact", "bayesbinn-official", "ste", "bop", "adam")   # validate/torch_ref.py
+TORCH_CASES = [(m, o, "float64", False) for m in ("mlp", "cnn") for o in TORCH_OPTIMIZERS
                if (m, o) != ("cnn", "bayesbinn-official")]
 TORCH_CASES += [("cnn", "bayesbinn-official", "float64", True)]
 TORCH_CASES += [(m, o, "float32", True) for m in ("mlp", "cnn")

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from refbinn import models, schedules
+from refbinn import models
+from refbinn.train import schedules
 from refbinn.nn.losses import softmax_cross_entropy
 from refbinn.optim.bayesbinn import BayesBiNN
 from refbinn.optim.ste import STEAdam

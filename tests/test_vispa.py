@@ -21,7 +21,7 @@ from scipy.special import ndtr
 
 from refbinn.nn import Dense, Sequential
 from refbinn.nn.losses import logistic_loss
-from refbinn.optim.base import load_state, save_state
+from refbinn.optim import load_state, save_state
 from refbinn.optim.vispa import (VISPA, VISPAState, gaussian_weights, project, sample_weights,
 
                                  vispa_grads, xavier_std)
@@ -31,7 +31,7 @@ from refbinn.optim.vispa import (VISPA, VISPAState, gaussian_weights, project, s
 def _always_fused(monkeypatch):
     """Exercise the Numba kernels on the small arrays of these tests (the library
     sends arrays below FUSED_MIN_SIZE to the NumPy reference)."""
-    import refbinn.optim.vispa as module
+    import refbinn.optim._backend as module
     monkeypatch.setattr(module, "FUSED_MIN_SIZE", 0)
 
 
@@ -493,7 +493,7 @@ def test_nonfinite_gradient_is_named_when_the_kernel_finds_it(monkeypatch, proje
     """Fused parameters skip the up-front scan: the kernel's count of non-finite outputs
     must catch every NaN/inf gradient (lr = 0 included) and the error must still name the
     first parameter with a bad gradient, as the up-front scan of the NumPy path does."""
-    import refbinn.optim.vispa as module
+    import refbinn.optim._backend as module
     monkeypatch.setattr(module, "FUSED_MIN_SIZE", 10)             # "a" fused, "b" NumPy
     opt = VISPA(rank=2, project=project_)
     rng = np.random.default_rng(23)

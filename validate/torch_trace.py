@@ -23,7 +23,7 @@ import sys
 import numpy as np
 import torch
 
-from refbinn.trace import load_trace, save_trace, step_key
+from refbinn.train.trace import load_trace, save_trace, step_key
 
 from . import torch_ref as tr
 
@@ -160,7 +160,7 @@ def replay(ref, *, forced=False):
 
     Parameters
     ----------
-    ref : str or PathLike, or ``(meta, arrays)`` from ``refbinn.trace.load_trace``
+    ref : str or PathLike, or ``(meta, arrays)`` from ``refbinn.train.trace.load_trace``
     forced : bool
         Start every step from the reference's state after the previous step.
     """

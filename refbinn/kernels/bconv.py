@@ -35,8 +35,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from .bgemm import PANEL, ROWS, _tile
-from .pack import _as_native, _pack_channels, pack_signs
+from .bgemm import PANEL, ROWS, tile
+from .pack import as_native, pack_channels_kernel, pack_signs
 
 
 class ConvWeights(NamedTuple):
@@ -226,7 +226,7 @@ def _conv(x3, H, W, A, S, K, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
     N, C, HW = x3.shape
     O = A.shape[0]
     xp = np.empty((N, HW, (C + 63) // 64), np.uint64)          # (N, H*W, Cw)
-    _pack_channels(x3, xp)
+    pack_channels_kernel(x3, xp)
     nb = (Ho * Wo + PANEL - 1) // PANEL
     bp = np.empty((N, nb, A.shape[1], PANEL), np.uint64)      # (N, nb, T*Cw, 32)
     _im2col_panels(xp, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, bp)
@@ -238,7 +238,7 @@ def _conv(x3, H, W, A, S, K, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
         for q in prange(nb * nt):
             jb = q // nt
             i0 = (q % nt) * ROWS
-            _tile(A, bpn, outn, K, i0, jb)
+            tile(A, bpn, outn, K, i0, jb)
             # the padding correction of this tile, while its rows are in L1
             for b in range(start[jb], start[jb + 1]):
                 for o in range(i0, min(i0 + ROWS, O)):
@@ -274,7 +274,7 @@ def binary_conv2d(x, w, stride=1, padding=0):
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1] != C or min(x.shape[2:]) < 1:
         raise ValueError(f"binary_conv2d: x has shape {x.shape}, expected (N, {C}, H, W)")
-    x = _as_native(x)
+    x = as_native(x)
     N, _, H, W = x.shape
     sh, sw = _pair(stride, "stride")
     pt, pb, pl, pr = conv_padding(padding, (kh, kw), (sh, sw))

@@ -96,8 +96,29 @@ def _store_row(c, row, col, k, v0, v1, v2, v3):
 
 
 @njit(cache=True)
-def _tile(a, bp, c, k, i0, jb):
-    """c[i0:i0+4, 32 jb:32 jb+32] = k - 2 popcount(a[i0:i0+4] ^ panel jb), clipped at the edges of c."""
+def tile(a, bp, c, k, i0, jb):
+    """c[i0:i0+4, 32 jb:32 jb+32] = k - 2 popcount(a[i0:i0+4] ^ panel jb), clipped at the edges of c.
+
+    The register-blocked inner kernel of ``binary_gemm_panels`` (4 rows x 32 columns).
+
+    Parameters
+    ----------
+    a : ndarray, uint64, (M, Kw)
+    bp : ndarray, uint64, (nb, Kw, 32)
+        The panels of B (``to_panels``).
+    c : ndarray, int32, (M, N)
+        Written in place.
+    k : int
+        The number of real bits per row.
+    i0 : int
+        First row of the tile.
+    jb : int
+        Panel index.
+
+    Returns
+    -------
+    None
+    """
     M, Kw = a.shape
     # Rows past M repeat the last row: same work, results not stored.
     r0 = min(i0, M - 1) * Kw
@@ -141,7 +162,7 @@ def _gemm(a, bp, c, k):
         first = block * BLOCK_TILES
         size = min(BLOCK_TILES, nt - first)         # tiles in this block
         r = t - first * nb
-        _tile(a, bp, c, k, (first + r % size) * ROWS, r // size)
+        tile(a, bp, c, k, (first + r % size) * ROWS, r // size)
 
 
 def _check_words(name, x, kw=None):
@@ -223,6 +244,6 @@ def gemm_asm():
     arr3u = types.Array(types.uint64, 3, "C")
     arr2i = types.Array(types.int32, 2, "C")
     sig = (arr2u, arr3u, arr2i, types.int64, types.int64, types.int64)
-    fresh = njit(_tile.py_func)
+    fresh = njit(tile.py_func)
     fresh.compile(sig)
     return fresh.inspect_asm(sig)

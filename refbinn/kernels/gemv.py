@@ -33,7 +33,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, models, register_model
 
-from .popcount import _I32, element_pointer
+from .popcount import I32, element_pointer
 
 _F32 = ir.FloatType()
 _V16F = ir.VectorType(_F32, 16)
@@ -167,11 +167,11 @@ def fhsum4(typingctx, a0, a1, a2, a3):
         width = 16
         while width > 1:
             width //= 2
-            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
-            hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, width),
+            lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, width), list(range(width))))
+            hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, width),
                                                           list(range(width, 2 * width))))
             v = builder.fadd(lo, hi)
-        return builder.extract_element(v, ir.Constant(_I32, 0))
+        return builder.extract_element(v, ir.Constant(I32, 0))
     return types.float32(f32x16, f32x16, f32x16, f32x16), codegen
 
 

@@ -33,7 +33,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .popcount import _I64, element_pointer, splat, u64x8, vlane, vzeros
+from .popcount import I64, element_pointer, splat, u64x8, vlane, vzeros
 
 _NATIVE = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 
@@ -62,7 +62,7 @@ def _sign_word(typingctx, ary, index):
         vty = ir.VectorType(elt, 64)
         vec = builder.load(element_pointer(context, builder, sig.args[0], args[0], args[1], vty),
                            align=sig.args[0].dtype.bitwidth // 8)
-        return builder.bitcast(_negative(builder, vec, sig.args[0].dtype), _I64)   # lane b -> bit b
+        return builder.bitcast(_negative(builder, vec, sig.args[0].dtype), I64)   # lane b -> bit b
     return types.uint64(ary, index), codegen
 
 
@@ -115,9 +115,24 @@ def _pack_pixel(flat, base, P, c0, c1):
 
 
 @njit(cache=True, parallel=True)
-def _pack_channels(x3, out):
-    # x3 (N, C, P) with P = H*W pixels, out (N, P, Cw). One work item packs one
-    # 64-channel group for 16 consecutive pixels: 16 words built in two registers.
+def pack_channels_kernel(x3, out):
+    """out[n, p, g] = the signs of x3[n, 64 g : 64 g + 64, p] packed into one word (bit 1 = -1).
+
+    The parallel kernel behind ``pack_channels``.
+
+    Parameters
+    ----------
+    x3 : ndarray, (N, C, P), a native real dtype
+        P = H*W pixels.
+    out : ndarray, uint64, (N, P, ceil(C / 64))
+        Written in place.
+
+    Returns
+    -------
+    None
+    """
+    # One work item packs one 64-channel group for 16 consecutive pixels: 16 words built in
+    # two registers.
     N, C, P = x3.shape
     Cw = out.shape[2]
     nblk = (P + 15) // 16
@@ -153,7 +168,23 @@ def _unpack_rows(words, out):
             out[i, k] = 1 - 2 * np.int64(bit)
 
 
-def _as_native(x):
+def as_native(x):
+    """x as an array whose dtype the packing kernels compile for, signs kept exactly.
+
+    Parameters
+    ----------
+    x : array-like, real (bool, integer or float)
+
+    Returns
+    -------
+    ndarray
+        ``x`` itself when its dtype is native to the kernels, else float64.
+
+    Raises
+    ------
+    ValueError
+        ``x`` is not real (complex, object, strings).
+    """
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise ValueError(f"pack: x must be a real array, got dtype {x.dtype}")
@@ -189,7 +220,7 @@ def pack_signs(x):
     ndarray of uint64, shape (..., ceil(K / 64))
         Bit 1 = -1, bit 0 = +1, little-endian within a word, padding bits 0.
     """
-    x = _as_native(x)
+    x = as_native(x)
     if x.ndim < 1 or x.shape[-1] < 1:
         raise ValueError(f"pack_signs: x must have a last axis of size >= 1, got shape {x.shape}")
     K = x.shape[-1]
@@ -238,12 +269,12 @@ def pack_channels(x):
     -------
     ndarray of uint64, shape (N, H, W, ceil(C / 64)): NHWC words, padding bits 0.
     """
-    x = _as_native(x)
+    x = as_native(x)
     if x.ndim != 4 or min(x.shape[1:]) < 1:
         raise ValueError(f"pack_channels: x must have shape (N, C, H, W) with C, H, W >= 1, "
                          f"got {x.shape}")
     N, C, H, W = x.shape
     x3 = np.ascontiguousarray(x).reshape(N, C, H * W)               # (N, C, P)
     out = np.empty((N, H * W, n_words(C)), np.uint64)               # (N, P, Cw)
-    _pack_channels(x3, out)
+    pack_channels_kernel(x3, out)
     return out.reshape(N, H, W, out.shape[2])

@@ -33,10 +33,10 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_V8I64 = ir.VectorType(_I64, 8)
-_V8I32 = ir.VectorType(_I32, 8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+_V8I64 = ir.VectorType(I64, 8)
+_V8I32 = ir.VectorType(I32, 8)
 
 
 class U64x8Type(types.Type):
@@ -97,9 +97,9 @@ def splat(builder, value, vtype):
     llvmlite value
     """
     n = vtype.count
-    v = builder.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(_I32, 0))
+    v = builder.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(I32, 0))
     return builder.shuffle_vector(v, ir.Constant(vtype, ir.Undefined),
-                                  ir.Constant(ir.VectorType(_I32, n), [0] * n))
+                                  ir.Constant(ir.VectorType(I32, n), [0] * n))
 
 
 def _ctpop(builder, value):
@@ -214,7 +214,7 @@ def vbcast(typingctx, ary, index):
         return None
 
     def codegen(context, builder, sig, args):
-        word = builder.load(element_pointer(context, builder, sig.args[0], args[0], args[1], _I64),
+        word = builder.load(element_pointer(context, builder, sig.args[0], args[0], args[1], I64),
                             align=8)
         return splat(builder, word, _V8I64)
     return u64x8(ary, index), codegen

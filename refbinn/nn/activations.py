@@ -3,18 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_float_input
 from .base import Layer
-
-
-def _check_float(layer, x, min_ndim=1):
-    """Any shape with at least ``min_ndim`` axes and a float dtype; ValueError naming the layer."""
-    x = np.asarray(x)
-    if x.ndim < min_ndim:
-        want = "(N, ...)" if min_ndim == 1 else "(N, d1, ...)"
-        raise ValueError(f"layer '{layer.name}': input has shape {tuple(x.shape)}, expected {want}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"layer '{layer.name}': input has dtype {x.dtype}, expected a float dtype")
-    return x
 
 
 class ReLU(Layer):
@@ -29,7 +19,7 @@ class ReLU(Layer):
         super().__init__(name or "relu")
 
     def forward(self, params, x, state, *, train=False, rng=None):
-        y = np.maximum(_check_float(self, x), 0)
+        y = np.maximum(check_float_input(f"layer '{self.name}'", x), 0)
         return y, y, state
 
     def backward(self, params, cache, dy):
@@ -49,7 +39,7 @@ class Tanh(Layer):
         super().__init__(name or "tanh")
 
     def forward(self, params, x, state, *, train=False, rng=None):
-        y = np.tanh(_check_float(self, x))
+        y = np.tanh(check_float_input(f"layer '{self.name}'", x))
         return y, y, state
 
     def backward(self, params, cache, dy):
@@ -72,7 +62,7 @@ class Flatten(Layer):
         super().__init__(name or "flatten")
 
     def forward(self, params, x, state, *, train=False, rng=None):
-        x = _check_float(self, x, min_ndim=2)
+        x = check_float_input(f"layer '{self.name}'", x, 2)
         return x.reshape(x.shape[0], -1), x.shape, state            # (N, C*H*W)
 
     def backward(self, params, cache, dy):
@@ -109,7 +99,7 @@ class Dropout(Layer):
         self.p = p
 
     def forward(self, params, x, state, *, train=False, rng=None):
-        x = _check_float(self, x)
+        x = check_float_input(f"layer '{self.name}'", x)
         if not train or self.p == 0.0:
             return x, None, state
         if rng is None:

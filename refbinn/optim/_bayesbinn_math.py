@@ -2,16 +2,15 @@
 
     delta  = 0.5*log(u/(1-u)),  u ~ U(0, 1)                  ``open_uniform``, ``logistic_noise``
     w_r    = tanh((lam + delta)/tau)                         ``relaxed_sample``
-    log cosh x, without overflow                             ``logcosh``
     s      = N*(1 - w_r**2)/(tau*(1 - mu**2))                ``concrete_scale`` (both numerics)
     m      = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0))
     lam    = lam - lr*m/(1 - beta**t)                        ``natural_update``
     the above, for one parameter and S samples               ``step_numpy``
 
 Symbols, the authors' names, the two numerics and the conventions (open-interval
-noise, correctly rounded transcendentals via ``_rounded``) are in the docstring of
+noise, correctly rounded transcendentals via ``rounded``) are in the docstring of
 ``refbinn/optim/bayesbinn.py``, which re-exports every function here (import them
-from there). The float32 Numba kernels of ``_fused.py`` agree with these to a few ulp.
+from there). The float32 Numba twins in ``_bayesbinn_kernels.py`` agree with these to a few ulp.
 
 References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
 Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
@@ -24,12 +23,13 @@ import math
 import numpy as np
 
 EXACT, OFFICIAL = "exact", "official"
+NUMERICS = (EXACT, OFFICIAL)
 CODE_EPS = 1e-10          # the constant the authors add to 1 - w_r**2 and to 1 - mu**2
 LOG2 = math.log(2.0)
 
 
 # -- the math, one function per equation (NumPy reference) ----------------------
-def _rounded(fn, x):
+def rounded(fn, x):
     """fn(x) evaluated in float64 and rounded to x's dtype.
 
     For float32 this is the correctly rounded transcendental (up to rare double-rounding
@@ -81,7 +81,7 @@ def logistic_noise(u):
     ndarray, same shape and dtype as ``u``
     """
     u = np.asarray(u)
-    return 0.5 * _rounded(np.log, u / (1 - u))
+    return 0.5 * rounded(np.log, u / (1 - u))
 
 
 def relaxed_sample(lam, u, tau):
@@ -102,23 +102,7 @@ def relaxed_sample(lam, u, tau):
     """
     lam = np.asarray(lam)
     dt = lam.dtype
-    return _rounded(np.tanh, (lam + logistic_noise(np.asarray(u, dtype=dt))) / dt.type(tau))
-
-
-def logcosh(x):
-    """log cosh x = |x| + log1p(exp(-2|x|)) - log 2, without overflow for any finite x.
-
-    Parameters
-    ----------
-    x : ndarray, any shape
-
-    Returns
-    -------
-    ndarray, shape and dtype of ``x``
-    """
-    a = np.abs(x)
-    with np.errstate(under="ignore"):
-        return a + np.log1p(np.exp(-2 * a)) - LOG2
+    return rounded(np.tanh, (lam + logistic_noise(np.asarray(u, dtype=dt))) / dt.type(tau))
 
 
 def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
@@ -167,7 +151,7 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
             e = np.minimum(math.log(N / tau) + 2 * (al - az), cap) + 2 * rest
             return np.exp(e).astype(dt, copy=False)
     if numerics == OFFICIAL:
-        mu = _rounded(np.tanh, lam) if mu is None else np.asarray(mu, dtype=dt)
+        mu = rounded(np.tanh, lam) if mu is None else np.asarray(mu, dtype=dt)
         w = relaxed_sample(lam, u, tau)
         one, eps = dt.type(1), dt.type(CODE_EPS)
         return (one - w * w + eps) / dt.type(tau) / (one - mu * mu + eps) * dt.type(N)
@@ -258,5 +242,5 @@ def step_numpy(lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, s
         else:
             g_hat = acc / dt.type(len(gs))
     lam_new, m_new = natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step)
-    mu_new = _rounded(np.tanh, lam if numerics == OFFICIAL else lam_new)
+    mu_new = rounded(np.tanh, lam if numerics == OFFICIAL else lam_new)
     return lam_new, m_new, mu_new

@@ -9,7 +9,7 @@
 
 Symbols, the paper's names and the fixed order of floating-point operations are in
 the docstring of ``refbinn/optim/vispa.py``, which re-exports every function here
-(import them from there). The float32 Numba kernels of ``_vispa_fused.py`` reproduce
+(import them from there). The float32 Numba kernels of ``_vispa_kernels.py`` reproduce
 these bit for bit.
 
 References: Orecchia et al., "Training Binary Neural Networks via Gaussian Variational

@@ -8,9 +8,9 @@ to the gradient (not AdamW's decoupled decay). At step t = 1, 2, ...::
     v  <- beta2 * v + (1 - beta2) * g**2
     p  <- p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-The moment update is ``adam_update``; STE and PMF reuse it on their latent
-reals. ``mean_grads`` (the checks and the average over passes that every
-non-Bayesian rule here needs) lives in this module too.
+The moment update is ``adam_update`` (``_adam_math.py``; its Numba twin
+``adam_update_fused`` in ``_adam_kernels.py``), chosen in ``adam_step``, which STE
+and PMF reuse on their latent reals.
 
 =========== ===================== =====================================
 code        symbol                torch (``optimizer.state[p]``)
@@ -22,13 +22,15 @@ code        symbol                torch (``optimizer.state[p]``)
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
-from ._adam_fused import adam_update_fused
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ..checks import check_range
+from ._adam_kernels import adam_update_fused
+from ._adam_math import adam_update  # noqa: F401  (re-exported)
+from ._backend import check_backend, use_kernels
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
 
 
 class AdamState(NamedTuple):
@@ -49,65 +51,13 @@ def check_betas(betas):
     return float(b1), float(b2)
 
 
-def mean_grads(grads, like, owner):
-    """g[k] = (1/S) sum_s grads[s][k], cast to ``like[k].dtype``.
-
-    Parameters
-    ----------
-    grads : list of dict
-        One dict per forward/backward pass (S >= 1), keyed like ``like``.
-    like : dict name -> ndarray
-        The arrays the gradients belong to (shapes and dtypes to match).
-    owner : str
-        Optimizer name for error messages.
-
-    Returns
-    -------
-    dict name -> ndarray
-        With one pass the arrays are returned as given (cast only), so S = 1
-        involves no arithmetic.
-    """
-    for s, g in enumerate(grads):
-        if set(g) != set(like):
-            missing = [k for k in like if k not in g]
-            extra = [k for k in g if k not in like]
-            raise ValueError(f"{owner}: gradient dict {s} does not match the parameters "
-                             f"(missing {missing}, unexpected {extra})")
-        for k, a in like.items():
-            if np.shape(g[k]) != np.shape(a):
-                raise ValueError(f"{owner}: gradient of '{k}' has shape {np.shape(g[k])}, "
-                                 f"expected {np.shape(a)}")
-    out = {}
-    for k, a in like.items():
-        acc = np.asarray(grads[0][k], dtype=a.dtype)
-        for g in grads[1:]:
-            acc = acc + np.asarray(g[k], dtype=a.dtype)
-        out[k] = acc / len(grads) if len(grads) > 1 else acc
-    return out
-
-
-def adam_update(g, m, v, t, lr, beta1, beta2, eps):
-    """One Adam step for one array: return ``(delta, m_new, v_new)``; the new weight is ``p - delta``.
-
-    delta = lr / (1 - beta1**t) * m_new / (sqrt(v_new) / sqrt(1 - beta2**t) + eps)
-
-    Parameters
-    ----------
-    g, m, v : ndarray, same shape and dtype
-        Gradient (weight decay already added) and the moments before the step.
-    t : int
-        This step's number, from 1.
-    lr, beta1, beta2, eps : float
-        Python floats, so float32 arrays stay float32.
-    """
-    fused = adam_update_fused(g, m, v, t, lr, beta1, beta2, eps)   # bit-identical, one pass
-    if fused is not None:
-        return fused
-    m_new = beta1 * m + (1.0 - beta1) * g
-    v_new = beta2 * v + (1.0 - beta2) * (g * g)
-    step_size = lr / (1.0 - beta1 ** t)
-    denom = np.sqrt(v_new) / math.sqrt(1.0 - beta2 ** t) + eps
-    return step_size * (m_new / denom), m_new, v_new
+def adam_step(backend, g, m, v, t, lr, beta1, beta2, eps):
+    """The one dispatch point of the Adam moment update (Adam, STE, PMF's NumPy path):
+    ``adam_update_fused`` (``_adam_kernels``) or ``adam_update`` (``_adam_math``), bit for
+    bit the same; returns ``(delta, m_new, v_new)``."""
+    if use_kernels(backend, g, m, v, dtypes=(np.float32, np.float64)) and g.dtype == m.dtype == v.dtype:
+        return adam_update_fused(g, m, v, t, lr, beta1, beta2, eps)
+    return adam_update(g, m, v, t, lr, beta1, beta2, eps)
 
 
 class Adam(Optimizer):
@@ -121,21 +71,23 @@ class Adam(Optimizer):
     weight_decay : float, >= 0
         L2 penalty: ``weight_decay * p`` is added to the gradient.
 
+    backend : {'numba', 'numpy'}
+        'numba' runs the moment update of large arrays in one Numba pass (bit for bit
+        the NumPy result); 'numpy' always uses ``adam_update``.
+
     ``params(state)`` and ``forward_params`` return the state's arrays (read-only by
     convention: every update makes new ones).
     """
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, backend="numba"):
         self.lr = float(check_range("lr", lr, 0.0))
         self.betas = check_betas(betas)
         self.eps = float(check_range("eps", eps, 0.0))
         self.weight_decay = float(check_range("weight_decay", weight_decay, 0.0))
+        self.backend = check_backend(backend)
 
     def init(self, params, rng=None):
-        p = {k: np.array(v, copy=True) for k, v in params.items()}
-        for k, v in p.items():
-            if not np.issubdtype(v.dtype, np.floating):
-                raise ValueError(f"Adam: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
+        p = {k: np.array(v, copy=True) for k, v in float_params(params, "Adam").items()}
         return AdamState(p, {k: np.zeros_like(v) for k, v in p.items()},
                          {k: np.zeros_like(v) for k, v in p.items()}, 0)
 
@@ -149,7 +101,8 @@ class Adam(Optimizer):
         p_new, m_new, v_new = {}, {}, {}
         for k, p in state.params.items():
             gk = g[k] + self.weight_decay * p if self.weight_decay else g[k]
-            delta, m_new[k], v_new[k] = adam_update(gk, state.m[k], state.v[k], t, lr, b1, b2, self.eps)
+            delta, m_new[k], v_new[k] = adam_step(self.backend, gk, state.m[k], state.v[k], t, lr, b1, b2,
+                                                  self.eps)
             p_new[k] = p - delta
         return AdamState(p_new, m_new, v_new, t)
 
@@ -157,4 +110,5 @@ class Adam(Optimizer):
         return dict(state.params)
 
     def config(self):
-        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,
+                "backend": self.backend}

@@ -55,19 +55,21 @@ Conventions:
   u given to ``update``/``forward_params`` is rounded to the state dtype.
 - The NumPy equations (``_bayesbinn_math.py``) are the reference: + - * / in the
   state dtype, in the authors' order, and log/tanh/exp correctly rounded to that dtype
-  (``_rounded``). Float32 steps run in fused Numba kernels (``_fused.py``) that agree
-  with them to a few ulp (and bit for bit where no transcendental is involved);
-  ``backend='numpy'`` forces the reference.
+  (``rounded``). Float32 steps run in fused Numba kernels (``_bayesbinn_kernels.py``)
+  that agree with them to a few ulp (and bit for bit where no transcendental is
+  involved); ``backend='numpy'`` forces the reference.
 - The exact scale is capped just below the dtype's largest finite number; a step
   that still overflows lam raises FloatingPointError and leaves the state as it was.
 
-Where the code is: this module holds the optimizer (``BayesBiNN``, ``BayesBiNNState``)
-and re-exports the rest, so import everything from here. The equations, one NumPy
-function each (``open_uniform``, ``logistic_noise``, ``relaxed_sample``, ``logcosh``,
-``concrete_scale``, ``natural_update``, ``step_numpy``; constants ``EXACT``,
-``OFFICIAL``, ``CODE_EPS``, ``LOG2``), are in ``_bayesbinn_math.py``; their float32
-Numba twins are in ``_fused.py``, called through ``_bayesbinn_fused.py`` (flat views,
-pooled outputs). ``BayesBiNN._fused`` picks the path (``FUSED_MIN_SIZE`` here).
+Where the code is (the template of every refbinn optimizer): this module holds the
+optimizer (``BayesBiNN``, ``BayesBiNNState``) and its one dispatch point
+(``BayesBiNN._step``, with ``_backend.use_kernels``); it re-exports the equations, so
+import them from here. The equations, one NumPy function each (``open_uniform``,
+``logistic_noise``, ``relaxed_sample``, ``concrete_scale``, ``natural_update``,
+``step_numpy``; constants ``EXACT``, ``OFFICIAL``, ``CODE_EPS``, ``LOG2``), are in
+``_bayesbinn_math.py``; their float32 Numba twins, named after them
+(``relaxed_sample_fused``, ``concrete_scale_exact32``, ``natural_update32``,
+``step_fused``, ...), are in ``_bayesbinn_kernels.py``.
 
 References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
 Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
@@ -79,15 +81,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_choice, check_range
 from ..nn.base import sign
-from . import _bayesbinn_fused
-from ._bayesbinn_math import (CODE_EPS, EXACT, LOG2, OFFICIAL, _rounded,  # noqa: F401  (re-exported)
-                              concrete_scale, logcosh, logistic_noise, natural_update,
-                              open_uniform, relaxed_sample, step_numpy)
-from ._pool import ArrayPool
-from .base import Optimizer, as_grad_list, check_finite, check_range
-
-FUSED_MIN_SIZE = 1 << 15      # weights per parameter below which the NumPy path is faster
+from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
+from ._bayesbinn_kernels import relaxed_sample_fused, step_fused
+from ._bayesbinn_math import (CODE_EPS, EXACT, LOG2, NUMERICS, OFFICIAL,  # noqa: F401  (re-exported)
+                              concrete_scale, logistic_noise, natural_update, open_uniform,
+                              relaxed_sample, rounded, step_numpy)
+from .base import Optimizer, as_grad_list, check_grads
 
 
 # -- the optimizer ---------------------------------------------------------------
@@ -102,7 +103,7 @@ class BayesBiNNState(NamedTuple):
     step: int
 
 
-class BayesBiNN(Optimizer):
+class BayesBiNN(PooledKernels, Optimizer):
     """BayesBiNN (Meng, Bachmann & Khan, ICML 2020) as a pure state transition.
 
     Every parameter given to ``init`` is treated as binary; send real-valued
@@ -157,9 +158,7 @@ class BayesBiNN(Optimizer):
             self.lam0 = {k: np.asarray(v) for k, v in lam0.items()}
         else:
             self.lam0 = check_range("lam0", lam0)
-        if numerics not in (EXACT, OFFICIAL):
-            raise ValueError(f"numerics must be one of 'exact', 'official', got {numerics!r}")
-        self.numerics = numerics
+        self.numerics = check_choice("numerics", numerics, NUMERICS)
         if dtype is not None:
             try:
                 name = np.dtype(dtype).name
@@ -169,17 +168,7 @@ class BayesBiNN(Optimizer):
                 raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
             dtype = name
         self.dtype = dtype
-        if backend not in ("numba", "numpy"):
-            raise ValueError(f"backend must be one of 'numba', 'numpy', got {backend!r}")
-        self.backend = backend
-        self._pool = ArrayPool()
-
-    def __getstate__(self):                # copies and pickles leave the pool behind
-        return {k: v for k, v in self.__dict__.items() if k != "_pool"}
-
-    def __setstate__(self, d):
-        self.__dict__.update(d)
-        self._pool = ArrayPool()
+        self.backend = check_backend(backend)
 
     def config(self):
         return dict(N=self.N, tau=self.tau, lr=self.lr, beta=self.beta, samples=self.samples,
@@ -220,17 +209,12 @@ class BayesBiNN(Optimizer):
                 lam_k = lam_k + self.lam_init_std * rng.standard_normal(shape)
             lam[k] = np.ascontiguousarray(lam_k, dtype=dt)
             mom[k] = np.zeros(shape, dtype=dt)
-            mu[k] = _rounded(np.tanh, lam[k])
+            mu[k] = rounded(np.tanh, lam[k])
         return BayesBiNNState(lam, mom, mu, 0)
 
     def _lam0(self, k, dt):
         v = self.lam0[k] if isinstance(self.lam0, dict) else self.lam0
         return np.asarray(v, dtype=dt)
-
-    def _fused(self, a):
-        """Fused kernels for float32 arrays large enough to amortise a parallel region
-        (a few ms on a busy machine); small ones (toy models) take the NumPy reference."""
-        return self.backend == "numba" and a.dtype == np.float32 and a.size >= FUSED_MIN_SIZE
 
     # -- sampling and forward weights ------------------------------------------
     def sample(self, state, rng):
@@ -243,12 +227,12 @@ class BayesBiNN(Optimizer):
     def forward_params(self, state, noise=None):
         """w_r = tanh((lam + delta)/tau) for a noise dict; tanh(lam) for None (S = 0)."""
         if noise is None:
-            return {k: _rounded(np.tanh, v) for k, v in state.lam.items()}
+            return {k: rounded(np.tanh, v) for k, v in state.lam.items()}
         out = {}
         for k, lam in state.lam.items():
             u = np.asarray(noise[k], dtype=lam.dtype)
-            if self._fused(lam):
-                out[k] = _bayesbinn_fused.relaxed_weights(self._pool, lam, u, self.tau)
+            if use_kernels(self.backend, lam):
+                out[k] = relaxed_sample_fused(self.pool, lam, u, self.tau)
             else:
                 out[k] = relaxed_sample(lam, u, self.tau)
         return out
@@ -263,7 +247,7 @@ class BayesBiNN(Optimizer):
         """Hard samples w in {-1, +1} with P(w = +1) = sigmoid(2*lam) = (1 + tanh(lam))/2."""
         out = {}
         for k, lam in state.lam.items():
-            p_plus = 0.5 * (1 + _rounded(np.tanh, lam))
+            p_plus = 0.5 * (1 + rounded(np.tanh, lam))
             u = open_uniform(rng, lam.shape, lam.dtype)
             out[k] = np.where(u < p_plus, lam.dtype.type(1), lam.dtype.type(-1))
         return out
@@ -299,45 +283,31 @@ class BayesBiNN(Optimizer):
                                  f"(samples={self.samples})")
             noise = [None]
         grads = as_grad_list(grads, noise)
-        for j, g in enumerate(grads):
-            for k, lam in state.lam.items():
-                if k not in g:
-                    raise ValueError(f"gradient dict {j} has no entry for parameter '{k}'")
-                if np.shape(g[k]) != lam.shape:
-                    raise ValueError(f"gradient of parameter '{k}' has shape {np.shape(g[k])}, "
-                                     f"expected {lam.shape}")
+        check_grads(grads, state.lam, "BayesBiNN", allow_extra=True)
         step = state.step + 1
-        if not all(self._fused(v) for v in state.lam.values()):
-            check_finite(grads)                       # before anything is computed
+        on_kernels = {k: use_kernels(self.backend, lam) for k, lam in state.lam.items()}
+        check_grads_before(grads, on_kernels)
         new_lam, new_m, new_mu = {}, {}, {}
         for k, lam in state.lam.items():
             gs = [np.ascontiguousarray(g[k], dtype=lam.dtype) for g in grads]
             us = [None if n is None else np.ascontiguousarray(n[k], dtype=lam.dtype) for n in noise]
-            step_fn = self._step_fused if self._fused(lam) else self._step_numpy
-            lam_k, m_k, mu_k = step_fn(k, lam, state.momentum[k], state.mu[k], gs, us, lr, step)
-            if lam_k is None:
-                check_finite(grads)                   # a NaN/inf gradient is the usual cause
-                raise FloatingPointError(
-                    f"the update of parameter '{k}' made lam non-finite (s*g overflowed); "
-                    "the step was not taken")
-            new_lam[k], new_m[k], new_mu[k] = lam_k, m_k, mu_k
+            out = self._step(on_kernels[k], lam, state.momentum[k], state.mu[k], gs, us,
+                             self._lam0(k, lam.dtype), lr, step)
+            if out is None:
+                raise_nonfinite(k, grads, "lam (s*g overflowed)")
+            new_lam[k], new_m[k], new_mu[k] = out
         return BayesBiNNState(new_lam, new_m, new_mu, step)
 
-    def _step_numpy(self, k, lam, m, mu, gs, us, lr, step):
-        """The reference: ``step_numpy``, the module-level functions in the authors' order
-        of operations.
-
-        Returns (lam', m', mu'), with lam' = None if it came out non-finite.
+    def _step(self, on_kernels, lam, m, mu, gs, us, lam0, lr, step):
+        """The one dispatch point: ``step_fused`` (``_bayesbinn_kernels``, outputs from the
+        pool) or the reference ``step_numpy`` (``_bayesbinn_math``), the same equations in
+        the authors' order. Returns (lam', m', mu'), or None if lam' came out non-finite.
         """
-        with np.errstate(over="ignore", invalid="ignore"):             # overflow is reported below
-            lam_new, m_new, mu_new = step_numpy(lam, m, mu, gs, us, self._lam0(k, lam.dtype), lr,
-                                                self.beta, self.reweight, self.tau, self.N,
-                                                self.numerics, step)
-        return (lam_new if np.all(np.isfinite(lam_new)) else None), m_new, mu_new
-
-    def _step_fused(self, k, lam, m, mu, gs, us, lr, step):
-        """The same step in fused float32 kernels (``_bayesbinn_fused.step``, outputs from
-        the pool); lam' is None if it came out non-finite."""
-        return _bayesbinn_fused.step(self._pool, lam, m, mu, gs, us, self._lam0(k, lam.dtype), lr,
-                                     self.beta, self.reweight, self.tau, self.N,
-                                     self.numerics == OFFICIAL, step)
+        args = (lam, m, mu, gs, us, lam0, lr, self.beta, self.reweight, self.tau, self.N,
+                self.numerics, step)
+        if on_kernels:
+            lam_new, m_new, mu_new = step_fused(self.pool, *args)
+            return None if lam_new is None else (lam_new, m_new, mu_new)
+        with np.errstate(over="ignore", invalid="ignore"):             # overflow is reported
+            lam_new, m_new, mu_new = step_numpy(*args)
+        return (lam_new, m_new, mu_new) if np.all(np.isfinite(lam_new)) else None

@@ -17,6 +17,8 @@ code            symbol             Helwegen et al. / larq ``Bop``
 ``m``           m                  ``m`` (moving average)
 =============== ================== ====================================
 
+Where the code is: this module (the optimizer) and ``_bop_math.py`` (the equations).
+
 References: Helwegen et al., "Latent weights do not exist", NeurIPS 2019, Algorithm 1.
 """
 from __future__ import annotations
@@ -25,19 +27,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_range
 from ..nn.base import sign
-from .adam import mean_grads
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ._bop_math import bop_flip, bop_momentum  # noqa: F401  (re-exported)
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
 
 
 class BopState(NamedTuple):
     w: dict   # name -> array, exactly -1 or +1
     m: dict   # name -> array, gradient moving average
-
-
-def bop_flip(w, m, threshold):
-    """Return -w where w * m > threshold, else w (same dtype)."""
-    return np.where(w * m > threshold, -w, w)
 
 
 class Bop(Optimizer):
@@ -59,12 +57,7 @@ class Bop(Optimizer):
         self.gamma = float(check_range("gamma", gamma, 0.0, 1.0, lo_open=True))
 
     def init(self, params, rng=None):
-        w = {}
-        for k, v in params.items():
-            v = np.asarray(v)
-            if not np.issubdtype(v.dtype, np.floating):
-                raise ValueError(f"Bop: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
-            w[k] = sign(v)
+        w = {k: sign(v) for k, v in float_params(params, "Bop").items()}
         return BopState(w, {k: np.zeros_like(v) for k, v in w.items()})
 
     def update(self, grads, state, noise=None, *, lr=None):
@@ -74,7 +67,7 @@ class Bop(Optimizer):
         gamma = self.gamma if lr is None else float(check_range("lr (gamma)", lr, 0.0, 1.0))
         w_new, m_new = {}, {}
         for k, w in state.w.items():
-            m_new[k] = (1.0 - gamma) * state.m[k] + gamma * g[k]
+            m_new[k] = bop_momentum(state.m[k], g[k], gamma)
             w_new[k] = bop_flip(w, m_new[k], self.threshold)
         return BopState(w_new, m_new)
 

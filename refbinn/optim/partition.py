@@ -25,8 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..nn.base import BINARY, REAL
-from .adam import mean_grads
-from .base import Optimizer, as_grad_list, check_finite
+from .base import Optimizer, as_grad_list, check_finite, mean_grads
 
 
 class PartitionState(NamedTuple):
@@ -117,7 +116,3 @@ class Partition(Optimizer):
     def config(self):
         return {"binary_opt": self.binary_opt, "real_opt": self.real_opt, "kinds": dict(self.kinds)}
 
-
-def partition(binary_opt, real_opt, kinds):
-    """``Partition(binary_opt, real_opt, kinds)``: binary parameters to one optimizer, real to the other."""
-    return Partition(binary_opt, real_opt, kinds)

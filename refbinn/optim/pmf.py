@@ -30,6 +30,9 @@ code            symbol                  Ajanthan et al.
 ``rho``         rho                     rho (> 1)
 =============== ======================= ==============================
 
+Where the code is: this module (the optimizer and its dispatch point ``PMF._step``),
+``_pmf_math.py`` (the equations) and ``_pmf_kernels.py`` (their Numba twins).
+
 References: Ajanthan, Dokania, Hartley, Torr, "Proximal Mean-field for Neural
 Network Quantization", ICCV 2019; BayesBiNN paper section 5 (baseline settings).
 """
@@ -39,10 +42,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_int, check_range
 from ..nn.base import sign
-from ._pmf_fused import pmf_update_fused, soft_weight_fused
-from .adam import adam_update, check_betas, mean_grads
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ._backend import check_backend, use_kernels
+from ._pmf_kernels import pmf_step_fused, soft_weight_fused
+from ._pmf_math import pmf_step, soft_weight, soft_weight_vjp  # noqa: F401  (re-exported)
+from .adam import check_betas
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+
+KERNEL_DTYPES = (np.float32, np.float64)
 
 INIT_CLIP = 0.99
 
@@ -53,20 +61,6 @@ class PMFState(NamedTuple):
     v: dict        # Adam second moment, like u
     beta: float    # current softmax inverse temperature
     step: int      # updates taken
-
-
-def soft_weight(u, beta):
-    """w_soft = tanh(beta * (u[1] - u[0]) / 2), shape u.shape[1:]."""
-    fused = soft_weight_fused(u, beta)                        # bit-identical, one pass + tanh
-    if fused is not None:
-        return fused
-    return np.tanh(beta * (u[1] - u[0]) / 2.0)
-
-
-def soft_weight_vjp(g, w_soft, beta):
-    """dL/du from dL/dw_soft: shape (2,) + g.shape, [-d, +d] with d = g * beta/2 * (1 - w_soft**2)."""
-    d = g * (beta / 2.0) * (1.0 - w_soft * w_soft)
-    return np.stack([-d, d])                                  # (2,) + w.shape
 
 
 class PMF(Optimizer):
@@ -85,34 +79,38 @@ class PMF(Optimizer):
         L2 penalty on u.
     betas : (float, float), each in [0, 1)
     eps : float, >= 0
+    backend : {'numba', 'numpy'}
+        'numba' runs the soft weight and the step of large arrays in one Numba pass each
+        (bit for bit the NumPy result); 'numpy' always uses ``_pmf_math``.
     """
 
     def __init__(self, lr=1e-3, rho=1.2, beta_init=1.0, beta_max=1e4, anneal_every=100,
-                 weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8):
+                 weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, backend="numba"):
         self.lr = float(check_range("lr", lr, 0.0))
         self.rho = float(check_range("rho", rho, 1.0))
         self.beta_init = float(check_range("beta_init", beta_init, 0.0, lo_open=True))
         self.beta_max = float(check_range("beta_max", beta_max, self.beta_init))
-        if int(check_range("anneal_every", anneal_every, 1)) != anneal_every:
-            raise ValueError(f"anneal_every must be an integer >= 1, got {anneal_every!r}")
-        self.anneal_every = int(anneal_every)
+        self.anneal_every = check_int("anneal_every", anneal_every, 1)
         self.weight_decay = float(check_range("weight_decay", weight_decay, 0.0))
         self.betas = check_betas(betas)
         self.eps = float(check_range("eps", eps, 0.0))
+        self.backend = check_backend(backend)
 
     def init(self, params, rng=None):
         u = {}
-        for k, w in params.items():
-            w = np.asarray(w)
-            if not np.issubdtype(w.dtype, np.floating):
-                raise ValueError(f"PMF: parameter '{k}' has dtype {w.dtype}, expected a float dtype")
+        for k, w in float_params(params, "PMF").items():
             half = np.arctanh(np.clip(w, -INIT_CLIP, INIT_CLIP)) / self.beta_init
             u[k] = np.stack([-half, half])                   # (2,) + w.shape
         return PMFState(u, {k: np.zeros_like(v) for k, v in u.items()},
                         {k: np.zeros_like(v) for k, v in u.items()}, self.beta_init, 0)
 
     def forward_params(self, state, noise=None):
-        return {k: soft_weight(u, state.beta) for k, u in state.u.items()}
+        return {k: self._soft_weight(u, state.beta) for k, u in state.u.items()}
+
+    def _soft_weight(self, u, beta):
+        if use_kernels(self.backend, u, dtypes=KERNEL_DTYPES):
+            return soft_weight_fused(u, beta)
+        return soft_weight(u, beta)
 
     def update(self, grads, state, noise=None, *, lr=None):
         grads = as_grad_list(grads, noise)
@@ -124,21 +122,22 @@ class PMF(Optimizer):
         t = state.step + 1
         u_new, m_new, v_new = {}, {}, {}
         for k, u in state.u.items():
-            w_soft = soft_weight(u, state.beta)
-            fused = pmf_update_fused(g[k], w_soft, u, state.m[k], state.v[k], t, lr, state.beta,
-                                     self.weight_decay, b1, b2, self.eps)    # bit-identical, one pass
-            if fused is not None:
-                u_new[k], m_new[k], v_new[k] = fused
-                continue
-            gu = soft_weight_vjp(g[k], w_soft, state.beta)
-            if self.weight_decay:
-                gu = gu + self.weight_decay * u
-            delta, m_new[k], v_new[k] = adam_update(gu, state.m[k], state.v[k], t, lr, b1, b2, self.eps)
-            u_new[k] = u - delta
+            w_soft = self._soft_weight(u, state.beta)
+            u_new[k], m_new[k], v_new[k] = self._step(g[k], w_soft, u, state.m[k], state.v[k], t, lr,
+                                                      state.beta)
         beta = state.beta
         if t % self.anneal_every == 0:
             beta = min(beta * self.rho, self.beta_max)
         return PMFState(u_new, m_new, v_new, beta, t)
+
+    def _step(self, g, w_soft, u, m, v, t, lr, beta):
+        """The one dispatch point: ``pmf_step_fused`` (``_pmf_kernels``) or ``pmf_step``
+        (``_pmf_math``), bit for bit the same."""
+        args = (g, w_soft, u, m, v, t, lr, beta, self.weight_decay, *self.betas, self.eps)
+        if (use_kernels(self.backend, g, w_soft, u, m, v, dtypes=KERNEL_DTYPES)
+                and g.dtype == w_soft.dtype == u.dtype == m.dtype == v.dtype):
+            return pmf_step_fused(*args)
+        return pmf_step(*args)
 
     def params(self, state):
         return {k: sign(u[1] - u[0]) for k, u in state.u.items()}
@@ -146,4 +145,5 @@ class PMF(Optimizer):
     def config(self):
         return {"lr": self.lr, "rho": self.rho, "beta_init": self.beta_init,
                 "beta_max": self.beta_max, "anneal_every": self.anneal_every,
-                "weight_decay": self.weight_decay, "betas": self.betas, "eps": self.eps}
+                "weight_decay": self.weight_decay, "betas": self.betas, "eps": self.eps,
+                "backend": self.backend}

@@ -19,18 +19,23 @@ code        symbol               authors' STE code / larq
 ``params``  w_b = sign(w_l)      ``p.data`` / ``ste_sign``
 =========== ==================== ==========================
 
+Where the code is: this module (the optimizer) and ``_ste_math.py`` (the equations);
+the Adam step is ``adam.adam_step`` (its kernels in ``_adam_kernels.py``).
+
 References: Bengio et al. 2013 (STE); paper section 5 "STE Adam" baseline.
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_range
 from ..nn.base import sign
-from .adam import adam_update, check_betas, mean_grads
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from ._backend import check_backend
+from ._ste_math import clip_by_global_norm, clip_by_value, clip_latent  # noqa: F401  (re-exported)
+from .adam import adam_step, check_betas
+from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
 
 
 class STEState(NamedTuple):
@@ -38,20 +43,6 @@ class STEState(NamedTuple):
     m: dict        # Adam first moment, like latent
     v: dict        # Adam second moment, like latent
     step: int      # updates taken
-
-
-def clip_by_value(g, clip_value):
-    """g_k <- clip(g_k, -c, c) for every array."""
-    return {k: np.clip(v, -clip_value, clip_value) for k, v in g.items()}
-
-
-def clip_by_global_norm(g, clip_norm):
-    """g_k <- g_k * min(1, c / (sqrt(sum_k ||g_k||^2) + 1e-6)), torch ``clip_grad_norm_``."""
-    total = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in g.values()))
-    coef = clip_norm / (total + 1e-6)
-    if coef >= 1.0:
-        return g
-    return {k: v * coef for k, v in g.items()}
 
 
 class STEAdam(Optimizer):
@@ -66,12 +57,15 @@ class STEAdam(Optimizer):
         Clip every gradient entry to [-clip_value, clip_value].
     clip_norm : float > 0 or None
         Rescale the gradients so their global L2 norm is at most clip_norm.
+    backend : {'numba', 'numpy'}
+        Of the Adam step (``adam.adam_step``).
 
     ``init(params)`` takes the latent weights from ``params`` (clipped to [-1, 1]);
     ``params(state)`` is sign(latent), exactly +-1 in the latent dtype.
     """
 
-    def __init__(self, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, clip_value=None, clip_norm=None):
+    def __init__(self, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, clip_value=None, clip_norm=None,
+                 backend="numba"):
         self.lr = float(check_range("lr", lr, 0.0))
         self.betas = check_betas(betas)
         self.eps = float(check_range("eps", eps, 0.0))
@@ -79,19 +73,12 @@ class STEAdam(Optimizer):
             check_range("clip_value", clip_value, 0.0, lo_open=True))
         self.clip_norm = None if clip_norm is None else float(
             check_range("clip_norm", clip_norm, 0.0, lo_open=True))
+        self.backend = check_backend(backend)
 
     def init(self, params, rng=None):
-        latent = {}
-        for k, v in params.items():
-            v = np.asarray(v)
-            if not np.issubdtype(v.dtype, np.floating):
-                raise ValueError(f"STEAdam: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
-            latent[k] = np.clip(v, -1.0, 1.0)        # a new array; the input is not touched
+        latent = {k: clip_latent(v) for k, v in float_params(params, "STEAdam").items()}   # new arrays
         return STEState(latent, {k: np.zeros_like(v) for k, v in latent.items()},
                         {k: np.zeros_like(v) for k, v in latent.items()}, 0)
-
-    def forward_params(self, state, noise=None):
-        return self.params(state)
 
     def update(self, grads, state, noise=None, *, lr=None):
         grads = as_grad_list(grads, noise)
@@ -106,8 +93,9 @@ class STEAdam(Optimizer):
         t = state.step + 1
         latent, m, v = {}, {}, {}
         for k, w in state.latent.items():
-            delta, m[k], v[k] = adam_update(g[k], state.m[k], state.v[k], t, lr, b1, b2, self.eps)
-            latent[k] = np.clip(w - delta, -1.0, 1.0)
+            delta, m[k], v[k] = adam_step(self.backend, g[k], state.m[k], state.v[k], t, lr, b1, b2,
+                                          self.eps)
+            latent[k] = clip_latent(w - delta)
         return STEState(latent, m, v, t)
 
     def params(self, state):
@@ -115,4 +103,4 @@ class STEAdam(Optimizer):
 
     def config(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
-                "clip_value": self.clip_value, "clip_norm": self.clip_norm}
+                "clip_value": self.clip_value, "clip_norm": self.clip_norm, "backend": self.backend}

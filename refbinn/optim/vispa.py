@@ -59,8 +59,8 @@ Where the code is: this module holds the optimizer (``VISPA``, ``VISPAState``) a
 re-exports the rest, so import everything from here. The equations, one NumPy function
 each (``xavier_std``, ``project``, ``gaussian_weights``, ``sample_weights``,
 ``vispa_grads``, ``sgd_momentum``, ``step_numpy``), are in ``_vispa_math.py``; their
-float32 Numba twins (``_step_kernel``, ``_sign_kernel``; constants ``TASK``, ``BLOCK``)
-are in ``_vispa_fused.py``. ``VISPA._fused`` picks the path (``FUSED_MIN_SIZE`` here).
+float32 Numba twins (``sample_weights_fused``, ``step_fused``) are in
+``_vispa_kernels.py``. ``VISPA._step`` is the one dispatch point (``_backend.use_kernels``).
 
 References: Orecchia et al., "Training Binary Neural Networks via Gaussian Variational
 Inference and Low-Rank Semidefinite Programming", NeurIPS 2024.
@@ -72,18 +72,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_choice, check_int, check_range
 from ..nn.base import sign
-from . import _vispa_fused
-from ._pool import ArrayPool
-from ._vispa_fused import BLOCK, FMAX, TASK, _sign_kernel, _step_kernel  # noqa: F401  (re-exported)
+from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
+from ._vispa_kernels import sample_weights_fused, step_fused
 from ._vispa_math import (gaussian_weights, project, sample_weights, sgd_momentum,  # noqa: F401
                           step_numpy, vispa_grads, xavier_std)
-from .base import Optimizer, as_grad_list, check_finite, check_range
+from .base import Optimizer, as_grad_list, check_grads
 
 INITS = ("xavier", "params")
-BACKENDS = ("numba", "numpy")
-FUSED_MIN_SIZE = 1 << 15      # weights per parameter below which the NumPy path is faster
-POOL_KEEP = 6                 # pooled outputs per shape: two live states' (m, vel_m) or (Z, vel_Z), and spares
 
 
 # -- the optimizer -------------------------------------------------------------------------
@@ -97,7 +94,7 @@ class VISPAState(NamedTuple):
     step: int
 
 
-class VISPA(Optimizer):
+class VISPA(PooledKernels, Optimizer):
     """VISPA (Orecchia et al., NeurIPS 2024) as a pure state transition; see the module docstring.
 
     Every parameter given to ``init`` is treated as binary; send real-valued
@@ -129,13 +126,12 @@ class VISPA(Optimizer):
         different threads.
     """
 
+    POOL_KEEP = 6     # pooled outputs per shape: two live states' (m, vel_m) or (Z, vel_Z), and spares
+
     def __init__(self, lr=0.1, rank=8, scale=100.0, momentum=0.9, weight_decay=5e-4,
                  project=True, init="xavier", backend="numba"):
         self.lr = float(check_range("lr", lr, 0.0, lo_open=True))
-        check_range("rank", rank, 0)
-        if isinstance(rank, bool) or not math.isfinite(float(rank)) or int(rank) != rank:
-            raise ValueError(f"rank must be an integer in [0, inf), got {rank!r}")
-        self.rank = int(rank)
+        self.rank = check_int("rank", rank, 0)
         self.scale = float(check_range("scale", scale, 0.0, lo_open=True))
         if not math.isfinite(self.scale):
             raise ValueError(f"scale must be in (0, inf), got {scale!r}")
@@ -144,20 +140,8 @@ class VISPA(Optimizer):
         if not isinstance(project, (bool, np.bool_)):
             raise ValueError(f"project must be True or False, got {project!r}")
         self.project = bool(project)
-        if init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
-        self.init_mode = init
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
-        self.backend = backend
-        self._pool = ArrayPool(keep=POOL_KEEP)
-
-    def __getstate__(self):                # copies and pickles leave the pool behind
-        return {k: v for k, v in self.__dict__.items() if k != "_pool"}
-
-    def __setstate__(self, d):
-        self.__dict__.update(d)
-        self._pool = ArrayPool(keep=POOL_KEEP)
+        self.init_mode = check_choice("init", init, INITS)
+        self.backend = check_backend(backend)
 
     def config(self):
         return dict(lr=self.lr, rank=self.rank, scale=self.scale, momentum=self.momentum,
@@ -206,8 +190,8 @@ class VISPA(Optimizer):
         out = {}
         for k, m in state.m.items():
             r = np.asarray(noise[k], dtype=m.dtype)
-            if self._fused(m):
-                out[k] = _vispa_fused.sample_weights(self._pool, m, state.Z[k], r)
+            if use_kernels(self.backend, m, state.Z[k]):
+                out[k] = sample_weights_fused(self.pool, m, state.Z[k], r)
             else:
                 out[k] = sample_weights(m, state.Z[k], r)
         return out
@@ -260,46 +244,30 @@ class VISPA(Optimizer):
                 raise ValueError(f"VISPA.update needs the noise list returned by sample() (rank={self.rank})")
             noise = [{k: np.zeros(0, dtype=v.dtype) for k, v in state.m.items()}]
         grads = as_grad_list(grads, noise)
-        for j, (g, n) in enumerate(zip(grads, noise)):
+        for n in noise:
             self._check_noise(n, state)
-            for k, m in state.m.items():
-                if k not in g:
-                    raise ValueError(f"VISPA: gradient dict {j} has no entry for parameter '{k}'")
-                if np.shape(g[k]) != m.shape:
-                    raise ValueError(f"VISPA: gradient of parameter '{k}' has shape {np.shape(g[k])}, "
-                                     f"expected {m.shape}")
-        fused = {k: self._fused(m, len(grads)) for k, m in state.m.items()}
-        if not all(np.all(np.isfinite(g[k])) for g in grads for k in fused if not fused[k]):
-            check_finite(grads)                       # before anything is computed
+        check_grads(grads, state.m, "VISPA", allow_extra=True)
+        on_kernels = {k: len(grads) == 1 and use_kernels(self.backend, m, state.Z[k])
+                      for k, m in state.m.items()}
+        check_grads_before(grads, on_kernels)
         m_new, Z_new, vm_new, vZ_new = {}, {}, {}, {}
         for k, m in state.m.items():
             gs = [np.asarray(g[k], dtype=m.dtype) for g in grads]
             rs = [np.asarray(n[k], dtype=m.dtype) for n in noise]
-            args = (m, state.Z[k], state.vel_m[k], state.vel_Z[k], gs, rs, lr)
-            out = self._step_fused(*args) if fused[k] else self._step_numpy(*args)
+            out = self._step(on_kernels[k], m, state.Z[k], state.vel_m[k], state.vel_Z[k], gs, rs, lr)
             if out is None:
-                check_finite(grads)                   # a NaN/inf gradient is the usual cause
-                raise FloatingPointError(f"the update of parameter '{k}' made m or Z non-finite; "
-                                         "the step was not taken")
+                raise_nonfinite(k, grads, "m or Z")
             m_new[k], Z_new[k], vm_new[k], vZ_new[k] = out
         return VISPAState(m_new, Z_new, vm_new, vZ_new, state.step + 1)
 
-    def _fused(self, a, passes=1):
-        """Fused kernels for large float32 arrays; small ones take the NumPy reference
-        (a parallel region costs more than the work there)."""
-        return (self.backend == "numba" and a.dtype == np.float32 and passes == 1
-                and a.size >= FUSED_MIN_SIZE)
-
-    def _step_numpy(self, m, Z, vm, vZ, gs, rs, lr):
-        """``step_numpy``; None if m or Z came out non-finite."""
-        with np.errstate(over="ignore", invalid="ignore"):           # reported below
+    def _step(self, on_kernels, m, Z, vm, vZ, gs, rs, lr):
+        """The one dispatch point: ``step_fused`` (``_vispa_kernels``, one pass, outputs from
+        the pool) or the reference ``step_numpy`` (``_vispa_math``); bit for bit the same.
+        Returns (m, Z, vel_m, vel_Z), or None if m or Z came out non-finite."""
+        if on_kernels:
+            return step_fused(self.pool, m, Z, vm, vZ, gs[0], rs[0], lr, self.momentum,
+                              self.weight_decay, self.scale, self.project)
+        with np.errstate(over="ignore", invalid="ignore"):           # reported by the caller
             out = step_numpy(m, Z, vm, vZ, gs, rs, lr, self.momentum, self.weight_decay,
                              self.scale, self.project)
-        ok = np.all(np.isfinite(out[0])) and np.all(np.isfinite(out[1]))
-        return out if ok else None
-
-    def _step_fused(self, m, Z, vm, vZ, gs, rs, lr):
-        """The same step (one pass) in ``_step_kernel`` (``_vispa_fused.step``, outputs
-        from the pool); None if m or Z came out non-finite."""
-        return _vispa_fused.step(self._pool, m, Z, vm, vZ, gs[0], rs[0], lr, self.momentum,
-                                 self.weight_decay, self.scale, self.project)
+        return out if np.all(np.isfinite(out[0])) and np.all(np.isfinite(out[1])) else None

@@ -1,0 +1,72 @@
+"""Argument checks: every bad value raises ValueError naming the argument and what is allowed::
+
+    check_range("lr", lr, 0, lo_open=True)      ->  "lr must be in (0, inf), got -1"
+    check_int("samples", s, 1)                   ->  "samples must be an integer in [1, inf), got 0.5"
+    check_choice("numerics", n, ("exact", "official"))
+                                                 ->  "numerics must be one of 'exact', 'official', got 'x'"
+    check_float_input("layer 'fc1'", x, 2)       ->  "layer 'fc1': input has shape (3,), expected (N, d1, ...)"
+
+A leaf module (NumPy only), so that every floor of refbinn can use it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _interval(lo, hi, lo_open, hi_open):
+    left = "-inf" if lo is None else f"{lo:g}"
+    right = "inf" if hi is None else f"{hi:g}"
+    return (("(" if lo_open or lo is None or lo == -math.inf else "[") + f"{left}, {right}"
+            + (")" if hi_open or hi is None or hi == math.inf else "]"))
+
+
+def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
+    """``value`` unchanged if it is a real number with lo <= value <= hi (< where open); else ValueError.
+
+    NaN is never in range; ``lo``/``hi`` None means unbounded (inf itself allowed).
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {value!r}") from None
+    bad = math.isnan(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        raise ValueError(f"{name} must be in {_interval(lo, hi, lo_open, hi_open)}, got {value!r}")
+    return value
+
+
+def check_int(name, value, lo=0, hi=None):
+    """``int(value)`` if value is an integer (or an integral float; not a bool) in [lo, hi]."""
+    try:
+        ok = (not isinstance(value, (bool, np.bool_)) and int(value) == value
+              and value >= lo and (hi is None or value <= hi))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be an integer in {_interval(lo, hi, False, False)}, got {value!r}")
+    return int(value)
+
+
+def check_choice(name, value, choices):
+    """``value`` if it is one of ``choices``; else ValueError listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_float_input(where, x, min_ndim=1):
+    """``np.asarray(x)`` if it has a float dtype and at least ``min_ndim`` axes; else ValueError
+    starting with ``where`` (e.g. "layer 'fc1'")."""
+    x = np.asarray(x)
+    if x.ndim < min_ndim:
+        want = "(N, ...)" if min_ndim == 1 else "(N, d1, ...)"
+        raise ValueError(f"{where}: input has shape {tuple(x.shape)}, expected {want}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{where}: input has dtype {x.dtype}, expected a float dtype")
+    return x

@@ -1,0 +1,159 @@
+"""Build an experiment (model, optimizer, data, loss, schedule) from a data set name,
+an optimizer name and overrides of the paper preset (refbinn/experiments/presets.py)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+
+from ..checks import check_choice
+from ..models import build_model
+from ..nn import losses
+from ..optim.partition import Partition
+from ..optim.registry import OPTIMIZERS, make
+from .datasets import load_data
+from .presets import PAPER
+from ..train import Data, TrainConfig, schedules
+
+LOSSES = {"cross_entropy": losses.softmax_cross_entropy, "logistic": losses.logistic_loss,
+          "mse": losses.mse}
+
+
+@dataclass
+class Setup:
+    model: object
+    opt: object
+    data: Data
+    loss_fn: object
+    cfg: TrainConfig
+    schedule: object
+    settings: dict
+
+
+def _hyper(name, s, n_train):
+    """Constructor arguments of optimizer ``name`` from preset settings ``s``."""
+    if name == "bayesbinn":
+        return dict(lr=s["lr"], beta=s.get("beta", 0.0), tau=s["tau"], samples=s.get("samples", 1),
+                    N=s.get("N", n_train), lam_init=s.get("lam_init", 10.0),
+                    lam_init_std=s.get("lam_init_std", 0.0), numerics=s.get("numerics", "exact"))
+    if name == "ste":
+        return dict(lr=s["lr"], clip_value=s.get("clip_value"), clip_norm=s.get("clip_norm"))
+    if name == "bop":
+        return dict(threshold=s["threshold"], gamma=s["gamma"])
+    if name == "pmf":
+        return dict(lr=s["lr"], rho=s["rho"], weight_decay=s.get("weight_decay", 0.0))
+    if name == "adam":
+        return dict(lr=s["lr"], weight_decay=s.get("weight_decay", 0.0))
+    return dict(lr=s["lr"], rank=s.get("rank", 8), scale=s.get("scale", 100.0),          # vispa
+                momentum=s.get("momentum", 0.9), weight_decay=s.get("weight_decay", 5e-4))
+
+
+def _schedule(name, s, epochs, steps_per_epoch):
+    """The per-epoch schedule (callable epoch -> lr, or gamma for Bop) from preset settings ``s``."""
+    if name == "bop":
+        g0 = s["gamma"]
+        if "gamma_decay_per_epoch" in s:
+            return lambda e, g0=g0, d=s["gamma_decay_per_epoch"]: g0 * d ** e
+        if "gamma_step_every" in s:
+            return schedules.step_decay(g0, s["gamma_step_every"], s["gamma_step_factor"])
+        return lambda e, g0=g0: g0
+    if name == "pmf":
+        every = max(1, round(s["step_every_iters"] / steps_per_epoch))
+        return schedules.step_decay(s["lr"], every, s["step_factor"])
+    if name == "vispa":
+        return schedules.warmup_cosine(s["lr"], epochs, warmup=min(s.get("warmup_epochs", 1), epochs - 1))
+    kind, lr = s.get("schedule", "cosine"), s["lr"]
+    if kind == "cosine":
+        return schedules.cosine(lr, epochs, eta_min=s.get("eta_min", 0.0), off_by_one=s.get("off_by_one", False))
+    if kind == "milestones":
+        return schedules.milestones(lr, at=tuple(s.get("milestones", (1500, 2500))), factor=0.1)
+    if kind == "geometric":
+        return schedules.geometric(lr, s["lr_end"], epochs)
+    return lambda epoch: lr
+
+
+def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
+    """Optimizer ``name`` (a key of ``refbinn.optim.OPTIMIZERS``) and its per-epoch schedule from
+    preset settings ``s``; real parameters in ``kinds`` go to Adam (``Partition``)."""
+    check_choice("optimizer", name, tuple(OPTIMIZERS))
+    opt = make(name, **_hyper(name, s, n_train))
+    sched = _schedule(name, s, epochs, steps_per_epoch)
+    if name != "adam" and any(k == "real" for k in kinds.values()):
+        real_lr = s.get("real_lr", 1e-3)
+        real_sched = schedules.cosine(real_lr, epochs)
+        opt = Partition(opt, make("adam", lr=real_lr), kinds)
+        sched = (lambda e, a=sched, b=real_sched: (a(e), b(e)))
+    return opt, sched
+
+
+def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quiet=False):
+    """Return a ``Setup``; ``overrides`` (dict) replaces preset values: epochs, batch_size,
+    seed, lr, tau, samples, numerics, N, lam_init, eval_samples, max_train, model kwargs."""
+    check_choice("dataset", dataset, tuple(PAPER))
+    check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
+    check_choice("preset", preset, ("paper",))
+    p = PAPER[dataset]
+    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    s = {**p[optimizer], **{k: o[k] for k in o if k in p[optimizer] or k in (
+        "lr", "tau", "samples", "numerics", "N", "lam_init", "lam_init_std", "beta",
+        "clip_value", "clip_norm", "schedule", "eta_min", "off_by_one", "real_lr")}}
+    epochs = int(o.get("epochs", p["epochs"]))
+    batch = int(o.get("batch_size", p["batch_size"]))
+    seed = int(o.get("seed", 0))
+    data, extra = load_data(dataset, root, split=p["split"], seed=seed, max_train=o.get("max_train"))
+    name, kw = p["model"]
+    kw = {**kw, **o.get("model_kwargs", {})}
+    model = build_model(name, kw)
+    if optimizer == "adam" or p.get("binary_all"):
+        kinds = {k: ("real" if optimizer == "adam" else "binary") for k in model.kinds}
+    else:
+        kinds = model.kinds
+    steps = -(-data.n_train // batch)
+    n_train = data.n_train * p.get("n_scale", 1)
+    opt, sched = make_optimizer(optimizer, s, n_train=n_train, kinds=kinds, epochs=epochs,
+                                steps_per_epoch=steps)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, seed=seed,
+                      eval_samples=int(o.get("eval_samples", p["eval_samples"])),
+                      average=o.get("average", "prob"), quiet=quiet,
+                      meta={"dataset": dataset, "optimizer": optimizer, "preset": preset,
+                            "model": [name, kw], "settings": {k: v for k, v in s.items()}})
+    return Setup(model, opt, data, LOSSES[p["loss"]], cfg, sched,
+                 {"dataset": dataset, "optimizer": optimizer, "epochs": epochs, "batch_size": batch,
+                  "seed": seed, "optimizer_settings": s, "model": [name, kw], "extra": extra})
+
+
+def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume=False,
+        stop_after=None, quiet=False, command=None, run_dir=None, write=True, log=None):
+    """One training run as ``refbinn train`` does it: build -> fit (a checkpoint every epoch) -> JSON.
+
+    Parameters
+    ----------
+    dataset, optimizer : names from refbinn.presets
+    name : str, the run name; files ``out/NAME.json`` and ``out/runs/NAME/``
+    overrides : dict passed to ``build`` (epochs, seed, lr, model_kwargs, ...)
+    run_dir : checkpoint folder (default ``out/runs/NAME``)
+    write : write ``out/NAME.json`` (sweeps collect rows instead)
+
+    Returns
+    -------
+    dict with name, command, settings, summary, wall_seconds_this_invocation, history
+    """
+    from ..io import write_json
+    from ..train import fit
+    log = log or (lambda m: print(m, flush=True))
+    setup = build(dataset, optimizer, overrides=overrides, root=root, quiet=quiet)
+    run_dir = run_dir or os.path.join(out, "runs", name)
+    log(f"{name}: {optimizer} {json.dumps(setup.settings['optimizer_settings'])}; "
+        f"model {setup.settings['model']}; epochs {setup.cfg.epochs}, batch {setup.cfg.batch_size}, "
+        f"seed {setup.cfg.seed}, n_train {setup.data.n_train}; checkpoints in {run_dir}")
+    t0 = time.time()
+    res = fit(setup.model, setup.opt, setup.data, setup.loss_fn, setup.cfg, schedule=setup.schedule,
+              out_dir=run_dir, resume=resume, stop_after=stop_after, log=log)
+    result = {"name": name, "command": command,
+              "settings": {k: v for k, v in setup.settings.items() if k != "extra"},
+              "summary": res["summary"], "wall_seconds_this_invocation": time.time() - t0,
+              "history": res["history"]["epochs"]}
+    if write:
+        write_json(os.path.join(out, f"{name}.json"), result)
+    return result

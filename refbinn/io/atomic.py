@@ -1,0 +1,54 @@
+"""Atomic file writes: a temporary file in the target folder, flushed, then renamed over the target.
+
+A crash leaves either the old file or the new one under ``path``, never a partial one
+(``os.replace`` is atomic on POSIX and Windows).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def _atomic_file(path, mode, suffix):
+    """Yield a file handle on a temporary file that becomes ``path`` when the block ends."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=suffix)
+    os.close(fd)
+    try:
+        with open(tmp, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_savez(path, arrays):
+    """Write the dict ``arrays`` (name -> array) as one uncompressed .npz under ``path``, atomically."""
+    with _atomic_file(path, "wb", ".tmp.npz") as fh:
+        np.savez(fh, **arrays)
+
+
+def _jsonable(o):
+    if hasattr(o, "tolist"):                   # ndarray and NumPy scalars
+        return o.tolist()
+    return str(o)
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON under ``path``, atomically; arrays become lists."""
+    with _atomic_file(path, "w", ".tmp.json") as fh:
+        json.dump(obj, fh, indent=1, default=_jsonable)

@@ -1,0 +1,108 @@
+"""A tree of NamedTuples, dicts, lists, registered objects, arrays and scalars as flat .npz entries.
+
+    tree_to_arrays(tree, prefix, registry) -> {"prefix#tag": array, "prefix/child#tag": ...}
+    tree_from_arrays(arrays, prefix, registry, where) -> the same tree (the round trip is exact)
+
+Classes (a state NamedTuple, an optimizer) are written as their KEY in ``registry``,
+a fixed dict key -> class that the caller owns (``refbinn.optim.registry.FILE_NAMES``);
+an object is rebuilt as ``registry[key](**config)`` from its ``config()``. Nothing
+named in a file is imported or looked up anywhere else: a key not in the registry is
+a ValueError naming the file and the key. This module imports no other refbinn
+module, so file handling sits below every floor that uses it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .rng import generator_from_json, generator_state_json
+
+# "optimizer": the tag of "object" in files written before issue 11 (the value then was
+# 'module:QualName'; the registry maps those old names too)
+TAGS = ("object", "optimizer", "namedtuple", "dict", "list", "tuple", "none", "bool", "int", "float", "str",
+        "array", "generator")
+
+
+def _key_of(cls, registry, prefix):
+    for k, c in registry.items():
+        if c is cls:
+            return k
+    raise TypeError(f"cannot save a {cls.__name__} at '{prefix}': it has no key in the file registry")
+
+
+def _pack(node, prefix, out, registry):
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        out[f"{prefix}#namedtuple"] = np.array(_key_of(type(node), registry, prefix))
+        for f in node._fields:
+            _pack(getattr(node, f), f"{prefix}/{f}", out, registry)
+    elif isinstance(node, dict):
+        keys = list(node)
+        out[f"{prefix}#dict"] = np.array(keys, dtype=str) if keys else np.zeros(0, dtype=str)
+        for i, k in enumerate(keys):
+            _pack(node[k], f"{prefix}/{i}", out, registry)
+    elif isinstance(node, (list, tuple)):
+        out[f"{prefix}#{type(node).__name__}"] = np.array(len(node))
+        for i, v in enumerate(node):
+            _pack(v, f"{prefix}/{i}", out, registry)
+    elif node is None:
+        out[f"{prefix}#none"] = np.array(0)
+    elif isinstance(node, (bool, int, float, str)):
+        out[f"{prefix}#{type(node).__name__}"] = np.array(node)
+    elif isinstance(node, (np.ndarray, np.generic)):
+        out[f"{prefix}#array"] = np.asarray(node)
+    elif isinstance(node, np.random.Generator):
+        out[f"{prefix}#generator"] = np.array(generator_state_json(node))
+    elif hasattr(node, "config"):
+        out[f"{prefix}#object"] = np.array(_key_of(type(node), registry, prefix))
+        _pack(node.config(), prefix + "/config", out, registry)
+    else:
+        raise TypeError(f"cannot save a {type(node).__name__} at '{prefix}'")
+
+
+def _lookup(registry, key, where, prefix):
+    if key not in registry:
+        known = [k for k in registry if ":" not in k]          # not the pre-issue-11 spellings
+        raise ValueError(f"{where}: entry '{prefix}' names {key!r}, which is not one of "
+                         f"{', '.join(map(repr, known))}; nothing from the file was run")
+    return registry[key]
+
+
+def _unpack(data, prefix, registry, where):
+    for tag in TAGS:
+        key = f"{prefix}#{tag}"
+        if key in data:
+            break
+    else:
+        raise ValueError(f"{where}: no entry '{prefix}'")
+    v = data[key]
+    if tag in ("object", "optimizer"):
+        cls = _lookup(registry, str(v), where, prefix)
+        return cls(**_unpack(data, prefix + "/config", registry, where))
+    if tag == "namedtuple":
+        cls = _lookup(registry, str(v), where, prefix)
+        return cls(*[_unpack(data, f"{prefix}/{f}", registry, where) for f in cls._fields])
+    if tag == "dict":
+        return {str(k): _unpack(data, f"{prefix}/{i}", registry, where) for i, k in enumerate(v)}
+    if tag in ("list", "tuple"):
+        items = [_unpack(data, f"{prefix}/{i}", registry, where) for i in range(int(v))]
+        return items if tag == "list" else tuple(items)
+    if tag == "none":
+        return None
+    if tag == "str":
+        return str(v)
+    if tag in ("bool", "int", "float"):
+        return {"bool": bool, "int": int, "float": float}[tag](v.item())
+    if tag == "generator":
+        return generator_from_json(str(v), where)
+    return v
+
+
+def tree_to_arrays(tree, prefix, registry):
+    """The flat dict of npz entries for ``tree`` under ``prefix``; classes written as registry keys."""
+    out = {}
+    _pack(tree, prefix, out, registry)
+    return out
+
+
+def tree_from_arrays(data, prefix, registry, where="file"):
+    """The tree ``tree_to_arrays`` wrote under ``prefix``; ``where`` (the file) names errors."""
+    return _unpack(data, prefix, registry, where)

@@ -1,0 +1,62 @@
+"""The ``refbinn export`` and ``refbinn predict`` commands (wired up in ``refbinn/cli.py``).
+
+    export:   export(model, opt.params(state), bn_state).save(OUT)   (the mode weights w*)
+              ratio = float32 bytes of params and BN state / packed file bytes
+    predict:  accuracy = mean(predict(x_test) == y_test),  images/s = N_test / seconds
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ..io import write_json
+from .export import export
+from .model import load_packed
+
+
+def cli_export(args):
+    """``refbinn export CHECKPOINT OUT``: pack the mode weights of a training checkpoint."""
+    from ..models import build_model
+    from ..train import load_checkpoint
+    ck = load_checkpoint(args.checkpoint)
+    spec = ck["config"].get("meta", {}).get("model")
+    if not spec:
+        raise ValueError(f"export: {args.checkpoint} names no model builder in config['meta']['model'] "
+                         f"(got {spec!r})")
+    model = build_model(spec[0], spec[1], where=f"export: {args.checkpoint}")
+    packed = export(model, ck["opt"].params(ck["opt_state"]), ck["bn_state"])
+    packed.save(args.out)
+    size, f32 = os.path.getsize(args.out), packed.meta["float32_bytes"]
+    print(f"refbinn export: {args.checkpoint} ({spec[0]}) -> {args.out}")
+    print(f"float32 {f32} bytes, packed {size} bytes, ratio {f32 / size:.1f}x")
+    return 0
+
+
+def cli_predict(args):
+    """``refbinn predict PACKED --dataset mnist``: test accuracy and images per second."""
+    from .. import data as D
+    if args.dataset not in ("mnist", "fashion-mnist"):
+        raise ValueError(f"predict: dataset must be 'mnist' or 'fashion-mnist', got {args.dataset!r}")
+    packed = load_packed(args.packed)
+    ds = D.load_mnist(args.data_root, kind=args.dataset)
+    x = D.normalize(ds.x_test, args.dataset)                               # (N, 28, 28)
+    first = next((op["op"] for op in packed.ops if op["op"].startswith(("dense", "conv"))), "dense")
+    x = x.reshape(len(x), -1) if first.startswith("dense") else x[:, None]   # (N, 784) or (N, 1, 28, 28)
+    batch = int(args.batch_size or 1000)
+    packed.predict_logits(x[:batch], batch)                                # warm-up: load compiled kernels
+    t0 = time.perf_counter()
+    pred = packed.predict(x, batch)
+    seconds = time.perf_counter() - t0
+    res = {"packed": args.packed, "dataset": args.dataset, "n_images": int(len(x)),
+           "accuracy": float(np.mean(pred == ds.y_test)), "seconds": seconds,
+           "images_per_s": len(x) / seconds, "batch_size": batch,
+           "file_bytes": os.path.getsize(args.packed), "float32_bytes": packed.meta.get("float32_bytes")}
+    out_dir = getattr(args, "out", None) or "results"
+    path = os.path.join(out_dir, f"predict_{os.path.splitext(os.path.basename(args.packed))[0]}.json")
+    write_json(path, res)
+    print(f"refbinn predict: {args.packed} on {args.dataset} test ({len(x)} images): accuracy "
+          f"{res['accuracy']:.4f}, {res['images_per_s']:.0f} images/s (batch {batch})")
+    print(f"wrote {path}")
+    return 0

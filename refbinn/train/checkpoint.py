@@ -1,0 +1,39 @@
+"""Training checkpoints: optimizer, its state, BatchNorm state, Generator states, history; one .npz.
+
+Classes are written as keys of ``refbinn.optim.registry.FILE_NAMES`` and looked up there on
+loading; nothing a file names is imported or called.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..io import atomic_savez, generator_from_json, generator_state_json, tree_from_arrays, tree_to_arrays
+from ..optim.registry import FILE_NAMES
+
+
+def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, config):
+    arrays = tree_to_arrays(opt, "optimizer", FILE_NAMES)
+    arrays.update(tree_to_arrays(opt_state, "state", FILE_NAMES))
+    arrays.update(tree_to_arrays(dict(bn_state), "bn_state", FILE_NAMES))
+    arrays.update({f"rng/{k}": np.array(generator_state_json(g)) for k, g in rngs.items()})
+    arrays["epoch"] = np.array(epoch)
+    arrays["history"] = np.array(json.dumps(history))
+    arrays["config"] = np.array(json.dumps(config))
+    atomic_savez(path, arrays)
+
+
+def load_checkpoint(path):
+    """Return a dict with opt, opt_state, bn_state, rngs, epoch, history, config."""
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    return {
+        "opt": tree_from_arrays(data, "optimizer", FILE_NAMES, path),
+        "opt_state": tree_from_arrays(data, "state", FILE_NAMES, path),
+        "bn_state": tree_from_arrays(data, "bn_state", FILE_NAMES, path),
+        "rngs": {k[4:]: generator_from_json(str(v), path) for k, v in data.items() if k.startswith("rng/")},
+        "epoch": int(data["epoch"]),
+        "history": json.loads(str(data["history"])),
+        "config": json.loads(str(data["config"])),
+    }

@@ -1,0 +1,171 @@
+"""The training loop: epochs of minibatches, S Monte Carlo samples per step,
+evaluation in mode and mean, history as JSON, atomic checkpoints and resume.
+
+One step, for any refbinn optimizer (see refbinn/optim/base.py)::
+
+    noise = opt.sample(state, rng_noise)          # S entries for BayesBiNN, [None] otherwise
+    for n in noise:
+        p = opt.forward_params(state, n)          # relaxed / binary / latent weights
+        loss, grads_n, bn_state = forward+backward of the model at p
+    state = opt.update(grads, state, noise, lr=schedule(epoch))
+
+Randomness comes from three Generators spawned from the seed (data order and
+augmentation, optimizer noise, dropout masks). Their states are saved in every
+checkpoint, so ``resume`` continues bit-identically to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..io import write_json
+from .checkpoint import load_checkpoint, save_checkpoint
+from .evaluate import evaluate
+from .step import train_step
+
+
+@dataclass
+class Data:
+    """Arrays of one experiment; x already normalised float, y integer labels (or targets)."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    augment: object = None          # callable (x_batch, rng) -> x_batch, or None
+
+    @property
+    def n_train(self):
+        return int(len(self.x_train))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    seed: int = 0
+    eval_samples: int = 0           # C: hard samples for the 'mean' prediction (0: mode only)
+    eval_mean_every: int = 0        # evaluate 'mean' every k epochs (0: last epoch only)
+    average: str = "prob"           # 'prob' or 'logits' for the mean prediction
+    eval_batch: int = 1000
+    quiet: bool = False
+    meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
+
+def summarize(history):
+    """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch."""
+    ep = history["epochs"]
+    if not ep:
+        return {}
+    out = {"epochs_run": len(ep), "last": {k: v for k, v in ep[-1].items() if k.startswith(("test", "val"))}}
+    if ep[0].get("val_acc_mode") is not None:
+        best = max(range(len(ep)), key=lambda i: ep[i]["val_acc_mode"])
+        out["best_val_epoch"] = ep[best]["epoch"]
+        out["val_acc_mode_best"] = ep[best]["val_acc_mode"]
+        out["test_acc_mode_at_best_val"] = ep[best].get("test_acc_mode")
+    out["test_acc_mode_last"] = ep[-1].get("test_acc_mode")
+    out["test_acc_mean_last"] = ep[-1].get("test_acc_mean")
+    out["train_seconds"] = float(sum(e["seconds"] for e in ep))
+    return out
+
+# -- the loop ----------------------------------------------------------------------------
+def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=False,
+        dtype=np.float32, init_state=None, log=print, stop_after=None):
+    """Train ``model`` with ``opt`` on ``data`` for ``cfg.epochs`` epochs.
+
+    Parameters
+    ----------
+    schedule : callable epoch -> lr (or a pair for a Partition), optional
+    out_dir : folder for ``history.json`` and ``checkpoint.npz`` (written after every epoch)
+    resume : continue from ``out_dir/checkpoint.npz`` if it exists
+    init_state : (opt_state, bn_state) to start from instead of a fresh init (continual learning)
+    stop_after : stop after this many epochs in this call (an interruption: ``resume``
+        continues exactly as if the run had not stopped)
+
+    Returns
+    -------
+    dict with ``history``, ``summary``, ``opt_state``, ``bn_state``.
+    """
+    from ..data.transforms import batches   # local import keeps the loop usable without data extras
+
+    ckpt_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
+    config = {**asdict(cfg), "n_train": data.n_train}
+    if resume and ckpt_path and os.path.exists(ckpt_path):
+        ck = load_checkpoint(ckpt_path)
+        opt_state, bn_state, rngs = ck["opt_state"], ck["bn_state"], ck["rngs"]
+        opt = ck["opt"]
+        start, history = ck["epoch"], ck["history"]
+        log(f"resumed from {ckpt_path} at epoch {start}")
+    else:
+        root = np.random.default_rng(cfg.seed)
+        r_init, r_data, r_noise, r_drop = root.spawn(4)
+        rngs = {"data": r_data, "noise": r_noise, "drop": r_drop}
+        if init_state is None:
+            params, bn_state = model.init(r_init, dtype)
+            opt_state = opt.init(params, r_init)
+        else:
+            opt_state, bn_state = init_state
+        start, history = 0, {"config": config, "epochs": []}
+
+    show = not cfg.quiet and sys.stderr.isatty()
+    if show:
+        from tqdm.auto import tqdm
+    n = data.n_train
+    end = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
+    for epoch in range(start, end):
+        lr = schedule(epoch) if schedule is not None else None
+        t0 = time.perf_counter()
+        tot_loss = tot_correct = seen = 0
+        it = batches(data.x_train, data.y_train, cfg.batch_size, rng=rngs["data"], shuffle=True)
+        bar = tqdm(it, total=-(-n // cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False, file=sys.stderr) if show else it
+        for xb, yb in bar:
+            if data.augment is not None:
+                xb = data.augment(xb, rngs["data"])
+            opt_state, bn_state, loss, out = train_step(
+                model, opt, opt_state, bn_state, xb, yb, loss_fn,
+                rng_noise=rngs["noise"], rng_drop=rngs["drop"], lr=lr)
+            b = len(yb)
+            tot_loss += loss * b
+            seen += b
+            if out.ndim == 2 and out.shape[1] > 1:
+                tot_correct += int(np.sum(out.argmax(1) == yb))
+            if show:
+                el = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.4f}",
+                                ex_s=f"{seen / el:.0f}")
+        train_secs = time.perf_counter() - t0
+        rec = {"epoch": epoch + 1, "lr": None if lr is None else (list(lr) if isinstance(lr, tuple) else float(lr)),
+               "train_loss": tot_loss / max(seen, 1), "train_acc_running": tot_correct / max(seen, 1),
+               "examples_per_s": seen / train_secs}
+        do_mean = cfg.eval_samples > 0 and (
+            epoch + 1 == cfg.epochs or (cfg.eval_mean_every and (epoch + 1) % cfg.eval_mean_every == 0))
+        # The evaluation stream depends on (seed, epoch) only, so an evaluation never
+        # depends on which earlier epochs were evaluated or where a run was resumed.
+        r_eval = np.random.default_rng([cfg.seed, 1, epoch])
+        for split, xs, ys in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+            if xs is None:
+                continue
+            ev = evaluate(model, opt, opt_state, bn_state, xs, ys,
+                          samples=cfg.eval_samples if do_mean else 0, rng=r_eval,
+                          average=cfg.average, batch=cfg.eval_batch)
+            rec.update({f"{split}_{k}": v for k, v in ev.items()})
+        rec["seconds"] = time.perf_counter() - t0
+        history["epochs"].append(rec)
+        if not cfg.quiet:
+            msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in rec.items() if k not in ("lr",))
+            log(f"[epoch {epoch + 1}/{cfg.epochs}] {msg}")
+        if out_dir:
+            os.makedirs(out_dir, exist_ok=True)
+            save_checkpoint(ckpt_path, opt=opt, opt_state=opt_state, bn_state=bn_state, rngs=rngs,
+                            epoch=epoch + 1, history=history, config=config)
+            history["summary"] = summarize(history)
+            write_json(os.path.join(out_dir, "history.json"), history)
+    history["summary"] = summarize(history)
+    return {"history": history, "summary": history["summary"], "opt": opt,
+            "opt_state": opt_state, "bn_state": bn_state}

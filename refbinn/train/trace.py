@@ -1,0 +1,423 @@
+"""Golden traces: every tensor of K training steps, saved so that a port can replay and compare.
+
+A trace is one ``.npz``: a ``meta`` JSON entry (format version, model and its
+layers, optimizer and hyperparameters, dtype) and, per step, the inputs a port
+needs (data batch, dropout keep masks, BayesBiNN uniforms u) and the results it
+should reproduce (forward weights, logits, loss, gradients, Lemma 1 scale,
+optimizer state, BatchNorm state, evaluation weights). ``step0000/`` holds the
+state before the first update; ``step{t:04d}/`` holds update t = 1..K::
+
+    step0003/x                         (B, ...) the minibatch      step0003/y  (B,) labels
+    step0003/sample0/u/fc1.weight      uniforms of Monte Carlo pass 0
+    step0003/sample0/mask/drop1        keep mask (bool) of dropout layer drop1, pass 0
+    step0003/sample0/grad/fc1.weight   d loss / d w at that pass's weights
+    step0003/lam/fc1.weight            optimizer state after update 3
+    step0003/bn/bn1.running_var        BatchNorm state after update 3
+
+docs/trace_format.md lists every key with its shape, dtype and the order of
+operations in one step. ``compare_traces`` finds the first entry where two
+traces differ, in step order, then in that order of operations.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from ..models import build_model
+from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Tanh,
+                 softmax_cross_entropy)
+from ..checks import check_choice, check_int
+from ..io import atomic_savez
+from ..optim.bayesbinn import OFFICIAL, concrete_scale
+from ..optim.registry import make
+from .step import train_step
+
+FORMAT, VERSION = "refbinn-trace", 1
+
+
+# -- what can be traced ---------------------------------------------------------------
+class ModelSpec(NamedTuple):
+    build: object        # () -> Sequential
+    in_shape: tuple      # one example's shape
+    classes: int
+    batch: int           # B
+    n_data: int          # synthetic data-set size (batches cycle through it in order)
+
+
+MODELS = {
+    # mlp_mnist at a small size: dropout 0.2 on the input and after each hidden ReLU,
+    # BN (no affine, momentum 0.15, eps 1e-4) after every Linear, logits = last BN output
+    "mlp": ModelSpec(lambda: build_model("mlp_mnist", dict(in_features=20, hidden=(16, 16, 16),
+                                                           classes=4)), (20,), 4, 16, 64),
+    # the same MLP at toy size (2 hidden layers of 6): small enough to keep traces as test fixtures
+    "tiny": ModelSpec(lambda: build_model("mlp_mnist", dict(in_features=6, hidden=(6, 6), classes=3)),
+                      (6,), 3, 4, 8),
+    # the VGG-like CNN at width 1/64 on 1x8x8 inputs: conv 2-2-pool-4-4-pool-8-8-pool-fc 16-16-3
+    "cnn": ModelSpec(lambda: build_model("vgg_cifar", dict(num_classes=3, width=1 / 64, in_channels=1,
+                                                         image_size=8)),
+                     (1, 8, 8), 3, 16, 64),
+    # the paper's MNIST MLP (784-2048-2048-2048-10): ~80 MB per tensor per step in float64
+    "mlp_mnist": ModelSpec(lambda: build_model("mlp_mnist"), (784,), 10, 100, 200),
+}
+
+# trace name -> (optimizer registry key, default hyperparameters); BayesBiNN's N is the data-set size
+OPTIMIZERS = {
+    "bayesbinn-exact": ("bayesbinn", dict(tau=1.0, lr=0.05, beta=0.9, samples=1, lam_init=1.0,
+                                          lam_init_std=0.5, numerics="exact", backend="numpy")),
+    # the authors' MNIST settings (spec section 9) under their numerics (spec section 7)
+    "bayesbinn-official": ("bayesbinn", dict(tau=1e-10, lr=1e-4, beta=0.0, samples=1, lam_init=10.0,
+                                             numerics="official", backend="numpy")),
+    "ste": ("ste", dict(lr=1e-2)),
+    "bop": ("bop", dict(threshold=1e-3, gamma=0.05)),
+    "adam": ("adam", dict(lr=1e-2)),
+    "pmf": ("pmf", dict(lr=1e-2, rho=1.2, anneal_every=2)),
+    # VISPA's noise r (one (K,) vector per layer) is stored under sample{j}/u
+    "vispa": ("vispa", dict(lr=0.1, rank=4, scale=10.0, backend="numpy")),
+}
+
+
+def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
+    """The optimizer of ``optimizer_name`` with its trace defaults, updated by ``hparams``."""
+    key, hp = OPTIMIZERS[check_choice("optimizer", optimizer_name, tuple(OPTIMIZERS))]
+    hp = dict(hp)
+    if key == "bayesbinn":
+        # backend 'numpy': the reference functions (correctly rounded transcendentals), the
+        # same numbers on every CPU; the state dtype is the trace's dtype
+        hp.update(N=float(n_data), dtype=np.dtype(dtype).name)
+    hp.update(hparams or {})
+    return make(key, **hp)
+
+
+def describe_layers(model):
+    """One JSON-able dict per layer: name, type and what a port needs to rebuild it."""
+    out = []
+    for L in model.layers:
+        d = {"name": L.name}
+        if isinstance(L, Dense):
+            d.update(type="dense", in_features=L.in_features, out_features=L.out_features, bias=L.bias)
+        elif isinstance(L, Conv2d):
+            d.update(type="conv2d", in_channels=L.in_channels, out_channels=L.out_channels,
+                     kernel_size=list(L.kernel_size), stride=list(L.stride),
+                     padding=[list(p) for p in L.pads], bias=L.bias)
+        elif isinstance(L, BatchNorm):
+            d.update(type="batchnorm", num_features=L.num_features, eps=L.eps,
+                     momentum=L.momentum, affine=L.affine)
+        elif isinstance(L, Dropout):
+            d.update(type="dropout", p=L.p)
+        elif isinstance(L, MaxPool2d):
+            d.update(type="maxpool2d", kernel_size=list(L.kernel_size), stride=list(L.stride))
+        elif isinstance(L, (ReLU, Tanh, Flatten)):
+            d.update(type=type(L).__name__.lower())
+        else:
+            raise ValueError(f"trace: layer '{L.name}' of type {type(L).__name__} is not supported")
+        out.append(d)
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------
+def step_key(t):
+    """'step0003' for update t = 3; 'step0000' is the state before the first update."""
+    return f"step{t:04d}"
+
+
+def _put_state(arrays, prefix, state):
+    """Every field of an optimizer state NamedTuple: dicts per parameter, scalars as 0-d arrays."""
+    for f in state._fields:
+        v = getattr(state, f)
+        if isinstance(v, dict):
+            arrays.update({f"{prefix}/{f}/{k}": np.asarray(a) for k, a in v.items()})
+        else:
+            arrays[f"{prefix}/{f}"] = np.asarray(v)
+
+
+def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float64", hparams=None):
+    """Train ``model_name`` with ``optimizer_name`` for ``steps`` steps on synthetic data; save every tensor.
+
+    One step is ``refbinn.train.train_step``, recording every pass (``on_pass``)::
+
+        noise = opt.sample(state, rng_noise)                 # S dicts of u (BayesBiNN) or [None]
+        for j, n in enumerate(noise):
+            w = opt.forward_params(state, n)                 # sample{j}/w
+            out, cache, bn = model.forward(w, x, bn, train=True, rng=rng_drop)
+            loss, dout = softmax_cross_entropy(out, y)       # sample{j}/out, sample{j}/loss
+            grad = model.backward(w, cache, dout)[1]         # sample{j}/grad
+        state = opt.update(grads, state, noise)              # state fields, bn, eval_w
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The .npz to write (atomically).
+    model_name : {'mlp', 'tiny', 'cnn', 'mlp_mnist'}
+    optimizer_name : {'bayesbinn-exact', 'bayesbinn-official', 'ste', 'bop', 'adam', 'pmf', 'vispa'}
+    steps : int >= 1
+        K, the number of updates.
+    seed : int
+        Seeds the Generator whose four spawned streams give init, data, noise u and dropout.
+    dtype : {'float64', 'float32'}
+    hparams : dict, optional
+        Optimizer keyword arguments overriding the defaults in ``OPTIMIZERS``.
+
+    Returns
+    -------
+    dict
+        The ``meta`` entry written.
+    """
+    spec = MODELS[check_choice("model", model_name, tuple(MODELS))]
+    check_choice("optimizer", optimizer_name, OPTIMIZERS)
+    check_int("steps", steps, 1)
+    dt = np.dtype(check_choice("dtype", np.dtype(dtype).name, ("float32", "float64")))
+    model = spec.build()
+    root = np.random.default_rng(seed)
+    r_init, r_data, r_noise, r_drop = root.spawn(4)
+    params, bn = model.init(r_init, dt)
+    x_all = r_data.standard_normal((spec.n_data,) + spec.in_shape).astype(dt)   # (n_data, ...)
+    y_all = r_data.integers(0, spec.classes, spec.n_data)
+    opt = make_optimizer(optimizer_name, spec.n_data, dt, hparams)
+    state = opt.init(params, r_init)
+    drops = [i for i, L in enumerate(model.layers) if isinstance(L, Dropout)]
+    bayes = OPTIMIZERS[optimizer_name][0] == "bayesbinn"
+
+    arrays = {}
+    p0 = step_key(0)
+    arrays.update({f"{p0}/init_params/{k}": v for k, v in params.items()})
+    _put_state(arrays, p0, state)
+    arrays.update({f"{p0}/bn/{k}": v for k, v in bn.items()})
+    arrays.update({f"{p0}/eval_w/{k}": v for k, v in opt.params(state).items()})
+    n_batches = spec.n_data // spec.batch
+    samples = set()
+    for t in range(1, int(steps) + 1):
+        pre = step_key(t)
+        i = ((t - 1) % n_batches) * spec.batch
+        x, y = x_all[i:i + spec.batch], y_all[i:i + spec.batch]
+        arrays[f"{pre}/x"], arrays[f"{pre}/y"] = x, y
+
+        def record(state, ps, sp=f"{pre}/sample"):
+            sp = f"{sp}{ps.index}"
+            if ps.noise is not None:
+                arrays.update({f"{sp}/u/{k}": np.asarray(v) for k, v in ps.noise.items()})
+            arrays.update({f"{sp}/mask/{model.layers[li].name}": ps.cache[li]
+                           for li in drops if ps.cache[li] is not None})   # the masks the layers used
+            arrays.update({f"{sp}/w/{k}": v for k, v in ps.weights.items()})
+            arrays[f"{sp}/out"] = ps.out
+            arrays[f"{sp}/loss"] = np.float64(ps.loss)
+            arrays.update({f"{sp}/grad/{k}": v for k, v in ps.grads.items()})
+            if bayes and ps.noise is not None:
+                mu = state.mu if opt.numerics == OFFICIAL else {}
+                arrays.update({f"{sp}/scale/{k}": concrete_scale(lam, ps.noise[k], opt.tau, opt.N,
+                                                                 opt.numerics, mu.get(k))
+                               for k, lam in state.lam.items()})
+            samples.add(ps.index)
+
+        state, bn, _, _ = train_step(model, opt, state, bn, x, y, softmax_cross_entropy,
+                                     rng_noise=r_noise, rng_drop=r_drop, on_pass=record)
+        _put_state(arrays, pre, state)
+        arrays.update({f"{pre}/bn/{k}": v for k, v in bn.items()})
+        arrays.update({f"{pre}/eval_w/{k}": v for k, v in opt.params(state).items()})
+
+    meta = {
+        "format": FORMAT, "version": VERSION, "writer": "refbinn",
+        "model": model_name, "layers": describe_layers(model),
+        "optimizer": optimizer_name, "optimizer_class": type(opt).__name__, "hparams": opt.config(),
+        "dtype": dt.name, "steps": int(steps), "seed": int(seed),
+        "samples": len(samples), "batch_size": spec.batch, "n_data": spec.n_data,
+        "in_shape": list(spec.in_shape), "classes": spec.classes, "loss": "softmax_cross_entropy",
+        "param_names": list(params), "param_shapes": {k: list(v.shape) for k, v in params.items()},
+        "bn_names": list(bn), "dropout_layers": [model.layers[i].name for i in drops],
+        "state_fields": list(state._fields),
+    }
+    save_trace(path, meta, arrays)
+    return meta
+
+
+def save_trace(path, meta, arrays):
+    """Write ``arrays`` and ``meta`` (a JSON-able dict) as one .npz, atomically."""
+    out = {"meta": np.array(json.dumps(meta, default=_json_default))}
+    out.update({k: np.asarray(v) for k, v in arrays.items()})
+    atomic_savez(path, out)
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    return str(o)
+
+
+def load_trace(path):
+    """Return ``(meta, arrays)``: the parsed meta dict and a dict key -> ndarray."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a refbinn trace (no 'meta' entry)")
+    meta = json.loads(str(arrays.pop("meta")))
+    return meta, arrays
+
+
+# -- comparing ---------------------------------------------------------------------------
+class Divergence(NamedTuple):
+    """The first entry where two traces differ."""
+    step: int            # t (0: the state before the first update)
+    tensor: str          # key without the step prefix, e.g. 'lam/fc1.weight'
+    index: int | None    # flat (C-order) index; None for a shape mismatch
+    mine: object         # the value in the first trace (a float; the shape for a shape mismatch)
+    theirs: object
+    tol: float           # the allowed |mine - theirs| for this tensor
+    reason: str          # 'value' or 'shape'
+
+    @property
+    def key(self):
+        return f"{step_key(self.step)}/{self.tensor}"
+
+    def __str__(self):
+        if self.reason == "shape":
+            return (f"step {self.step}, tensor {self.tensor}: shape {self.mine} in mine, "
+                    f"{self.theirs} in theirs")
+        return (f"step {self.step}, tensor {self.tensor}, index {self.index}: mine {self.mine!r}, "
+                f"theirs {self.theirs!r} (|diff| {abs_diff(self.mine, self.theirs):.3e} > "
+                f"tol {self.tol:.3e})")
+
+
+def abs_diff(a, b):
+    try:
+        return abs(float(a) - float(b))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+# order of the entries within one step: the order in which a step computes them
+_SAMPLE_ORDER = ("u", "w", "mask", "out", "loss", "grad", "scale")
+_TAIL_ORDER = ("bn", "eval_w")
+
+
+def _sort_key(key, meta):
+    """(step, section, sample, group, name) for a key 'stepNNNN/...'; None for other keys."""
+    head, _, rest = key.partition("/")
+    if not head.startswith("step") or not head[4:].isdigit():
+        return None
+    names = meta.get("param_names", []) + meta.get("bn_names", []) + meta.get("dropout_layers", [])
+    fields = meta.get("state_fields", [])
+
+    def name_rank(n):
+        return names.index(n) if n in names else len(names)
+
+    parts = rest.split("/")
+    if parts[0] in ("x", "y"):
+        return (int(head[4:]), 0, 0, ("x", "y").index(parts[0]), 0, rest)
+    if parts[0] == "init_params":
+        return (int(head[4:]), 0, 0, 2, name_rank(parts[-1]), rest)
+    if parts[0].startswith("sample") and parts[0][6:].isdigit() and len(parts) > 1:
+        g = _SAMPLE_ORDER.index(parts[1]) if parts[1] in _SAMPLE_ORDER else len(_SAMPLE_ORDER)
+        return (int(head[4:]), 1, int(parts[0][6:]), g, name_rank(parts[-1]), rest)
+    if parts[0] in fields:
+        return (int(head[4:]), 2, 0, fields.index(parts[0]), name_rank(parts[-1]), rest)
+    g = _TAIL_ORDER.index(parts[0]) if parts[0] in _TAIL_ORDER else len(_TAIL_ORDER)
+    return (int(head[4:]), 3, 0, g, name_rank(parts[-1]), rest)
+
+
+def _first_bad(a, b, rtol, atol):
+    """(flat index, tol) of the first entry where a and b differ, or (None, tol).
+
+    Booleans and integers must be equal. Floats: |a - b| <= atol + rtol * scale with
+    scale = the largest finite |value| of the tensor in either trace; NaN matches NaN
+    and infinities match themselves.
+    """
+    a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+    exact = lambda d: d.kind in "biu"
+    if exact(a.dtype) and exact(b.dtype):
+        bad = a != b
+        tol = 0.0
+    else:
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        fin = np.concatenate([np.abs(a64[np.isfinite(a64)]), np.abs(b64[np.isfinite(b64)])])
+        tol = float(atol + rtol * (fin.max() if fin.size else 0.0))
+        with np.errstate(invalid="ignore"):
+            same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+            bad = ~same & ~(np.abs(a64 - b64) <= tol)
+    hit = np.flatnonzero(bad)
+    return (int(hit[0]) if hit.size else None), tol
+
+
+def default_rtol(meta_a, meta_b):
+    """1e-9 when both traces are float64, else 1e-4 (a float32 step is ~10 roundings deep)."""
+    return 1e-9 if meta_a.get("dtype") == meta_b.get("dtype") == "float64" else 1e-4
+
+
+def compare_traces(a, b, rtol=None, atol=0.0):
+    """The first divergence between traces ``a`` (mine) and ``b`` (theirs), or None.
+
+    Entries present in both are compared in step order, then in the order of
+    operations of a step (x, y; per Monte Carlo pass u, w, mask, out, loss, grad,
+    scale; the optimizer state fields; bn; eval_w), then in parameter order.
+    Entry i of a tensor diverges when ``|a_i - b_i| > atol + rtol * scale``, scale =
+    the largest finite magnitude in that tensor in either trace; booleans and
+    integers must be equal.
+
+    Parameters
+    ----------
+    a, b : str or PathLike, or a ``(meta, arrays)`` pair from ``load_trace``
+    rtol : float >= 0, optional
+        Default ``default_rtol``: 1e-9 for two float64 traces, else 1e-4.
+    atol : float >= 0
+
+    Returns
+    -------
+    Divergence or None
+    """
+    (ma, xa), (mb, xb) = [t if isinstance(t, tuple) else load_trace(t) for t in (a, b)]
+    rtol = default_rtol(ma, mb) if rtol is None else float(rtol)
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError(f"rtol and atol must be in [0, inf), got {rtol!r}, {atol!r}")
+    keys = [k for k in xa if k in xb and _sort_key(k, ma) is not None]
+    for k in sorted(keys, key=lambda k: _sort_key(k, ma)):
+        t = int(k.partition("/")[0][4:])
+        tensor = k.partition("/")[2]
+        va, vb = xa[k], xb[k]
+        if va.shape != vb.shape:
+            return Divergence(t, tensor, None, tuple(va.shape), tuple(vb.shape), 0.0, "shape")
+        i, tol = _first_bad(va, vb, rtol, atol)
+        if i is not None:
+            return Divergence(t, tensor, i, va.reshape(-1)[i].item(), vb.reshape(-1)[i].item(),
+                              tol, "value")
+    return None
+
+
+def key_differences(a, b):
+    """``(only_in_a, only_in_b)``: sorted keys that one trace has and the other lacks."""
+    (_, xa), (_, xb) = [t if isinstance(t, tuple) else load_trace(t) for t in (a, b)]
+    return sorted(set(xa) - set(xb)), sorted(set(xb) - set(xa))
+
+
+# -- command line (wired into refbinn/cli.py) -----------------------------------------------------
+def cli_trace(args):
+    """``refbinn trace``: args.model, args.optimizer, args.steps, args.out, args.seed, args.dtype."""
+    meta = write_trace(args.out, model_name=args.model, optimizer_name=args.optimizer,
+                       steps=args.steps, seed=args.seed, dtype=args.dtype)
+    size = os.path.getsize(args.out)
+    print(f"wrote {args.out}: model {meta['model']}, optimizer {meta['optimizer']} "
+          f"{json.dumps(meta['hparams'], default=_json_default)}, {meta['steps']} steps, "
+          f"{meta['dtype']}, seed {meta['seed']}, {size / 2**20:.1f} MiB")
+    return 0
+
+
+def cli_check_trace(args):
+    """``refbinn check-trace MINE THEIRS``: print 'match' or the first divergence; 1 on divergence."""
+    ta, tb = load_trace(args.mine), load_trace(args.theirs)
+    for field in ("model", "optimizer", "dtype"):
+        if ta[0].get(field) != tb[0].get(field):
+            print(f"note: {field} differs: {ta[0].get(field)!r} in mine, {tb[0].get(field)!r} in theirs")
+    only_a, only_b = key_differences(ta, tb)
+    for who, only in (("mine", only_a), ("theirs", only_b)):
+        if only:
+            print(f"note: {len(only)} entries only in {who} (not compared), e.g. {only[0]}")
+    rtol = default_rtol(ta[0], tb[0]) if args.rtol is None else args.rtol
+    d = compare_traces(ta, tb, rtol=rtol, atol=args.atol)
+    if d is None:
+        n = len(set(ta[1]) & set(tb[1]))
+        print(f"match ({n} tensors compared, rtol {rtol:g}, atol {args.atol:g})")
+        return 0
+    print(f"first divergence: {d}")
+    return 1
