@@ -206,7 +206,7 @@ def build_parser():
     q.set_defaults(func=cmd_evaluate)
 
     q = sub.add_parser("download", help="fetch a data set (needs internet), verifying checksums")
-    q.add_argument("dataset", choices=["mnist", "fashion-mnist", "cifar10", "cifar100"])
+    q.add_argument("dataset", choices=["mnist", "fashion-mnist", "cifar10", "cifar100", "snelson"])
     q.add_argument("--data-root", default=None)
     q.add_argument("--base-url", default=None, help="mirror to fetch from instead of the canonical one")
     q.set_defaults(func=cmd_download)

@@ -1,4 +1,4 @@
-"""Predictions from a posterior over binary weights: mode, mean and predictive entropy.
+"""Predictions from a posterior over binary weights: mode, mean and predictive entropy::
 
     mode:    p(y|x) = link(f_{w*}(x)),  w* = opt.params(state)   (BayesBiNN: sign(lam), 0 -> +1)
     mean:    p(y|x) ~= (1/C) sum_c link(f_{w_c}(x)),  w_c = opt.sample_params(state, rng)
