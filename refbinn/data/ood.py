@@ -62,7 +62,21 @@ def uniform_noise(n, shape, kind, rng):
 def gaussian_noise(n, shape, kind, rng):
     """n images of u = round(255 clip(v, 0, 1)), v ~ N(mean, std^2) per pixel, normalised.
 
-    Parameters and Returns as ``uniform_noise``.
+    Parameters
+    ----------
+    n : int >= 1
+        Number of images.
+    shape : tuple of int
+        Shape of one image, e.g. (784,) or (3, 32, 32).
+    kind : str
+        Data set whose normalisation constants (mean, std per channel) are used.
+    rng : numpy.random.Generator
+        Source of the Gaussian draws.
+
+    Returns
+    -------
+    ndarray, shape (n, *shape), float32
+        The normalised noise images.
     """
     n, shape = check_int("n", n, 1), tuple(shape)
     mean, std = _channels(kind, shape)
@@ -96,6 +110,22 @@ def permuted_images(x, rng):
 
 def named_test_images(name, shape, kind, root=None):
     """The test images of data set ``name``, normalised with ``kind``'s constants, shaped (n, *shape).
+
+    Parameters
+    ----------
+    name : str
+        One of ``NAMED_SETS`` (e.g. 'fashion-mnist').
+    shape : tuple of int
+        The network's input shape for one image.
+    kind : str
+        The in-distribution data set whose normalisation constants are applied.
+    root : str or path, optional
+        Data root (default: the usual search order).
+
+    Returns
+    -------
+    ndarray, shape (n, *shape), float32
+        The normalised test images.
 
     Raises
     ------
