@@ -144,6 +144,14 @@ def test_cli_bad_file_exits_2_with_one_line_before_starting(tmp_path, capsys):
     assert "not valid TOML" in capsys.readouterr().err
 
 
+def test_the_readmes_sweep_file_example_is_a_valid_sweep():
+    import re
+    import tomllib
+    (block,) = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    runs = parse_spec(tomllib.loads(block)).runs
+    assert len(runs) == 30 and runs[0].name == "mnist_bayesbinn_s0"
+
+
 def test_the_repositorys_sweep_files_parse_with_the_intended_runs():
     runs = {p.stem: load_spec(p).runs for p in sorted((REPO / "sweeps").glob("*.toml"))}
     assert {"two_moons", "snelson", "mnist512", "tau512"} <= set(runs)
@@ -283,6 +291,9 @@ def test_scheduler_option_uses_an_existing_cluster(tmp_path, capsys):
         assert f"report: refbinn report {tmp_path / 'ext'}" in capsys.readouterr().out
         assert read(tmp_path / "ext" / "sweep.json")["counts"]["done"] == 2
         assert read(tmp_path / "ext" / "runs" / "two-moons_ste_s1.json")["sweep_run"]["pid"] != os.getpid()
+        # the scheduler file works as well as the address (and the finished runs are skipped)
+        assert main(["sweep", str(spec), "--scheduler", str(info), "--out", str(tmp_path), "--quiet"]) == 0
+        assert read(tmp_path / "ext" / "sweep.json")["counts"]["skipped"] == 2
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -53,8 +53,8 @@ def add_parsers(sub, common):
     q.add_argument("--workers", type=int, help="local worker processes (default: cores / threads per worker)")
     q.add_argument("--threads-per-worker", type=int, default=1,
                    help="threads of each local worker; BLAS and Numba are pinned to it (default 1)")
-    q.add_argument("--scheduler", help="address of an existing dask scheduler (tcp://HOST:8786) "
-                   "instead of a local cluster")
+    q.add_argument("--scheduler", help="an existing dask cluster instead of a local one: its scheduler's "
+                   "address (tcp://HOST:8786) or scheduler file (dask scheduler --scheduler-file FILE)")
     q.add_argument("--dry-run", action="store_true", help="check the file and list its runs; run nothing")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_sweep)

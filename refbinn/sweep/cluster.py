@@ -39,7 +39,8 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
     Parameters
     ----------
     scheduler : str, optional
-        The address of an existing scheduler (``tcp://host:8786``); None starts a LocalCluster.
+        The address of an existing scheduler (``tcp://host:8786``) or the scheduler file that
+        ``dask scheduler --scheduler-file FILE`` writes; None starts a LocalCluster.
     workers : int, optional
         Local worker processes (default: cores // threads_per_worker, at least 1).
     threads_per_worker : int
@@ -51,16 +52,22 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
         if workers is not None:
             raise ValueError("--workers applies to the local cluster only; the cluster at --scheduler "
                              "has the workers it was started with")
+        # an address, or the file `dask scheduler --scheduler-file FILE` writes
+        kw = {"scheduler_file": scheduler} if os.path.isfile(scheduler) else {"address": scheduler}
         try:
-            client = Client(scheduler, timeout="15s")
+            client = Client(timeout="15s", **kw)
         except (OSError, TimeoutError) as e:
             raise ValueError(f"--scheduler {scheduler}: cannot connect ({e})") from None
         with client:
             yield client, None
         return
     n = check_int("workers", workers, 1) if workers is not None else max(1, cores() // threads)
-    cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
-                           dashboard_address=None, env=thread_env(threads),
-                           silence_logs=logging.ERROR if quiet else logging.WARNING)
+    import dask
+    # no statistical profiler in the workers: it samples the running thread every 10 ms, which
+    # costs a run of small NumPy steps (Python-bound) a noticeable share of its time
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
+                               dashboard_address=None, env=thread_env(threads),
+                               silence_logs=logging.ERROR if quiet else logging.WARNING)
     with cluster, Client(cluster) as client:
         yield client, threads

@@ -23,8 +23,8 @@ POLL_SECONDS = 0.25       # how often the progress bar counts running tasks whil
 
 
 def _state(sweep, sweep_dir, rows, started, workers):
-    return {"name": sweep.name, "description": sweep.description, "spec": sweep.path,
-            "dir": sweep_dir, "seeds": list(sweep.seeds), "base": sweep.base, "grid": sweep.grid,
+    return {"name": sweep.name, "description": sweep.description,
+            "spec": sweep.path and os.path.relpath(sweep.path), "dir": os.path.relpath(sweep_dir), "seeds": list(sweep.seeds), "base": sweep.base, "grid": sweep.grid,
             "workers": workers, "started": started, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
             "counts": {s: sum(r["status"] == s for r in rows.values())
                        for s in ("done", "skipped", "failed", "pending")},
@@ -67,10 +67,11 @@ def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True
     rows, todo = {}, []
     for run in sweep.runs:
         r = run.to_dict()
-        done = finished(sweep_dir, r)
+        done = finished(sweep_dir, r)                  # (what the run's result file says of it)
         rows[run.name] = {"name": run.name, "setting": run.setting, "seed": run.seed,
                           "status": "skipped" if done else "pending", "error": None,
-                          "seconds": None, "resumed_from_epoch": None}
+                          "seconds": done and done.get("seconds"),
+                          "resumed_from_epoch": done and done.get("resumed_from_epoch")}
         if not done:
             todo.append(r)
     state_path = os.path.join(sweep_dir, "sweep.json")

@@ -10,7 +10,7 @@ test accuracy of the mode and of the mean prediction at the last epoch, the test
 both, the last epoch's training loss (the MSE for Snelson), and the seconds per epoch.
 Writes ``report.md`` (a Markdown table), ``report.json`` (every value, per seed too) and
 ``curves.png`` (training loss and accuracies per epoch: mean line and a +-1 std band per
-setting) into the sweep folder (or ``out``).
+setting; a positive loss on a log axis, in log space) into the sweep folder (or ``out``).
 """
 from __future__ import annotations
 
@@ -120,20 +120,25 @@ def plot_curves(runs, path, title):
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, (k, label) in zip(axes, keys):
+        # a positive loss spanning decades is drawn on a log axis, as the geometric mean times/over
+        # exp(std of the log) (an arithmetic band would reach below zero)
+        log = k == "train_loss" and all(e["train_loss"] > 0 for r in runs for e in r["history"])
         for i, (setting, rs) in enumerate(groups.items()):
             n = min(len(r["history"]) for r in rs)
             y = np.array([[e.get(k, np.nan) for e in r["history"][:n]] for r in rs], dtype=np.float64)  # (seeds, epochs)
+            y = np.log(y) if log else y
             x = np.arange(1, n + 1)
             m = np.nanmean(y, axis=0)
             # ten colours, then the same colours dashed and dotted (the tau sweep has 22 settings)
-            line, = ax.plot(x, m, lw=1.2, color=f"C{i % 10}", ls=("-", "--", ":")[i // 10 % 3],
+            back = np.exp if log else (lambda v: v)
+            line, = ax.plot(x, back(m), lw=1.0, color=f"C{i % 10}", ls=("-", "--", ":")[i // 10 % 3],
                             label=f"{setting} (n={len(rs)})")
             if len(rs) > 1:
                 s = np.nanstd(y, axis=0, ddof=1)
-                ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
+                ax.fill_between(x, back(m - s), back(m + s), color=line.get_color(), alpha=0.2, lw=0)
         ax.set_xlabel("epoch")
-        ax.set_title(label)
-        if k == "train_loss" and np.all([e["train_loss"] > 0 for r in runs for e in r["history"]]):
+        ax.set_title(label + (" (geometric mean)" if log else ""))
+        if log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
@@ -162,5 +167,8 @@ def write_report(sweep_dir, out=None):
     write_json(paths["json"], {"sweep": name, "description": description,
                                "std": "sample standard deviation over seeds (ddof = 1); null for one seed",
                                "quantities": {q: v[0] for q, v in QUANTITIES.items()}, "rows": rows})
-    plot_curves(runs, paths["png"], f"sweep {name}: mean and +-1 std over seeds")
+    try:
+        plot_curves(runs, paths["png"], f"sweep {name}: mean and +-1 std over seeds")
+    except ImportError:         # matplotlib is the 'plots' extra
+        del paths["png"]
     return rows, paths

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import tomllib
 from dataclasses import asdict, dataclass
 
 from ..checks import check_choice, check_int, check_range
@@ -298,6 +297,7 @@ def _expand(base, lists, seeds):
 
 def load_spec(path):
     """Read and check the sweep file at ``path`` -> ``Sweep`` (its name defaults to the file's stem)."""
+    import tomllib              # here, not at the top: Python 3.11+, and only sweeps need it
     with open(path, "rb") as fh:
         try:
             doc = tomllib.load(fh)

@@ -43,9 +43,11 @@ def _read_json(path):
 
 
 def finished(sweep_dir, run):
-    """True if ``DIR/runs/NAME.json`` holds a result of this run (same identity)."""
+    """The ``sweep_run`` entry of ``DIR/runs/NAME.json`` if it holds a result of this run (same
+    identity), else None."""
     res = _read_json(result_path(sweep_dir, run["name"]))
-    return res is not None and same_identity(res.get("sweep_run", {}).get("identity"), _identity(run))
+    done = res and res.get("sweep_run")
+    return done if done and same_identity(done.get("identity"), _identity(run)) else None
 
 
 def _identity(run):
