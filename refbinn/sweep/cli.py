@@ -30,7 +30,8 @@ def cmd_report(a):
     from ..report import table
     from .report import QUANTITIES, write_report
     rows, paths = write_report(a.dir, a.out)
-    shown = ("test_acc_at_best_val", "test_acc_last", "test_nll_last", "train_loss_last", "seconds_per_epoch")
+    shown = [q for q in ("test_acc_at_best_val", "test_acc_last", "test_nll_last", "train_loss_last",
+                         "seconds_per_epoch") if any(q in r["quantities"] for r in rows)]
 
     def cell(r, q):
         v = r["quantities"].get(q)

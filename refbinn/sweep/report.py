@@ -112,6 +112,7 @@ def plot_curves(runs, path, title):
     """Per setting and per-epoch quantity: the mean over seeds and a +-1 std band (PNG, Agg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     keys = [(k, label) for k, label in CURVES if any(r["history"][0].get(k) is not None for r in runs)]
     groups = {}
     for r in runs:
@@ -122,7 +123,8 @@ def plot_curves(runs, path, title):
     for ax, (k, label) in zip(axes, keys):
         # a positive loss spanning decades is drawn on a log axis, as the geometric mean times/over
         # exp(std of the log) (an arithmetic band would reach below zero)
-        log = k == "train_loss" and all(e["train_loss"] > 0 for r in runs for e in r["history"])
+        losses = [e["train_loss"] for r in runs for e in r["history"]] if k == "train_loss" else [0.0]
+        log = min(losses) > 0 and max(losses) > 10 * min(losses)
         for i, (setting, rs) in enumerate(groups.items()):
             n = min(len(r["history"]) for r in rs)
             y = np.array([[e.get(k, np.nan) for e in r["history"][:n]] for r in rs], dtype=np.float64)  # (seeds, epochs)
@@ -137,6 +139,7 @@ def plot_curves(runs, path, title):
                 s = np.nanstd(y, axis=0, ddof=1)
                 ax.fill_between(x, back(m - s), back(m + s), color=line.get_color(), alpha=0.2, lw=0)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label + (" (geometric mean)" if log else ""))
         if log:
             ax.set_yscale("log")
