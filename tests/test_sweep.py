@@ -334,3 +334,20 @@ def test_report_of_one_seed_has_no_std_and_of_no_runs_is_an_error(small, tmp_pat
     assert all(q["std"] is None for r in rows for q in r["quantities"].values())
     with pytest.raises(FileNotFoundError, match="no finished sweep runs"):
         write_report(tmp_path)
+
+
+def test_checkpoint_every_writes_less_often_and_resumes_identically(tmp_path, capsys):
+    args = ["train", "--dataset", "two-moons", "--optimizer", "ste", "--epochs", "30", "--quiet",
+            "--checkpoint-every", "7"]
+    assert main(args + ["--out", str(tmp_path / "a"), "--stop-after", "10"]) == 0
+    ck = tmp_path / "a" / "runs" / "two-moons_ste" / "checkpoint.npz"
+    with np.load(ck) as z:
+        assert int(z["epoch"]) == 10                  # the end of the call, not only multiples of 7
+    assert main(args + ["--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    a, b = (read(tmp_path / d / "two-moons_ste.json") for d in "ab")
+    assert deterministic(a) == deterministic(b) and a["summary"]["epochs_run"] == 30
+    assert main(["train", "--dataset", "two-moons", "--optimizer", "ste", "--checkpoint-every", "0",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "checkpoint_every must be an integer in [1, inf), got 0" in capsys.readouterr().err
