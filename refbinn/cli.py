@@ -23,7 +23,8 @@ def cmd_train(a):
     from .experiments import run
     over = dict(epochs=a.epochs, lr=a.lr, tau=a.tau, samples=a.samples, numerics=a.numerics,
                 seed=a.seed, batch_size=a.batch_size, eval_samples=a.eval_samples,
-                max_train=a.max_train, lam_init=a.lam_init, beta=a.beta)
+                max_train=a.max_train, lam_init=a.lam_init, beta=a.beta,
+                checkpoint_every=a.checkpoint_every)
     name = a.name or f"{a.dataset}_{a.optimizer}"
     res = run(a.dataset, a.optimizer, name, over, out=a.out, root=a.data_root, resume=a.resume,
               stop_after=a.stop_after, quiet=a.quiet, command=" ".join(["refbinn"] + sys.argv[1:]))
@@ -168,8 +169,14 @@ def build_parser():
     q.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     q.add_argument("--stop-after", type=int, help="stop after this many epochs (continue later "
                    "with --resume; the result is identical to an uninterrupted run)")
+    q.add_argument("--checkpoint-every", type=int, help="write the checkpoint every k epochs "
+                   "(default 1; the last epoch always)")
     q.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     q.set_defaults(func=cmd_train)
+
+    # -- sweeps (issue 14): `refbinn sweep SPEC.toml` and `refbinn report DIR`, in refbinn/sweep/
+    from .sweep.cli import add_parsers as add_sweep_parsers
+    add_sweep_parsers(sub, common)
 
     q = sub.add_parser("continual", help="permuted MNIST: previous-posterior prior vs zero prior")
     common(q)

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from ..checks import check_choice
+from ..checks import check_choice, check_int
 from ..models import build_model
 from ..nn import losses
 from ..optim.partition import Partition
@@ -89,7 +89,8 @@ def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
 
 def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quiet=False):
     """Return a ``Setup``; ``overrides`` (dict) replaces preset values: epochs, batch_size,
-    seed, lr, tau, samples, numerics, N, lam_init, eval_samples, max_train, model kwargs."""
+    seed, lr, tau, samples, numerics, N, lam_init, eval_samples, max_train, checkpoint_every,
+    model kwargs."""
     check_choice("dataset", dataset, tuple(PAPER))
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
     check_choice("preset", preset, ("paper",))
@@ -116,6 +117,7 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     cfg = TrainConfig(epochs=epochs, batch_size=batch, seed=seed,
                       eval_samples=int(o.get("eval_samples", p["eval_samples"])),
                       average=o.get("average", "prob"), quiet=quiet,
+                      checkpoint_every=check_int("checkpoint_every", o.get("checkpoint_every", 1), 1),
                       meta={"dataset": dataset, "optimizer": optimizer, "preset": preset,
                             "model": [name, kw], "settings": {k: v for k, v in s.items()}})
     return Setup(model, opt, data, LOSSES[p["loss"]], cfg, sched,

@@ -54,6 +54,7 @@ class TrainConfig:
     average: str = "prob"           # 'prob' or 'logits' for the mean prediction
     eval_batch: int = 1000
     quiet: bool = False
+    checkpoint_every: int = 1       # write checkpoint.npz and history.json every k epochs (and the last)
     meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
 
 def summarize(history):
@@ -80,7 +81,8 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     Parameters
     ----------
     schedule : callable epoch -> lr (or a pair for a Partition), optional
-    out_dir : folder for ``history.json`` and ``checkpoint.npz`` (written after every epoch)
+    out_dir : folder for ``history.json`` and ``checkpoint.npz`` (written every
+        ``cfg.checkpoint_every`` epochs and after the last epoch of this call)
     resume : continue from ``out_dir/checkpoint.npz`` if it exists
     init_state : (opt_state, bn_state) to start from instead of a fresh init (continual learning)
     stop_after : stop after this many epochs in this call (an interruption: ``resume``
@@ -160,7 +162,9 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
             msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in rec.items() if k not in ("lr",))
             log(f"[epoch {epoch + 1}/{cfg.epochs}] {msg}")
-        if out_dir:
+        # a checkpoint every k epochs and at the end of this call (the full history is
+        # rewritten each time, so k > 1 saves much time on toy runs of thousands of epochs)
+        if out_dir and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end):
             os.makedirs(out_dir, exist_ok=True)
             save_checkpoint(ckpt_path, opt=opt, opt_state=opt_state, bn_state=bn_state, rngs=rngs,
                             epoch=epoch + 1, history=history, config=config)

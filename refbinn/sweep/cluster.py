@@ -1,0 +1,73 @@
+"""Where a sweep runs: a ``distributed.LocalCluster`` on this machine, or an existing dask
+cluster reached by its scheduler's address.
+
+The local cluster has ``workers`` processes of ``threads_per_worker`` threads each (by
+default one single-threaded worker per core), and every BLAS (OpenMP, OpenBLAS, MKL) and
+Numba in a worker is limited to the worker's thread count before the worker starts, so
+that ``workers x threads`` threads share the cores and nothing oversubscribes. On an
+existing cluster the workers are started by ``dask worker`` (whose nanny sets the BLAS
+variables to 1 by default) and each run sets Numba to its worker's thread count.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from ..checks import check_int
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def cores():
+    """The cores this process may use (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def thread_env(threads):
+    """Environment variables that give every BLAS and Numba ``threads`` threads."""
+    return {v: str(threads) for v in THREAD_VARS}
+
+
+@contextlib.contextmanager
+def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=True):
+    """Yield ``(client, threads)``: a dask Client and the thread count each run gets (None: the worker's).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        The address of an existing scheduler (``tcp://host:8786``) or the scheduler file that
+        ``dask scheduler --scheduler-file FILE`` writes; None starts a LocalCluster.
+    workers : int, optional
+        Local worker processes (default: cores // threads_per_worker, at least 1).
+    threads_per_worker : int
+        Threads of each local worker (BLAS and Numba pinned to it).
+    """
+    from distributed import Client, LocalCluster
+    threads = check_int("threads_per_worker", threads_per_worker, 1)
+    if scheduler is not None:
+        if workers is not None:
+            raise ValueError("--workers applies to the local cluster only; the cluster at --scheduler "
+                             "has the workers it was started with")
+        # an address, or the file `dask scheduler --scheduler-file FILE` writes
+        kw = {"scheduler_file": scheduler} if os.path.isfile(scheduler) else {"address": scheduler}
+        try:
+            client = Client(timeout="15s", **kw)
+        except (OSError, TimeoutError) as e:
+            raise ValueError(f"--scheduler {scheduler}: cannot connect ({e})") from None
+        with client:
+            yield client, None
+        return
+    n = check_int("workers", workers, 1) if workers is not None else max(1, cores() // threads)
+    import dask
+    # no statistical profiler in the workers: it samples the running thread every 10 ms, which
+    # costs a run of small NumPy steps (Python-bound) a noticeable share of its time
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
+                               dashboard_address=None, env=thread_env(threads),
+                               silence_logs=logging.ERROR if quiet else logging.WARNING)
+    with cluster, Client(cluster) as client:
+        yield client, threads

@@ -1,0 +1,128 @@
+"""Run a sweep's runs on a dask cluster: skip the finished ones, submit the rest, show
+progress, collect each run's record, and keep ``DIR/sweep.json`` up to date.
+
+Fault tolerance comes from three places. A run's own failure is caught in the worker and
+comes back as a record (``refbinn.sweep.task.execute``), so the other runs go on. A worker
+that dies mid-run (killed, out of memory) loses its task; the dask scheduler runs it again
+on another worker (up to ``distributed.scheduler.allowed-failures`` deaths, 3 by default),
+and the run resumes from its last checkpoint. And a rerun of the whole sweep skips the runs
+whose results exist with the same settings and resumes the others.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+from ..io import write_json
+from ..report import table
+from .task import execute, finished
+
+POLL_SECONDS = 0.25       # how often the progress bar counts running tasks while none finishes
+
+
+def _state(sweep, sweep_dir, rows, started, workers):
+    return {"name": sweep.name, "description": sweep.description,
+            "spec": sweep.path and os.path.relpath(sweep.path), "dir": os.path.relpath(sweep_dir), "seeds": list(sweep.seeds), "base": sweep.base, "grid": sweep.grid,
+            "workers": workers, "started": started, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "counts": {s: sum(r["status"] == s for r in rows.values())
+                       for s in ("done", "skipped", "failed", "pending")},
+            "runs": list(rows.values())}
+
+
+def _copy_spec(sweep, sweep_dir):
+    """Keep the sweep file beside its results (``DIR/sweep.toml``), so the folder says what it holds."""
+    if sweep.path and os.path.exists(sweep.path):
+        dst = os.path.join(sweep_dir, "sweep.toml")
+        if not (os.path.exists(dst) and os.path.samefile(sweep.path, dst)):
+            shutil.copyfile(sweep.path, dst)
+
+
+def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True, log=print):
+    """Run every run of ``sweep`` (a ``Sweep``) not yet done into ``OUT/NAME`` on ``client``.
+
+    Parameters
+    ----------
+    out : str
+        The parent folder; the sweep's folder ``OUT/NAME`` must be reachable under the same
+        path from every worker (a local path on one machine, a shared filesystem on a cluster).
+    client : distributed.Client
+    threads : int, optional
+        Numba threads per run (None: the worker's thread count).
+    data_root : str, optional
+        Where the workers find the data sets (None: their ``$REFBINN_DATA``, then their cache).
+
+    Returns
+    -------
+    dict with ``dir``, ``counts`` (done, skipped, failed, pending) and ``runs`` (one record per
+    run: name, setting, seed, status, error, seconds, resumed_from_epoch).
+    """
+    from distributed import wait
+    sweep_dir = os.path.abspath(os.path.join(out, sweep.name))
+    os.makedirs(os.path.join(sweep_dir, "runs"), exist_ok=True)
+    _copy_spec(sweep, sweep_dir)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    workers = len(client.scheduler_info().get("workers", {}))
+    rows, todo = {}, []
+    for run in sweep.runs:
+        r = run.to_dict()
+        done = finished(sweep_dir, r)                  # (what the run's result file says of it)
+        rows[run.name] = {"name": run.name, "setting": run.setting, "seed": run.seed,
+                          "status": "skipped" if done else "pending", "error": None,
+                          "seconds": done and done.get("seconds"),
+                          "resumed_from_epoch": done and done.get("resumed_from_epoch")}
+        if not done:
+            todo.append(r)
+    state_path = os.path.join(sweep_dir, "sweep.json")
+    write_json(state_path, _state(sweep, sweep_dir, rows, started, workers))
+    log(f"sweep {sweep.name}: {len(sweep.runs)} runs, {len(sweep.runs) - len(todo)} already done, "
+        f"{len(todo)} to run on {workers} workers; results in {sweep_dir}")
+
+    command = f"refbinn sweep {sweep.path or sweep.name}"
+    tag = uuid.uuid4().hex[:8]
+    futures = {}
+    for r in todo:
+        key = f"refbinn-{sweep.name}-{r['name']}-{tag}"
+        futures[key] = (client.submit(execute, r, sweep_dir, data_root, threads, command, key=key,
+                                      pure=False), r["name"])
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="run", disable=not progress or not todo)
+    pending = set(futures)
+    try:
+        while pending:
+            try:
+                wait([futures[k][0] for k in pending], timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                pass
+            for k in [k for k in pending if futures[k][0].done()]:
+                pending.discard(k)
+                fut, name = futures[k]
+                try:
+                    rec = fut.result()
+                except Exception as e:       # e.g. KilledWorker: the run's workers died too often
+                    rec = {"status": "failed", "error": f"{type(e).__name__}: {e}", "seconds": None,
+                           "resumed_from_epoch": None}
+                rows[name].update({k2: rec.get(k2) for k2 in ("status", "error", "seconds", "resumed_from_epoch")})
+                if rec["status"] == "failed":
+                    bar.write(f"run {name} failed: {rec['error']}")
+                bar.update(1)
+                write_json(state_path, _state(sweep, sweep_dir, rows, started, workers))
+            # a worker may hold a few more tasks than it has threads (dask's queueing): cap the count
+            running = min(sum(k in pending for keys in client.processing().values() for k in keys),
+                          sum(client.nthreads().values()))
+            bar.set_postfix(running=running, failed=sum(r["status"] == "failed" for r in rows.values()))
+    except BaseException:
+        client.cancel([futures[k][0] for k in pending])
+        raise
+    finally:
+        bar.close()
+    state = _state(sweep, sweep_dir, rows, started, workers)
+    write_json(state_path, state)
+    c = state["counts"]
+    log(f"sweep {sweep.name}: {c['done']} done, {c['skipped']} skipped (already done), {c['failed']} failed")
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    if failed:
+        log(table([(r["name"], r["error"]) for r in failed], ("failed run", "error")))
+        log(f"logs: {os.path.join(sweep_dir, 'runs', 'NAME', 'log.txt')}")
+    return {"dir": sweep_dir, "counts": c, "runs": state["runs"]}

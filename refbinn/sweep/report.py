@@ -1,0 +1,177 @@
+"""``refbinn report DIR``: a sweep's runs aggregated over seeds, in the paper's format.
+
+For each setting (a run name less its seed) and each quantity, the mean +- sample standard
+deviation (ddof = 1) over the seeds that finished::
+
+    mean = (1/n) sum_i x_i,    std = sqrt( sum_i (x_i - mean)^2 / (n - 1) )     (blank for n = 1)
+
+of: test accuracy of the mode at the epoch of best validation accuracy (the paper's rule),
+test accuracy of the mode and of the mean prediction at the last epoch, the test NLL of
+both, the last epoch's training loss (the MSE for Snelson), and the seconds per epoch.
+Writes ``report.md`` (a Markdown table), ``report.json`` (every value, per seed too) and
+``curves.png`` (training loss and accuracies per epoch: mean line and a +-1 std band per
+setting; a positive loss on a log axis, in log space) into the sweep folder (or ``out``).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from ..io import write_json
+
+# quantity -> (column header, how a run gives it, percent?)
+QUANTITIES = {
+    "test_acc_at_best_val": ("test @ best val (%)", lambda r: r["summary"].get("test_acc_mode_at_best_val"), True),
+    "test_acc_last": ("test, last epoch (%)", lambda r: r["summary"].get("test_acc_mode_last"), True),
+    "test_acc_mean_last": ("test, mean prediction (%)", lambda r: r["summary"].get("test_acc_mean_last"), True),
+    "test_nll_last": ("test NLL", lambda r: r["history"][-1].get("test_nll_mode"), False),
+    "test_nll_mean_last": ("test NLL, mean prediction", lambda r: r["history"][-1].get("test_nll_mean"), False),
+    "train_loss_last": ("train loss, last epoch", lambda r: r["history"][-1].get("train_loss"), False),
+    "seconds_per_epoch": ("s / epoch", lambda r: float(np.mean([e["seconds"] for e in r["history"]])), False),
+}
+CURVES = (("train_loss", "training loss"), ("val_acc_mode", "validation accuracy (mode)"),
+          ("test_acc_mode", "test accuracy (mode)"))
+
+
+def load_runs(sweep_dir):
+    """The sweep's finished runs (``DIR/runs/*.json`` with a ``sweep_run`` entry), in the sweep's order."""
+    runs = []
+    for path in sorted(glob.glob(os.path.join(sweep_dir, "runs", "*.json"))):
+        with open(path) as fh:
+            r = json.load(fh)
+        if "sweep_run" in r and r.get("history"):
+            runs.append(r)
+    if not runs:
+        raise FileNotFoundError(f"{sweep_dir}: no finished sweep runs (runs/*.json); run `refbinn sweep` first")
+    state = os.path.join(sweep_dir, "sweep.json")
+    if os.path.exists(state):
+        with open(state) as fh:
+            order = {r["name"]: i for i, r in enumerate(json.load(fh)["runs"])}
+        runs.sort(key=lambda r: order.get(r["name"], len(order)))
+    return runs
+
+
+def mean_std(values):
+    """(mean, sample std with ddof=1 or None for one value) of the non-None ``values``; (None, None) if none."""
+    v = np.array([x for x in values if x is not None], dtype=np.float64)
+    if v.size == 0:
+        return None, None
+    return float(v.mean()), (float(v.std(ddof=1)) if v.size > 1 else None)
+
+
+def aggregate(runs):
+    """One row per setting: seeds, epochs, and per quantity its mean, std and per-seed values."""
+    groups = {}
+    for r in runs:
+        groups.setdefault(r["sweep_run"]["setting"], []).append(r)
+    rows = []
+    for setting, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["sweep_run"]["seed"])
+        row = {"setting": setting, "dataset": rs[0]["settings"]["dataset"],
+               "optimizer": rs[0]["settings"]["optimizer"], "point": rs[0]["sweep_run"]["point"],
+               "seeds": [r["sweep_run"]["seed"] for r in rs], "n": len(rs),
+               "epochs": sorted({r["summary"]["epochs_run"] for r in rs}), "quantities": {}}
+        for q, (_, get, _) in QUANTITIES.items():
+            vals = [get(r) for r in rs]
+            m, s = mean_std(vals)
+            if m is not None:
+                row["quantities"][q] = {"mean": m, "std": s, "values": vals}
+        rows.append(row)
+    return rows
+
+
+def _cell(q, percent):
+    if q is None:
+        return ""
+    f = (lambda x: f"{100 * x:.2f}") if percent else (lambda x: f"{x:.4g}" if abs(x) < 100 else f"{x:.1f}")
+    return f(q["mean"]) + ("" if q["std"] is None else f" +- {f(q['std'])}")
+
+
+def markdown(rows, title, description=""):
+    """The report table in Markdown: one row per setting, mean +- std over seeds."""
+    used = [q for q in QUANTITIES if any(q in r["quantities"] for r in rows)]
+    head = ["setting", "seeds", "epochs"] + [QUANTITIES[q][0] for q in used]
+    lines = [f"# {title}", ""]
+    if description:
+        lines += [description.strip(), ""]
+    lines += ["Mean +- sample standard deviation (ddof = 1) over the seeds listed; accuracies of the "
+              "mode (sign of the latent weights) unless marked 'mean prediction'.", "",
+              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["setting"], ", ".join(map(str, r["seeds"])),
+                 "/".join(map(str, r["epochs"]))]
+        cells += [_cell(r["quantities"].get(q), QUANTITIES[q][2]) for q in used]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(runs, path, title):
+    """Per setting and per-epoch quantity: the mean over seeds and a +-1 std band (PNG, Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    keys = [(k, label) for k, label in CURVES if any(r["history"][0].get(k) is not None for r in runs)]
+    groups = {}
+    for r in runs:
+        groups.setdefault(r["sweep_run"]["setting"], []).append(r)
+    fig = Figure(figsize=(5.0 * len(keys), 4.2 + 0.16 * len(groups)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, (k, label) in zip(axes, keys):
+        # a positive loss spanning decades is drawn on a log axis, as the geometric mean times/over
+        # exp(std of the log) (an arithmetic band would reach below zero)
+        losses = [e["train_loss"] for r in runs for e in r["history"]] if k == "train_loss" else [0.0]
+        log = min(losses) > 0 and max(losses) > 10 * min(losses)
+        for i, (setting, rs) in enumerate(groups.items()):
+            n = min(len(r["history"]) for r in rs)
+            y = np.array([[e.get(k, np.nan) for e in r["history"][:n]] for r in rs], dtype=np.float64)  # (seeds, epochs)
+            y = np.log(y) if log else y
+            x = np.arange(1, n + 1)
+            m = np.nanmean(y, axis=0)
+            # ten colours, then the same colours dashed and dotted (the tau sweep has 22 settings)
+            back = np.exp if log else (lambda v: v)
+            line, = ax.plot(x, back(m), lw=1.0, color=f"C{i % 10}", ls=("-", "--", ":")[i // 10 % 3],
+                            label=f"{setting} (n={len(rs)})")
+            if len(rs) > 1:
+                s = np.nanstd(y, axis=0, ddof=1)
+                ax.fill_between(x, back(m - s), back(m + s), color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(label + (" (geometric mean)" if log else ""))
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.045 * -(-len(labels) // 3), 1, 0.95))
+    fig.savefig(path, dpi=110)
+
+
+def write_report(sweep_dir, out=None):
+    """Aggregate the sweep in ``sweep_dir``; write report.md, report.json, curves.png -> (rows, paths)."""
+    out = out or sweep_dir
+    runs = load_runs(sweep_dir)
+    name, description = os.path.basename(os.path.abspath(sweep_dir)), ""
+    state = os.path.join(sweep_dir, "sweep.json")
+    if os.path.exists(state):
+        with open(state) as fh:
+            s = json.load(fh)
+        name, description = s.get("name", name), s.get("description", "")
+    rows = aggregate(runs)
+    paths = {k: os.path.join(out, f) for k, f in (("md", "report.md"), ("json", "report.json"),
+                                                   ("png", "curves.png"))}
+    os.makedirs(out, exist_ok=True)
+    with open(paths["md"], "w") as fh:
+        fh.write(markdown(rows, f"Sweep {name}", description))
+    write_json(paths["json"], {"sweep": name, "description": description,
+                               "std": "sample standard deviation over seeds (ddof = 1); null for one seed",
+                               "quantities": {q: v[0] for q, v in QUANTITIES.items()}, "rows": rows})
+    try:
+        plot_curves(runs, paths["png"], f"sweep {name}: mean and +-1 std over seeds")
+    except ImportError:         # matplotlib is the 'plots' extra
+        del paths["png"]
+    return rows, paths

@@ -1,0 +1,309 @@
+"""Sweep files: a base setting, a grid of values and seeds, read from TOML and checked
+before anything runs.
+
+A sweep file (read with the standard library's ``tomllib``)::
+
+    name = "mnist512"                 # optional: the results folder's name (default: the file's stem)
+    description = "..."               # optional: copied into the report
+    seeds = [0, 1, 2, 3, 4]
+
+    [base]                            # one value per setting, as `refbinn train` takes them
+    dataset = "mnist"
+    optimizer = "bayesbinn"
+    epochs = 5
+    [base.model]                      # keyword arguments of the data set's model builder
+    hidden = [512, 512, 512]
+
+    [grid]                            # a list of values per setting; runs = product x seeds
+    optimizer = ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"]
+
+The runs are the Cartesian product of the grid's lists (in the file's order, the last
+key varying fastest) times the seeds (fastest of all). Each run's name is built from the
+settings that vary, so it is stable and readable: ``mnist_bayesbinn_tau1e-06_official_s0``
+(data set, optimizer, then each other grid setting: a string as itself, a number or list
+after its key, then ``s`` and the seed). Every key and value is checked here: an unknown
+key, a bad value or a grid that makes no runs is a ValueError naming the key, the value
+and what is allowed.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+
+from ..checks import check_choice, check_int, check_range
+from ..experiments import DATASETS
+from ..experiments.datasets import IMAGE_DATASETS
+from ..experiments.presets import PAPER
+from ..models import MODELS
+from ..optim.registry import OPTIMIZERS
+
+TOP_KEYS = ("name", "description", "seeds", "base", "grid")
+ALL_OPTIMIZERS = tuple(OPTIMIZERS)
+LR_OPTIMIZERS = tuple(o for o in ALL_OPTIMIZERS if o != "bop")     # Bop has a threshold, not a step size
+
+
+def _positive_float(key, v):
+    return float(check_range(key, _number(key, v), 0, lo_open=True, hi=math.inf, hi_open=True))
+
+
+def _number(key, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(f"{key} must be a number, got {v!r}")
+    return v
+
+
+# setting -> (check returning the normalised value, the optimizers it applies to)
+SETTINGS = {
+    "dataset": (lambda k, v: check_choice(k, v, tuple(DATASETS)), ALL_OPTIMIZERS),
+    "optimizer": (lambda k, v: check_choice(k, v, ALL_OPTIMIZERS), ALL_OPTIMIZERS),
+    "preset": (lambda k, v: check_choice(k, v, ("paper",)), ALL_OPTIMIZERS),
+    "epochs": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
+    "batch_size": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
+    "max_train": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
+    "eval_samples": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
+    "checkpoint_every": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
+    "lr": (_positive_float, LR_OPTIMIZERS),
+    "tau": (_positive_float, ("bayesbinn",)),
+    "samples": (lambda k, v: check_int(k, v, 1), ("bayesbinn",)),
+    "numerics": (lambda k, v: check_choice(k, v, ("exact", "official")), ("bayesbinn",)),
+    "lam_init": (_positive_float, ("bayesbinn",)),
+    "beta": (lambda k, v: float(check_range(k, _number(k, v), 0, 1, hi_open=True)), ("bayesbinn",)),
+    "model": (None, ALL_OPTIMIZERS),          # a table of model-builder keyword arguments
+}
+# the `refbinn train` flag of each setting (the sweep's runs are `refbinn train` runs)
+TRAIN_FLAGS = {k: "--" + k.replace("_", "-") for k in (*SETTINGS, "seed") if k != "model"}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a sweep: its name, the settings that vary (``point``), and what ``build`` gets.
+
+    ``overrides`` is the dict ``refbinn.experiments.run`` passes to ``build`` (epochs, seed,
+    lr, model_kwargs, ...); ``setting`` is the name without the seed (the report's row).
+    """
+    name: str
+    setting: str
+    dataset: str
+    optimizer: str
+    preset: str
+    seed: int
+    point: dict
+    overrides: dict
+
+    def identity(self):
+        """What makes two runs the same run: data set, optimizer, preset and overrides (seed included)."""
+        return {"dataset": self.dataset, "optimizer": self.optimizer, "preset": self.preset,
+                "overrides": self.overrides}
+
+    def to_dict(self):
+        return asdict(self)
+
+    def train_args(self):
+        """The `refbinn train` arguments of this run (None if it sets model keyword arguments,
+        which `refbinn train` has no flag for)."""
+        if "model_kwargs" in self.overrides:
+            return None
+        args = ["train", "--dataset", self.dataset, "--optimizer", self.optimizer, "--preset", self.preset]
+        for k, v in self.overrides.items():
+            args += [TRAIN_FLAGS[k], str(v)]
+        return args + ["--name", self.name]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A checked sweep file: its name, description, seeds, base, grid and the expanded runs."""
+    name: str
+    description: str
+    seeds: tuple
+    base: dict
+    grid: dict
+    runs: tuple
+    path: str | None = None
+
+
+def same_identity(a, b):
+    """True if two run identities (dicts from ``Run.identity``, or read back from JSON) are equal."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+# -- checking -----------------------------------------------------------------------------------
+def _check_keys(where, table, allowed):
+    if not isinstance(table, dict):
+        raise ValueError(f"{where} must be a table, got {table!r}")
+    for k in table:
+        if k not in allowed:
+            if k == "seed":
+                raise ValueError(f"{where}.seed: give the seeds as the top-level list seeds = [...]")
+            raise ValueError(f"{where}: unknown key {k!r}; allowed: {', '.join(allowed)}")
+
+
+def _check_model(where, kwargs, datasets):
+    """Model keyword arguments: each a parameter of the builder of every data set in the sweep."""
+    _check_keys(where, kwargs, tuple(kwargs))          # only checks that it is a table
+    for ds in datasets:
+        builder_name, fixed = PAPER[ds]["model"]
+        params = tuple(p for p in inspect.signature(MODELS[builder_name]).parameters if p not in fixed)
+        for k in kwargs:
+            if k not in params:
+                raise ValueError(f"{where}: unknown key {k!r} for the {ds} model {builder_name}; "
+                                 f"allowed: {', '.join(params)}")
+        try:
+            MODELS[builder_name](**{**fixed, **kwargs})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from None
+    return dict(kwargs)
+
+
+def _check_value(where, key, value, datasets):
+    if key == "model":
+        return _check_model(where, value, datasets)
+    return SETTINGS[key][0](where, value)
+
+
+def _grid_lists(grid):
+    """The grid's settings as (key, values) pairs; ``model`` becomes one pair per builder argument."""
+    for k, v in grid.items():
+        if k == "model":
+            _check_keys("grid.model", v, tuple(v))
+            for mk, mv in v.items():
+                yield f"model.{mk}", mv
+        else:
+            yield k, v
+
+
+def parse_spec(doc, *, name=None, path=None):
+    """Check a sweep file's table ``doc`` (as ``tomllib`` returns it) and expand its runs -> ``Sweep``.
+
+    Parameters
+    ----------
+    doc : dict
+        Top-level keys ``name``, ``description``, ``seeds``, ``base``, ``grid``.
+    name : str, optional
+        The sweep's name when ``doc`` has none (``load_spec`` passes the file's stem).
+
+    Raises
+    ------
+    ValueError
+        For an unknown key, a bad value, a setting in both base and grid, a setting that does
+        not apply to one of the sweep's optimizers, or a sweep with no runs.
+    """
+    _check_keys("sweep file", doc, TOP_KEYS)
+    name = doc.get("name", name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"name must be a folder name of letters, digits, '.', '_', '-', got {name!r}")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise ValueError(f"description must be a string, got {description!r}")
+    seeds = doc.get("seeds")
+    if not isinstance(seeds, list) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    seeds = tuple(check_int(f"seeds[{i}]", s, 0) for i, s in enumerate(seeds))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must not repeat, got {list(seeds)}")
+    base = doc.get("base", {})
+    _check_keys("base", base, tuple(SETTINGS))
+    grid = doc.get("grid", {})
+    _check_keys("grid", grid, tuple(SETTINGS))
+    if "grid" in doc and not grid:
+        raise ValueError("grid is empty: give at least one setting with a list of values "
+                         "(or leave [grid] out for one setting times the seeds)")
+    lists = dict(_grid_lists(grid))
+    for k, vs in lists.items():
+        if not isinstance(vs, list) or not vs:
+            raise ValueError(f"grid.{k} must be a non-empty list of values, got {vs!r}")
+    for k in grid:
+        if k in base and k != "model":
+            raise ValueError(f"{k} is set in both base and grid; set it in one of them")
+    for k in lists:
+        if k.startswith("model.") and k[6:] in base.get("model", {}):
+            raise ValueError(f"{k} is set in both base.model and grid.model; set it in one of them")
+    for k in ("dataset", "optimizer"):
+        if k not in base and k not in grid:
+            raise ValueError(f"{k} must be set, in base or as a grid list")
+
+    # the data sets and optimizers first: the other checks depend on them
+    datasets, optimizers = (
+        tuple(_check_value(f"grid.{k}[{i}]", k, v, ()) for i, v in enumerate(lists[k])) if k in lists
+        else (_check_value(f"base.{k}", k, base[k], ()),) for k in ("dataset", "optimizer"))
+    base = {k: _check_value(f"base.{k}", k, v, datasets) for k, v in base.items()}
+    checked = {}
+    for k, vs in lists.items():
+        if k.startswith("model."):
+            checked[k] = [_check_model(f"grid.{k}[{i}]", {k[6:]: v}, datasets)[k[6:]] for i, v in enumerate(vs)]
+        else:
+            checked[k] = [_check_value(f"grid.{k}[{i}]", k, v, datasets) for i, v in enumerate(vs)]
+        if len({json.dumps(v) for v in checked[k]}) != len(vs):
+            raise ValueError(f"grid.{k} lists a value twice: {vs!r}")
+
+    # a setting applies to some optimizers only: in the grid it must apply to all of them (else the
+    # product would repeat runs that differ in nothing), in the base to at least one
+    for k in checked:
+        applies = SETTINGS["model" if k.startswith("model.") else k][1]
+        if any(o not in applies for o in optimizers):
+            raise ValueError(f"grid.{k} applies only to the optimizers {', '.join(applies)}, but the sweep "
+                             f"also runs {', '.join(o for o in optimizers if o not in applies)}; "
+                             "make a separate sweep for them")
+    for k in base:
+        if not any(o in SETTINGS[k][1] for o in optimizers):
+            raise ValueError(f"base.{k} applies only to the optimizers {', '.join(SETTINGS[k][1])}, "
+                             f"and the sweep runs {', '.join(optimizers)}")
+    if ("max_train" in base or "max_train" in checked) and any(d not in IMAGE_DATASETS for d in datasets):
+        raise ValueError(f"max_train applies only to the image data sets {', '.join(IMAGE_DATASETS)}, "
+                         f"and the sweep uses {', '.join(datasets)}")
+
+    runs = _expand(base, checked, seeds)
+    if len({r.name for r in runs}) != len(runs):
+        raise ValueError("two runs would get the same name; make the grid's values differ more")
+    return Sweep(name, description, seeds, base, dict(lists), tuple(runs), path)
+
+
+# -- expanding and naming ----------------------------------------------------------------------
+def _token(key, value):
+    """One part of a run name: a string as itself, a number or a list after its key."""
+    key = key.removeprefix("model.")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return key + "x".join(str(v) for v in value)
+    return f"{key}{value!r}"
+
+
+def _expand(base, lists, seeds):
+    keys = list(lists)
+    runs = []
+    for values in itertools.product(*(lists[k] for k in keys)):
+        point = dict(zip(keys, values))
+        s = {**base, **{k: v for k, v in point.items() if not k.startswith("model.")}}
+        model = {**base.get("model", {}), **{k[6:]: v for k, v in point.items() if k.startswith("model.")}}
+        dataset, optimizer = s.pop("dataset"), s.pop("optimizer")
+        preset = s.pop("preset", "paper")
+        s.pop("model", None)
+        # settings that do not apply to this run's optimizer stay out of its overrides and name
+        over = {k: v for k, v in s.items() if optimizer in SETTINGS[k][1]}
+        if model:
+            over["model_kwargs"] = model
+        parts = [dataset, optimizer] + [_token(k, v) for k, v in point.items() if k not in ("dataset", "optimizer")]
+        setting = re.sub(r"[^A-Za-z0-9.+_-]", "-", "_".join(parts))
+        for seed in seeds:
+            runs.append(Run(f"{setting}_s{seed}", setting, dataset, optimizer, preset, seed, point,
+                            {**over, "seed": seed}))
+    return runs
+
+
+def load_spec(path):
+    """Read and check the sweep file at ``path`` -> ``Sweep`` (its name defaults to the file's stem)."""
+    import tomllib              # here, not at the top: Python 3.11+, and only sweeps need it
+    with open(path, "rb") as fh:
+        try:
+            doc = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return parse_spec(doc, name=os.path.splitext(os.path.basename(path))[0], path=os.path.abspath(path))
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

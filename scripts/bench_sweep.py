@@ -1,0 +1,131 @@
+"""Parallel efficiency and per-run overhead of `refbinn sweep` on a local dask cluster.
+
+The same grid of short, equal runs (two moons, BayesBiNN, one run per seed) is timed twice:
+one after another in this process (single-threaded: ``sequential_seconds``), and as a sweep
+on a LocalCluster of WORKERS single-threaded workers (``sweep_seconds``: from starting the
+cluster to the last result collected, so the cluster's start-up and the workers' imports
+count against the sweep). Then
+
+    parallel_efficiency = sequential_seconds / (workers * sweep_seconds)          target >= 0.85
+    overhead_per_run_s  = (workers * sweep_seconds - sum of the runs' own times) / runs   target <= 1 s
+
+where a run's own time is measured inside the worker around ``refbinn.experiments.run``, so
+the overhead is everything else a worker spends per run: scheduling, start-up, idling at
+the end, collecting results. Both are ratios of times measured in the same process; the
+machine's load is printed next to them (a shared machine lowers the efficiency).
+
+Usage::
+
+    python scripts/bench_sweep.py --quick --json      # 8 runs of ~2 s, ~40 s in all
+    python scripts/bench_sweep.py                     # 16 runs of ~4 s
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import set_threads   # noqa: E402  (standard library only: before numpy is imported)
+
+set_threads(1)                   # the sequential baseline gets what one worker gets: one thread
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+# -- settings -------------------------------------------------------------------------------------
+WORKERS = 2
+DATASET, OPTIMIZER = "two-moons", "bayesbinn"      # the paper preset; only epochs and seeds change
+RUNS, EPOCHS = 16, 400
+QUICK = dict(runs=8, epochs=200)
+CHECKPOINT_EVERY = 50
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def make_sweep(runs, epochs, name):
+    from refbinn.sweep import parse_spec
+    return parse_spec({"name": name, "seeds": list(range(runs)),
+                       "base": {"dataset": DATASET, "optimizer": OPTIMIZER, "epochs": epochs,
+                                "checkpoint_every": CHECKPOINT_EVERY}})
+
+
+def sequential(sweep, out):
+    """Each run through the sweep's own task function, one after another -> (seconds, [run seconds])."""
+    from refbinn.sweep.task import execute
+    d = os.path.join(out, sweep.name)
+    execute(make_sweep(1, 5, "warmup").runs[0].to_dict(), os.path.join(out, "warmup"), threads=1)  # Numba caches
+    t0 = time.perf_counter()
+    recs = [execute(r.to_dict(), d, threads=1) for r in sweep.runs]
+    total = time.perf_counter() - t0
+    assert all(r["status"] == "done" for r in recs), recs
+    return total, [r["seconds"] for r in recs]
+
+
+def on_cluster(sweep, out, workers):
+    """The sweep on a fresh LocalCluster -> (seconds, cluster start seconds, [run seconds])."""
+    from refbinn.sweep.cluster import open_client
+    from refbinn.sweep.engine import run_sweep
+    t0 = time.perf_counter()
+    with open_client(workers=workers, threads_per_worker=1) as (client, threads):
+        client.wait_for_workers(workers)
+        t_start = time.perf_counter() - t0
+        res = run_sweep(sweep, out, client=client, threads=threads, progress=False, log=lambda *m: None)
+        total = time.perf_counter() - t0
+    assert res["counts"]["done"] == len(sweep.runs), res["counts"]
+    return total, t_start, [r["seconds"] for r in res["runs"]]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK['runs']} runs of {QUICK['epochs']} epochs")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--out", help="also write the JSON object to this file")
+    a = ap.parse_args(argv)
+    log = (lambda *m: print(*m, file=sys.stderr)) if a.json else print
+    runs, epochs = (QUICK["runs"], QUICK["epochs"]) if a.quick else (RUNS, EPOCHS)
+    sweep = make_sweep(runs, epochs, "bench")
+    load0 = os.getloadavg()
+    log(f"bench_sweep: {runs} runs ({DATASET}, {OPTIMIZER}, {epochs} epochs, one per seed), "
+        f"{a.workers} workers x 1 thread; CPU {cpu_model()}, {os.cpu_count()} cores, load {load0[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        seq, seq_runs = sequential(sweep, os.path.join(tmp, "seq"))
+        log(f"sequential: {seq:.1f} s ({seq / runs:.2f} s per run)")
+        swp, start, swp_runs = on_cluster(sweep, os.path.join(tmp, "sweep"), a.workers)
+        log(f"sweep: {swp:.1f} s (cluster start {start:.1f} s)")
+    load1 = os.getloadavg()
+    result = {
+        "runs": runs, "workers": a.workers, "epochs": epochs,
+        "sweep_seconds": swp, "sequential_seconds": seq, "cluster_start_seconds": start,
+        "parallel_efficiency": seq / (a.workers * swp),
+        "parallel_efficiency_without_cluster_start": seq / (a.workers * (swp - start)),
+        "overhead_per_run_s": (a.workers * swp - sum(swp_runs)) / runs,
+        "run_seconds_sequential_mean": sum(seq_runs) / runs, "run_seconds_in_sweep_mean": sum(swp_runs) / runs,
+        "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_1min_before": load0[0],
+        "loadavg_1min_after": load1[0],
+    }
+    log(f"parallel efficiency {result['parallel_efficiency']:.3f} (target >= 0.85), overhead per run "
+        f"{result['overhead_per_run_s']:.2f} s (target <= 1 s); a run takes {result['run_seconds_in_sweep_mean']:.2f} s "
+        f"in the sweep, {result['run_seconds_sequential_mean']:.2f} s alone; load {load0[0]:.2f} -> {load1[0]:.2f}")
+    if a.json:
+        print(json.dumps(result))
+    if a.out:
+        with open(a.out, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""`refbinn sweep` and `refbinn report`: sweep files, a loopback dask cluster of 2 workers,
+skipping, failures, a worker killed mid-run, an external scheduler, the report's numbers.
+
+The runs are two-moons runs of a few dozen full-batch epochs (well under a second each),
+so the file stays within about a minute on 2 cores.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from refbinn.cli import main
+from refbinn.sweep import aggregate, load_spec, parse_spec, write_report
+from refbinn.sweep.cluster import THREAD_VARS, open_client, thread_env
+from refbinn.sweep.engine import run_sweep
+from refbinn.sweep.report import load_runs
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING = {"seconds", "examples_per_s", "train_seconds", "wall_seconds_this_invocation"}
+SMALL = {"name": "small", "seeds": [0, 1], "base": {"dataset": "two-moons", "epochs": 12},
+         "grid": {"optimizer": ["bayesbinn", "ste"]}}
+
+
+def quiet(*_):
+    pass
+
+
+def read(path):
+    return json.loads(Path(path).read_text())
+
+
+def deterministic(obj):
+    """A run's JSON without what may differ between two executions: times, the command, the
+    worker's host and pid (``sweep_run``)."""
+    if isinstance(obj, dict):
+        return {k: deterministic(v) for k, v in obj.items() if k not in TIMING | {"sweep_run", "command"}}
+    if isinstance(obj, list):
+        return [deterministic(v) for v in obj]
+    return obj
+
+
+def checkpoint_arrays(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k != "history"}      # the history holds times
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A loopback LocalCluster: 2 single-threaded worker processes -> (client, threads)."""
+    with open_client(workers=2, threads_per_worker=1) as ct:
+        yield ct
+
+
+@pytest.fixture(scope="module")
+def small(cluster, tmp_path_factory):
+    """The SMALL sweep run once -> (sweep, its folder, run_sweep's answer)."""
+    client, threads = cluster
+    out = tmp_path_factory.mktemp("sweeps")
+    sweep = parse_spec(SMALL)
+    res = run_sweep(sweep, out, client=client, threads=threads, progress=False, log=quiet)
+    return sweep, Path(res["dir"]), res
+
+
+# -- the sweep file ------------------------------------------------------------------------------
+def test_grid_times_seeds_with_stable_readable_names():
+    doc = {"seeds": [0, 1], "base": {"dataset": "mnist", "optimizer": "bayesbinn", "epochs": 3,
+                                     "model": {"hidden": [512, 512, 512]}},
+           "grid": {"tau": [1e-6, 1e-8], "numerics": ["official", "exact"]}}
+    sweep = parse_spec(doc, name="tau")
+    names = [r.name for r in sweep.runs]
+    assert names == [f"mnist_bayesbinn_tau{t}_{n}_s{s}" for t in ("1e-06", "1e-08")
+                     for n in ("official", "exact") for s in (0, 1)]
+    assert names == [r.name for r in parse_spec(doc, name="tau").runs]          # stable
+    r = sweep.runs[3]
+    assert r.setting == "mnist_bayesbinn_tau1e-06_exact" and r.seed == 1
+    assert r.overrides == {"epochs": 3, "tau": 1e-6, "numerics": "exact",
+                           "model_kwargs": {"hidden": [512, 512, 512]}, "seed": 1}
+    assert r.train_args() is None             # `refbinn train` has no flag for the model's width
+
+
+def test_base_settings_go_only_to_the_optimizers_they_apply_to():
+    sweep = parse_spec({"seeds": [3], "base": {"dataset": "two-moons", "tau": 0.5, "lr": 0.01},
+                        "grid": {"optimizer": ["bayesbinn", "bop"]}}, name="x")
+    bb, bop = sweep.runs
+    assert bb.overrides == {"tau": 0.5, "lr": 0.01, "seed": 3}
+    assert bop.overrides == {"seed": 3} and bop.name == "two-moons_bop_s3"
+    assert bop.train_args() == ["train", "--dataset", "two-moons", "--optimizer", "bop", "--preset",
+                                "paper", "--seed", "3", "--name", "two-moons_bop_s3"]
+
+
+BASE = {"dataset": "two-moons", "optimizer": "ste"}
+
+
+@pytest.mark.parametrize("doc, match", [
+    ({"seeds": [0], "base": BASE, "grids": {}}, "unknown key 'grids'"),
+    ({"seeds": [0], "base": {**BASE, "lrr": 1}}, "base: unknown key 'lrr'; allowed: dataset"),
+    ({"seeds": [0], "base": {**BASE, "lr": -1}}, r"base.lr must be in \(0, inf\), got -1"),
+    ({"seeds": [0], "base": {**BASE, "lr": "big"}}, "base.lr must be a number, got 'big'"),
+    ({"seeds": [0], "base": {**BASE, "epochs": 2.5}}, r"base.epochs must be an integer in \[1, inf\), got 2.5"),
+    ({"seeds": [0], "base": {"dataset": "two-moons"}, "grid": {"optimizer": ["ste", "sgd"]}},
+     r"grid.optimizer\[1\] must be one of 'bayesbinn', .*got 'sgd'"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "imagenet"}}, "base.dataset must be one of"),
+    ({"seeds": [0], "base": BASE, "grid": {}}, "grid is empty"),
+    ({"seeds": [0], "base": BASE, "grid": {"epochs": []}}, "grid.epochs must be a non-empty list"),
+    ({"seeds": [0], "base": BASE, "grid": {"epochs": 5}}, "grid.epochs must be a non-empty list"),
+    ({"seeds": [], "base": BASE}, "seeds must be a non-empty list"),
+    ({"seeds": [0, 0], "base": BASE}, "seeds must not repeat"),
+    ({"seeds": [-1], "base": BASE}, r"seeds\[0\] must be an integer in \[0, inf\), got -1"),
+    ({"seeds": [0], "base": {**BASE, "seed": 1}}, "base.seed: give the seeds as the top-level list"),
+    ({"seeds": [0], "base": {**BASE, "epochs": 2}, "grid": {"epochs": [1, 2]}}, "epochs is set in both"),
+    ({"seeds": [0], "base": {"dataset": "two-moons"}, "grid": {"optimizer": ["ste", "bayesbinn"],
+                                                               "tau": [1, 2]}},
+     "grid.tau applies only to the optimizers bayesbinn"),
+    ({"seeds": [0], "base": {**BASE, "numerics": "exact"}}, "base.numerics applies only to"),
+    ({"seeds": [0], "base": {**BASE, "max_train": 100}}, "max_train applies only to the image data sets"),
+    ({"seeds": [0], "base": {**BASE, "model": {"width": 3}}}, "base.model: unknown key 'width' for the two-moons"),
+    ({"seeds": [0], "base": {**BASE, "model": {"hidden": 0}}}, r"base.model: mlp_toy: hidden must be an integer in \[1, inf\), got 0"),
+    ({"seeds": [0], "base": {"optimizer": "ste"}}, "dataset must be set"),
+    ({"seeds": [0], "base": BASE, "grid": {"lr": [0.1, 0.1]}}, "grid.lr lists a value twice"),
+    ({"seeds": [0], "base": BASE, "name": "a/b"}, "name must be a folder name"),
+])
+def test_bad_sweep_files_are_value_errors_naming_the_key(doc, match):
+    with pytest.raises(ValueError, match=match):
+        parse_spec(doc, name="bad")
+
+
+def test_cli_bad_file_exits_2_with_one_line_before_starting(tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text('seeds = [0]\n[base]\ndataset = "two-moons"\noptimizer = "ste"\nbeta = 0.5\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"refbinn sweep: error: {spec}: base.beta applies only to the optimizers bayesbinn, "
+                   "and the sweep runs ste"]
+    assert not (tmp_path / "bad").exists()                    # nothing started
+    spec.write_text("seeds = [0\n")
+    assert main(["sweep", str(spec)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_the_readmes_sweep_file_example_is_a_valid_sweep():
+    import re
+    import tomllib
+    (block,) = re.findall(r"```toml\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    runs = parse_spec(tomllib.loads(block)).runs
+    assert len(runs) == 30 and runs[0].name == "mnist_bayesbinn_s0"
+
+
+def test_the_repositorys_sweep_files_parse_with_the_intended_runs():
+    runs = {p.stem: load_spec(p).runs for p in sorted((REPO / "sweeps").glob("*.toml"))}
+    assert {"two_moons", "snelson", "mnist512", "tau512"} <= set(runs)
+    assert [r.name for r in runs["two_moons"]][:2] == ["two-moons_bayesbinn_s0", "two-moons_bayesbinn_s1"]
+    assert len(runs["two_moons"]) == len(runs["snelson"]) == 2 * 5
+    assert sorted({r.optimizer for r in runs["mnist512"]}) == ["adam", "bayesbinn", "bop", "pmf", "ste", "vispa"]
+    assert len(runs["mnist512"]) == 6 * 5
+    assert all(r.overrides["model_kwargs"] == {"hidden": [512, 512, 512]} for r in runs["mnist512"] + runs["tau512"])
+    assert {r.overrides["numerics"] for r in runs["tau512"]} == {"official", "exact"}
+    assert sorted({r.seed for r in runs["tau512"]}) == [0, 1, 2]
+
+
+# -- running on the cluster -----------------------------------------------------------------------
+def test_small_grid_completes_and_runs_are_refbinn_train_runs(small, tmp_path, capsys):
+    sweep, d, res = small
+    assert res["counts"] == {"done": 4, "skipped": 0, "failed": 0, "pending": 0}
+    state = read(d / "sweep.json")
+    assert [r["name"] for r in state["runs"]] == [r.name for r in sweep.runs]
+    for r in sweep.runs:
+        out = read(d / "runs" / f"{r.name}.json")
+        assert out["summary"]["epochs_run"] == 12 and out["sweep_run"]["seed"] == r.seed
+        assert (d / "runs" / r.name / "checkpoint.npz").exists()
+    # the same run by `refbinn train` gives the same numbers: one code path
+    run = sweep.runs[1]
+    assert main(run.train_args() + ["--epochs", "12", "--out", str(tmp_path), "--quiet"]) == 0
+    capsys.readouterr()
+    assert deterministic(read(tmp_path / f"{run.name}.json")) == deterministic(read(d / "runs" / f"{run.name}.json"))
+
+
+def test_rerun_skips_finished_runs_and_reruns_changed_settings(small, cluster, tmp_path):
+    sweep, d, _ = small
+    client, threads = cluster
+    stamps = {p: p.stat().st_mtime_ns for p in (d / "runs").glob("*.json")}
+    res = run_sweep(sweep, d.parent, client=client, threads=threads, progress=False, log=quiet)
+    assert res["counts"] == {"done": 0, "skipped": 4, "failed": 0, "pending": 0}
+    assert {p: p.stat().st_mtime_ns for p in (d / "runs").glob("*.json")} == stamps
+    # same names, other settings: not skipped, and the old checkpoints are not resumed
+    changed = parse_spec({**SMALL, "name": "changed", "base": {**SMALL["base"], "epochs": 6}})
+    first = run_sweep(changed, tmp_path, client=client, threads=threads, progress=False, log=quiet)
+    changed = parse_spec({**SMALL, "name": "changed", "base": {**SMALL["base"], "epochs": 4}})
+    again = run_sweep(changed, tmp_path, client=client, threads=threads, progress=False, log=quiet)
+    assert first["counts"]["done"] == again["counts"]["done"] == 4
+    assert all(r["resumed_from_epoch"] == 0 for r in again["runs"])
+    assert all(read(Path(again["dir"]) / "runs" / f"{r.name}.json")["summary"]["epochs_run"] == 4
+               for r in changed.runs)
+
+
+def test_local_workers_pin_blas_and_numba_to_their_threads(cluster):
+    client, threads = cluster
+
+    def probe():
+        import numba
+        return {v: os.environ.get(v) for v in THREAD_VARS}, numba.config.NUMBA_NUM_THREADS
+
+    answers = client.run(probe)
+    assert threads == 1 and len(answers) == 2
+    assert all(env == thread_env(1) and n == 1 for env, n in answers.values())
+
+
+def test_a_failing_run_is_reported_and_the_others_finish(cluster, tmp_path):
+    client, threads = cluster
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    sweep = parse_spec({"name": "fail", "seeds": [0], "base": {"optimizer": "ste", "epochs": 3},
+                        "grid": {"dataset": ["snelson", "two-moons"]}})
+    lines = []
+    res = run_sweep(sweep, tmp_path, client=client, threads=threads, data_root=str(empty), progress=False,
+                    log=lines.append)
+    status = {r["name"]: r for r in res["runs"]}
+    assert status["two-moons_ste_s0"]["status"] == "done"
+    assert status["snelson_ste_s0"]["status"] == "failed"
+    assert "snelson" in status["snelson_ste_s0"]["error"].lower()
+    assert "snelson_ste_s0" in "\n".join(lines)
+    assert read(Path(res["dir"]) / "sweep.json")["counts"]["failed"] == 1
+    assert "Traceback" in (Path(res["dir"]) / "runs" / "snelson_ste_s0" / "log.txt").read_text()
+
+
+def test_a_killed_worker_run_is_resumed_and_bit_identical(cluster, tmp_path):
+    client, threads = cluster
+    sweep = parse_spec({"name": "kill", "seeds": [0, 1],
+                        "base": {"dataset": "two-moons", "optimizer": "bayesbinn", "epochs": 150,
+                                 "checkpoint_every": 5}})
+    ref = run_sweep(sweep, tmp_path / "ref", client=client, threads=threads, progress=False, log=quiet)
+    assert ref["counts"]["done"] == 2
+    pids = client.run(os.getpid)                     # worker address -> its process id
+    box = {}
+    th = threading.Thread(target=lambda: box.update(res=run_sweep(
+        sweep, tmp_path / "kill", client=client, threads=threads, progress=False, log=quiet)))
+    th.start()
+    d = tmp_path / "kill" / "kill" / "runs"
+    killed, deadline = None, time.time() + 60
+    while killed is None and time.time() < deadline and th.is_alive():
+        for r in sweep.runs:
+            if (d / r.name / "checkpoint.npz").exists() and not (d / f"{r.name}.json").exists():
+                for addr, keys in client.processing().items():
+                    if addr in pids and any(f"-{r.name}-" in k for k in keys):
+                        os.kill(pids[addr], signal.SIGKILL)
+                        killed = r.name
+                        break
+            if killed:
+                break
+        time.sleep(0.005)
+    th.join(120)
+    assert killed is not None, "no run was caught mid-way"
+    assert box["res"]["counts"]["done"] == 2
+    res = read(d / f"{killed}.json")
+    assert res["sweep_run"]["resumed_from_epoch"] >= 5            # it went on from a checkpoint
+    assert "resumed from" in (d / killed / "log.txt").read_text()  # (the training loop's own line)
+    for r in sweep.runs:
+        a, b = read(tmp_path / "ref" / "kill" / "runs" / f"{r.name}.json"), read(d / f"{r.name}.json")
+        assert deterministic(a) == deterministic(b)
+        ca = checkpoint_arrays(tmp_path / "ref" / "kill" / "runs" / r.name / "checkpoint.npz")
+        cb = checkpoint_arrays(d / r.name / "checkpoint.npz")
+        assert ca.keys() == cb.keys()
+        assert all(np.array_equal(ca[k], cb[k]) for k in ca)
+
+
+def test_scheduler_option_uses_an_existing_cluster(tmp_path, capsys):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    info = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
+                              cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not info.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
+                                       "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
+                                       "--host", "127.0.0.1"],
+                                      cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        spec = tmp_path / "ext.toml"
+        spec.write_text('seeds = [0, 1]\n[base]\ndataset = "two-moons"\noptimizer = "ste"\nepochs = 3\n')
+        assert main(["sweep", str(spec), "--scheduler", address, "--out", str(tmp_path), "--quiet"]) == 0
+        assert f"report: refbinn report {tmp_path / 'ext'}" in capsys.readouterr().out
+        assert read(tmp_path / "ext" / "sweep.json")["counts"]["done"] == 2
+        assert read(tmp_path / "ext" / "runs" / "two-moons_ste_s1.json")["sweep_run"]["pid"] != os.getpid()
+        # the scheduler file works as well as the address (and the finished runs are skipped)
+        assert main(["sweep", str(spec), "--scheduler", str(info), "--out", str(tmp_path), "--quiet"]) == 0
+        assert read(tmp_path / "ext" / "sweep.json")["counts"]["skipped"] == 2
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# -- the report -----------------------------------------------------------------------------------
+def test_report_means_and_stds_over_seeds_and_files(small, tmp_path, capsys):
+    sweep, d, _ = small
+    assert main(["report", str(d), "--out", str(tmp_path)]) == 0
+    assert "two-moons_ste" in capsys.readouterr().out
+    rep = read(tmp_path / "report.json")
+    assert [r["setting"] for r in rep["rows"]] == ["two-moons_bayesbinn", "two-moons_ste"]
+    for row in rep["rows"]:
+        runs = [read(d / "runs" / f"{row['setting']}_s{s}.json") for s in (0, 1)]
+        acc = [r["summary"]["test_acc_mode_last"] for r in runs]
+        nll = [r["history"][-1]["test_nll_mode"] for r in runs]
+        q = row["quantities"]
+        assert q["test_acc_last"]["mean"] == pytest.approx((acc[0] + acc[1]) / 2, abs=1e-15)
+        assert q["test_acc_last"]["std"] == pytest.approx(abs(acc[0] - acc[1]) / np.sqrt(2), abs=1e-15)
+        assert q["test_nll_last"]["values"] == nll
+        assert row["seeds"] == [0, 1] and row["epochs"] == [12]
+        assert "test_acc_at_best_val" not in q            # two moons has no validation split
+    md = (tmp_path / "report.md").read_text()
+    mean, std = (rep["rows"][1]["quantities"]["test_acc_last"][k] for k in ("mean", "std"))
+    assert f"| two-moons_ste | 0, 1 | 12 | {100 * mean:.2f} +- {100 * std:.2f} |" in md
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_report_of_one_seed_has_no_std_and_of_no_runs_is_an_error(small, tmp_path):
+    _, d, _ = small
+    rows = aggregate([r for r in load_runs(d) if r["sweep_run"]["seed"] == 0])
+    assert all(q["std"] is None for r in rows for q in r["quantities"].values())
+    with pytest.raises(FileNotFoundError, match="no finished sweep runs"):
+        write_report(tmp_path)
+
+
+def test_checkpoint_every_writes_less_often_and_resumes_identically(tmp_path, capsys):
+    args = ["train", "--dataset", "two-moons", "--optimizer", "ste", "--epochs", "30", "--quiet",
+            "--checkpoint-every", "7"]
+    assert main(args + ["--out", str(tmp_path / "a"), "--stop-after", "10"]) == 0
+    ck = tmp_path / "a" / "runs" / "two-moons_ste" / "checkpoint.npz"
+    with np.load(ck) as z:
+        assert int(z["epoch"]) == 10                  # the end of the call, not only multiples of 7
+    assert main(args + ["--out", str(tmp_path / "a"), "--resume"]) == 0
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    a, b = (read(tmp_path / d / "two-moons_ste.json") for d in "ab")
+    assert deterministic(a) == deterministic(b) and a["summary"]["epochs_run"] == 30
+    assert main(["train", "--dataset", "two-moons", "--optimizer", "ste", "--checkpoint-every", "0",
+                 "--out", str(tmp_path / "c")]) == 2
+    assert "checkpoint_every must be an integer in [1, inf), got 0" in capsys.readouterr().err
