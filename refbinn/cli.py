@@ -56,7 +56,7 @@ def cmd_evaluate(a):
     data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"])
     rng = np.random.default_rng(a.seed)
     calib = None
-    if check_int("recalibrate_bn", a.recalibrate_bn):                  # K training batches of the run's batch size, own stream
+    if check_int("recalibrate_bn", a.recalibrate_bn):     # K batches of the run's batch size, own stream
         calib = calibration_batches(data.x_train, a.recalibrate_bn, ck["config"]["batch_size"],
                                     np.random.default_rng([a.seed, 3]))
     rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta,
@@ -170,8 +170,10 @@ def build_parser():
     q.add_argument("--tau", type=float)
     q.add_argument("--samples", type=int, help="BayesBiNN Monte Carlo samples S per step")
     q.add_argument("--numerics", choices=list(NUMERICS),
-                   help="BayesBiNN numerics; 'exact-clipped' bounds the Lemma 1 scale (not the paper's estimator)")
-    q.add_argument("--tau-end", type=float, help="BayesBiNN: anneal tau geometrically from --tau to this, step by step")
+                   help="BayesBiNN numerics; 'exact-clipped' bounds the Lemma 1 scale "
+                   "(not the paper's estimator)")
+    q.add_argument("--tau-end", type=float,
+                   help="BayesBiNN: anneal tau geometrically from --tau to this, step by step")
     q.add_argument("--lam-init", type=float)
     q.add_argument("--beta", type=float, help="BayesBiNN momentum")
     q.add_argument("--seed", type=int)

@@ -35,9 +35,9 @@ def anneal_tau(tau_start, tau_end, epochs):
     tau_start, tau_end : float > 0
     epochs : int >= 1
     """
-    return functools.partial(geometric_tau, tau_start=float(check_range("tau_start", tau_start, 0, lo_open=True)),
-                             tau_end=float(check_range("tau_end", tau_end, 0, lo_open=True)),
-                             epochs=check_int("epochs", epochs, 1))
+    start = float(check_range("tau_start", tau_start, 0, lo_open=True))
+    end = float(check_range("tau_end", tau_end, 0, lo_open=True))
+    return functools.partial(geometric_tau, tau_start=start, tau_end=end, epochs=check_int("epochs", epochs, 1))
 
 
 def set_tau(opt, tau):

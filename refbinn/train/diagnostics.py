@@ -33,7 +33,8 @@ RMS); the quantiles are the largest over parameters (p99, max) and the size-weig
 median's stand-in, the median of the per-parameter medians.
 
 The cost: S forward/backward passes on one batch and a few NumPy passes over lam per
-record (``seconds_diagnostics`` in the epoch's history record, next to ``seconds``); nothing here touches the training's random streams,
+record (``seconds_diagnostics`` in the epoch's history record, next to ``seconds``);
+nothing here touches the training's random streams,
 BatchNorm state or optimizer state, so a run is bit-identical with diagnostics on or off.
 """
 from __future__ import annotations

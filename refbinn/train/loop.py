@@ -63,7 +63,8 @@ class TrainConfig:
     meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
 
 def summarize(history):
-    """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch."""
+    """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch
+    (with BatchNorm recalibration, also those of the training's statistics: *_trainbn)."""
     ep = history["epochs"]
     if not ep:
         return {}
@@ -73,6 +74,11 @@ def summarize(history):
         out["best_val_epoch"] = ep[best]["epoch"]
         out["val_acc_mode_best"] = ep[best]["val_acc_mode"]
         out["test_acc_mode_at_best_val"] = ep[best].get("test_acc_mode")
+    if ep[0].get("val_acc_mode_trainbn") is not None:     # BN recalibration: the same, without it
+        best = max(range(len(ep)), key=lambda i: ep[i]["val_acc_mode_trainbn"])
+        out["test_acc_mode_trainbn_at_best_val"] = ep[best].get("test_acc_mode_trainbn")
+        out["test_acc_mode_trainbn_last"] = ep[-1].get("test_acc_mode_trainbn")
+        out["test_acc_mean_trainbn_last"] = ep[-1].get("test_acc_mean_trainbn")
     out["test_acc_mode_last"] = ep[-1].get("test_acc_mode")
     out["test_acc_mean_last"] = ep[-1].get("test_acc_mean")
     out["train_seconds"] = float(sum(e["seconds"] for e in ep))
@@ -175,7 +181,8 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
         if tau_schedule is not None:
             rec["tau"] = float(tau_schedule(epoch + (steps - 1) / steps))      # the epoch's last step
         if diag:
-            rec["diagnostics"], rec["seconds_diagnostics"] = diag.end_epoch(opt_state, bn_state, xb, yb, lr, rec)
+            d, secs = diag.end_epoch(opt_state, bn_state, xb, yb, lr, rec)
+            rec["diagnostics"], rec["seconds_diagnostics"] = d, secs
         rec["seconds"] = time.perf_counter() - t0
         history["epochs"].append(rec)
         if not cfg.quiet:
