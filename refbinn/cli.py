@@ -27,7 +27,7 @@ def cmd_train(a):
                 max_train=a.max_train, lam_init=a.lam_init, beta=a.beta,
                 recalibrate_bn=a.recalibrate_bn, diagnostics=not a.no_diagnostics,
                 diagnostics_every=a.diagnostics_every, tau_end=a.tau_end,
-                eval_mean_every=a.eval_mean_every)
+                eval_mean_every=a.eval_mean_every, reweight=a.reweight)
     if a.hidden:
         over["model_kwargs"] = {"hidden": tuple(a.hidden)}
     name = a.name or f"{a.dataset}_{a.optimizer}"
@@ -176,6 +176,8 @@ def build_parser():
                    help="BayesBiNN: anneal tau geometrically from --tau to this, step by step")
     q.add_argument("--lam-init", type=float)
     q.add_argument("--beta", type=float, help="BayesBiNN momentum")
+    q.add_argument("--reweight", type=float, help="BayesBiNN: weight of the prior term "
+                   "reweight*(lambda - lambda0) (default 1; < 1 tempers the KL term)")
     q.add_argument("--seed", type=int)
     q.add_argument("--batch-size", type=int)
     q.add_argument("--eval-samples", type=int, help="C hard samples for the mean prediction")

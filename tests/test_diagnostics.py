@@ -66,7 +66,8 @@ def test_layer_stats_follow_their_definitions():
     assert st["data_rms"] == pytest.approx(np.sqrt(np.mean(g_hat ** 2)))
     assert st["prior_rms"] == pytest.approx(2.5)
     assert st["data_over_prior"] == pytest.approx(st["data_rms"] / 2.5)
-    assert st["lam_abs_median"] == 2.5
+    assert st["lam_abs_median"] == 2.5 and st["lam_abs_max"] == 1e3
+    assert st["lam_abs_p99"] == pytest.approx(np.quantile(np.abs(lam.astype(np.float64)), 0.99))
 
 
 def test_flip_fraction_and_mode_mean_gap():

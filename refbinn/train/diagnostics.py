@@ -25,11 +25,11 @@ S fresh Monte Carlo samples u_j (S = opt.samples) drawn from a stream of their o
                                          float32 ulps or more; the rest is negligible
     data_rms, prior_rms                  sqrt(mean(g_hat**2)), sqrt(mean(prior**2))
     data_over_prior                      data_rms / prior_rms (inf if prior_rms = 0)
-    lam_abs_median                       median |lam|
+    lam_abs_median, lam_abs_p99, lam_abs_max   of |lam| (a rare huge step leaves a huge |lam|)
 
 plus ``lr`` and ``tau`` of that moment. S = 0 (the point estimate): g_hat = N*g at tanh(lam),
 no scale. The totals over parameters (``all``) weight each parameter by its size (fractions,
-RMS); the quantiles are the largest over parameters (p99, max) and the size-weighted
+RMS); the quantiles (of s and |lam|) are the largest over parameters (p99, max) and the size-weighted
 median's stand-in, the median of the per-parameter medians.
 
 The cost: S forward/backward passes on one batch and a few NumPy passes over lam per
@@ -110,7 +110,9 @@ def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=Non
 def layer_stats(lam, s, g_hat, prior, lr):
     """The per-parameter numbers of the module docstring (floats)."""
     lam64 = np.abs(lam.astype(np.float64))
-    out = {"size": int(lam.size), "lam_abs_median": float(np.median(lam64))}
+    lam_med, lam_p99 = np.quantile(lam64, [0.5, 0.99])
+    out = {"size": int(lam.size), "lam_abs_median": float(lam_med), "lam_abs_p99": float(lam_p99),
+           "lam_abs_max": float(np.max(lam64))}
     if s is not None:
         med, p99 = np.quantile(s, [0.5, 0.99])
         out.update(scale_median=float(med), scale_p99=float(p99), scale_max=float(np.max(s)),
@@ -138,7 +140,8 @@ def _totals(layers):
             tot[key] = float(np.sqrt(np.dot(sizes, np.square(vals)) / sizes.sum()))
     if "data_rms" in tot:
         tot["data_over_prior"] = tot["data_rms"] / tot["prior_rms"] if tot["prior_rms"] > 0 else float("inf")
-    for key, fn in (("scale_p99", max), ("scale_max", max), ("scale_median", np.median)):
+    for key, fn in (("scale_p99", max), ("scale_max", max), ("scale_median", np.median),
+                    ("lam_abs_p99", max), ("lam_abs_max", max), ("lam_abs_median", np.median)):
         vals = [v[key] for v in layers.values() if key in v]
         if vals:
             tot[key] = float(fn(vals))
