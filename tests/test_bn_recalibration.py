@@ -178,3 +178,18 @@ def test_a_model_without_batchnorm_is_returned_unchanged(rng):
     model = Sequential(Dense(3, 2, name="fc"))
     params, bn = model.init(rng)
     assert recalibrate_bn(model, params, [rng.standard_normal((4, 3))], bn) is bn
+
+
+def test_evaluate_command_recalibrates(tmp_path, data_root):
+    from refbinn.cli import main
+    import json
+    assert main(["train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--numerics", "exact", "--tau", "0.5",
+                 "--epochs", "1", "--max-train", "300", "--hidden", "16", "--quiet", "--eval-samples", "0",
+                 "--out", str(tmp_path), "--name", "tiny", "--no-diagnostics"]) == 0
+    ck = tmp_path / "runs" / "tiny" / "checkpoint.npz"
+    assert main(["evaluate", str(ck), "--samples", "2", "--recalibrate-bn", "3", "--out", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "evaluate_tiny.json").read_text())
+    assert out["recalibrate_bn"] == 3
+    for split in ("val", "test"):
+        assert {"acc_mode", "acc_mode_trainbn", "acc_mean", "acc_mean_trainbn"} <= set(out[split])
+    assert main(["evaluate", str(ck), "--recalibrate-bn", "-1", "--out", str(tmp_path)]) == 2
