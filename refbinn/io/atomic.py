@@ -1,11 +1,14 @@
 """Atomic file writes: a temporary file in the target folder, flushed, then renamed over the target.
 
 A crash leaves either the old file or the new one under ``path``, never a partial one
-(``os.replace`` is atomic on POSIX and Windows).
+(``os.replace`` is atomic on POSIX and Windows). The temporary file of ``DIR/NAME`` is
+``DIR/.NAME.<random>.partial`` (mode 0666 less the umask, as any new file), so a kill -9
+leaves a file that ``remove_partials(DIR/NAME)`` recognises and removes.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -13,13 +16,31 @@ import tempfile
 import numpy as np
 
 
+PARTIAL = ".partial"          # the suffix of every temporary file written here
+
+
+def remove_partials(path):
+    """Remove the temporary files an interrupted write of ``path`` left (``.NAME.*.partial``).
+
+    Call it when a run that owns ``path`` starts, not while another process may be
+    writing ``path``. Returns the paths removed.
+    """
+    d, name = os.path.split(os.path.abspath(os.fspath(path)))
+    removed = []
+    for tmp in glob.glob(os.path.join(glob.escape(d), f".{glob.escape(name)}.*{PARTIAL}")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
-def _atomic_file(path, mode, suffix):
+def _atomic_file(path, mode):
     """Yield a file handle on a temporary file that becomes ``path`` when the block ends."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.", suffix=PARTIAL)
     os.close(fd)
     try:
         with open(tmp, mode) as fh:
@@ -38,7 +59,7 @@ def _atomic_file(path, mode, suffix):
 
 def atomic_savez(path, arrays):
     """Write the dict ``arrays`` (name -> array) as one uncompressed .npz under ``path``, atomically."""
-    with _atomic_file(path, "wb", ".tmp.npz") as fh:
+    with _atomic_file(path, "wb") as fh:
         np.savez(fh, **arrays)
 
 
@@ -50,5 +71,5 @@ def _jsonable(o):
 
 def write_json(path, obj):
     """Write ``obj`` as indented JSON under ``path``, atomically; arrays become lists."""
-    with _atomic_file(path, "w", ".tmp.json") as fh:
+    with _atomic_file(path, "w") as fh:
         json.dump(obj, fh, indent=1, default=_jsonable)

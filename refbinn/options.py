@@ -1,0 +1,107 @@
+"""Every option of every ``refbinn`` subcommand, checked before any work starts.
+
+    Parser              argparse.ArgumentParser whose errors are one line (and exit 2)
+    check_options(a)    ValueError naming the first bad option and its allowed range:
+                        "--epochs must be an integer in [1, inf), got 0"
+
+Counts and sizes are integers >= 1 (sample counts for evaluation >= 0), seeds integers in
+[0, 2**63 - 1], real options finite: learning rates and temperatures in (0, inf), momentum
+in [0, 1), tolerances in [0, inf). A folder option (``--out`` of most commands,
+``--data-root``) must not name a file; a file output must not name a folder, one of the
+command's inputs, or a training checkpoint. Which training settings apply to which
+optimizer, and what ``--resume`` may change, is ``refbinn.experiments.guard``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from .checks import check_int, check_range
+
+SEED_MAX = 2 ** 63 - 1
+MIN_TRAIN = 10             # --max-train: enough for a non-empty 10% validation split
+
+
+def _int(lo, hi=None):
+    return lambda name, v: check_int(name, v, lo, hi)
+
+
+def _real(lo=None, hi=None, **open_ends):
+    return lambda name, v: check_range(name, v, lo, hi, **open_ends)
+
+
+POSITIVE, SEED = _real(0, lo_open=True), _int(0, SEED_MAX)
+RANGES = {
+    "train": {"epochs": _int(1), "lr": POSITIVE, "tau": POSITIVE, "samples": _int(1), "lam_init": _real(),
+              "beta": _real(0, 1, hi_open=True), "seed": SEED, "batch_size": _int(1),
+              "eval_samples": _int(0), "max_train": _int(MIN_TRAIN), "stop_after": _int(1)},
+    "continual": {"tasks": _int(1), "epochs": _int(1), "lr": POSITIVE, "tau": POSITIVE,
+                  "test_samples": _int(0), "seed": SEED, "max_train": _int(MIN_TRAIN)},
+    "evaluate": {"samples": _int(0), "seed": SEED},
+    "predict": {"batch_size": _int(1)},
+    "trace": {"steps": _int(1), "seed": SEED},
+    "check-trace": {"rtol": _real(0), "atol": _real(0)},
+}
+FOLDER_OUT = ("demo", "train", "continual", "evaluate", "predict")    # --out is a folder
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: 'refbinn train: error: ... (see --help)'."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def option(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def same_file(a, b):
+    """True if paths ``a`` and ``b`` name the same file (existing or not)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def is_training_checkpoint(path):
+    """True if ``path`` is an .npz with the entries of a training checkpoint (epoch, config)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {"epoch", "config"} <= set(z.files)
+    except Exception:                       # not an npz at all: not a checkpoint either
+        return False
+
+
+def check_output_file(path, name, inputs=()):
+    """ValueError unless ``path`` may be written: not a folder, not an input, not a checkpoint."""
+    if os.path.isdir(path):
+        raise ValueError(f"{name} {path} is a folder; give the file to write")
+    for src in inputs:
+        if same_file(path, src):
+            raise ValueError(f"{name} {path} is the input {src}; refbinn does not write onto its inputs")
+    if os.path.isfile(path) and is_training_checkpoint(path):
+        raise ValueError(f"{name} {path} is a training checkpoint; it would be overwritten: "
+                         "choose another file name")
+
+
+def check_options(a):
+    """Check every option of subcommand ``a.command`` (argparse Namespace) before any work."""
+    for dest, rule in RANGES.get(a.command, {}).items():
+        v = getattr(a, dest, None)
+        if v is not None:
+            rule(option(dest), v)
+    if a.command in FOLDER_OUT and os.path.exists(a.out) and not os.path.isdir(a.out):
+        raise ValueError(f"--out {a.out} is a file; give a folder for the results")
+    root = getattr(a, "data_root", None)
+    if root is not None and os.path.exists(root) and not os.path.isdir(root):
+        raise ValueError(f"--data-root {root} is a file; give the data folder")
+    if a.command == "trace":
+        check_output_file(a.out, "--out")
+    elif a.command == "export":
+        check_output_file(a.out, "OUT", [a.checkpoint])
+    name = getattr(a, "name", None)
+    if name is not None and (not name or name in (".", "..") or os.sep in name or "/" in name):
+        raise ValueError(f"--name must be a plain name (no folders), got {name!r}")
