@@ -56,7 +56,7 @@ def cmd_evaluate(a):
     path = os.path.join(a.out, f"evaluate_{os.path.basename(os.path.dirname(os.path.abspath(a.checkpoint)))}.json")
     check_output_file(path, "the results file", [a.checkpoint])
     ck = load_checkpoint(a.checkpoint)
-    check_meta(a.checkpoint, ck["config"], tuple(DATASETS))
+    check_meta(a.checkpoint, ck["config"], tuple(DATASETS), seed=True)
     meta = ck["config"]["meta"]
     model = model_of(a.checkpoint, ck["config"])
     check_state(a.checkpoint, ck, model)

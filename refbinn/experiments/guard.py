@@ -62,7 +62,7 @@ def read_config(path):
     """The ``config`` entry of a training checkpoint (read alone), with a known data set and model."""
     with np.load(path, allow_pickle=False) as z:
         config = json.loads(str(z["config"]))
-    check_meta(path, config, tuple(DATASETS))
+    check_meta(path, config, tuple(DATASETS), seed=True)
     if config["meta"].get("optimizer") not in OPTIMIZERS:
         raise ValueError(f"{path}: config names optimizer {config['meta'].get('optimizer')!r}, "
                          f"not one of {', '.join(OPTIMIZERS)}")

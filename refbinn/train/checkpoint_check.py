@@ -1,6 +1,6 @@
 """Is a loaded checkpoint whole, does it fit its model, and may a run resume from it?
 
-    check_meta(path, config, datasets)       config['meta'] names a known data set and model
+    check_meta(path, config, datasets)       config['meta'] names a known data set and model (and seed)
     model_of(path, config)                   that model, built
     check_state(path, ck, model)             optimizer and BatchNorm state fit ``model``
     check_resume(path, ck, config, model)    the above for ``fit(resume=True)``, and the run's
@@ -31,8 +31,9 @@ def _bad(path, msg):
     return FileFormatError(f"{path}: {msg}")
 
 
-def check_meta(path, config, datasets):
-    """FileFormatError unless config['meta'] names a data set in ``datasets`` and a model in MODELS."""
+def check_meta(path, config, datasets, seed=False):
+    """FileFormatError unless config['meta'] names a data set in ``datasets`` and a model in MODELS
+    (and, with ``seed``, config['seed'] is an integer >= 0)."""
     meta = config.get("meta") if isinstance(config, dict) else None
     if not isinstance(meta, dict):
         raise _bad(path, "config has no 'meta' (data set and model); not a checkpoint of 'refbinn train'")
@@ -42,9 +43,8 @@ def check_meta(path, config, datasets):
     if not (isinstance(spec, list) and len(spec) == 2 and spec[0] in MODELS and isinstance(spec[1], dict)):
         raise _bad(path, f"config names model {spec!r}; expected [name, kwargs] with name one of "
                          f"{', '.join(MODELS)}")
-    seed = config.get("seed")
-    if not (isinstance(seed, int) and seed >= 0):
-        raise _bad(path, f"config has seed {seed!r}; expected an integer >= 0")
+    if seed and not (isinstance(config.get("seed"), int) and config["seed"] >= 0):
+        raise _bad(path, f"config has seed {config.get('seed')!r}; expected an integer >= 0")
 
 
 def model_of(path, config):

@@ -262,6 +262,9 @@ def load_trace(path):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a refbinn trace (its meta has format "
                          f"{meta.get('format') if isinstance(meta, dict) else None!r}, not {FORMAT!r})")
+    odd = [k for k, v in arrays.items() if v.dtype.kind not in "biuf"]
+    if odd:
+        raise ValueError(f"{path}: entry {odd[0]!r} has dtype {arrays[odd[0]].dtype}, not a number or bool")
     return meta, arrays
 
 
