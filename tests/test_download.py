@@ -3,6 +3,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import tarfile
 import threading
 
@@ -116,6 +117,17 @@ def test_corrupt_server_file_raises_and_leaves_nothing(tmp_path, serve, data_roo
         download("mnist", root=dest, base_url=url + "/mnist", progress=False)
     assert not (dest / "mnist" / name).exists()
     assert leftovers(dest) == []
+
+
+def test_downloaded_files_follow_the_umask(tmp_path, serve, data_root):
+    """mkstemp makes 0600 files; a download gives its files the mode open() would (issue 13)."""
+    _, url = serve(data_root)
+    old = os.umask(0o027)
+    try:
+        folder = download("mnist", root=tmp_path, base_url=url + "/mnist/", progress=False)
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {oct(0o640)}
 
 
 def test_interrupted_transfer_leaves_no_partial_file(tmp_path, serve, data_root):

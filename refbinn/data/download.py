@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
+from ..io import new_file_mode
 from .cifar import LAYOUT
 from .errors import ChecksumError, DataFormatError, DownloadError
 from .idx import GZIP_MAGIC
@@ -252,6 +253,7 @@ def fetch(url, dest, checksum, progress=True, timeout=60):
                 raise DownloadError(f"{url}: transfer ended after {got} of {expected} bytes")
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, new_file_mode())              # mkstemp made it 0600; the umask decides
         verify(tmp, checksum, url)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)

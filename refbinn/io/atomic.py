@@ -19,6 +19,13 @@ import numpy as np
 PARTIAL = ".partial"          # the suffix of every temporary file written here
 
 
+def new_file_mode():
+    """0o666 less the process's umask: the mode ``open()`` gives a new file (mkstemp gives 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def remove_partials(path):
     """Remove the temporary files an interrupted write of ``path`` left (``.NAME.*.partial``).
 
@@ -47,9 +54,7 @@ def _atomic_file(path, mode):
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the usual file mode
+        os.chmod(tmp, new_file_mode())         # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
