@@ -39,7 +39,7 @@ RANGES = {
               "eval_samples": _int(0), "max_train": _int(MIN_TRAIN), "stop_after": _int(1)},
     "continual": {"tasks": _int(1), "epochs": _int(1), "lr": POSITIVE, "tau": POSITIVE,
                   "test_samples": _int(0), "seed": SEED, "max_train": _int(MIN_TRAIN)},
-    "evaluate": {"samples": _int(0), "seed": SEED},
+    "evaluate": {"samples": _int(0), "seed": SEED, "bins": _int(1), "max_test": _int(1)},
     "predict": {"batch_size": _int(1)},
     "trace": {"steps": _int(1), "seed": SEED},
     "check-trace": {"rtol": _real(0), "atol": _real(0)},
@@ -91,8 +91,8 @@ def check_options(a):
     """Check every option of subcommand ``a.command`` (argparse Namespace) before any work."""
     for dest, rule in RANGES.get(a.command, {}).items():
         v = getattr(a, dest, None)
-        if v is not None:
-            rule(option(dest), v)
+        for x in (v if isinstance(v, list) else [] if v is None else [v]):    # nargs='+': each value
+            rule(option(dest), x)
     if a.command in FOLDER_OUT and os.path.exists(a.out) and not os.path.isdir(a.out):
         raise ValueError(f"--out {a.out} is a file; give a folder for the results")
     root = getattr(a, "data_root", None)
