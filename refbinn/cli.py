@@ -50,7 +50,7 @@ def cmd_evaluate(a):
     a.checkpoint, a.samples = a.checkpoint[0], a.samples[0]
     from .experiments import load_data
     from .bn_recalibration import calibration_batches
-    from .options import check_output_file
+    from .io.outputs import check_output_file
     from .train import evaluate, load_checkpoint
     from .train.checkpoint_check import check_meta, check_state, model_of
     path = os.path.join(a.out, f"evaluate_{os.path.basename(os.path.dirname(os.path.abspath(a.checkpoint)))}.json")

@@ -16,9 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import numpy as np
-
 from .checks import check_int, check_range
+from .io.outputs import check_output_file
 
 SEED_MAX = 2 ** 63 - 1
 MIN_TRAIN = 10             # --max-train: enough for a non-empty 10% validation split
@@ -56,35 +55,6 @@ class Parser(argparse.ArgumentParser):
 
 def option(dest):
     return "--" + dest.replace("_", "-")
-
-
-def same_file(a, b):
-    """True if paths ``a`` and ``b`` name the same file (existing or not)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def is_training_checkpoint(path):
-    """True if ``path`` is an .npz with the entries of a training checkpoint (epoch, config)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {"epoch", "config"} <= set(z.files)
-    except Exception:                       # not an npz at all: not a checkpoint either
-        return False
-
-
-def check_output_file(path, name, inputs=()):
-    """ValueError unless ``path`` may be written: not a folder, not an input, not a checkpoint."""
-    if os.path.isdir(path):
-        raise ValueError(f"{name} {path} is a folder; give the file to write")
-    for src in inputs:
-        if same_file(path, src):
-            raise ValueError(f"{name} {path} is the input {src}; refbinn does not write onto its inputs")
-    if os.path.isfile(path) and is_training_checkpoint(path):
-        raise ValueError(f"{name} {path} is a training checkpoint; it would be overwritten: "
-                         "choose another file name")
 
 
 def check_options(a):

@@ -37,7 +37,7 @@ def cli_export(args):
 def cli_predict(args):
     """``refbinn predict PACKED --dataset mnist``: test accuracy and images per second."""
     from .. import data as D
-    from ..options import check_output_file
+    from ..io.outputs import check_output_file
     if args.dataset not in ("mnist", "fashion-mnist"):
         raise ValueError(f"predict: dataset must be 'mnist' or 'fashion-mnist', got {args.dataset!r}")
     out_dir = getattr(args, "out", None) or "results"
