@@ -295,7 +295,18 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run one subcommand: its exit code; bad input: one line on stderr and 2; a bug: one line and 1."""
+    """Run one subcommand: its exit code; bad input: one line on stderr and 2; a bug: one line and 1.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``refbinn`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code (``refbinn.errors.run_command``); a usage error exits 2 inside argparse.
+    """
     args = build_parser().parse_args(argv)
     return run_command(args.command, lambda a: check_options(a) or a.func(a), args, debug_requested(args))
 

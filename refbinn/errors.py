@@ -1,4 +1,4 @@
-"""The error refbinn raises for a damaged file, and the command line's error boundary.
+"""The error refbinn raises for a damaged file, and the command line's error boundary::
 
     FileFormatError (a ValueError)   a file exists but is not what it should be; the message
                                      starts with the file's path and says what is wrong
@@ -48,6 +48,12 @@ def reads_file(what):
     ----------
     what : str
         What the file should be ("checkpoint", "trace", ...), for the message.
+
+    Returns
+    -------
+    callable
+        The decorator: ``load`` wrapped so that any exception but FileNotFoundError,
+        PermissionError and MemoryError becomes a FileFormatError starting with the path.
     """
     def decorate(load):
         @functools.wraps(load)
@@ -69,7 +75,17 @@ USER_ERRORS = (ValueError, OSError, FloatingPointError, MemoryError)
 
 
 def one_line(exc):
-    """The message of ``exc`` on one line (an OSError as 'PATH: reason')."""
+    """The message of ``exc`` on one line (an OSError as 'PATH: reason').
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+        The lines of the message joined by '; ' (by ' ' after a line ending in ':').
+    """
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         text = f"{exc.filename}: {exc.strerror}"
     elif isinstance(exc, MemoryError):
@@ -82,7 +98,17 @@ def one_line(exc):
 
 
 def debug_requested(args):
-    """``--debug`` on the command line, or REFBINN_DEBUG set to anything but '' or '0'."""
+    """``--debug`` on the command line, or REFBINN_DEBUG set to anything but '' or '0'.
+
+    Parameters
+    ----------
+    args : argparse.Namespace or None
+        The parsed command line (its ``debug`` attribute, if any).
+
+    Returns
+    -------
+    bool
+    """
     return bool(getattr(args, "debug", False)) or os.environ.get("REFBINN_DEBUG", "") not in ("", "0")
 
 
@@ -91,6 +117,23 @@ def run_command(command, func, args, debug=False):
 
     NumPy's RuntimeWarnings (overflow, invalid value) are shown only with ``debug``: refbinn
     checks every new state and reports a non-finite one itself, in one line.
+
+    Parameters
+    ----------
+    command : str
+        The subcommand, for the message ("refbinn COMMAND: error: ...").
+    func : callable
+        ``func(args) -> int``, the subcommand.
+    args : object
+        Passed to ``func``.
+    debug : bool
+        Print the traceback before the line (and let RuntimeWarnings through).
+
+    Returns
+    -------
+    int
+        ``func``'s exit code; 2 for ValueError, OSError, FloatingPointError, MemoryError;
+        130 for KeyboardInterrupt; 1 for any other exception.
     """
     try:
         with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Every option of every ``refbinn`` subcommand, checked before any work starts.
+"""Every option of every ``refbinn`` subcommand, checked before any work starts::
 
     Parser              argparse.ArgumentParser whose errors are one line (and exit 2)
     check_options(a)    ValueError naming the first bad option and its allowed range:
@@ -31,16 +31,16 @@ def _real(lo=None, hi=None, **open_ends):
     return lambda name, v: check_range(name, v, lo, hi, **open_ends)
 
 
-POSITIVE, SEED = _real(0, lo_open=True), _int(0, SEED_MAX)
+_POSITIVE, _SEED = _real(0, lo_open=True), _int(0, SEED_MAX)
 RANGES = {
-    "train": {"epochs": _int(1), "lr": POSITIVE, "tau": POSITIVE, "samples": _int(1), "lam_init": _real(),
-              "beta": _real(0, 1, hi_open=True), "seed": SEED, "batch_size": _int(1),
+    "train": {"epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "samples": _int(1), "lam_init": _real(),
+              "beta": _real(0, 1, hi_open=True), "seed": _SEED, "batch_size": _int(1),
               "eval_samples": _int(0), "max_train": _int(MIN_TRAIN), "stop_after": _int(1)},
-    "continual": {"tasks": _int(1), "epochs": _int(1), "lr": POSITIVE, "tau": POSITIVE,
-                  "test_samples": _int(0), "seed": SEED, "max_train": _int(MIN_TRAIN)},
-    "evaluate": {"samples": _int(0), "seed": SEED, "bins": _int(1), "max_test": _int(1)},
+    "continual": {"tasks": _int(1), "epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE,
+                  "test_samples": _int(0), "seed": _SEED, "max_train": _int(MIN_TRAIN)},
+    "evaluate": {"samples": _int(0), "seed": _SEED, "bins": _int(1), "max_test": _int(1)},
     "predict": {"batch_size": _int(1)},
-    "trace": {"steps": _int(1), "seed": SEED},
+    "trace": {"steps": _int(1), "seed": _SEED},
     "check-trace": {"rtol": _real(0), "atol": _real(0)},
 }
 FOLDER_OUT = ("demo", "train", "continual", "evaluate", "predict")    # --out is a folder
@@ -50,19 +50,32 @@ class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line: 'refbinn train: error: ... (see --help)'."""
 
     def error(self, message):
+        """Exit 2 with 'PROG: error: MESSAGE (see PROG --help)' on stderr, one line.
+
+        Parameters
+        ----------
+        message : str
+            argparse's description of the mistake.
+        """
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def option(dest):
+def _flag(dest):
     return "--" + dest.replace("_", "-")
 
 
 def check_options(a):
-    """Check every option of subcommand ``a.command`` (argparse Namespace) before any work."""
+    """Check every option of subcommand ``a.command`` before any work (ValueError naming it).
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed command line of one subcommand.
+    """
     for dest, rule in RANGES.get(a.command, {}).items():
         v = getattr(a, dest, None)
         for x in (v if isinstance(v, list) else [] if v is None else [v]):    # nargs='+': each value
-            rule(option(dest), x)
+            rule(_flag(dest), x)
     if a.command in FOLDER_OUT and os.path.exists(a.out) and not os.path.isdir(a.out):
         raise ValueError(f"--out {a.out} is a file; give a folder for the results")
     root = getattr(a, "data_root", None)

@@ -1,4 +1,4 @@
-"""What ``refbinn train`` starts from, decided before any work: a new run, its checkpoint, or nothing.
+"""What ``refbinn train`` starts from, decided before any work: a new run, its checkpoint, or nothing::
 
     plan_train(args) -> TrainPlan(dataset, optimizer, name, overrides)
 
@@ -36,6 +36,17 @@ UNKNOWN = object()          # a setting an older checkpoint did not record
 
 
 class TrainPlan(NamedTuple):
+    """What ``refbinn train`` will run.
+
+    Attributes
+    ----------
+    dataset, optimizer : str
+        Keys of ``DATASETS`` and ``refbinn.optim.OPTIMIZERS``.
+    name : str
+        The run name (files ``OUT/NAME.json``, ``OUT/runs/NAME/``).
+    overrides : dict
+        Preset overrides for ``experiments.build``.
+    """
     dataset: str
     optimizer: str
     name: str
@@ -47,7 +58,15 @@ def _flag(dest):
 
 
 def check_applicable(args, dataset, optimizer):
-    """ValueError for a setting given on the command line that ``optimizer`` or ``dataset`` ignores."""
+    """ValueError for a setting given on the command line that ``optimizer`` or ``dataset`` ignores.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``refbinn train``'s parsed command line.
+    dataset, optimizer : str
+        What the run trains.
+    """
     for dest, users in USED_BY.items():
         if getattr(args, dest, None) is not None and optimizer not in users:
             raise ValueError(f"{_flag(dest)} does not apply to --optimizer {optimizer} "
@@ -59,7 +78,16 @@ def check_applicable(args, dataset, optimizer):
 
 @reads_file("checkpoint")
 def read_config(path):
-    """The ``config`` entry of a training checkpoint (read alone), with a known data set and model."""
+    """The ``config`` entry of a training checkpoint (read alone), with a known data set and model.
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    dict
+    """
     with np.load(path, allow_pickle=False) as z:
         config = json.loads(str(z["config"]))
     check_meta(path, config, tuple(DATASETS), seed=True)
@@ -70,7 +98,18 @@ def read_config(path):
 
 
 def recorded_settings(config):
-    """dest -> value of every setting the checkpoint's ``config`` records (UNKNOWN if it does not)."""
+    """dest -> value of every setting the checkpoint's ``config`` records (UNKNOWN if it does not).
+
+    Parameters
+    ----------
+    config : dict
+        A checkpoint's ``config`` (``read_config``).
+
+    Returns
+    -------
+    dict
+        Keyed like ``refbinn train``'s options: dataset, optimizer, max_train, epochs, seed, ...
+    """
     meta = config["meta"]
     out = {"dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
            "max_train": meta.get("max_train", UNKNOWN)}
@@ -91,7 +130,17 @@ def _differs(given, saved):
 
 
 def plan_train(a):
-    """The run ``refbinn train`` args ``a`` ask for; ValueError for a clash with what is on disk."""
+    """The run ``refbinn train`` args ``a`` ask for; ValueError for a clash with what is on disk.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        ``refbinn train``'s parsed command line.
+
+    Returns
+    -------
+    TrainPlan
+    """
     if not a.name and not (a.dataset and a.optimizer):
         raise ValueError("--dataset and --optimizer are required (with --resume, --name is enough)")
     if a.resume and a.overwrite:

@@ -20,7 +20,12 @@ PARTIAL = ".partial"          # the suffix of every temporary file written here
 
 
 def new_file_mode():
-    """0o666 less the process's umask: the mode ``open()`` gives a new file (mkstemp gives 0600)."""
+    """0o666 less the process's umask: the mode ``open()`` gives a new file (mkstemp gives 0600).
+
+    Returns
+    -------
+    int
+    """
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -30,7 +35,17 @@ def remove_partials(path):
     """Remove the temporary files an interrupted write of ``path`` left (``.NAME.*.partial``).
 
     Call it when a run that owns ``path`` starts, not while another process may be
-    writing ``path``. Returns the paths removed.
+    writing ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file whose leftovers to remove (it need not exist).
+
+    Returns
+    -------
+    list of str
+        The temporary files removed.
     """
     d, name = os.path.split(os.path.abspath(os.fspath(path)))
     removed = []

@@ -1,4 +1,4 @@
-"""May a command write this file? Not a folder, not one of its inputs, not a training checkpoint.
+"""May a command write this file? Not a folder, not one of its inputs, not a training checkpoint::
 
     check_output_file(path, name, inputs=())   ValueError naming ``name`` (the option) and why
     same_file(a, b)                            the same file, existing or not (resolved paths)
@@ -14,7 +14,17 @@ import numpy as np
 
 
 def same_file(a, b):
-    """True if paths ``a`` and ``b`` name the same file (existing or not)."""
+    """True if paths ``a`` and ``b`` name the same file (existing or not).
+
+    Parameters
+    ----------
+    a, b : str or PathLike
+
+    Returns
+    -------
+    bool
+        ``os.path.samefile`` when both exist, else equal resolved paths.
+    """
     try:
         return os.path.samefile(a, b)
     except OSError:
@@ -22,7 +32,16 @@ def same_file(a, b):
 
 
 def is_training_checkpoint(path):
-    """True if ``path`` is an .npz with the entries of a training checkpoint (epoch, config)."""
+    """True if ``path`` is an .npz with the entries of a training checkpoint (epoch, config).
+
+    Parameters
+    ----------
+    path : str or PathLike
+
+    Returns
+    -------
+    bool
+    """
     try:
         with np.load(path, allow_pickle=False) as z:
             return {"epoch", "config"} <= set(z.files)
@@ -31,7 +50,17 @@ def is_training_checkpoint(path):
 
 
 def check_output_file(path, name, inputs=()):
-    """ValueError unless ``path`` may be written: not a folder, not an input, not a checkpoint."""
+    """ValueError unless ``path`` may be written: not a folder, not an input, not a checkpoint.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file a command is about to write.
+    name : str
+        What the user calls it (an option such as ``--out``), for the message.
+    inputs : sequence of str or PathLike
+        The files the command reads.
+    """
     if os.path.isdir(path):
         raise ValueError(f"{name} {path} is a folder; give the file to write")
     for src in inputs:

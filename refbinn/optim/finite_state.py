@@ -1,4 +1,4 @@
-"""The last line of an update: a new optimizer state with NaN or inf in it is refused.
+"""The last line of an update: a new optimizer state with NaN or inf in it is refused::
 
     return checked_state(AdamState(p_new, m_new, v_new, t), "Adam")
 
@@ -19,6 +19,14 @@ def all_finite(a):
 
     Fast path: a . a is finite when every entry is (NaN and inf propagate through it); only
     when it is not (also when a finite sum of squares overflows) is every entry looked at.
+
+    Parameters
+    ----------
+    a : ndarray, NumPy scalar, float or anything else
+
+    Returns
+    -------
+    bool
     """
     if isinstance(a, float):
         return math.isfinite(a)
@@ -31,6 +39,18 @@ def all_finite(a):
 
 def checked_state(state, owner):
     """``state`` (a NamedTuple of dicts of arrays and scalars) if every float in it is finite.
+
+    Parameters
+    ----------
+    state : NamedTuple
+        A new optimizer state; each field a dict name -> array, or a scalar.
+    owner : str
+        The optimizer, for the message.
+
+    Returns
+    -------
+    NamedTuple
+        ``state`` itself.
 
     Raises
     ------

@@ -1,4 +1,4 @@
-"""What each op of a packed model file must hold, checked when the file is loaded.
+"""What each op of a packed model file must hold, checked when the file is loaded::
 
     check_ops(ops, arrays)    ValueError "op i (<op> '<name>'): ..." for the first op whose
                               spec fields or arrays are missing or of another dtype or shape
@@ -62,7 +62,15 @@ ARRAYS = {"dense_real": {"words"}, "dense_binary": {"words"}, "conv_real": {"wor
 
 
 def check_ops(ops, arrays):
-    """ValueError naming the op unless every op has its spec fields and arrays (see module docstring)."""
+    """ValueError naming the op unless every op has its spec fields and arrays (see module docstring).
+
+    Parameters
+    ----------
+    ops : list of dict
+        The op specs of a packed file (``meta['ops']``).
+    arrays : list of dict
+        Per op, its arrays by name.
+    """
     for i, (spec, a) in enumerate(zip(ops, arrays)):
         op = spec.get("op")
         where = f"op {i} ({op} {spec.get('name')!r})"

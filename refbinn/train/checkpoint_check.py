@@ -1,4 +1,4 @@
-"""Is a loaded checkpoint whole, does it fit its model, and may a run resume from it?
+"""Is a loaded checkpoint whole, does it fit its model, and may a run resume from it? ::
 
     check_meta(path, config, datasets)       config['meta'] names a known data set and model (and seed)
     model_of(path, config)                   that model, built
@@ -33,7 +33,19 @@ def _bad(path, msg):
 
 def check_meta(path, config, datasets, seed=False):
     """FileFormatError unless config['meta'] names a data set in ``datasets`` and a model in MODELS
-    (and, with ``seed``, config['seed'] is an integer >= 0)."""
+    (and, with ``seed``, config['seed'] is an integer >= 0).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The checkpoint, for the message.
+    config : object
+        Its ``config`` entry (a dict when whole).
+    datasets : tuple of str
+        The known data sets (``refbinn.experiments.DATASETS``).
+    seed : bool
+        Also require ``config['seed']``.
+    """
     meta = config.get("meta") if isinstance(config, dict) else None
     if not isinstance(meta, dict):
         raise _bad(path, "config has no 'meta' (data set and model); not a checkpoint of 'refbinn train'")
@@ -49,7 +61,19 @@ def check_meta(path, config, datasets, seed=False):
 
 def model_of(path, config):
     """The model ``config['meta']['model']`` names (after ``check_meta``); FileFormatError if its
-    arguments do not build one."""
+    arguments do not build one.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The checkpoint, for the message.
+    config : dict
+        Its ``config`` entry.
+
+    Returns
+    -------
+    Sequential
+    """
     name, kw = config["meta"]["model"]
     try:
         return build_model(name, kw, where=str(path))
@@ -102,7 +126,17 @@ def _float_dtype(tree):
 
 
 def check_state(path, ck, model):
-    """FileFormatError unless ``ck['opt_state']`` and ``ck['bn_state']`` fit ``model`` (see module docstring)."""
+    """FileFormatError unless ``ck['opt_state']`` and ``ck['bn_state']`` fit ``model`` (see module docstring).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The checkpoint, for the message.
+    ck : dict
+        What ``load_checkpoint`` returned.
+    model : Sequential
+        The model the checkpoint names.
+    """
     rng = np.random.default_rng(0)
     try:
         params, bn = model.init(rng, _float_dtype(ck["opt_state"]) or np.float32)
@@ -124,8 +158,21 @@ def _flat(d, prefix=""):
 
 
 def config_differences(saved, config):
-    """['name: value (checkpoint: value)', ...] for every entry of ``config`` that differs from ``saved``
-    (compared as JSON, an entry one lacks counting as None; ``IGNORED`` entries skipped)."""
+    """['name value (checkpoint: value)', ...] for every entry of ``config`` that differs from ``saved``
+    (compared as JSON, an entry one lacks counting as None; ``IGNORED`` entries skipped).
+
+    Parameters
+    ----------
+    saved : dict
+        A checkpoint's ``config``.
+    config : dict
+        The config of the run about to resume (JSON-able).
+
+    Returns
+    -------
+    list of str
+        Dotted entry names (``meta.settings.lr``) with both values; empty when equal.
+    """
     a, b = _flat(saved), _flat(json.loads(json.dumps(config)))
     return [f"{k} {b.get(k)!r} (checkpoint: {a.get(k)!r})" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and k not in IGNORED and not (k in RECENT and k not in a)]
@@ -133,7 +180,18 @@ def config_differences(saved, config):
 
 def check_resume(path, ck, config, model):
     """What ``fit(resume=True)`` needs from checkpoint ``ck``: the run's own ``config``, the three
-    Generators, an epoch within the run and its history, and a state that fits ``model``."""
+    Generators, an epoch within the run and its history, and a state that fits ``model``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The checkpoint, for the message.
+    ck : dict
+        What ``load_checkpoint`` returned.
+    config : dict
+        The config of the run about to resume.
+    model : Sequential
+    """
     diff = config_differences(ck["config"], config)
     if diff:
         raise ValueError(f"{path}: the run's settings differ from the checkpoint's, so it cannot resume: "

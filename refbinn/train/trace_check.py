@@ -1,10 +1,10 @@
-"""``refbinn check-trace``: two traces match only when they are equal.
+"""``refbinn check-trace``: two traces match only when they are equal::
 
     match_traces(mine, theirs, rtol=None, atol=0.0) -> list of problems ([] is a match)
 
 A match needs both traces to hold the same steps 0..K (and each its ``meta['steps']`` = K),
 the same tensors at every step, each of the same shape, and every value within tolerance
-(``compare_traces``: |mine - theirs| <= atol + rtol * scale). Anything missing, extra or of
+(``compare_traces``: ``|mine - theirs| <= atol + rtol * scale``). Anything missing, extra or of
 another length is a problem with its own message; a file that is not a trace is a
 FileFormatError from ``load_trace`` (the command exits 2).
 """
@@ -70,7 +70,18 @@ def match_traces(a, b, rtol=None, atol=0.0):
 
 
 def cli_check_trace(args):
-    """``refbinn check-trace MINE THEIRS``: 'match' (exit 0) or every problem found (exit 1)."""
+    """``refbinn check-trace MINE THEIRS``: 'match' (exit 0) or every problem found (exit 1).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``mine``, ``theirs`` (paths), ``rtol`` (None: ``default_rtol``), ``atol``.
+
+    Returns
+    -------
+    int
+        0 for a match, 1 for a mismatch.
+    """
     ta, tb = load_trace(args.mine), load_trace(args.theirs)
     for field in ("model", "optimizer", "dtype"):
         if ta[0].get(field) != tb[0].get(field):
