@@ -33,17 +33,21 @@ def _real(lo=None, hi=None, **open_ends):
 
 _POSITIVE, _SEED = _real(0, lo_open=True), _int(0, SEED_MAX)
 RANGES = {
-    "train": {"epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "samples": _int(1), "lam_init": _real(),
-              "beta": _real(0, 1, hi_open=True), "seed": _SEED, "batch_size": _int(1),
-              "eval_samples": _int(0), "max_train": _int(MIN_TRAIN), "stop_after": _int(1)},
-    "continual": {"tasks": _int(1), "epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE,
-                  "test_samples": _int(0), "seed": _SEED, "max_train": _int(MIN_TRAIN)},
-    "evaluate": {"samples": _int(0), "seed": _SEED, "bins": _int(1), "max_test": _int(1)},
+    "train": {"epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "tau_end": _POSITIVE, "samples": _int(1),
+              "lam_init": _real(), "beta": _real(0, 1, hi_open=True), "reweight": _real(0), "seed": _SEED,
+              "batch_size": _int(1), "eval_samples": _int(0), "max_train": _int(MIN_TRAIN), "hidden": _int(1),
+              "eval_mean_every": _int(0), "recalibrate_bn": _int(0), "diagnostics_every": _int(0),
+              "stop_after": _int(1), "checkpoint_every": _int(1)},
+    "continual": {"tasks": _int(1), "epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "reweight": _real(0),
+                  "lam_init": _real(), "test_samples": _int(0), "seed": _SEED, "max_train": _int(MIN_TRAIN)},
+    "evaluate": {"samples": _int(0), "seed": _SEED, "bins": _int(1), "max_test": _int(1),
+                 "recalibrate_bn": _int(0)},
+    "sweep": {"workers": _int(1), "threads_per_worker": _int(1)},
     "predict": {"batch_size": _int(1)},
     "trace": {"steps": _int(1), "seed": _SEED},
     "check-trace": {"rtol": _real(0), "atol": _real(0)},
 }
-FOLDER_OUT = ("demo", "train", "continual", "evaluate", "predict")    # --out is a folder
+FOLDER_OUT = ("demo", "train", "continual", "evaluate", "predict", "sweep", "report")   # --out: a folder
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,7 +80,8 @@ def check_options(a):
         v = getattr(a, dest, None)
         for x in (v if isinstance(v, list) else [] if v is None else [v]):    # nargs='+': each value
             rule(_flag(dest), x)
-    if a.command in FOLDER_OUT and os.path.exists(a.out) and not os.path.isdir(a.out):
+    out = getattr(a, "out", None)
+    if a.command in FOLDER_OUT and out is not None and os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {a.out} is a file; give a folder for the results")
     root = getattr(a, "data_root", None)
     if root is not None and os.path.exists(root) and not os.path.isdir(root):

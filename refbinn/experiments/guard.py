@@ -11,8 +11,10 @@
 - a setting the optimizer or data set does not use (``--tau`` for STE, ``--max-train`` for
   two moons) is an error: it would be recorded but change nothing.
 
-The settings a checkpoint records: ``config`` (epochs, seed, batch_size, eval_samples) and
-``config['meta']`` (dataset, optimizer, max_train, and the optimizer's settings: lr, tau, ...).
+The settings a checkpoint records: ``config`` (epochs, seed, batch_size, eval_samples,
+checkpoint_every, eval_mean_every, recalibrate_bn, diagnostics, diagnostics_every) and
+``config['meta']`` (dataset, optimizer, max_train, the model's arguments (hidden), and the
+optimizer's settings: lr, tau, tau_end, samples, numerics, lam_init, beta, reweight).
 """
 from __future__ import annotations
 
@@ -27,11 +29,14 @@ from ..optim.registry import OPTIMIZERS
 from ..train.checkpoint_check import check_meta
 from .datasets import DATASETS, IMAGE_DATASETS
 
-RUN = ("epochs", "seed", "batch_size", "eval_samples")              # in config
-OPTIMIZER = ("lr", "tau", "samples", "numerics", "lam_init", "beta")  # in config['meta']['settings']
-USED_BY = {"lr": ("bayesbinn", "ste", "pmf", "adam", "vispa"), "tau": ("bayesbinn",),
-           "samples": ("bayesbinn",), "numerics": ("bayesbinn",), "lam_init": ("bayesbinn",),
-           "beta": ("bayesbinn",)}
+RUN = ("epochs", "seed", "batch_size", "eval_samples", "checkpoint_every", "eval_mean_every",
+       "recalibrate_bn", "diagnostics_every")                                          # in config
+OPTIMIZER = ("lr", "tau", "tau_end", "samples", "numerics", "lam_init", "beta", "reweight")  # in meta['settings']
+BAYESBINN = ("bayesbinn",)
+USED_BY = {"lr": ("bayesbinn", "ste", "pmf", "adam", "vispa"), "tau": BAYESBINN, "tau_end": BAYESBINN,
+           "samples": BAYESBINN, "numerics": BAYESBINN, "lam_init": BAYESBINN, "beta": BAYESBINN,
+           "reweight": BAYESBINN}
+MLP_DATASETS = ("mnist", "fashion-mnist")         # whose model (mlp_mnist) takes --hidden
 UNKNOWN = object()          # a setting an older checkpoint did not record
 
 
@@ -71,9 +76,10 @@ def check_applicable(args, dataset, optimizer):
         if getattr(args, dest, None) is not None and optimizer not in users:
             raise ValueError(f"{_flag(dest)} does not apply to --optimizer {optimizer} "
                              f"(it applies to {', '.join(users)})")
-    if getattr(args, "max_train", None) is not None and dataset not in IMAGE_DATASETS:
-        raise ValueError(f"--max-train does not apply to --dataset {dataset} "
-                         f"(it applies to {', '.join(IMAGE_DATASETS)})")
+    for dest, users in (("max_train", IMAGE_DATASETS), ("hidden", MLP_DATASETS)):
+        if getattr(args, dest, None) is not None and dataset not in users:
+            raise ValueError(f"{_flag(dest)} does not apply to --dataset {dataset} "
+                             f"(it applies to {', '.join(users)})")
 
 
 @reads_file("checkpoint")
@@ -112,10 +118,17 @@ def recorded_settings(config):
     """
     meta = config["meta"]
     out = {"dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
-           "max_train": meta.get("max_train", UNKNOWN)}
+           "max_train": meta.get("max_train", UNKNOWN), "hidden": meta["model"][1].get("hidden")}
     out.update({k: config.get(k, UNKNOWN) for k in RUN})
     out.update({k: meta.get("settings", {}).get(k, UNKNOWN) for k in OPTIMIZER})
+    out["no_diagnostics"] = (not config["diagnostics"]) if "diagnostics" in config else UNKNOWN
     return out
+
+
+def _given(a, dest):
+    """The value of option ``dest`` if the command line gave it, else None (a False flag: not given)."""
+    v = getattr(a, dest, None)
+    return None if v is None or v is False else (list(v) if isinstance(v, tuple) else v)
 
 
 def _differs(given, saved):
@@ -154,21 +167,27 @@ def plan_train(a):
             raise ValueError(f"run '{name}' already has a checkpoint ({ckpt}): continue it with --resume, "
                              "or start it again with --overwrite")
         check_applicable(a, a.dataset, a.optimizer)
-        return TrainPlan(a.dataset, a.optimizer, name,
-                         {k: getattr(a, k) for k in RUN + OPTIMIZER + ("max_train",)})
+        over = {k: getattr(a, k, None) for k in RUN + OPTIMIZER + ("max_train",)}
+        over["diagnostics"] = not getattr(a, "no_diagnostics", False)
+        if _given(a, "hidden"):
+            over["model_kwargs"] = {"hidden": tuple(a.hidden)}
+        return TrainPlan(a.dataset, a.optimizer, name, over)
     if not os.path.isfile(ckpt):
         raise ValueError(f"--resume: run '{name}' has no checkpoint ({ckpt} does not exist); "
                          "start it without --resume")
     config = read_config(ckpt)
     saved = recorded_settings(config)
     check_applicable(a, saved["dataset"], saved["optimizer"])
-    diffs = [f"{_flag(k)} {getattr(a, k)!r} (checkpoint: {saved[k]!r})" for k in saved
-             if getattr(a, k, None) is not None and _differs(getattr(a, k), saved[k])]
+    diffs = [f"{_flag(k)} {_given(a, k)!r} (checkpoint: {saved[k]!r})" for k in saved
+             if _given(a, k) is not None and _differs(_given(a, k), saved[k])]
     if diffs:
         raise ValueError(f"--resume: the command line differs from the checkpoint {ckpt}: "
                          + ", ".join(diffs) + "; leave these out to continue with the checkpoint's")
     overrides = {**config["meta"].get("settings", {}),
-                 **{k: v for k, v in saved.items() if k in RUN + ("max_train",) and v is not UNKNOWN}}
+                 **{k: v for k, v in saved.items() if k in RUN + ("max_train",) and v is not UNKNOWN},
+                 "model_kwargs": config["meta"]["model"][1]}
+    if saved["no_diagnostics"] is not UNKNOWN:
+        overrides["diagnostics"] = not saved["no_diagnostics"]
     if saved["max_train"] is UNKNOWN:
         overrides["max_train"] = a.max_train
     return TrainPlan(saved["dataset"], saved["optimizer"], name, overrides)
