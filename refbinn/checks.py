@@ -23,15 +23,15 @@ def _interval(lo, hi, lo_open, hi_open):
 
 
 def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
-    """``value`` unchanged if it is a real number with lo <= value <= hi (< where open); else ValueError.
+    """``value`` unchanged if it is a finite real number with lo <= value <= hi (< where open); else ValueError.
 
-    NaN is never in range; ``lo``/``hi`` None means unbounded (inf itself allowed).
+    NaN and +-inf are never in range; ``lo``/``hi`` None means unbounded (but finite).
     """
     try:
         v = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    bad = math.isnan(v)
+    bad = not math.isfinite(v)
     if lo is not None:
         bad |= v <= lo if lo_open else v < lo
     if hi is not None:

@@ -16,24 +16,21 @@ from .checks import check_int
 from .experiments import DATASETS
 from .optim.bayesbinn import NUMERICS
 from .optim.registry import OPTIMIZERS
+from .errors import debug_requested, run_command
 from .io import write_json as _write_json
+from .options import Parser, check_options
 from .report import table as _table
 
 
 # -- train -----------------------------------------------------------------------------
 def cmd_train(a):
     from .experiments import run
-    over = dict(epochs=a.epochs, lr=a.lr, tau=a.tau, samples=a.samples, numerics=a.numerics,
-                seed=a.seed, batch_size=a.batch_size, eval_samples=a.eval_samples,
-                max_train=a.max_train, lam_init=a.lam_init, beta=a.beta,
-                checkpoint_every=a.checkpoint_every, recalibrate_bn=a.recalibrate_bn, diagnostics=not a.no_diagnostics,
-                diagnostics_every=a.diagnostics_every, tau_end=a.tau_end,
-                eval_mean_every=a.eval_mean_every, reweight=a.reweight)
-    if a.hidden:
-        over["model_kwargs"] = {"hidden": tuple(a.hidden)}
-    name = a.name or f"{a.dataset}_{a.optimizer}"
-    res = run(a.dataset, a.optimizer, name, over, out=a.out, root=a.data_root, resume=a.resume,
-              stop_after=a.stop_after, quiet=a.quiet, command=" ".join(["refbinn"] + sys.argv[1:]))
+    from .experiments.guard import plan_train
+    plan = plan_train(a)            # --resume: the checkpoint's settings; else a name with no checkpoint
+    name = plan.name
+    res = run(plan.dataset, plan.optimizer, name, plan.overrides, out=a.out, root=a.data_root,
+              resume=a.resume, stop_after=a.stop_after, quiet=a.quiet,
+              command=" ".join(["refbinn"] + sys.argv[1:]))
     summ = res["summary"]
     rows = [(name, summ.get("epochs_run"), summ.get("test_acc_mode_at_best_val"),
              summ.get("test_acc_mode_last"), summ.get("test_acc_mean_last"),
@@ -52,13 +49,17 @@ def cmd_evaluate(a):
         return cli_evaluate(a, command=" ".join(["refbinn"] + sys.argv[1:]))
     a.checkpoint, a.samples = a.checkpoint[0], a.samples[0]
     from .experiments import load_data
-    from .models import build_model
     from .bn_recalibration import calibration_batches
+    from .io.outputs import check_output_file
     from .train import evaluate, load_checkpoint
+    from .train.checkpoint_check import check_meta, check_state, model_of
+    path = os.path.join(a.out, f"evaluate_{os.path.basename(os.path.dirname(os.path.abspath(a.checkpoint)))}.json")
+    check_output_file(path, "the results file", [a.checkpoint])
     ck = load_checkpoint(a.checkpoint)
+    check_meta(a.checkpoint, ck["config"], tuple(DATASETS), seed=True)
     meta = ck["config"]["meta"]
-    name, kw = meta["model"]
-    model = build_model(name, kw, where=a.checkpoint)
+    model = model_of(a.checkpoint, ck["config"])
+    check_state(a.checkpoint, ck, model)
     data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"])
     rng = np.random.default_rng(a.seed)
     calib = None
@@ -79,7 +80,6 @@ def cmd_evaluate(a):
     if calib:                             # the first columns are recalibrated; these are not
         head += ("acc (mode, training BN)", "acc (mean, training BN)")
     print(_table(rows, head))
-    path = os.path.join(a.out, f"evaluate_{os.path.basename(os.path.dirname(os.path.abspath(a.checkpoint)))}.json")
     _write_json(path, out)
     print(f"wrote {path}")
     return 0
@@ -147,13 +147,15 @@ def cmd_trace(a):
 
 
 def cmd_check_trace(a):
-    from .train.trace import cli_check_trace
+    from .train.trace_check import cli_check_trace
     return cli_check_trace(a)
 
 
 def build_parser():
     from .train import trace
-    p = argparse.ArgumentParser(prog="refbinn", description=__doc__.splitlines()[0])
+    p = Parser(prog="refbinn", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="on an error, show the traceback "
+                   "(also REFBINN_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q, out="results"):
@@ -168,8 +170,8 @@ def build_parser():
 
     q = sub.add_parser("train", help="train one network with one optimizer")
     common(q)
-    q.add_argument("--dataset", required=True, choices=DATASETS)
-    q.add_argument("--optimizer", required=True, choices=OPTIMIZERS)
+    q.add_argument("--dataset", choices=DATASETS, help="required unless --resume with --name")
+    q.add_argument("--optimizer", choices=OPTIMIZERS, help="required unless --resume with --name")
     q.add_argument("--preset", default="paper", choices=["paper"])
     q.add_argument("--epochs", type=int)
     q.add_argument("--lr", type=float)
@@ -191,15 +193,17 @@ def build_parser():
     q.add_argument("--hidden", type=int, nargs="+", help="hidden widths of the MLP (default: the paper's)")
     q.add_argument("--eval-mean-every", type=int, help="evaluate the mean prediction every k epochs "
                    "(default: last epoch only)")
-    q.add_argument("--recalibrate-bn", type=int, default=0, metavar="K",
+    q.add_argument("--recalibrate-bn", type=int, default=None, metavar="K",
                    help="evaluate with BatchNorm statistics recomputed from K training batches for each "
                    "evaluated network (also reports the training statistics' accuracy as *_trainbn)")
     q.add_argument("--no-diagnostics", action="store_true", help="do not record the per-epoch "
                    "diagnostics (Lemma 1 scale, sign flips, data/prior, mode-mean gap)")
-    q.add_argument("--diagnostics-every", type=int, default=0, metavar="K",
+    q.add_argument("--diagnostics-every", type=int, default=None, metavar="K",
                    help="also record the BayesBiNN diagnostics every K steps")
     q.add_argument("--name", help="run name (default DATASET_OPTIMIZER)")
-    q.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    q.add_argument("--resume", action="store_true", help="continue from the run's checkpoint, with "
+                   "its settings (an option that differs from them is an error)")
+    q.add_argument("--overwrite", action="store_true", help="start again a run that has a checkpoint")
     q.add_argument("--stop-after", type=int, help="stop after this many epochs (continue later "
                    "with --resume; the result is identical to an uninterrupted run)")
     q.add_argument("--checkpoint-every", type=int, help="write the checkpoint every k epochs "
@@ -285,16 +289,26 @@ def build_parser():
                    help="relative to each tensor's largest |value| (default 1e-9 for float64, else 1e-4)")
     q.add_argument("--atol", type=float, default=0.0)
     q.set_defaults(func=cmd_check_trace)
+    for q in sub.choices.values():          # --debug after the subcommand too
+        q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 
 def main(argv=None):
+    """Run one subcommand: its exit code; bad input: one line on stderr and 2; a bug: one line and 1.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments after ``refbinn`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code (``refbinn.errors.run_command``); a usage error exits 2 inside argparse.
+    """
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"refbinn {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    return run_command(args.command, lambda a: check_options(a) or a.func(a), args, debug_requested(args))
 
 
 if __name__ == "__main__":

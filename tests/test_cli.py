@@ -28,18 +28,19 @@ def small_mnist_mlp(monkeypatch):
 @pytest.mark.parametrize("optimizer", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
 def test_train_mnist_smoke_then_resume_and_evaluate(tmp_path, data_root, optimizer, capsys,
                                                     small_mnist_mlp):
-    args = ["train", "--dataset", "mnist", "--optimizer", optimizer, "--epochs", "1",
+    args = ["train", "--dataset", "mnist", "--optimizer", optimizer, "--epochs", "2",
             "--max-train", "600", "--eval-samples", "2", "--out", str(tmp_path), "--quiet",
             "--data-root", str(data_root)]
-    assert main(args) == 0
+    assert main(args + ["--stop-after", "1"]) == 0
     res = json.loads((tmp_path / f"mnist_{optimizer}.json").read_text())
     assert res["summary"]["epochs_run"] == 1
     assert 0.0 <= res["summary"]["test_acc_mode_last"] <= 1.0
-    # --resume with more epochs continues from the checkpoint
-    assert main(args[:5] + ["--epochs", "2"] + args[7:] + ["--resume"]) == 0
+    # --resume continues from the checkpoint, with its settings (the same as on the command line)
+    assert main(args + ["--resume"]) == 0
     res2 = json.loads((tmp_path / f"mnist_{optimizer}.json").read_text())
     assert res2["summary"]["epochs_run"] == 2
     assert res2["history"][0] == res["history"][0]
+    assert res2["settings"] == res["settings"] and res2["settings"]["max_train"] == 600
     ck = tmp_path / "runs" / f"mnist_{optimizer}" / "checkpoint.npz"
     assert main(["evaluate", str(ck), "--samples", "2", "--out", str(tmp_path),
                  "--data-root", str(data_root)]) == 0

@@ -3,6 +3,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import tarfile
 import threading
 
@@ -118,6 +119,17 @@ def test_corrupt_server_file_raises_and_leaves_nothing(tmp_path, serve, data_roo
     assert leftovers(dest) == []
 
 
+def test_downloaded_files_follow_the_umask(tmp_path, serve, data_root):
+    """mkstemp makes 0600 files; a download gives its files the mode open() would (issue 13)."""
+    _, url = serve(data_root)
+    old = os.umask(0o027)
+    try:
+        folder = download("mnist", root=tmp_path, base_url=url + "/mnist/", progress=False)
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {oct(0o640)}
+
+
 def test_interrupted_transfer_leaves_no_partial_file(tmp_path, serve, data_root):
     name = "train-images-idx3-ubyte.gz"
     srv, url = serve(data_root)
@@ -125,7 +137,7 @@ def test_interrupted_transfer_leaves_no_partial_file(tmp_path, serve, data_root)
     dest = tmp_path / "dest"
     with pytest.raises(DownloadError, match="transfer ended after"):
         download("mnist", root=dest, base_url=url + "/mnist", progress=False)
-    assert list((dest / "mnist").iterdir()) == []
+    assert not dest.exists()            # the folders the failed download made are gone too
 
 
 def test_missing_server_file_is_a_download_error(tmp_path, serve):
@@ -175,7 +187,7 @@ def test_cifar_bad_checksum_unpinned_warning_and_unsafe_member(tmp_path, serve):
     with pytest.raises(ChecksumError, match="md5"):
         download("cifar10", root=tmp_path / "a", base_url=url,
                  checksums={archive.name: "md5:" + "0" * 32}, progress=False)
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == []
+    assert not (tmp_path / "a").exists()
     with pytest.warns(UserWarning, match="no checksum is pinned"):
         download("cifar10", root=tmp_path / "b", base_url=url, checksums={archive.name: None},
                  progress=False)
@@ -188,7 +200,7 @@ def test_cifar_bad_checksum_unpinned_warning_and_unsafe_member(tmp_path, serve):
     with pytest.raises(DataFormatError, match="unexpected member"), pytest.warns(UserWarning):
         download("cifar10", root=tmp_path / "c", base_url=url, checksums={archive.name: None},
                  progress=False)
-    assert list((tmp_path / "c").iterdir()) == [] and not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "c").exists() and not (tmp_path / "escaped.txt").exists()
 
 
 def test_bad_name():

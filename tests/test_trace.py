@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from refbinn.train.trace import (OPTIMIZERS, cli_check_trace, cli_trace, compare_traces, load_trace,
+from refbinn.train.trace import (OPTIMIZERS, cli_trace, compare_traces, load_trace,
                            save_trace, write_trace)
+from refbinn.train.trace_check import cli_check_trace
 
 STEPS = 5
 

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
+from ..io import new_file_mode
 from .cifar import LAYOUT
 from .errors import ChecksumError, DataFormatError, DownloadError
 from .idx import GZIP_MAGIC
@@ -252,6 +253,7 @@ def fetch(url, dest, checksum, progress=True, timeout=60):
                 raise DownloadError(f"{url}: transfer ended after {got} of {expected} bytes")
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, new_file_mode())              # mkstemp made it 0600; the umask decides
         verify(tmp, checksum, url)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
@@ -283,6 +285,24 @@ def _verified_copy(candidates, checksum):
             except ChecksumError:
                 pass
     return None
+
+
+@contextlib.contextmanager
+def _made_folder(folder):
+    """Create ``folder`` (and missing parents) for the block; if the block fails, remove the
+    folders it created that are still empty, so a failed download leaves nothing behind."""
+    made, p = [], Path(folder)
+    while not p.exists():
+        made.append(p)
+        p = p.parent
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for d in made:                              # deepest first
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
 
 
 def _extract(archive, root, top):
@@ -352,16 +372,15 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
     top = DATASETS[name][0]
     folder = root / top
     if not source.archive:
-        if not folder.is_dir():
-            folder.mkdir(parents=True)
-        for filename, checksum in files.items():
-            dest = folder / filename
-            # A raw copy (the name without .gz) verifies too: its payload is itself.
-            if _verified_copy([dest, folder / filename.removesuffix(".gz")], checksum):
-                _say(progress, f"{name}: {filename} present and verified")
-                continue
-            _fetch_from_mirrors(bases, filename, dest, checksum, progress, timeout)
-            _say(progress, f"{name}: {filename} downloaded and verified")
+        with _made_folder(folder):
+            for filename, checksum in files.items():
+                dest = folder / filename
+                # A raw copy (the name without .gz) verifies too: its payload is itself.
+                if _verified_copy([dest, folder / filename.removesuffix(".gz")], checksum):
+                    _say(progress, f"{name}: {filename} present and verified")
+                    continue
+                _fetch_from_mirrors(bases, filename, dest, checksum, progress, timeout)
+                _say(progress, f"{name}: {filename} downloaded and verified")
         return folder
     (filename, checksum), = files.items()
     if folder.is_dir():
@@ -371,16 +390,15 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
             raise DownloadError(f"{folder} exists but lacks {missing}: move it away and run again")
         _say(progress, f"{name}: {folder} already present")
         return folder
-    if not root.is_dir():
-        root.mkdir(parents=True)
     archive = root / filename
-    fetched = _verified_copy([archive], checksum) is None
-    if fetched:
-        _fetch_from_mirrors(bases, filename, archive, checksum, progress, timeout)
-    try:
-        _extract(archive, root, top)
-    finally:
-        if fetched:  # extracted, or unusable: either way the download is not kept
-            archive.unlink()
+    with _made_folder(root):
+        fetched = _verified_copy([archive], checksum) is None
+        if fetched:
+            _fetch_from_mirrors(bases, filename, archive, checksum, progress, timeout)
+        try:
+            _extract(archive, root, top)
+        finally:
+            if fetched:  # extracted, or unusable: either way the download is not kept
+                archive.unlink()
     _say(progress, f"{name}: extracted to {folder}")
     return folder

@@ -6,6 +6,7 @@ returned so test inputs can be mapped in and predictions mapped back out.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -219,8 +220,10 @@ def load_snelson(root=None):
     try:
         with np.load(path, allow_pickle=False) as f:
             x, y = f["X"], f["Y"]
-    except (KeyError, ValueError, OSError) as e:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:   # EOFError: empty file
         raise DataFormatError(f"{path}: expected an .npz with arrays X and Y: {e}") from e
+    if x.dtype.kind not in "fiu" or y.dtype.kind not in "fiu":
+        raise DataFormatError(f"{path}: X and Y must be real arrays, got {x.dtype}, {y.dtype}")
     if x.ndim != 2 or x.shape[1] != 1 or y.shape != x.shape:
         raise DataFormatError(f"{path}: X and Y must both have shape (N, 1), got {x.shape}, {y.shape}")
     x, x_stats = standardize(x)

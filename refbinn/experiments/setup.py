@@ -104,9 +104,9 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
         "lr", "tau", "samples", "numerics", "N", "lam_init", "lam_init_std", "beta",
         "clip_value", "clip_norm", "schedule", "eta_min", "off_by_one", "real_lr", "tau_end",
         "reweight")}}
-    epochs = int(o.get("epochs", p["epochs"]))
-    batch = int(o.get("batch_size", p["batch_size"]))
-    seed = int(o.get("seed", 0))
+    epochs = check_int("epochs", o.get("epochs", p["epochs"]), 1)
+    batch = check_int("batch_size", o.get("batch_size", p["batch_size"]), 1)
+    seed = check_int("seed", o.get("seed", 0), 0)
     data, extra = load_data(dataset, root, split=p["split"], seed=seed, max_train=o.get("max_train"))
     name, kw = p["model"]
     kw = {**kw, **o.get("model_kwargs", {})}
@@ -128,14 +128,16 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
                       diagnostics=bool(o.get("diagnostics", True)),
                       diagnostics_every=check_int("diagnostics_every", o.get("diagnostics_every", 0)),
                       meta={"dataset": dataset, "optimizer": optimizer, "preset": preset,
-                            "model": [name, kw], "settings": {k: v for k, v in s.items()}})
+                            "model": [name, kw], "settings": {k: v for k, v in s.items()},
+                            "max_train": o.get("max_train")})
     tau_sched = None
     if s.get("tau_end") is not None:
         check_choice("optimizer (with tau_end)", optimizer, ("bayesbinn",))
         tau_sched = anneal_tau(s["tau"], s["tau_end"], epochs)
     return Setup(model, opt, data, LOSSES[p["loss"]], cfg, sched,
                  {"dataset": dataset, "optimizer": optimizer, "epochs": epochs, "batch_size": batch,
-                  "seed": seed, "optimizer_settings": s, "model": [name, kw], "extra": extra},
+                  "seed": seed, "optimizer_settings": s, "model": [name, kw], "extra": extra,
+                  "eval_samples": cfg.eval_samples, "max_train": o.get("max_train")},
                  tau_sched)
 
 
@@ -155,9 +157,11 @@ def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume
     -------
     dict with name, command, settings, summary, wall_seconds_this_invocation, history
     """
-    from ..io import write_json
+    from ..io import remove_partials, write_json
     from ..train import fit
     log = log or (lambda m: print(m, flush=True))
+    if write:
+        remove_partials(os.path.join(out, f"{name}.json"))
     setup = build(dataset, optimizer, overrides=overrides, root=root, quiet=quiet)
     run_dir = run_dir or os.path.join(out, "runs", name)
     log(f"{name}: {optimizer} {json.dumps(setup.settings['optimizer_settings'])}; "

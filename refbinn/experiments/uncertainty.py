@@ -23,11 +23,11 @@ from ..checks import check_choice, check_int
 from ..data.errors import DatasetNotFound
 from ..data.ood import OOD_SETS, ood_set
 from ..metrics import DEFAULT_BINS, classification_metrics, entropy, ood_metrics
-from ..models import build_model
 from ..predict import AVERAGES, predict_mean, predict_mode
 from ..report import table
 from ..train import load_checkpoint
-from .datasets import IMAGE_DATASETS, load_data
+from ..train.checkpoint_check import check_meta, check_state, model_of
+from .datasets import DATASETS, IMAGE_DATASETS, load_data
 
 HIST_BINS = 30          # entropy histogram bins on [0, log K]
 
@@ -42,10 +42,12 @@ def load_run(path):
     """A checkpoint with its model rebuilt: dict of label, path, model, opt, opt_state,
     bn_state, dataset, optimizer, seed, epoch."""
     ck = load_checkpoint(path)
+    check_meta(path, ck["config"], tuple(DATASETS))        # damage: one error naming the file
     meta = ck["config"]["meta"]
-    name, kw = meta["model"]
+    model = model_of(path, ck["config"])
+    check_state(path, ck, model)
     label = os.path.basename(os.path.dirname(os.path.abspath(path))) or str(path)
-    return {"label": label, "path": str(path), "model": build_model(name, kw, where=str(path)),
+    return {"label": label, "path": str(path), "model": model,
             "opt": ck["opt"], "opt_state": ck["opt_state"], "bn_state": ck["bn_state"],
             "dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
             "seed": ck["config"].get("seed"), "epoch": ck["epoch"]}

@@ -1,11 +1,14 @@
 """Atomic file writes: a temporary file in the target folder, flushed, then renamed over the target.
 
 A crash leaves either the old file or the new one under ``path``, never a partial one
-(``os.replace`` is atomic on POSIX and Windows).
+(``os.replace`` is atomic on POSIX and Windows). The temporary file of ``DIR/NAME`` is
+``DIR/.NAME.<random>.partial`` (mode 0666 less the umask, as any new file), so a kill -9
+leaves a file that ``remove_partials(DIR/NAME)`` recognises and removes.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -13,22 +16,60 @@ import tempfile
 import numpy as np
 
 
+PARTIAL = ".partial"          # the suffix of every temporary file written here
+
+
+def new_file_mode():
+    """0o666 less the process's umask: the mode ``open()`` gives a new file (mkstemp gives 0600).
+
+    Returns
+    -------
+    int
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def remove_partials(path):
+    """Remove the temporary files an interrupted write of ``path`` left (``.NAME.*.partial``).
+
+    Call it when a run that owns ``path`` starts, not while another process may be
+    writing ``path``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file whose leftovers to remove (it need not exist).
+
+    Returns
+    -------
+    list of str
+        The temporary files removed.
+    """
+    d, name = os.path.split(os.path.abspath(os.fspath(path)))
+    removed = []
+    for tmp in glob.glob(os.path.join(glob.escape(d), f".{glob.escape(name)}.*{PARTIAL}")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+            removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
-def _atomic_file(path, mode, suffix):
+def _atomic_file(path, mode):
     """Yield a file handle on a temporary file that becomes ``path`` when the block ends."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.", suffix=PARTIAL)
     os.close(fd)
     try:
         with open(tmp, mode) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the usual file mode
+        os.chmod(tmp, new_file_mode())         # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -38,7 +79,7 @@ def _atomic_file(path, mode, suffix):
 
 def atomic_savez(path, arrays):
     """Write the dict ``arrays`` (name -> array) as one uncompressed .npz under ``path``, atomically."""
-    with _atomic_file(path, "wb", ".tmp.npz") as fh:
+    with _atomic_file(path, "wb") as fh:
         np.savez(fh, **arrays)
 
 
@@ -50,5 +91,5 @@ def _jsonable(o):
 
 def write_json(path, obj):
     """Write ``obj`` as indented JSON under ``path``, atomically; arrays become lists."""
-    with _atomic_file(path, "w", ".tmp.json") as fh:
+    with _atomic_file(path, "w") as fh:
         json.dump(obj, fh, indent=1, default=_jsonable)

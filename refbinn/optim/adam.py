@@ -31,6 +31,7 @@ from ._adam_kernels import adam_update_fused
 from ._adam_math import adam_update  # noqa: F401  (re-exported)
 from ._backend import check_backend, use_kernels
 from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .finite_state import checked_state
 
 
 class AdamState(NamedTuple):
@@ -104,7 +105,7 @@ class Adam(Optimizer):
             delta, m_new[k], v_new[k] = adam_step(self.backend, gk, state.m[k], state.v[k], t, lr, b1, b2,
                                                   self.eps)
             p_new[k] = p - delta
-        return AdamState(p_new, m_new, v_new, t)
+        return checked_state(AdamState(p_new, m_new, v_new, t), "Adam")
 
     def params(self, state):
         return dict(state.params)

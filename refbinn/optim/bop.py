@@ -31,6 +31,7 @@ from ..checks import check_range
 from ..nn.base import sign
 from ._bop_math import bop_flip, bop_momentum  # noqa: F401  (re-exported)
 from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .finite_state import checked_state
 
 
 class BopState(NamedTuple):
@@ -69,7 +70,7 @@ class Bop(Optimizer):
         for k, w in state.w.items():
             m_new[k] = bop_momentum(state.m[k], g[k], gamma)
             w_new[k] = bop_flip(w, m_new[k], self.threshold)
-        return BopState(w_new, m_new)
+        return checked_state(BopState(w_new, m_new), "Bop")
 
     def params(self, state):
         return dict(state.w)

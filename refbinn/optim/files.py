@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import reads_file
 from ..io import atomic_savez, tree_from_arrays, tree_to_arrays
 from .registry import FILE_NAMES
 
@@ -14,6 +15,7 @@ def save_state(path, opt, state):
     atomic_savez(path, arrays)
 
 
+@reads_file("optimizer state file")
 def load_state(path):
     """Return ``(opt, state)`` exactly as saved by ``save_state``."""
     with np.load(path, allow_pickle=False) as z:

@@ -49,6 +49,7 @@ from ._pmf_kernels import pmf_step_fused, soft_weight_fused
 from ._pmf_math import pmf_step, soft_weight, soft_weight_vjp  # noqa: F401  (re-exported)
 from .adam import check_betas
 from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .finite_state import checked_state
 
 KERNEL_DTYPES = (np.float32, np.float64)
 
@@ -128,7 +129,7 @@ class PMF(Optimizer):
         beta = state.beta
         if t % self.anneal_every == 0:
             beta = min(beta * self.rho, self.beta_max)
-        return PMFState(u_new, m_new, v_new, beta, t)
+        return checked_state(PMFState(u_new, m_new, v_new, beta, t), "PMF")
 
     def _step(self, g, w_soft, u, m, v, t, lr, beta):
         """The one dispatch point: ``pmf_step_fused`` (``_pmf_kernels``) or ``pmf_step``

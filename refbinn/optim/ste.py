@@ -36,6 +36,7 @@ from ._backend import check_backend
 from ._ste_math import clip_by_global_norm, clip_by_value, clip_latent  # noqa: F401  (re-exported)
 from .adam import adam_step, check_betas
 from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .finite_state import checked_state
 
 
 class STEState(NamedTuple):
@@ -96,7 +97,7 @@ class STEAdam(Optimizer):
             delta, m[k], v[k] = adam_step(self.backend, g[k], state.m[k], state.v[k], t, lr, b1, b2,
                                           self.eps)
             latent[k] = clip_latent(w - delta)
-        return STEState(latent, m, v, t)
+        return checked_state(STEState(latent, m, v, t), "STEAdam")
 
     def params(self, state):
         return {k: sign(v) for k, v in state.latent.items()}

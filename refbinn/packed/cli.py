@@ -18,14 +18,14 @@ from .model import load_packed
 
 def cli_export(args):
     """``refbinn export CHECKPOINT OUT``: pack the mode weights of a training checkpoint."""
-    from ..models import build_model
+    from ..experiments import DATASETS
     from ..train import load_checkpoint
+    from ..train.checkpoint_check import check_meta, check_state, model_of
     ck = load_checkpoint(args.checkpoint)
-    spec = ck["config"].get("meta", {}).get("model")
-    if not spec:
-        raise ValueError(f"export: {args.checkpoint} names no model builder in config['meta']['model'] "
-                         f"(got {spec!r})")
-    model = build_model(spec[0], spec[1], where=f"export: {args.checkpoint}")
+    check_meta(args.checkpoint, ck["config"], tuple(DATASETS))
+    spec = ck["config"]["meta"]["model"]
+    model = model_of(args.checkpoint, ck["config"])
+    check_state(args.checkpoint, ck, model)
     packed = export(model, ck["opt"].params(ck["opt_state"]), ck["bn_state"])
     packed.save(args.out)
     size, f32 = os.path.getsize(args.out), packed.meta["float32_bytes"]
@@ -37,8 +37,12 @@ def cli_export(args):
 def cli_predict(args):
     """``refbinn predict PACKED --dataset mnist``: test accuracy and images per second."""
     from .. import data as D
+    from ..io.outputs import check_output_file
     if args.dataset not in ("mnist", "fashion-mnist"):
         raise ValueError(f"predict: dataset must be 'mnist' or 'fashion-mnist', got {args.dataset!r}")
+    out_dir = getattr(args, "out", None) or "results"
+    path = os.path.join(out_dir, f"predict_{os.path.splitext(os.path.basename(args.packed))[0]}.json")
+    check_output_file(path, "the results file", [args.packed])
     packed = load_packed(args.packed)
     ds = D.load_mnist(args.data_root, kind=args.dataset)
     x = D.normalize(ds.x_test, args.dataset)                               # (N, 28, 28)
@@ -53,8 +57,6 @@ def cli_predict(args):
            "accuracy": float(np.mean(pred == ds.y_test)), "seconds": seconds,
            "images_per_s": len(x) / seconds, "batch_size": batch,
            "file_bytes": os.path.getsize(args.packed), "float32_bytes": packed.meta.get("float32_bytes")}
-    out_dir = getattr(args, "out", None) or "results"
-    path = os.path.join(out_dir, f"predict_{os.path.splitext(os.path.basename(args.packed))[0]}.json")
     write_json(path, res)
     print(f"refbinn predict: {args.packed} on {args.dataset} test ({len(x)} images): accuracy "
           f"{res['accuracy']:.4f}, {res['images_per_s']:.0f} images/s (batch {batch})")

@@ -24,6 +24,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..kernels import (ConvWeights, binary_conv2d, binary_gemm_panels, binary_weight_matmul,
                       pack_signs, to_panels)
+from ..errors import reads_file
+from .check import check_ops
 from ..io import atomic_savez
 
 FORMAT = "refbinn.packed"
@@ -118,6 +120,7 @@ def _run(spec, a, prep, x):
     if op == "threshold":
         h = np.ascontiguousarray(x)
         if spec["pack"] and h.ndim == 2:
+            _check_shape(spec, h, (None, len(a["dirs"])))    # the kernel reads dirs[c], t[c] unchecked
             out = np.empty((h.shape[0], (h.shape[1] + 63) // 64), np.uint64)   # (N, Cw)
             _threshold_words(h, a["dirs"], a["t"], out)
             return out
@@ -211,6 +214,7 @@ class PackedModel:
         return "PackedModel(\n" + "\n".join(lines) + f"\n) # {self.nbytes} bytes"
 
 
+@reads_file("packed model")
 def load_packed(path):
     """Read a ``PackedModel`` written by ``PackedModel.save``."""
     with np.load(path, allow_pickle=False) as z:
@@ -231,4 +235,5 @@ def load_packed(path):
         if key != "meta":
             i, name = key.split("/", 1)
             arrays[int(i)][name] = v
+    check_ops(ops, arrays)
     return PackedModel(ops, arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})

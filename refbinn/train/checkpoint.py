@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 
+from ..errors import reads_file
 from ..io import atomic_savez, generator_from_json, generator_state_json, tree_from_arrays, tree_to_arrays
 from ..optim.registry import FILE_NAMES
 
@@ -24,6 +25,7 @@ def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, con
     atomic_savez(path, arrays)
 
 
+@reads_file("checkpoint")
 def load_checkpoint(path):
     """Return a dict with opt, opt_state, bn_state, rngs, epoch, history, config."""
     with np.load(path, allow_pickle=False) as z:

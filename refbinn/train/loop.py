@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..io import write_json
+from ..io import remove_partials, write_json
 from ..bn_recalibration import calibration_batches
 from .anneal import set_tau
 from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint_check import check_resume
 from .diagnostics import Diagnostics, summary_line
 from .evaluate import evaluate
 from .step import train_step
@@ -110,8 +111,12 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
 
     ckpt_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
     config = {**asdict(cfg), "n_train": data.n_train}
+    if out_dir:                                  # what a killed earlier run left half-written
+        remove_partials(ckpt_path)
+        remove_partials(os.path.join(out_dir, "history.json"))
     if resume and ckpt_path and os.path.exists(ckpt_path):
         ck = load_checkpoint(ckpt_path)
+        check_resume(ckpt_path, ck, config, model)
         opt_state, bn_state, rngs = ck["opt_state"], ck["bn_state"], ck["rngs"]
         opt = ck["opt"]
         start, history = ck["epoch"], ck["history"]

@@ -30,6 +30,7 @@ from ..models import build_model
 from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Tanh,
                  softmax_cross_entropy)
 from ..checks import check_choice, check_int
+from ..errors import reads_file
 from ..io import atomic_savez
 from ..optim.bayesbinn import OFFICIAL, concrete_scale
 from ..optim.registry import make
@@ -247,13 +248,23 @@ def _json_default(o):
     return str(o)
 
 
+@reads_file("trace")
 def load_trace(path):
-    """Return ``(meta, arrays)``: the parsed meta dict and a dict key -> ndarray."""
+    """Return ``(meta, arrays)``: the parsed meta dict and a dict key -> ndarray.
+
+    Raises FileFormatError (naming the file) for anything that is not a readable trace.
+    """
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     if "meta" not in arrays:
         raise ValueError(f"{path}: not a refbinn trace (no 'meta' entry)")
     meta = json.loads(str(arrays.pop("meta")))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a refbinn trace (its meta has format "
+                         f"{meta.get('format') if isinstance(meta, dict) else None!r}, not {FORMAT!r})")
+    odd = [k for k, v in arrays.items() if v.dtype.kind not in "biuf"]
+    if odd:
+        raise ValueError(f"{path}: entry {odd[0]!r} has dtype {arrays[odd[0]].dtype}, not a number or bool")
     return meta, arrays
 
 
@@ -402,22 +413,3 @@ def cli_trace(args):
           f"{meta['dtype']}, seed {meta['seed']}, {size / 2**20:.1f} MiB")
     return 0
 
-
-def cli_check_trace(args):
-    """``refbinn check-trace MINE THEIRS``: print 'match' or the first divergence; 1 on divergence."""
-    ta, tb = load_trace(args.mine), load_trace(args.theirs)
-    for field in ("model", "optimizer", "dtype"):
-        if ta[0].get(field) != tb[0].get(field):
-            print(f"note: {field} differs: {ta[0].get(field)!r} in mine, {tb[0].get(field)!r} in theirs")
-    only_a, only_b = key_differences(ta, tb)
-    for who, only in (("mine", only_a), ("theirs", only_b)):
-        if only:
-            print(f"note: {len(only)} entries only in {who} (not compared), e.g. {only[0]}")
-    rtol = default_rtol(ta[0], tb[0]) if args.rtol is None else args.rtol
-    d = compare_traces(ta, tb, rtol=rtol, atol=args.atol)
-    if d is None:
-        n = len(set(ta[1]) & set(tb[1]))
-        print(f"match ({n} tensors compared, rtol {rtol:g}, atol {args.atol:g})")
-        return 0
-    print(f"first divergence: {d}")
-    return 1

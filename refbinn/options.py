@@ -1,0 +1,95 @@
+"""Every option of every ``refbinn`` subcommand, checked before any work starts::
+
+    Parser              argparse.ArgumentParser whose errors are one line (and exit 2)
+    check_options(a)    ValueError naming the first bad option and its allowed range:
+                        "--epochs must be an integer in [1, inf), got 0"
+
+Counts and sizes are integers >= 1 (sample counts for evaluation >= 0), seeds integers in
+[0, 2**63 - 1], real options finite: learning rates and temperatures in (0, inf), momentum
+in [0, 1), tolerances in [0, inf). A folder option (``--out`` of most commands,
+``--data-root``) must not name a file; a file output must not name a folder, one of the
+command's inputs, or a training checkpoint. Which training settings apply to which
+optimizer, and what ``--resume`` may change, is ``refbinn.experiments.guard``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .checks import check_int, check_range
+from .io.outputs import check_output_file
+
+SEED_MAX = 2 ** 63 - 1
+MIN_TRAIN = 10             # --max-train: enough for a non-empty 10% validation split
+
+
+def _int(lo, hi=None):
+    return lambda name, v: check_int(name, v, lo, hi)
+
+
+def _real(lo=None, hi=None, **open_ends):
+    return lambda name, v: check_range(name, v, lo, hi, **open_ends)
+
+
+_POSITIVE, _SEED = _real(0, lo_open=True), _int(0, SEED_MAX)
+RANGES = {
+    "train": {"epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "tau_end": _POSITIVE, "samples": _int(1),
+              "lam_init": _real(), "beta": _real(0, 1, hi_open=True), "reweight": _real(0), "seed": _SEED,
+              "batch_size": _int(1), "eval_samples": _int(0), "max_train": _int(MIN_TRAIN), "hidden": _int(1),
+              "eval_mean_every": _int(0), "recalibrate_bn": _int(0), "diagnostics_every": _int(0),
+              "stop_after": _int(1), "checkpoint_every": _int(1)},
+    "continual": {"tasks": _int(1), "epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "reweight": _real(0),
+                  "lam_init": _real(), "test_samples": _int(0), "seed": _SEED, "max_train": _int(MIN_TRAIN)},
+    "evaluate": {"samples": _int(0), "seed": _SEED, "bins": _int(1), "max_test": _int(1),
+                 "recalibrate_bn": _int(0)},
+    "sweep": {"workers": _int(1), "threads_per_worker": _int(1)},
+    "predict": {"batch_size": _int(1)},
+    "trace": {"steps": _int(1), "seed": _SEED},
+    "check-trace": {"rtol": _real(0), "atol": _real(0)},
+}
+FOLDER_OUT = ("demo", "train", "continual", "evaluate", "predict", "sweep", "report")   # --out: a folder
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line: 'refbinn train: error: ... (see --help)'."""
+
+    def error(self, message):
+        """Exit 2 with 'PROG: error: MESSAGE (see PROG --help)' on stderr, one line.
+
+        Parameters
+        ----------
+        message : str
+            argparse's description of the mistake.
+        """
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def check_options(a):
+    """Check every option of subcommand ``a.command`` before any work (ValueError naming it).
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed command line of one subcommand.
+    """
+    for dest, rule in RANGES.get(a.command, {}).items():
+        v = getattr(a, dest, None)
+        for x in (v if isinstance(v, list) else [] if v is None else [v]):    # nargs='+': each value
+            rule(_flag(dest), x)
+    out = getattr(a, "out", None)
+    if a.command in FOLDER_OUT and out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {a.out} is a file; give a folder for the results")
+    root = getattr(a, "data_root", None)
+    if root is not None and os.path.exists(root) and not os.path.isdir(root):
+        raise ValueError(f"--data-root {root} is a file; give the data folder")
+    if a.command == "trace":
+        check_output_file(a.out, "--out")
+    elif a.command == "export":
+        check_output_file(a.out, "OUT", [a.checkpoint])
+    name = getattr(a, "name", None)
+    if name is not None and (not name or name in (".", "..") or os.sep in name or "/" in name):
+        raise ValueError(f"--name must be a plain name (no folders), got {name!r}")

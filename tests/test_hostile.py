@@ -1,0 +1,525 @@
+"""Hostile and careless input through the real ``refbinn`` command (issue 13).
+
+Each case runs ``python -m refbinn ...`` in a subprocess, as a user would, in a folder of its
+own, and asserts the exit code; for an error, exactly one line on stderr that names the file
+or option, and no traceback anywhere; and that every file present before the command is
+byte-for-byte unchanged after it (SHA-256), except the files a successful run is meant to
+write. The subprocesses run concurrently, so the battery takes seconds per core, not minutes.
+
+Case groups (the class of input) are the first field of each case; ``GROUPS`` counts them.
+"""
+import collections
+import concurrent.futures
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PY = [sys.executable, "-m", "refbinn"]
+RUN = "two-moons_bayesbinn"               # the run the fixtures train: 2 epochs, stopped after 1
+
+
+class Case(NamedTuple):
+    group: str                            # the class of input
+    name: str
+    argv: Callable                        # (d, fx) -> argv after 'refbinn'; may write files into d first
+    code: int = 2                         # expected exit code
+    says: tuple = ()                      # the error line (or stdout when code < 2) contains each; {d}: the folder
+    check: Callable = None                # more assertions: (d, proc) -> None
+    changes: tuple = ()                   # files (relative to d) the command may change or remove
+    env: dict = None
+    umask: int = None
+
+
+# -- fixtures built in-process, once --------------------------------------------------------------
+def _train(out, *extra):
+    from refbinn.cli import main
+    assert main(["train", "--dataset", "two-moons", "--optimizer", "bayesbinn", "--epochs", "2",
+                 "--stop-after", "1", "--out", str(out), "--quiet", *extra]) == 0
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    from refbinn.cli import main
+    from refbinn.data import write_idx
+    from refbinn.train.trace import write_trace
+    base = tmp_path_factory.mktemp("hostile_base")
+    _train(base / "out")
+    ck = base / "out" / "runs" / RUN / "checkpoint.npz"
+    assert main(["export", str(ck), str(base / "packed.npz")]) == 0
+    for steps in (3, 5):
+        write_trace(base / f"trace{steps}.npz", model_name="tiny", optimizer_name="adam", steps=steps)
+    rng = np.random.default_rng(0)                    # a tiny, valid MNIST to damage
+    (base / "data" / "mnist").mkdir(parents=True)
+    for split, n in (("train", 60), ("t10k", 20)):
+        write_idx(base / "data" / "mnist" / f"{split}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(base / "data" / "mnist" / f"{split}-labels-idx1-ubyte.gz",
+                  rng.integers(0, 10, n, dtype=np.uint8))
+    return {"base": base, "out": base / "out", "ck": ck, "packed": base / "packed.npz",
+            "t3": base / "trace3.npz", "t5": base / "trace5.npz", "data": base / "data"}
+
+
+# -- ways to damage a file ------------------------------------------------------------------------
+def _npz(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def damaged(kind, src, dst, **edit):
+    """Write a damaged copy of ``src`` to ``dst`` and return ``dst`` (str)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    raw = Path(src).read_bytes()
+    if kind == "truncated":
+        dst.write_bytes(raw[:len(raw) // 2])
+    elif kind == "empty":
+        dst.write_bytes(b"")
+    elif kind == "random":
+        dst.write_bytes(np.random.default_rng(1).bytes(4096))
+    elif kind == "folder":
+        dst.mkdir()
+    elif kind == "npy":
+        with open(dst, "wb") as fh:
+            np.save(fh, np.zeros(3))
+    elif kind == "edit":                   # edit: drop=[keys], set={key: array}, json={key: fn(obj)}
+        d = _npz(src)
+        for k in edit.get("drop", ()):
+            d.pop(k)
+        d.update(edit.get("set", {}))
+        for k, fn in edit.get("json", {}).items():
+            d[k] = np.array(json.dumps(fn(json.loads(str(d[k])))))
+        with open(dst, "wb") as fh:
+            np.savez(fh, **d)
+    else:
+        raise ValueError(kind)
+    return str(dst)
+
+
+def _first_state_array(fx):
+    return next(k for k in _npz(fx["ck"]) if k.startswith("state/") and k.endswith("#array"))
+
+
+def _set_meta(**kw):
+    def fn(c):
+        c["meta"].update(kw)
+        return c
+    return fn
+
+
+# checkpoint damage: name -> (kind, edit) ; the edits need the fixture, hence lambdas
+CHECKPOINT_DAMAGE = {
+    "truncated": lambda fx: ("truncated", {}),
+    "empty": lambda fx: ("empty", {}),
+    "random bytes": lambda fx: ("random", {}),
+    "a folder": lambda fx: ("folder", {}),
+    "an .npy": lambda fx: ("npy", {}),
+    "no epoch": lambda fx: ("edit", {"drop": ["epoch"]}),
+    "state of another shape": lambda fx: ("edit", {"set": {_first_state_array(fx): np.zeros((1, 2), np.float32)}}),
+    "integer state": lambda fx: ("edit", {"set": {_first_state_array(fx): np.zeros((64, 2), np.int64)}}),
+    "NaN in the state": lambda fx: ("edit", {"set": {_first_state_array(fx): np.full((64, 2), np.nan, np.float32)}}),
+    "config not JSON": lambda fx: ("edit", {"set": {"config": np.array("{not json")}}),
+    "model arguments": lambda fx: ("edit", {"json": {"config": _set_meta(model=["mlp_toy", {"evil": 1}])}}),
+    "optimizer os:system": lambda fx: ("edit", {"set": {"optimizer#object": np.array("os:system")}}),
+    "state subprocess:run": lambda fx: ("edit", {"set": {"state#namedtuple": np.array("subprocess:run")}}),
+}
+
+
+def _bad_checkpoint(damage, target):
+    def argv(d, fx):
+        kind, edit = CHECKPOINT_DAMAGE[damage](fx)
+        return damaged(kind, fx["ck"], d / target, **edit)
+    return argv
+
+
+def _resume_with(damage):
+    def argv(d, fx):
+        shutil.copytree(fx["out"], d / "out")
+        ck = d / "out" / "runs" / RUN / "checkpoint.npz"
+        kind, edit = CHECKPOINT_DAMAGE[damage](fx)
+        src = d / "good.npz"
+        shutil.move(ck, src)
+        damaged(kind, src, ck, **edit)
+        src.unlink()
+        return ["train", "--name", RUN, "--resume", "--out", str(d / "out"), "--quiet"]
+    return argv
+
+
+# -- the cases ------------------------------------------------------------------------------------
+TRAIN = ["train", "--dataset", "two-moons", "--optimizer", "bayesbinn", "--quiet"]
+CASES = []
+
+# 1. an option out of range: checked before any work (no --out folder appears)
+for opt, value in [("--epochs", "0"), ("--lr", "inf"), ("--lr", "nan"), ("--lr", "1e400"), ("--beta", "1"),
+                   ("--batch-size", "0")]:
+    CASES.append(Case("option out of range (train)", f"{opt} {value}",
+                      lambda d, fx, o=opt, v=value: TRAIN + ["--out", str(d / "out"), o, v], says=(opt,),
+                      check=lambda d, p: not (d / "out").exists() or pytest.fail("work started")))
+CASES.append(Case("option out of range (train)", "--max-train 5",
+                  lambda d, fx: ["train", "--dataset", "mnist", "--optimizer", "ste", "--max-train", "5",
+                                 "--out", str(d / "out"), "--data-root", str(d / "none")], says=("--max-train",)))
+for argv, opt in [(["continual", "--tasks", "0"], "--tasks"), (["evaluate", "X", "--samples", "-1"], "--samples"),
+                  (["predict", "X", "--batch-size", "0"], "--batch-size"), (["trace", "--steps", "0"], "--steps"),
+                  (["check-trace", "X", "X", "--atol", "inf"], "--atol")]:
+    CASES.append(Case("option out of range (other commands)", " ".join(argv),
+                      lambda d, fx, a=argv: [str(fx["ck"]) if x == "X" else x for x in a] + (
+                          ["--out", str(d / "out")] if a[0] != "check-trace" else []), says=(opt,)))
+for argv, opt in [(["--epochs", "abc"], "--epochs"), (["--bogus", "1"], "--bogus")]:
+    CASES.append(Case("option not understood", " ".join(argv),
+                      lambda d, fx, a=argv: ["train", "--optimizer", "ste", "--dataset", "two-moons", *a], says=(opt,)))
+for argv, opt in [(["--optimizer", "ste", "--tau", "0.1"], "--tau"), (["--optimizer", "ste", "--max-train", "100"], "--max-train")]:
+    CASES.append(Case("option the run would not use", " ".join(argv),
+                      lambda d, fx, a=argv: ["train", "--dataset", "two-moons", "--out", str(d / "out"), *a],
+                      says=(opt, "does not apply")))
+
+
+def _file(d, name="afile"):
+    (d / name).write_text("x")
+    return str(d / name)
+
+
+CASES += [
+    Case("path of the wrong kind", "train --out FILE", lambda d, fx: TRAIN + ["--out", _file(d)], says=("--out", "{d}")),
+    Case("path of the wrong kind", "--data-root FILE",
+         lambda d, fx: ["train", "--dataset", "mnist", "--optimizer", "ste", "--data-root", _file(d),
+                        "--out", str(d / "o")], says=("--data-root",)),
+    Case("path of the wrong kind", "trace --out FOLDER",
+         lambda d, fx: ["trace", "--steps", "1", "--out", str(d)], says=("--out", "folder")),
+    Case("path of the wrong kind", "export OUT FOLDER",
+         lambda d, fx: ["export", str(fx["ck"]), str(d)], says=("folder",)),
+]
+
+# 2. damaged files, at every entry point that reads them (the message names the file)
+for dmg in ("truncated", "empty", "random bytes", "a folder", "no epoch", "state of another shape",
+            "NaN in the state", "model arguments", "optimizer os:system"):
+    CASES.append(Case("damaged checkpoint -> evaluate", dmg,
+                      lambda d, fx, g=dmg: ["evaluate", _bad_checkpoint(g, "ck.npz")(d, fx), "--out", str(d / "o")],
+                      says=("{d}/ck.npz",)))
+for dmg in ("truncated", "state of another shape", "optimizer os:system"):
+    CASES.append(Case("damaged checkpoint -> export", dmg,
+                      lambda d, fx, g=dmg: ["export", _bad_checkpoint(g, "ck.npz")(d, fx), str(d / "p.npz")],
+                      says=("{d}/ck.npz",), check=lambda d, p: not (d / "p.npz").exists() or pytest.fail("wrote")))
+for dmg in ("truncated", "no epoch", "state of another shape", "state subprocess:run"):
+    CASES.append(Case("damaged checkpoint -> train --resume", dmg, _resume_with(dmg),
+                      says=(f"{{d}}/out/runs/{RUN}/checkpoint.npz",)))
+
+
+def _trace_damage(kind, **edit):
+    return lambda d, fx: ["check-trace", str(fx["t3"]), damaged(kind, fx["t3"], d / "t.npz", **edit)]
+
+
+CASES += [Case("damaged trace -> check-trace", k, _trace_damage(k), says=("{d}/t.npz",))
+          for k in ("truncated", "empty", "random")]
+CASES += [
+    Case("damaged trace -> check-trace", "no meta", _trace_damage("edit", drop=["meta"]), says=("{d}/t.npz", "meta")),
+    Case("damaged trace -> check-trace", "a checkpoint", lambda d, fx: ["check-trace", str(fx["t3"]), str(fx["ck"])],
+         says=("checkpoint.npz", "not a refbinn trace")),
+]
+
+
+def _packed_damage(kind, **edit):
+    return lambda d, fx: ["predict", damaged(kind, fx["packed"], d / "p.npz", **edit), "--out", str(d / "o")]
+
+
+def _packed_meta(fn):
+    return lambda m: (fn(m), m)[1]
+
+
+CASES += [Case("damaged packed model -> predict", k, _packed_damage(k), says=("{d}/p.npz",))
+          for k in ("truncated", "random")]
+CASES += [
+    Case("damaged packed model -> predict", "op os:system",
+         _packed_damage("edit", json={"meta": _packed_meta(lambda m: m["ops"][0].update(op="os:system"))}),
+         says=("{d}/p.npz", "os:system")),
+    Case("damaged packed model -> predict", "weights of another shape",
+         _packed_damage("edit", set={"0/words": np.zeros((3, 1), np.uint64)}), says=("{d}/p.npz", "words")),
+    Case("damaged packed model -> predict", "an array missing", _packed_damage("edit", drop=["0/words"]),
+         says=("{d}/p.npz", "words")),
+]
+
+
+def _mnist_with(name, kind):
+    def argv(d, fx):
+        shutil.copytree(fx["data"], d / "data")
+        f = d / "data" / "mnist" / name
+        src = d / "src"
+        shutil.move(f, src)
+        damaged(kind, src, f)
+        src.unlink()
+        return ["train", "--dataset", "mnist", "--optimizer", "ste", "--epochs", "1", "--max-train", "20",
+                "--data-root", str(d / "data"), "--out", str(d / "o"), "--quiet"]
+    return argv
+
+
+def _snelson(kind):
+    def argv(d, fx):
+        (d / "data" / "snelson").mkdir(parents=True)
+        src = d / "src.npz"
+        np.savez(src, X=np.zeros((5, 1)), Y=np.zeros((5, 1)))
+        damaged(kind, src, d / "data" / "snelson" / "snelson1d.npz")
+        src.unlink()
+        return ["train", "--dataset", "snelson", "--optimizer", "ste", "--epochs", "1",
+                "--data-root", str(d / "data"), "--out", str(d / "o"), "--quiet"]
+    return argv
+
+
+CASES += [
+    Case("damaged data set", "MNIST images truncated", _mnist_with("train-images-idx3-ubyte.gz", "truncated"),
+         says=("train-images-idx3-ubyte.gz",)),
+    Case("damaged data set", "MNIST labels empty", _mnist_with("t10k-labels-idx1-ubyte.gz", "empty"),
+         says=("t10k-labels-idx1-ubyte.gz",)),
+    Case("damaged data set", "Snelson empty", _snelson("empty"), says=("snelson1d.npz",)),
+    Case("damaged data set", "Snelson random", _snelson("random"), says=("snelson1d.npz",)),
+]
+
+# 3. check-trace: equal traces only (exit 1 and a message for every difference)
+CASES += [
+    Case("trace comparison", "identical", lambda d, fx: ["check-trace", str(fx["t3"]), str(fx["t3"])], code=0,
+         says=("match",)),
+    Case("trace comparison", "3 steps against 5", lambda d, fx: ["check-trace", str(fx["t3"]), str(fx["t5"])],
+         code=1, says=("steps 0..3", "steps 0..5")),
+    Case("trace comparison", "a tensor missing",
+         lambda d, fx: ["check-trace", str(fx["t3"]), damaged("edit", fx["t3"], d / "t.npz", drop=["step0002/x"])],
+         code=1, says=("only in mine", "step0002/x")),
+    Case("trace comparison", "an extra entry",
+         lambda d, fx: ["check-trace", damaged("edit", fx["t3"], d / "t.npz", set={"junk": np.zeros(2)}), str(fx["t3"])],
+         code=1, says=("outside any step", "junk")),
+    Case("trace comparison", "one value off",
+         lambda d, fx: ["check-trace", str(fx["t3"]),
+                        damaged("edit", fx["t3"], d / "t.npz", set={"step0003/sample0/loss": np.float64(7.0)})],
+         code=1, says=("first divergence", "step 3")),
+]
+
+# 4. nothing overwritten by accident
+RESUME = ["train", "--name", RUN, "--resume", "--quiet"]
+CASES += [
+    Case("overwrite or resume", "same name without --resume",
+         lambda d, fx: (shutil.copytree(fx["out"], d / "out"), TRAIN + ["--epochs", "2", "--out", str(d / "out")])[1],
+         says=("--resume", "--overwrite", "checkpoint.npz")),
+    Case("overwrite or resume", "--resume with no checkpoint", lambda d, fx: RESUME + ["--out", str(d / "out")],
+         says=("--resume", RUN)),
+    Case("overwrite or resume", "--resume with other settings",
+         lambda d, fx: (shutil.copytree(fx["out"], d / "out"),
+                        RESUME + ["--out", str(d / "out"), "--lr", "0.5", "--seed", "3", "--epochs", "2"])[1],
+         says=("--lr 0.5 (checkpoint: 0.001)", "--seed 3 (checkpoint: 0)")),
+    Case("overwrite or resume", "--resume and --overwrite",
+         lambda d, fx: (shutil.copytree(fx["out"], d / "out"), RESUME + ["--out", str(d / "out"), "--overwrite"])[1],
+         says=("--overwrite",)),
+    Case("overwrite or resume", "export onto its input",
+         lambda d, fx: (shutil.copy(fx["ck"], d / "ck.npz"), ["export", str(d / "ck.npz"), f"{d}/./ck.npz"])[1],
+         says=("{d}/ck.npz", "input")),
+    Case("overwrite or resume", "export onto another checkpoint",
+         lambda d, fx: (shutil.copy(fx["ck"], d / "ck.npz"), ["export", str(fx["ck"]), str(d / "ck.npz")])[1],
+         says=("{d}/ck.npz", "training checkpoint")),
+    Case("overwrite or resume", "trace --out onto a checkpoint",
+         lambda d, fx: (shutil.copy(fx["ck"], d / "ck.npz"), ["trace", "--steps", "1", "--out", str(d / "ck.npz")])[1],
+         says=("{d}/ck.npz", "training checkpoint")),
+]
+
+# 5. an update that would make the state non-finite
+CASES += [Case("non-finite update", f"{o} --lr 1e300",
+               lambda d, fx, o=o: ["train", "--dataset", "two-moons", "--optimizer", o, "--lr", "1e300", "--epochs", "1",
+                                   "--out", str(d / "out"), "--quiet"], says=("non-finite", "fc1.weight"))
+          for o in ("adam", "pmf")]
+
+
+# 6. what should work: resume takes the checkpoint's settings, removes stale temporary files,
+#    and writes files with the user's umask; --overwrite starts again; a failed download leaves nothing
+def _resume_ok(d, fx):
+    shutil.copytree(fx["out"], d / "out")
+    (d / "out" / "runs" / RUN / ".checkpoint.npz.abc123.partial").write_bytes(b"half a write")
+    return RESUME + ["--out", str(d / "out")]
+
+
+def _resume_ok_check(d, proc):
+    run = d / "out" / "runs" / RUN
+    assert not list(run.glob("*.partial")), "a stale temporary file was left"
+    res = json.loads((d / "out" / f"{RUN}.json").read_text())
+    assert res["summary"]["epochs_run"] == 2 and res["settings"]["epochs"] == 2
+    assert res["settings"]["optimizer_settings"]["samples"] == 5          # the preset's, as in the checkpoint
+    for f in (run / "checkpoint.npz", run / "history.json", d / "out" / f"{RUN}.json"):
+        assert f.stat().st_mode & 0o777 == 0o640, f"{f}: mode {oct(f.stat().st_mode)} ignores umask 027"
+
+
+def _overwrite_check(d, proc):
+    res = json.loads((d / "out" / f"{RUN}.json").read_text())
+    assert res["summary"]["epochs_run"] == 1 and res["settings"]["seed"] == 7
+
+
+def _download_check(d, proc):
+    assert not (d / "new").exists(), "a failed download left a folder behind"
+
+
+CASES += [
+    Case("runs that should work", "--resume (stale .partial, umask 027)", _resume_ok, code=0, check=_resume_ok_check,
+         changes=(f"out/runs/{RUN}/checkpoint.npz", f"out/runs/{RUN}/history.json", f"out/{RUN}.json",
+                  f"out/runs/{RUN}/.checkpoint.npz.abc123.partial"), umask=0o027),
+    Case("runs that should work", "--overwrite",
+         lambda d, fx: (shutil.copytree(fx["out"], d / "out"),
+                        TRAIN + ["--epochs", "1", "--seed", "7", "--out", str(d / "out"), "--overwrite"])[1],
+         code=0, check=_overwrite_check,
+         changes=(f"out/runs/{RUN}/checkpoint.npz", f"out/runs/{RUN}/history.json", f"out/{RUN}.json")),
+    Case("download without a network", "connection refused",
+         lambda d, fx: ["download", "mnist", "--data-root", str(d / "new"), "--base-url", "http://127.0.0.1:9/"],
+         says=("127.0.0.1:9",), check=_download_check),
+]
+
+# 7. --debug and REFBINN_DEBUG=1 show the traceback (and still end with the one line)
+CASES += [
+    Case("debug switch", "--debug", lambda d, fx: ["--debug"] + TRAIN + ["--epochs", "0"], says=("--epochs",)),
+    Case("debug switch", "REFBINN_DEBUG=1", lambda d, fx: TRAIN + ["--epochs", "0"], says=("--epochs",),
+         env={"REFBINN_DEBUG": "1"}),
+]
+
+GROUPS = collections.Counter(c.group for c in CASES)
+
+
+# -- running them --------------------------------------------------------------------------------
+def _hashes(d):
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _run(argv, cwd, env_extra, umask):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env.pop("REFBINN_DEBUG", None)
+    env.update(env_extra or {})
+    cmd = PY + list(argv)
+    if umask is not None:                  # set in the child by the shell (preexec_fn is not thread-safe)
+        cmd = ["sh", "-c", f'umask {umask:03o} && exec "$@"', "sh", *cmd]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def battery(fx, tmp_path_factory):
+    """Prepare every case's folder, then run all the commands at once: {case name: (folder, proc, before)}."""
+    root = tmp_path_factory.mktemp("hostile")
+    jobs = {}
+    for i, c in enumerate(CASES):
+        d = root / f"case{i:03d}"
+        d.mkdir()
+        argv = c.argv(d, fx)
+        jobs[(c.group, c.name)] = (d, argv, _hashes(d))
+    workers = max(2, min(8, 2 * (os.cpu_count() or 1)))
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = {key: pool.submit(_run, argv, d, c.env, c.umask)
+                   for c, (key, (d, argv, _)) in zip(CASES, jobs.items())}
+        return {key: (jobs[key][0], f.result(), jobs[key][2]) for key, f in futures.items()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.name}" for c in CASES])
+def test_hostile_input(battery, case):
+    d, proc, before = battery[(case.group, case.name)]
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    shown = f"exit {proc.returncode}\nstdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-3000:]}"
+    assert proc.returncode == case.code, shown
+    if case.group == "debug switch":
+        assert "Traceback" in proc.stderr and err[-1].startswith("refbinn train: error:"), shown
+        text = err[-1]
+    else:
+        assert "Traceback" not in proc.stderr + proc.stdout, shown
+        if case.code == 2:
+            assert len(err) == 1 and err[0].startswith("refbinn") and ": error: " in err[0], shown
+            text = err[0]
+        else:
+            assert err == [], shown
+            text = proc.stdout
+    for s in case.says:
+        assert s.replace("{d}", str(d)) in text, f"{s!r} not in {text!r}"
+    after = _hashes(d)
+    for f, h in before.items():
+        if f not in case.changes:
+            assert after.get(f) == h, f"{f} was {'changed' if f in after else 'removed'}"
+    if case.check:
+        case.check(d, proc)
+
+
+def test_unexpected_error_asks_for_a_bug_report(capsys):
+    """A bug (not bad input) exits 1 with one line; --debug adds the traceback."""
+    from refbinn.errors import run_command
+
+    def bug(args):
+        raise TypeError("unsupported operand")
+    assert run_command("train", bug, None) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "internal error" in err[0] and "bug" in err[0] and "TypeError" in err[0]
+    assert run_command("train", bug, None, debug=True) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("refbinn train: internal error")
+
+
+# -- every option of every subcommand, in-process (the subprocess cases above sample them) --------
+def _options():
+    from refbinn.options import RANGES
+    out = []
+    for command, table in RANGES.items():
+        for dest in table:
+            for bad in (-(2 ** 64), -1, 0.5, float("inf"), float("nan")):
+                out.append((command, dest, bad))
+    return out
+
+
+@pytest.mark.parametrize("command,dest,bad", _options())
+def test_every_option_is_range_checked(command, dest, bad, tmp_path):
+    """A value outside the option's range (or not finite, or not an integer for a count) is a
+    ValueError naming the option and the range, unless that value is in range for it."""
+    import argparse
+
+    from refbinn.cli import build_parser
+    from refbinn.options import check_options
+    p = build_parser()
+    given = {"train": ["--dataset", "two-moons", "--optimizer", "bayesbinn"], "evaluate": ["c"], "predict": ["p"],
+             "check-trace": ["a", "b"]}.get(command, [])
+    a = p.parse_args([command, *given])
+    a.out = str(tmp_path / "out") if command != "trace" else str(tmp_path / "t.npz")
+    default = getattr(a, dest)
+    setattr(a, dest, bad)
+    try:
+        check_options(a)
+    except ValueError as e:
+        assert str(e).startswith("--" + dest.replace("_", "-") + " must be ") and " in " in str(e), e
+    else:                                  # accepted: then it must really be in range
+        real = dest in ("lr", "tau", "rtol", "atol", "lam_init", "beta")
+        assert math.isfinite(bad) and (bad >= 0 or dest == "lam_init") and (real or bad == int(bad)), (dest, bad)
+    setattr(a, dest, default)
+    check_options(a)                       # the defaults pass
+    assert isinstance(a, argparse.Namespace)
+
+
+# -- every kind of damage at every loader, in-process (the subprocess cases above sample them) ---
+@pytest.mark.parametrize("dmg", list(CHECKPOINT_DAMAGE))
+def test_every_checkpoint_damage_is_one_error_naming_the_file(fx, tmp_path, dmg):
+    from refbinn.errors import FileFormatError
+    from refbinn.experiments import DATASETS
+    from refbinn.train import load_checkpoint
+    from refbinn.train.checkpoint_check import check_meta, check_state, model_of
+    path = _bad_checkpoint(dmg, "ck.npz")(tmp_path, fx)
+    with pytest.raises(FileFormatError) as e:
+        ck = load_checkpoint(path)
+        check_meta(path, ck["config"], tuple(DATASETS), seed=True)
+        check_state(path, ck, model_of(path, ck["config"]))
+    assert str(e.value).startswith(path) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "random", "folder", "npy"])
+@pytest.mark.parametrize("what", ["trace", "packed", "state"])
+def test_every_loader_names_the_damaged_file(fx, tmp_path, kind, what):
+    from refbinn.errors import FileFormatError
+    from refbinn.optim import load_state
+    from refbinn.packed.model import load_packed
+    from refbinn.train.trace import load_trace
+    load, src = {"trace": (load_trace, fx["t3"]), "packed": (load_packed, fx["packed"]),
+                 "state": (load_state, fx["t3"])}[what]
+    path = damaged(kind, src, tmp_path / "f.npz")
+    with pytest.raises(FileFormatError, match="^" + re.escape(path)):
+        load(path)
