@@ -193,13 +193,14 @@ def build_parser():
     q.add_argument("--hidden", type=int, nargs="+", help="hidden widths of the MLP (default: the paper's)")
     q.add_argument("--eval-mean-every", type=int, help="evaluate the mean prediction every k epochs "
                    "(default: last epoch only)")
-    q.add_argument("--recalibrate-bn", type=int, default=None, metavar="K",
+    q.add_argument("--recalibrate-bn", type=int, metavar="K",
                    help="evaluate with BatchNorm statistics recomputed from K training batches for each "
-                   "evaluated network (also reports the training statistics' accuracy as *_trainbn)")
+                   "evaluated network (also reports the training statistics' accuracy as *_trainbn; "
+                   "default 0: the training's statistics)")
     q.add_argument("--no-diagnostics", action="store_true", help="do not record the per-epoch "
                    "diagnostics (Lemma 1 scale, sign flips, data/prior, mode-mean gap)")
-    q.add_argument("--diagnostics-every", type=int, default=None, metavar="K",
-                   help="also record the BayesBiNN diagnostics every K steps")
+    q.add_argument("--diagnostics-every", type=int, metavar="K",
+                   help="also record the BayesBiNN diagnostics every K steps (default 0: once per epoch)")
     q.add_argument("--name", help="run name (default DATASET_OPTIMIZER)")
     q.add_argument("--resume", action="store_true", help="continue from the run's checkpoint, with "
                    "its settings (an option that differs from them is an error)")

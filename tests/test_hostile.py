@@ -479,7 +479,7 @@ def test_every_option_is_range_checked(command, dest, bad, tmp_path):
     from refbinn.options import check_options
     p = build_parser()
     given = {"train": ["--dataset", "two-moons", "--optimizer", "bayesbinn"], "evaluate": ["c"], "predict": ["p"],
-             "check-trace": ["a", "b"]}.get(command, [])
+             "check-trace": ["a", "b"], "sweep": ["s.toml"]}.get(command, [])
     a = p.parse_args([command, *given])
     a.out = str(tmp_path / "out") if command != "trace" else str(tmp_path / "t.npz")
     default = getattr(a, dest)
@@ -489,7 +489,7 @@ def test_every_option_is_range_checked(command, dest, bad, tmp_path):
     except ValueError as e:
         assert str(e).startswith("--" + dest.replace("_", "-") + " must be ") and " in " in str(e), e
     else:                                  # accepted: then it must really be in range
-        real = dest in ("lr", "tau", "rtol", "atol", "lam_init", "beta")
+        real = dest in ("lr", "tau", "rtol", "atol", "lam_init", "beta", "tau_end", "reweight")
         assert math.isfinite(bad) and (bad >= 0 or dest == "lam_init") and (real or bad == int(bad)), (dest, bad)
     setattr(a, dest, default)
     check_options(a)                       # the defaults pass

@@ -350,4 +350,4 @@ def test_checkpoint_every_writes_less_often_and_resumes_identically(tmp_path, ca
     assert deterministic(a) == deterministic(b) and a["summary"]["epochs_run"] == 30
     assert main(["train", "--dataset", "two-moons", "--optimizer", "ste", "--checkpoint-every", "0",
                  "--out", str(tmp_path / "c")]) == 2
-    assert "checkpoint_every must be an integer in [1, inf), got 0" in capsys.readouterr().err
+    assert "--checkpoint-every must be an integer in [1, inf), got 0" in capsys.readouterr().err

@@ -11,13 +11,23 @@
 - a setting the optimizer or data set does not use (``--tau`` for STE, ``--max-train`` for
   two moons) is an error: it would be recorded but change nothing.
 
-The settings a checkpoint records: ``config`` (epochs, seed, batch_size, eval_samples,
-checkpoint_every, eval_mean_every, recalibrate_bn, diagnostics, diagnostics_every) and
-``config['meta']`` (dataset, optimizer, max_train, the model's arguments (hidden), and the
-optimizer's settings: lr, tau, tau_end, samples, numerics, lam_init, beta, reweight).
+The settings a checkpoint records: ``config`` (epochs, seed, batch_size, eval_samples; what
+each epoch records: eval_mean_every, recalibrate_bn, diagnostics, diagnostics_every; and
+checkpoint_every), ``config['meta']`` (dataset, optimizer, max_train, and the optimizer's
+settings: lr, tau, ..., tau_end, reweight) and ``config['meta']['model']`` (the model's
+keyword arguments: ``--hidden``).
+
+What ``--resume`` may change: only ``--checkpoint-every`` (``FREE_ON_RESUME``): how often the
+files are written changes nothing a run computes or records. Everything else must equal the
+checkpoint's, the evaluation and diagnostics options too: they change no weight, but they
+decide what each epoch's history holds, and a resumed run's results must be those of an
+uninterrupted run. A setting an older checkpoint did not record is not compared (the
+command line's value, or the default, is used); ``tau_end`` and ``reweight`` absent from the
+recorded settings mean no annealing and 1.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from typing import NamedTuple
@@ -25,18 +35,24 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import reads_file
+from ..models import MODELS
 from ..optim.registry import OPTIMIZERS
 from ..train.checkpoint_check import check_meta
 from .datasets import DATASETS, IMAGE_DATASETS
+from .presets import PAPER
 
-RUN = ("epochs", "seed", "batch_size", "eval_samples", "checkpoint_every", "eval_mean_every",
-       "recalibrate_bn", "diagnostics_every")                                          # in config
-OPTIMIZER = ("lr", "tau", "tau_end", "samples", "numerics", "lam_init", "beta", "reweight")  # in meta['settings']
-BAYESBINN = ("bayesbinn",)
-USED_BY = {"lr": ("bayesbinn", "ste", "pmf", "adam", "vispa"), "tau": BAYESBINN, "tau_end": BAYESBINN,
-           "samples": BAYESBINN, "numerics": BAYESBINN, "lam_init": BAYESBINN, "beta": BAYESBINN,
-           "reweight": BAYESBINN}
-MLP_DATASETS = ("mnist", "fashion-mnist")         # whose model (mlp_mnist) takes --hidden
+RUN = ("epochs", "seed", "batch_size", "eval_samples")              # in config
+RECORDING = ("eval_mean_every", "recalibrate_bn", "diagnostics", "diagnostics_every")   # in config
+FREE_ON_RESUME = ("checkpoint_every",)                               # in config; may differ on resume
+OPTIMIZER = ("lr", "tau", "samples", "numerics", "lam_init", "beta", "tau_end",
+             "reweight")                                             # in config['meta']['settings']
+SETTING_DEFAULTS = {"tau_end": None, "reweight": 1.0}                # what a setting left out means
+USED_BY = {"lr": ("bayesbinn", "ste", "pmf", "adam", "vispa"), "tau": ("bayesbinn",),
+           "samples": ("bayesbinn",), "numerics": ("bayesbinn",), "lam_init": ("bayesbinn",),
+           "beta": ("bayesbinn",), "tau_end": ("bayesbinn",), "reweight": ("bayesbinn",),
+           "diagnostics_every": ("bayesbinn",)}
+HIDDEN_MODELS = ("mlp_mnist",)          # preset models whose ``hidden`` is a list of widths
+FLAGS = {"diagnostics": "--no-diagnostics"}     # settings whose option is not named after them
 UNKNOWN = object()          # a setting an older checkpoint did not record
 
 
@@ -59,7 +75,47 @@ class TrainPlan(NamedTuple):
 
 
 def _flag(dest):
-    return "--" + dest.replace("_", "-")
+    return FLAGS.get(dest) or "--" + dest.replace("_", "-")
+
+
+def given_settings(args):
+    """dest -> value of every setting of ``refbinn train``'s command line (None where not given).
+
+    ``--no-diagnostics`` gives ``diagnostics=False``; ``--hidden`` gives ``hidden`` as a tuple.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``refbinn train``'s parsed command line.
+
+    Returns
+    -------
+    dict
+        Keyed by setting: RUN, OPTIMIZER, RECORDING, FREE_ON_RESUME, max_train and hidden.
+    """
+    out = {k: getattr(args, k, None) for k in RUN + OPTIMIZER + RECORDING + FREE_ON_RESUME + ("max_train",)}
+    out["diagnostics"] = False if getattr(args, "no_diagnostics", False) else None
+    hidden = getattr(args, "hidden", None)
+    out["hidden"] = tuple(hidden) if hidden else None
+    return out
+
+
+def overrides_of(settings):
+    """The ``overrides`` of ``experiments.build`` for settings ``settings`` (None: the preset's).
+
+    Parameters
+    ----------
+    settings : dict
+        As ``given_settings`` returns (``hidden`` becomes ``model_kwargs={'hidden': ...}``).
+
+    Returns
+    -------
+    dict
+    """
+    out = {k: v for k, v in settings.items() if k != "hidden"}
+    if settings.get("hidden") is not None:
+        out["model_kwargs"] = {"hidden": tuple(settings["hidden"])}
+    return out
 
 
 def check_applicable(args, dataset, optimizer):
@@ -76,10 +132,14 @@ def check_applicable(args, dataset, optimizer):
         if getattr(args, dest, None) is not None and optimizer not in users:
             raise ValueError(f"{_flag(dest)} does not apply to --optimizer {optimizer} "
                              f"(it applies to {', '.join(users)})")
-    for dest, users in (("max_train", IMAGE_DATASETS), ("hidden", MLP_DATASETS)):
-        if getattr(args, dest, None) is not None and dataset not in users:
-            raise ValueError(f"{_flag(dest)} does not apply to --dataset {dataset} "
-                             f"(it applies to {', '.join(users)})")
+    if getattr(args, "max_train", None) is not None and dataset not in IMAGE_DATASETS:
+        raise ValueError(f"--max-train does not apply to --dataset {dataset} "
+                         f"(it applies to {', '.join(IMAGE_DATASETS)})")
+    if getattr(args, "hidden", None) and PAPER[dataset]["model"][0] not in HIDDEN_MODELS:
+        users = [d for d in PAPER if PAPER[d]["model"][0] in HIDDEN_MODELS]
+        raise ValueError(f"--hidden does not apply to --dataset {dataset} (it applies to {', '.join(users)})")
+    if getattr(args, "diagnostics_every", None) is not None and getattr(args, "no_diagnostics", False):
+        raise ValueError("--diagnostics-every does not apply with --no-diagnostics")
 
 
 @reads_file("checkpoint")
@@ -118,22 +178,28 @@ def recorded_settings(config):
     """
     meta = config["meta"]
     out = {"dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
-           "max_train": meta.get("max_train", UNKNOWN), "hidden": meta["model"][1].get("hidden")}
-    out.update({k: config.get(k, UNKNOWN) for k in RUN})
-    out.update({k: meta.get("settings", {}).get(k, UNKNOWN) for k in OPTIMIZER})
-    out["no_diagnostics"] = (not config["diagnostics"]) if "diagnostics" in config else UNKNOWN
+           "max_train": meta.get("max_train", UNKNOWN)}
+    out.update({k: config.get(k, UNKNOWN) for k in RUN + RECORDING + FREE_ON_RESUME})
+    settings = meta.get("settings", {})
+    out.update({k: settings.get(k, SETTING_DEFAULTS.get(k, UNKNOWN)) for k in OPTIMIZER})
+    out["hidden"] = _recorded_hidden(meta["model"])
     return out
 
 
-def _given(a, dest):
-    """The value of option ``dest`` if the command line gave it, else None (a False flag: not given)."""
-    v = getattr(a, dest, None)
-    return None if v is None or v is False else (list(v) if isinstance(v, tuple) else v)
+def _recorded_hidden(model):
+    """The hidden widths of a recorded ``[name, kwargs]`` as a tuple (UNKNOWN if not a list of widths)."""
+    name, kw = model
+    if name not in HIDDEN_MODELS:
+        return UNKNOWN
+    hidden = kw.get("hidden", inspect.signature(MODELS[name]).parameters["hidden"].default)
+    return tuple(hidden) if isinstance(hidden, (list, tuple)) else UNKNOWN
 
 
 def _differs(given, saved):
     if saved is UNKNOWN:
         return False                        # nothing to compare with; fit() checks n_train
+    if given is None or saved is None:
+        return given is not saved
     if isinstance(given, float) or isinstance(saved, float):
         try:
             return float(given) != float(saved)
@@ -167,27 +233,30 @@ def plan_train(a):
             raise ValueError(f"run '{name}' already has a checkpoint ({ckpt}): continue it with --resume, "
                              "or start it again with --overwrite")
         check_applicable(a, a.dataset, a.optimizer)
-        over = {k: getattr(a, k, None) for k in RUN + OPTIMIZER + ("max_train",)}
-        over["diagnostics"] = not getattr(a, "no_diagnostics", False)
-        if _given(a, "hidden"):
-            over["model_kwargs"] = {"hidden": tuple(a.hidden)}
-        return TrainPlan(a.dataset, a.optimizer, name, over)
+        return TrainPlan(a.dataset, a.optimizer, name, overrides_of(given_settings(a)))
     if not os.path.isfile(ckpt):
         raise ValueError(f"--resume: run '{name}' has no checkpoint ({ckpt} does not exist); "
                          "start it without --resume")
     config = read_config(ckpt)
     saved = recorded_settings(config)
     check_applicable(a, saved["dataset"], saved["optimizer"])
-    diffs = [f"{_flag(k)} {_given(a, k)!r} (checkpoint: {saved[k]!r})" for k in saved
-             if _given(a, k) is not None and _differs(_given(a, k), saved[k])]
+    given = {"dataset": a.dataset, "optimizer": a.optimizer, **given_settings(a)}
+    diffs = [_difference(k, given[k], saved[k]) for k in saved
+             if k not in FREE_ON_RESUME and given.get(k) is not None and _differs(given[k], saved[k])]
     if diffs:
         raise ValueError(f"--resume: the command line differs from the checkpoint {ckpt}: "
                          + ", ".join(diffs) + "; leave these out to continue with the checkpoint's")
-    overrides = {**config["meta"].get("settings", {}),
-                 **{k: v for k, v in saved.items() if k in RUN + ("max_train",) and v is not UNKNOWN},
-                 "model_kwargs": config["meta"]["model"][1]}
-    if saved["no_diagnostics"] is not UNKNOWN:
-        overrides["diagnostics"] = not saved["no_diagnostics"]
-    if saved["max_train"] is UNKNOWN:
-        overrides["max_train"] = a.max_train
+    # the checkpoint's settings; what it did not record (an older file) from the command line
+    run = {k: given[k] if saved[k] is UNKNOWN or (k in FREE_ON_RESUME and given[k] is not None)
+           else saved[k] for k in RUN + RECORDING + FREE_ON_RESUME + ("max_train",)}
+    overrides = {**config["meta"].get("settings", {}), **run}
+    overrides["model_kwargs"] = dict(config["meta"]["model"][1])
     return TrainPlan(saved["dataset"], saved["optimizer"], name, overrides)
+
+
+def _difference(dest, given, saved):
+    if dest == "diagnostics":
+        return f"--no-diagnostics (the checkpoint's run records diagnostics: {saved!r})"
+    if dest == "hidden":
+        return f"--hidden {' '.join(map(str, given))} (checkpoint: {' '.join(map(str, saved))})"
+    return f"{_flag(dest)} {given!r} (checkpoint: {saved!r})"

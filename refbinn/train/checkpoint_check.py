@@ -23,8 +23,11 @@ import numpy as np
 from ..errors import FileFormatError
 from ..models import MODELS, build_model
 
-IGNORED = ("quiet",)        # config entries that do not change what a run computes
-RECENT = ("meta.max_train",)   # entries older checkpoints lack: not compared when absent
+# config entries that change nothing a run computes or records (how often the files are
+# written: a resumed run may change it, see refbinn.experiments.guard)
+IGNORED = ("quiet", "checkpoint_every")
+# entries older checkpoints lack: not compared when absent
+RECENT = ("meta.max_train", "recalibrate_bn", "diagnostics", "diagnostics_every")
 
 
 def _bad(path, msg):

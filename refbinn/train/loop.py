@@ -66,7 +66,7 @@ class TrainConfig:
 
 def summarize(history):
     """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch
-    (with BatchNorm recalibration, also those of the training's statistics: *_trainbn)."""
+    (with BatchNorm recalibration, also those of the training's statistics: ``*_trainbn``)."""
     ep = history["epochs"]
     if not ep:
         return {}

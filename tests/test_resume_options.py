@@ -1,0 +1,127 @@
+"""``refbinn train``'s newer options (sweeps, issue 15) through ``experiments.guard.plan_train``:
+they reach ``experiments.build``, apply only where they change something, and on ``--resume``
+must equal the checkpoint's, except ``--checkpoint-every`` (how often files are written)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from refbinn.cli import build_parser, main
+from refbinn.experiments.guard import plan_train, recorded_settings
+
+RUN = "two-moons_bayesbinn"
+TRAIN = ["train", "--dataset", "two-moons", "--optimizer", "bayesbinn", "--epochs", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A two-moons BayesBiNN run of 2 epochs, stopped after 1, with non-default recording options."""
+    out = tmp_path_factory.mktemp("resume_options") / "out"
+    assert main(TRAIN + ["--stop-after", "1", "--out", str(out), "--eval-mean-every", "1",
+                         "--diagnostics-every", "3", "--tau-end", "0.01", "--reweight", "0.5"]) == 0
+    return out
+
+
+def _plan(*argv):
+    return plan_train(build_parser().parse_args(["train", *argv]))
+
+
+def test_new_options_reach_the_overrides(tmp_path):
+    plan = _plan("--dataset", "mnist", "--optimizer", "bayesbinn", "--out", str(tmp_path), "--hidden", "16", "8",
+                 "--checkpoint-every", "3", "--recalibrate-bn", "2", "--no-diagnostics", "--tau-end", "1e-4",
+                 "--eval-mean-every", "5", "--reweight", "0.25")
+    o = plan.overrides
+    assert o["model_kwargs"] == {"hidden": (16, 8)} and "hidden" not in o
+    assert (o["checkpoint_every"], o["recalibrate_bn"], o["diagnostics"], o["tau_end"], o["eval_mean_every"],
+            o["reweight"]) == (3, 2, False, 1e-4, 5, 0.25)
+    left_out = _plan("--dataset", "mnist", "--optimizer", "bayesbinn", "--out", str(tmp_path)).overrides
+    assert "model_kwargs" not in left_out          # None: the preset's (filtered out by build)
+    assert all(left_out[k] is None for k in ("checkpoint_every", "recalibrate_bn", "diagnostics",
+                                             "diagnostics_every", "tau_end", "eval_mean_every", "reweight"))
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--dataset", "two-moons", "--optimizer", "bayesbinn", "--hidden", "16"], "--hidden does not apply"),
+    (["--dataset", "mnist", "--optimizer", "ste", "--tau-end", "0.1"], "--tau-end does not apply"),
+    (["--dataset", "mnist", "--optimizer", "adam", "--reweight", "0.5"], "--reweight does not apply"),
+    (["--dataset", "mnist", "--optimizer", "ste", "--diagnostics-every", "2"], "--diagnostics-every does not apply"),
+    (["--dataset", "mnist", "--optimizer", "bayesbinn", "--diagnostics-every", "2", "--no-diagnostics"],
+     "--diagnostics-every does not apply with --no-diagnostics"),
+])
+def test_options_that_would_change_nothing_are_errors(argv, says, tmp_path):
+    with pytest.raises(ValueError, match=says):
+        _plan(*argv, "--out", str(tmp_path))
+
+
+@pytest.mark.parametrize("argv", [["--tau-end", "0", "--epochs", "1"], ["--reweight", "-1"], ["--reweight", "inf"],
+                                  ["--hidden", "16", "0"], ["--eval-mean-every", "-1"], ["--recalibrate-bn", "-2"],
+                                  ["--diagnostics-every", "-1"], ["--checkpoint-every", "0"]])
+def test_new_options_are_range_checked_before_any_work(argv, tmp_path, capsys):
+    assert main(["train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--out", str(tmp_path / "o"),
+                 "--data-root", str(tmp_path / "none"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and argv[0] + " must be" in err[0] and not (tmp_path / "o").exists()
+
+
+def test_resume_takes_the_checkpoint_settings(base):
+    plan = _plan("--name", RUN, "--resume", "--out", str(base))
+    o = plan.overrides
+    assert (plan.dataset, plan.optimizer) == ("two-moons", "bayesbinn")
+    assert (o["eval_mean_every"], o["diagnostics_every"], o["diagnostics"], o["recalibrate_bn"]) == (1, 3, True, 0)
+    assert (o["tau_end"], o["reweight"], o["checkpoint_every"]) == (0.01, 0.5, 1)
+    assert o["model_kwargs"] == {"in_features": 2, "out_features": 1}
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--tau-end", "0.02"], "--tau-end 0.02 (checkpoint: 0.01)"),
+    (["--reweight", "1"], "--reweight 1.0 (checkpoint: 0.5)"),
+    (["--eval-mean-every", "2"], "--eval-mean-every 2 (checkpoint: 1)"),
+    (["--recalibrate-bn", "4"], "--recalibrate-bn 4 (checkpoint: 0)"),
+    (["--diagnostics-every", "5"], "--diagnostics-every 5 (checkpoint: 3)"),
+    (["--no-diagnostics"], "--no-diagnostics"),
+])
+def test_resume_refuses_other_settings(base, argv, says):
+    with pytest.raises(ValueError, match="--resume: the command line differs") as e:
+        _plan("--name", RUN, "--resume", "--out", str(base), *argv)
+    assert says in str(e.value)
+
+
+def test_resume_with_the_same_settings_or_another_checkpoint_frequency(base):
+    same = _plan("--name", RUN, "--resume", "--out", str(base), "--tau-end", "0.01", "--reweight", "0.5",
+                 "--eval-mean-every", "1", "--diagnostics-every", "3", "--recalibrate-bn", "0")
+    assert same.overrides["tau_end"] == 0.01
+    assert _plan("--name", RUN, "--resume", "--out", str(base), "--checkpoint-every", "4").overrides[
+        "checkpoint_every"] == 4
+
+
+def test_resume_with_another_checkpoint_frequency_runs(base, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+    assert main(["train", "--name", RUN, "--resume", "--out", str(out), "--quiet", "--checkpoint-every", "5"]) == 0
+    res = json.loads((out / f"{RUN}.json").read_text())
+    assert res["summary"]["epochs_run"] == 2 and "diagnostics" in res["history"][-1]
+    with np.load(out / "runs" / RUN / "checkpoint.npz") as z:
+        assert int(z["epoch"]) == 2 and json.loads(str(z["config"]))["checkpoint_every"] == 5
+
+
+def test_recorded_hidden_widths_and_defaults():
+    config = {"seed": 0, "epochs": 3, "meta": {"dataset": "mnist", "optimizer": "ste",
+                                               "model": ["mlp_mnist", {}], "settings": {"lr": 1e-3}}}
+    saved = recorded_settings(config)
+    assert saved["hidden"] == (2048, 2048, 2048)             # mlp_mnist's default widths
+    assert (saved["tau_end"], saved["reweight"]) == (None, 1.0)
+    config["meta"]["model"][1]["hidden"] = [16, 8]
+    assert recorded_settings(config)["hidden"] == (16, 8)
+
+
+def test_resume_refuses_other_hidden_widths(tmp_path):
+    ck = tmp_path / "runs" / "m" / "checkpoint.npz"
+    ck.parent.mkdir(parents=True)
+    config = {"seed": 0, "epochs": 3, "meta": {"dataset": "mnist", "optimizer": "ste",
+                                               "model": ["mlp_mnist", {"hidden": [16]}], "settings": {"lr": 1e-3}}}
+    np.savez(ck, config=np.array(json.dumps(config)))
+    with pytest.raises(ValueError, match=r"--hidden 32 \(checkpoint: 16\)"):
+        _plan("--name", "m", "--resume", "--out", str(tmp_path), "--hidden", "32")
+    assert _plan("--name", "m", "--resume", "--out", str(tmp_path), "--hidden", "16").overrides[
+        "model_kwargs"] == {"hidden": [16]}
