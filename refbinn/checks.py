@@ -1,4 +1,4 @@
-"""Argument checks: every bad value raises ValueError naming the argument and what is allowed.
+"""Argument checks: every bad value raises ValueError naming the argument and what is allowed::
 
     check_range("lr", lr, 0, lo_open=True)      ->  "lr must be in (0, inf), got -1"
     check_int("samples", s, 1)                   ->  "samples must be an integer in [1, inf), got 0.5"
@@ -23,7 +23,7 @@ def _interval(lo, hi, lo_open, hi_open):
 
 
 def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
-    """``value`` unchanged if it is a real number with lo (<|<=) value (<|<=) hi; else ValueError.
+    """``value`` unchanged if it is a real number with lo <= value <= hi (< where open); else ValueError.
 
     NaN is never in range; ``lo``/``hi`` None means unbounded (inf itself allowed).
     """

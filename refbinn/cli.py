@@ -11,7 +11,10 @@ import sys
 
 import numpy as np
 
+from .data.ood import OOD_SETS
+from .checks import check_int
 from .experiments import DATASETS
+from .optim.bayesbinn import NUMERICS
 from .optim.registry import OPTIMIZERS
 from .io import write_json as _write_json
 from .report import table as _table
@@ -23,7 +26,11 @@ def cmd_train(a):
     over = dict(epochs=a.epochs, lr=a.lr, tau=a.tau, samples=a.samples, numerics=a.numerics,
                 seed=a.seed, batch_size=a.batch_size, eval_samples=a.eval_samples,
                 max_train=a.max_train, lam_init=a.lam_init, beta=a.beta,
-                checkpoint_every=a.checkpoint_every)
+                checkpoint_every=a.checkpoint_every, recalibrate_bn=a.recalibrate_bn, diagnostics=not a.no_diagnostics,
+                diagnostics_every=a.diagnostics_every, tau_end=a.tau_end,
+                eval_mean_every=a.eval_mean_every, reweight=a.reweight)
+    if a.hidden:
+        over["model_kwargs"] = {"hidden": tuple(a.hidden)}
     name = a.name or f"{a.dataset}_{a.optimizer}"
     res = run(a.dataset, a.optimizer, name, over, out=a.out, root=a.data_root, resume=a.resume,
               stop_after=a.stop_after, quiet=a.quiet, command=" ".join(["refbinn"] + sys.argv[1:]))
@@ -39,8 +46,14 @@ def cmd_train(a):
 
 # -- evaluate -----------------------------------------------------------------------------
 def cmd_evaluate(a):
+    if a.ood is not None or len(a.checkpoint) > 1 or len(a.samples) > 1:
+        # calibration and OOD detection of one or more checkpoints (refbinn/experiments/uncertainty.py)
+        from .experiments.uncertainty import cli_evaluate
+        return cli_evaluate(a, command=" ".join(["refbinn"] + sys.argv[1:]))
+    a.checkpoint, a.samples = a.checkpoint[0], a.samples[0]
     from .experiments import load_data
     from .models import build_model
+    from .bn_recalibration import calibration_batches
     from .train import evaluate, load_checkpoint
     ck = load_checkpoint(a.checkpoint)
     meta = ck["config"]["meta"]
@@ -48,15 +61,24 @@ def cmd_evaluate(a):
     model = build_model(name, kw, where=a.checkpoint)
     data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"])
     rng = np.random.default_rng(a.seed)
-    rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta}
+    calib = None
+    if check_int("recalibrate_bn", a.recalibrate_bn):     # K batches of the run's batch size, own stream
+        calib = calibration_batches(data.x_train, a.recalibrate_bn, ck["config"]["batch_size"],
+                                    np.random.default_rng([a.seed, 3]))
+    rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta,
+                     "recalibrate_bn": a.recalibrate_bn}
     for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
         if x is None:
             continue
         ev = evaluate(model, ck["opt"], ck["opt_state"], ck["bn_state"], x, y, samples=a.samples,
-                      rng=rng, average=a.average)
+                      rng=rng, average=a.average, calibration=calib)
         out[split] = ev
-        rows.append((split, ev["acc_mode"], ev.get("acc_mean"), ev["nll_mode"], ev.get("nll_mean")))
-    print(_table(rows, ("split", "acc (mode)", "acc (mean)", "nll (mode)", "nll (mean)")))
+        rows.append((split, ev["acc_mode"], ev.get("acc_mean"), ev["nll_mode"], ev.get("nll_mean"))
+                    + ((ev["acc_mode_trainbn"], ev.get("acc_mean_trainbn")) if calib else ()))
+    head = ("split", "acc (mode)", "acc (mean)", "nll (mode)", "nll (mean)")
+    if calib:                             # the first columns are recalibrated; these are not
+        head += ("acc (mode, training BN)", "acc (mean, training BN)")
+    print(_table(rows, head))
     path = os.path.join(a.out, f"evaluate_{os.path.basename(os.path.dirname(os.path.abspath(a.checkpoint)))}.json")
     _write_json(path, out)
     print(f"wrote {path}")
@@ -80,7 +102,8 @@ def cmd_continual(a):
         results[prior] = run_continual(x, y.astype(np.int64), xt, ds.y_test.astype(np.int64),
                                        tasks=a.tasks, epochs=a.epochs, lr=a.lr, tau=a.tau,
                                        test_samples=a.test_samples, prior=prior, seed=a.seed,
-                                       numerics=a.numerics, quiet=a.quiet)
+                                       numerics=a.numerics, quiet=a.quiet, reweight=a.reweight,
+                                       lam_init=a.lam_init)
     path = os.path.join(a.out, a.name + ".json")
     _write_json(path, {"command": " ".join(["refbinn"] + sys.argv[1:]), **results})
     for prior, r in results.items():
@@ -152,13 +175,29 @@ def build_parser():
     q.add_argument("--lr", type=float)
     q.add_argument("--tau", type=float)
     q.add_argument("--samples", type=int, help="BayesBiNN Monte Carlo samples S per step")
-    q.add_argument("--numerics", choices=["exact", "official"])
+    q.add_argument("--numerics", choices=list(NUMERICS),
+                   help="BayesBiNN numerics; 'exact-clipped' bounds the Lemma 1 scale "
+                   "(not the paper's estimator)")
+    q.add_argument("--tau-end", type=float,
+                   help="BayesBiNN: anneal tau geometrically from --tau to this, step by step")
     q.add_argument("--lam-init", type=float)
     q.add_argument("--beta", type=float, help="BayesBiNN momentum")
+    q.add_argument("--reweight", type=float, help="BayesBiNN: weight of the prior term "
+                   "reweight*(lambda - lambda0) (default 1; < 1 tempers the KL term)")
     q.add_argument("--seed", type=int)
     q.add_argument("--batch-size", type=int)
     q.add_argument("--eval-samples", type=int, help="C hard samples for the mean prediction")
     q.add_argument("--max-train", type=int, help="use only the first N training images (smoke runs)")
+    q.add_argument("--hidden", type=int, nargs="+", help="hidden widths of the MLP (default: the paper's)")
+    q.add_argument("--eval-mean-every", type=int, help="evaluate the mean prediction every k epochs "
+                   "(default: last epoch only)")
+    q.add_argument("--recalibrate-bn", type=int, default=0, metavar="K",
+                   help="evaluate with BatchNorm statistics recomputed from K training batches for each "
+                   "evaluated network (also reports the training statistics' accuracy as *_trainbn)")
+    q.add_argument("--no-diagnostics", action="store_true", help="do not record the per-epoch "
+                   "diagnostics (Lemma 1 scale, sign flips, data/prior, mode-mean gap)")
+    q.add_argument("--diagnostics-every", type=int, default=0, metavar="K",
+                   help="also record the BayesBiNN diagnostics every K steps")
     q.add_argument("--name", help="run name (default DATASET_OPTIMIZER)")
     q.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     q.add_argument("--stop-after", type=int, help="stop after this many epochs (continue later "
@@ -180,7 +219,10 @@ def build_parser():
     q.add_argument("--tau", type=float, default=1e-2)
     q.add_argument("--test-samples", type=int, default=100)
     q.add_argument("--prior", choices=["posterior", "zero", "both"], default="both")
-    q.add_argument("--numerics", choices=["exact", "official"], default="official",
+    q.add_argument("--reweight", type=float, default=1.0, help="weight of the prior term "
+                   "reweight*(lambda - lambda0) in every update (default 1: the paper)")
+    q.add_argument("--lam-init", type=float, default=10.0, help="|lambda| at initialisation (default 10)")
+    q.add_argument("--numerics", choices=list(NUMERICS), default="official",
                    help="BayesBiNN numerics (default: the authors', as in the paper preset; with the "
                    "exact math at tau=1e-2 and |lambda|=10 the Lemma 1 scale underflows to 0)")
     q.add_argument("--seed", type=int, default=0)
@@ -189,16 +231,28 @@ def build_parser():
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_continual)
 
-    q = sub.add_parser("evaluate", help="evaluate a checkpoint (mode and mean) on validation and test")
+    q = sub.add_parser("evaluate", help="evaluate checkpoints (mode and mean): accuracy and NLL on "
+                       "validation and test; with --ood, calibration and OOD detection")
     common(q)
-    q.add_argument("checkpoint")
-    q.add_argument("--samples", type=int, default=10)
+    q.add_argument("checkpoint", nargs="+", help="one or more results/runs/NAME/checkpoint.npz")
+    q.add_argument("--samples", type=int, nargs="+", default=[10],
+                   help="C, weight samples of the mean prediction (several: one row each)")
     q.add_argument("--average", choices=["prob", "logits"], default="prob")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--ood", nargs="*", choices=OOD_SETS, metavar="NAME",
+                   help=f"OOD sets ({', '.join(OOD_SETS)}); given (even empty), or with several "
+                   "checkpoints or sample counts: calibration/OOD tables, JSON and PNGs")
+    q.add_argument("--bins", type=int, default=15, help="equal-width ECE bins (default: %(default)s)")
+    q.add_argument("--max-test", type=int, help="use the first N test inputs (and N per OOD set)")
+    q.add_argument("--name", help="output name: uncertainty_NAME.json, reliability_NAME.png, "
+                   "entropy_NAME.png (default: the run's folder, or 'uncertainty')")
+    q.add_argument("--recalibrate-bn", type=int, default=0, metavar="K",
+                   help="recompute BatchNorm statistics from K training batches for each evaluated "
+                   "network (the mode, each sample of the mean); see refbinn/bn_recalibration.py")
     q.set_defaults(func=cmd_evaluate)
 
     q = sub.add_parser("download", help="fetch a data set (needs internet), verifying checksums")
-    q.add_argument("dataset", choices=["mnist", "fashion-mnist", "cifar10", "cifar100"])
+    q.add_argument("dataset", choices=["mnist", "fashion-mnist", "cifar10", "cifar100", "snelson"])
     q.add_argument("--data-root", default=None)
     q.add_argument("--base-url", default=None, help="mirror to fetch from instead of the canonical one")
     q.set_defaults(func=cmd_download)

@@ -239,10 +239,11 @@ def bayesbinn_from_torch(opt_state, like, names=None):
 
     Returns
     -------
-    dict with ``"lam"``, ``"momentum"``, ``"mu"`` (dicts name -> array), ``"lam0"``
-    (dict, or None when absent) and ``"step"`` (int). ``BayesBiNNState(out["lam"],
-    out["momentum"], out["mu"], out["step"])`` rebuilds the state; pass ``out["lam0"]``
-    to ``BayesBiNN(lam0=...)``.
+    out : dict
+        ``"lam"``, ``"momentum"``, ``"mu"`` (dicts name -> array), ``"lam0"``
+        (dict, or None when absent) and ``"step"`` (int). ``BayesBiNNState(out["lam"],
+        out["momentum"], out["mu"], out["step"])`` rebuilds the state; pass ``out["lam0"]``
+        to ``BayesBiNN(lam0=...)``.
     """
     if "lamda" not in opt_state or "momentum" not in opt_state:
         raise ValueError(f"bayesbinn_from_torch: opt_state needs 'lamda' and 'momentum', "

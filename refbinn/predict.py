@@ -1,4 +1,4 @@
-"""Predictions from a posterior over binary weights: mode, mean and predictive entropy.
+"""Predictions from a posterior over binary weights: mode, mean and predictive entropy::
 
     mode:    p(y|x) = link(f_{w*}(x)),  w* = opt.params(state)   (BayesBiNN: sign(lam), 0 -> +1)
     mean:    p(y|x) ~= (1/C) sum_c link(f_{w_c}(x)),  w_c = opt.sample_params(state, rng)
@@ -11,7 +11,9 @@ their two-moons notebook averages probabilities, which is the predictive above).
 
 Works with any ``Sequential`` model and any optimizer with ``params(state)`` and,
 for the mean, ``sample_params(state, rng)``. The forward pass is in evaluation
-mode (BatchNorm running statistics, no dropout).
+mode (BatchNorm running statistics, no dropout). ``bn_state_for`` (optional, a
+callable weights -> BatchNorm state, e.g. ``refbinn.bn_recalibration.recalibrator``)
+gives each evaluated network its own running statistics instead of ``bn_state``.
 
 References: Meng et al. (ICML 2020), section 4 (mode and mean predictions); spec section 5.
 """
@@ -70,19 +72,24 @@ def predict_logits(model, params, bn_state, x, batch_size=1000):
     return np.concatenate(outs, axis=0)                                   # (n, outputs)
 
 
-def predict_mode(model, opt, opt_state, bn_state, x, *, link="softmax", batch_size=1000):
+def predict_mode(model, opt, opt_state, bn_state, x, *, link="softmax", batch_size=1000,
+                 bn_state_for=None):
     """p(y|x) = link(f_{w*}(x)) at the evaluation weights w* = opt.params(opt_state).
+
+    ``bn_state_for(w*)``, if given, replaces ``bn_state`` (BatchNorm recalibration).
 
     Returns
     -------
     ndarray, (n, outputs): class probabilities (softmax) or P(y = 1) per output (sigmoid)
     """
     check_choice("link", link, LINKS)
-    return apply_link(predict_logits(model, opt.params(opt_state), bn_state, x, batch_size), link)
+    w = opt.params(opt_state)
+    bn = bn_state if bn_state_for is None else bn_state_for(w)
+    return apply_link(predict_logits(model, w, bn, x, batch_size), link)
 
 
 def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, average="prob",
-                 link="softmax", batch_size=1000):
+                 link="softmax", batch_size=1000, bn_state_for=None):
     """Monte Carlo predictive over C = ``samples`` hard weight samples.
 
     average='prob':   (1/C) sum_c link(f_{w_c}(x))       (the Bayesian predictive)
@@ -101,6 +108,8 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
     average : {'prob', 'logits'}
     link : {'softmax', 'sigmoid', 'classes'}
     batch_size : int >= 1
+    bn_state_for : callable weights -> BatchNorm state, optional
+        Replaces ``bn_state`` for each sampled network (BatchNorm recalibration).
 
     Returns
     -------
@@ -113,7 +122,9 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
         raise ValueError("predict_mean needs rng, a numpy.random.Generator")
     total = None
     for _ in range(samples):
-        lg = predict_logits(model, opt.sample_params(opt_state, rng), bn_state, x, batch_size)
+        w = opt.sample_params(opt_state, rng)
+        bn = bn_state if bn_state_for is None else bn_state_for(w)
+        lg = predict_logits(model, w, bn, x, batch_size)
         if link == "classes":
             lg = lg.astype(np.float64)                    # averaged in float64 too
         v = apply_link(lg, link) if average == "prob" else lg

@@ -17,19 +17,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _data_root():
-    env = os.environ.get("REFBINN_DATA")
-    if env:
-        return Path(env).resolve()
-    guess = REPO.parent / "shared" / "data"
-    return guess if guess.is_dir() else None
+    """The first of REFBINN_DATA, the per-user cache and ../shared/data that holds mnist/."""
+    from refbinn.data import candidate_roots
+    roots = [r for r, _ in candidate_roots()] + [REPO.parent / "shared" / "data"]
+    return next((r.resolve() for r in roots if (r / "mnist").is_dir()), None)
 
 
 @pytest.fixture(scope="session")
 def data_root():
-    """The shared data folder (REFBINN_DATA, else ../shared/data); skips if absent."""
+    """A data root holding MNIST (REFBINN_DATA, the per-user cache, ../shared/data); skips if none."""
     root = _data_root()
-    if root is None or not (root / "mnist").is_dir():
-        pytest.skip("shared data not found: set REFBINN_DATA=../shared/data")
+    if root is None:
+        pytest.skip("MNIST not found in $REFBINN_DATA, ~/.cache/refbinn or ../shared/data: "
+                    "run `refbinn download mnist` (or set REFBINN_DATA to a folder holding mnist/)")
     return root
 
 

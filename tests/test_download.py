@@ -194,3 +194,25 @@ def test_cifar_bad_checksum_unpinned_warning_and_unsafe_member(tmp_path, serve):
 def test_bad_name():
     with pytest.raises(ValueError, match="fashion-mnist"):
         download("svhn", progress=False)
+
+
+def test_download_snelson_from_local_server(tmp_path, serve, capsys):
+    """`refbinn download snelson`: the packaged bytes served, fetched, verified; a changed byte fails."""
+    from refbinn.cli import main
+    from refbinn.data import SNELSON_SHA256, packaged_file
+    served = tmp_path / "server"
+    served.mkdir()
+    body = packaged_file("snelson").read_bytes()
+    (served / "snelson1d.npz").write_bytes(body)
+    srv, url = serve(served)
+    dest = tmp_path / "dest"
+    assert SOURCES["snelson"].files["snelson1d.npz"].digest == SNELSON_SHA256
+    assert main(["download", "snelson", "--data-root", str(dest), "--base-url", url]) == 0
+    assert (dest / "snelson" / "snelson1d.npz").read_bytes() == body
+    assert "snelson: ready in" in capsys.readouterr().out
+    assert download("snelson", root=dest, base_url=url, progress=False) == dest / "snelson"
+    assert srv.requests == ["/snelson1d.npz"]                   # present and verified: not fetched again
+    (served / "snelson1d.npz").write_bytes(body[:-1] + bytes([body[-1] ^ 1]))
+    with pytest.raises(ChecksumError, match="sha256"):
+        download("snelson", root=tmp_path / "other", base_url=url, progress=False)
+    assert leftovers(tmp_path / "other") == [] and not (tmp_path / "other" / "snelson" / "snelson1d.npz").exists()

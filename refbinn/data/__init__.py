@@ -5,6 +5,7 @@ from .download import SOURCES, Checksum, download, file_digest, verify
 from .errors import ChecksumError, DataFormatError, DatasetNotFound, DownloadError
 from .idx import read_idx, write_idx
 from .mnist import load_mnist
+from .packaged import PACKAGED, SNELSON_SHA256, packaged_file
 from .root import DATASETS, ENV_VAR, cache_root, candidate_roots, default_root, describe_data, find_dataset
 from .toy import (Snelson, Standardization, load_snelson, permute_pixels, permuted_mnist_tasks,
                   pixel_permutations, snelson_grid, standardize, two_moons)

@@ -1,4 +1,4 @@
-"""Download MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100: verified, written atomically.
+"""Download MNIST, Fashion-MNIST, CIFAR-10, CIFAR-100 and Snelson: verified, written atomically.
 
 Every file is streamed into a temporary file in its destination folder, flushed
 and fsync'ed, verified, and only then renamed onto its final name with
@@ -17,6 +17,8 @@ What is verified, and why
 - Fashion-MNIST: the MD5 of each .gz file, as published by Zalando Research.
 - CIFAR-10 / CIFAR-100: the MD5 of the .tar.gz archive, as published on the
   CIFAR page (https://www.cs.toronto.edu/~kriz/cifar.html).
+- Snelson: the SHA-256 of ``snelson1d.npz``, equal to the copy refbinn ships.
+
 MD5 detects corruption, not a malicious mirror. A checksum can be overridden
 (another mirror, a test server) through ``checksums``; mapping a file to None
 downloads it unverified and warns.
@@ -43,14 +45,24 @@ from tqdm.auto import tqdm
 from .cifar import LAYOUT
 from .errors import ChecksumError, DataFormatError, DownloadError
 from .idx import GZIP_MAGIC
+from .packaged import SNELSON_SHA256
 from .root import DATASETS, default_root
 
 CHUNK = 1 << 20
 
 
 class Checksum(NamedTuple):
-    """An expected digest: ``algorithm`` ("sha256", "md5") of the file's bytes,
-    or of its gunzipped payload when ``payload`` (a raw file is its own payload)."""
+    """An expected digest of a file's bytes, or of its gunzipped payload.
+
+    Attributes
+    ----------
+    algorithm : str
+        A ``hashlib`` name: "sha256", "md5".
+    digest : str
+        Lower-case hex.
+    payload : bool
+        Digest of the gunzipped payload (a raw, ungzipped file is its own payload).
+    """
 
     algorithm: str
     digest: str
@@ -58,8 +70,17 @@ class Checksum(NamedTuple):
 
 
 class Source(NamedTuple):
-    """Where a data set comes from: mirrors (base URLs) and file name -> Checksum.
-    ``archive``: the single file is a tar.gz to extract into the data root."""
+    """Where a data set comes from.
+
+    Attributes
+    ----------
+    mirrors : tuple of str
+        Base URLs, tried in order.
+    files : dict of str -> Checksum
+        File name -> expected digest.
+    archive : bool
+        The single file is a tar.gz to extract into the data root.
+    """
 
     mirrors: tuple
     files: dict
@@ -92,6 +113,13 @@ SOURCES = {
     "cifar100": Source(
         ("https://www.cs.toronto.edu/~kriz/",),
         {"cifar-100-python.tar.gz": Checksum("md5", "eb9058c3a382ffc7106e4002c42a8d85")}, True),
+    # GPflux's copy (Apache-2.0), first at the commit that added it, then its main branch;
+    # the same bytes as the copy refbinn ships (refbinn/data/packaged.py).
+    "snelson": Source(
+        ("https://raw.githubusercontent.com/secondmind-labs/GPflux/"
+         "f625cb298ab987e7144b8642eb90089d40b6e78f/tests/",
+         "https://raw.githubusercontent.com/secondmind-labs/GPflux/develop/tests/"),
+        {"snelson1d.npz": Checksum("sha256", SNELSON_SHA256)}),
 }
 
 
@@ -111,7 +139,26 @@ def _as_checksum(value):
 
 
 def file_digest(path, algorithm, payload=False):
-    """Hex digest of a file's bytes, or of its gunzipped bytes when ``payload`` and gzipped."""
+    """Hex digest of a file's bytes, or of its gunzipped bytes when ``payload`` and gzipped.
+
+    Parameters
+    ----------
+    path : str or path-like
+    algorithm : str
+        A ``hashlib`` name.
+    payload : bool
+        Digest the gunzipped bytes of a gzipped file (a raw file is digested as is).
+
+    Returns
+    -------
+    str
+        Lower-case hex.
+
+    Raises
+    ------
+    ChecksumError
+        ``payload`` and the gzip stream is corrupt.
+    """
     h = hashlib.new(algorithm)
     with open(path, "rb") as raw:
         gz = payload and raw.read(2) == GZIP_MAGIC
@@ -126,7 +173,15 @@ def file_digest(path, algorithm, payload=False):
 
 
 def verify(path, checksum, label=None):
-    """Raise ChecksumError unless ``path`` matches ``checksum``; warn when checksum is None."""
+    """Raise ChecksumError unless ``path`` matches ``checksum``; warn when checksum is None.
+
+    Parameters
+    ----------
+    path : str or path-like
+    checksum : Checksum or None
+    label : str, optional
+        Names the file in messages (default: the path).
+    """
     label = label or str(path)
     if checksum is None:
         warnings.warn(f"no checksum is pinned for {label}: accepted unverified", stacklevel=3)
@@ -150,6 +205,23 @@ def _fsync_dir(folder):
 
 def fetch(url, dest, checksum, progress=True, timeout=60):
     """Download ``url`` to ``dest`` through a verified temporary file in dest's folder.
+
+    Parameters
+    ----------
+    url : str
+    dest : str or path-like
+        The final name; its folder must exist.
+    checksum : Checksum or None
+        None accepts the bytes unverified, with a warning.
+    progress : bool
+        Show a progress bar on stderr.
+    timeout : float
+        Seconds before a stalled connection fails.
+
+    Returns
+    -------
+    pathlib.Path
+        ``dest``.
 
     Raises
     ------
@@ -248,7 +320,7 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
 
     Parameters
     ----------
-    name : {"mnist", "fashion-mnist", "cifar10", "cifar100"}
+    name : {"mnist", "fashion-mnist", "cifar10", "cifar100", "snelson"}
     root : str or path-like, optional
         Data root; default: REFBINN_DATA if set, else the per-user cache.
     base_url : str, optional

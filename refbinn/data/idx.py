@@ -30,7 +30,16 @@ IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
 
 
 def is_gzip(path):
-    """True when the file starts with the gzip magic bytes."""
+    """True when the file starts with the gzip magic bytes.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    bool
+    """
     with open(path, "rb") as f:
         return f.read(2) == GZIP_MAGIC
 
@@ -126,6 +135,11 @@ def write_idx(path, array, compress=None):
         int32, float32, float64.
     compress : bool, optional
         Gzip the file; default: when ``path`` ends in ``.gz``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
     """
     path = Path(path)
     array = np.asarray(array)

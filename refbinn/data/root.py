@@ -6,7 +6,7 @@ A data root is a folder holding one sub-folder per data set::
     <root>/fashion-mnist/       same four names
     <root>/cifar-10-batches-py/ data_batch_1..5, test_batch (official python pickles)
     <root>/cifar-100-python/    train, test
-    <root>/snelson/             snelson1d.npz
+    <root>/snelson/             snelson1d.npz (optional: refbinn ships a copy)
 
 The CIFAR folders carry the names inside the official archives, so extracting
 ``cifar-10-python.tar.gz`` into a root gives this layout.
@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from .errors import DatasetNotFound
+from .packaged import packaged_file
 
 ENV_VAR = "REFBINN_DATA"
 
@@ -34,8 +35,8 @@ DATASETS = {
     "fashion-mnist": ("fashion-mnist", "run `refbinn download fashion-mnist`"),
     "cifar10": ("cifar-10-batches-py", "run `refbinn download cifar10`"),
     "cifar100": ("cifar-100-python", "run `refbinn download cifar100`"),
-    "snelson": ("snelson", "copy snelson1d.npz (arrays X, Y of shape (200, 1)) "
-                           "into <root>/snelson/"),
+    "snelson": ("snelson", "run `refbinn download snelson`; refbinn also ships a copy, "
+                           "which the loader reads when no root has one"),
 }
 
 
@@ -43,6 +44,10 @@ def cache_root():
     """The per-user cache root: ``$XDG_CACHE_HOME/refbinn``, else ``~/.cache/refbinn``.
 
     XDG says a relative XDG_CACHE_HOME is invalid and must be ignored.
+
+    Returns
+    -------
+    pathlib.Path
     """
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
@@ -77,7 +82,17 @@ def candidate_roots(root=None):
 
 
 def default_root(root=None):
-    """The root ``refbinn download`` writes to: the first candidate root."""
+    """The root ``refbinn download`` writes to: the first candidate root.
+
+    Parameters
+    ----------
+    root : str or path-like, optional
+        An explicit root, returned as an absolute path.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     return candidate_roots(root)[0][0]
 
 
@@ -137,6 +152,7 @@ def describe_data(root=None):
         try:
             where = str(find_dataset(name, root))
         except DatasetNotFound:
-            where = f"not found ({how})"
+            packaged = packaged_file(name)
+            where = f"packaged copy, {packaged}" if packaged else f"not found ({how})"
         lines.append(f"  {name:<14} {where}")
     return "\n".join(lines)

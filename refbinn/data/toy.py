@@ -12,12 +12,15 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DataFormatError, DatasetNotFound
+from .packaged import packaged_file
 from .root import ENV_VAR, find_dataset
 
 
 class Standardization(NamedTuple):
     """z = (v - mean) / std, per column.
 
+    Attributes
+    ----------
     mean, std : ndarray, shape (D,) (or broadcastable to the data)
     """
 
@@ -25,15 +28,44 @@ class Standardization(NamedTuple):
     std: np.ndarray
 
     def apply(self, v):
-        """z = (v - mean) / std."""
+        """z = (v - mean) / std.
+
+        Parameters
+        ----------
+        v : ndarray, (N, D)
+            Values in data units.
+
+        Returns
+        -------
+        ndarray, (N, D)
+        """
         return (v - self.mean) / self.std
 
     def invert(self, z):
-        """v = z * std + mean (map predictions back to data units)."""
+        """v = z * std + mean (map predictions back to data units).
+
+        Parameters
+        ----------
+        z : ndarray, (N, D)
+            Values in standardised units.
+
+        Returns
+        -------
+        ndarray, (N, D)
+        """
         return z * self.std + self.mean
 
     def invert_scale(self, s):
-        """s * std: a standard deviation in standardised units, in data units."""
+        """s * std: a standard deviation in standardised units, in data units.
+
+        Parameters
+        ----------
+        s : ndarray, (N, D)
+
+        Returns
+        -------
+        ndarray, (N, D)
+        """
         return s * self.std
 
 
@@ -99,9 +131,14 @@ def two_moons(n=200, noise=0.1, *, rng):
 class Snelson(NamedTuple):
     """The Snelson 1-D regression set, standardised.
 
-    x, y : ndarray, float64, (200, 1), standardised
-    x_stats, y_stats : Standardization, to map grids in and predictions out
-    source : pathlib.Path, the file read
+    Attributes
+    ----------
+    x, y : ndarray, float64, (200, 1)
+        Standardised inputs and targets.
+    x_stats, y_stats : Standardization
+        To map grids in and predictions out.
+    source : pathlib.Path
+        The file read (a data root's copy or the packaged one).
     """
 
     x: np.ndarray
@@ -111,17 +148,46 @@ class Snelson(NamedTuple):
     source: Path
 
     def standardize_x(self, x):
-        """Inputs in data units (e.g. ``snelson_grid()``) -> standardised units."""
+        """Inputs in data units (e.g. ``snelson_grid()``) -> standardised units.
+
+        Parameters
+        ----------
+        x : ndarray, (M, 1)
+
+        Returns
+        -------
+        ndarray, (M, 1)
+        """
         return self.x_stats.apply(x)
 
     def unstandardize_y(self, y, std=None):
-        """Predictions in standardised units -> data units; with ``std``, return (mean, std)."""
+        """Predictions in standardised units -> data units: y * std_y + mean_y.
+
+        Parameters
+        ----------
+        y : ndarray, (M, 1)
+            Predicted means, standardised.
+        std : ndarray, (M, 1), optional
+            Predicted standard deviations, standardised.
+
+        Returns
+        -------
+        mean : ndarray, (M, 1)
+            Without ``std``, only this.
+        std : ndarray, (M, 1)
+            With ``std``: ``(mean, std)`` in data units.
+        """
         mean = self.y_stats.invert(y)
         return mean if std is None else (mean, self.y_stats.invert_scale(std))
 
 
 def load_snelson(root=None):
     """Load ``<root>/snelson/snelson1d.npz`` (arrays X, Y of shape (N, 1)) and standardise both.
+
+    z = (v - mean) / std for X and for Y, with the training set's statistics.
+    When no data root holds ``snelson/snelson1d.npz`` the copy shipped inside
+    refbinn (``refbinn.data.packaged``, the same bytes) is read instead, so an
+    explicit ``root`` without Snelson still loads the same data.
 
     Parameters
     ----------
@@ -131,10 +197,25 @@ def load_snelson(root=None):
     Returns
     -------
     Snelson
+        ``source`` names the file read (a data root's copy or the packaged one).
+
+    Raises
+    ------
+    DataFormatError
+        The file found is not an .npz with X and Y of shape (N, 1).
+    DatasetNotFound
+        No data root holds it and the installation lacks the packaged copy.
     """
-    path = find_dataset("snelson", root) / "snelson1d.npz"
-    if not path.is_file():
-        raise DatasetNotFound("snelson", [path], f"Put snelson1d.npz there, or set {ENV_VAR}.")
+    try:
+        path = find_dataset("snelson", root) / "snelson1d.npz"
+        searched = [path]
+    except DatasetNotFound as e:
+        path, searched = None, e.searched
+    if path is None or not path.is_file():
+        path = packaged_file("snelson")
+        if path is None:
+            raise DatasetNotFound("snelson", searched, "Run `refbinn download snelson`, or put "
+                                  f"snelson1d.npz into <root>/snelson/ and set {ENV_VAR}.")
     try:
         with np.load(path, allow_pickle=False) as f:
             x, y = f["X"], f["Y"]
@@ -151,6 +232,13 @@ def snelson_grid(n=301, lo=-3.0, hi=10.0):
     """The test inputs: n evenly spaced points from lo to hi, in data units.
 
     Map them with ``load_snelson().x_stats.apply`` before predicting.
+
+    Parameters
+    ----------
+    n : int
+        Number of points.
+    lo, hi : float
+        The ends, included.
 
     Returns
     -------

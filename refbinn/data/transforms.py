@@ -66,16 +66,33 @@ def normalize(x, kind):
 
 
 def normalized_black(kind):
-    """-mean / std: the value a black pixel (0) takes after ``normalize``; (C,) float32.
+    """-mean / std: the value a black pixel (0) takes after ``normalize``.
 
     Pass it as ``fill`` to ``augment_cifar`` on normalised images so the padding
     equals torchvision's (which pads the raw image with black, then normalises).
+
+    Parameters
+    ----------
+    kind : str
+        A key of ``STATS`` ("cifar10", "cifar100", ...).
+
+    Returns
+    -------
+    ndarray, float32, (C,)
     """
     return normalize(np.zeros((1, 3, 1, 1), np.uint8), kind)[0, :, 0, 0]   # (C,)
 
 
 class Split(NamedTuple):
-    """Training and validation parts: ``(x_train, y_train), (x_val, y_val) = split``."""
+    """Training and validation parts: ``(x_train, y_train), (x_val, y_val) = split``.
+
+    Attributes
+    ----------
+    train : (ndarray, ndarray)
+        (x_train, y_train).
+    val : (ndarray, ndarray)
+        (x_val, y_val).
+    """
 
     train: tuple
     val: tuple

@@ -99,7 +99,18 @@ def _check_losses(losses, B, where):
 
 
 def logcosh(x):
-    """log cosh(x) = |x| + log1p(exp(-2|x|)) - log 2, without overflow for large |x|."""
+    """log cosh(x) = abs(x) + log1p(exp(-2 abs(x))) - log 2, without overflow for large abs(x).
+
+    Parameters
+    ----------
+    x : ndarray
+        Float dtype (kept).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``.
+    """
     a = np.abs(x)
     return a + np.log1p(np.exp(-2 * a)) - np.log(2).astype(a.dtype)
 
@@ -110,6 +121,10 @@ def logistic_noise(u):
     Parameters
     ----------
     u : ndarray (S, d), uniform in [0, 1]; 0 and 1 give -inf and +inf.
+
+    Returns
+    -------
+    delta : ndarray (S, d), u's dtype.
     """
     with np.errstate(divide="ignore"):
         return 0.5 * (np.log(u) - np.log1p(-u))
@@ -135,7 +150,7 @@ def mean_and_se(est):
 
 # -- Lemma 1 -----------------------------------------------------------------------
 def lemma1(loss_grad, lam, tau, N=1.0, samples=None, rng=None, u=None):
-    r"""Per-sample Gumbel-softmax (concrete) estimates of dF/dmu: s * g.
+    r"""Per-sample Gumbel-softmax (concrete) estimates of dF/dmu: s * g, with::
 
         delta = 0.5 log(u / (1 - u)),   u ~ U(0, 1)
         w_r   = tanh((lam + delta) / tau)
@@ -236,7 +251,16 @@ def reinforce(loss_fn, lam, samples=None, rng=None, baseline=None, u=None):
 
 # -- exact references by enumeration --------------------------------------------------
 def sign_vectors(d):
-    """All 2^d sign vectors, row k has w_i = +1 where bit i of k is set; shape (2^d, d)."""
+    """All 2^d sign vectors: row k has w_i = +1 where bit i of k is set, else -1.
+
+    Parameters
+    ----------
+    d : int, >= 0
+
+    Returns
+    -------
+    ndarray, float64, (2^d, d)
+    """
     bits = (np.arange(2 ** d)[:, None] >> np.arange(d)) & 1              # (2^d, d)
     return (2 * bits - 1).astype(np.float64)
 

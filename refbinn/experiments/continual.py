@@ -21,11 +21,14 @@ from ..train import Data, TrainConfig, evaluate, fit
 
 def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batch_size=100, lr=1e-3,
                   tau=1e-2, lam_init=10.0, test_samples=100, prior="posterior", seed=0,
-                  numerics="exact", quiet=True, log=print, perm_seed=0):
+                  numerics="exact", quiet=True, log=print, perm_seed=0, reweight=1.0):
     """Train ``tasks`` permuted-MNIST tasks in sequence; return the accuracy matrix and timings.
 
     ``prior`` is ``'posterior'`` (lam0 = previous task's lam) or ``'zero'`` (lam0 = 0).
     Accuracy uses the mean prediction over ``test_samples`` hard samples (mode too).
+    ``reweight`` multiplies the prior term reweight*(lam - lam0) of every update.
+    ``diagnostics`` in the result: per task, the training diagnostics' totals of its last
+    epoch (``refbinn.train.diagnostics``: data_over_prior, flip_frac, ...).
     """
     from ..data import permuted_mnist_tasks
     if prior not in ("posterior", "zero"):
@@ -35,11 +38,11 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     n = len(x_train)
     acc_mean = np.full((tasks, tasks), np.nan)
     acc_mode = np.full((tasks, tasks), np.nan)
-    state, lam0, seconds = None, 0.0, []
+    state, lam0, seconds, diags = None, 0.0, [], []
     rng_eval = np.random.default_rng(seed + 1000)
     for t in range(tasks):
         opt = BayesBiNN(lr=lr, beta=0.0, tau=tau, samples=1, N=n, lam_init=lam_init,
-                        lam0=lam0, numerics=numerics)
+                        lam0=lam0, numerics=numerics, reweight=reweight)
         data = Data(x_train[:, perms[t]], y_train)
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed + t, quiet=quiet)
         t0 = time.perf_counter()
@@ -47,6 +50,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
                   schedule=schedules.cosine(lr, epochs), init_state=state, log=log)
         seconds.append(time.perf_counter() - t0)
         state = (res["opt_state"], res["bn_state"])
+        diags.append(res["history"]["epochs"][-1].get("diagnostics", {}).get("all"))
         for k in range(t + 1):
             ev = evaluate(model, opt, state[0], state[1], x_test[:, perms[k]], y_test,
                           samples=test_samples, rng=rng_eval)
@@ -57,7 +61,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         if prior == "posterior":
             lam0 = {k: v.copy() for k, v in res["opt_state"].lam.items()}
     return {"prior": prior, "acc_mean": acc_mean.tolist(), "acc_mode": acc_mode.tolist(),
-            "seconds_per_task": seconds,
+            "seconds_per_task": seconds, "diagnostics": diags,
             "settings": dict(tasks=tasks, epochs=epochs, batch_size=batch_size, lr=lr, tau=tau,
                              lam_init=lam_init, test_samples=test_samples, seed=seed,
-                             numerics=numerics, perm_seed=perm_seed)}
+                             numerics=numerics, perm_seed=perm_seed, reweight=reweight)}

@@ -2,8 +2,9 @@
 
 1. Two moons (Figure 3): BayesBiNN (mode and mean over 10 samples) vs STE-Adam on a
    2-64-64-1 tanh MLP with every parameter binary, logistic loss, full batch.
-2. Snelson 1-D regression (Figure 2), when the data set is found: BayesBiNN mean
-   +- 2 std over 10 samples vs STE-Adam on a 1-64-64-1 tanh MLP with an output BN.
+2. Snelson 1-D regression (Figure 2), from a data root or else the copy shipped inside
+   refbinn: BayesBiNN mean +- 2 std over 10 samples vs STE-Adam on a 1-64-64-1 tanh MLP
+   with an output BN.
 
 Writes ``demo.json`` and the PNGs (with the ``plots`` extra) under ``out``.
 """

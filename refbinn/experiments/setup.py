@@ -15,6 +15,7 @@ from ..optim.registry import OPTIMIZERS, make
 from .datasets import load_data
 from .presets import PAPER
 from ..train import Data, TrainConfig, schedules
+from ..train.anneal import anneal_tau
 
 LOSSES = {"cross_entropy": losses.softmax_cross_entropy, "logistic": losses.logistic_loss,
           "mse": losses.mse}
@@ -29,6 +30,7 @@ class Setup:
     cfg: TrainConfig
     schedule: object
     settings: dict
+    tau_schedule: object = None     # BayesBiNN temperature annealing (``tau_end`` set), else None
 
 
 def _hyper(name, s, n_train):
@@ -36,7 +38,8 @@ def _hyper(name, s, n_train):
     if name == "bayesbinn":
         return dict(lr=s["lr"], beta=s.get("beta", 0.0), tau=s["tau"], samples=s.get("samples", 1),
                     N=s.get("N", n_train), lam_init=s.get("lam_init", 10.0),
-                    lam_init_std=s.get("lam_init_std", 0.0), numerics=s.get("numerics", "exact"))
+                    lam_init_std=s.get("lam_init_std", 0.0), numerics=s.get("numerics", "exact"),
+                    reweight=s.get("reweight", 1.0))
     if name == "ste":
         return dict(lr=s["lr"], clip_value=s.get("clip_value"), clip_norm=s.get("clip_norm"))
     if name == "bop":
@@ -89,8 +92,9 @@ def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
 
 def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quiet=False):
     """Return a ``Setup``; ``overrides`` (dict) replaces preset values: epochs, batch_size,
-    seed, lr, tau, samples, numerics, N, lam_init, eval_samples, max_train, checkpoint_every,
-    model kwargs."""
+    seed, lr, tau, samples, numerics, N, lam_init, eval_samples, max_train, checkpoint_every, model kwargs;
+    tau_end (BayesBiNN: tau annealed geometrically from tau to tau_end, ``train.anneal``),
+    reweight; recalibrate_bn, diagnostics, diagnostics_every, eval_mean_every (``TrainConfig``)."""
     check_choice("dataset", dataset, tuple(PAPER))
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
     check_choice("preset", preset, ("paper",))
@@ -98,7 +102,8 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     s = {**p[optimizer], **{k: o[k] for k in o if k in p[optimizer] or k in (
         "lr", "tau", "samples", "numerics", "N", "lam_init", "lam_init_std", "beta",
-        "clip_value", "clip_norm", "schedule", "eta_min", "off_by_one", "real_lr")}}
+        "clip_value", "clip_norm", "schedule", "eta_min", "off_by_one", "real_lr", "tau_end",
+        "reweight")}}
     epochs = int(o.get("epochs", p["epochs"]))
     batch = int(o.get("batch_size", p["batch_size"]))
     seed = int(o.get("seed", 0))
@@ -118,11 +123,20 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
                       eval_samples=int(o.get("eval_samples", p["eval_samples"])),
                       average=o.get("average", "prob"), quiet=quiet,
                       checkpoint_every=check_int("checkpoint_every", o.get("checkpoint_every", 1), 1),
+                      eval_mean_every=check_int("eval_mean_every", o.get("eval_mean_every", 0)),
+                      recalibrate_bn=check_int("recalibrate_bn", o.get("recalibrate_bn", 0)),
+                      diagnostics=bool(o.get("diagnostics", True)),
+                      diagnostics_every=check_int("diagnostics_every", o.get("diagnostics_every", 0)),
                       meta={"dataset": dataset, "optimizer": optimizer, "preset": preset,
                             "model": [name, kw], "settings": {k: v for k, v in s.items()}})
+    tau_sched = None
+    if s.get("tau_end") is not None:
+        check_choice("optimizer (with tau_end)", optimizer, ("bayesbinn",))
+        tau_sched = anneal_tau(s["tau"], s["tau_end"], epochs)
     return Setup(model, opt, data, LOSSES[p["loss"]], cfg, sched,
                  {"dataset": dataset, "optimizer": optimizer, "epochs": epochs, "batch_size": batch,
-                  "seed": seed, "optimizer_settings": s, "model": [name, kw], "extra": extra})
+                  "seed": seed, "optimizer_settings": s, "model": [name, kw], "extra": extra},
+                 tau_sched)
 
 
 def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume=False,
@@ -151,7 +165,8 @@ def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume
         f"seed {setup.cfg.seed}, n_train {setup.data.n_train}; checkpoints in {run_dir}")
     t0 = time.time()
     res = fit(setup.model, setup.opt, setup.data, setup.loss_fn, setup.cfg, schedule=setup.schedule,
-              out_dir=run_dir, resume=resume, stop_after=stop_after, log=log)
+              out_dir=run_dir, resume=resume, stop_after=stop_after, log=log,
+              tau_schedule=setup.tau_schedule)
     result = {"name": name, "command": command,
               "settings": {k: v for k, v in setup.settings.items() if k != "extra"},
               "summary": res["summary"], "wall_seconds_this_invocation": time.time() - t0,

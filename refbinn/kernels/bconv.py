@@ -42,9 +42,14 @@ from .pack import as_native, pack_channels_kernel, pack_signs
 class ConvWeights(NamedTuple):
     """A conv weight packed for ``binary_conv2d``.
 
-    words : uint64 (O, kh * kw * Cw), rows of A, tap-major then channel words
-    tap_sums : int32 (kh * kw, O), S[t, o] = sum_c sign(W)[o, c, t] (for the padding correction)
-    shape : (O, C, kh, kw) of the float weight
+    Attributes
+    ----------
+    words : ndarray, uint64, (O, kh * kw * Cw)
+        Rows of A, tap-major then channel words.
+    tap_sums : ndarray, int32, (kh * kw, O)
+        S[t, o] = sum_c sign(W)[o, c, t] (for the padding correction).
+    shape : (int, int, int, int)
+        (O, C, kh, kw) of the float weight.
     """
     words: np.ndarray
     tap_sums: np.ndarray
@@ -74,7 +79,21 @@ def pack_conv_weight(w):
 
 
 def conv_padding(padding, kernel, stride):
-    """(top, bottom, left, right) zero padding from an int, a pair, 'valid' or 'same' (torch's rule)."""
+    """(top, bottom, left, right) zero padding from an int, a pair, 'valid' or 'same' (torch's rule).
+
+    Parameters
+    ----------
+    padding : int, (int, int), 'valid' or 'same'
+    kernel : (int, int)
+        (kh, kw).
+    stride : (int, int)
+        (sh, sw); 'same' needs (1, 1).
+
+    Returns
+    -------
+    (int, int, int, int)
+        (top, bottom, left, right).
+    """
     kh, kw = kernel
     if isinstance(padding, str):
         if padding == "valid":

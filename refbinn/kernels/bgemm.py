@@ -97,7 +97,28 @@ def _store_row(c, row, col, k, v0, v1, v2, v3):
 
 @njit(cache=True)
 def tile(a, bp, c, k, i0, jb):
-    """c[i0:i0+4, 32 jb:32 jb+32] = k - 2 popcount(a[i0:i0+4] ^ panel jb), clipped at the edges of c."""
+    """c[i0:i0+4, 32 jb:32 jb+32] = k - 2 popcount(a[i0:i0+4] ^ panel jb), clipped at the edges of c.
+
+    The register-blocked inner kernel of ``binary_gemm_panels`` (4 rows x 32 columns).
+
+    Parameters
+    ----------
+    a : ndarray, uint64, (M, Kw)
+    bp : ndarray, uint64, (nb, Kw, 32)
+        The panels of B (``to_panels``).
+    c : ndarray, int32, (M, N)
+        Written in place.
+    k : int
+        The number of real bits per row.
+    i0 : int
+        First row of the tile.
+    jb : int
+        Panel index.
+
+    Returns
+    -------
+    None
+    """
     M, Kw = a.shape
     # Rows past M repeat the last row: same work, results not stored.
     r0 = min(i0, M - 1) * Kw
@@ -211,7 +232,13 @@ def binary_gemm(a, b, k):
 
 
 def gemm_asm():
-    """Assembly of the GEMM tile for uint64/int32 arrays, compiled afresh (cached code has none)."""
+    """Assembly of the GEMM tile for uint64/int32 arrays, compiled afresh (cached code has none).
+
+    Returns
+    -------
+    str
+        The x86 (or other host) assembly; the tests look for ``vpopcntq`` in it.
+    """
     from numba import types
     arr2u = types.Array(types.uint64, 2, "C")
     arr3u = types.Array(types.uint64, 3, "C")

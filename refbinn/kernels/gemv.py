@@ -61,6 +61,14 @@ class _F32x16Model(models.PrimitiveModel):
 
 @intrinsic
 def fzeros(typingctx):
+    """The zero vector of 16 float32 lanes.
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Returns
+    -------
+    f32x16
+    """
     def codegen(context, builder, sig, args):
         return ir.Constant(_V16F, None)
     return f32x16(), codegen
@@ -68,7 +76,20 @@ def fzeros(typingctx):
 
 @intrinsic
 def fload(typingctx, ary, index):
-    """ary.flat[index : index + 16] of a float32 array (no bounds check)."""
+    """ary.flat[index : index + 16] of a float32 array (no bounds check).
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    ary : float32 array, C-contiguous
+    index : int
+        Flat index of the first lane.
+
+    Returns
+    -------
+    f32x16
+    """
     if not (isinstance(ary, types.Array) and ary.dtype == types.float32):
         return None
 
@@ -80,6 +101,18 @@ def fload(typingctx, ary, index):
 
 @intrinsic
 def fadd(typingctx, acc, x):
+    """acc + x, lane by lane.
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    acc, x : f32x16
+
+    Returns
+    -------
+    f32x16
+    """
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
     return f32x16(f32x16, f32x16), codegen
@@ -87,7 +120,22 @@ def fadd(typingctx, acc, x):
 
 @intrinsic
 def fmask_add(typingctx, acc, x, words, half):
-    """acc + x in the lanes l where bit 16 * (half % 4) + l of words.flat[half // 4] is 1, else acc."""
+    """acc + x in the lanes l where bit 16 * (half % 4) + l of words.flat[half // 4] is 1, else acc.
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    acc, x : f32x16
+    words : uint64 array, C-contiguous
+        Packed weight bits.
+    half : int
+        Index of the 16-bit mask among the array's 16-bit pieces (4 per word).
+
+    Returns
+    -------
+    f32x16
+    """
     if not (isinstance(words, types.Array) and words.dtype == types.uint64):
         return None
 
@@ -101,7 +149,19 @@ def fmask_add(typingctx, acc, x, words, half):
 
 @intrinsic
 def fhsum4(typingctx, a0, a1, a2, a3):
-    """v = ((a0 + a1) + a2) + a3, then its 16 lanes by halving: v[:8] + v[8:], ..., s[0] + s[1]."""
+    """v = ((a0 + a1) + a2) + a3, then its 16 lanes by halving: v[:8] + v[8:], ..., s[0] + s[1].
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    a0, a1, a2, a3 : f32x16
+
+    Returns
+    -------
+    float32
+        The sum, in exactly this order (the NumPy twin repeats it).
+    """
     def codegen(context, builder, sig, args):
         v = builder.fadd(builder.fadd(builder.fadd(args[0], args[1]), args[2]), args[3])
         width = 16

@@ -116,8 +116,23 @@ def _pack_pixel(flat, base, P, c0, c1):
 
 @njit(cache=True, parallel=True)
 def pack_channels_kernel(x3, out):
-    # x3 (N, C, P) with P = H*W pixels, out (N, P, Cw). One work item packs one
-    # 64-channel group for 16 consecutive pixels: 16 words built in two registers.
+    """out[n, p, g] = the signs of x3[n, 64 g : 64 g + 64, p] packed into one word (bit 1 = -1).
+
+    The parallel kernel behind ``pack_channels``.
+
+    Parameters
+    ----------
+    x3 : ndarray, (N, C, P), a native real dtype
+        P = H*W pixels.
+    out : ndarray, uint64, (N, P, ceil(C / 64))
+        Written in place.
+
+    Returns
+    -------
+    None
+    """
+    # One work item packs one 64-channel group for 16 consecutive pixels: 16 words built in
+    # two registers.
     N, C, P = x3.shape
     Cw = out.shape[2]
     nblk = (P + 15) // 16
@@ -154,6 +169,22 @@ def _unpack_rows(words, out):
 
 
 def as_native(x):
+    """x as an array whose dtype the packing kernels compile for, signs kept exactly.
+
+    Parameters
+    ----------
+    x : array-like, real (bool, integer or float)
+
+    Returns
+    -------
+    ndarray
+        ``x`` itself when its dtype is native to the kernels, else float64.
+
+    Raises
+    ------
+    ValueError
+        ``x`` is not real (complex, object, strings).
+    """
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
         raise ValueError(f"pack: x must be a real array, got dtype {x.dtype}")
@@ -163,7 +194,16 @@ def as_native(x):
 
 
 def n_words(k):
-    """ceil(k / 64): the number of uint64 words holding k bits."""
+    """ceil(k / 64): the number of uint64 words holding k bits.
+
+    Parameters
+    ----------
+    k : int, >= 0
+
+    Returns
+    -------
+    int
+    """
     return (int(k) + 63) // 64
 
 

@@ -56,13 +56,46 @@ class _U64x8Model(models.PrimitiveModel):
 
 
 def element_pointer(context, builder, arytype, ary, index, pointee):
-    """LLVM pointer to ``ary.flat[index]``, cast to ``pointee*``; the array must be C-contiguous."""
+    """LLVM pointer to ``ary.flat[index]``, cast to ``pointee*``; the array must be C-contiguous.
+
+    A code-generation helper for the intrinsics here and in ``gemv``.
+
+    Parameters
+    ----------
+    context, builder
+        Numba's target context and the llvmlite IR builder of the codegen callback.
+    arytype : numba.types.Array
+        The array's Numba type.
+    ary : llvmlite value
+        The array argument.
+    index : llvmlite value
+        Flat element index.
+    pointee : llvmlite.ir.Type
+        What the pointer points to (e.g. an 8 x i64 vector).
+
+    Returns
+    -------
+    llvmlite value
+        A ``pointee*`` pointer.
+    """
     data = context.make_array(arytype)(context, builder, ary).data
     return builder.bitcast(builder.gep(data, [index]), pointee.as_pointer())
 
 
 def splat(builder, value, vtype):
-    """The vector ``(value,) * n`` of LLVM type ``vtype``."""
+    """The vector ``(value,) * n`` of LLVM type ``vtype`` (n = its lane count).
+
+    Parameters
+    ----------
+    builder : llvmlite.ir.IRBuilder
+    value : llvmlite value
+        A scalar of the vector's element type.
+    vtype : llvmlite.ir.VectorType
+
+    Returns
+    -------
+    llvmlite value
+    """
     n = vtype.count
     v = builder.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(I32, 0))
     return builder.shuffle_vector(v, ir.Constant(vtype, ir.Undefined),
@@ -79,7 +112,17 @@ def _ctpop(builder, value):
 # -- scalar ----------------------------------------------------------------------------
 @intrinsic
 def popcnt64(typingctx, x):
-    """popcount(x) for a uint64 ``x``, as ``llvm.ctpop.i64``; usable only inside Numba code."""
+    """popcount(x) for a uint64 ``x``, as ``llvm.ctpop.i64``; usable only inside Numba code.
+
+    Parameters
+    ----------
+    x : integer
+        Cast to uint64 first.
+
+    Returns
+    -------
+    uint64
+    """
     if not isinstance(x, types.Integer):
         return None
 
@@ -113,6 +156,14 @@ def popcount(words):
 # -- 8-lane vectors ------------------------------------------------------------------
 @intrinsic
 def vzeros(typingctx):
+    """The zero vector of 8 uint64 lanes.
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Returns
+    -------
+    u64x8
+    """
     def codegen(context, builder, sig, args):
         return ir.Constant(_V8I64, None)
     return u64x8(), codegen
@@ -120,6 +171,20 @@ def vzeros(typingctx):
 
 @intrinsic
 def vload(typingctx, ary, index):
+    """ary.flat[index : index + 8] of a uint64 array (no bounds check).
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    ary : uint64 array, C-contiguous
+    index : int
+        Flat index of the first lane.
+
+    Returns
+    -------
+    u64x8
+    """
     if not (isinstance(ary, types.Array) and ary.dtype == types.uint64):
         return None
 
@@ -131,6 +196,20 @@ def vload(typingctx, ary, index):
 
 @intrinsic
 def vbcast(typingctx, ary, index):
+    """(ary.flat[index],) * 8: one uint64 word in all 8 lanes.
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    ary : uint64 array, C-contiguous
+    index : int
+        Flat index of the word.
+
+    Returns
+    -------
+    u64x8
+    """
     if not (isinstance(ary, types.Array) and ary.dtype == types.uint64):
         return None
 
@@ -143,6 +222,18 @@ def vbcast(typingctx, ary, index):
 
 @intrinsic
 def vxpa(typingctx, acc, x, y):
+    """acc + popcount(x xor y), lane by lane (the xnor-popcount step of a binary dot product).
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    acc, x, y : u64x8
+
+    Returns
+    -------
+    u64x8
+    """
     def codegen(context, builder, sig, args):
         return builder.add(args[0], _ctpop(builder, builder.xor(args[1], args[2])))
     return u64x8(u64x8, u64x8, u64x8), codegen
@@ -150,6 +241,19 @@ def vxpa(typingctx, acc, x, y):
 
 @intrinsic
 def vlane(typingctx, v, lane):
+    """v[lane] of an 8-lane uint64 vector.
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    v : u64x8
+    lane : int, 0 <= lane < 8
+
+    Returns
+    -------
+    uint64
+    """
     def codegen(context, builder, sig, args):
         return builder.extract_element(args[0], args[1])
     return types.uint64(u64x8, lane), codegen
@@ -157,6 +261,24 @@ def vlane(typingctx, v, lane):
 
 @intrinsic
 def vstore_dot(typingctx, out, index, k, acc):
+    """out.flat[index : index + 8] = k - 2 acc: 8 binary dot products from their xor counts.
+
+    Numba intrinsic: callable only inside ``njit`` code; ``typingctx`` is Numba's.
+
+    Parameters
+    ----------
+    out : int32 array, C-contiguous
+    index : int
+        Flat index of the first lane written.
+    k : int
+        The dot products' length K (< 2**31).
+    acc : u64x8
+        Per lane, popcount(a xor b) summed over the words.
+
+    Returns
+    -------
+    None
+    """
     if not (isinstance(out, types.Array) and out.dtype == types.int32):
         return None
 

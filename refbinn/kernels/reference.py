@@ -11,12 +11,32 @@ import numpy as np
 
 
 def sign_bits_ref(x):
-    """1 where sign(x) = -1, i.e. not (x >= 0) (0 -> +1, NaN -> -1), as uint8."""
+    """1 where sign(x) = -1, i.e. not (x >= 0) (0 -> +1, NaN -> -1).
+
+    Parameters
+    ----------
+    x : ndarray, real dtype
+
+    Returns
+    -------
+    ndarray, uint8, shape of x
+    """
     return (~(np.asarray(x) >= 0)).astype(np.uint8)
 
 
 def pack_signs_ref(x):
-    """words[..., w] = sum_b [not x[..., 64 w + b] >= 0] << b, via np.packbits (little bit order)."""
+    """words[..., w] = sum_b [not x[..., 64 w + b] >= 0] << b, via np.packbits (little bit order).
+
+    Twin of ``pack.pack_signs``.
+
+    Parameters
+    ----------
+    x : ndarray, (..., K), real dtype
+
+    Returns
+    -------
+    ndarray, uint64, (..., ceil(K / 64))
+    """
     x = np.asarray(x)
     K = x.shape[-1]
     Kw = (K + 63) // 64
@@ -27,24 +47,67 @@ def pack_signs_ref(x):
 
 
 def unpack_signs_ref(words, k, dtype=np.float32):
-    """x[..., k] = 1 - 2 * bit k of the row, via np.unpackbits (little bit order)."""
+    """x[..., k] = 1 - 2 * bit k of the row, via np.unpackbits (little bit order).
+
+    Twin of ``pack.unpack_signs``.
+
+    Parameters
+    ----------
+    words : ndarray, uint64, (..., Kw)
+    k : int
+        Number of values to unpack, <= 64 Kw.
+    dtype : numpy dtype
+
+    Returns
+    -------
+    ndarray, (..., k), values in {-1, +1}
+    """
     words = np.ascontiguousarray(np.asarray(words, dtype="<u8"))
     bits = np.unpackbits(words.view(np.uint8), axis=-1, bitorder="little")   # (..., 64 Kw)
     return (1 - 2 * bits[..., :k].astype(np.int64)).astype(dtype)
 
 
 def pack_channels_ref(x):
-    """NCHW signs packed along C into NHWC words: pack_signs_ref(x transposed to (N, H, W, C))."""
+    """NCHW signs packed along C into NHWC words: pack_signs_ref(x transposed to (N, H, W, C)).
+
+    Twin of ``pack.pack_channels``.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), real dtype
+
+    Returns
+    -------
+    ndarray, uint64, (N, H, W, ceil(C / 64))
+    """
     return pack_signs_ref(np.asarray(x).transpose(0, 2, 3, 1))
 
 
 def popcount_ref(words):
-    """Bit counts of a uint64 array (uint8)."""
+    """Bit counts of a uint64 array. Twin of ``popcount.popcount``.
+
+    Parameters
+    ----------
+    words : ndarray, uint64
+
+    Returns
+    -------
+    ndarray, uint8, shape of words
+    """
     return np.bitwise_count(np.asarray(words, np.uint64))
 
 
 def to_panels_ref(b):
-    """Bp[jb, w, l] = B[32 jb + l, w], zero rows past N."""
+    """Bp[jb, w, l] = B[32 jb + l, w], zero rows past N. Twin of ``bgemm.to_panels``.
+
+    Parameters
+    ----------
+    b : ndarray, uint64, (N, Kw)
+
+    Returns
+    -------
+    ndarray, uint64, (ceil(N / 32), Kw, 32)
+    """
     N, Kw = b.shape
     nb = (N + 31) // 32
     padded = np.zeros((nb * 32, Kw), np.uint64)
@@ -53,7 +116,19 @@ def to_panels_ref(b):
 
 
 def binary_gemm_ref(a, b, k):
-    """C[i, j] = k - 2 * sum_w popcount(a[i, w] ^ b[j, w]), int32."""
+    """C[i, j] = k - 2 * sum_w popcount(a[i, w] ^ b[j, w]). Twin of ``bgemm.binary_gemm``.
+
+    Parameters
+    ----------
+    a : ndarray, uint64, (M, Kw)
+    b : ndarray, uint64, (N, Kw)
+    k : int
+        The number of real (unpadded) bits per row.
+
+    Returns
+    -------
+    ndarray, int32, (M, N)
+    """
     a = np.asarray(a, np.uint64)
     b = np.asarray(b, np.uint64)
     diff = np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=-1, dtype=np.int64)  # (M, N)
@@ -61,9 +136,20 @@ def binary_gemm_ref(a, b, k):
 
 
 def conv2d_int_ref(x, w, stride, pads):
-    """The definition: sum_{c,i,j} sign(x)[n, c, h, w] sign(W)[o, c, i, j] with zero padding (int64).
+    """The definition: sum_{c,i,j} sign(x)[n, c, h, w] sign(W)[o, c, i, j] with zero padding.
 
-    ``stride`` is (sh, sw), ``pads`` is (top, bottom, left, right).
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), real dtype
+    w : ndarray, (O, C, kh, kw), real dtype
+    stride : (int, int)
+        (sh, sw).
+    pads : (int, int, int, int)
+        (top, bottom, left, right).
+
+    Returns
+    -------
+    ndarray, int64, (N, O, Ho, Wo)
     """
     sx = 1 - 2 * sign_bits_ref(x).astype(np.int64)
     sw_ = 1 - 2 * sign_bits_ref(w).astype(np.int64)
@@ -83,7 +169,17 @@ def conv2d_int_ref(x, w, stride, pads):
 
 def binary_conv2d_ref(x, w, stride, pads):
     """The kernel's algorithm in NumPy: packed im2col with outside taps as 0-words (+1),
-    binary GEMM, then minus the tap sums of the outside taps. int32 (N, O, Ho, Wo)."""
+    binary GEMM, then minus the tap sums of the outside taps. Twin of ``bconv.binary_conv2d``.
+
+    Parameters
+    ----------
+    x, w, stride, pads
+        As in ``conv2d_int_ref``.
+
+    Returns
+    -------
+    ndarray, int32, (N, O, Ho, Wo)
+    """
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     sh, sv = stride
@@ -110,7 +206,20 @@ def binary_conv2d_ref(x, w, stride, pads):
 
 
 def binary_weight_matmul_ref(x, w_words):
-    """y = total - 2 h in float32, in the summation order of ``gemv.py``'s docstring."""
+    """y = total - 2 h in float32, in the summation order of ``gemv.py``'s docstring.
+
+    Twin of ``gemv.binary_weight_matmul``.
+
+    Parameters
+    ----------
+    x : ndarray, (M, K), cast to float32
+    w_words : ndarray, uint64, (N, ceil(K / 64))
+        ``pack_signs`` of the (N, K) weight.
+
+    Returns
+    -------
+    ndarray, float32, (M, N)
+    """
     x = np.asarray(x, np.float32)
     M, K = x.shape
     N, Kw = w_words.shape

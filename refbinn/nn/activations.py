@@ -8,7 +8,12 @@ from .base import Layer
 
 
 class ReLU(Layer):
-    """y = max(x, 0); dy/dx = 1 where x > 0, else 0 (torch's choice at x = 0)."""
+    """y = max(x, 0); dy/dx = 1 where x > 0, else 0 (torch's choice at x = 0).
+
+    Parameters
+    ----------
+    name : str, optional
+    """
 
     def __init__(self, name=None):
         super().__init__(name or "relu")
@@ -23,7 +28,12 @@ class ReLU(Layer):
 
 
 class Tanh(Layer):
-    """y = tanh(x); dy/dx = 1 - y**2."""
+    """y = tanh(x); dy/dx = 1 - y**2.
+
+    Parameters
+    ----------
+    name : str, optional
+    """
 
     def __init__(self, name=None):
         super().__init__(name or "tanh")
@@ -41,7 +51,12 @@ class Tanh(Layer):
 
 
 class Flatten(Layer):
-    """(N, d1, d2, ...) -> (N, d1*d2*...), C-order like ``torch.nn.Flatten``."""
+    """(N, d1, d2, ...) -> (N, d1*d2*...), C-order like ``torch.nn.Flatten``.
+
+    Parameters
+    ----------
+    name : str, optional
+    """
 
     def __init__(self, name=None):
         super().__init__(name or "flatten")

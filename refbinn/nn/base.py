@@ -51,6 +51,11 @@ class Layer:
     Subclasses override ``init``, ``forward``, ``backward`` and, if they have
     parameters, ``kinds``. ``name`` is used in error messages and as the
     prefix of parameter names inside a ``Sequential``.
+
+    Parameters
+    ----------
+    name : str, optional
+        Default: the class name in lower case.
     """
 
     kinds: dict = {}
@@ -59,13 +64,66 @@ class Layer:
         self.name = name or type(self).__name__.lower()
 
     def init(self, rng, dtype=np.float32):
-        """Return ``(params, state)``, two dicts of arrays of ``dtype``."""
+        """Fresh parameters and state.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            Draws the initial weights (unused by layers without parameters).
+        dtype : numpy dtype
+            float32 or float64.
+
+        Returns
+        -------
+        params, state : dict of str -> ndarray
+            Two dicts of arrays of ``dtype`` (empty for this base class).
+        """
         return {}, {}
 
     def forward(self, params, x, state, *, train=False, rng=None):
+        """y = f(params, x): the layer's output, what ``backward`` needs, and the new state.
+
+        Parameters
+        ----------
+        params : dict of str -> ndarray
+            As returned by ``init`` (or the optimizer's weights).
+        x : ndarray
+            The input; its layout is given by the layer (NCHW for images).
+        state : dict of str -> ndarray
+            Non-trained state (BatchNorm running statistics); never mutated.
+        train : bool
+            Training mode (batch statistics, dropout) or evaluation mode.
+        rng : numpy.random.Generator, optional
+            Randomness of the forward pass (dropout masks).
+
+        Returns
+        -------
+        y : ndarray
+        cache : object
+            Whatever ``backward`` needs; opaque to the caller.
+        new_state : dict of str -> ndarray
+        """
         raise NotImplementedError
 
     def backward(self, params, cache, dy):
+        """The vector-Jacobian product: dx = dy^T dy/dx, grads[k] = dy^T dy/dparams[k].
+
+        Parameters
+        ----------
+        params : dict of str -> ndarray
+            The parameters ``forward`` was called with.
+        cache : object
+            The ``cache`` returned by ``forward``.
+        dy : ndarray
+            d loss / d y, the shape of ``y``.
+
+        Returns
+        -------
+        dx : ndarray
+            d loss / d x, the shape of ``x``.
+        grads : dict of str -> ndarray
+            d loss / d params, the same keys and shapes as ``params``.
+        """
         raise NotImplementedError
 
     # -- helpers for subclasses -------------------------------------------------

@@ -25,7 +25,21 @@ from .base import BINARY, REAL, Layer
 def pair(value, name, minimum=1):
     """Return ``(a, b)`` from an int or a pair of ints, each ``>= minimum``.
 
-    Raises ValueError naming ``name`` and the allowed range otherwise.
+    Parameters
+    ----------
+    value : int or (int, int)
+    name : str
+        The argument's name, for the error message.
+    minimum : int
+
+    Returns
+    -------
+    (int, int)
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` and the allowed range.
     """
     vals = (value, value) if np.ndim(value) == 0 else tuple(value)
     if (len(vals) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -40,6 +54,19 @@ def conv_padding(padding, kernel, stride):
     'same' follows torch: it needs stride 1, the total padding per axis is
     ``k - 1``, and for an even kernel the extra row/column goes at the
     bottom/right (``before = (k - 1) // 2``).
+
+    Parameters
+    ----------
+    padding : int, (int, int), 'valid' or 'same'
+    kernel : (int, int)
+        (kh, kw).
+    stride : (int, int)
+        (sh, sw).
+
+    Returns
+    -------
+    ((int, int), (int, int))
+        ((top, bottom), (left, right)).
     """
     if isinstance(padding, str):
         if padding == "valid":
@@ -57,8 +84,19 @@ def conv_output_size(size, kernel, stride, pad_before=0, pad_after=0):
     """Output length along one axis: floor((size + pads - kernel) / stride) + 1.
 
     Rows left over at the end when the stride does not divide evenly are
-    dropped, as in torch. Returns a value < 1 when the padded input is
-    shorter than the kernel.
+    dropped, as in torch.
+
+    Parameters
+    ----------
+    size, kernel, stride : int
+        Input length, kernel length and stride along the axis.
+    pad_before, pad_after : int
+        Zero padding at each end.
+
+    Returns
+    -------
+    int
+        The output length; < 1 when the padded input is shorter than the kernel.
     """
     return (size + pad_before + pad_after - kernel) // stride + 1
 
@@ -171,7 +209,17 @@ class Conv2d(Layer):
         return params, {}
 
     def output_shape(self, input_shape):
-        """(N, O, Ho, Wo) for an input of shape (N, C, H, W)."""
+        """(N, O, Ho, Wo) for an input of shape (N, C, H, W).
+
+        Parameters
+        ----------
+        input_shape : tuple of 4 ints
+            (N, C, H, W).
+
+        Returns
+        -------
+        tuple of 4 ints
+        """
         n, _, h, w = input_shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.pads
         return (n, self.out_channels, conv_output_size(h, kh, sh, *ph), conv_output_size(w, kw, sw, *pw))

@@ -13,7 +13,7 @@ import numpy as np
 
 # -- stable helpers ---------------------------------------------------------------
 def log_softmax(x, axis=-1):
-    """log softmax(x) = x - max(x) - log(sum(exp(x - max(x)))); no overflow at large |x|.
+    """log softmax(x) = x - max(x) - log(sum(exp(x - max(x)))); no overflow at large abs(x).
 
     Parameters
     ----------
@@ -21,6 +21,11 @@ def log_softmax(x, axis=-1):
         Any shape, float dtype (kept).
     axis : int
         The class axis.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``.
     """
     x = np.asarray(x)
     z = x - x.max(axis=axis, keepdims=True)
@@ -29,7 +34,20 @@ def log_softmax(x, axis=-1):
 
 
 def softmax(x, axis=-1):
-    """softmax(x)_k = exp(x_k - max(x)) / sum_j exp(x_j - max(x)); same shape and dtype as x."""
+    """softmax(x)_k = exp(x_k - max(x)) / sum_j exp(x_j - max(x)).
+
+    Parameters
+    ----------
+    x : ndarray
+        Any shape, float dtype (kept).
+    axis : int
+        The class axis.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``; sums to 1 along ``axis``.
+    """
     x = np.asarray(x)
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True)
@@ -37,7 +55,18 @@ def softmax(x, axis=-1):
 
 
 def sigmoid(x):
-    """sigmoid(x) = 1 / (1 + exp(-x)), via exp(-|x|) so nothing overflows; dtype of x kept."""
+    """sigmoid(x) = 1 / (1 + exp(-x)), via exp(-abs(x)) so nothing overflows.
+
+    Parameters
+    ----------
+    x : ndarray
+        Any shape, float dtype (kept).
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``x``, values in [0, 1].
+    """
     x = np.asarray(x)
     e = np.exp(-np.abs(x))                     # in (0, 1]
     return np.where(x >= 0, 1, e) / (1 + e)
@@ -109,7 +138,7 @@ def softmax_cross_entropy(logits, labels):
 def logistic_loss(logits, targets):
     """L = (1/N) sum_n [softplus(z_n) - t_n z_n];  dL/dz_n = (sigmoid(z_n) - t_n) / N.
 
-    softplus(z) = max(z, 0) + log1p(exp(-|z|)) never overflows. This is binary
+    softplus(z) = max(z, 0) + log1p(exp(-abs(z))) never overflows. This is binary
     cross-entropy on logits, ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
     Parameters

@@ -35,7 +35,17 @@ class MaxPool2d(Layer):
             raise ValueError(f"MaxPool2d: kernel_size must have at most 255 elements, got {kernel_size}")
 
     def output_shape(self, input_shape):
-        """(N, C, Ho, Wo) for an input of shape (N, C, H, W)."""
+        """(N, C, Ho, Wo) for an input of shape (N, C, H, W).
+
+        Parameters
+        ----------
+        input_shape : tuple of 4 ints
+            (N, C, H, W).
+
+        Returns
+        -------
+        tuple of 4 ints
+        """
         n, c, h, w = input_shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         return n, c, conv_output_size(h, kh, sh), conv_output_size(w, kw, sw)

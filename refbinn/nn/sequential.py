@@ -20,6 +20,11 @@ class Sequential:
         params, state = model.init(rng, np.float32)
         y, cache, state = model.forward(params, x, state, train=True, rng=rng)
         dx, grads = model.backward(params, cache, dy)   # grads: same keys as params
+
+    Parameters
+    ----------
+    *layers : Layer
+        In order; their names prefix the parameter names.
     """
 
     def __init__(self, *layers: Layer):
@@ -36,7 +41,19 @@ class Sequential:
 
     # -- parameters -----------------------------------------------------------
     def init(self, rng, dtype=np.float32):
-        """Return ``(params, state)``: ordered dicts name -> array of ``dtype``."""
+        """Every layer's ``init``, in order, under prefixed names.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        dtype : numpy dtype
+            float32 or float64.
+
+        Returns
+        -------
+        params, state : dict of str -> ndarray
+            Ordered dicts ``"<layer>.<name>"`` -> array of ``dtype``.
+        """
         dtype = np.dtype(dtype)
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"Sequential.init: dtype must be float32 or float64, got {dtype}")
@@ -58,7 +75,26 @@ class Sequential:
 
     # -- forward / backward ---------------------------------------------------
     def forward(self, params, x, state, *, train=False, rng=None):
-        """Return ``(y, cache, new_state)``. ``rng`` is needed when training with dropout."""
+        """y = f_L(... f_1(x)): every layer's ``forward`` in order.
+
+        Parameters
+        ----------
+        params, state : dict of str -> ndarray
+            Prefixed names, as from ``init``.
+        x : ndarray
+            The first layer's input.
+        train : bool
+            Training mode (batch statistics, dropout).
+        rng : numpy.random.Generator, optional
+            Needed when training with dropout.
+
+        Returns
+        -------
+        y : ndarray
+        cache : list
+            One cache per layer, for ``backward``.
+        new_state : dict of str -> ndarray
+        """
         caches, new_state = [], {}
         for layer in self.layers:
             p = self._split(layer, params)
@@ -69,7 +105,23 @@ class Sequential:
         return x, caches, new_state
 
     def backward(self, params, cache, dy):
-        """Return ``(dx, grads)``, grads keyed like ``params`` and in the same order."""
+        """The chain rule backwards: every layer's ``backward`` in reverse order.
+
+        Parameters
+        ----------
+        params : dict of str -> ndarray
+        cache : list
+            From ``forward``.
+        dy : ndarray
+            d loss / d y.
+
+        Returns
+        -------
+        dx : ndarray
+            d loss / d x.
+        grads : dict of str -> ndarray
+            Keyed like ``params`` and in the same order.
+        """
         grads = {}
         for layer, c in zip(reversed(self.layers), reversed(cache)):
             dy, g = layer.backward(self._split(layer, params), c, dy)
@@ -77,7 +129,17 @@ class Sequential:
         return dy, {k: grads[k] for k in params if k in grads}
 
     def apply(self, params, x, state):
-        """Evaluation-mode forward (running BN statistics, no dropout): returns y."""
+        """Evaluation-mode forward (running BN statistics, no dropout).
+
+        Parameters
+        ----------
+        params, state : dict of str -> ndarray
+        x : ndarray
+
+        Returns
+        -------
+        y : ndarray
+        """
         return self.forward(params, x, state, train=False)[0]
 
     def __repr__(self):
@@ -90,6 +152,18 @@ def flatten_params(params, keys=None):
 
     The authors' optimizer works on one flat vector in ``model.parameters()``
     order; this is that vector.
+
+    Parameters
+    ----------
+    params : dict of str -> ndarray
+    keys : sequence of str, optional
+        The order of the pieces; default: the dict's order.
+
+    Returns
+    -------
+    ndarray, (sum of sizes,)
+        In the arrays' common dtype (NumPy's promotion); float64 zeros of shape (0,)
+        when there are no keys.
     """
     keys = list(params) if keys is None else list(keys)
     if not keys:
@@ -98,7 +172,21 @@ def flatten_params(params, keys=None):
 
 
 def unflatten_params(vec, like, keys=None):
-    """Inverse of ``flatten_params``: split ``vec`` into arrays shaped like ``like[k]``."""
+    """Inverse of ``flatten_params``: split ``vec`` into arrays shaped like ``like[k]``.
+
+    Parameters
+    ----------
+    vec : ndarray, (sum of sizes,)
+    like : dict of str -> ndarray
+        Gives each piece's shape (its values are not used).
+    keys : sequence of str, optional
+        The order of the pieces; default: the order of ``like``.
+
+    Returns
+    -------
+    dict of str -> ndarray
+        Copies, in ``vec``'s dtype.
+    """
     keys = list(like) if keys is None else list(keys)
     total = sum(int(np.size(like[k])) for k in keys)
     vec = np.asarray(vec)

@@ -1,4 +1,4 @@
-"""Sign activation with the straight-through estimator: y = sign(x), dx = dy * 1[|x| <= 1]."""
+"""Sign activation with the straight-through estimator: y = sign(x), dx = dy * 1[abs(x) <= 1]."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ from .base import Layer, sign
 
 
 class SignActivation(Layer):
-    """y = sign(x) (exact zeros -> +1); backward dx = dy * 1[|x| <= 1] (larq's ``ste_sign``).
+    """y = sign(x) (exact zeros -> +1); backward dx = dy * 1[abs(x) <= 1] (larq's ``ste_sign``).
 
     The true derivative of sign is zero almost everywhere; the straight-through
     estimator of BinaryNet (Courbariaux et al., 2016, Eq. 4) passes the

@@ -23,7 +23,8 @@ import math
 import numpy as np
 
 EXACT, OFFICIAL = "exact", "official"
-NUMERICS = (EXACT, OFFICIAL)
+EXACT_CLIPPED = "exact-clipped"     # a variant, not the paper's estimator: see concrete_scale
+NUMERICS = (EXACT, OFFICIAL, EXACT_CLIPPED)
 CODE_EPS = 1e-10          # the constant the authors add to 1 - w_r**2 and to 1 - mu**2
 LOG2 = math.log(2.0)
 
@@ -116,6 +117,12 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
     official: s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), evaluated in the
               dtype of ``lam`` in that order (float32 for the authors' code);
               ``mu`` is the stored (lagged) mean, default tanh(lam).
+    exact-clipped: s = min(s_exact, N/tau) = N/tau * min(1, (1 - w_r**2)/(1 - mu**2)):
+              bounded by the scale of an undecided weight (lam = 0, z = 0), so that a
+              weight with large |lam| never takes a larger step than an undecided one
+              (the heavy tail of 1/(1 - mu**2) = cosh(lam)**2 is cut). This CHANGES the
+              estimator: it is no longer an unbiased estimate of the gradient of the
+              relaxed objective (Lemma 1); it is a variant for experiments, not the paper.
 
     Parameters
     ----------
@@ -124,7 +131,7 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
     tau : float > 0
     N : float > 0
         Training-set size.
-    numerics : {'exact', 'official'}
+    numerics : {'exact', 'official', 'exact-clipped'}
     mu : ndarray, same shape, optional (official only)
 
     Returns
@@ -138,6 +145,8 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
     lam = np.asarray(lam)
     dt = lam.dtype
     u = np.asarray(u, dtype=dt)
+    if numerics == EXACT_CLIPPED:
+        return np.minimum(concrete_scale(lam, u, tau, N, EXACT), dt.type(N / tau))
     if numerics == EXACT:
         z = (lam + logistic_noise(u)) / dt.type(tau)                 # in the state dtype
         # log s = log(N/tau) + 2*(logcosh(lam) - logcosh(z)), in float64 from the dtype's
@@ -155,7 +164,7 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
         w = relaxed_sample(lam, u, tau)
         one, eps = dt.type(1), dt.type(CODE_EPS)
         return (one - w * w + eps) / dt.type(tau) / (one - mu * mu + eps) * dt.type(N)
-    raise ValueError(f"numerics must be 'exact' or 'official', got {numerics!r}")
+    raise ValueError(f"numerics must be one of {', '.join(map(repr, NUMERICS))}, got {numerics!r}")
 
 
 def natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step):
@@ -216,7 +225,8 @@ def step_numpy(lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, s
         As in ``natural_update``.
     tau, N : float > 0
         Temperature and training-set size.
-    numerics : {'exact', 'official'}
+    numerics : {'exact', 'official', 'exact-clipped'}
+        'exact-clipped' is 'exact' with the clipped scale of ``concrete_scale``.
     step : int >= 1
         The step count t of this update.
 

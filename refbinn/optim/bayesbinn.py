@@ -47,6 +47,9 @@ Two numerics (spec section 7):
   (after step t the state holds tanh(lam_{t-1})); the mode uses that mu. In float32
   at tau = 1e-10 w_r is exactly +-1, so the 1e-10 constants set the step: s/N = 1e10
   at lam = 10. A float64 port of the same formula gives 1/(1 - tanh(10)**2 + 1e-10) ~ 1.2e8.
+- ``'exact-clipped'`` (a variant for experiments, NOT the paper's estimator): 'exact' with
+  the scale bounded, s = min(s_exact, N/tau) (``concrete_scale``); its float32 kernels are
+  in ``_bayesbinn_clipped_kernels.py``.
 
 Conventions:
 
@@ -84,10 +87,11 @@ import numpy as np
 from ..checks import check_choice, check_range
 from ..nn.base import sign
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
+from ._bayesbinn_clipped_kernels import step_clipped_fused
 from ._bayesbinn_kernels import relaxed_sample_fused, step_fused
-from ._bayesbinn_math import (CODE_EPS, EXACT, LOG2, NUMERICS, OFFICIAL,  # noqa: F401  (re-exported)
-                              concrete_scale, logistic_noise, natural_update, open_uniform,
-                              relaxed_sample, rounded, step_numpy)
+from ._bayesbinn_math import (CODE_EPS, EXACT, EXACT_CLIPPED, LOG2, NUMERICS,  # noqa: F401  (re-exported)
+                              OFFICIAL, concrete_scale, logistic_noise, natural_update,
+                              open_uniform, relaxed_sample, rounded, step_numpy)
 from .base import Optimizer, as_grad_list, check_grads
 
 
@@ -132,8 +136,8 @@ class BayesBiNN(PooledKernels, Optimizer):
         previous task's lam, for continual learning.
     reweight : float >= 0
         Weight of the prior (KL) term.
-    numerics : {'exact', 'official'}
-        See the module docstring.
+    numerics : {'exact', 'official', 'exact-clipped'}
+        See the module docstring ('exact-clipped' is not the paper's estimator).
     dtype : None, 'float32' or 'float64'
         State dtype. None: the params' dtype for 'exact', float32 for 'official'.
     backend : {'numba', 'numpy'}
@@ -306,7 +310,8 @@ class BayesBiNN(PooledKernels, Optimizer):
         args = (lam, m, mu, gs, us, lam0, lr, self.beta, self.reweight, self.tau, self.N,
                 self.numerics, step)
         if on_kernels:
-            lam_new, m_new, mu_new = step_fused(self.pool, *args)
+            fused = step_clipped_fused if self.numerics == EXACT_CLIPPED else step_fused
+            lam_new, m_new, mu_new = fused(self.pool, *args)
             return None if lam_new is None else (lam_new, m_new, mu_new)
         with np.errstate(over="ignore", invalid="ignore"):             # overflow is reported
             lam_new, m_new, mu_new = step_numpy(*args)

@@ -9,13 +9,13 @@ w in {-1, +1}. A weight flips when the average gradient pushes against its
 current sign by more than ``threshold``. There are no latent reals; real-valued
 parameters (biases, BN affine) go to Adam through ``refbinn.optim.partition``.
 
-=============== ================= ====================================
-code            symbol            Helwegen et al. / larq ``Bop``
-=============== ================= ====================================
+=============== ================== ====================================
+code            symbol             Helwegen et al. / larq ``Bop``
+=============== ================== ====================================
 ``gamma``       gamma (adaptivity) ``gamma``
-``threshold``   tau               ``threshold``
-``m``           m                 ``m`` (moving average)
-=============== ================= ====================================
+``threshold``   tau                ``threshold``
+``m``           m                  ``m`` (moving average)
+=============== ================== ====================================
 
 Where the code is: this module (the optimizer) and ``_bop_math.py`` (the equations).
 

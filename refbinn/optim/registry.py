@@ -1,5 +1,7 @@
 """The optimizers by name: the one table the CLI, the experiments, traces and files use.
 
+What it holds::
+
     OPTIMIZERS   name -> optimizer class (what ``--optimizer`` and presets name)
     FILE_NAMES   name -> class for every class a checkpoint may hold (optimizers and
                  their state NamedTuples); a file names classes only by these keys, and

@@ -14,7 +14,7 @@ in R^(K+1). One step, with one r per layer per minibatch::
 Why: the projection keeps ||v_i|| = 1, i.e. diag(X) = 1 for the Gram matrix X = V^T V of
 the rank-(K+1) factor V = [v_1 ... v_n]: the SDP relaxation of +-1 variables in
 Burer-Monteiro form. With xi = sqrt(S) r ~ N(0, I_K), w_i = <v_i, (1, xi)> and sign(w_i)
-is hyperplane rounding; w_i ~ N(m_i, 1 - m_i**2), so |m_i| <= 1 and
+is hyperplane rounding; w_i ~ N(m_i, 1 - m_i**2), so abs(m_i) <= 1 and
 
     P(w_b,i = +1) = Phi(m_i / sqrt(1 - m_i**2)).
 

@@ -1,4 +1,4 @@
-"""Packed inference: a binary network at 1 bit per weight, predicting with the bitwise kernels.
+"""Packed inference: a binary network at 1 bit per weight, predicting with the bitwise kernels::
 
     real input:    y = x @ sign(W).T = total(x) - 2 h(x, bits)      (binary_weight_matmul)
     binary input:  y = K - 2 popcount(pack(x) ^ pack(W))             (binary_gemm, binary_conv2d)

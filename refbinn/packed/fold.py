@@ -1,4 +1,4 @@
-"""Folding for packed inference: BatchNorm into scale and shift, BN -> sign into thresholds.
+"""Folding for packed inference: BatchNorm into scale and shift, BN -> sign into thresholds::
 
     BatchNorm:     y = x * scale + shift,   scale = gamma / sqrt(var + eps),
                                             shift = beta - mean * scale
@@ -33,7 +33,7 @@ def float_values(k):
 
 
 def fit_threshold(decide, channels, bound, value=None):
-    """dirs, t with ``decide(value(k))[c] == (dirs[c] * k >= t[c])`` for every key |k| <= bound.
+    """dirs, t with ``decide(value(k))[c] == (dirs[c] * k >= t[c])`` for every key ``|k| <= bound``.
 
     ``decide`` maps one value per channel, shape (C,), to booleans and must be
     monotone in the key, per channel. dirs = -1 where it is true at -bound and
@@ -67,7 +67,7 @@ def fit_threshold(decide, channels, bound, value=None):
 
 
 def threshold_op(name, chain, bias, channels, dtype, integer_bound):
-    """The threshold op of ``sign(chain(h + bias))``: integer keys |h| <= K, else float32 keys."""
+    """The threshold op of ``sign(chain(h + bias))``: integer keys ``|h| <= K``, else float32 keys."""
     for layer, _, _ in chain:
         if isinstance(layer, BatchNorm) and layer.num_features != channels:
             raise ValueError(f"export: layer '{layer.name}' has {layer.num_features} channels, "

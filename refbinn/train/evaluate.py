@@ -1,23 +1,45 @@
 """Accuracy, NLL and entropy of the mode and mean predictions (``refbinn.predict``) on one split."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
+from ..bn_recalibration import recalibrator
 from ..predict import predict_mean, predict_mode, predictive_entropy
 
 
+def _scores(p, y):
+    return (float(np.mean(p.argmax(1) == y)),
+            float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)))))
+
+
 def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, average="prob",
-             batch=1000):
+             batch=1000, calibration=None):
     """Accuracy (and NLL, mean entropy) of the mode prediction and, if ``samples`` > 0,
-    of the mean prediction over ``samples`` hard weight samples."""
+    of the mean prediction over ``samples`` hard weight samples.
+
+    ``calibration`` (a list of training batches, ``bn_recalibration.calibration_batches``):
+    every evaluated network (the mode, each sample) gets BatchNorm statistics recomputed
+    on these batches (``bn_recalibration.recalibrate_bn``), and the keys acc_mode, nll_mode,
+    acc_mean, ... report that; the same networks with the training's running statistics
+    ``bn_state`` are reported as acc_mode_trainbn, nll_mode_trainbn, acc_mean_trainbn,
+    nll_mean_trainbn (the mean over the same weight samples).
+    """
     out = {}
-    p = predict_mode(model, opt, opt_state, bn_state, x, link="classes", batch_size=batch)   # (n, K)
-    out["acc_mode"] = float(np.mean(p.argmax(1) == y))
-    out["nll_mode"] = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None))))
+    recal = None if calibration is None else recalibrator(model, calibration, bn_state)
+    variants = [("", recal)] + ([("_trainbn", None)] if recal is not None else [])
+    for suffix, bn_for in variants:
+        p = predict_mode(model, opt, opt_state, bn_state, x, link="classes", batch_size=batch,
+                         bn_state_for=bn_for)                                          # (n, K)
+        out[f"acc_mode{suffix}"], out[f"nll_mode{suffix}"] = _scores(p, y)
     if samples > 0 and hasattr(opt, "sample_params"):
-        pm = predict_mean(model, opt, opt_state, bn_state, x, samples, rng, average=average,
-                          link="classes", batch_size=batch)
-        out["acc_mean"] = float(np.mean(pm.argmax(1) == y))
-        out["nll_mean"] = float(-np.mean(np.log(np.clip(pm[np.arange(len(y)), y], 1e-300, None))))
-        out["entropy_mean"] = float(np.mean(predictive_entropy(pm)))
+        rng0 = copy.deepcopy(rng)              # both variants see the same weight samples
+        for suffix, bn_for in variants:
+            r = rng if suffix == variants[-1][0] else copy.deepcopy(rng0)
+            pm = predict_mean(model, opt, opt_state, bn_state, x, samples, r, average=average,
+                              link="classes", batch_size=batch, bn_state_for=bn_for)
+            out[f"acc_mean{suffix}"], out[f"nll_mean{suffix}"] = _scores(pm, y)
+            if not suffix:
+                out["entropy_mean"] = float(np.mean(predictive_entropy(pm)))
     return out

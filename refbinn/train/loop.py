@@ -23,7 +23,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..io import write_json
+from ..bn_recalibration import calibration_batches
+from .anneal import set_tau
 from .checkpoint import load_checkpoint, save_checkpoint
+from .diagnostics import Diagnostics, summary_line
 from .evaluate import evaluate
 from .step import train_step
 
@@ -53,12 +56,16 @@ class TrainConfig:
     eval_mean_every: int = 0        # evaluate 'mean' every k epochs (0: last epoch only)
     average: str = "prob"           # 'prob' or 'logits' for the mean prediction
     eval_batch: int = 1000
+    recalibrate_bn: int = 0         # K: evaluate with BatchNorm statistics from K training batches
+    diagnostics: bool = True        # record refbinn.train.diagnostics in each epoch's history
+    diagnostics_every: int = 0      # ... also every k steps (0: once per epoch)
     quiet: bool = False
     checkpoint_every: int = 1       # write checkpoint.npz and history.json every k epochs (and the last)
     meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
 
 def summarize(history):
-    """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch."""
+    """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch
+    (with BatchNorm recalibration, also those of the training's statistics: *_trainbn)."""
     ep = history["epochs"]
     if not ep:
         return {}
@@ -68,6 +75,11 @@ def summarize(history):
         out["best_val_epoch"] = ep[best]["epoch"]
         out["val_acc_mode_best"] = ep[best]["val_acc_mode"]
         out["test_acc_mode_at_best_val"] = ep[best].get("test_acc_mode")
+    if ep[0].get("val_acc_mode_trainbn") is not None:     # BN recalibration: the same, without it
+        best = max(range(len(ep)), key=lambda i: ep[i]["val_acc_mode_trainbn"])
+        out["test_acc_mode_trainbn_at_best_val"] = ep[best].get("test_acc_mode_trainbn")
+        out["test_acc_mode_trainbn_last"] = ep[-1].get("test_acc_mode_trainbn")
+        out["test_acc_mean_trainbn_last"] = ep[-1].get("test_acc_mean_trainbn")
     out["test_acc_mode_last"] = ep[-1].get("test_acc_mode")
     out["test_acc_mean_last"] = ep[-1].get("test_acc_mean")
     out["train_seconds"] = float(sum(e["seconds"] for e in ep))
@@ -75,7 +87,7 @@ def summarize(history):
 
 # -- the loop ----------------------------------------------------------------------------
 def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=False,
-        dtype=np.float32, init_state=None, log=print, stop_after=None):
+        dtype=np.float32, init_state=None, log=print, stop_after=None, tau_schedule=None):
     """Train ``model`` with ``opt`` on ``data`` for ``cfg.epochs`` epochs.
 
     Parameters
@@ -87,6 +99,8 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     init_state : (opt_state, bn_state) to start from instead of a fresh init (continual learning)
     stop_after : stop after this many epochs in this call (an interruption: ``resume``
         continues exactly as if the run had not stopped)
+    tau_schedule : callable fractional epoch -> tau, optional (BayesBiNN temperature
+        annealing, ``refbinn.train.anneal``), set before every step
 
     Returns
     -------
@@ -117,20 +131,28 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     if show:
         from tqdm.auto import tqdm
     n = data.n_train
+    steps = -(-n // cfg.batch_size)
+    diag = Diagnostics(model, opt, loss_fn, cfg.seed, cfg.diagnostics_every) if cfg.diagnostics else None
     end = cfg.epochs if stop_after is None else min(cfg.epochs, start + int(stop_after))
     for epoch in range(start, end):
         lr = schedule(epoch) if schedule is not None else None
         t0 = time.perf_counter()
         tot_loss = tot_correct = seen = 0
         it = batches(data.x_train, data.y_train, cfg.batch_size, rng=rngs["data"], shuffle=True)
-        bar = tqdm(it, total=-(-n // cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(it, total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    leave=False, file=sys.stderr) if show else it
-        for xb, yb in bar:
+        if diag:
+            diag.start_epoch(epoch, opt_state)
+        for i, (xb, yb) in enumerate(bar):
             if data.augment is not None:
                 xb = data.augment(xb, rngs["data"])
+            if tau_schedule is not None:
+                set_tau(opt, tau_schedule(epoch + i / steps))
             opt_state, bn_state, loss, out = train_step(
                 model, opt, opt_state, bn_state, xb, yb, loss_fn,
                 rng_noise=rngs["noise"], rng_drop=rngs["drop"], lr=lr)
+            if diag:
+                diag.step(opt_state, bn_state, xb, yb, lr)
             b = len(yb)
             tot_loss += loss * b
             seen += b
@@ -149,19 +171,29 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
         # The evaluation stream depends on (seed, epoch) only, so an evaluation never
         # depends on which earlier epochs were evaluated or where a run was resumed.
         r_eval = np.random.default_rng([cfg.seed, 1, epoch])
+        calib = None if not cfg.recalibrate_bn else calibration_batches(
+            data.x_train, cfg.recalibrate_bn, cfg.batch_size, np.random.default_rng([cfg.seed, 3, epoch]))
         for split, xs, ys in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
             if xs is None:
                 continue
             ev = evaluate(model, opt, opt_state, bn_state, xs, ys,
                           samples=cfg.eval_samples if do_mean else 0, rng=r_eval,
-                          average=cfg.average, batch=cfg.eval_batch)
+                          average=cfg.average, batch=cfg.eval_batch, calibration=calib)
             rec.update({f"{split}_{k}": v for k, v in ev.items()})
+        if tau_schedule is not None:
+            rec["tau"] = float(tau_schedule(epoch + (steps - 1) / steps))      # the epoch's last step
+        if diag:
+            d, secs = diag.end_epoch(opt_state, bn_state, xb, yb, lr, rec)
+            rec["diagnostics"], rec["seconds_diagnostics"] = d, secs
         rec["seconds"] = time.perf_counter() - t0
         history["epochs"].append(rec)
         if not cfg.quiet:
             msg = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in rec.items() if k not in ("lr",))
+                           for k, v in rec.items() if k not in ("lr", "diagnostics"))
             log(f"[epoch {epoch + 1}/{cfg.epochs}] {msg}")
+            if diag:
+                log(f"[epoch {epoch + 1}/{cfg.epochs}] "
+                    f"{summary_line(rec['diagnostics'], rec['seconds_diagnostics'])}")
         # a checkpoint every k epochs and at the end of this call (the full history is
         # rewritten each time, so k > 1 saves much time on toy runs of thousands of epochs)
         if out_dir and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end):

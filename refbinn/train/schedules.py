@@ -31,6 +31,18 @@ def cosine_lr(epoch, *, lr, epochs, eta_min=0.0, off_by_one=False):
     This is the closed form of torch's ``CosineAnnealingLR(T_max=epochs, eta_min)``
     at ``last_epoch = t``. Past t = epochs it continues the cosine (the value rises
     again), as torch's does.
+
+    Parameters
+    ----------
+    epoch : int, >= 0
+        The epoch being trained, from 0 (or the iteration).
+    lr, epochs, eta_min, off_by_one
+        As in ``cosine``.
+
+    Returns
+    -------
+    float
+        The learning rate.
     """
     t = check_int("epoch", epoch) + (1 if off_by_one else 0)
     return eta_min + (lr - eta_min) * (1.0 + math.cos(math.pi * t / epochs)) / 2.0
@@ -54,6 +66,11 @@ def cosine(lr, epochs, eta_min=0.0, off_by_one=False):
         epoch, before training, so epoch e trains with the value at
         ``last_epoch = e + 1``: epoch 0 already uses less than ``lr`` and the last
         epoch (e = epochs - 1) trains with exactly ``eta_min``.
+
+    Returns
+    -------
+    callable
+        ``epoch -> lr`` (a ``functools.partial`` of ``cosine_lr``).
     """
     check_range("lr", lr, 0.0)
     check_range("eta_min", eta_min, 0.0)
@@ -63,7 +80,20 @@ def cosine(lr, epochs, eta_min=0.0, off_by_one=False):
 
 # -- step decay ------------------------------------------------------------------
 def step_decay_lr(epoch, *, lr, every, factor):
-    """lr * factor ** (epoch // every) (torch ``StepLR(step_size=every, gamma=factor)``)."""
+    """lr * factor ** (epoch // every) (torch ``StepLR(step_size=every, gamma=factor)``).
+
+    Parameters
+    ----------
+    epoch : int, >= 0
+        The epoch being trained, from 0 (or the iteration).
+    lr, every, factor
+        As in ``step_decay``.
+
+    Returns
+    -------
+    float
+        The learning rate.
+    """
     return lr * factor ** (check_int("epoch", epoch) // every)
 
 
@@ -77,6 +107,11 @@ def step_decay(lr, every, factor):
     factor : float, in (0, 1]
         e.g. Bop on CIFAR: gamma 1e-4, x0.1 every 100 epochs; PMF on MNIST:
         x0.2 every 7000 iterations.
+
+    Returns
+    -------
+    callable
+        ``epoch -> lr`` (a ``functools.partial`` of ``step_decay_lr``).
     """
     check_range("lr", lr, 0.0)
     check_range("factor", factor, 0.0, 1.0, lo_open=True)
@@ -85,7 +120,20 @@ def step_decay(lr, every, factor):
 
 # -- geometric ----------------------------------------------------------------------
 def geometric_lr(epoch, *, lr_start, lr_end, epochs):
-    """lr_start * (lr_end / lr_start) ** (epoch / epochs)."""
+    """lr_start * (lr_end / lr_start) ** (epoch / epochs).
+
+    Parameters
+    ----------
+    epoch : int, >= 0
+        The epoch being trained, from 0 (or the iteration).
+    lr_start, lr_end, epochs
+        As in ``geometric``.
+
+    Returns
+    -------
+    float
+        The learning rate.
+    """
     return lr_start * (lr_end / lr_start) ** (check_int("epoch", epoch) / epochs)
 
 
@@ -102,6 +150,11 @@ def geometric(lr_start, lr_end, epochs):
     ----------
     lr_start, lr_end : float, > 0
     epochs : int, >= 1
+
+    Returns
+    -------
+    callable
+        ``epoch -> lr`` (a ``functools.partial`` of ``geometric_lr``).
     """
     check_range("lr_start", lr_start, 0.0, lo_open=True)
     check_range("lr_end", lr_end, 0.0, lo_open=True)
@@ -111,7 +164,20 @@ def geometric(lr_start, lr_end, epochs):
 
 # -- milestones ----------------------------------------------------------------------
 def milestones_lr(epoch, *, lr, at, factor):
-    """lr * factor ** (number of milestones <= epoch) (torch ``MultiStepLR``)."""
+    """lr * factor ** (number of milestones <= epoch) (torch ``MultiStepLR``).
+
+    Parameters
+    ----------
+    epoch : int, >= 0
+        The epoch being trained, from 0 (or the iteration).
+    lr, at, factor
+        As in ``milestones``; ``at`` sorted.
+
+    Returns
+    -------
+    float
+        The learning rate.
+    """
     return lr * factor ** bisect.bisect_right(at, check_int("epoch", epoch))
 
 
@@ -124,6 +190,11 @@ def milestones(lr, at=(1500, 2500), factor=0.1):
     at : sequence of int, each >= 0
         Sorted here. Default: two moons, x0.1 at epochs 1500 and 2500.
     factor : float, in (0, 1]
+
+    Returns
+    -------
+    callable
+        ``epoch -> lr`` (a ``functools.partial`` of ``milestones_lr``).
     """
     check_range("lr", lr, 0.0)
     check_range("factor", factor, 0.0, 1.0, lo_open=True)
@@ -133,7 +204,20 @@ def milestones(lr, at=(1500, 2500), factor=0.1):
 
 # -- restart per task ---------------------------------------------------------------
 def per_task_lr(epoch, *, schedule, epochs_per_task):
-    """schedule(epoch mod epochs_per_task)."""
+    """schedule(epoch mod epochs_per_task).
+
+    Parameters
+    ----------
+    epoch : int, >= 0
+        The epoch being trained, from 0 (or the iteration).
+    schedule, epochs_per_task
+        As in ``per_task``.
+
+    Returns
+    -------
+    float
+        The learning rate.
+    """
     return schedule(check_int("epoch", epoch) % epochs_per_task)
 
 
@@ -148,6 +232,11 @@ def per_task(schedule, epochs_per_task):
     ----------
     schedule : callable epoch -> lr
     epochs_per_task : int, >= 1
+
+    Returns
+    -------
+    callable
+        ``epoch -> lr`` (a ``functools.partial`` of ``per_task_lr``).
     """
     if not callable(schedule):
         raise ValueError(f"schedule must be a callable epoch -> lr, got {schedule!r}")
@@ -163,8 +252,19 @@ def warmup_cosine(lr, epochs, warmup=1, eta_min=0.0):
 
     Parameters
     ----------
-    lr : float, the peak learning rate (reached at epoch ``warmup - 1``).
-    epochs : int, total epochs; warmup : int, warm-up epochs (0 <= warmup < epochs).
+    lr : float, > 0
+        The peak learning rate (reached at epoch ``warmup - 1``).
+    epochs : int
+        Total epochs.
+    warmup : int, 0 <= warmup < epochs
+        Warm-up epochs.
+    eta_min : float
+        The value the cosine reaches at e = ``epochs``.
+
+    Returns
+    -------
+    callable
+        ``epoch -> lr``.
     """
     check_range("lr", lr, 0, None, lo_open=True)
     if not 0 <= int(warmup) < int(epochs):

@@ -1,4 +1,4 @@
-"""One training step: S forward/backward passes at the optimizer's weights, then its update.
+"""One training step: S forward/backward passes at the optimizer's weights, then its update::
 
     noise = opt.sample(state, rng_noise)          # S entries for BayesBiNN, [None] otherwise
     for n in noise:

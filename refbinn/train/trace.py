@@ -352,7 +352,7 @@ def compare_traces(a, b, rtol=None, atol=0.0):
     Entries present in both are compared in step order, then in the order of
     operations of a step (x, y; per Monte Carlo pass u, w, mask, out, loss, grad,
     scale; the optimizer state fields; bn; eval_w), then in parameter order.
-    Entry i of a tensor diverges when |a_i - b_i| > atol + rtol * scale, scale =
+    Entry i of a tensor diverges when ``|a_i - b_i| > atol + rtol * scale``, scale =
     the largest finite magnitude in that tensor in either trace; booleans and
     integers must be equal.
 

@@ -1,0 +1,228 @@
+"""Calibration and out-of-distribution detection of trained checkpoints (``refbinn evaluate --ood``).
+
+For each checkpoint, on its data set's test images and on each OOD set (``refbinn.data.ood``)::
+
+    mode:          p(y|x) = softmax(f_{w*}(x)),  w* = opt.params(state)             (every optimizer)
+    mean (C=S):    p(y|x) = (1/S) sum_c softmax(f_{w_c}(x)),  w_c = opt.sample_params  (BayesBiNN;
+                   for VISPA the same average over sampled binary networks is its "ensemble")
+
+and the numbers of ``refbinn.metrics`` for each: accuracy, NLL, Brier, ECE (with its bins) and
+mean entropy on the test set; AUROC and AUPR of the entropy and of 1 - max p, test set vs OOD set.
+
+Every mean prediction of one checkpoint draws its weight samples from a Generator seeded
+with (seed, 1): the test set and every OOD set see the same S networks, and the mean over
+10 samples uses the first 10 of the 100 of the mean over 100.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..checks import check_choice, check_int
+from ..data.errors import DatasetNotFound
+from ..data.ood import OOD_SETS, ood_set
+from ..metrics import DEFAULT_BINS, classification_metrics, entropy, ood_metrics
+from ..models import build_model
+from ..predict import AVERAGES, predict_mean, predict_mode
+from ..report import table
+from ..train import load_checkpoint
+from .datasets import IMAGE_DATASETS, load_data
+
+HIST_BINS = 30          # entropy histogram bins on [0, log K]
+
+
+def can_sample(opt):
+    """Whether ``opt`` has a distribution to sample networks from (BayesBiNN, VISPA; also
+    inside a Partition), i.e. whether a mean prediction differs from the mode."""
+    return hasattr(getattr(opt, "binary_opt", opt), "sample_params")
+
+
+def load_run(path):
+    """A checkpoint with its model rebuilt: dict of label, path, model, opt, opt_state,
+    bn_state, dataset, optimizer, seed, epoch."""
+    ck = load_checkpoint(path)
+    meta = ck["config"]["meta"]
+    name, kw = meta["model"]
+    label = os.path.basename(os.path.dirname(os.path.abspath(path))) or str(path)
+    return {"label": label, "path": str(path), "model": build_model(name, kw, where=str(path)),
+            "opt": ck["opt"], "opt_state": ck["opt_state"], "bn_state": ck["bn_state"],
+            "dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
+            "seed": ck["config"].get("seed"), "epoch": ck["epoch"]}
+
+
+def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_seed=0, log=print):
+    """The test set of ``dataset`` and the OOD sets ``names`` built from it.
+
+    ``seed`` draws the OOD noise and permutation; ``data_seed`` is the training run's seed,
+    which the image test sets do not depend on (two moons draws its test points from it).
+
+    Returns
+    -------
+    x_test, y_test : the first ``max_test`` test inputs (all if None) and labels
+    sets : dict name -> ndarray, the OOD inputs (at most len(x_test) of a named set)
+    status : dict name -> "n = ..." or "skipped: reason" (a named set that is not present)
+    """
+    data, _ = load_data(dataset, root, split=0.1, seed=data_seed)
+    if data.x_test is None or not np.issubdtype(data.y_test.dtype, np.integer):
+        raise ValueError(f"calibration and OOD metrics need a classification test set; "
+                         f"{dataset!r} has none")
+    x, y = data.x_test[:max_test], data.y_test[:max_test]
+    if names and dataset not in IMAGE_DATASETS:
+        raise ValueError(f"OOD sets need an image data set ({', '.join(IMAGE_DATASETS)}); "
+                         f"the checkpoint was trained on {dataset!r}")
+    sets, status = {}, {}
+    for name in names:
+        check_choice("OOD set", name, OOD_SETS)
+        if name == dataset:
+            raise ValueError(f"OOD set {name!r} is the checkpoint's own data set")
+        # each set's stream depends on (seed, its name) only, not on which others are asked for
+        rng = np.random.default_rng([seed, 2, OOD_SETS.index(name)])
+        try:
+            sets[name] = ood_set(name, x, dataset, rng, root)[:len(x)]
+        except DatasetNotFound as e:
+            status[name] = (f"skipped: not found in {', '.join(map(str, e.searched))} "
+                            f"(get it with `refbinn download {name}`)")
+            log(f"OOD set {name}: {status[name]}")
+            continue
+        status[name] = f"n = {len(sets[name])}"
+    return x, y, sets, status
+
+
+def _histograms(p_test, p_sets):
+    k = p_test.shape[1]
+    edges = np.linspace(0.0, np.log(k), HIST_BINS + 1)
+    count = lambda p: np.histogram(np.clip(entropy(p), 0.0, np.log(k)), edges)[0].tolist()
+    return {"edges": edges.tolist(), "test": count(p_test), **{n: count(p) for n, p in p_sets.items()}}
+
+
+def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", bins=DEFAULT_BINS,
+                    batch_size=1000):
+    """One row per prediction of ``run`` (``load_run``): the mode, then the mean for each count.
+
+    Returns
+    -------
+    list of dict: run, checkpoint, dataset, optimizer, seed, epoch, prediction ('mode',
+    'mean', or 'ensemble' for VISPA), samples (None for the mode), test (``classification_metrics``),
+    ood (name -> ``ood_metrics``), entropy_hist (edges, test and per-set counts).
+    """
+    m, o, st, bn = run["model"], run["opt"], run["opt_state"], run["bn_state"]
+    kinds = [("mode", None)]
+    if can_sample(o):
+        kinds += [("ensemble" if run["optimizer"] == "vispa" else "mean", s) for s in samples]
+    rows = []
+    for kind, s in kinds:
+        def probs(inputs):
+            if s is None:
+                return predict_mode(m, o, st, bn, inputs, link="classes", batch_size=batch_size)
+            return predict_mean(m, o, st, bn, inputs, s, np.random.default_rng([seed, 1]),
+                                average=average, link="classes", batch_size=batch_size)
+        p_test = probs(x)                                                  # (n, K) float64
+        p_sets = {name: probs(xo) for name, xo in sets.items()}
+        rows.append({"run": run["label"], "checkpoint": run["path"], "dataset": run["dataset"],
+                     "optimizer": run["optimizer"], "seed": run["seed"], "epoch": run["epoch"],
+                     "prediction": kind, "samples": s,
+                     "test": classification_metrics(p_test, y, bins),
+                     "ood": {name: ood_metrics(p_test, p) for name, p in p_sets.items()},
+                     "entropy_hist": _histograms(p_test, p_sets)})
+    return rows
+
+
+def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, seed=0, average="prob",
+                         max_test=None, root=None, batch_size=1000, log=print):
+    """Rows of ``prediction_rows`` for every checkpoint in ``paths``, in one result.
+
+    Parameters
+    ----------
+    paths : sequence of checkpoint paths (``results/runs/NAME/checkpoint.npz``)
+    ood : names from ``refbinn.data.ood.OOD_SETS``
+    samples : sequence of ints >= 1, the counts S of the mean predictions
+    bins : ECE bins B; seed : seeds the OOD sets and the weight samples
+    average : 'prob' (the predictive) or 'logits' (the authors' image scripts)
+    max_test : use the first N test images (and N inputs per OOD set)
+
+    Returns
+    -------
+    dict: settings, ood_sets (dataset -> name -> status), rows (list), runs (label per path)
+    """
+    if not paths:
+        raise ValueError("evaluate needs at least one checkpoint")
+    samples = [check_int("samples", s, 1) for s in samples]
+    bins, seed = check_int("bins", bins, 1), check_int("seed", seed, 0)
+    check_choice("average", average, AVERAGES)
+    if max_test is not None:
+        max_test = check_int("max_test", max_test, 1)
+    for name in ood:
+        check_choice("OOD set", name, OOD_SETS)
+    runs, seen, cache, status, rows = [], {}, {}, {}, []
+    for path in paths:
+        run = load_run(path)
+        seen[run["label"]] = seen.get(run["label"], 0) + 1
+        if seen[run["label"]] > 1:                        # two folders of one name: keep rows apart
+            run["label"] = f"{run['label']}#{seen[run['label']]}"
+        # image test sets are the same for every run; a toy set is drawn from the run's seed
+        key = (run["dataset"], None if run["dataset"] in IMAGE_DATASETS else run["seed"])
+        if key not in cache:
+            x, y, sets, status[run["dataset"]] = evaluation_sets(
+                run["dataset"], list(ood), root=root, seed=seed, max_test=max_test,
+                data_seed=run["seed"] or 0, log=log)
+            cache[key] = (x, y, sets)
+        x, y, sets = cache[key]
+        log(f"{run['label']}: {run['optimizer']} on {run['dataset']}, epoch {run['epoch']}; "
+            f"{len(x)} test inputs, OOD sets {', '.join(sets) or 'none'}")
+        rows += prediction_rows(run, x, y, sets, samples=samples, seed=seed, average=average, bins=bins,
+                                batch_size=batch_size)
+        runs.append({"label": run["label"], "checkpoint": run["path"]})
+    return {"settings": {"ood": list(ood), "samples": samples, "bins": bins, "seed": seed,
+                         "average": average, "max_test": max_test},
+            "ood_sets": status, "runs": runs, "rows": rows}
+
+
+def row_name(row):
+    """'mode', 'mean (C=10)' or 'ensemble (C=10)'."""
+    return row["prediction"] if row["samples"] is None else f"{row['prediction']} (C={row['samples']})"
+
+
+def tables(result):
+    """Two plain-text tables: calibration on the test set, and OOD separation per set."""
+    cal = [(r["run"], row_name(r), r["test"]["acc"], r["test"]["nll"], r["test"]["brier"],
+            r["test"]["ece"], r["test"]["entropy"]) for r in result["rows"]]
+    text = table(cal, ("run", "prediction", "acc", "NLL", "Brier", f"ECE ({result['settings']['bins']} bins)",
+                       "entropy"))
+    ood = [(r["run"], row_name(r), name, v["auroc_entropy"], v["aupr_entropy"], v["auroc_maxprob"],
+            v["aupr_maxprob"], v["entropy_out"]) for r in result["rows"] for name, v in r["ood"].items()]
+    if ood:
+        text += "\n\n" + table(ood, ("run", "prediction", "OOD set", "AUROC (H)", "AUPR (H)",
+                                     "AUROC (1-max p)", "AUPR (1-max p)", "entropy (OOD)"))
+    return text
+
+
+def write_outputs(result, out, name, log=print):
+    """Write ``uncertainty_NAME.json``, ``reliability_NAME.png`` and (with OOD sets)
+    ``entropy_NAME.png`` under ``out``; returns the paths written."""
+    from ..io import write_json
+    from .uncertainty_plots import entropy_histograms, reliability_diagram
+    os.makedirs(out, exist_ok=True)
+    paths = [os.path.join(out, f"uncertainty_{name}.json")]
+    write_json(paths[0], result)
+    png = os.path.join(out, f"reliability_{name}.png")
+    if reliability_diagram(result["rows"], png):
+        paths.append(png)
+    png = os.path.join(out, f"entropy_{name}.png")
+    if entropy_histograms(result["rows"], png):
+        paths.append(png)
+    for p in paths:
+        log(f"wrote {p}")
+    return paths
+
+
+def cli_evaluate(a, command=None):
+    """``refbinn evaluate CHECKPOINT [...] --ood [NAME ...] --samples S [S ...]``: tables, JSON, PNGs."""
+    result = evaluate_checkpoints(a.checkpoint, ood=a.ood or (), samples=a.samples, bins=a.bins,
+                                  seed=a.seed, average=a.average, max_test=a.max_test,
+                                  root=a.data_root)
+    result["command"] = command
+    print(tables(result))
+    name = a.name or (result["runs"][0]["label"] if len(result["runs"]) == 1 else "uncertainty")
+    write_outputs(result, a.out, name)
+    return 0

@@ -1,0 +1,255 @@
+"""How good a predictive distribution is: calibration and out-of-distribution (OOD) separation.
+
+For n examples with class probabilities p_i (K classes), labels y_i, confidence
+c_i = max_k p_ik and predicted class yhat_i = argmax_k p_ik (the first on a tie)::
+
+    accuracy  = (1/n) sum_i [yhat_i = y_i]
+    NLL       = -(1/n) sum_i log p_{i, y_i}                                  (nats)
+    Brier     = (1/n) sum_i sum_k (p_ik - [k = y_i])^2                         (in [0, 2])
+    ECE       = sum_b (n_b / n) |acc_b - conf_b|     over B equal-width confidence bins
+    entropy   = H[p_i] = -sum_k p_ik log p_ik                                (nats, 0 log 0 = 0)
+
+OOD separation scores each input with s (higher = "more out of distribution":
+the entropy H, or 1 - max_k p_k) and asks how well s tells the OOD set (the
+positive class) from the in-distribution test set::
+
+    AUROC = P(s_out > s_in) + P(s_out = s_in) / 2 = U / (n_in n_out)       (Mann-Whitney U)
+    AUPR  = sum_t (R_t - R_{t-1}) P_t                                       (average precision)
+
+Bins of the ECE: with the edges e = linspace(0, 1, B + 1) (float64), bin b
+(b = 0 .. B-1) holds the confidences in (e_b, e_{b+1}]; a confidence of exactly 0
+goes to bin 0. Empty bins contribute nothing; their accuracy and confidence are NaN.
+
+AUPR with ties: the thresholds t run over the distinct scores, from the largest
+down; P_t and R_t are the precision and recall of "s >= t", so examples with
+equal scores enter together (the step-wise average precision, no interpolation;
+the definition scikit-learn's ``average_precision_score`` uses). The OOD set is
+the positive class ("AUPR-out"); for AUPR-in call ``aupr(-s_out, -s_in)``.
+
+References: Guo et al., On Calibration of Modern Neural Networks (ICML 2017), eq. 3
+(ECE); Brier (1950); Hendrycks & Gimpel (ICLR 2017), the max-probability OOD
+baseline and its AUROC/AUPR; Mann & Whitney (1947).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from .checks import check_int
+
+TINY = np.finfo(np.float64).tiny      # a probability that underflowed to 0 counts as this: -log = 708.4
+DEFAULT_BINS = 15
+
+
+class Calibration(NamedTuple):
+    """The reliability diagram's numbers and the ECE computed from them.
+
+    ece : float, sum_b (n_b / n) |acc_b - conf_b|
+    mce : float, max_b |acc_b - conf_b| over non-empty bins
+    edges : ndarray, (B + 1,), 0, 1/B, ..., 1
+    counts : ndarray, int64, (B,), n_b
+    confidence : ndarray, (B,), mean confidence conf_b per bin (NaN where empty)
+    accuracy : ndarray, (B,), accuracy acc_b per bin (NaN where empty)
+    """
+
+    ece: float
+    mce: float
+    edges: np.ndarray
+    counts: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+
+def check_probs(probs, labels=None):
+    """``probs`` as float64 (n, K) (a vector of P(y = 1) becomes the two columns [1 - p, p]),
+    and ``labels`` as int64 (n,) in [0, K); ValueError naming the argument otherwise."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1):
+        p1 = p.reshape(-1)
+        p = np.stack([1 - p1, p1], axis=1)                                 # (n, 2)
+    if p.ndim != 2 or len(p) == 0:
+        raise ValueError(f"probs must have shape (n, K) with n >= 1, got {np.shape(probs)}")
+    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
+        raise ValueError("probs must be finite and in [0, 1]")
+    if labels is None:
+        return p
+    y = np.asarray(labels)
+    if y.shape != (len(p),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be integers of shape ({len(p)},), got {y.dtype} {y.shape}")
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise ValueError(f"labels must be in [0, {p.shape[1]}), got values in [{y.min()}, {y.max()}]")
+    return p, y.astype(np.int64)
+
+
+def accuracy(probs, labels):
+    """(1/n) sum_i [argmax_k p_ik = y_i]."""
+    p, y = check_probs(probs, labels)
+    return float(np.mean(p.argmax(axis=1) == y))
+
+
+def nll(probs, labels):
+    """-(1/n) sum_i log max(p_{i, y_i}, TINY) in nats (TINY: float64's smallest normal number)."""
+    p, y = check_probs(probs, labels)
+    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], TINY))))
+
+
+def brier_score(probs, labels):
+    """(1/n) sum_i sum_k (p_ik - [k = y_i])^2: 0 for a certain right answer, 2 for a certain wrong one."""
+    p, y = check_probs(probs, labels)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(len(y)), y] = 1.0                                     # (n, K)
+    return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
+
+
+def entropy(probs):
+    """H[p_i] = -sum_k p_ik log p_ik per row, in nats, with 0 log 0 = 0; (n,)."""
+    p = check_probs(probs)
+    return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=1)
+
+
+def bin_edges(bins=DEFAULT_BINS):
+    """e = linspace(0, 1, B + 1) in float64: the edges every ECE bin is measured against."""
+    return np.linspace(0.0, 1.0, check_int("bins", bins, 1) + 1)
+
+
+def bin_index(confidence, bins=DEFAULT_BINS):
+    """b such that e_b < c <= e_{b+1} (e = ``bin_edges(bins)``); c = 0 goes to bin 0."""
+    e = bin_edges(bins)
+    # searchsorted 'left' gives the first edge >= c, so an edge value closes its bin on the right
+    b = np.searchsorted(e, np.asarray(confidence, np.float64), side="left") - 1
+    return np.clip(b, 0, len(e) - 2)
+
+
+def calibration(probs, labels, bins=DEFAULT_BINS):
+    """ECE = sum_b (n_b / n) |acc_b - conf_b| over ``bins`` equal-width bins of the confidence.
+
+    Parameters
+    ----------
+    probs : ndarray, (n, K) class probabilities, or (n,) P(y = 1)
+    labels : int ndarray, (n,)
+    bins : int >= 1, B (15 by default, as in Guo et al. 2017)
+
+    Returns
+    -------
+    Calibration
+        ece, mce, edges (B + 1,), counts (B,), confidence (B,), accuracy (B,).
+    """
+    p, y = check_probs(probs, labels)
+    bins = check_int("bins", bins, 1)
+    conf = p.max(axis=1)                                                   # (n,)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    b = bin_index(conf, bins)
+    counts = np.bincount(b, minlength=bins)
+    sum_conf = np.bincount(b, weights=conf, minlength=bins)
+    sum_acc = np.bincount(b, weights=correct, minlength=bins)
+    full = counts > 0
+    with np.errstate(invalid="ignore", divide="ignore"):                   # empty bins -> NaN
+        mean_conf, mean_acc = sum_conf / counts, sum_acc / counts
+    gap = np.abs(mean_acc - mean_conf)
+    ece = float(np.sum(counts[full] * gap[full]) / len(y))
+    return Calibration(ece, float(gap[full].max()), bin_edges(bins), counts,
+                       np.where(full, mean_conf, np.nan), np.where(full, mean_acc, np.nan))
+
+
+def expected_calibration_error(probs, labels, bins=DEFAULT_BINS):
+    """ECE = sum_b (n_b / n) |acc_b - conf_b| (see ``calibration``, which also returns the bins)."""
+    return calibration(probs, labels, bins).ece
+
+
+def _check_scores(name, s):
+    s = np.asarray(s, dtype=np.float64).reshape(-1)
+    if len(s) == 0 or not np.all(np.isfinite(s)):
+        raise ValueError(f"{name} must be a non-empty array of finite scores, got {len(s)} values")
+    return s
+
+
+def auroc(scores_in, scores_out):
+    """AUROC = P(s_out > s_in) + P(s_out = s_in) / 2 = U_out / (n_in n_out).
+
+    U_out is the Mann-Whitney U statistic of the OOD scores (scipy), which
+    counts a tie as one half: 1 for a perfect separation, 0.5 for none.
+
+    Parameters
+    ----------
+    scores_in : ndarray, (n_in,), scores of the in-distribution examples
+    scores_out : ndarray, (n_out,), scores of the OOD examples (the positive class)
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    s_in, s_out = _check_scores("scores_in", scores_in), _check_scores("scores_out", scores_out)
+    # method='asymptotic' only picks how the (unused) p-value is computed; U itself is exact
+    u = mannwhitneyu(s_out, s_in, alternative="two-sided", method="asymptotic").statistic
+    return float(u / (len(s_in) * len(s_out)))
+
+
+def aupr(scores_in, scores_out):
+    """AUPR = average precision = sum_t (R_t - R_{t-1}) P_t, the OOD set positive.
+
+    t runs over the distinct scores from the largest down; P_t and R_t are the
+    precision and recall of the rule "OOD if s >= t", so tied examples enter
+    together (see the module docstring). R_0 = 0.
+
+    Parameters
+    ----------
+    scores_in : ndarray, (n_in,)
+    scores_out : ndarray, (n_out,), the positive class
+
+    Returns
+    -------
+    float in (0, 1]; n_out / (n_in + n_out) in expectation for uninformative scores
+    """
+    s_in, s_out = _check_scores("scores_in", scores_in), _check_scores("scores_out", scores_out)
+    s = np.concatenate([s_in, s_out])
+    positive = np.concatenate([np.zeros(len(s_in)), np.ones(len(s_out))])
+    # the distinct thresholds, largest first; inv[i] = the threshold at which example i enters
+    _, inv = np.unique(-s, return_inverse=True)
+    tp = np.cumsum(np.bincount(inv, weights=positive))                     # (T,)
+    seen = np.cumsum(np.bincount(inv))                                     # (T,) examples with s >= t
+    recall = tp / len(s_out)
+    precision = tp / seen
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def ood_scores(probs):
+    """The two OOD scores of each input: entropy H[p] and 1 - max_k p_k; each (n,)."""
+    p = check_probs(probs)
+    return {"entropy": entropy(p), "maxprob": 1.0 - p.max(axis=1)}
+
+
+def classification_metrics(probs, labels, bins=DEFAULT_BINS):
+    """Accuracy, NLL, Brier score, ECE (with its bins) and mean entropy of one prediction.
+
+    Returns
+    -------
+    dict: acc, nll, brier, ece, mce, entropy (mean over examples), and ``calibration``:
+    a dict of edges, counts, confidence, accuracy as lists (NaN -> None), for the
+    reliability diagram.
+    """
+    p, y = check_probs(probs, labels)
+    cal = calibration(p, y, bins)
+    as_list = lambda a: [None if np.isnan(v) else float(v) for v in a]
+    return {"acc": accuracy(p, y), "nll": nll(p, y), "brier": brier_score(p, y), "ece": cal.ece,
+            "mce": cal.mce, "entropy": float(np.mean(entropy(p))),
+            "calibration": {"edges": cal.edges.tolist(), "counts": cal.counts.tolist(),
+                            "confidence": as_list(cal.confidence), "accuracy": as_list(cal.accuracy)}}
+
+
+def ood_metrics(probs_in, probs_out):
+    """AUROC and AUPR (OOD positive) of the entropy and of 1 - max prob, and both mean entropies.
+
+    Returns
+    -------
+    dict: auroc_entropy, aupr_entropy, auroc_maxprob, aupr_maxprob, entropy_in, entropy_out
+    """
+    s_in, s_out = ood_scores(probs_in), ood_scores(probs_out)
+    out = {}
+    for name in ("entropy", "maxprob"):
+        out[f"auroc_{name}"] = auroc(s_in[name], s_out[name])
+        out[f"aupr_{name}"] = aupr(s_in[name], s_out[name])
+    out["entropy_in"] = float(np.mean(s_in["entropy"]))
+    out["entropy_out"] = float(np.mean(s_out["entropy"]))
+    return out
