@@ -12,7 +12,9 @@ count against the sweep). Then
 where a run's own time is measured inside the worker around ``refbinn.experiments.run``, so
 the overhead is everything else a worker spends per run: scheduling, start-up, idling at
 the end, collecting results. Both are ratios of times measured in the same process; the
-machine's load is printed next to them (a shared machine lowers the efficiency).
+machine's load is printed next to them (a shared machine lowers the efficiency). The same
+ratios in CPU time (``cpu_efficiency`` = sequential CPU / the workers' and the client's CPU
+during the sweep, ``cpu_overhead_per_run_s``) do not depend on other jobs' load.
 
 Usage::
 
@@ -62,29 +64,39 @@ def make_sweep(runs, epochs, name):
 
 
 def sequential(sweep, out):
-    """Each run through the sweep's own task function, one after another -> (seconds, [run seconds])."""
+    """Each run through the sweep's own task function, one after another
+    -> (seconds, CPU seconds, [run seconds])."""
     from refbinn.sweep.task import execute
     d = os.path.join(out, sweep.name)
     execute(make_sweep(1, 5, "warmup").runs[0].to_dict(), os.path.join(out, "warmup"), threads=1)  # Numba caches
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     recs = [execute(r.to_dict(), d, threads=1) for r in sweep.runs]
-    total = time.perf_counter() - t0
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert all(r["status"] == "done" for r in recs), recs
-    return total, [r["seconds"] for r in recs]
+    return total, cpu, [r["seconds"] for r in recs]
 
 
 def on_cluster(sweep, out, workers):
-    """The sweep on a fresh LocalCluster -> (seconds, cluster start seconds, [run seconds])."""
+    """The sweep on a fresh LocalCluster -> (seconds, cluster start seconds, {CPU seconds}, [run seconds]).
+
+    The CPU seconds are those of the workers (from after their start) and of this process
+    (client and scheduler) during the sweep: unlike wall time, they do not grow when other
+    jobs share the cores.
+    """
     from refbinn.sweep.cluster import open_client
     from refbinn.sweep.engine import run_sweep
     t0 = time.perf_counter()
     with open_client(workers=workers, threads_per_worker=1) as (client, threads):
         client.wait_for_workers(workers)
         t_start = time.perf_counter() - t0
+        w0, c0 = client.run(time.process_time), time.process_time()
         res = run_sweep(sweep, out, client=client, threads=threads, progress=False, log=lambda *m: None)
         total = time.perf_counter() - t0
+        w1, c1 = client.run(time.process_time), time.process_time()
     assert res["counts"]["done"] == len(sweep.runs), res["counts"]
-    return total, t_start, [r["seconds"] for r in res["runs"]]
+    assert w0.keys() == w1.keys(), "a worker restarted during the benchmark"
+    cpu = {"workers": sum(w1[k] - w0[k] for k in w0), "client_and_scheduler": c1 - c0}
+    return total, t_start, cpu, [r["seconds"] for r in res["runs"]]
 
 
 def main(argv=None):
@@ -101,9 +113,9 @@ def main(argv=None):
     log(f"bench_sweep: {runs} runs ({DATASET}, {OPTIMIZER}, {epochs} epochs, one per seed), "
         f"{a.workers} workers x 1 thread; CPU {cpu_model()}, {os.cpu_count()} cores, load {load0[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        seq, seq_runs = sequential(sweep, os.path.join(tmp, "seq"))
+        seq, seq_cpu, seq_runs = sequential(sweep, os.path.join(tmp, "seq"))
         log(f"sequential: {seq:.1f} s ({seq / runs:.2f} s per run)")
-        swp, start, swp_runs = on_cluster(sweep, os.path.join(tmp, "sweep"), a.workers)
+        swp, start, swp_cpu, swp_runs = on_cluster(sweep, os.path.join(tmp, "sweep"), a.workers)
         log(f"sweep: {swp:.1f} s (cluster start {start:.1f} s)")
     load1 = os.getloadavg()
     result = {
@@ -113,12 +125,18 @@ def main(argv=None):
         "parallel_efficiency_without_cluster_start": seq / (a.workers * (swp - start)),
         "overhead_per_run_s": (a.workers * swp - sum(swp_runs)) / runs,
         "run_seconds_sequential_mean": sum(seq_runs) / runs, "run_seconds_in_sweep_mean": sum(swp_runs) / runs,
+        # CPU-time view, insensitive to other jobs on the machine: the sweep's extra CPU per run
+        "cpu_seconds_sequential": seq_cpu, "cpu_seconds_sweep_workers": swp_cpu["workers"],
+        "cpu_seconds_sweep_client_and_scheduler": swp_cpu["client_and_scheduler"],
+        "cpu_efficiency": seq_cpu / sum(swp_cpu.values()),
+        "cpu_overhead_per_run_s": (sum(swp_cpu.values()) - seq_cpu) / runs,
         "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_1min_before": load0[0],
         "loadavg_1min_after": load1[0],
     }
     log(f"parallel efficiency {result['parallel_efficiency']:.3f} (target >= 0.85), overhead per run "
         f"{result['overhead_per_run_s']:.2f} s (target <= 1 s); a run takes {result['run_seconds_in_sweep_mean']:.2f} s "
-        f"in the sweep, {result['run_seconds_sequential_mean']:.2f} s alone; load {load0[0]:.2f} -> {load1[0]:.2f}")
+        f"in the sweep, {result['run_seconds_sequential_mean']:.2f} s alone; load {load0[0]:.2f} -> {load1[0]:.2f}; "
+        f"CPU time: efficiency {result['cpu_efficiency']:.3f}, {result['cpu_overhead_per_run_s']:.2f} s extra per run")
     if a.json:
         print(json.dumps(result))
     if a.out:

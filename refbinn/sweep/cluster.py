@@ -13,10 +13,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 
 from ..checks import check_int
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+# dask's background timers, slowed down for runs of seconds to hours: an idle 2-worker cluster
+# otherwise takes about 9% of a core (event-loop ticks every 20 ms, system and memory monitors,
+# and the statistical profiler sampling the running thread every 10 ms)
+QUIET_CONFIG = {"distributed.worker.profile.enabled": False,
+                "distributed.admin.tick.interval": "500ms",
+                "distributed.admin.system-monitor.interval": "2s",
+                "distributed.worker.memory.monitor-interval": "500ms"}
 
 
 def cores():
@@ -63,9 +71,9 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
         return
     n = check_int("workers", workers, 1) if workers is not None else max(1, cores() // threads)
     import dask
-    # no statistical profiler in the workers: it samples the running thread every 10 ms, which
-    # costs a run of small NumPy steps (Python-bound) a noticeable share of its time
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
+    with dask.config.set(QUIET_CONFIG), warnings.catch_warnings():
+        # the scheduler's HTTP routes move to another port when 8787 is taken: nothing to report
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
                                dashboard_address=None, env=thread_env(threads),
                                silence_logs=logging.ERROR if quiet else logging.WARNING)

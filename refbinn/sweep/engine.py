@@ -19,7 +19,7 @@ from ..io import write_json
 from ..report import table
 from .task import execute, finished
 
-POLL_SECONDS = 0.25       # how often the progress bar counts running tasks while none finishes
+POLL_SECONDS = 0.5       # how often the progress bar counts running tasks while none finishes
 
 
 def _state(sweep, sweep_dir, rows, started, workers):

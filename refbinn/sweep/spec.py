@@ -40,6 +40,7 @@ from ..experiments import DATASETS
 from ..experiments.datasets import IMAGE_DATASETS
 from ..experiments.presets import PAPER
 from ..models import MODELS
+from ..optim.bayesbinn import NUMERICS
 from ..optim.registry import OPTIMIZERS
 
 TOP_KEYS = ("name", "description", "seeds", "base", "grid")
@@ -49,6 +50,12 @@ LR_OPTIMIZERS = tuple(o for o in ALL_OPTIMIZERS if o != "bop")     # Bop has a t
 
 def _positive_float(key, v):
     return float(check_range(key, _number(key, v), 0, lo_open=True, hi=math.inf, hi_open=True))
+
+
+def _bool(key, v):
+    if not isinstance(v, bool):
+        raise ValueError(f"{key} must be true or false, got {v!r}")
+    return v
 
 
 def _number(key, v):
@@ -67,16 +74,22 @@ SETTINGS = {
     "max_train": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
     "eval_samples": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
     "checkpoint_every": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
+    "eval_mean_every": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
+    "recalibrate_bn": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
+    "diagnostics": (_bool, ALL_OPTIMIZERS),
+    "diagnostics_every": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
     "lr": (_positive_float, LR_OPTIMIZERS),
     "tau": (_positive_float, ("bayesbinn",)),
     "samples": (lambda k, v: check_int(k, v, 1), ("bayesbinn",)),
-    "numerics": (lambda k, v: check_choice(k, v, ("exact", "official")), ("bayesbinn",)),
+    "numerics": (lambda k, v: check_choice(k, v, tuple(NUMERICS)), ("bayesbinn",)),
+    "tau_end": (_positive_float, ("bayesbinn",)),
+    "reweight": (lambda k, v: float(check_range(k, _number(k, v), 0, hi=math.inf, hi_open=True)), ("bayesbinn",)),
     "lam_init": (_positive_float, ("bayesbinn",)),
     "beta": (lambda k, v: float(check_range(k, _number(k, v), 0, 1, hi_open=True)), ("bayesbinn",)),
     "model": (None, ALL_OPTIMIZERS),          # a table of model-builder keyword arguments
 }
 # the `refbinn train` flag of each setting (the sweep's runs are `refbinn train` runs)
-TRAIN_FLAGS = {k: "--" + k.replace("_", "-") for k in (*SETTINGS, "seed") if k != "model"}
+TRAIN_FLAGS = {k: "--" + k.replace("_", "-") for k in (*SETTINGS, "seed") if k not in ("model", "diagnostics")}
 
 
 @dataclass(frozen=True)
@@ -104,13 +117,18 @@ class Run:
         return asdict(self)
 
     def train_args(self):
-        """The `refbinn train` arguments of this run (None if it sets model keyword arguments,
-        which `refbinn train` has no flag for)."""
-        if "model_kwargs" in self.overrides:
-            return None
+        """The `refbinn train` arguments of this run (None if it sets a model keyword argument
+        other than a list ``hidden``, which `refbinn train` has no flag for)."""
         args = ["train", "--dataset", self.dataset, "--optimizer", self.optimizer, "--preset", self.preset]
         for k, v in self.overrides.items():
-            args += [TRAIN_FLAGS[k], str(v)]
+            if k == "model_kwargs":
+                if set(v) != {"hidden"} or not isinstance(v["hidden"], list):
+                    return None
+                args += ["--hidden", *map(str, v["hidden"])]
+            elif k == "diagnostics":
+                args += [] if v else ["--no-diagnostics"]
+            else:
+                args += [TRAIN_FLAGS[k], str(v)]
         return args + ["--name", self.name]
 
 
