@@ -72,6 +72,10 @@ def _layer_part(layer, flat):
 def batch_moments(x):
     """Per-channel mean and unbiased variance of a (N, C) or (N, C, H, W) batch, in float64.
 
+    Parameters
+    ----------
+    x : ndarray, (N, C) or (N, C, H, W)
+
     Returns
     -------
     (mean, var) : ndarrays, (C,)
@@ -130,5 +134,18 @@ def recalibrate_bn(model, params, batches, bn_state):
 
 def recalibrator(model, batches, bn_state):
     """The callable ``params -> recalibrate_bn(model, params, batches, bn_state)`` that
-    ``refbinn.predict`` takes as ``bn_state_for``."""
+    ``refbinn.predict`` takes as ``bn_state_for``.
+
+    Parameters
+    ----------
+    model : Sequential
+    batches : list of ndarrays
+        Calibration inputs, the same for every network evaluated.
+    bn_state : dict
+        The training's state (keys and dtypes).
+
+    Returns
+    -------
+    callable dict -> dict
+    """
     return lambda params: recalibrate_bn(model, params, batches, bn_state)

@@ -66,8 +66,9 @@ def cmd_evaluate(a):
     if check_int("recalibrate_bn", a.recalibrate_bn):     # K batches of the run's batch size, own stream
         calib = calibration_batches(data.x_train, a.recalibrate_bn, ck["config"]["batch_size"],
                                     np.random.default_rng([a.seed, 3]))
-    rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta,
-                     "recalibrate_bn": a.recalibrate_bn}
+    rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta}
+    if calib:                             # without recalibration the output is what it always was
+        out["recalibrate_bn"] = a.recalibrate_bn
     for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
         if x is None:
             continue

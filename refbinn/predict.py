@@ -76,7 +76,17 @@ def predict_mode(model, opt, opt_state, bn_state, x, *, link="softmax", batch_si
                  bn_state_for=None):
     """p(y|x) = link(f_{w*}(x)) at the evaluation weights w* = opt.params(opt_state).
 
-    ``bn_state_for(w*)``, if given, replaces ``bn_state`` (BatchNorm recalibration).
+    Parameters
+    ----------
+    model : Sequential
+    opt : optimizer with ``params(state)``
+    opt_state : its state
+    bn_state : dict
+    x : ndarray, (n, ...)
+    link : {'softmax', 'sigmoid', 'classes'}
+    batch_size : int >= 1
+    bn_state_for : callable weights -> BatchNorm state, optional
+        Replaces ``bn_state`` (BatchNorm recalibration).
 
     Returns
     -------

@@ -223,6 +223,7 @@ def test_a_failing_run_is_reported_and_the_others_finish(cluster, tmp_path):
     client, threads = cluster
     empty = tmp_path / "no_data"
     empty.mkdir()
+    # MNIST is not in the empty data root (Snelson would be: it ships with the package)
     sweep = parse_spec({"name": "fail", "seeds": [0], "base": {"optimizer": "ste", "epochs": 3},
                         "grid": {"dataset": ["mnist", "two-moons"]}})
     lines = []

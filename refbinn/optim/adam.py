@@ -35,10 +35,21 @@ from .finite_state import checked_state
 
 
 class AdamState(NamedTuple):
-    params: dict   # name -> array, the current weights
-    m: dict        # name -> array like params
-    v: dict        # name -> array like params
-    step: int      # number of updates taken (t of the last update)
+    """Adam's state.
+
+    Attributes
+    ----------
+    params : dict name -> ndarray
+        The current weights.
+    m, v : dict name -> ndarray
+        First and second moments, like ``params``.
+    step : int
+        Updates taken (t of the last update).
+    """
+    params: dict
+    m: dict
+    v: dict
+    step: int
 
 
 def check_betas(betas):
@@ -78,6 +89,12 @@ class Adam(Optimizer):
 
     ``params(state)`` and ``forward_params`` return the state's arrays (read-only by
     convention: every update makes new ones).
+
+    References
+    ----------
+    Kingma & Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015, Algorithm 1
+    (m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g**2, p -= lr*m_hat/(sqrt(v_hat) + eps)),
+    with torch's placement of eps and of the L2 term.
     """
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, backend="numba"):

@@ -32,24 +32,101 @@ class Optimizer:
     and, when they differ from the defaults below, ``sample`` and ``forward_params``."""
 
     def init(self, params, rng=None):
+        """state_0: the optimizer's state for the model's initial parameters.
+
+        Parameters
+        ----------
+        params : dict name -> ndarray
+            The model's initial parameters (``Sequential.init``); their dtypes fix the state's.
+        rng : numpy.random.Generator, optional
+            For optimizers whose state starts random (BayesBiNN's ``lam_init_std``, VISPA).
+
+        Returns
+        -------
+        NamedTuple
+            The optimizer's state (``<Name>State``), saved whole in checkpoints.
+        """
         raise NotImplementedError
 
     def sample(self, state, rng):
-        """Noise for this step: a list with one entry per forward/backward pass."""
+        """Noise for this step: a list with one entry per forward/backward pass.
+
+        Parameters
+        ----------
+        state : NamedTuple
+            The current state.
+        rng : numpy.random.Generator
+            The training's noise stream (unused by deterministic optimizers).
+
+        Returns
+        -------
+        list
+            S entries for sampling optimizers (BayesBiNN, VISPA), ``[None]`` otherwise.
+        """
         return [None]
 
     def forward_params(self, state, noise=None):
-        """Weights used by the training forward pass for this noise entry."""
+        """Weights used by the training forward pass for this noise entry.
+
+        Parameters
+        ----------
+        state : NamedTuple
+            The current state.
+        noise : object, optional
+            One entry of ``sample``'s list (None for deterministic optimizers).
+
+        Returns
+        -------
+        dict name -> ndarray
+            Relaxed, binary or latent weights, keyed like the model's parameters.
+        """
         return self.params(state)
 
     def update(self, grads, state, noise=None, *, lr=None):
+        """state_{t+1} from the gradients of the forward passes at ``forward_params(state, noise[s])``.
+
+        Parameters
+        ----------
+        grads : dict or list of dict
+            d loss / d weights of each forward/backward pass, one dict per entry of ``noise``.
+        state : NamedTuple
+            The current state (not modified).
+        noise : list, optional
+            What ``sample`` returned for this step.
+        lr : float, optional
+            This step's learning rate (Bop: its gamma) from the schedule; None: the constructor's.
+
+        Returns
+        -------
+        NamedTuple
+            The new state; a FloatingPointError leaves ``state`` valid when a gradient or the
+            new state is not finite.
+        """
         raise NotImplementedError
 
     def params(self, state):
+        """The weights a trained network uses (the mode, or the real weights).
+
+        Parameters
+        ----------
+        state : NamedTuple
+            The current state.
+
+        Returns
+        -------
+        dict name -> ndarray
+            Keyed like the model's parameters (binary ones are +-1).
+        """
         raise NotImplementedError
 
     def config(self):
-        """Constructor keyword arguments that rebuild this optimizer (for save/load)."""
+        """Constructor keyword arguments that rebuild this optimizer (for save/load).
+
+        Returns
+        -------
+        dict
+            JSON-able values (arrays stored separately by ``optim.files``).
+        """
         raise NotImplementedError
 
     def __repr__(self):

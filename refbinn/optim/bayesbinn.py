@@ -97,9 +97,16 @@ from .base import Optimizer, as_grad_list, check_grads
 
 # -- the optimizer ---------------------------------------------------------------
 class BayesBiNNState(NamedTuple):
-    """lam, momentum, mu: dicts name -> array (state dtype); step: updates taken so far.
+    """BayesBiNN's state.
 
     mu is the stored mean: tanh(lam) in 'exact'; tanh of the previous lam in 'official'.
+
+    Attributes
+    ----------
+    lam, momentum, mu : dict name -> ndarray
+        Natural parameters, their momentum and the stored mean (state dtype).
+    step : int
+        Updates taken so far.
     """
     lam: dict
     momentum: dict
@@ -143,6 +150,13 @@ class BayesBiNN(PooledKernels, Optimizer):
     backend : {'numba', 'numpy'}
         'numba' runs float32 steps in fused kernels (other dtypes use NumPy);
         'numpy' always uses the reference functions (``_bayesbinn_math``).
+
+    References
+    ----------
+    Meng, Bachmann & Khan, "Training Binary Neural Networks using the Bayesian Learning Rule",
+    ICML 2020: Lemma 1 (the concrete gradient s*g, s = N*(1 - w_r**2)/(tau*(1 - mu**2))) and
+    the BayesBiNN update lam = (1 - lr)*lam - lr*(s*g - lam0) (with momentum beta as in the
+    authors' code); refbinn spec sections 3-4.
     """
 
     def __init__(self, *, N, tau, lr=1e-4, beta=0.0, samples=1, lam_init=10.0, lam_init_std=0.0,

@@ -35,8 +35,17 @@ from .finite_state import checked_state
 
 
 class BopState(NamedTuple):
-    w: dict   # name -> array, exactly -1 or +1
-    m: dict   # name -> array, gradient moving average
+    """Bop's state.
+
+    Attributes
+    ----------
+    w : dict name -> ndarray
+        The binary weights, exactly -1 or +1.
+    m : dict name -> ndarray
+        The gradient's moving average, like ``w``.
+    """
+    w: dict
+    m: dict
 
 
 class Bop(Optimizer):
@@ -51,6 +60,11 @@ class Bop(Optimizer):
         to zero), which keeps m and then applies the flip test.
 
     ``init(params)`` sets w = sign(params) (0 -> +1) and m = 0.
+
+    References
+    ----------
+    Helwegen et al., "Latent weights do not exist", NeurIPS 2019, Algorithm 1
+    (m = (1-gamma)*m + gamma*g; w = -w where w*m > threshold).
     """
 
     def __init__(self, threshold=1e-8, gamma=1e-5):

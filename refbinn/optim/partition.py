@@ -29,8 +29,15 @@ from .base import Optimizer, as_grad_list, check_finite, mean_grads
 
 
 class PartitionState(NamedTuple):
-    binary: tuple   # the binary optimizer's state
-    real: tuple     # the real optimizer's state
+    """Partition's state.
+
+    Attributes
+    ----------
+    binary, real : tuple
+        The states of the binary parameters' and of the real parameters' optimizers.
+    """
+    binary: tuple
+    real: tuple
 
 
 class Partition(Optimizer):

@@ -57,11 +57,24 @@ INIT_CLIP = 0.99
 
 
 class PMFState(NamedTuple):
-    u: dict        # name -> array (2,) + w.shape; [0] for -1, [1] for +1
-    m: dict        # Adam first moment, like u
-    v: dict        # Adam second moment, like u
-    beta: float    # current softmax inverse temperature
-    step: int      # updates taken
+    """PMF's state.
+
+    Attributes
+    ----------
+    u : dict name -> ndarray
+        Auxiliary reals, shape (2,) + weight shape: [0] for -1, [1] for +1.
+    m, v : dict name -> ndarray
+        Adam's first and second moments, like ``u``.
+    beta : float
+        The current softmax inverse temperature.
+    step : int
+        Updates taken.
+    """
+    u: dict
+    m: dict
+    v: dict
+    beta: float
+    step: int
 
 
 class PMF(Optimizer):
@@ -83,6 +96,12 @@ class PMF(Optimizer):
     backend : {'numba', 'numpy'}
         'numba' runs the soft weight and the step of large arrays in one Numba pass each
         (bit for bit the NumPy result); 'numpy' always uses ``_pmf_math``.
+
+    References
+    ----------
+    Ajanthan, Dokania, Hartley & Torr, "Proximal Mean-field for Neural Network Quantization",
+    ICCV 2019: the PMF algorithm (u = softmax(beta*u_tilde), w = u[+1] - u[-1], Adam on
+    u_tilde, beta annealed by rho); Meng, Bachmann & Khan (2020), section 5 (the baseline's settings).
     """
 
     def __init__(self, lr=1e-3, rho=1.2, beta_init=1.0, beta_max=1e4, anneal_every=100,

@@ -40,10 +40,21 @@ from .finite_state import checked_state
 
 
 class STEState(NamedTuple):
-    latent: dict   # name -> array in [-1, 1]
-    m: dict        # Adam first moment, like latent
-    v: dict        # Adam second moment, like latent
-    step: int      # updates taken
+    """STE-Adam's state.
+
+    Attributes
+    ----------
+    latent : dict name -> ndarray
+        Latent real weights in [-1, 1].
+    m, v : dict name -> ndarray
+        Adam's first and second moments, like ``latent``.
+    step : int
+        Updates taken.
+    """
+    latent: dict
+    m: dict
+    v: dict
+    step: int
 
 
 class STEAdam(Optimizer):
@@ -63,6 +74,12 @@ class STEAdam(Optimizer):
 
     ``init(params)`` takes the latent weights from ``params`` (clipped to [-1, 1]);
     ``params(state)`` is sign(latent), exactly +-1 in the latent dtype.
+
+    References
+    ----------
+    Bengio, Leonard & Courville (2013), the straight-through estimator: the gradient at
+    sign(latent) is applied to the latent weights (by Adam, Kingma & Ba 2015, Algorithm 1),
+    which are clipped to [-1, 1]; Meng, Bachmann & Khan (2020), section 5 ("STE Adam" baseline).
     """
 
     def __init__(self, lr=1e-2, betas=(0.9, 0.999), eps=1e-8, clip_value=None, clip_norm=None,

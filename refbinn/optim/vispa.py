@@ -85,8 +85,17 @@ INITS = ("xavier", "params")
 
 # -- the optimizer -------------------------------------------------------------------------
 class VISPAState(NamedTuple):
-    """m, Z, vel_m, vel_Z: dicts name -> array (state dtype); Z[name] and vel_Z[name]
-    have shape (K,) + weight shape; step: updates taken so far."""
+    """VISPA's state.
+
+    Attributes
+    ----------
+    m, vel_m : dict name -> ndarray
+        Means and their momentum (state dtype), like the weights.
+    Z, vel_Z : dict name -> ndarray
+        Low-rank factors and their momentum, shape (K,) + weight shape.
+    step : int
+        Updates taken so far.
+    """
     m: dict
     Z: dict
     vel_m: dict
@@ -124,6 +133,13 @@ class VISPA(PooledKernels, Optimizer):
         from a pool and reuses one only when nothing else references it (a dropped
         state's), so one optimizer object must not run two updates at once from
         different threads.
+
+    References
+    ----------
+    Orecchia et al., "Training Binary Neural Networks via Gaussian Variational Inference and
+    Low-Rank Semidefinite Programming", NeurIPS 2024: the VISPA algorithm (w = sign(m + Z^T r),
+    r ~ N(0, I_K/S); SGD with momentum on m and Z; each v_i projected onto the unit sphere),
+    in the fixed order of operations of the module docstring.
     """
 
     POOL_KEEP = 6     # pooled outputs per shape: two live states' (m, vel_m) or (Z, vel_Z), and spares

@@ -23,7 +23,19 @@ from ..checks import check_int, check_range
 
 
 def geometric_tau(t, *, tau_start, tau_end, epochs):
-    """tau_start * (tau_end/tau_start)**(t/epochs) at fractional epoch t."""
+    """tau_start * (tau_end/tau_start)**(t/epochs) at fractional epoch t.
+
+    Parameters
+    ----------
+    t : float >= 0
+        Fractional epoch (epoch + step/steps_per_epoch).
+    tau_start, tau_end : float > 0
+    epochs : int >= 1
+
+    Returns
+    -------
+    float
+    """
     return tau_start * (tau_end / tau_start) ** (check_range("t", t, 0) / epochs)
 
 
@@ -34,6 +46,10 @@ def anneal_tau(tau_start, tau_end, epochs):
     ----------
     tau_start, tau_end : float > 0
     epochs : int >= 1
+
+    Returns
+    -------
+    functools.partial of ``geometric_tau``: t -> tau
     """
     start = float(check_range("tau_start", tau_start, 0, lo_open=True))
     end = float(check_range("tau_end", tau_end, 0, lo_open=True))
@@ -43,7 +59,15 @@ def anneal_tau(tau_start, tau_end, epochs):
 def set_tau(opt, tau):
     """Set the temperature of BayesBiNN (alone, or the binary optimizer of a Partition).
 
-    Raises ValueError for an optimizer without a temperature.
+    Parameters
+    ----------
+    opt : BayesBiNN or Partition
+        Changed in place. ValueError for an optimizer without a temperature.
+    tau : float > 0
+
+    Returns
+    -------
+    opt
     """
     target = getattr(opt, "binary_opt", opt)
     if not hasattr(target, "tau"):

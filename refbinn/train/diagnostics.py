@@ -1,6 +1,6 @@
 """Training diagnostics, recorded in the run's history (key ``diagnostics`` of each epoch).
 
-For every optimizer, per epoch:
+For every optimizer, per epoch::
 
     flip_frac      fraction of mode weights w* = opt.params(state) whose sign differs between
                    the start and the end of the epoch (parameters whose mode is all +-1;
@@ -29,7 +29,7 @@ S fresh Monte Carlo samples u_j (S = opt.samples) drawn from a stream of their o
 
 plus ``lr`` and ``tau`` of that moment. S = 0 (the point estimate): g_hat = N*g at tanh(lam),
 no scale. The totals over parameters (``all``) weight each parameter by its size (fractions,
-RMS); the quantiles (of s and |lam|) are the largest over parameters (p99, max) and the size-weighted
+RMS); the quantiles (of s and of abs(lam)) are the largest over parameters (p99, max) and the size-weighted
 median's stand-in, the median of the per-parameter medians.
 
 The cost: S forward/backward passes on one batch and a few NumPy passes over lam per
@@ -71,6 +71,20 @@ def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=Non
     ``bn_state`` is only read: the training-mode forward normalises by batch statistics
     and the running statistics it returns are dropped.
 
+    Parameters
+    ----------
+    bb : BayesBiNN
+    state : BayesBiNNState
+    model : Sequential
+    bn_state : dict
+    x, y : ndarrays
+        One training batch.
+    loss_fn : callable (out, y) -> (loss, dout)
+    rng : numpy.random.Generator
+        Draws the S noise arrays (in the order ``BayesBiNN.sample`` does), then dropout.
+    real_params : dict, optional
+        The other optimizer's parameters (a Partition), merged into the forward weights.
+
     Yields
     ------
     (name, lam, s_1 or None, g_hat, prior): g_hat and prior in float64, shape of lam
@@ -108,7 +122,21 @@ def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=Non
 
 
 def layer_stats(lam, s, g_hat, prior, lr):
-    """The per-parameter numbers of the module docstring (floats)."""
+    """The per-parameter numbers of the module docstring.
+
+    Parameters
+    ----------
+    lam : ndarray
+    s : ndarray of lam's shape, or None (S = 0: no scale)
+    g_hat, prior : ndarrays of lam's shape
+        The data and prior terms of the update.
+    lr : float or None
+        The step size (None: no active_frac).
+
+    Returns
+    -------
+    dict name -> float (``size`` an int)
+    """
     lam64 = np.abs(lam.astype(np.float64))
     lam_med, lam_p99 = np.quantile(lam64, [0.5, 0.99])
     out = {"size": int(lam.size), "lam_abs_median": float(lam_med), "lam_abs_p99": float(lam_p99),
@@ -149,7 +177,17 @@ def _totals(layers):
 
 
 def mode_signs(opt, state):
-    """dict name -> bool array (w* < 0) for the parameters whose mode is all +-1."""
+    """The signs of the mode weights w* = opt.params(state) whose values are all +-1.
+
+    Parameters
+    ----------
+    opt : Optimizer
+    state : its state
+
+    Returns
+    -------
+    dict name -> bool ndarray (w* < 0)
+    """
     out = {}
     for k, v in opt.params(state).items():
         v = np.asarray(v)
@@ -178,13 +216,35 @@ class Diagnostics:
         self._signs, self._steps, self._epoch, self._n, self._seconds = {}, [], 0, 0, 0.0
 
     def start_epoch(self, epoch, opt_state):
+        """Remember the mode's signs at the epoch's start.
+
+        Parameters
+        ----------
+        epoch : int
+            From 0; seeds the diagnostics' stream.
+        opt_state : the optimizer's state
+        """
         t0 = time.perf_counter()
         self._epoch, self._n, self._steps = epoch, 0, []
         self._signs = mode_signs(self.opt, opt_state)
         self._seconds = time.perf_counter() - t0
 
     def terms(self, opt_state, bn_state, x, y, lr, k):
-        """The BayesBiNN record on batch (x, y) (None for other optimizers)."""
+        """The BayesBiNN record on batch (x, y).
+
+        Parameters
+        ----------
+        opt_state, bn_state : the current states
+        x, y : ndarrays, one training batch
+        lr : float, tuple or None
+            The step size of the epoch (a pair for a Partition; None: the optimizer's own).
+        k : int
+            The step within the epoch (0 at its end): seeds the stream.
+
+        Returns
+        -------
+        dict (lr, tau, all, layers), or None for an optimizer other than BayesBiNN
+        """
         bb, st, real = _bayes_part(self.opt, opt_state)
         if bb is None:
             return None
@@ -195,7 +255,14 @@ class Diagnostics:
         return {"lr": lr_b, "tau": bb.tau, "all": _totals(layers), "layers": layers}
 
     def step(self, opt_state, bn_state, x, y, lr):
-        """After each training step: every ``every`` steps, record the terms on this batch."""
+        """After each training step: every ``every`` steps, record the terms on this batch.
+
+        Parameters
+        ----------
+        opt_state, bn_state : the states after the step
+        x, y : ndarrays, the step's batch
+        lr : float, tuple or None
+        """
         self._n += 1
         if self.every and self._n % self.every == 0:
             t0 = time.perf_counter()
@@ -205,8 +272,20 @@ class Diagnostics:
             self._seconds += time.perf_counter() - t0
 
     def end_epoch(self, opt_state, bn_state, x, y, lr, rec):
-        """(the epoch's diagnostics dict, the seconds they took), given the epoch's last batch
-        (x, y) and its history record."""
+        """The epoch's diagnostics.
+
+        Parameters
+        ----------
+        opt_state, bn_state : the states at the epoch's end
+        x, y : ndarrays, the epoch's last batch
+        lr : float, tuple or None
+        rec : dict
+            The epoch's history record (its evaluation gives the mode-mean gap).
+
+        Returns
+        -------
+        (dict, float): the diagnostics and the seconds they took in this epoch
+        """
         t0 = time.perf_counter()
         out = self.terms(opt_state, bn_state, x, y, lr, 0) or {"layers": {}}
         after = mode_signs(self.opt, opt_state)
@@ -225,7 +304,18 @@ class Diagnostics:
 
 
 def summary_line(d, seconds=0.0):
-    """A short text for the epoch's log line."""
+    """A short text for the epoch's log line.
+
+    Parameters
+    ----------
+    d : dict
+        What ``Diagnostics.end_epoch`` returned.
+    seconds : float
+
+    Returns
+    -------
+    str
+    """
     a = d.get("all", {})
     parts = [f"{k}={a[k]:.4g}" for k in ("flip_frac", "active_frac", "scale_median", "scale_p99",
                                           "data_over_prior") if k in a]

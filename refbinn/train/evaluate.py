@@ -25,6 +25,25 @@ def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, aver
     acc_mean, ... report that; the same networks with the training's running statistics
     ``bn_state`` are reported as acc_mode_trainbn, nll_mode_trainbn, acc_mean_trainbn,
     nll_mean_trainbn (the mean over the same weight samples).
+
+    Parameters
+    ----------
+    model : Sequential
+    opt : Optimizer
+    opt_state, bn_state : its state and the BatchNorm state
+    x, y : ndarrays, (n, ...) and (n,)
+    samples : int >= 0
+        C, hard weight samples for the mean prediction (0: mode only).
+    rng : numpy.random.Generator
+        Draws the weight samples.
+    average : {'prob', 'logits'}
+    batch : int >= 1
+        Rows per forward pass.
+    calibration : list of ndarrays, optional
+
+    Returns
+    -------
+    dict name -> float
     """
     out = {}
     recal = None if calibration is None else recalibrator(model, calibration, bn_state)
