@@ -26,6 +26,27 @@ def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
     """``value`` unchanged if it is a finite real number with lo <= value <= hi (< where open); else ValueError.
 
     NaN and +-inf are never in range; ``lo``/``hi`` None means unbounded (but finite).
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, quoted in the error message.
+    value : object
+        The value to check; anything ``float()`` accepts.
+    lo, hi : float or None
+        The bounds; None (the default) leaves that side unbounded.
+    lo_open, hi_open : bool
+        Exclude the bound itself (``lo < value``, ``value < hi``); default False (closed).
+
+    Returns
+    -------
+    object
+        ``value`` itself, not converted.
+
+    Raises
+    ------
+    ValueError
+        "``name`` must be in [lo, hi], got ``value``" (or "must be a real number").
     """
     try:
         v = float(value)
@@ -42,7 +63,29 @@ def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
 
 
 def check_int(name, value, lo=0, hi=None):
-    """``int(value)`` if value is an integer (or an integral float; not a bool) in [lo, hi]."""
+    """``int(value)`` if value is an integer (or an integral float; not a bool) in [lo, hi].
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, quoted in the error message.
+    value : object
+        The value to check: an int, a NumPy integer or an integral float such as ``3.0``.
+    lo : int
+        The smallest allowed value (inclusive), default 0.
+    hi : int or None
+        The largest allowed value (inclusive); None (the default) means unbounded.
+
+    Returns
+    -------
+    int
+        ``int(value)``.
+
+    Raises
+    ------
+    ValueError
+        "``name`` must be an integer in [lo, hi], got ``value``".
+    """
     try:
         ok = (not isinstance(value, (bool, np.bool_)) and int(value) == value
               and value >= lo and (hi is None or value <= hi))
@@ -54,7 +97,27 @@ def check_int(name, value, lo=0, hi=None):
 
 
 def check_choice(name, value, choices):
-    """``value`` if it is one of ``choices``; else ValueError listing them."""
+    """``value`` if it is one of ``choices``; else ValueError listing them.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, quoted in the error message.
+    value : object
+        The value to check (compared with ``in``).
+    choices : sequence
+        The allowed values, listed in the error message in this order.
+
+    Returns
+    -------
+    object
+        ``value`` itself.
+
+    Raises
+    ------
+    ValueError
+        "``name`` must be one of 'a', 'b', got ``value``".
+    """
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
@@ -62,7 +125,27 @@ def check_choice(name, value, choices):
 
 def check_float_input(where, x, min_ndim=1):
     """``np.asarray(x)`` if it has a float dtype and at least ``min_ndim`` axes; else ValueError
-    starting with ``where`` (e.g. "layer 'fc1'")."""
+    starting with ``where`` (e.g. "layer 'fc1'").
+
+    Parameters
+    ----------
+    where : str
+        Who is checking, the start of the error message (e.g. ``"layer 'fc1'"``).
+    x : array_like
+        The input, batch axis first.
+    min_ndim : int
+        The least number of axes, >= 1 (default 1: ``(N, ...)``; 2: ``(N, d1, ...)``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``np.asarray(x)``, not copied or cast.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` has fewer than ``min_ndim`` axes or a non-float dtype.
+    """
     x = np.asarray(x)
     if x.ndim < min_ndim:
         want = "(N, ...)" if min_ndim == 1 else "(N, d1, ...)"

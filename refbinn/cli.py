@@ -24,6 +24,22 @@ from .report import table as _table
 
 # -- train -----------------------------------------------------------------------------
 def cmd_train(a):
+    """``refbinn train``: train one network with one optimizer (``refbinn.experiments.run``).
+
+    Writes ``OUT/NAME.json`` and the checkpoints under ``OUT/runs/NAME/``, and prints the
+    test accuracies (mode at the best validation epoch, mode and mean at the last).
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: dataset, optimizer, the preset overrides
+        (epochs, lr, tau, ...), name, resume, overwrite, stop_after, out, data_root, quiet.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (errors raise and become exit 2 or 1 in ``main``).
+    """
     from .experiments import run
     from .experiments.guard import plan_train
     plan = plan_train(a)            # --resume: the checkpoint's settings; else a name with no checkpoint
@@ -43,6 +59,23 @@ def cmd_train(a):
 
 # -- evaluate -----------------------------------------------------------------------------
 def cmd_evaluate(a):
+    """``refbinn evaluate``: accuracy and NLL (mode and mean) of a checkpoint on validation and test.
+
+    With ``--ood``, several checkpoints or several sample counts, hands over to
+    ``refbinn.experiments.uncertainty.cli_evaluate`` (calibration and OOD detection).
+    Otherwise writes ``OUT/evaluate_RUN.json`` and prints a table per split.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: checkpoint (list), samples (list), average,
+        seed, recalibrate_bn, ood, bins, max_test, name, out, data_root.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (errors raise and become exit 2 or 1 in ``main``).
+    """
     if a.ood is not None or len(a.checkpoint) > 1 or len(a.samples) > 1:
         # calibration and OOD detection of one or more checkpoints (refbinn/experiments/uncertainty.py)
         from .experiments.uncertainty import cli_evaluate
@@ -88,6 +121,23 @@ def cmd_evaluate(a):
 
 # -- continual ----------------------------------------------------------------------------
 def cmd_continual(a):
+    """``refbinn continual``: permuted MNIST with BayesBiNN, previous-posterior prior vs zero prior.
+
+    Runs ``refbinn.experiments.continual.run_continual`` per prior, writes ``OUT/NAME.json``
+    and prints the accuracy matrix A[t, k] (mean prediction) of each prior.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: tasks, epochs, lr, tau, test_samples, prior
+        ('posterior', 'zero' or 'both'), reweight, lam_init, numerics, seed, max_train, name,
+        quiet, out, data_root.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (errors raise and become exit 2 or 1 in ``main``).
+    """
     from .experiments.continual import run_continual
     from . import data as D
     ds = D.load_mnist(a.data_root)
@@ -118,12 +168,36 @@ def cmd_continual(a):
 
 # -- demo ------------------------------------------------------------------------------------
 def cmd_demo(a):
+    """``refbinn demo``: two moons (Figure 3) and Snelson (Figure 2), no download needed.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: out, data_root, quick.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (``refbinn.experiments.demo.run_demo``).
+    """
     from .experiments.demo import run_demo
     return run_demo(out=a.out, root=a.data_root, quick=a.quick)
 
 
 # -- download --------------------------------------------------------------------------------
 def cmd_download(a):
+    """``refbinn download DATASET``: fetch a data set into the data root, verifying checksums.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: dataset, data_root, base_url.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (errors raise and become exit 2 or 1 in ``main``).
+    """
     from .data import download
     path = download(a.dataset, root=a.data_root, base_url=a.base_url)
     print(f"{a.dataset}: ready in {path}")
@@ -132,27 +206,85 @@ def cmd_download(a):
 
 # -- packed inference ------------------------------------------------------------------------
 def cmd_export(a):
+    """``refbinn export CHECKPOINT OUT``: pack a checkpoint's mode weights, 1 bit per weight.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: checkpoint, out.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (``refbinn.packed.cli_export``).
+    """
     from .packed import cli_export
     return cli_export(a)
 
 
 def cmd_predict(a):
+    """``refbinn predict PACKED``: test accuracy and images per second of a packed model.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: packed, dataset, batch_size, out, data_root.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (``refbinn.packed.cli_predict``).
+    """
     from .packed import cli_predict
     return cli_predict(a)
 
 
 # -- golden traces ---------------------------------------------------------------------------
 def cmd_trace(a):
+    """``refbinn trace``: write a golden trace (every tensor of K steps) to check a port against.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: model, optimizer, steps, out, seed, dtype.
+
+    Returns
+    -------
+    int
+        The exit code: 0 (``refbinn.train.trace.cli_trace``).
+    """
     from .train.trace import cli_trace
     return cli_trace(a)
 
 
 def cmd_check_trace(a):
+    """``refbinn check-trace MINE THEIRS``: compare two traces, 'match' or the first divergence.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments of the subcommand: mine, theirs, rtol, atol.
+
+    Returns
+    -------
+    int
+        The exit code: 0 when the traces match, 1 when they differ
+        (``refbinn.train.trace_check.cli_check_trace``).
+    """
     from .train.trace_check import cli_check_trace
     return cli_check_trace(a)
 
 
 def build_parser():
+    """The ``refbinn`` argument parser: one subparser per command, each with ``func`` set to its
+    ``cmd_*`` function (the sweep commands come from ``refbinn.sweep.cli.add_parsers``).
+
+    Returns
+    -------
+    refbinn.options.Parser
+        The parser (an ``argparse.ArgumentParser``); ``parse_args`` gives the Namespace that
+        ``main`` passes to ``args.func``.
+    """
     from .train import trace
     p = Parser(prog="refbinn", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="on an error, show the traceback "

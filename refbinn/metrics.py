@@ -44,14 +44,22 @@ DEFAULT_BINS = 15
 
 
 class Calibration(NamedTuple):
-    """The reliability diagram's numbers and the ECE computed from them.
+    """The reliability diagram's numbers and the ECE computed from them (``calibration``'s result).
 
-    ece : float, sum_b (n_b / n) |acc_b - conf_b|
-    mce : float, max_b |acc_b - conf_b| over non-empty bins
-    edges : ndarray, (B + 1,), 0, 1/B, ..., 1
-    counts : ndarray, int64, (B,), n_b
-    confidence : ndarray, (B,), mean confidence conf_b per bin (NaN where empty)
-    accuracy : ndarray, (B,), accuracy acc_b per bin (NaN where empty)
+    Attributes
+    ----------
+    ece : float
+        ``ECE = sum_b (n_b / n) |acc_b - conf_b|``, in [0, 1].
+    mce : float
+        ``MCE = max_b |acc_b - conf_b|`` over the non-empty bins, in [0, 1].
+    edges : numpy.ndarray, float64, (B + 1,)
+        The bin edges 0, 1/B, ..., 1.
+    counts : numpy.ndarray, int64, (B,)
+        n_b, the number of examples whose confidence falls in bin b.
+    confidence : numpy.ndarray, float64, (B,)
+        conf_b, the mean confidence max_k p_ik in bin b (NaN where the bin is empty).
+    accuracy : numpy.ndarray, float64, (B,)
+        acc_b, the fraction of correct predictions in bin b (NaN where the bin is empty).
     """
 
     ece: float
@@ -64,7 +72,29 @@ class Calibration(NamedTuple):
 
 def check_probs(probs, labels=None):
     """``probs`` as float64 (n, K) (a vector of P(y = 1) becomes the two columns [1 - p, p]),
-    and ``labels`` as int64 (n,) in [0, K); ValueError naming the argument otherwise."""
+    and ``labels`` as int64 (n,) in [0, K); ValueError naming the argument otherwise.
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+        Must be finite, with n >= 1.
+    labels : array_like of int, (n,), optional
+        The true classes, in [0, K); None (the default) checks ``probs`` alone.
+
+    Returns
+    -------
+    p : numpy.ndarray, float64, (n, K)
+        The probabilities; returned alone when ``labels`` is None.
+    y : numpy.ndarray, int64, (n,)
+        The labels (only when ``labels`` is given: then the pair ``(p, y)``).
+
+    Raises
+    ------
+    ValueError
+        On a wrong shape, a value outside [0, 1] or NaN/inf, or a label outside [0, K).
+    """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1):
         p1 = p.reshape(-1)
@@ -84,19 +114,64 @@ def check_probs(probs, labels=None):
 
 
 def accuracy(probs, labels):
-    """(1/n) sum_i [argmax_k p_ik = y_i]."""
+    """accuracy = (1/n) sum_i [argmax_k p_ik = y_i] (the first class on a tie).
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+    labels : array_like of int, (n,)
+        The true classes, in [0, K).
+
+    Returns
+    -------
+    float
+        The fraction of examples classified correctly, in [0, 1].
+    """
     p, y = check_probs(probs, labels)
     return float(np.mean(p.argmax(axis=1) == y))
 
 
 def nll(probs, labels):
-    """-(1/n) sum_i log max(p_{i, y_i}, TINY) in nats (TINY: float64's smallest normal number)."""
+    """NLL = -(1/n) sum_i log max(p_{i, y_i}, TINY) in nats (TINY: float64's smallest normal number).
+
+    The floor keeps a probability that underflowed to 0 finite: its term is -log TINY = 708.4.
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+    labels : array_like of int, (n,)
+        The true classes, in [0, K).
+
+    Returns
+    -------
+    float
+        The mean negative log-likelihood of the true class, in [0, 708.4] nats.
+    """
     p, y = check_probs(probs, labels)
     return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], TINY))))
 
 
 def brier_score(probs, labels):
-    """(1/n) sum_i sum_k (p_ik - [k = y_i])^2: 0 for a certain right answer, 2 for a certain wrong one."""
+    """Brier = (1/n) sum_i sum_k (p_ik - [k = y_i])^2: 0 for a certain right answer, 2 for a certain
+    wrong one.
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+    labels : array_like of int, (n,)
+        The true classes, in [0, K).
+
+    Returns
+    -------
+    float
+        The mean squared distance to the one-hot label, in [0, 2].
+    """
     p, y = check_probs(probs, labels)
     onehot = np.zeros_like(p)
     onehot[np.arange(len(y)), y] = 1.0                                     # (n, K)
@@ -104,18 +179,54 @@ def brier_score(probs, labels):
 
 
 def entropy(probs):
-    """H[p_i] = -sum_k p_ik log p_ik per row, in nats, with 0 log 0 = 0; (n,)."""
+    """H[p_i] = -sum_k p_ik log p_ik per row, in nats, with 0 log 0 = 0.
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+
+    Returns
+    -------
+    numpy.ndarray, float64, (n,)
+        The entropy of each row, in [0, log K] for rows that sum to 1.
+    """
     p = check_probs(probs)
     return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=1)
 
 
 def bin_edges(bins=DEFAULT_BINS):
-    """e = linspace(0, 1, B + 1) in float64: the edges every ECE bin is measured against."""
+    """e = linspace(0, 1, B + 1) in float64: the edges every ECE bin is measured against.
+
+    Parameters
+    ----------
+    bins : int
+        B >= 1, the number of equal-width confidence bins (default 15, as in Guo et al. 2017).
+
+    Returns
+    -------
+    numpy.ndarray, float64, (B + 1,)
+        0, 1/B, ..., 1.
+    """
     return np.linspace(0.0, 1.0, check_int("bins", bins, 1) + 1)
 
 
 def bin_index(confidence, bins=DEFAULT_BINS):
-    """b such that e_b < c <= e_{b+1} (e = ``bin_edges(bins)``); c = 0 goes to bin 0."""
+    """b such that e_b < c <= e_{b+1} (e = ``bin_edges(bins)``); c = 0 goes to bin 0.
+
+    Parameters
+    ----------
+    confidence : array_like of float
+        Confidences c in [0, 1], any shape (values outside are clipped to bin 0 or B - 1).
+    bins : int
+        B >= 1, the number of equal-width confidence bins (default 15, as in Guo et al. 2017).
+
+    Returns
+    -------
+    numpy.ndarray of int, the shape of ``confidence``
+        The bin index b of each confidence, in [0, B).
+    """
     e = bin_edges(bins)
     # searchsorted 'left' gives the first edge >= c, so an edge value closes its bin on the right
     b = np.searchsorted(e, np.asarray(confidence, np.float64), side="left") - 1
@@ -123,13 +234,17 @@ def bin_index(confidence, bins=DEFAULT_BINS):
 
 
 def calibration(probs, labels, bins=DEFAULT_BINS):
-    """ECE = sum_b (n_b / n) |acc_b - conf_b| over ``bins`` equal-width bins of the confidence.
+    """``ECE = sum_b (n_b / n) |acc_b - conf_b|`` over ``bins`` equal-width bins of the confidence.
 
     Parameters
     ----------
-    probs : ndarray, (n, K) class probabilities, or (n,) P(y = 1)
-    labels : int ndarray, (n,)
-    bins : int >= 1, B (15 by default, as in Guo et al. 2017)
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+    labels : array_like of int, (n,)
+        The true classes, in [0, K).
+    bins : int
+        B >= 1, the number of equal-width confidence bins (default 15, as in Guo et al. 2017).
 
     Returns
     -------
@@ -154,7 +269,30 @@ def calibration(probs, labels, bins=DEFAULT_BINS):
 
 
 def expected_calibration_error(probs, labels, bins=DEFAULT_BINS):
-    """ECE = sum_b (n_b / n) |acc_b - conf_b| (see ``calibration``, which also returns the bins)."""
+    """``ECE = sum_b (n_b / n) |acc_b - conf_b|`` (see ``calibration``, which also returns the bins).
+
+    n_b is the number of examples whose confidence max_k p_ik falls in bin b, acc_b
+    their accuracy and conf_b their mean confidence; empty bins contribute nothing.
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+    labels : array_like of int, (n,)
+        The true classes, in [0, K).
+    bins : int
+        B >= 1, the number of equal-width confidence bins (default 15, as in Guo et al. 2017).
+
+    Returns
+    -------
+    float
+        The expected calibration error, in [0, 1].
+
+    References
+    ----------
+    Guo et al., On Calibration of Modern Neural Networks (ICML 2017), eq. 3.
+    """
     return calibration(probs, labels, bins).ece
 
 
@@ -215,7 +353,22 @@ def aupr(scores_in, scores_out):
 
 
 def ood_scores(probs):
-    """The two OOD scores of each input: entropy H[p] and 1 - max_k p_k; each (n,)."""
+    """The two OOD scores of each input: entropy H[p] and 1 - max_k p_k; each (n,).
+
+    Higher means "more out of distribution" for both.
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+
+    Returns
+    -------
+    dict
+        ``"entropy"``: H[p_i] = -sum_k p_ik log p_ik (n,), in nats; ``"maxprob"``:
+        1 - max_k p_ik (n,), in [0, 1 - 1/K].
+    """
     p = check_probs(probs)
     return {"entropy": entropy(p), "maxprob": 1.0 - p.max(axis=1)}
 
@@ -223,11 +376,25 @@ def ood_scores(probs):
 def classification_metrics(probs, labels, bins=DEFAULT_BINS):
     """Accuracy, NLL, Brier score, ECE (with its bins) and mean entropy of one prediction.
 
+    The formulas are in the module docstring (``ECE = sum_b (n_b / n) |acc_b - conf_b|``).
+
+    Parameters
+    ----------
+    probs : array_like, (n, K) or (n,)
+        Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
+        binary problem, which becomes the two columns [1 - p, p].
+    labels : array_like of int, (n,)
+        The true classes, in [0, K).
+    bins : int
+        B >= 1, the number of equal-width confidence bins (default 15, as in Guo et al. 2017).
+
     Returns
     -------
-    dict: acc, nll, brier, ece, mce, entropy (mean over examples), and ``calibration``:
-    a dict of edges, counts, confidence, accuracy as lists (NaN -> None), for the
-    reliability diagram.
+    dict
+        ``acc``, ``nll``, ``brier``, ``ece``, ``mce``, ``entropy`` (mean over examples), all
+        floats, and ``calibration``: a dict of ``edges``, ``counts``, ``confidence``,
+        ``accuracy`` as lists (NaN -> None, so that it serialises to JSON), for the
+        reliability diagram.
     """
     p, y = check_probs(probs, labels)
     cal = calibration(p, y, bins)
@@ -241,9 +408,21 @@ def classification_metrics(probs, labels, bins=DEFAULT_BINS):
 def ood_metrics(probs_in, probs_out):
     """AUROC and AUPR (OOD positive) of the entropy and of 1 - max prob, and both mean entropies.
 
+    AUROC = P(s_out > s_in) + P(s_out = s_in) / 2 and AUPR = sum_t (R_t - R_{t-1}) P_t
+    (``auroc``, ``aupr``), for the scores s of ``ood_scores``.
+
+    Parameters
+    ----------
+    probs_in : array_like, (n_in, K) or (n_in,)
+        Class probabilities on the in-distribution test set (the negative class).
+    probs_out : array_like, (n_out, K) or (n_out,)
+        Class probabilities on the out-of-distribution set (the positive class), same K.
+
     Returns
     -------
-    dict: auroc_entropy, aupr_entropy, auroc_maxprob, aupr_maxprob, entropy_in, entropy_out
+    dict
+        ``auroc_entropy``, ``aupr_entropy``, ``auroc_maxprob``, ``aupr_maxprob`` (in [0, 1]),
+        ``entropy_in``, ``entropy_out`` (the mean entropy on each set, nats); all floats.
     """
     s_in, s_out = ood_scores(probs_in), ood_scores(probs_out)
     out = {}

@@ -30,7 +30,18 @@ AVERAGES = ("prob", "logits")
 
 def class_probs(logits):
     """Class probabilities (n, K) in float64 (so that the NLL of a confident miss stays finite):
-    softmax of (n, K) logits, K > 1; for one logit per row, the two classes [1 - p, p], p = sigmoid."""
+    softmax of (n, K) logits, K > 1; for one logit per row, the two classes [1 - p, p], p = sigmoid.
+
+    Parameters
+    ----------
+    logits : array_like, (n, K), (n, 1) or (n,)
+        Network outputs f_w(x); one column (or a vector) is the logit of class 1.
+
+    Returns
+    -------
+    numpy.ndarray, float64, (n, K) or (n, 2)
+        p_ik = exp(f_ik) / sum_j exp(f_ij), or [1 - sigmoid(f_i), sigmoid(f_i)] for one logit.
+    """
     logits = np.asarray(logits).astype(np.float64)
     if logits.ndim == 1 or logits.shape[1] == 1:
         p1 = sigmoid(logits.reshape(-1))
@@ -40,7 +51,22 @@ def class_probs(logits):
 
 def apply_link(logits, link="softmax"):
     """softmax over the last axis, elementwise sigmoid (P(y = 1) per output), or
-    ``class_probs`` ('classes': float64, a single logit read as two classes)."""
+    ``class_probs`` ('classes': float64, a single logit read as two classes).
+
+    Parameters
+    ----------
+    logits : array_like, (n, outputs)
+        Network outputs f_w(x).
+    link : {'softmax', 'sigmoid', 'classes'}
+        'softmax': p_k = exp(f_k) / sum_j exp(f_j) over the last axis; 'sigmoid':
+        1 / (1 + exp(-f)) per output; 'classes': ``class_probs``. Default 'softmax'.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, outputs) for 'softmax' and 'sigmoid' (the dtype of ``logits``); (n, K) float64
+        for 'classes' ((n, 2) from a single logit).
+    """
     check_choice("link", link, LINKS)
     if link == "classes":
         return class_probs(logits)

@@ -15,7 +15,11 @@ import numpy as np
 
 
 class GradientCheckError(AssertionError):
-    pass
+    """A backward pass disagrees with central differences: ``|fd - an| > atol + rtol * max(|fd|, |an|)``.
+
+    An ``AssertionError``, so that pytest reports it as a failed check; the message names
+    the tensor and both numbers <u, J v> (fd) and <J^T u, v> (an).
+    """
 
 
 def check_vjp(f, vjp, x, *, name="x", eps=1e-6, rtol=1e-6, atol=1e-12, rng=None):
@@ -70,9 +74,45 @@ def check_layer(layer, params, x, state=None, *, train=True, seed=0, rtol=1e-6, 
                 atol=1e-12):
     """Check a layer's VJP for its input and for every parameter, in float64.
 
-    The layer is run with a fresh ``Generator(seed)`` on every call so that
-    random layers (dropout) see the same mask in each evaluation.
-    Returns a dict name -> (fd, an).
+    For the input and for each parameter, ``check_vjp`` compares <J^T u, v> from
+    ``layer.backward`` with <u, (f(x + eps v) - f(x - eps v)) / (2 eps)>. The layer is
+    run with a fresh ``Generator(seed)`` on every call so that random layers (dropout)
+    see the same mask in each evaluation.
+
+    Parameters
+    ----------
+    layer : Layer
+        Any object with refbinn's layer protocol: ``forward(params, x, state, *, train,
+        rng) -> (y, cache, new_state)`` and ``backward(params, cache, dy) -> (dx, grads)``;
+        its ``name`` labels the failure messages.
+    params : dict name -> array_like
+        The layer's parameters, cast to float64 for the check.
+    x : array_like, (N, ...)
+        The input, cast to float64.
+    state : dict, optional
+        The layer's state (e.g. BatchNorm running statistics); None means ``{}``.
+    train : bool
+        Run the forward pass in training mode (batch statistics, dropout); default True.
+    seed : int
+        Seed of the fresh ``numpy.random.Generator`` passed as ``rng`` to every forward pass.
+    rtol : float
+        Relative tolerance, >= 0 (default 1e-6).
+    eps : float
+        Finite-difference step, > 0 (default 1e-6).
+    atol : float
+        Absolute tolerance, >= 0 (default 1e-12): the check fails when
+        ``|fd - an| > atol + rtol * max(|fd|, |an|)``.
+
+    Returns
+    -------
+    dict
+        ``"input"`` and each parameter name -> (fd, an), the two numbers ``check_vjp``
+        compared.
+
+    Raises
+    ------
+    GradientCheckError
+        On the first tensor whose VJP disagrees with finite differences.
     """
     state = {} if state is None else state
     params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
@@ -101,7 +141,48 @@ def check_model(model, params, x, loss_fn, target, state=None, *, train=True, se
                 rtol=1e-6, eps=1e-6, atol=1e-12):
     """Check d loss / d (input and every parameter) for a Sequential model and a loss.
 
-    ``loss_fn(out, target) -> (loss, dout)``.
+    The gradients of ``model.backward(params, cache, dout)`` are checked with
+    ``check_vjp``: <u * grad, v> against <u, (L(p + eps v) - L(p - eps v)) / (2 eps)>
+    for the scalar loss L, one random direction v per tensor.
+
+    Parameters
+    ----------
+    model : Sequential
+        Any object with ``forward(params, x, state, *, train, rng)`` and
+        ``backward(params, cache, dout) -> (dx, grads)``.
+    params : dict name -> array_like
+        The model's parameters (qualified names), cast to float64.
+    x : array_like, (N, ...)
+        The input batch, cast to float64.
+    loss_fn : callable
+        ``loss_fn(out, target) -> (loss, dout)``: a scalar loss and its gradient with
+        respect to the model's output.
+    target : object
+        Passed to ``loss_fn`` unchanged (labels, regression targets).
+    state : dict, optional
+        The model's state (BatchNorm running statistics); None means ``{}``.
+    train : bool
+        Run the forward pass in training mode; default True.
+    seed : int
+        Seed of the fresh ``numpy.random.Generator`` passed as ``rng`` to every forward pass.
+    rtol : float
+        Relative tolerance, >= 0 (default 1e-6).
+    eps : float
+        Finite-difference step, > 0 (default 1e-6).
+    atol : float
+        Absolute tolerance, >= 0 (default 1e-12): the check fails when
+        ``|fd - an| > atol + rtol * max(|fd|, |an|)``.
+
+    Returns
+    -------
+    dict
+        ``"input"`` and each parameter name -> (fd, an), the two numbers ``check_vjp``
+        compared.
+
+    Raises
+    ------
+    GradientCheckError
+        On the first tensor whose gradient disagrees with finite differences.
     """
     state = {} if state is None else state
     params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}

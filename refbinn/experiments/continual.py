@@ -29,6 +29,57 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     ``reweight`` multiplies the prior term reweight*(lam - lam0) of every update.
     ``diagnostics`` in the result: per task, the training diagnostics' totals of its last
     epoch (``refbinn.train.diagnostics``: data_over_prior, flip_frac, ...).
+
+    Each task t trains a fresh ``BayesBiNN`` (beta = 0, S = 1, N = len(x_train)) on the
+    inputs permuted by permutation t, starting from the previous task's optimizer and
+    BatchNorm state, with a cosine learning-rate schedule over ``epochs``.
+
+    Parameters
+    ----------
+    x_train : numpy.ndarray, float, (N, D)
+        Flattened, normalised training images (D = 784 for MNIST).
+    y_train : numpy.ndarray, int64, (N,)
+        Training labels in [0, 10).
+    x_test : numpy.ndarray, float, (N_test, D)
+        Flattened, normalised test images, permuted per task like the training images.
+    y_test : numpy.ndarray, int64, (N_test,)
+        Test labels.
+    tasks : int
+        T >= 1, the number of permutations (tasks) trained in sequence; default 5.
+    epochs : int
+        Epochs per task, >= 1; default 100.
+    batch_size : int
+        Minibatch size, >= 1; default 100.
+    lr : float
+        BayesBiNN learning rate, > 0, the start of each task's cosine schedule; default 1e-3.
+    tau : float
+        BayesBiNN temperature, > 0; default 1e-2.
+    lam_init : float
+        The magnitude of lambda at the first task's initialisation, > 0; default 10.
+    test_samples : int
+        C >= 1, hard weight samples of the mean prediction; default 100.
+    prior : {'posterior', 'zero'}
+        lam0 of task t > 1: the posterior lambda after task t - 1, or 0.
+    seed : int
+        Task t trains with seed ``seed + t``; the evaluation samples come from
+        ``Generator(seed + 1000)``.
+    numerics : {'exact', 'official', 'exact-clipped'}
+        BayesBiNN numerics (``refbinn.optim.bayesbinn.NUMERICS``); default 'exact'.
+    quiet : bool
+        No progress bar or per-epoch lines; default True.
+    log : callable
+        ``log(str)``, receives the per-task accuracy lines (and ``fit``'s lines); default print.
+    perm_seed : int
+        Seed of the task permutations (``refbinn.data.permuted_mnist_tasks``); default 0.
+    reweight : float
+        Weight of the prior term reweight*(lam - lam0), >= 0; default 1 (the paper).
+
+    Returns
+    -------
+    dict
+        ``prior``; ``acc_mean`` and ``acc_mode``: the (T, T) accuracy matrices A[t][k] as
+        lists (NaN above the diagonal); ``seconds_per_task``; ``diagnostics`` (one dict or
+        None per task); ``settings``: the arguments above.
     """
     from ..data import permuted_mnist_tasks
     if prior not in ("posterior", "zero"):

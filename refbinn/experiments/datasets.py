@@ -50,7 +50,35 @@ IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 
 
 def load_data(dataset, root=None, *, split=0.1, seed=0, max_train=None):
-    """Normalised arrays for ``dataset`` (a key of ``DATASETS``) with a seeded train/validation split."""
+    """Normalised arrays for ``dataset`` (a key of ``DATASETS``) with a seeded train/validation split.
+
+    Image sets are normalised per channel (MNIST-like sets flattened to (N, 784), CIFAR kept
+    as (N, 3, 32, 32) with random-crop/flip augmentation); the toy sets come as they are.
+
+    Parameters
+    ----------
+    dataset : {'mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'two-moons', 'snelson'}
+        The data set.
+    root : str or path, optional
+        The data folder; None: ``$REFBINN_DATA``, then the per-user cache (Snelson also
+        ships inside the package).
+    split : float
+        The fraction of the training images held out for validation, in [0, 1); image
+        sets only. Default 0.1.
+    seed : int
+        Seeds the train/validation split (and draws the two-moons points).
+    max_train : int, optional
+        Keep only the first ``max_train`` training images before the split (image sets);
+        None or 0 keeps all.
+
+    Returns
+    -------
+    data : refbinn.train.Data
+        Training, validation and test arrays (validation None for the toy sets).
+    extra : dict or None
+        None for the image sets; the two-moons standardisation (``mean``, ``std``) or the
+        Snelson data object (for its grid and standardisation).
+    """
     from .. import data as D
     rng = np.random.default_rng(seed)
     loaded = DATASETS[check_choice("dataset", dataset, tuple(DATASETS))](D, dataset, root, rng)

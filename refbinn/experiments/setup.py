@@ -23,6 +23,30 @@ LOSSES = {"cross_entropy": losses.softmax_cross_entropy, "logistic": losses.logi
 
 @dataclass
 class Setup:
+    """Everything ``refbinn.train.fit`` needs for one run, as ``build`` assembles it.
+
+    Attributes
+    ----------
+    model : Sequential
+        The network of the preset (``refbinn.models.build_model``).
+    opt : Optimizer
+        The optimizer; a ``Partition`` (binary weights to it, real parameters to Adam) when
+        the model has real parameters and the optimizer is not Adam.
+    data : refbinn.train.Data
+        Training, validation and test arrays.
+    loss_fn : callable
+        ``loss_fn(out, target) -> (loss, dout)``, one of ``LOSSES``.
+    cfg : refbinn.train.TrainConfig
+        Epochs, batch size, seed, evaluation settings and the run's metadata.
+    schedule : callable
+        epoch -> learning rate (gamma for Bop; a pair for a ``Partition``).
+    settings : dict
+        What was built: dataset, optimizer, epochs, batch_size, seed, optimizer_settings,
+        model, extra (``load_data``'s second value), eval_samples, max_train.
+    tau_schedule : callable or None
+        epoch -> tau, BayesBiNN's temperature annealing when ``tau_end`` is set, else None.
+    """
+
     model: object
     opt: object
     data: Data
@@ -78,7 +102,33 @@ def _schedule(name, s, epochs, steps_per_epoch):
 
 def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
     """Optimizer ``name`` (a key of ``refbinn.optim.OPTIMIZERS``) and its per-epoch schedule from
-    preset settings ``s``; real parameters in ``kinds`` go to Adam (``Partition``)."""
+    preset settings ``s``; real parameters in ``kinds`` go to Adam (``Partition``).
+
+    The real parameters' Adam has lr = ``s["real_lr"]`` (default 1e-3) on a cosine schedule.
+
+    Parameters
+    ----------
+    name : str
+        'bayesbinn', 'ste', 'bop', 'pmf', 'adam' or 'vispa'.
+    s : dict
+        The optimizer's preset settings (``PAPER[dataset][name]`` with overrides): lr, tau,
+        gamma, schedule, ... as the optimizer needs them.
+    n_train : int
+        N, the training-set size in BayesBiNN's update (unless ``s`` sets ``N``).
+    kinds : dict name -> {'binary', 'real'}
+        The kind of each parameter.
+    epochs : int
+        Epochs of the run, >= 1 (the length of the schedules).
+    steps_per_epoch : int
+        Minibatches per epoch, >= 1 (PMF's step decay is given in iterations).
+
+    Returns
+    -------
+    opt : Optimizer
+        The optimizer, or a ``Partition`` of it and Adam.
+    schedule : callable
+        epoch -> lr (gamma for Bop); for a ``Partition``, epoch -> (binary lr, real lr).
+    """
     check_choice("optimizer", name, tuple(OPTIMIZERS))
     opt = make(name, **_hyper(name, s, n_train))
     sched = _schedule(name, s, epochs, steps_per_epoch)
@@ -94,7 +144,30 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     """Return a ``Setup``; ``overrides`` (dict) replaces preset values: epochs, batch_size,
     seed, lr, tau, samples, numerics, N, lam_init, eval_samples, max_train, checkpoint_every, model kwargs;
     tau_end (BayesBiNN: tau annealed geometrically from tau to tau_end, ``train.anneal``),
-    reweight; recalibrate_bn, diagnostics, diagnostics_every, eval_mean_every (``TrainConfig``)."""
+    reweight; recalibrate_bn, diagnostics, diagnostics_every, eval_mean_every (``TrainConfig``).
+
+    Parameters
+    ----------
+    dataset : str
+        A key of ``PAPER``: 'mnist', 'fashion-mnist', 'cifar10', 'cifar100', 'two-moons',
+        'snelson'.
+    optimizer : str
+        'bayesbinn', 'ste', 'bop', 'pmf', 'adam' or 'vispa'.
+    preset : {'paper'}
+        The settings table (``refbinn.experiments.presets.PAPER``).
+    overrides : dict, optional
+        Values replacing the preset's (keys above; None values are ignored); epochs,
+        batch_size >= 1, seed >= 0.
+    root : str, optional
+        The data folder (see ``load_data``).
+    quiet : bool
+        Passed to ``TrainConfig``: no progress bar or per-epoch lines.
+
+    Returns
+    -------
+    Setup
+        Model, optimizer, data, loss, config, schedule, settings and tau schedule.
+    """
     check_choice("dataset", dataset, tuple(PAPER))
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
     check_choice("preset", preset, ("paper",))
@@ -147,11 +220,30 @@ def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume
 
     Parameters
     ----------
-    dataset, optimizer : names from refbinn.presets
-    name : str, the run name; files ``out/NAME.json`` and ``out/runs/NAME/``
-    overrides : dict passed to ``build`` (epochs, seed, lr, model_kwargs, ...)
-    run_dir : checkpoint folder (default ``out/runs/NAME``)
-    write : write ``out/NAME.json`` (sweeps collect rows instead)
+    dataset, optimizer : str
+        Names from ``refbinn.experiments.presets.PAPER`` (see ``build``).
+    name : str
+        The run name; files ``out/NAME.json`` and ``out/runs/NAME/``.
+    overrides : dict
+        Passed to ``build`` (epochs, seed, lr, model_kwargs, ...).
+    out : str
+        Folder for the results JSON (and, by default, the checkpoints); default ``results``.
+    root : str, optional
+        The data folder (see ``load_data``).
+    resume : bool
+        Continue from ``run_dir/checkpoint.npz`` if it exists (``fit``).
+    stop_after : int, optional
+        Stop after this many epochs in this call; continue later with ``resume``.
+    quiet : bool
+        No progress bar or per-epoch lines.
+    command : str, optional
+        The command line, recorded in the result.
+    run_dir : str, optional
+        Checkpoint folder (default ``out/runs/NAME``).
+    write : bool
+        Write ``out/NAME.json`` (sweeps collect rows instead); default True.
+    log : callable, optional
+        ``log(str)`` for the progress lines; default print with flush.
 
     Returns
     -------

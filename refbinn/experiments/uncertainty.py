@@ -34,13 +34,38 @@ HIST_BINS = 30          # entropy histogram bins on [0, log K]
 
 def can_sample(opt):
     """Whether ``opt`` has a distribution to sample networks from (BayesBiNN, VISPA; also
-    inside a Partition), i.e. whether a mean prediction differs from the mode."""
+    inside a Partition), i.e. whether a mean prediction differs from the mode.
+
+    Parameters
+    ----------
+    opt : Optimizer
+        An optimizer or a ``Partition`` (whose ``binary_opt`` is asked).
+
+    Returns
+    -------
+    bool
+        True if it has ``sample_params``.
+    """
     return hasattr(getattr(opt, "binary_opt", opt), "sample_params")
 
 
 def load_run(path):
     """A checkpoint with its model rebuilt: dict of label, path, model, opt, opt_state,
-    bn_state, dataset, optimizer, seed, epoch."""
+    bn_state, dataset, optimizer, seed, epoch.
+
+    Parameters
+    ----------
+    path : str
+        A training checkpoint (``results/runs/NAME/checkpoint.npz``); a damaged one raises
+        one error naming the file.
+
+    Returns
+    -------
+    dict
+        ``label`` (the checkpoint's folder name), ``path``, ``model``, ``opt``,
+        ``opt_state``, ``bn_state``, ``dataset``, ``optimizer``, ``seed`` (the training
+        seed) and ``epoch``.
+    """
     ck = load_checkpoint(path)
     check_meta(path, ck["config"], tuple(DATASETS))        # damage: one error naming the file
     meta = ck["config"]["meta"]
@@ -59,11 +84,31 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_se
     ``seed`` draws the OOD noise and permutation; ``data_seed`` is the training run's seed,
     which the image test sets do not depend on (two moons draws its test points from it).
 
+    Parameters
+    ----------
+    dataset : str
+        The checkpoint's data set (a key of ``DATASETS``); OOD sets need an image data set.
+    names : list of str
+        OOD sets from ``refbinn.data.ood.OOD_SETS``, none the data set itself; may be empty.
+    root : str, optional
+        The data folder (see ``load_data``).
+    seed : int
+        Seeds each OOD set's stream, ``Generator([seed, 2, index of the set])``.
+    max_test : int, optional
+        Use the first ``max_test`` test inputs (>= 1); None: all.
+    data_seed : int
+        The training run's seed, for ``load_data``.
+    log : callable
+        ``log(str)``, told about every set skipped; default print.
+
     Returns
     -------
-    x_test, y_test : the first ``max_test`` test inputs (all if None) and labels
-    sets : dict name -> ndarray, the OOD inputs (at most len(x_test) of a named set)
-    status : dict name -> "n = ..." or "skipped: reason" (a named set that is not present)
+    x_test, y_test : numpy.ndarray
+        The first ``max_test`` test inputs (all if None) and their labels.
+    sets : dict name -> numpy.ndarray
+        The OOD inputs (at most len(x_test) of a named set).
+    status : dict name -> str
+        "n = ..." or "skipped: reason" (a named set that is not present).
     """
     data, _ = load_data(dataset, root, split=0.1, seed=data_seed)
     if data.x_test is None or not np.issubdtype(data.y_test.dtype, np.integer):
@@ -102,11 +147,36 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
                     batch_size=1000):
     """One row per prediction of ``run`` (``load_run``): the mode, then the mean for each count.
 
+    The mode is p = softmax(f_{w*}(x)); each mean is (1/S) sum_c softmax(f_{w_c}(x)) over S
+    samples drawn from ``Generator([seed, 1])`` (the same networks for the test set and
+    every OOD set). An optimizer without samples (``can_sample``) gets the mode only.
+
+    Parameters
+    ----------
+    run : dict
+        A checkpoint from ``load_run``.
+    x, y : numpy.ndarray
+        Test inputs (n, ...) and integer labels (n,).
+    sets : dict name -> numpy.ndarray
+        OOD inputs (``evaluation_sets``); may be empty.
+    samples : sequence of int
+        The counts S >= 1 of the mean predictions, one row each; default (10,).
+    seed : int
+        Seeds the weight samples.
+    average : {'prob', 'logits'}
+        Average probabilities (the predictive) or logits (the authors' image scripts).
+    bins : int
+        B >= 1, equal-width ECE bins; default 15.
+    batch_size : int
+        Inputs per forward pass, >= 1; default 1000.
+
     Returns
     -------
-    list of dict: run, checkpoint, dataset, optimizer, seed, epoch, prediction ('mode',
-    'mean', or 'ensemble' for VISPA), samples (None for the mode), test (``classification_metrics``),
-    ood (name -> ``ood_metrics``), entropy_hist (edges, test and per-set counts).
+    list of dict
+        Per prediction: run, checkpoint, dataset, optimizer, seed, epoch, prediction
+        ('mode', 'mean', or 'ensemble' for VISPA), samples (None for the mode), test
+        (``classification_metrics``), ood (name -> ``ood_metrics``), entropy_hist (edges,
+        test and per-set counts of ``HIST_BINS`` bins on [0, log K]).
     """
     m, o, st, bn = run["model"], run["opt"], run["opt_state"], run["bn_state"]
     kinds = [("mode", None)]
@@ -136,16 +206,32 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
 
     Parameters
     ----------
-    paths : sequence of checkpoint paths (``results/runs/NAME/checkpoint.npz``)
-    ood : names from ``refbinn.data.ood.OOD_SETS``
-    samples : sequence of ints >= 1, the counts S of the mean predictions
-    bins : ECE bins B; seed : seeds the OOD sets and the weight samples
-    average : 'prob' (the predictive) or 'logits' (the authors' image scripts)
-    max_test : use the first N test images (and N inputs per OOD set)
+    paths : sequence of str
+        Checkpoint paths (``results/runs/NAME/checkpoint.npz``), at least one.
+    ood : sequence of str
+        Names from ``refbinn.data.ood.OOD_SETS``; default none.
+    samples : sequence of int
+        The counts S >= 1 of the mean predictions; default (10,).
+    bins : int
+        B >= 1, equal-width ECE bins; default 15.
+    seed : int
+        >= 0; seeds the OOD sets and the weight samples.
+    average : {'prob', 'logits'}
+        'prob' (the predictive) or 'logits' (the authors' image scripts).
+    max_test : int, optional
+        Use the first N >= 1 test images (and N inputs per OOD set); None: all.
+    root : str, optional
+        The data folder (see ``load_data``).
+    batch_size : int
+        Inputs per forward pass, >= 1; default 1000.
+    log : callable
+        ``log(str)`` for one line per checkpoint; default print.
 
     Returns
     -------
-    dict: settings, ood_sets (dataset -> name -> status), rows (list), runs (label per path)
+    dict
+        ``settings``, ``ood_sets`` (dataset -> name -> status), ``runs`` (label and
+        checkpoint per path), ``rows`` (``prediction_rows`` of every checkpoint).
     """
     if not paths:
         raise ValueError("evaluate needs at least one checkpoint")
@@ -181,12 +267,35 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
 
 
 def row_name(row):
-    """'mode', 'mean (C=10)' or 'ensemble (C=10)'."""
+    """'mode', 'mean (C=10)' or 'ensemble (C=10)'.
+
+    Parameters
+    ----------
+    row : dict
+        A row of ``prediction_rows`` (its ``prediction`` and ``samples`` are read).
+
+    Returns
+    -------
+    str
+        The prediction's name, with its sample count C for a mean or ensemble.
+    """
     return row["prediction"] if row["samples"] is None else f"{row['prediction']} (C={row['samples']})"
 
 
 def tables(result):
-    """Two plain-text tables: calibration on the test set, and OOD separation per set."""
+    """Two plain-text tables: calibration on the test set, and OOD separation per set.
+
+    Parameters
+    ----------
+    result : dict
+        What ``evaluate_checkpoints`` returns.
+
+    Returns
+    -------
+    str
+        Accuracy, NLL, Brier, ECE and entropy per row; then, when OOD sets were evaluated,
+        AUROC/AUPR of the entropy and of 1 - max p and the OOD entropy per row and set.
+    """
     cal = [(r["run"], row_name(r), r["test"]["acc"], r["test"]["nll"], r["test"]["brier"],
             r["test"]["ece"], r["test"]["entropy"]) for r in result["rows"]]
     text = table(cal, ("run", "prediction", "acc", "NLL", "Brier", f"ECE ({result['settings']['bins']} bins)",
@@ -201,7 +310,26 @@ def tables(result):
 
 def write_outputs(result, out, name, log=print):
     """Write ``uncertainty_NAME.json``, ``reliability_NAME.png`` and (with OOD sets)
-    ``entropy_NAME.png`` under ``out``; returns the paths written."""
+    ``entropy_NAME.png`` under ``out``; returns the paths written.
+
+    The PNGs need matplotlib; without it only the JSON is written.
+
+    Parameters
+    ----------
+    result : dict
+        What ``evaluate_checkpoints`` returns (with ``command`` added by the CLI).
+    out : str
+        The folder, created if missing.
+    name : str
+        The files' name part.
+    log : callable
+        ``log(str)``, told each path written; default print.
+
+    Returns
+    -------
+    list of str
+        The paths written, the JSON first.
+    """
     from ..io import write_json
     from .uncertainty_plots import entropy_histograms, reliability_diagram
     os.makedirs(out, exist_ok=True)
@@ -219,7 +347,24 @@ def write_outputs(result, out, name, log=print):
 
 
 def cli_evaluate(a, command=None):
-    """``refbinn evaluate CHECKPOINT [...] --ood [NAME ...] --samples S [S ...]``: tables, JSON, PNGs."""
+    """``refbinn evaluate CHECKPOINT [...] --ood [NAME ...] --samples S [S ...]``: tables, JSON, PNGs.
+
+    Runs ``evaluate_checkpoints``, prints ``tables`` and writes ``write_outputs`` under
+    ``--out``, named by ``--name``, else the run's folder (one checkpoint), else 'uncertainty'.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed ``refbinn evaluate`` arguments: checkpoint, ood, samples, bins, seed,
+        average, max_test, data_root, out, name.
+    command : str, optional
+        The command line, recorded in the JSON.
+
+    Returns
+    -------
+    int
+        0, the command's exit code.
+    """
     result = evaluate_checkpoints(a.checkpoint, ood=a.ood or (), samples=a.samples, bins=a.bins,
                                   seed=a.seed, average=a.average, max_test=a.max_test,
                                   root=a.data_root)

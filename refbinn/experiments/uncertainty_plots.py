@@ -37,6 +37,11 @@ def reliability_diagram(rows, path, title=None):
     rows : list of dict, rows of ``evaluate_checkpoints`` (``test.calibration`` is read)
     path : str, the PNG to write
     title : str, optional
+
+    Returns
+    -------
+    bool
+        True if the PNG was written; False without matplotlib.
     """
     plt = _pyplot()
     if plt is None:
@@ -77,6 +82,12 @@ def entropy_histograms(rows, path, title=None):
     rows : list of dict, rows of ``evaluate_checkpoints`` (``entropy_hist`` and ``ood`` are read)
     path : str, the PNG to write
     title : str, optional
+
+    Returns
+    -------
+    bool
+        True if the PNG was written; False when the rows have no OOD set or without
+        matplotlib.
     """
     sets = [name for name in rows[0]["ood"]] if rows else []
     if not sets:

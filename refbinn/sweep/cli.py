@@ -9,6 +9,23 @@ import os
 
 
 def cmd_sweep(a):
+    """``refbinn sweep SPEC.toml``: run a grid of training runs on a dask cluster.
+
+    Checks the sweep file first (``load_spec``); with ``--dry-run`` only lists the runs.
+    Otherwise runs them on a local cluster or the one at ``--scheduler`` (``run_sweep``)
+    into ``OUT/NAME`` and prints the ``refbinn report`` command to aggregate them.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments: spec, out, data_root, workers, threads_per_worker, scheduler,
+        dry_run, quiet.
+
+    Returns
+    -------
+    int
+        The exit code: 0, or 1 if any run failed.
+    """
     from .spec import load_spec
     sweep = load_spec(a.spec)                       # every check happens here, before any cluster starts
     if a.dry_run:
@@ -27,6 +44,20 @@ def cmd_sweep(a):
 
 
 def cmd_report(a):
+    """``refbinn report DIR``: aggregate a sweep over seeds (mean +- std per setting).
+
+    Writes report.md, report.json and curves.png (``write_report``) and prints the table.
+
+    Parameters
+    ----------
+    a : argparse.Namespace
+        The parsed arguments: dir (the sweep's folder), out (the report's folder; None: dir).
+
+    Returns
+    -------
+    int
+        The exit code: 0.
+    """
     from ..report import table
     from .report import QUANTITIES, write_report
     rows, paths = write_report(a.dir, a.out)
@@ -46,7 +77,15 @@ def cmd_report(a):
 
 
 def add_parsers(sub, common):
-    """Add ``sweep`` and ``report`` to the ``refbinn`` subparsers; ``common`` adds --out and --data-root."""
+    """Add ``sweep`` and ``report`` to the ``refbinn`` subparsers; ``common`` adds --out and --data-root.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        What ``add_subparsers`` returned for the ``refbinn`` parser.
+    common : callable
+        ``common(parser, out=default)`` adds ``--out`` (with that default) and ``--data-root``.
+    """
     q = sub.add_parser("sweep", help="run a grid of training runs (a TOML sweep file) on a dask cluster")
     common(q, out=os.path.join("results", "sweeps"))
     q.add_argument("spec", help="the sweep file (TOML: base, grid, seeds); results go to OUT/NAME, "

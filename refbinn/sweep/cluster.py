@@ -28,7 +28,13 @@ QUIET_CONFIG = {"distributed.worker.profile.enabled": False,
 
 
 def cores():
-    """The cores this process may use (its CPU affinity where the OS has one)."""
+    """The cores this process may use (its CPU affinity where the OS has one).
+
+    Returns
+    -------
+    int
+        len(os.sched_getaffinity(0)), else os.cpu_count() (1 if unknown); >= 1.
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
@@ -36,7 +42,19 @@ def cores():
 
 
 def thread_env(threads):
-    """Environment variables that give every BLAS and Numba ``threads`` threads."""
+    """Environment variables that give every BLAS and Numba ``threads`` threads.
+
+    Parameters
+    ----------
+    threads : int
+        The thread count, >= 1.
+
+    Returns
+    -------
+    dict str -> str
+        OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS, each
+        ``str(threads)``.
+    """
     return {v: str(threads) for v in THREAD_VARS}
 
 
@@ -52,7 +70,17 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
     workers : int, optional
         Local worker processes (default: cores // threads_per_worker, at least 1).
     threads_per_worker : int
-        Threads of each local worker (BLAS and Numba pinned to it).
+        Threads of each local worker (BLAS and Numba pinned to it), >= 1; default 1.
+    quiet : bool
+        Show only the local cluster's errors (else warnings too); default True.
+
+    Yields
+    ------
+    client : distributed.Client
+        Connected to the cluster; closed (with the local cluster) on leaving the block.
+    threads : int or None
+        ``threads_per_worker`` on a local cluster; None on an existing one (each run
+        takes its worker's thread count).
     """
     from distributed import Client, LocalCluster
     threads = check_int("threads_per_worker", threads_per_worker, 1)

@@ -42,8 +42,14 @@ def _copy_spec(sweep, sweep_dir):
 def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True, log=print):
     """Run every run of ``sweep`` (a ``Sweep``) not yet done into ``OUT/NAME`` on ``client``.
 
+    Runs whose result exists with the same identity are skipped; the others are submitted
+    as ``refbinn.sweep.task.execute`` tasks (which resume from a checkpoint), and
+    ``OUT/NAME/sweep.json`` is rewritten as each one finishes.
+
     Parameters
     ----------
+    sweep : Sweep
+        The checked sweep (``load_spec``).
     out : str
         The parent folder; the sweep's folder ``OUT/NAME`` must be reachable under the same
         path from every worker (a local path on one machine, a shared filesystem on a cluster).
@@ -52,11 +58,17 @@ def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True
         Numba threads per run (None: the worker's thread count).
     data_root : str, optional
         Where the workers find the data sets (None: their ``$REFBINN_DATA``, then their cache).
+    progress : bool
+        Show a progress bar (tqdm) of the runs; default True.
+    log : callable
+        ``log(str)`` for the summary lines and the failed runs' table; default print.
 
     Returns
     -------
-    dict with ``dir``, ``counts`` (done, skipped, failed, pending) and ``runs`` (one record per
-    run: name, setting, seed, status, error, seconds, resumed_from_epoch).
+    dict
+        ``dir`` (the sweep's folder, absolute), ``counts`` (done, skipped, failed, pending)
+        and ``runs`` (one record per run: name, setting, seed, status, error, seconds,
+        resumed_from_epoch).
     """
     from distributed import wait
     sweep_dir = os.path.abspath(os.path.join(out, sweep.name))

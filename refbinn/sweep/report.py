@@ -37,7 +37,25 @@ CURVES = (("train_loss", "training loss"), ("val_acc_mode", "validation accuracy
 
 
 def load_runs(sweep_dir):
-    """The sweep's finished runs (``DIR/runs/*.json`` with a ``sweep_run`` entry), in the sweep's order."""
+    """The sweep's finished runs (``DIR/runs/*.json`` with a ``sweep_run`` entry), in the sweep's order.
+
+    Parameters
+    ----------
+    sweep_dir : str
+        The sweep's folder (``results/sweeps/NAME``); its ``sweep.json``, if present, gives
+        the order.
+
+    Returns
+    -------
+    list of dict
+        The result JSONs (as ``refbinn train`` writes them, plus ``sweep_run``) of the runs
+        with a non-empty history.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no run has finished.
+    """
     runs = []
     for path in sorted(glob.glob(os.path.join(sweep_dir, "runs", "*.json"))):
         with open(path) as fh:
@@ -55,7 +73,22 @@ def load_runs(sweep_dir):
 
 
 def mean_std(values):
-    """(mean, sample std with ddof=1 or None for one value) of the non-None ``values``; (None, None) if none."""
+    """(mean, sample std with ddof=1 or None for one value) of the non-None ``values``; (None, None) if none.
+
+    mean = (1/n) sum_i x_i, std = sqrt(sum_i (x_i - mean)^2 / (n - 1)).
+
+    Parameters
+    ----------
+    values : iterable of float or None
+        One value per seed; None (a run that lacks the quantity) is left out.
+
+    Returns
+    -------
+    mean : float or None
+        None when no value is given.
+    std : float or None
+        None for fewer than two values.
+    """
     v = np.array([x for x in values if x is not None], dtype=np.float64)
     if v.size == 0:
         return None, None
@@ -63,7 +96,20 @@ def mean_std(values):
 
 
 def aggregate(runs):
-    """One row per setting: seeds, epochs, and per quantity its mean, std and per-seed values."""
+    """One row per setting: seeds, epochs, and per quantity its mean, std and per-seed values.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Finished runs (``load_runs``); grouped by ``sweep_run.setting``.
+
+    Returns
+    -------
+    list of dict
+        Per setting, in first-seen order: setting, dataset, optimizer, point (the grid
+        values), seeds (sorted), n, epochs (the distinct epoch counts), quantities (name of
+        ``QUANTITIES`` -> {mean, std, values}; a quantity no run has is left out).
+    """
     groups = {}
     for r in runs:
         groups.setdefault(r["sweep_run"]["setting"], []).append(r)
@@ -91,7 +137,24 @@ def _cell(q, percent):
 
 
 def markdown(rows, title, description=""):
-    """The report table in Markdown: one row per setting, mean +- std over seeds."""
+    """The report table in Markdown: one row per setting, mean +- std over seeds.
+
+    Accuracies print in percent with 2 decimals; only the quantities some row has get a column.
+
+    Parameters
+    ----------
+    rows : list of dict
+        What ``aggregate`` returns.
+    title : str
+        The page's ``#`` heading.
+    description : str
+        A paragraph under the title (the sweep file's description); default none.
+
+    Returns
+    -------
+    str
+        The Markdown text, ending with a newline.
+    """
     used = [q for q in QUANTITIES if any(q in r["quantities"] for r in rows)]
     head = ["setting", "seeds", "epochs"] + [QUANTITIES[q][0] for q in used]
     lines = [f"# {title}", ""]
@@ -109,7 +172,26 @@ def markdown(rows, title, description=""):
 
 
 def plot_curves(runs, path, title):
-    """Per setting and per-epoch quantity: the mean over seeds and a +-1 std band (PNG, Agg)."""
+    """Per setting and per-epoch quantity: the mean over seeds and a +-1 std band (PNG, Agg).
+
+    One panel per quantity of ``CURVES`` that the runs record; a positive training loss
+    spanning more than a decade is drawn on a log axis as the geometric mean times/over
+    exp(std of the log). Seeds are cut to the shortest history of their setting.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Finished runs (``load_runs``).
+    path : str
+        The PNG to write.
+    title : str
+        The figure's title.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the ``plots`` extra).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -152,7 +234,22 @@ def plot_curves(runs, path, title):
 
 
 def write_report(sweep_dir, out=None):
-    """Aggregate the sweep in ``sweep_dir``; write report.md, report.json, curves.png -> (rows, paths)."""
+    """Aggregate the sweep in ``sweep_dir``; write report.md, report.json, curves.png -> (rows, paths).
+
+    Parameters
+    ----------
+    sweep_dir : str
+        The sweep's folder (``results/sweeps/NAME``).
+    out : str, optional
+        The report's folder, created if missing (None: ``sweep_dir``).
+
+    Returns
+    -------
+    rows : list of dict
+        What ``aggregate`` returns.
+    paths : dict
+        ``md``, ``json`` and (with matplotlib) ``png`` -> the path written.
+    """
     out = out or sweep_dir
     runs = load_runs(sweep_dir)
     name, description = os.path.basename(os.path.abspath(sweep_dir)), ""

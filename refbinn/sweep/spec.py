@@ -98,6 +98,22 @@ class Run:
 
     ``overrides`` is the dict ``refbinn.experiments.run`` passes to ``build`` (epochs, seed,
     lr, model_kwargs, ...); ``setting`` is the name without the seed (the report's row).
+
+    Attributes
+    ----------
+    name : str
+        The run's name, ``SETTING_sSEED`` (its files: ``DIR/runs/NAME.json``, ``DIR/runs/NAME/``).
+    setting : str
+        The name without the seed: data set, optimizer, then each other grid value.
+    dataset, optimizer, preset : str
+        What ``build`` gets (``preset`` is 'paper').
+    seed : int
+        The training seed, >= 0 (also in ``overrides``).
+    point : dict
+        The grid's values of this run (``model.KEY`` for a model keyword argument).
+    overrides : dict
+        The checked settings that apply to the run's optimizer, with ``seed`` and
+        ``model_kwargs``.
     """
     name: str
     setting: str
@@ -109,16 +125,37 @@ class Run:
     overrides: dict
 
     def identity(self):
-        """What makes two runs the same run: data set, optimizer, preset and overrides (seed included)."""
+        """What makes two runs the same run: data set, optimizer, preset and overrides (seed included).
+
+        Returns
+        -------
+        dict
+            ``dataset``, ``optimizer``, ``preset``, ``overrides``; compare two with
+            ``same_identity``.
+        """
         return {"dataset": self.dataset, "optimizer": self.optimizer, "preset": self.preset,
                 "overrides": self.overrides}
 
     def to_dict(self):
+        """The run as a plain dict of its fields (what a dask task receives).
+
+        Returns
+        -------
+        dict
+            name, setting, dataset, optimizer, preset, seed, point, overrides (copied deeply).
+        """
         return asdict(self)
 
     def train_args(self):
         """The `refbinn train` arguments of this run (None if it sets a model keyword argument
-        other than a list ``hidden``, which `refbinn train` has no flag for)."""
+        other than a list ``hidden``, which `refbinn train` has no flag for).
+
+        Returns
+        -------
+        list of str or None
+            ``["train", "--dataset", ..., "--name", NAME]``, one flag per override, ready
+            for ``refbinn.cli.main``; None when no command line can express the run.
+        """
         args = ["train", "--dataset", self.dataset, "--optimizer", self.optimizer, "--preset", self.preset]
         for k, v in self.overrides.items():
             if k == "model_kwargs":
@@ -134,7 +171,25 @@ class Run:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A checked sweep file: its name, description, seeds, base, grid and the expanded runs."""
+    """A checked sweep file: its name, description, seeds, base, grid and the expanded runs.
+
+    Attributes
+    ----------
+    name : str
+        The results folder's name (letters, digits, '.', '_', '-').
+    description : str
+        Free text, copied into the report ('' if none).
+    seeds : tuple of int
+        The seeds, >= 0, distinct.
+    base : dict
+        The checked settings shared by every run.
+    grid : dict
+        Setting -> list of values (``model.KEY`` for a model keyword argument), as given.
+    runs : tuple of Run
+        The grid's Cartesian product times the seeds, the seeds varying fastest.
+    path : str or None
+        The sweep file's absolute path (None when not read from a file).
+    """
     name: str
     description: str
     seeds: tuple
@@ -145,7 +200,20 @@ class Sweep:
 
 
 def same_identity(a, b):
-    """True if two run identities (dicts from ``Run.identity``, or read back from JSON) are equal."""
+    """True if two run identities (dicts from ``Run.identity``, or read back from JSON) are equal.
+
+    Compared as canonical JSON (sorted keys), so a tuple and the list it becomes in a file
+    compare equal.
+
+    Parameters
+    ----------
+    a, b : dict or None
+        Two identities.
+
+    Returns
+    -------
+    bool
+    """
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
@@ -203,6 +271,13 @@ def parse_spec(doc, *, name=None, path=None):
         Top-level keys ``name``, ``description``, ``seeds``, ``base``, ``grid``.
     name : str, optional
         The sweep's name when ``doc`` has none (``load_spec`` passes the file's stem).
+    path : str, optional
+        The sweep file's path, kept in ``Sweep.path``.
+
+    Returns
+    -------
+    Sweep
+        The checked sweep with its runs expanded.
 
     Raises
     ------
@@ -314,7 +389,23 @@ def _expand(base, lists, seeds):
 
 
 def load_spec(path):
-    """Read and check the sweep file at ``path`` -> ``Sweep`` (its name defaults to the file's stem)."""
+    """Read and check the sweep file at ``path`` -> ``Sweep`` (its name defaults to the file's stem).
+
+    Parameters
+    ----------
+    path : str
+        A TOML sweep file (see the module docstring).
+
+    Returns
+    -------
+    Sweep
+        What ``parse_spec`` returns, with the file's absolute path.
+
+    Raises
+    ------
+    ValueError
+        Starting with ``path``: invalid TOML, or what ``parse_spec`` found wrong.
+    """
     import tomllib              # here, not at the top: Python 3.11+, and only sweeps need it
     with open(path, "rb") as fh:
         try:

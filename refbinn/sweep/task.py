@@ -27,10 +27,36 @@ from .spec import same_identity
 
 
 def result_path(sweep_dir, name):
+    """``DIR/runs/NAME.json``: the run's result; its presence with the same identity means done.
+
+    Parameters
+    ----------
+    sweep_dir : str
+        The sweep's folder.
+    name : str
+        The run's name.
+
+    Returns
+    -------
+    str
+    """
     return os.path.join(sweep_dir, "runs", f"{name}.json")
 
 
 def run_dir(sweep_dir, name):
+    """``DIR/runs/NAME``: the run's folder (run.json, checkpoint.npz, history.json, log.txt).
+
+    Parameters
+    ----------
+    sweep_dir : str
+        The sweep's folder.
+    name : str
+        The run's name.
+
+    Returns
+    -------
+    str
+    """
     return os.path.join(sweep_dir, "runs", name)
 
 
@@ -44,7 +70,21 @@ def _read_json(path):
 
 def finished(sweep_dir, run):
     """The ``sweep_run`` entry of ``DIR/runs/NAME.json`` if it holds a result of this run (same
-    identity), else None."""
+    identity), else None.
+
+    Parameters
+    ----------
+    sweep_dir : str
+        The sweep's folder.
+    run : dict
+        A run from ``Run.to_dict`` (name, dataset, optimizer, preset, overrides are read).
+
+    Returns
+    -------
+    dict or None
+        name, setting, seed, point, identity, resumed_from_epoch, seconds, host, pid of the
+        finished run; None if there is no readable result of the same identity.
+    """
     res = _read_json(result_path(sweep_dir, run["name"]))
     done = res and res.get("sweep_run")
     return done if done and same_identity(done.get("identity"), _identity(run)) else None
@@ -56,7 +96,13 @@ def _identity(run):
 
 def pin_threads(threads):
     """Give Numba ``threads`` threads in this process (BLAS reads OMP/OPENBLAS/MKL_NUM_THREADS,
-    which the cluster sets before the worker starts: see ``refbinn.sweep.cluster``)."""
+    which the cluster sets before the worker starts: see ``refbinn.sweep.cluster``).
+
+    Parameters
+    ----------
+    threads : int
+        The wanted count, clipped to [1, NUMBA_NUM_THREADS].
+    """
     import numba
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
@@ -82,10 +128,29 @@ def _checkpoint_epoch(path):
 def execute(run, sweep_dir, data_root=None, threads=None, command=None):
     """Train one run of a sweep (a dict from ``Run.to_dict``) -> a small record for the client.
 
-    Returns ``{"name", "status": "done" | "skipped" | "failed", "seconds", "resumed_from_epoch",
-    "summary", "error", "traceback"}``. A failure of the run itself (bad data, a non-finite
-    state) is returned, not raised, so that one bad run does not stop the sweep; a worker that
-    dies mid-run never returns, and dask runs the task again on another worker, which resumes.
+    A failure of the run itself (bad data, a non-finite state) is returned, not raised, so
+    that one bad run does not stop the sweep; a worker that dies mid-run never returns, and
+    dask runs the task again on another worker, which resumes.
+
+    Parameters
+    ----------
+    run : dict
+        A run from ``Run.to_dict``.
+    sweep_dir : str
+        The sweep's folder, the same path on every worker.
+    data_root : str, optional
+        Where this worker finds the data sets (None: ``$REFBINN_DATA``, then the cache).
+    threads : int, optional
+        Numba threads for the run (None: this dask worker's thread count, 1 outside one).
+    command : str, optional
+        The sweep's command line, recorded in the run's result.
+
+    Returns
+    -------
+    dict
+        ``name``, ``status`` ('done', 'skipped' or 'failed'), ``seconds``,
+        ``resumed_from_epoch``, ``summary`` (the training summary, when done), ``error``
+        and ``traceback`` (when failed).
     """
     from ..experiments import run as train_run
     name = run["name"]
