@@ -68,6 +68,12 @@ def vector_to_params(vec, like, names=None):
         Gives each parameter's shape and dtype.
     names : sequence of str, optional
         Default: the order of ``like``.
+
+    Returns
+    -------
+    dict name -> ndarray
+        One new array per name in ``names`` (copies, not views of ``vec``), the inverse of
+        ``params_to_vector``. ValueError unless ``vec`` is 1-D with D = sum of the sizes.
     """
     names = list(like) if names is None else list(names)
     vec = np.asarray(vec)

@@ -185,7 +185,22 @@ MODELS = {"mlp_mnist": mlp_mnist, "vgg_cifar": vgg_cifar, "mlp_continual": mlp_c
 
 
 def build_model(name, kwargs=None, where="model"):
-    """``MODELS[name](**kwargs)``; ValueError (starting with ``where``, e.g. the file) for another name."""
+    """``MODELS[name](**kwargs)``; ValueError (starting with ``where``, e.g. the file) for another name.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``MODELS``: ``"mlp_mnist"``, ``"vgg_cifar"``, ``"mlp_continual"``, ``"mlp_toy"``.
+    kwargs : dict, optional
+        Keyword arguments of that builder (None: its defaults).
+    where : str, optional
+        What to name in the error message (the file or preset the name came from).
+
+    Returns
+    -------
+    Sequential
+        The model (layers only: its parameters come from ``model.init(rng)``).
+    """
     if name not in MODELS:
         raise ValueError(f"{where}: model must be one of {', '.join(map(repr, MODELS))}, got {name!r}")
     return MODELS[name](**(kwargs or {}))

@@ -27,9 +27,8 @@ What is checked, per object:
   the optimizer classes exported by ``refbinn.optim`` and the estimators in
   ``ESTIMATORS``.
 
-Modules in ``FIXED`` must be complete. Elsewhere the names still missing
-something are listed in ``tests/docstring_gaps.txt``, and the test fails on a new
-gap and on a stale entry, printing the file's new text, so the list only shrinks.
+Every public name must be complete: the test lists each one that is not, with what
+it lacks.
 """
 import ast
 import importlib
@@ -37,28 +36,15 @@ import inspect
 import pkgutil
 import re
 import textwrap
-from pathlib import Path
 
 import refbinn
 
-FIXED = ("refbinn.nn", "refbinn.data", "refbinn.kernels", "refbinn.schedules",
-         "refbinn.train.schedules", "refbinn.estimators")
 ESTIMATORS = ("lemma1", "reinforce", "exact_gradient", "exact_expected_loss", "relaxed_objective",
               "relaxed_objective_grad")
 NO_EQUATION = ("Partition",)        # routes parameters to two optimizers; implements no equation
 EQUATION = re.compile(r"References?\b.*?\b(eq\.|eqs?\b|equations?|algorithm|lemma|section|table|"
                       r"figure|appendix)", re.I | re.S)
 SECTION = re.compile(r"^[ \t]*([A-Z][A-Za-z ]+)\n[ \t]*-{3,}[ \t]*$", re.M)
-
-GAPS_FILE = Path(__file__).with_name("docstring_gaps.txt")
-GAPS_HEADER = ("# Public names outside FIXED (tests/test_docstrings.py) whose docstrings still lack\n"
-               "# something: 'qualified name: what'. test_docstrings.py fails on a new gap or a stale\n"
-               "# line and prints this file's new text; the list should only shrink.\n")
-
-
-def known_gaps():
-    lines = GAPS_FILE.read_text().splitlines() if GAPS_FILE.is_file() else []
-    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def public_modules():
@@ -288,17 +274,6 @@ def test_the_checker_catches_what_it_should():
     assert problems("t.half", "function", half, None) == ["parameters b", "Returns"]
 
 
-def test_fixed_modules_are_complete():
-    bad = {q: p for q, p in gaps().items() if q.startswith(FIXED)}
-    assert not bad, "public names in FIXED modules whose docstrings lack something:\n" + _listing(bad)
-
-
-def test_no_new_gaps_elsewhere_and_no_stale_entries():
-    found = {q: p for q, p in gaps().items() if not q.startswith(FIXED)}
-    known = known_gaps()
-    new = {q: p for q, p in found.items() if known.get(q) != p}
-    stale = sorted(set(known) - set(found))
-    assert not new and not stale, (
-        f"new or changed gaps:\n{_listing(new)}\nstale lines in {GAPS_FILE.name}: {stale}\n"
-        f"Document the new ones; or, once reviewed, write {GAPS_FILE.name} as:\n"
-        + GAPS_HEADER + _listing(found))
+def test_every_public_name_is_complete():
+    bad = gaps()
+    assert not bad, "public names whose docstrings lack something:\n" + _listing(bad)

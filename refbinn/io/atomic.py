@@ -78,7 +78,17 @@ def _atomic_file(path, mode):
 
 
 def atomic_savez(path, arrays):
-    """Write the dict ``arrays`` (name -> array) as one uncompressed .npz under ``path``, atomically."""
+    """Write the dict ``arrays`` (name -> array) as one uncompressed .npz under ``path``, atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The target file; its folder is created if missing. ``np.savez`` writes to an open
+        handle here, so no ``.npz`` suffix is added: the file is ``path`` exactly.
+    arrays : dict str -> array_like
+        The archive's entries (each saved as ``name.npy``; object arrays are not refused
+        here, but every refbinn loader reads with ``allow_pickle=False``).
+    """
     with _atomic_file(path, "wb") as fh:
         np.savez(fh, **arrays)
 
@@ -90,6 +100,15 @@ def _jsonable(o):
 
 
 def write_json(path, obj):
-    """Write ``obj`` as indented JSON under ``path``, atomically; arrays become lists."""
+    """Write ``obj`` as indented JSON under ``path``, atomically; arrays become lists.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The target file; its folder is created if missing.
+    obj : object
+        Anything ``json.dump`` accepts; NumPy arrays and scalars are written via ``tolist()``,
+        any other unknown object as its ``str``.
+    """
     with _atomic_file(path, "w") as fh:
         json.dump(obj, fh, indent=1, default=_jsonable)

@@ -10,12 +10,36 @@ BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM,
 
 
 def generator_state_json(gen):
-    """JSON text of ``gen.bit_generator.state``."""
+    """JSON text of ``gen.bit_generator.state`` (the full state: the stream resumes exactly).
+
+    Parameters
+    ----------
+    gen : numpy.random.Generator
+        Any Generator whose bit generator is one of ``BIT_GENERATORS``, for reading back.
+
+    Returns
+    -------
+    str
+        ``json.dumps`` of the state dict (it names the bit generator under ``"bit_generator"``).
+    """
     return json.dumps(gen.bit_generator.state)
 
 
 def generator_from_json(text, where="generator state"):
-    """The Generator whose state ``generator_state_json`` wrote; ValueError for an unknown bit generator."""
+    """The Generator whose state ``generator_state_json`` wrote; ValueError for an unknown bit generator.
+
+    Parameters
+    ----------
+    text : str
+        JSON text of a bit generator's state, as written by ``generator_state_json``.
+    where : str, optional
+        What to name in the error message (the file the text came from).
+
+    Returns
+    -------
+    numpy.random.Generator
+        A new Generator whose next draws are those the saved one would have made.
+    """
     st = json.loads(text)
     name = st.get("bit_generator")
     if name not in BIT_GENERATORS:

@@ -97,12 +97,50 @@ def _unpack(data, prefix, registry, where):
 
 
 def tree_to_arrays(tree, prefix, registry):
-    """The flat dict of npz entries for ``tree`` under ``prefix``; classes written as registry keys."""
+    """The flat dict of npz entries for ``tree`` under ``prefix``; classes written as registry keys.
+
+    Parameters
+    ----------
+    tree : object
+        NamedTuples, dicts, lists, tuples, None, bool/int/float/str, NumPy arrays and
+        scalars, Generators, and objects with a ``config()`` method, nested freely. A
+        NamedTuple or ``config()`` object must be a value of ``registry``.
+    prefix : str
+        The entry name of the root; children are ``prefix/<field or index>``.
+    registry : dict str -> type
+        Key -> class, the names under which classes are written.
+
+    Returns
+    -------
+    dict str -> ndarray
+        One entry ``"<path>#<tag>"`` per node (the tag is one of ``TAGS``), ready for
+        ``atomic_savez``. TypeError names the path of a node that cannot be saved.
+    """
     out = {}
     _pack(tree, prefix, out, registry)
     return out
 
 
 def tree_from_arrays(data, prefix, registry, where="file"):
-    """The tree ``tree_to_arrays`` wrote under ``prefix``; ``where`` (the file) names errors."""
+    """The tree ``tree_to_arrays`` wrote under ``prefix``; ``where`` (the file) names errors.
+
+    Parameters
+    ----------
+    data : mapping str -> ndarray
+        The entries read from the .npz (``tree_to_arrays``'s output or a superset).
+    prefix : str
+        The root's entry name, as given to ``tree_to_arrays``.
+    registry : dict str -> type
+        Key -> class; a class key not in it is a ValueError (nothing named by the file is
+        imported).
+    where : str, optional
+        What to name in error messages (the file's path).
+
+    Returns
+    -------
+    object
+        The tree, rebuilt exactly: objects as ``registry[key](**config)``, NamedTuples from
+        their fields, lists and tuples as such, scalars as Python ``bool``/``int``/
+        ``float``/``str``, arrays with their dtypes.
+    """
     return _unpack(data, prefix, registry, where)

@@ -23,7 +23,25 @@ def adam_update_kernel(g, m, v, b1, c1, b2, c2, step_size, bc2, eps, delta, m_ou
 
 
 def adam_update_fused(g, m, v, t, lr, beta1, beta2, eps):
-    """``adam_update`` for C-contiguous g, m, v of one float dtype (``adam_step`` checks)."""
+    """``adam_update`` for C-contiguous g, m, v of one float dtype (``adam_step`` checks), bit for bit.
+
+    m' = beta1*m + (1 - beta1)*g,  v' = beta2*v + (1 - beta2)*g**2,
+    delta = lr/(1 - beta1**t) * m'/(sqrt(v')/sqrt(1 - beta2**t) + eps)
+
+    Parameters
+    ----------
+    g, m, v : ndarray, same shape, one dtype (float32 or float64), C-contiguous
+        Gradient (weight decay already added) and the moments before the step.
+    t : int, >= 1
+        This step's number.
+    lr, beta1, beta2, eps : float
+        As in ``adam_update``; rounded to the arrays' dtype before the kernel runs.
+
+    Returns
+    -------
+    delta, m_new, v_new : ndarray, like ``g``
+        New arrays: the step to subtract from the weight, and m', v'.
+    """
     c = g.dtype.type
     # The constants are rounded to the array dtype exactly as NumPy rounds Python floats
     # (NEP 50): each product/sum below is then the same float32 operation NumPy performs.

@@ -25,7 +25,12 @@ def adam_update(g, m, v, t, lr, beta1, beta2, eps):
     t : int
         This step's number, from 1.
     lr, beta1, beta2, eps : float
-        Python floats, so float32 arrays stay float32.
+        Python floats, so float32 arrays stay float32; lr, eps >= 0, beta1, beta2 in [0, 1).
+
+    Returns
+    -------
+    delta, m_new, v_new : ndarray, like ``g``
+        The step to subtract from the weight, and m', v'.
     """
     m_new = beta1 * m + (1.0 - beta1) * g
     v_new = beta2 * v + (1.0 - beta2) * (g * g)

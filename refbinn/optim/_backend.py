@@ -24,12 +24,39 @@ FUSED_MIN_SIZE = 1 << 15      # weights per array below which the NumPy path is 
 
 
 def check_backend(backend):
+    """``backend`` if it is one of ``BACKENDS``; else ValueError naming ``backend``.
+
+    Parameters
+    ----------
+    backend : {'numba', 'numpy'}
+        An optimizer's ``backend`` argument.
+
+    Returns
+    -------
+    str
+        ``backend`` unchanged.
+    """
     return check_choice("backend", backend, BACKENDS)
 
 
 def use_kernels(backend, *arrays, dtypes=(np.float32,)):
     """True if ``backend`` is 'numba' and every array has a kernel dtype, C order and
-    at least ``FUSED_MIN_SIZE`` elements (read at call time: tests lower it)."""
+    at least ``FUSED_MIN_SIZE`` elements (read at call time: tests lower it).
+
+    Parameters
+    ----------
+    backend : {'numba', 'numpy'}
+        The optimizer's backend; 'numpy' always gives False.
+    *arrays : ndarray
+        The arrays one kernel call would read and write.
+    dtypes : tuple of numpy dtypes, optional
+        The dtypes the kernel is compiled for (float32; Adam and PMF also float64).
+
+    Returns
+    -------
+    bool
+        Whether to call the Numba kernel rather than the NumPy equations.
+    """
     return backend == "numba" and all(
         a.dtype in dtypes and a.flags.c_contiguous and a.size >= FUSED_MIN_SIZE for a in arrays)
 
@@ -37,14 +64,36 @@ def use_kernels(backend, *arrays, dtypes=(np.float32,)):
 def check_grads_before(grads, on_kernels):
     """Scan the gradients of the parameters that take the NumPy path (``on_kernels[k]`` False)
     before anything is computed; the kernels count non-finite output instead (see
-    ``raise_nonfinite``), so the float32 step does not pay for a separate pass."""
+    ``raise_nonfinite``), so the float32 step does not pay for a separate pass.
+
+    Parameters
+    ----------
+    grads : list of dict
+        One gradient dict per forward/backward pass.
+    on_kernels : dict name -> bool
+        For each parameter, whether its update runs in a Numba kernel (those are not scanned).
+
+    Raises FloatingPointError (``check_finite``'s message) when a scanned gradient is not finite.
+    """
     if not all(np.all(np.isfinite(g[k])) for g in grads for k, fused in on_kernels.items() if not fused):
         check_finite(grads)
 
 
 def raise_nonfinite(name, grads, what):
     """End a step whose parameter ``name`` came out non-finite: name the NaN/inf gradient if
-    there is one (the usual cause), else say which state (``what``) overflowed."""
+    there is one (the usual cause), else say which state (``what``) overflowed.
+
+    Parameters
+    ----------
+    name : str
+        The parameter whose kernel reported non-finite output.
+    grads : list of dict
+        This step's gradients, scanned first for the NaN/inf to name.
+    what : str
+        The state that overflowed, for the message (e.g. "lambda").
+
+    Always raises FloatingPointError; the caller's old state is left unchanged.
+    """
     check_finite(grads)
     raise FloatingPointError(f"the update of parameter '{name}' made {what} non-finite; "
                              "the step was not taken")
@@ -95,6 +144,8 @@ class PooledKernels:
 
     @property
     def pool(self):
+        """The ArrayPool (``keep=POOL_KEEP``) this optimizer's kernels write their outputs into,
+        made on first use; copies and unpickled objects start with a new one."""
         if "_arrays" not in self.__dict__:
             self.__dict__["_arrays"] = ArrayPool(keep=self.POOL_KEEP)
         return self.__dict__["_arrays"]

@@ -35,7 +35,37 @@ def accumulate_clipped_kernel(lam, u, g, tau, log_n_tau, s_max, acc, first):
 
 def step_clipped_fused(pool, lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, t):
     """``step_numpy(..., numerics='exact-clipped')`` in float32 kernels; the arguments and
-    return value of ``_bayesbinn_kernels.step_fused``."""
+    return value of ``_bayesbinn_kernels.step_fused``.
+
+        g_hat = (1/S) sum_j min(s_exact,j, N/tau) * g_j,  then the natural update and
+        mu' = tanh(lam'); S = 0 (``us == [None]``) is ``step_fused``'s point estimate.
+
+    Parameters
+    ----------
+    pool : ArrayPool
+        Where the accumulator and the outputs come from.
+    lam, m, mu : ndarray, same shape, float32, C-contiguous
+        Natural parameter, momentum and stored mean (``mu`` is read only for S = 0).
+    gs : list of S ndarrays, shape of ``lam``, float32, C-contiguous
+        d loss/d w at each sample's relaxed weights (minibatch mean).
+    us : list of S ndarrays of that shape, float32, C-contiguous, or [None] (S = 0)
+        Each sample's uniform noise in (0, 1).
+    lam0 : ndarray, scalar or shape of ``lam``, float32
+        Prior natural parameter.
+    lr, beta, reweight : float
+        Learning rate (> 0), momentum in [0, 1) and weight of the prior term, as in
+        ``natural_update``.
+    tau, N : float > 0
+        Temperature and training-set size (the clip is N/tau).
+    numerics : str
+        ``'exact-clipped'`` (passed on for uniformity; the kernels here are that numerics).
+    t : int >= 1
+        The step count (bias correction 1 - beta**t).
+
+    Returns
+    -------
+    (lam', m', mu') : pooled arrays, shape of ``lam``; lam' is None if it came out non-finite
+    """
     if us[0] is None:                                              # S = 0: no scale to clip
         return step_fused(pool, lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, "exact", t)
     f = np.float32

@@ -37,6 +37,17 @@ def rounded(fn, x):
     ties), the same on every CPU; NumPy's own float32 log/tanh are SIMD approximations
     (up to ~3.4 ulp here) that differ between CPUs, and in the official numerics one
     ulp of tanh near +-1 changes 1 - w_r**2 + 1e-10 by up to 1200x.
+
+    Parameters
+    ----------
+    fn : callable
+        A NumPy ufunc such as ``np.tanh``, ``np.log``, ``np.exp``.
+    x : array_like, float dtype
+        The argument; its dtype is the result's.
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``x``
     """
     x = np.asarray(x)
     return fn(x.astype(np.float64)).astype(x.dtype, copy=False)

@@ -42,7 +42,23 @@ def pmf_step_kernel(g, w, u0, u1, m0, m1, v0, v1, half_beta, one, wd, use_wd,
 
 
 def soft_weight_fused(u, beta):
-    """``soft_weight`` for a C-contiguous float u (``PMF._soft_weight`` checks)."""
+    """``soft_weight`` for a C-contiguous float u (``PMF._soft_weight`` checks), bit for bit.
+
+    w_soft = tanh(beta * (u[1] - u[0]) / 2): the argument in one Numba pass, then NumPy's
+    ``tanh`` in place.
+
+    Parameters
+    ----------
+    u : ndarray, shape (2,) + weight shape, float32 or float64, C-contiguous
+        Auxiliary reals (``[0]`` for -1, ``[1]`` for +1).
+    beta : float, > 0
+        Softmax inverse temperature; rounded to u's dtype.
+
+    Returns
+    -------
+    ndarray, weight shape, dtype of ``u``
+        A new array, the soft weight in [-1, 1].
+    """
     c = u.dtype.type
     out = np.empty(u.shape[1:], dtype=u.dtype)
     soft_weight_kernel(u[0].ravel(), u[1].ravel(), c(beta), c(2.0), out.ravel())
@@ -61,6 +77,14 @@ def pmf_step_fused(g, w, u, m, v, t, lr, beta, weight_decay, beta1, beta2, eps):
         Auxiliaries and their Adam moments.
     t : int
         This step's number, from 1.
+    lr, beta, weight_decay, beta1, beta2, eps : float
+        As in ``pmf_step`` (``beta`` is the inverse temperature of ``w``); rounded to the
+        arrays' dtype before the kernel runs.
+
+    Returns
+    -------
+    u_new, m_new, v_new : ndarray, shape of ``u``
+        New arrays: u' = u - delta and Adam's new moments, equal bit for bit to ``pmf_step``'s.
     """
     c = g.dtype.type
     u_new, m_new, v_new = np.empty_like(u), np.empty_like(m), np.empty_like(v)

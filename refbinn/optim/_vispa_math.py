@@ -38,6 +38,11 @@ def xavier_std(shape):
     ----------
     shape : tuple of int
         The weight's shape (not the factor's).
+
+    Returns
+    -------
+    float
+        The standard deviation, > 0.
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) < 2:

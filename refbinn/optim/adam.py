@@ -53,7 +53,19 @@ class AdamState(NamedTuple):
 
 
 def check_betas(betas):
-    """Return ``(beta1, beta2)`` as floats; ValueError unless a pair in [0, 1)."""
+    """Return ``(beta1, beta2)`` as floats; ValueError unless a pair in [0, 1).
+
+    Parameters
+    ----------
+    betas : (float, float)
+        Adam's decay rates of the first and second moments, each in [0, 1).
+
+    Returns
+    -------
+    (float, float)
+        ``(beta1, beta2)`` as Python floats. ValueError names ``betas[0]``/``betas[1]``
+        or says the value is not a pair.
+    """
     try:
         b1, b2 = betas
     except (TypeError, ValueError):
@@ -66,7 +78,32 @@ def check_betas(betas):
 def adam_step(backend, g, m, v, t, lr, beta1, beta2, eps):
     """The one dispatch point of the Adam moment update (Adam, STE, PMF's NumPy path):
     ``adam_update_fused`` (``_adam_kernels``) or ``adam_update`` (``_adam_math``), bit for
-    bit the same; returns ``(delta, m_new, v_new)``."""
+    bit the same; returns ``(delta, m_new, v_new)``.
+
+    m' = beta1*m + (1 - beta1)*g,  v' = beta2*v + (1 - beta2)*g**2,
+    delta = lr/(1 - beta1**t) * m'/(sqrt(v')/sqrt(1 - beta2**t) + eps)
+
+    Parameters
+    ----------
+    backend : {'numba', 'numpy'}
+        'numba' takes the kernel when ``use_kernels`` allows it (float32 or float64,
+        C-contiguous, at least ``FUSED_MIN_SIZE`` elements) and g, m, v share one dtype.
+    g, m, v : ndarray, same shape
+        Gradient (weight decay already added) and the moments before the step.
+    t : int, >= 1
+        This step's number (for the bias corrections).
+    lr : float, >= 0
+        Step size.
+    beta1, beta2 : float, in [0, 1)
+        Decay rates of the first and second moments.
+    eps : float, >= 0
+        Added to the bias-corrected sqrt(v') (torch's placement).
+
+    Returns
+    -------
+    delta, m_new, v_new : ndarray, like ``g``
+        The new weight is ``p - delta``; ``m_new``, ``v_new`` are m', v'.
+    """
     if use_kernels(backend, g, m, v, dtypes=(np.float32, np.float64)) and g.dtype == m.dtype == v.dtype:
         return adam_update_fused(g, m, v, t, lr, beta1, beta2, eps)
     return adam_update(g, m, v, t, lr, beta1, beta2, eps)

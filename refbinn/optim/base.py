@@ -140,6 +140,14 @@ def check_finite(grads, where="gradient"):
     """Raise FloatingPointError naming the first parameter whose gradient has NaN or inf.
 
     Call before touching any state so that a failed step leaves the state as it was.
+
+    Parameters
+    ----------
+    grads : dict or list of dict
+        One gradient dict name -> array, or one per forward/backward pass (the message
+        then names the pass as ``(sample s)``).
+    where : str, optional
+        What the arrays are, for the message ("gradient").
     """
     if isinstance(grads, dict):
         grads = [grads]
@@ -153,7 +161,20 @@ def check_finite(grads, where="gradient"):
 
 
 def as_grad_list(grads, noise):
-    """Accept one dict or a list of dicts; check the count against the noise list."""
+    """Accept one dict or a list of dicts; check the count against the noise list.
+
+    Parameters
+    ----------
+    grads : dict or sequence of dict
+        The gradients ``update`` was given.
+    noise : list or None
+        What ``sample`` returned for this step (None counts as one pass).
+
+    Returns
+    -------
+    list of dict
+        ``grads`` as a list of S dicts; ValueError unless S = ``len(noise)`` (1 for None).
+    """
     if isinstance(grads, dict):
         grads = [grads]
     grads = list(grads)
@@ -193,7 +214,20 @@ def mean_grads(grads, like, owner):
 
 def check_grads(grads, like, owner, allow_extra=False):
     """ValueError unless every gradient dict has an entry of the right shape for every
-    parameter of ``like`` (and, unless ``allow_extra``, no other entry)."""
+    parameter of ``like`` (and, unless ``allow_extra``, no other entry).
+
+    Parameters
+    ----------
+    grads : list of dict
+        One gradient dict per forward/backward pass.
+    like : dict name -> ndarray
+        The parameters the gradients belong to (their names and shapes).
+    owner : str
+        Optimizer name, first in the message.
+    allow_extra : bool, optional
+        Accept entries for names not in ``like`` (BayesBiNN and VISPA: a gradient dict of
+        the whole model may be passed; only the entries of their own parameters are read).
+    """
     for s, g in enumerate(grads):
         missing = [k for k in like if k not in g]
         extra = [] if allow_extra else [k for k in g if k not in like]
@@ -208,7 +242,20 @@ def check_grads(grads, like, owner, allow_extra=False):
 
 
 def float_params(params, owner):
-    """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is a float."""
+    """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is a float.
+
+    Parameters
+    ----------
+    params : dict name -> array_like
+        The parameters given to an optimizer's ``init``.
+    owner : str
+        Optimizer name, first in the message.
+
+    Returns
+    -------
+    dict name -> ndarray
+        The same keys in the same order; arrays are not copied (``np.asarray``).
+    """
     out = {}
     for k, v in params.items():
         v = np.asarray(v)

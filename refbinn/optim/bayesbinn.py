@@ -262,7 +262,23 @@ class BayesBiNN(PooledKernels, Optimizer):
         return {k: sign(v) for k, v in src.items()}
 
     def sample_params(self, state, rng):
-        """Hard samples w in {-1, +1} with P(w = +1) = sigmoid(2*lam) = (1 + tanh(lam))/2."""
+        """Hard samples w in {-1, +1} with P(w = +1) = sigmoid(2*lam) = (1 + tanh(lam))/2.
+
+        w = +1 where u < (1 + tanh(lam))/2, else -1, with u from ``open_uniform``: a draw
+        from the mean-field posterior q(w) (for the posterior-averaged predictions).
+
+        Parameters
+        ----------
+        state : BayesBiNNState
+            The current state (its ``lam``, also in 'official' numerics).
+        rng : numpy.random.Generator
+            The stream u is drawn from, one array per parameter in state order.
+
+        Returns
+        -------
+        dict name -> ndarray
+            +-1 in the dtype and shape of each ``lam``.
+        """
         out = {}
         for k, lam in state.lam.items():
             p_plus = 0.5 * (1 + rounded(np.tanh, lam))

@@ -9,7 +9,20 @@ from .registry import FILE_NAMES
 
 
 def save_state(path, opt, state):
-    """Save an optimizer (its hyperparameters) and its state as one .npz, atomically."""
+    """Save an optimizer (its hyperparameters) and its state as one .npz, atomically.
+
+    Entries ``optimizer...`` hold ``opt.config()`` and its class's key in
+    ``registry.FILE_NAMES``; entries ``state...`` hold the state NamedTuple.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to write (no suffix is added).
+    opt : Optimizer
+        An optimizer of ``registry.FILE_NAMES`` (a Partition with its two optimizers too).
+    state : NamedTuple
+        Its state (``opt.init`` or ``opt.update``).
+    """
     arrays = tree_to_arrays(opt, "optimizer", FILE_NAMES)
     arrays.update(tree_to_arrays(state, "state", FILE_NAMES))
     atomic_savez(path, arrays)
@@ -17,7 +30,20 @@ def save_state(path, opt, state):
 
 @reads_file("optimizer state file")
 def load_state(path):
-    """Return ``(opt, state)`` exactly as saved by ``save_state``."""
+    """Return ``(opt, state)`` exactly as saved by ``save_state``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file ``save_state`` wrote.
+
+    Returns
+    -------
+    (Optimizer, NamedTuple)
+        The optimizer rebuilt from its config, and the state with its arrays' dtypes.
+        A damaged file or a class name not in ``registry.FILE_NAMES`` raises
+        ``refbinn.errors.FileFormatError`` naming the file; nothing it names is imported.
+    """
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     return (tree_from_arrays(data, "optimizer", FILE_NAMES, path),

@@ -115,7 +115,21 @@ class Partition(Optimizer):
 
     def sample_params(self, state, rng):
         """Binary weights drawn by the binary optimizer's ``sample_params`` (if it has
-        one; else its ``params``), merged with the real parameters."""
+        one; else its ``params``), merged with the real parameters.
+
+        Parameters
+        ----------
+        state : PartitionState
+            The current state.
+        rng : numpy.random.Generator
+            Passed to the binary optimizer's ``sample_params`` (unused when it has none).
+
+        Returns
+        -------
+        dict name -> ndarray
+            Every parameter, in the order of ``kinds``: the sampled (or mode) binary
+            weights and the real optimizer's current weights.
+        """
         fn = getattr(self.binary_opt, "sample_params", None)
         binary = fn(state.binary, rng) if fn is not None else self.binary_opt.params(state.binary)
         return self._merge(binary, self.real_opt.params(state.real))

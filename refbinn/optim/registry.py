@@ -38,5 +38,19 @@ FILE_NAMES.update({f"refbinn.optim.{mod}:{cls.__name__}": cls for mod, cls in (
 
 
 def make(name, **hyper):
-    """``OPTIMIZERS[name](**hyper)``; ValueError naming the allowed names."""
+    """``OPTIMIZERS[name](**hyper)``; ValueError naming the allowed names.
+
+    Parameters
+    ----------
+    name : str
+        A key of ``OPTIMIZERS``: 'bayesbinn', 'ste', 'bop', 'pmf', 'adam', 'vispa'.
+    **hyper
+        That optimizer's constructor arguments (each checked there: a bad value is a
+        ValueError naming the argument and its range).
+
+    Returns
+    -------
+    Optimizer
+        A new optimizer of that class.
+    """
     return OPTIMIZERS[check_choice("optimizer", name, tuple(OPTIMIZERS))](**hyper)

@@ -217,7 +217,20 @@ class VISPA(PooledKernels, Optimizer):
         return {k: sign(v) for k, v in state.m.items()}
 
     def sample_params(self, state, rng):
-        """One binary network sign(m + Z^T r), r drawn as in ``sample`` (for ensemble prediction)."""
+        """One binary network sign(m + Z^T r), r drawn as in ``sample`` (for ensemble prediction).
+
+        Parameters
+        ----------
+        state : VISPAState
+            The current state.
+        rng : numpy.random.Generator
+            The stream r ~ N(0, I_K/S) is drawn from (one r per parameter, in state order).
+
+        Returns
+        -------
+        dict name -> ndarray
+            +-1 weights (sign(0) = +1), shape and dtype of each ``m``.
+        """
         return self.forward_params(state, self.sample(state, rng)[0])
 
     def _check_noise(self, noise, state):

@@ -17,7 +17,22 @@ from .model import load_packed
 
 
 def cli_export(args):
-    """``refbinn export CHECKPOINT OUT``: pack the mode weights of a training checkpoint."""
+    """``refbinn export CHECKPOINT OUT``: pack the mode weights of a training checkpoint.
+
+    Packs ``export(model, opt.params(state), bn_state)`` and prints the compression
+    ratio, float32 bytes of the parameters and BN state / bytes of the packed file.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``checkpoint`` (a training checkpoint, whose recorded model and state are
+        checked first) and ``out`` (the packed .npz to write, atomically).
+
+    Returns
+    -------
+    int
+        0, the exit status (bad input raises ValueError for the command line's boundary).
+    """
     from ..experiments import DATASETS
     from ..train import load_checkpoint
     from ..train.checkpoint_check import check_meta, check_state, model_of
@@ -35,7 +50,24 @@ def cli_export(args):
 
 
 def cli_predict(args):
-    """``refbinn predict PACKED --dataset mnist``: test accuracy and images per second."""
+    """``refbinn predict PACKED --dataset mnist``: test accuracy and images per second.
+
+    accuracy = mean(predict(x_test) == y_test), images/s = N_test / seconds of the timed
+    ``predict`` (after one warm-up batch); both go to ``OUT/predict_<PACKED name>.json``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``packed`` (a file from ``refbinn export``), ``dataset`` ('mnist' or
+        'fashion-mnist'), ``data_root`` (None: the default data folder), ``batch_size``
+        (rows per call of the kernels, default 1000) and ``out`` (the results folder,
+        default ``results``).
+
+    Returns
+    -------
+    int
+        0, the exit status.
+    """
     from .. import data as D
     from ..io.outputs import check_output_file
     if args.dataset not in ("mnist", "fashion-mnist"):

@@ -21,13 +21,38 @@ FLOAT_BOUND = 2.0 ** 100          # real pre-activations beyond it decide as at 
 
 
 def float_keys(v):
-    """Integer keys of float32 values, in the order of the values (-0.0 and +0.0 share key 0)."""
+    """Integer keys of float32 values, in the order of the values (-0.0 and +0.0 share key 0).
+
+    key = bits for v >= +0.0, -(bits & 0x7FFFFFFF) for v < 0, where bits is the IEEE
+    pattern read as int32: sign and magnitude, so consecutive floats get consecutive keys
+    and key(-v) = -key(v).
+
+    Parameters
+    ----------
+    v : array_like
+        Values, converted to float32 (NaN has no meaningful key).
+
+    Returns
+    -------
+    ndarray of int64, shape of ``v``
+    """
     bits = np.asarray(v, np.float32).view(np.int32).astype(np.int64)
     return np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
 
 
 def float_values(k):
-    """The float32 values of ``float_keys``; value(-k) = -value(k)."""
+    """The float32 values of ``float_keys``; value(-k) = -value(k).
+
+    Parameters
+    ----------
+    k : array_like of int
+        Keys, ``|k| < 2**31`` (key 0 gives +0.0).
+
+    Returns
+    -------
+    ndarray of float32, shape of ``k``
+        The inverse of ``float_keys``: ``float_values(float_keys(v)) == v`` for non-NaN v.
+    """
     k = np.asarray(k, np.int64)
     return np.where(k >= 0, k, -k | 0x80000000).astype(np.uint32).view(np.float32)
 
@@ -67,7 +92,37 @@ def fit_threshold(decide, channels, bound, value=None):
 
 
 def threshold_op(name, chain, bias, channels, dtype, integer_bound):
-    """The threshold op of ``sign(chain(h + bias))``: integer keys ``|h| <= K``, else float32 keys."""
+    """The threshold op of ``sign(chain(h + bias))``: integer keys ``|h| <= K``, else float32 keys.
+
+    Per channel c: sign(chain(h + bias))[c] = +1  <=>  dirs[c] * h[c] >= t[c], with t found
+    by ``fit_threshold`` on the float model's own layers in ``dtype``.
+
+    Parameters
+    ----------
+    name : str
+        The op's name (the layer where the chain starts).
+    chain : list of (layer, params, state)
+        The per-channel monotone layers between the linear layer and the sign
+        (BatchNorm, ReLU, Tanh; Dropout and MaxPool are left out by ``export``), in order,
+        each with its own parameters and BatchNorm state (keys without the layer prefix).
+    bias : ndarray, shape (C,), or None
+        The preceding Dense/Conv2d bias, not yet added to h.
+    channels : int
+        C; every BatchNorm of the chain must have C features (ValueError otherwise).
+    dtype : numpy dtype
+        The float model's dtype at this point (float32, or float64 for float64 weights).
+    integer_bound : int or None
+        K when h is the exact integer output of a binary layer (``|h| <= K``); None when h
+        is real (float32 keys over ``|h| <= FLOAT_BOUND``).
+
+    Returns
+    -------
+    spec : dict
+        ``{"op": "threshold", "name": name, "pack": False}`` (``export`` sets ``pack``).
+    arrays : dict
+        ``dirs`` and ``t``, shape (C,): int32 for integer h; float32 for real h, with
+        t = +-inf for a channel whose sign is the same for every h.
+    """
     for layer, _, _ in chain:
         if isinstance(layer, BatchNorm) and layer.num_features != channels:
             raise ValueError(f"export: layer '{layer.name}' has {layer.num_features} channels, "
@@ -94,7 +149,35 @@ def threshold_op(name, chain, bias, channels, dtype, integer_bound):
 
 
 def bn_op(layer, p, s, exact):
-    """BatchNorm in eval mode: the float model's order on exact inputs, else scale and shift."""
+    """BatchNorm in eval mode: the float model's order on exact inputs, else scale and shift.
+
+    The op computes::
+
+        exact:  y = ((x - mean) * inv_std) * gamma + beta,  inv_std = 1/sqrt(var + eps)
+        else:   y = x * scale + shift,  scale = gamma/sqrt(var + eps),  shift = beta - mean*scale
+                (computed in float64, stored as float32)
+
+    Parameters
+    ----------
+    layer : BatchNorm
+        The layer (its ``eps``, ``affine`` and ``name``).
+    p : dict
+        Its parameters ``weight`` (gamma) and ``bias`` (beta) when affine (keys without
+        the layer prefix).
+    s : dict
+        Its running statistics ``running_mean`` and ``running_var``, shape (C,).
+    exact : bool
+        True when the input equals the float model's bit for bit (the network input, a
+        sign value, or the integer output of a binary layer): then the float model's order
+        of operations keeps the logits bit-identical.
+
+    Returns
+    -------
+    spec : dict
+        ``{"op": "batchnorm", ...}`` (exact) or ``{"op": "affine", ...}``.
+    arrays : dict
+        ``mean``, ``inv_std`` (and ``weight``, ``bias``), or float32 ``scale`` and ``shift``.
+    """
     if exact:
         a = {"mean": s["running_mean"], "inv_std": 1.0 / np.sqrt(s["running_var"] + layer.eps)}
         if layer.affine:

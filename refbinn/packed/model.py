@@ -146,6 +146,16 @@ class PackedModel:
     """A packed network: ``ops`` (JSON-able dicts) and their ``arrays`` (dicts of ndarrays).
 
     Build it with ``export`` or ``load_packed``; predict with ``predict_logits`` / ``predict``.
+
+    Parameters
+    ----------
+    ops : list of dict
+        One spec per op, in order: ``"op"`` (one of ``OPS``), ``"name"`` (the layer it
+        came from) and the op's settings (shapes, strides, ``pack``).
+    arrays : list of dict str -> ndarray
+        The arrays of each op (weight words, constants, thresholds), as many as ``ops``.
+    meta : dict, optional
+        JSON-able facts saved with the model (``export`` records ``float32_bytes``).
     """
 
     def __init__(self, ops, arrays, meta=None):
@@ -196,14 +206,32 @@ class PackedModel:
         return np.concatenate(outs)
 
     def predict(self, x, batch_size=1000):
-        """argmax of the logits (int64, (N,)); one output: 1 where the logit is > 0."""
+        """argmax of the logits (int64, (N,)); one output: 1 where the logit is > 0.
+
+        Parameters
+        ----------
+        x : ndarray, (N, in_features) or (N, C, H, W), real; cast to float32
+        batch_size : int >= 1
+            Rows per pass through the ops.
+
+        Returns
+        -------
+        ndarray of int64, (N,)
+            The predicted class of each row.
+        """
         z = self.predict_logits(x, batch_size)
         if z.ndim == 2 and z.shape[1] == 1:
             return (z[:, 0] > 0).astype(np.int64)
         return z.argmax(axis=1)
 
     def save(self, path):
-        """Write one .npz atomically: ``meta`` (JSON: format, version, ops) and ``{i}/{name}`` arrays."""
+        """Write one .npz atomically: ``meta`` (JSON: format, version, ops) and ``{i}/{name}`` arrays.
+
+        Parameters
+        ----------
+        path : str or PathLike
+            The file to write (no suffix is added); ``load_packed`` reads it back.
+        """
         meta = {**self.meta, "format": FORMAT, "version": FORMAT_VERSION, "ops": self.ops}
         arrays = {f"{i}/{k}": v for i, a in enumerate(self.arrays) for k, v in a.items()}
         arrays["meta"] = np.array(json.dumps(meta))
@@ -216,7 +244,20 @@ class PackedModel:
 
 @reads_file("packed model")
 def load_packed(path):
-    """Read a ``PackedModel`` written by ``PackedModel.save``."""
+    """Read a ``PackedModel`` written by ``PackedModel.save``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A packed .npz of format ``FORMAT``, version ``FORMAT_VERSION``.
+
+    Returns
+    -------
+    PackedModel
+        With the saved ops, arrays and meta. Another format or version, an op not in
+        ``OPS`` or arrays that do not fit the ops raise ``refbinn.errors.FileFormatError``
+        naming the file.
+    """
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     if "meta" not in data:

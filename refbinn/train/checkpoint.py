@@ -15,6 +15,31 @@ from ..optim.registry import FILE_NAMES
 
 
 def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, config):
+    """Write everything ``fit`` needs to resume exactly as one .npz, atomically.
+
+    Entries: ``optimizer...`` and ``state...`` (as ``optim.files.save_state``), ``bn_state...``,
+    ``rng/<name>`` (each Generator's state as JSON), ``epoch``, and ``history`` and
+    ``config`` as JSON text.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to write (no suffix is added).
+    opt : Optimizer
+        The optimizer, saved as its registry key and ``config()``.
+    opt_state : NamedTuple
+        Its state after ``epoch`` epochs.
+    bn_state : dict name -> ndarray
+        BatchNorm running statistics.
+    rngs : dict str -> numpy.random.Generator
+        The loop's streams (``data``, ``noise``, ``drop``), saved with their full state.
+    epoch : int >= 0
+        Epochs completed.
+    history : dict
+        The JSON-able history so far (``fit``'s).
+    config : dict
+        The JSON-able run configuration (``TrainConfig`` as a dict, plus ``n_train``).
+    """
     arrays = tree_to_arrays(opt, "optimizer", FILE_NAMES)
     arrays.update(tree_to_arrays(opt_state, "state", FILE_NAMES))
     arrays.update(tree_to_arrays(dict(bn_state), "bn_state", FILE_NAMES))
@@ -27,7 +52,21 @@ def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, con
 
 @reads_file("checkpoint")
 def load_checkpoint(path):
-    """Return a dict with opt, opt_state, bn_state, rngs, epoch, history, config."""
+    """Return a dict with opt, opt_state, bn_state, rngs, epoch, history, config.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file ``save_checkpoint`` wrote.
+
+    Returns
+    -------
+    dict
+        The keyword arguments of ``save_checkpoint``, rebuilt exactly: the optimizer from
+        its config, the Generators at their saved state, ``epoch`` an int, ``history`` and
+        ``config`` parsed from JSON. A damaged file raises ``refbinn.errors.FileFormatError``
+        naming it; classes are looked up in ``registry.FILE_NAMES``, nothing is imported.
+    """
     with np.load(path, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     return {

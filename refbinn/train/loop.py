@@ -34,7 +34,22 @@ from .step import train_step
 
 @dataclass
 class Data:
-    """Arrays of one experiment; x already normalised float, y integer labels (or targets)."""
+    """Arrays of one experiment; x already normalised float, y integer labels (or targets).
+
+    Parameters
+    ----------
+    x_train : ndarray, (N, ...), float
+        Training inputs, in the layout the model takes ((N, D) or (N, C, H, W)).
+    y_train : ndarray, (N,) or (N, ...)
+        Integer class labels (or the targets ``loss_fn`` expects).
+    x_val, y_val : ndarray, optional
+        Validation split (None: not evaluated, and ``summarize`` has no best-validation entry).
+    x_test, y_test : ndarray, optional
+        Test split (None: not evaluated).
+    augment : callable (x_batch, rng) -> x_batch, optional
+        Applied to every training minibatch with the data stream (e.g. CIFAR-10 random
+        crops and flips); None: no augmentation.
+    """
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray | None = None
@@ -45,11 +60,51 @@ class Data:
 
     @property
     def n_train(self):
+        """N, the number of training examples (``len(x_train)``)."""
         return int(len(self.x_train))
 
 
 @dataclass
 class TrainConfig:
+    """The loop's settings; saved in every checkpoint (with ``n_train``); ``resume`` refuses a
+    checkpoint whose settings differ (``quiet`` and ``checkpoint_every`` excepted).
+
+    Parameters
+    ----------
+    epochs : int >= 1
+        Epochs in total (a resumed run continues up to this number).
+    batch_size : int >= 1
+        Minibatch size; an epoch has ceil(N / batch_size) steps, the last one smaller.
+    seed : int, optional
+        Root of every stream: ``default_rng(seed).spawn(4)`` gives the streams of the
+        initialisation, the data order and augmentation, the optimizer's noise and the
+        dropout masks; evaluation draws from ``default_rng([seed, 1, epoch])``, BatchNorm
+        recalibration batches from ``[seed, 3, epoch]``, the diagnostics from ``[seed, 2, ...]``.
+    eval_samples : int >= 0, optional
+        C, hard weight samples for the 'mean' prediction (0: the mode only).
+    eval_mean_every : int >= 0, optional
+        Evaluate the mean prediction every k epochs as well as after the last (0: the last only).
+    average : {'prob', 'logits'}, optional
+        Average the C samples' probabilities or their logits for the mean prediction.
+    eval_batch : int >= 1, optional
+        Rows per forward pass during evaluation.
+    recalibrate_bn : int >= 0, optional
+        K > 0: evaluate with BatchNorm statistics recomputed from K training batches (and
+        also report the training's statistics as ``*_trainbn``); 0: no recalibration.
+    diagnostics : bool, optional
+        Record ``refbinn.train.diagnostics`` in each epoch's history.
+    diagnostics_every : int >= 0, optional
+        Also record the diagnostics every k steps (0: once per epoch).
+    quiet : bool, optional
+        No progress bar and no per-epoch lines (``log`` still reports a resume).
+    checkpoint_every : int >= 1, optional
+        Write ``checkpoint.npz`` and ``history.json`` every k epochs and after the last
+        epoch of a call.
+    meta : dict, optional
+        Free-form, JSON-able facts saved with the config (builder, dataset, optimizer, preset);
+        the commands that read a checkpoint of ``refbinn train`` rebuild its model from
+        ``meta["model"]`` (``[name, kwargs]``) and its data from ``meta["dataset"]``.
+    """
     epochs: int
     batch_size: int
     seed: int = 0
@@ -66,7 +121,25 @@ class TrainConfig:
 
 def summarize(history):
     """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch
-    (with BatchNorm recalibration, also those of the training's statistics: ``*_trainbn``)."""
+    (with BatchNorm recalibration, also those of the training's statistics: ``*_trainbn``).
+
+    best = argmax_e val_acc_mode[e] (the first such epoch on ties).
+
+    Parameters
+    ----------
+    history : dict
+        ``fit``'s history: ``"epochs"`` is a list of per-epoch records (``epoch``, ``seconds``,
+        and ``val_*`` / ``test_*`` metrics where those splits exist).
+
+    Returns
+    -------
+    dict
+        Empty for no epochs; else ``epochs_run``, ``last`` (the last epoch's val/test
+        metrics), ``test_acc_mode_last``, ``test_acc_mean_last``, ``train_seconds`` (sum of
+        the epochs' seconds) and, with a validation split, ``best_val_epoch`` (from 1),
+        ``val_acc_mode_best``, ``test_acc_mode_at_best_val`` (plus the ``*_trainbn``
+        counterparts with BatchNorm recalibration). Missing metrics are None.
+    """
     ep = history["epochs"]
     if not ep:
         return {}
@@ -93,19 +166,41 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
 
     Parameters
     ----------
+    model : Sequential
+        The network (its ``init``, ``forward`` and ``backward``).
+    opt : Optimizer
+        Any refbinn optimizer (a ``Partition`` for mixed binary and real parameters); on
+        resume the checkpoint's optimizer is used instead.
+    data : Data
+        The splits; val and test are evaluated after every epoch when present.
+    loss_fn : callable (out, y) -> (loss, d loss/d out)
+        E.g. ``refbinn.nn.softmax_cross_entropy`` (minibatch mean).
+    cfg : TrainConfig
+        Epochs, batch size, seed, evaluation and checkpoint settings.
     schedule : callable epoch -> lr (or a pair for a Partition), optional
-    out_dir : folder for ``history.json`` and ``checkpoint.npz`` (written every
-        ``cfg.checkpoint_every`` epochs and after the last epoch of this call)
-    resume : continue from ``out_dir/checkpoint.npz`` if it exists
-    init_state : (opt_state, bn_state) to start from instead of a fresh init (continual learning)
-    stop_after : stop after this many epochs in this call (an interruption: ``resume``
-        continues exactly as if the run had not stopped)
-    tau_schedule : callable fractional epoch -> tau, optional (BayesBiNN temperature
-        annealing, ``refbinn.train.anneal``), set before every step
+        Epoch from 0; None: the optimizer's own lr.
+    out_dir : str, optional
+        Folder for ``history.json`` and ``checkpoint.npz`` (written every
+        ``cfg.checkpoint_every`` epochs and after the last epoch of this call); None: no files.
+    resume : bool, optional
+        Continue from ``out_dir/checkpoint.npz`` if it exists (its config must match ``cfg``).
+    dtype : numpy float dtype, optional
+        Of the freshly initialised parameters (unused on resume or with ``init_state``).
+    init_state : (opt_state, bn_state), optional
+        To start from instead of a fresh init (continual learning).
+    log : callable str -> None, optional
+        Receives the per-epoch lines and the resume notice (default ``print``).
+    stop_after : int, optional
+        Stop after this many epochs in this call (an interruption: ``resume``
+        continues exactly as if the run had not stopped).
+    tau_schedule : callable fractional epoch -> tau, optional
+        BayesBiNN temperature annealing (``refbinn.train.anneal``), set before every step.
 
     Returns
     -------
-    dict with ``history``, ``summary``, ``opt_state``, ``bn_state``.
+    dict
+        ``history`` (config and per-epoch records), ``summary`` (``summarize(history)``),
+        ``opt`` (the optimizer used), ``opt_state`` and ``bn_state`` after the last epoch.
     """
     from ..data.transforms import batches   # local import keeps the loop usable without data extras
 

@@ -17,14 +17,32 @@ import numpy as np
 
 
 class Pass(NamedTuple):
-    """What one forward/backward pass of ``train_step`` saw and computed (for ``on_pass``)."""
-    index: int          # j, the pass (Monte Carlo sample) number
-    noise: object       # the optimizer's noise entry for this pass (None if it draws none)
-    weights: dict       # opt.forward_params(state, noise)
-    cache: list         # the model's per-layer caches (dropout keep masks among them)
-    out: np.ndarray     # the model's output
+    """What one forward/backward pass of ``train_step`` saw and computed (for ``on_pass``).
+
+    Attributes
+    ----------
+    index : int
+        j, the pass (Monte Carlo sample) number, from 0.
+    noise : object
+        The optimizer's noise entry for this pass (None if it draws none).
+    weights : dict name -> ndarray
+        ``opt.forward_params(state, noise)``, the weights this pass used.
+    cache : list
+        The model's per-layer caches (dropout keep masks among them).
+    out : ndarray
+        The model's output on the minibatch.
+    loss : float
+        ``loss_fn``'s value at ``out``.
+    grads : dict name -> ndarray
+        d loss / d weights, keyed like ``weights``.
+    """
+    index: int
+    noise: object
+    weights: dict
+    cache: list
+    out: np.ndarray
     loss: float
-    grads: dict         # d loss / d weights
+    grads: dict
 
 
 def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng_drop, lr=None,
@@ -35,10 +53,44 @@ def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng
         for n in noise:  w = opt.forward_params(state, n); forward, loss, backward at w -> g
         state = opt.update([g, ...], state, noise, lr=lr)
 
-    Returns ``(opt_state, bn_state, mean_loss, last_output)``. BatchNorm state is
-    carried through the S forward passes in order (as a torch loop over samples does).
-    ``on_pass(opt_state, Pass)``, if given, sees every pass before the update (the
-    golden traces record from it).
+    BatchNorm state is carried through the S forward passes in order (as a torch loop
+    over samples does).
+
+    Parameters
+    ----------
+    model : Sequential
+        The network (``forward`` in training mode, then ``backward``).
+    opt : Optimizer
+        Supplies the noise, the weights of each pass and the update.
+    opt_state : NamedTuple
+        The optimizer's state before the step (not modified).
+    bn_state : dict name -> ndarray
+        BatchNorm running statistics before the step.
+    x : ndarray, (B, ...)
+        The minibatch's inputs.
+    y : ndarray, (B,) or (B, ...)
+        Its labels or targets, as ``loss_fn`` takes them.
+    loss_fn : callable (out, y) -> (loss, d loss/d out)
+        Minibatch-mean loss and its gradient (e.g. ``softmax_cross_entropy``).
+    rng_noise : numpy.random.Generator
+        The optimizer's noise stream (``opt.sample``).
+    rng_drop : numpy.random.Generator
+        The dropout masks' stream.
+    lr : float or pair, optional
+        This step's learning rate (a pair for a Partition); None: the optimizer's own.
+    on_pass : callable (opt_state, Pass) -> None, optional
+        Sees every pass before the update (the golden traces record from it).
+
+    Returns
+    -------
+    opt_state : NamedTuple
+        The state after ``opt.update``.
+    bn_state : dict name -> ndarray
+        The running statistics after the S passes.
+    mean_loss : float
+        The mean of the S passes' losses.
+    last_output : ndarray
+        The model's output in the last pass.
     """
     noise = opt.sample(opt_state, rng_noise)
     grads, losses, out = [], [], None

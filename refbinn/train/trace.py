@@ -41,11 +41,27 @@ FORMAT, VERSION = "refbinn-trace", 1
 
 # -- what can be traced ---------------------------------------------------------------
 class ModelSpec(NamedTuple):
-    build: object        # () -> Sequential
-    in_shape: tuple      # one example's shape
+    """A model a trace can be written for, and the synthetic data it is trained on.
+
+    Attributes
+    ----------
+    build : callable () -> Sequential
+        Builds the model (a fresh one on every call).
+    in_shape : tuple of int
+        One example's shape, e.g. (20,) or (1, 8, 8).
+    classes : int >= 2
+        Number of classes; labels are drawn uniformly from [0, classes).
+    batch : int >= 1
+        B, the minibatch size.
+    n_data : int >= batch
+        Synthetic data-set size (standard normal x); batches cycle through it in order,
+        and BayesBiNN's N is this size.
+    """
+    build: object
+    in_shape: tuple
     classes: int
-    batch: int           # B
-    n_data: int          # synthetic data-set size (batches cycle through it in order)
+    batch: int
+    n_data: int
 
 
 MODELS = {
@@ -81,7 +97,24 @@ OPTIMIZERS = {
 
 
 def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
-    """The optimizer of ``optimizer_name`` with its trace defaults, updated by ``hparams``."""
+    """The optimizer of ``optimizer_name`` with its trace defaults, updated by ``hparams``.
+
+    Parameters
+    ----------
+    optimizer_name : str
+        A key of ``OPTIMIZERS`` ('bayesbinn-exact', 'bayesbinn-official', 'ste', 'bop',
+        'adam', 'pmf', 'vispa'); ValueError for another.
+    n_data : int >= 1
+        The data-set size, BayesBiNN's N.
+    dtype : numpy float dtype or its name
+        BayesBiNN's state dtype (the trace's dtype); other optimizers take the parameters'.
+    hparams : dict, optional
+        Constructor arguments overriding the defaults (checked by the constructor).
+
+    Returns
+    -------
+    Optimizer
+    """
     key, hp = OPTIMIZERS[check_choice("optimizer", optimizer_name, tuple(OPTIMIZERS))]
     hp = dict(hp)
     if key == "bayesbinn":
@@ -93,7 +126,21 @@ def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
 
 
 def describe_layers(model):
-    """One JSON-able dict per layer: name, type and what a port needs to rebuild it."""
+    """One JSON-able dict per layer: name, type and what a port needs to rebuild it.
+
+    Parameters
+    ----------
+    model : Sequential
+        Of Dense, Conv2d, BatchNorm, Dropout, MaxPool2d, ReLU, Tanh and Flatten layers
+        (ValueError naming any other layer).
+
+    Returns
+    -------
+    list of dict
+        In layer order: ``name``, ``type`` ('dense', 'conv2d', 'batchnorm', ...) and the
+        layer's settings (features, kernel size, stride, padding, bias, eps, momentum,
+        affine, dropout p).
+    """
     out = []
     for L in model.layers:
         d = {"name": L.name}
@@ -120,7 +167,18 @@ def describe_layers(model):
 
 # -- writing ---------------------------------------------------------------------------
 def step_key(t):
-    """'step0003' for update t = 3; 'step0000' is the state before the first update."""
+    """'step0003' for update t = 3; 'step0000' is the state before the first update.
+
+    Parameters
+    ----------
+    t : int >= 0
+        The update number.
+
+    Returns
+    -------
+    str
+        ``f"step{t:04d}"``, the prefix of that step's entries.
+    """
     return f"step{t:04d}"
 
 
@@ -234,7 +292,17 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
 
 
 def save_trace(path, meta, arrays):
-    """Write ``arrays`` and ``meta`` (a JSON-able dict) as one .npz, atomically."""
+    """Write ``arrays`` and ``meta`` (a JSON-able dict) as one .npz, atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The file to write (no suffix is added).
+    meta : dict
+        Stored as the JSON entry ``meta`` (NumPy arrays and scalars are converted).
+    arrays : dict str -> array_like
+        The trace's entries, ``step{t:04d}/...`` (numbers or booleans, for ``load_trace``).
+    """
     out = {"meta": np.array(json.dumps(meta, default=_json_default))}
     out.update({k: np.asarray(v) for k, v in arrays.items()})
     atomic_savez(path, out)
@@ -253,6 +321,18 @@ def load_trace(path):
     """Return ``(meta, arrays)``: the parsed meta dict and a dict key -> ndarray.
 
     Raises FileFormatError (naming the file) for anything that is not a readable trace.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A trace written by ``write_trace`` / ``save_trace`` (or a port's, in the same format).
+
+    Returns
+    -------
+    meta : dict
+        The parsed ``meta`` entry (its ``format`` is ``FORMAT``).
+    arrays : dict str -> ndarray
+        Every other entry, each of a numeric or boolean dtype.
     """
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -270,17 +350,37 @@ def load_trace(path):
 
 # -- comparing ---------------------------------------------------------------------------
 class Divergence(NamedTuple):
-    """The first entry where two traces differ."""
-    step: int            # t (0: the state before the first update)
-    tensor: str          # key without the step prefix, e.g. 'lam/fc1.weight'
-    index: int | None    # flat (C-order) index; None for a shape mismatch
-    mine: object         # the value in the first trace (a float; the shape for a shape mismatch)
+    """The first entry where two traces differ.
+
+    Attributes
+    ----------
+    step : int
+        t (0: the state before the first update).
+    tensor : str
+        The key without the step prefix, e.g. 'lam/fc1.weight'.
+    index : int or None
+        Flat (C-order) index of the first differing entry; None for a shape mismatch.
+    mine : object
+        The value in the first trace (a number; the shape for a shape mismatch).
+    theirs : object
+        The same in the second trace.
+    tol : float
+        The allowed ``abs(mine - theirs)`` for this tensor (0 for a shape mismatch and for
+        booleans and integers).
+    reason : {'value', 'shape'}
+        What differs.
+    """
+    step: int
+    tensor: str
+    index: int | None
+    mine: object
     theirs: object
-    tol: float           # the allowed |mine - theirs| for this tensor
-    reason: str          # 'value' or 'shape'
+    tol: float
+    reason: str
 
     @property
     def key(self):
+        """The full key of the tensor in the trace, ``step{t:04d}/<tensor>``."""
         return f"{step_key(self.step)}/{self.tensor}"
 
     def __str__(self):
@@ -293,6 +393,17 @@ class Divergence(NamedTuple):
 
 
 def abs_diff(a, b):
+    """``abs(a - b)`` as a float; NaN when either is not a number (a shape, for a shape mismatch).
+
+    Parameters
+    ----------
+    a, b : object
+        Two values, usually a ``Divergence``'s ``mine`` and ``theirs``.
+
+    Returns
+    -------
+    float
+    """
     try:
         return abs(float(a) - float(b))
     except (TypeError, ValueError):
@@ -353,7 +464,18 @@ def _first_bad(a, b, rtol, atol):
 
 
 def default_rtol(meta_a, meta_b):
-    """1e-9 when both traces are float64, else 1e-4 (a float32 step is ~10 roundings deep)."""
+    """1e-9 when both traces are float64, else 1e-4 (a float32 step is ~10 roundings deep).
+
+    Parameters
+    ----------
+    meta_a, meta_b : dict
+        The two traces' meta entries (their ``dtype``).
+
+    Returns
+    -------
+    float
+        The relative tolerance ``compare_traces`` uses when none is given.
+    """
     return 1e-9 if meta_a.get("dtype") == meta_b.get("dtype") == "float64" else 1e-4
 
 
@@ -397,14 +519,40 @@ def compare_traces(a, b, rtol=None, atol=0.0):
 
 
 def key_differences(a, b):
-    """``(only_in_a, only_in_b)``: sorted keys that one trace has and the other lacks."""
+    """``(only_in_a, only_in_b)``: sorted keys that one trace has and the other lacks.
+
+    Parameters
+    ----------
+    a, b : str or PathLike, or a ``(meta, arrays)`` pair from ``load_trace``
+        The two traces.
+
+    Returns
+    -------
+    only_in_a, only_in_b : list of str
+        Keys (``meta`` excluded) held by one trace only; ``compare_traces`` skips them.
+    """
     (_, xa), (_, xb) = [t if isinstance(t, tuple) else load_trace(t) for t in (a, b)]
     return sorted(set(xa) - set(xb)), sorted(set(xb) - set(xa))
 
 
 # -- command line (wired into refbinn/cli.py) -----------------------------------------------------
 def cli_trace(args):
-    """``refbinn trace``: args.model, args.optimizer, args.steps, args.out, args.seed, args.dtype."""
+    """``refbinn trace``: args.model, args.optimizer, args.steps, args.out, args.seed, args.dtype.
+
+    ``write_trace`` with those settings, then one line naming the file and its size.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``model`` (a key of ``MODELS``), ``optimizer`` (a key of ``OPTIMIZERS``), ``steps``
+        (K >= 1), ``out`` (the .npz to write), ``seed`` (int) and ``dtype`` ('float64' or
+        'float32').
+
+    Returns
+    -------
+    int
+        0, the exit status.
+    """
     meta = write_trace(args.out, model_name=args.model, optimizer_name=args.optimizer,
                        steps=args.steps, seed=args.seed, dtype=args.dtype)
     size = os.path.getsize(args.out)
