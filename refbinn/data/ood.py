@@ -1,5 +1,7 @@
 """Out-of-distribution (OOD) inputs that need no download, normalised like the in-distribution data.
 
+The sets::
+
     uniform:   pixel u ~ U{0, ..., 255}, then x = (u / 255 - mean) / std
     gaussian:  v ~ N(mean, std^2) per pixel (the data set's normalisation constants, per
                channel), u = round(255 clip(v, 0, 1)), then x = (u / 255 - mean) / std:
@@ -51,7 +53,7 @@ def uniform_noise(n, shape, kind, rng):
 
     Returns
     -------
-    ndarray, float32, (n, *shape)
+    ndarray, float32, shape ``(n, *shape)``
     """
     n, shape = check_int("n", n, 1), tuple(shape)
     _channels(kind, shape)                                         # the constants fit the shape
@@ -75,7 +77,7 @@ def gaussian_noise(n, shape, kind, rng):
 
     Returns
     -------
-    ndarray, shape (n, *shape), float32
+    ndarray, shape ``(n, *shape)``, float32
         The normalised noise images.
     """
     n, shape = check_int("n", n, 1), tuple(shape)
@@ -109,7 +111,7 @@ def permuted_images(x, rng):
 
 
 def named_test_images(name, shape, kind, root=None):
-    """The test images of data set ``name``, normalised with ``kind``'s constants, shaped (n, *shape).
+    """The test images of data set ``name``, normalised with ``kind``'s constants, shaped ``(n, *shape)``.
 
     Parameters
     ----------
@@ -124,7 +126,7 @@ def named_test_images(name, shape, kind, root=None):
 
     Returns
     -------
-    ndarray, shape (n, *shape), float32
+    ndarray, shape ``(n, *shape)``, float32
         The normalised test images.
 
     Raises

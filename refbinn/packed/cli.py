@@ -1,5 +1,7 @@
 """The ``refbinn export`` and ``refbinn predict`` commands (wired up in ``refbinn/cli.py``).
 
+What they compute::
+
     export:   export(model, opt.params(state), bn_state).save(OUT)   (the mode weights w*)
               ratio = float32 bytes of params and BN state / packed file bytes
     predict:  accuracy = mean(predict(x_test) == y_test),  images/s = N_test / seconds
