@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from refbinn.bn_recalibration import calibration_batches, recalibrator
 from refbinn.cli import main
-from refbinn.experiments import run
+from refbinn.experiments import load_data, run
 from refbinn.experiments.uncertainty import evaluation_sets, load_run
-from refbinn.metrics import calibration
+from refbinn.metrics import calibration, nll
 from refbinn.predict import predict_mean, predict_mode
 
 from test_ood import fake_mnist
@@ -137,3 +138,26 @@ def test_run_uncertainty_script_averages_over_seeds(tiny, data_root, tmp_path, c
         assert (tmp_path / "reliability_seeds.png").exists() and (tmp_path / "entropy_seeds.png").exists()
     with pytest.raises(ValueError, match="no checkpoint matches"):
         mod.main(["--group", f"X={tmp_path}/nothing*", "--out", str(tmp_path)])
+
+
+def test_evaluate_ood_recalibrates_bn(tiny, data_root, tmp_path):
+    """--recalibrate-bn K with --ood: every network is evaluated with BatchNorm statistics
+    recomputed from the same K training batches (Generator([seed, 3])), as predict does
+    with a recalibrator; not with the statistics saved by training."""
+    out, ck = tiny
+    assert main(["evaluate", str(ck["mnist_bayesbinn_s0"]), "--ood", "--samples", "2", "--max-test", "500",
+                 "--recalibrate-bn", "3", "--out", str(tmp_path), "--data-root", str(data_root)]) == 0
+    res = json.loads((tmp_path / "uncertainty_mnist_bayesbinn_s0.json").read_text())
+    assert res["settings"]["recalibrate_bn"] == 3
+    mode, mean = res["rows"]
+    r = load_run(ck["mnist_bayesbinn_s0"])
+    x, y, _, _ = evaluation_sets("mnist", [], root=data_root, max_test=500)
+    train, _ = load_data("mnist", str(data_root), split=0.1, seed=0)
+    recal = recalibrator(r["model"], calibration_batches(train.x_train, 3, 100, np.random.default_rng([0, 3])),
+                         r["bn_state"])
+    args = (r["model"], r["opt"], r["opt_state"], r["bn_state"], x)
+    p_mode = predict_mode(*args, link="classes", bn_state_for=recal)
+    p_mean = predict_mean(*args, 2, np.random.default_rng([0, 1]), link="classes", bn_state_for=recal)
+    assert mode["test"]["nll"] == pytest.approx(nll(p_mode, y), rel=1e-12)
+    assert mean["test"]["nll"] == pytest.approx(nll(p_mean, y), rel=1e-12)
+    assert mode["test"]["nll"] != pytest.approx(nll(predict_mode(*args, link="classes"), y), rel=1e-6)

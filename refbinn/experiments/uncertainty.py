@@ -12,6 +12,11 @@ mean entropy on the test set; AUROC and AUPR of the entropy and of 1 - max p, te
 Every mean prediction of one checkpoint draws its weight samples from a Generator seeded
 with (seed, 1): the test set and every OOD set see the same S networks, and the mean over
 10 samples uses the first 10 of the 100 of the mean over 100.
+
+With ``recalibrate_bn`` = K > 0 every evaluated network (the mode, each sampled network)
+gets BatchNorm statistics recomputed from the same K training batches
+(``refbinn.bn_recalibration``; drawn from ``Generator([seed, 3])``, as ``refbinn evaluate``
+without ``--ood`` draws them) instead of the running statistics saved by training.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import os
 
 import numpy as np
 
+from ..bn_recalibration import calibration_batches, recalibrator
 from ..checks import check_choice, check_int
 from ..data.errors import DatasetNotFound
 from ..data.ood import OOD_SETS, ood_set
@@ -64,7 +70,7 @@ def load_run(path):
     dict
         ``label`` (the checkpoint's folder name), ``path``, ``model``, ``opt``,
         ``opt_state``, ``bn_state``, ``dataset``, ``optimizer``, ``seed`` (the training
-        seed) and ``epoch``.
+        seed), ``epoch`` and ``batch_size`` (the training's).
     """
     ck = load_checkpoint(path)
     check_meta(path, ck["config"], tuple(DATASETS))        # damage: one error naming the file
@@ -75,7 +81,8 @@ def load_run(path):
     return {"label": label, "path": str(path), "model": model,
             "opt": ck["opt"], "opt_state": ck["opt_state"], "bn_state": ck["bn_state"],
             "dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
-            "seed": ck["config"].get("seed"), "epoch": ck["epoch"]}
+            "seed": ck["config"].get("seed"), "epoch": ck["epoch"],
+            "batch_size": ck["config"].get("batch_size", 100)}
 
 
 def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_seed=0, log=print):
@@ -144,7 +151,7 @@ def _histograms(p_test, p_sets):
 
 
 def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", bins=DEFAULT_BINS,
-                    batch_size=1000):
+                    batch_size=1000, bn_state_for=None):
     """One row per prediction of ``run`` (``load_run``): the mode, then the mean for each count.
 
     The mode is p = softmax(f_{w*}(x)); each mean is (1/S) sum_c softmax(f_{w_c}(x)) over S
@@ -169,6 +176,9 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
         B >= 1, equal-width ECE bins; default 15.
     batch_size : int
         Inputs per forward pass, >= 1; default 1000.
+    bn_state_for : callable weights -> BatchNorm state, optional
+        Recalibrated statistics for each evaluated network (``bn_recalibration.recalibrator``);
+        None: the checkpoint's running statistics.
 
     Returns
     -------
@@ -186,9 +196,11 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
     for kind, s in kinds:
         def probs(inputs):
             if s is None:
-                return predict_mode(m, o, st, bn, inputs, link="classes", batch_size=batch_size)
+                return predict_mode(m, o, st, bn, inputs, link="classes", batch_size=batch_size,
+                                    bn_state_for=bn_state_for)
             return predict_mean(m, o, st, bn, inputs, s, np.random.default_rng([seed, 1]),
-                                average=average, link="classes", batch_size=batch_size)
+                                average=average, link="classes", batch_size=batch_size,
+                                bn_state_for=bn_state_for)
         p_test = probs(x)                                                  # (n, K) float64
         p_sets = {name: probs(xo) for name, xo in sets.items()}
         rows.append({"run": run["label"], "checkpoint": run["path"], "dataset": run["dataset"],
@@ -201,7 +213,7 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
 
 
 def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, seed=0, average="prob",
-                         max_test=None, root=None, batch_size=1000, log=print):
+                         max_test=None, root=None, batch_size=1000, recalibrate_bn=0, log=print):
     """Rows of ``prediction_rows`` for every checkpoint in ``paths``, in one result.
 
     Parameters
@@ -224,6 +236,9 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
         The data folder (see ``load_data``).
     batch_size : int
         Inputs per forward pass, >= 1; default 1000.
+    recalibrate_bn : int
+        K >= 0: recompute every evaluated network's BatchNorm statistics from K training
+        batches of the run's batch size (see the module docstring); 0: the saved ones.
     log : callable
         ``log(str)`` for one line per checkpoint; default print.
 
@@ -240,6 +255,7 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
     check_choice("average", average, AVERAGES)
     if max_test is not None:
         max_test = check_int("max_test", max_test, 1)
+    recalibrate_bn = check_int("recalibrate_bn", recalibrate_bn, 0)
     for name in ood:
         check_choice("OOD set", name, OOD_SETS)
     runs, seen, cache, status, rows = [], {}, {}, {}, []
@@ -258,11 +274,17 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
         x, y, sets = cache[key]
         log(f"{run['label']}: {run['optimizer']} on {run['dataset']}, epoch {run['epoch']}; "
             f"{len(x)} test inputs, OOD sets {', '.join(sets) or 'none'}")
+        recal = None
+        if recalibrate_bn:
+            train, _ = load_data(run["dataset"], root, split=0.1, seed=run["seed"] or 0)
+            batches = calibration_batches(train.x_train, recalibrate_bn, run["batch_size"],
+                                          np.random.default_rng([seed, 3]))
+            recal = recalibrator(run["model"], batches, run["bn_state"])
         rows += prediction_rows(run, x, y, sets, samples=samples, seed=seed, average=average, bins=bins,
-                                batch_size=batch_size)
+                                batch_size=batch_size, bn_state_for=recal)
         runs.append({"label": run["label"], "checkpoint": run["path"]})
     return {"settings": {"ood": list(ood), "samples": samples, "bins": bins, "seed": seed,
-                         "average": average, "max_test": max_test},
+                         "average": average, "max_test": max_test, "recalibrate_bn": recalibrate_bn},
             "ood_sets": status, "runs": runs, "rows": rows}
 
 
@@ -356,7 +378,7 @@ def cli_evaluate(a, command=None):
     ----------
     a : argparse.Namespace
         The parsed ``refbinn evaluate`` arguments: checkpoint, ood, samples, bins, seed,
-        average, max_test, data_root, out, name.
+        average, max_test, recalibrate_bn, data_root, out, name.
     command : str, optional
         The command line, recorded in the JSON.
 
@@ -367,7 +389,7 @@ def cli_evaluate(a, command=None):
     """
     result = evaluate_checkpoints(a.checkpoint, ood=a.ood or (), samples=a.samples, bins=a.bins,
                                   seed=a.seed, average=a.average, max_test=a.max_test,
-                                  root=a.data_root)
+                                  root=a.data_root, recalibrate_bn=a.recalibrate_bn)
     result["command"] = command
     print(tables(result))
     name = a.name or (result["runs"][0]["label"] if len(result["runs"]) == 1 else "uncertainty")
