@@ -219,6 +219,54 @@ def test_local_workers_pin_blas_and_numba_to_their_threads(cluster):
     assert all(env == thread_env(1) and n == 1 for env, n in answers.values())
 
 
+WORKER_COMPILES = """
+import numba  # imported by __main__ before any worker starts, as the `refbinn` console script does
+from refbinn.sweep.cluster import open_client
+
+
+def compile_in_worker():
+    import numba
+    from refbinn.sweep.task import pin_threads
+    pin_threads(1)
+    numba.njit(lambda x: x + 1)(1)       # a fresh compilation re-reads the environment
+    return numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS
+
+
+if __name__ == "__main__":
+    with open_client(workers=1) as (client, threads):
+        print(*client.submit(compile_in_worker, pure=False).result())
+"""
+
+
+def test_workers_compile_when_the_parents_main_imported_numba(tmp_path):
+    # A spawned worker re-imports the parent's __main__; when that imports Numba, Numba reads
+    # NUMBA_NUM_THREADS before the nanny's `env` arrives, and every later compilation failed
+    # ("Cannot set NUMBA_NUM_THREADS to a different value once the threads have been launched")
+    script = tmp_path / "main_imports_numba.py"
+    script.write_text(WORKER_COMPILES)
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1"]          # one thread used, spawned with NUMBA_NUM_THREADS=1
+
+
+def test_pin_threads_survives_a_changed_numba_environment():
+    # an existing cluster's worker (`dask worker`) whose NUMBA_NUM_THREADS changed after Numba
+    # started: pin_threads puts it back, so compiling works, and sets the threads in use
+    code = ("import os, numba\n"
+            "n = numba.config.NUMBA_NUM_THREADS\n"
+            "numba.njit(lambda x: x)(1)\n"
+            "os.environ['NUMBA_NUM_THREADS'] = str(n + 1)\n"
+            "from refbinn.sweep.task import pin_threads\n"
+            "pin_threads(1)\n"
+            "numba.njit(lambda x: x + 1)(1)\n"
+            "print(numba.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1"]
+
+
 def test_a_failing_run_is_reported_and_the_others_finish(cluster, tmp_path):
     client, threads = cluster
     empty = tmp_path / "no_data"

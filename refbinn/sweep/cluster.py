@@ -99,7 +99,13 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
         return
     n = check_int("workers", workers, 1) if workers is not None else max(1, cores() // threads)
     import dask
-    with dask.config.set(QUIET_CONFIG), warnings.catch_warnings():
+    # The variables are in this process's environment while the workers are spawned, so that
+    # they inherit them: the nanny's own `env` reaches a worker only after it has started, too
+    # late for a BLAS or a Numba it has already imported (a spawned worker re-imports the
+    # parent's __main__). They are restored at once, because this process's Numba re-reads
+    # the environment when it compiles. A worker the nanny restarts later gets dask's
+    # pre-spawn BLAS settings (1 thread) and `pin_threads` sets its Numba threads.
+    with _environment(thread_env(threads)), dask.config.set(QUIET_CONFIG), warnings.catch_warnings():
         # the scheduler's HTTP routes move to another port when 8787 is taken: nothing to report
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
@@ -107,3 +113,18 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
                                silence_logs=logging.ERROR if quiet else logging.WARNING)
     with cluster, Client(cluster) as client:
         yield client, threads
+
+
+@contextlib.contextmanager
+def _environment(values):
+    """Set the environment variables ``values`` for the block, then restore what was there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -98,12 +98,20 @@ def pin_threads(threads):
     """Give Numba ``threads`` threads in this process (BLAS reads OMP/OPENBLAS/MKL_NUM_THREADS,
     which the cluster sets before the worker starts: see ``refbinn.sweep.cluster``).
 
+    Numba reads ``NUMBA_NUM_THREADS`` once, when it is imported, and re-reads the environment
+    at every compilation, failing if the variable changed after its threads started. A dask
+    nanny applies its ``env`` only after the worker process has started, and the worker may
+    have imported Numba before that (a spawned worker re-imports the parent's ``__main__``).
+    So the variable is first put back to the value Numba started with; the thread count is
+    then set with ``numba.set_num_threads``, which is what limits the threads a kernel uses.
+
     Parameters
     ----------
     threads : int
         The wanted count, clipped to [1, NUMBA_NUM_THREADS].
     """
     import numba
+    os.environ["NUMBA_NUM_THREADS"] = str(numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
