@@ -252,6 +252,19 @@ def run_record(name, command, s, res, secs, every):
 THREAD_VARS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo (else platform's processor or machine), for the benchmarks' output."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
 def set_threads(n):
     """Give Numba, OpenMP and every BLAS ``n`` threads; only takes effect before numpy / numba are imported."""
     for var in THREAD_VARS:

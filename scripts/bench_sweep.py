@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import set_threads   # noqa: E402  (standard library only: before numpy is imported)
+from _common import cpu_model, set_threads   # noqa: E402  (standard library only: before numpy is imported)
 
 set_threads(1)                   # the sequential baseline gets what one worker gets: one thread
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -42,18 +42,6 @@ DATASET, OPTIMIZER = "two-moons", "bayesbinn"      # the paper preset; only epoc
 RUNS, EPOCHS = 16, 400
 QUICK = dict(runs=8, epochs=200)
 CHECKPOINT_EVERY = 50
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 def make_sweep(runs, epochs, name):

@@ -146,7 +146,7 @@ class Adam(Optimizer):
         return AdamState(p, {k: np.zeros_like(v) for k, v in p.items()},
                          {k: np.zeros_like(v) for k, v in p.items()}, 0)
 
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         g = mean_grads(grads, state.params, "Adam")

@@ -9,14 +9,18 @@ optax). One training step, for any optimizer::
         p = opt.forward_params(state, n)        # the weights this pass uses
         ... forward/backward of the model at p -> g (dict like p)
         grads.append(g)
-    state = opt.update(grads, state, noise, lr=lr)
+    state = opt.update(grads, state, noise, lr=lr, weights=[p, ...])
     p_eval = opt.params(state)                  # evaluation weights (binary: exactly +-1)
 
 ``sample`` is the only place randomness enters; it draws from the Generator it
 is given and nothing else. ``update`` is deterministic given the noise, so a port
 fed the same noise reproduces refbinn exactly. ``lr`` (optional) overrides the
 constructor's step size for this step (for Bop it is gamma); a learning-rate
-schedule lives in the training loop, not in the state.
+schedule lives in the training loop, not in the state. ``weights`` (optional) hands
+``update`` the dicts ``forward_params`` returned for this step, so that an optimizer
+whose step needs them again (PMF's soft weight) does not compute them twice; it is
+an argument, not a cache, so ``update`` stays a function of what it is given, and
+without it the optimizer recomputes them, bit for bit the same.
 
 State is a NamedTuple of dicts of arrays (keyed by parameter name) and scalars.
 ``refbinn.optim.files.save_state``/``load_state`` write and read it, with the
@@ -82,7 +86,7 @@ class Optimizer:
         """
         return self.params(state)
 
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
         """state_{t+1} from the gradients of the forward passes at ``forward_params(state, noise[s])``.
 
         Parameters
@@ -95,6 +99,11 @@ class Optimizer:
             What ``sample`` returned for this step.
         lr : float, optional
             This step's learning rate (Bop: its gamma) from the schedule; None: the constructor's.
+        weights : dict or list of dict, optional
+            ``forward_params(state, noise[s])`` of each pass, unmodified (``train_step`` passes
+            them). An optimizer whose step needs these weights again (PMF: the soft weight)
+            takes them from here instead of recomputing them; the others ignore them.
+            None: recomputed where needed (the same numbers).
 
         Returns
         -------

@@ -287,7 +287,7 @@ class BayesBiNN(PooledKernels, Optimizer):
         return out
 
     # -- the step -------------------------------------------------------------------
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
         """Return the new state after one step (the given state is never modified).
 
         Parameters
@@ -299,6 +299,8 @@ class BayesBiNN(PooledKernels, Optimizer):
             What ``sample`` returned for this step.
         lr : float, optional
             Overrides the constructor's learning rate for this step.
+        weights : list of dict, optional
+            ``forward_params``' output of each pass; unused (the protocol's, see ``Optimizer.update``).
 
         Raises
         ------

@@ -75,7 +75,7 @@ class Bop(Optimizer):
         w = {k: sign(v) for k, v in float_params(params, "Bop").items()}
         return BopState(w, {k: np.zeros_like(v) for k, v in w.items()})
 
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         g = mean_grads(grads, state.w, "Bop")

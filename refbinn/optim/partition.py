@@ -13,7 +13,7 @@ Noise and gradients, for S passes per step (BayesBiNN with S Monte Carlo samples
 - ``forward_params(state, n)`` = the binary optimizer's weights for noise entry n,
   merged with the real optimizer's current parameters (the same for every n).
 - ``update`` gives the binary optimizer the S gradient dicts of its parameters
-  with the noise, and the real optimizer ONE dict, the mean over the S passes of
+  with the noise (and its part of ``weights``, when given), and the real optimizer ONE dict, the mean over the S passes of
   its parameters' gradients: the real parameters are shared by all passes, so the
   mean is the Monte Carlo estimate of the gradient of the expected loss.
 
@@ -93,7 +93,7 @@ class Partition(Optimizer):
         return self._merge(self.binary_opt.forward_params(state.binary, noise),
                            self.real_opt.forward_params(state.real, None))
 
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         if lr is None:
@@ -106,7 +106,9 @@ class Partition(Optimizer):
         split = [self._split(g, f"gradient dict {s}") for s, g in enumerate(grads)]
         real_params = self.real_opt.params(state.real)
         g_real = mean_grads([r for _, r in split], real_params, "Partition (real)")
-        new_b = self.binary_opt.update([b for b, _ in split], state.binary, noise, lr=lr_b)
+        w_b = None if weights is None else [self._split(w, f"weights dict {s}")[0]
+                                            for s, w in enumerate(as_grad_list(weights, noise))]
+        new_b = self.binary_opt.update([b for b, _ in split], state.binary, noise, lr=lr_b, weights=w_b)
         new_r = self.real_opt.update(g_real, state.real, None, lr=lr_r)
         return PartitionState(new_b, new_r)
 

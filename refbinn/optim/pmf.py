@@ -30,6 +30,10 @@ code            symbol                  Ajanthan et al.
 ``rho``         rho                     rho (> 1)
 =============== ======================= ==============================
 
+The soft weight is computed once per training step: ``forward_params`` computes it,
+and ``train_step`` hands it back to ``update(..., weights=)``, which needs it for the
+chain rule (called without ``weights``, ``update`` recomputes it, bit for bit the same).
+
 Where the code is: this module (the optimizer and its dispatch point ``PMF._step``),
 ``_pmf_math.py`` (the equations) and ``_pmf_kernels.py`` (their Numba twins).
 
@@ -132,23 +136,63 @@ class PMF(Optimizer):
             return soft_weight_fused(u, beta)
         return soft_weight(u, beta)
 
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
+        """Return the new state after one step (the given state is never modified).
+
+        u' = u - adam_step(dL/du + weight_decay * u), dL/du from the mean gradient g at
+        w_soft = tanh(beta (u[+1] - u[-1]) / 2); then beta is annealed.
+
+        Parameters
+        ----------
+        grads : dict or list of one dict name -> ndarray (weight shape)
+            d loss / d w_soft at ``forward_params(state)``.
+        state : PMFState
+            The current state.
+        noise : list, optional
+            What ``sample`` returned (``[None]``).
+        lr : float, optional
+            Overrides the constructor's lr for this step.
+        weights : dict or list of one dict name -> ndarray (weight shape), optional
+            ``forward_params(state)``, the soft weights the gradients were taken at (as
+            ``train_step`` passes them): the step reuses them, so w_soft is computed once
+            per training step, not twice. None: recomputed from ``state`` (the same bits).
+
+        Returns
+        -------
+        PMFState
+            The new state.
+        """
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         like = {k: u[0] for k, u in state.u.items()}           # shapes and dtypes of the weights
         g = mean_grads(grads, like, "PMF")
+        soft = self._given_soft_weights(weights, noise, like)
         lr = self.lr if lr is None else float(check_range("lr", lr, 0.0))
         b1, b2 = self.betas
         t = state.step + 1
         u_new, m_new, v_new = {}, {}, {}
         for k, u in state.u.items():
-            w_soft = self._soft_weight(u, state.beta)
+            w_soft = self._soft_weight(u, state.beta) if soft is None else soft[k]
             u_new[k], m_new[k], v_new[k] = self._step(g[k], w_soft, u, state.m[k], state.v[k], t, lr,
                                                       state.beta)
         beta = state.beta
         if t % self.anneal_every == 0:
             beta = min(beta * self.rho, self.beta_max)
         return checked_state(PMFState(u_new, m_new, v_new, beta, t), "PMF")
+
+    @staticmethod
+    def _given_soft_weights(weights, noise, like):
+        """The soft weights of ``update(..., weights=)`` (None if not given), their shapes and
+        dtypes checked against the state's (the values are trusted: they are
+        ``forward_params(state)``)."""
+        if weights is None:
+            return None
+        soft = as_grad_list(weights, noise)[0]
+        for k, w in like.items():
+            if k not in soft or np.shape(soft[k]) != w.shape or np.asarray(soft[k]).dtype != w.dtype:
+                raise ValueError(f"PMF: weights['{k}'] must be forward_params(state)['{k}'] "
+                                 f"(shape {w.shape}, {w.dtype})")
+        return soft
 
     def _step(self, g, w_soft, u, m, v, t, lr, beta):
         """The one dispatch point: ``pmf_step_fused`` (``_pmf_kernels``) or ``pmf_step``

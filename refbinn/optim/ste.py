@@ -98,7 +98,7 @@ class STEAdam(Optimizer):
         return STEState(latent, {k: np.zeros_like(v) for k, v in latent.items()},
                         {k: np.zeros_like(v) for k, v in latent.items()}, 0)
 
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         g = mean_grads(grads, state.latent, "STEAdam")

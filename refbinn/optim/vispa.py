@@ -242,7 +242,7 @@ class VISPA(PooledKernels, Optimizer):
                                  f"expected ({self.rank},)")
 
     # -- the step ---------------------------------------------------------------------------
-    def update(self, grads, state, noise=None, *, lr=None):
+    def update(self, grads, state, noise=None, *, lr=None, weights=None):
         """Return the new state after one step (the given state is never modified).
 
         Parameters
@@ -255,6 +255,8 @@ class VISPA(PooledKernels, Optimizer):
             What ``sample`` returned; may be None only when K = 0.
         lr : float >= 0, optional
             Overrides the constructor's lr for this step (a schedule's value).
+        weights : list of dict, optional
+            ``forward_params``' output of each pass; unused (the protocol's, see ``Optimizer.update``).
 
         Raises
         ------

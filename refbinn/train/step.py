@@ -4,10 +4,12 @@
     for n in noise:
         p = opt.forward_params(state, n)          # relaxed / binary / latent weights
         loss, grads_n, bn_state = forward+backward of the model at p
-    state = opt.update(grads, state, noise, lr=lr)
+    state = opt.update(grads, state, noise, lr=lr, weights=[p, ...])
 
 The one step every caller uses: ``fit``, the golden traces (``trace.write_trace``),
-the benchmarks and the torch cross-checks.
+the benchmarks and the torch cross-checks. ``update`` is handed the weights of
+every pass (``weights=``): PMF's step needs its soft weight again and takes it
+from there instead of computing it a second time (see ``Optimizer.update``).
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng
 
         noise = opt.sample(state, rng_noise)
         for n in noise:  w = opt.forward_params(state, n); forward, loss, backward at w -> g
-        state = opt.update([g, ...], state, noise, lr=lr)
+        state = opt.update([g, ...], state, noise, lr=lr, weights=[w, ...])
 
     BatchNorm state is carried through the S forward passes in order (as a torch loop
     over samples does).
@@ -93,9 +95,10 @@ def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng
         The model's output in the last pass.
     """
     noise = opt.sample(opt_state, rng_noise)
-    grads, losses, out = [], [], None
+    grads, weights, losses, out = [], [], [], None
     for j, n in enumerate(noise):
         p = opt.forward_params(opt_state, n)
+        weights.append(p)
         out, cache, bn_state = model.forward(p, x, bn_state, train=True, rng=rng_drop)
         loss, dout = loss_fn(out, y)
         _, g = model.backward(p, cache, dout)
@@ -103,5 +106,5 @@ def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng
         losses.append(loss)
         if on_pass is not None:
             on_pass(opt_state, Pass(j, n, p, cache, out, loss, g))
-    opt_state = opt.update(grads, opt_state, noise, lr=lr)
+    opt_state = opt.update(grads, opt_state, noise, lr=lr, weights=weights)
     return opt_state, bn_state, float(np.mean(losses)), out
