@@ -14,6 +14,7 @@ import numpy as np
 from .data.ood import OOD_SETS
 from .checks import check_int
 from .experiments import DATASETS
+from .experiments.presets import CONTINUAL, PRESETS
 from .optim.bayesbinn import NUMERICS
 from .optim.registry import OPTIMIZERS
 from .errors import debug_requested, run_command
@@ -32,8 +33,9 @@ def cmd_train(a):
     Parameters
     ----------
     a : argparse.Namespace
-        The parsed arguments of the subcommand: dataset, optimizer, the preset overrides
-        (epochs, lr, tau, ...), name, resume, overwrite, stop_after, out, data_root, quiet.
+        The parsed arguments of the subcommand: dataset, optimizer, preset (None: 'paper', or
+        the checkpoint's with --resume), the preset overrides (epochs, lr, tau, ...), name,
+        resume, overwrite, stop_after, out, data_root, quiet.
 
     Returns
     -------
@@ -45,7 +47,7 @@ def cmd_train(a):
     plan = plan_train(a)            # --resume: the checkpoint's settings; else a name with no checkpoint
     name = plan.name
     res = run(plan.dataset, plan.optimizer, name, plan.overrides, out=a.out, root=a.data_root,
-              resume=a.resume, stop_after=a.stop_after, quiet=a.quiet,
+              resume=a.resume, stop_after=a.stop_after, quiet=a.quiet, preset=plan.preset,
               command=" ".join(["refbinn"] + sys.argv[1:]))
     summ = res["summary"]
     rows = [(name, summ.get("epochs_run"), summ.get("test_acc_mode_at_best_val"),
@@ -130,8 +132,9 @@ def cmd_continual(a):
     ----------
     a : argparse.Namespace
         The parsed arguments of the subcommand: tasks, epochs, lr, tau, test_samples, prior
-        ('posterior', 'zero' or 'both'), reweight, lam_init, numerics, seed, max_train, name,
-        quiet, out, data_root.
+        ('posterior', 'zero' or 'both'), reweight, lam_init, numerics, seed, preset ('paper'
+        or 'authors', ``refbinn.experiments.presets.CONTINUAL``), max_train, name, quiet, out,
+        data_root.
 
     Returns
     -------
@@ -154,7 +157,7 @@ def cmd_continual(a):
                                        tasks=a.tasks, epochs=a.epochs, lr=a.lr, tau=a.tau,
                                        test_samples=a.test_samples, prior=prior, seed=a.seed,
                                        numerics=a.numerics, quiet=a.quiet, reweight=a.reweight,
-                                       lam_init=a.lam_init)
+                                       lam_init=a.lam_init, preset=a.preset)
     path = os.path.join(a.out, a.name + ".json")
     _write_json(path, {"command": " ".join(["refbinn"] + sys.argv[1:]), **results})
     for prior, r in results.items():
@@ -305,7 +308,10 @@ def build_parser():
     common(q)
     q.add_argument("--dataset", choices=DATASETS, help="required unless --resume with --name")
     q.add_argument("--optimizer", choices=OPTIMIZERS, help="required unless --resume with --name")
-    q.add_argument("--preset", default="paper", choices=["paper"])
+    q.add_argument("--preset", choices=list(PRESETS),
+                   help="settings table: 'paper' (default for a new run) or 'authors' (the authors' "
+                   "scripts: cosine lr stepped at the start of each epoch to 1e-16, logits averaged "
+                   "by the mean prediction); --resume continues with the checkpoint's")
     q.add_argument("--epochs", type=int)
     q.add_argument("--lr", type=float)
     q.add_argument("--tau", type=float)
@@ -364,6 +370,10 @@ def build_parser():
                    help="BayesBiNN numerics (default: the authors', as in the paper preset; with the "
                    "exact math at tau=1e-2 and |lambda|=10 the Lemma 1 scale underflows to 0)")
     q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--preset", choices=list(CONTINUAL), default="paper",
+                   help="'paper' (default) or 'authors': BatchNorm momentum 0.15 and eps 1e-4, cosine lr "
+                   "stepped at the start of each epoch to 1e-16, logits averaged over the test samples, "
+                   "task permutations from --seed (the paper preset's ignore it)")
     q.add_argument("--max-train", type=int)
     q.add_argument("--name", default="continual_permuted_mnist")
     q.add_argument("--quiet", action="store_true")

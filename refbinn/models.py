@@ -104,11 +104,12 @@ def vgg_cifar(num_classes=10, width=1.0, bn_momentum=0.1, bn_eps=1e-5, in_channe
     return Sequential(*layers)
 
 
-def mlp_continual(in_features=784, hidden=(100, 100), classes=10):
+def mlp_continual(in_features=784, hidden=(100, 100), classes=10, bn_momentum=0.1, bn_eps=1e-5):
     """fc1 -> bn1 -> ReLU -> fc2 -> bn2 -> ReLU -> fc3 -> bn3: permuted-MNIST 784-100-100-10.
 
-    No bias, no dropout, BatchNorm without affine and with torch defaults
-    (momentum 0.1, eps 1e-5) after every layer; logits = last BN output.
+    No bias, no dropout, BatchNorm without affine after every layer (by default with torch's
+    defaults, momentum 0.1 and eps 1e-5; the authors' MLP_CL_h100 uses 0.15 and 1e-4);
+    logits = last BN output.
 
     Parameters
     ----------
@@ -116,12 +117,16 @@ def mlp_continual(in_features=784, hidden=(100, 100), classes=10):
     hidden : sequence of int
         (100, 100) in the paper; smaller in tests.
     classes : int
+    bn_momentum : float
+        torch's BatchNorm momentum m: running = (1 - m) * running + m * batch; default 0.1.
+    bn_eps : float
+        Added to the variance before the square root; default 1e-5.
 
     Returns
     -------
     Sequential
     """
-    return _mlp("mlp_continual", in_features, hidden, classes, None, 0.1, 1e-5)
+    return _mlp("mlp_continual", in_features, hidden, classes, None, bn_momentum, bn_eps)
 
 
 def _mlp(fn, in_features, hidden, classes, dropout, bn_momentum, bn_eps):

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_int
 from .errors import DataFormatError, DatasetNotFound
 from .packaged import packaged_file
 from .root import ENV_VAR, find_dataset
@@ -276,6 +277,32 @@ def pixel_permutations(n_pixels, n_tasks, seed):
         if not any(np.array_equal(p, q) for q in perms):
             perms.append(p)
     return np.stack(perms[1:])
+
+
+def legacy_pixel_permutations(n_pixels, n_tasks, seed):
+    """perms[t] = the (t+1)-th ``RandomState(seed).permutation(n_pixels)``: the authors' tasks.
+
+    The authors' main_permute_mnist_CL.py calls ``np.random.seed(seed)`` (plus their
+    experiment id, 0 by default) and then ``np.random.permutation(784)`` once per task, in
+    task order, before any other draw from numpy's global generator. A local
+    ``RandomState(seed)`` gives the same stream (numpy keeps the legacy stream fixed)
+    without touching the global one. Nothing is redrawn, unlike ``pixel_permutations``:
+    an identity or a repeated task (probability about 1/n_pixels!) would be kept, as there.
+
+    Parameters
+    ----------
+    n_pixels, n_tasks : int, >= 1
+    seed : int, >= 0
+        The run's seed (the authors' ``--seed`` + ``--experiment-id``).
+
+    Returns
+    -------
+    perms : ndarray, int64, (n_tasks, n_pixels)
+        Row t is task t's permutation (the first task is permuted too).
+    """
+    n_pixels, n_tasks = check_int("n_pixels", n_pixels, 1), check_int("n_tasks", n_tasks, 1)
+    legacy = np.random.RandomState(check_int("seed", seed, 0))     # the stream np.random.seed(seed) starts
+    return np.stack([legacy.permutation(n_pixels) for _ in range(n_tasks)]).astype(np.int64)
 
 
 def permuted_mnist_tasks(x, n_tasks, seed):

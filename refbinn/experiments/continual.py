@@ -5,6 +5,12 @@ For task t > 1 the prior natural parameter is the posterior of task t-1
 learning-rate schedule restarts per task while the momentum and the step
 counter carry over. The result is an accuracy matrix A[t, k]: accuracy on
 task k after training task t (k <= t; NaN above the diagonal).
+
+``preset`` picks ``refbinn.experiments.presets.CONTINUAL[preset]``: 'paper' (torch's
+BatchNorm defaults, cosine from lr to 0 stepped after each epoch, probabilities averaged,
+permutations from perm_seed 0 whatever the seed) or 'authors' (their
+main_permute_mnist_CL.py: BatchNorm momentum 0.15 and eps 1e-4, cosine stepped before each
+epoch to 1e-16, logits averaged, permutations from ``RandomState(seed)``).
 """
 from __future__ import annotations
 
@@ -13,15 +19,18 @@ import time
 import numpy as np
 
 from .. import models
+from ..checks import check_choice
 from ..train import schedules
 from ..nn.losses import softmax_cross_entropy
 from ..optim.bayesbinn import BayesBiNN
 from ..train import Data, TrainConfig, evaluate, fit
+from .presets import CONTINUAL
 
 
 def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batch_size=100, lr=1e-3,
                   tau=1e-2, lam_init=10.0, test_samples=100, prior="posterior", seed=0,
-                  numerics="exact", quiet=True, log=print, perm_seed=0, reweight=1.0):
+                  numerics="exact", quiet=True, log=print, perm_seed=None, reweight=1.0,
+                  preset="paper"):
     """Train ``tasks`` permuted-MNIST tasks in sequence; return the accuracy matrix and timings.
 
     ``prior`` is ``'posterior'`` (lam0 = previous task's lam) or ``'zero'`` (lam0 = 0).
@@ -32,7 +41,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
 
     Each task t trains a fresh ``BayesBiNN`` (beta = 0, S = 1, N = len(x_train)) on the
     inputs permuted by permutation t, starting from the previous task's optimizer and
-    BatchNorm state, with a cosine learning-rate schedule over ``epochs``.
+    BatchNorm state, with a cosine learning-rate schedule over ``epochs`` (the preset's).
 
     Parameters
     ----------
@@ -69,10 +78,15 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         No progress bar or per-epoch lines; default True.
     log : callable
         ``log(str)``, receives the per-task accuracy lines (and ``fit``'s lines); default print.
-    perm_seed : int
-        Seed of the task permutations (``refbinn.data.permuted_mnist_tasks``); default 0.
+    perm_seed : int, optional
+        Seed of the task permutations; default None: the preset's, 0 under 'paper'
+        (``refbinn.data.permuted_mnist_tasks``, the same tasks whatever ``seed``) and ``seed``
+        under 'authors' (``refbinn.data.legacy_pixel_permutations``).
     reweight : float
         Weight of the prior term reweight*(lam - lam0), >= 0; default 1 (the paper).
+    preset : {'paper', 'authors'}
+        BatchNorm momentum and eps, the cosine schedule, the mean prediction's averaging and
+        the permutations (``refbinn.experiments.presets.CONTINUAL``); default 'paper'.
 
     Returns
     -------
@@ -81,11 +95,17 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         lists (NaN above the diagonal); ``seconds_per_task``; ``diagnostics`` (one dict or
         None per task); ``settings``: the arguments above.
     """
-    from ..data import permuted_mnist_tasks
+    from ..data import legacy_pixel_permutations, permuted_mnist_tasks
     if prior not in ("posterior", "zero"):
         raise ValueError(f"prior must be 'posterior' or 'zero', got {prior!r}")
-    perms = permuted_mnist_tasks(x_train.shape[1], tasks, seed=perm_seed)   # (tasks, 784)
-    model = models.mlp_continual()
+    c = CONTINUAL[check_choice("preset", preset, tuple(CONTINUAL))]
+    if c["permutations"] == "seeded":         # the authors': np.random.seed(seed), one draw per task
+        perm_seed = seed if perm_seed is None else perm_seed
+        perms = legacy_pixel_permutations(x_train.shape[1], tasks, perm_seed)  # (tasks, 784)
+    else:
+        perm_seed = 0 if perm_seed is None else perm_seed
+        perms = permuted_mnist_tasks(x_train.shape[1], tasks, seed=perm_seed)  # (tasks, 784)
+    model = models.mlp_continual(bn_momentum=c["bn_momentum"], bn_eps=c["bn_eps"])
     n = len(x_train)
     acc_mean = np.full((tasks, tasks), np.nan)
     acc_mode = np.full((tasks, tasks), np.nan)
@@ -98,13 +118,14 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed + t, quiet=quiet)
         t0 = time.perf_counter()
         res = fit(model, opt, data, softmax_cross_entropy, cfg,
-                  schedule=schedules.cosine(lr, epochs), init_state=state, log=log)
+                  schedule=schedules.cosine(lr, epochs, eta_min=c["eta_min"], off_by_one=c["off_by_one"]),
+                  init_state=state, log=log)
         seconds.append(time.perf_counter() - t0)
         state = (res["opt_state"], res["bn_state"])
         diags.append(res["history"]["epochs"][-1].get("diagnostics", {}).get("all"))
         for k in range(t + 1):
             ev = evaluate(model, opt, state[0], state[1], x_test[:, perms[k]], y_test,
-                          samples=test_samples, rng=rng_eval)
+                          samples=test_samples, rng=rng_eval, average=c["average"])
             acc_mean[t, k] = ev.get("acc_mean", np.nan)
             acc_mode[t, k] = ev["acc_mode"]
         log(f"[{prior}] after task {t + 1}: mean acc per task "
@@ -115,4 +136,4 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
             "seconds_per_task": seconds, "diagnostics": diags,
             "settings": dict(tasks=tasks, epochs=epochs, batch_size=batch_size, lr=lr, tau=tau,
                              lam_init=lam_init, test_samples=test_samples, seed=seed,
-                             numerics=numerics, perm_seed=perm_seed, reweight=reweight)}
+                             numerics=numerics, perm_seed=perm_seed, reweight=reweight, preset=preset)}

@@ -1,11 +1,13 @@
 """What ``refbinn train`` starts from, decided before any work: a new run, its checkpoint, or nothing::
 
-    plan_train(args) -> TrainPlan(dataset, optimizer, name, overrides)
+    plan_train(args) -> TrainPlan(dataset, optimizer, name, overrides, preset)
 
 - ``--resume``: the run's checkpoint (``OUT/runs/NAME/checkpoint.npz``) must exist, and its
   settings are the run's: a setting given on the command line that differs from the
   checkpoint's is an error naming each one with both values. ``--dataset`` and
-  ``--optimizer`` may then be left out when ``--name`` is given.
+  ``--optimizer`` may then be left out when ``--name`` is given. The preset is a setting
+  too: the checkpoint's (``config['meta']['preset']``; 'paper' in a file from before
+  there was a choice), and a different ``--preset`` is an error.
 - otherwise a name that already has a checkpoint is an error suggesting ``--resume`` or
   ``--overwrite``; ``--overwrite`` starts the run again (its files are replaced after epoch 1).
 - a setting the optimizer or data set does not use (``--tau`` for STE, ``--max-train`` for
@@ -13,7 +15,7 @@
 
 The settings a checkpoint records: ``config`` (epochs, seed, batch_size, eval_samples; what
 each epoch records: eval_mean_every, recalibrate_bn, diagnostics, diagnostics_every; and
-checkpoint_every), ``config['meta']`` (dataset, optimizer, max_train, and the optimizer's
+checkpoint_every), ``config['meta']`` (dataset, optimizer, preset, max_train, and the optimizer's
 settings: lr, tau, ..., tau_end, reweight) and ``config['meta']['model']`` (the model's
 keyword arguments: ``--hidden``).
 
@@ -39,7 +41,7 @@ from ..models import MODELS
 from ..optim.registry import OPTIMIZERS
 from ..train.checkpoint_check import check_meta
 from .datasets import DATASETS, IMAGE_DATASETS
-from .presets import PAPER
+from .presets import PAPER, PRESETS
 
 RUN = ("epochs", "seed", "batch_size", "eval_samples")              # in config
 RECORDING = ("eval_mean_every", "recalibrate_bn", "diagnostics", "diagnostics_every")   # in config
@@ -67,11 +69,14 @@ class TrainPlan(NamedTuple):
         The run name (files ``OUT/NAME.json``, ``OUT/runs/NAME/``).
     overrides : dict
         Preset overrides for ``experiments.build``.
+    preset : str
+        A key of ``refbinn.experiments.presets.PRESETS``: 'paper' or 'authors'.
     """
     dataset: str
     optimizer: str
     name: str
     overrides: dict         # for ``experiments.build``
+    preset: str = "paper"
 
 
 def _flag(dest):
@@ -174,11 +179,12 @@ def recorded_settings(config):
     Returns
     -------
     dict
-        Keyed like ``refbinn train``'s options: dataset, optimizer, max_train, epochs, seed, ...
+        Keyed like ``refbinn train``'s options: dataset, optimizer, preset, max_train, epochs,
+        seed, ...
     """
     meta = config["meta"]
     out = {"dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
-           "max_train": meta.get("max_train", UNKNOWN)}
+           "preset": meta.get("preset", "paper"), "max_train": meta.get("max_train", UNKNOWN)}
     out.update({k: config.get(k, UNKNOWN) for k in RUN + RECORDING + FREE_ON_RESUME})
     settings = meta.get("settings", {})
     out.update({k: settings.get(k, SETTING_DEFAULTS.get(k, UNKNOWN)) for k in OPTIMIZER})
@@ -233,14 +239,14 @@ def plan_train(a):
             raise ValueError(f"run '{name}' already has a checkpoint ({ckpt}): continue it with --resume, "
                              "or start it again with --overwrite")
         check_applicable(a, a.dataset, a.optimizer)
-        return TrainPlan(a.dataset, a.optimizer, name, overrides_of(given_settings(a)))
+        return TrainPlan(a.dataset, a.optimizer, name, overrides_of(given_settings(a)), _preset(a) or "paper")
     if not os.path.isfile(ckpt):
         raise ValueError(f"--resume: run '{name}' has no checkpoint ({ckpt} does not exist); "
                          "start it without --resume")
     config = read_config(ckpt)
     saved = recorded_settings(config)
     check_applicable(a, saved["dataset"], saved["optimizer"])
-    given = {"dataset": a.dataset, "optimizer": a.optimizer, **given_settings(a)}
+    given = {"dataset": a.dataset, "optimizer": a.optimizer, "preset": _preset(a), **given_settings(a)}
     diffs = [_difference(k, given[k], saved[k]) for k in saved
              if k not in FREE_ON_RESUME and given.get(k) is not None and _differs(given[k], saved[k])]
     if diffs:
@@ -251,7 +257,15 @@ def plan_train(a):
            else saved[k] for k in RUN + RECORDING + FREE_ON_RESUME + ("max_train",)}
     overrides = {**config["meta"].get("settings", {}), **run}
     overrides["model_kwargs"] = dict(config["meta"]["model"][1])
-    return TrainPlan(saved["dataset"], saved["optimizer"], name, overrides)
+    return TrainPlan(saved["dataset"], saved["optimizer"], name, overrides, saved["preset"])
+
+
+def _preset(a):
+    """``--preset`` (None if not given), checked against ``PRESETS``."""
+    preset = getattr(a, "preset", None)
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return preset
 
 
 def _difference(dest, given, saved):

@@ -1,5 +1,6 @@
 """Build an experiment (model, optimizer, data, loss, schedule) from a data set name,
-an optimizer name and overrides of the paper preset (refbinn/experiments/presets.py)."""
+an optimizer name, a preset ('paper' or 'authors') and overrides of it
+(refbinn/experiments/presets.py)."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from ..nn import losses
 from ..optim.partition import Partition
 from ..optim.registry import OPTIMIZERS, make
 from .datasets import load_data
-from .presets import PAPER
+from .presets import PAPER, PRESETS
 from ..train import Data, TrainConfig, schedules
 from ..train.anneal import anneal_tau
 
@@ -41,7 +42,7 @@ class Setup:
     schedule : callable
         epoch -> learning rate (gamma for Bop; a pair for a ``Partition``).
     settings : dict
-        What was built: dataset, optimizer, epochs, batch_size, seed, optimizer_settings,
+        What was built: dataset, optimizer, preset, epochs, batch_size, seed, optimizer_settings,
         model, extra (``load_data``'s second value), eval_samples, max_train.
     tau_schedule : callable or None
         epoch -> tau, BayesBiNN's temperature annealing when ``tau_end`` is set, else None.
@@ -153,8 +154,10 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
         'snelson'.
     optimizer : str
         'bayesbinn', 'ste', 'bop', 'pmf', 'adam' or 'vispa'.
-    preset : {'paper'}
-        The settings table (``refbinn.experiments.presets.PAPER``).
+    preset : {'paper', 'authors'}
+        The settings table (``refbinn.experiments.presets.PRESETS``): 'paper' (default) or
+        'authors' (the authors' scripts: cosine stepped at the start of each epoch to eta_min
+        1e-16, logits averaged by the mean prediction); recorded in ``cfg.meta['preset']``.
     overrides : dict, optional
         Values replacing the preset's (keys above; None values are ignored); epochs,
         batch_size >= 1, seed >= 0.
@@ -170,8 +173,8 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     """
     check_choice("dataset", dataset, tuple(PAPER))
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
-    check_choice("preset", preset, ("paper",))
-    p = PAPER[dataset]
+    check_choice("preset", preset, tuple(PRESETS))
+    p = PRESETS[preset][dataset]
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
     s = {**p[optimizer], **{k: o[k] for k in o if k in p[optimizer] or k in (
         "lr", "tau", "samples", "numerics", "N", "lam_init", "lam_init_std", "beta",
@@ -194,7 +197,7 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
                                 steps_per_epoch=steps)
     cfg = TrainConfig(epochs=epochs, batch_size=batch, seed=seed,
                       eval_samples=int(o.get("eval_samples", p["eval_samples"])),
-                      average=o.get("average", "prob"), quiet=quiet,
+                      average=o.get("average", p.get("average", "prob")), quiet=quiet,
                       checkpoint_every=check_int("checkpoint_every", o.get("checkpoint_every", 1), 1),
                       eval_mean_every=check_int("eval_mean_every", o.get("eval_mean_every", 0)),
                       recalibrate_bn=check_int("recalibrate_bn", o.get("recalibrate_bn", 0)),
@@ -208,14 +211,16 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
         check_choice("optimizer (with tau_end)", optimizer, ("bayesbinn",))
         tau_sched = anneal_tau(s["tau"], s["tau_end"], epochs)
     return Setup(model, opt, data, LOSSES[p["loss"]], cfg, sched,
-                 {"dataset": dataset, "optimizer": optimizer, "epochs": epochs, "batch_size": batch,
+                 {"dataset": dataset, "optimizer": optimizer, "preset": preset, "epochs": epochs,
+                  "batch_size": batch,
                   "seed": seed, "optimizer_settings": s, "model": [name, kw], "extra": extra,
                   "eval_samples": cfg.eval_samples, "max_train": o.get("max_train")},
                  tau_sched)
 
 
 def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume=False,
-        stop_after=None, quiet=False, command=None, run_dir=None, write=True, log=None):
+        stop_after=None, quiet=False, command=None, run_dir=None, write=True, log=None,
+        preset="paper"):
     """One training run as ``refbinn train`` does it: build -> fit (a checkpoint every epoch) -> JSON.
 
     Parameters
@@ -244,6 +249,9 @@ def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume
         Write ``out/NAME.json`` (sweeps collect rows instead); default True.
     log : callable, optional
         ``log(str)`` for the progress lines; default print with flush.
+    preset : {'paper', 'authors'}
+        The settings table (see ``build``); default 'paper'. A resumed run must pass its
+        checkpoint's (``config['meta']['preset']``), as ``refbinn train --resume`` does.
 
     Returns
     -------
@@ -254,7 +262,7 @@ def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume
     log = log or (lambda m: print(m, flush=True))
     if write:
         remove_partials(os.path.join(out, f"{name}.json"))
-    setup = build(dataset, optimizer, overrides=overrides, root=root, quiet=quiet)
+    setup = build(dataset, optimizer, preset=preset, overrides=overrides, root=root, quiet=quiet)
     run_dir = run_dir or os.path.join(out, "runs", name)
     log(f"{name}: {optimizer} {json.dumps(setup.settings['optimizer_settings'])}; "
         f"model {setup.settings['model']}; epochs {setup.cfg.epochs}, batch {setup.cfg.batch_size}, "

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from ..checks import check_choice, check_int, check_range
 from ..experiments import DATASETS
 from ..experiments.datasets import IMAGE_DATASETS
-from ..experiments.presets import PAPER
+from ..experiments.presets import PAPER, PRESETS
 from ..models import MODELS
 from ..optim.bayesbinn import NUMERICS
 from ..optim.registry import OPTIMIZERS
@@ -68,7 +68,7 @@ def _number(key, v):
 SETTINGS = {
     "dataset": (lambda k, v: check_choice(k, v, tuple(DATASETS)), ALL_OPTIMIZERS),
     "optimizer": (lambda k, v: check_choice(k, v, ALL_OPTIMIZERS), ALL_OPTIMIZERS),
-    "preset": (lambda k, v: check_choice(k, v, ("paper",)), ALL_OPTIMIZERS),
+    "preset": (lambda k, v: check_choice(k, v, tuple(PRESETS)), ALL_OPTIMIZERS),
     "epochs": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
     "batch_size": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
     "max_train": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
@@ -106,7 +106,7 @@ class Run:
     setting : str
         The name without the seed: data set, optimizer, then each other grid value.
     dataset, optimizer, preset : str
-        What ``build`` gets (``preset`` is 'paper').
+        What ``build`` gets (``preset`` is 'paper' or 'authors').
     seed : int
         The training seed, >= 0 (also in ``overrides``).
     point : dict

@@ -193,7 +193,7 @@ def execute(run, sweep_dir, data_root=None, threads=None, command=None):
             + (f", resuming at epoch {start}" if start else ""))
         res = train_run(run["dataset"], run["optimizer"], name, run["overrides"], out=sweep_dir,
                         root=data_root, resume=True, quiet=True, command=command, run_dir=rdir,
-                        write=False, log=log)
+                        write=False, log=log, preset=run["preset"])
         record["seconds"] = time.perf_counter() - t0
         res["sweep_run"] = {**{k: run[k] for k in ("name", "setting", "seed", "point")},
                             "identity": identity, "resumed_from_epoch": record["resumed_from_epoch"],

@@ -1,0 +1,187 @@
+"""The 'authors' preset (issue 15, item 5): the four settings in which the authors' scripts
+(team-approx-bayes/BayesBiNN) differ from the 'paper' preset, and a bit-identical resume
+under it. The 'paper' preset's numbers are pinned by tests/test_golden*.py."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from refbinn.cli import main
+from refbinn.experiments import continual, make_optimizer
+from refbinn.experiments.presets import AUTHORS, CONTINUAL, PAPER, PRESETS
+from refbinn.nn import BatchNorm, Dense, Sequential
+from refbinn.predict import predict_mean
+from refbinn.data import legacy_pixel_permutations
+
+
+# -- (a) the cosine schedule, per epoch ----------------------------------------------------------
+def _schedule(preset, dataset="mnist", optimizer="bayesbinn", epochs=5):
+    s = PRESETS[preset][dataset][optimizer]
+    _, sched = make_optimizer(optimizer, s, n_train=100, kinds={"w": "real" if optimizer == "adam" else "binary"},
+                              epochs=epochs, steps_per_epoch=1)
+    return s["lr"], sched
+
+
+@pytest.mark.parametrize("dataset,optimizer", [("mnist", "bayesbinn"), ("cifar100", "bayesbinn"),
+                                               ("mnist", "ste"), ("cifar10", "adam")])
+def test_cosine_per_epoch_under_each_preset(dataset, optimizer):
+    E = 5
+    lr, paper = _schedule("paper", dataset, optimizer, E)
+    _, authors = _schedule("authors", dataset, optimizer, E)
+    for e in range(E):
+        # torch's CosineAnnealingLR stepped at the end of epoch e: t = e, eta_min 0
+        assert paper(e) == pytest.approx(lr * (1 + math.cos(math.pi * e / E)) / 2, rel=1e-15, abs=0)
+        # the authors' scripts step it at the start: t = e + 1, eta_min 1e-16
+        assert authors(e) == pytest.approx(1e-16 + (lr - 1e-16) * (1 + math.cos(math.pi * (e + 1) / E)) / 2,
+                                           rel=1e-15, abs=0)
+        assert authors(e) == pytest.approx(paper(e + 1) if e + 1 < E else 1e-16, rel=1e-12, abs=1e-16)
+    assert paper(0) == lr and authors(0) < lr
+    assert authors(E - 1) == 1e-16 and paper(E - 1) > 0.02 * lr        # the last epoch barely moves
+
+
+def test_toy_presets_are_the_papers():
+    assert AUTHORS["two-moons"] == PAPER["two-moons"] and AUTHORS["snelson"] == PAPER["snelson"]
+    assert "average" not in PAPER["mnist"] and AUTHORS["mnist"]["average"] == "logits"
+
+
+# -- (b), (a), (c), (d) in the continual experiment ----------------------------------------------
+FIT, EVALUATE = continual.fit, continual.evaluate
+
+
+def _continual(preset, seed, monkeypatch):
+    """A 2-task, 2-epoch run on 120 random 784-pixel images; what run_continual gave fit/evaluate."""
+    seen = {"models": [], "schedules": [], "perms": [], "averages": []}
+    real_fit, real_evaluate = FIT, EVALUATE          # not an earlier call's wrappers
+
+    def fit(model, opt, data, *args, schedule=None, **kw):
+        seen["models"].append(model)
+        seen["schedules"].append(schedule)
+        seen["perms"].append(data.x_train[0].astype(np.int64))     # row 0 is arange(784), permuted
+        return real_fit(model, opt, data, *args, schedule=schedule, **kw)
+
+    def evaluate(*args, average="prob", **kw):
+        seen["averages"].append(average)
+        return real_evaluate(*args, average=average, **kw)
+
+    monkeypatch.setattr(continual, "fit", fit)
+    monkeypatch.setattr(continual, "evaluate", evaluate)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 784)).astype(np.float32)
+    x[0] = np.arange(784)
+    y = rng.integers(0, 10, 120)
+    res = continual.run_continual(x, y, x[:40], y[:40], tasks=2, epochs=2, batch_size=60, test_samples=2,
+                                  seed=seed, numerics="official", quiet=True, log=lambda m: None, preset=preset)
+    return seen, res
+
+
+def test_continual_bn_momentum_and_eps(monkeypatch):
+    for preset, (m, eps) in (("paper", (0.1, 1e-5)), ("authors", (0.15, 1e-4))):
+        seen, res = _continual(preset, 0, monkeypatch)
+        bns = [layer for layer in seen["models"][0].layers if isinstance(layer, BatchNorm)]
+        assert len(bns) == 3 and all((b.momentum, b.eps) == (m, eps) for b in bns), preset
+        assert res["settings"]["preset"] == preset
+
+
+def test_continual_schedule_and_averaging(monkeypatch):
+    seen, _ = _continual("paper", 0, monkeypatch)
+    assert [seen["schedules"][0](e) for e in (0, 1)] == [1e-3, 0.5e-3] and set(seen["averages"]) == {"prob"}
+    seen, _ = _continual("authors", 0, monkeypatch)
+    for sched in seen["schedules"]:                       # restarted per task, stepped before each epoch
+        assert sched(0) == pytest.approx(1e-16 + (1e-3 - 1e-16) / 2, rel=1e-15) and sched(1) == 1e-16
+    assert set(seen["averages"]) == {"logits"}
+
+
+def _authors_way(seed, tasks):
+    """main_permute_mnist_CL.py: np.random.seed(seed), then np.random.permutation(784) per task."""
+    saved = np.random.get_state()
+    try:
+        np.random.seed(seed)
+        return np.stack([np.random.permutation(784) for _ in range(tasks)])
+    finally:
+        np.random.set_state(saved)
+
+
+def test_permutations_follow_the_seed_under_authors_only(monkeypatch):
+    paper = {s: _continual("paper", s, monkeypatch)[0]["perms"] for s in (0, 1)}
+    authors = {s: _continual("authors", s, monkeypatch)[0]["perms"] for s in (0, 1)}
+    # paper: as before this preset existed, from perm_seed 0 whatever --seed
+    for s in (0, 1):
+        assert [p[:6].tolist() for p in paper[s]] == [[318, 2, 606, 446, 758, 13], [416, 65, 230, 385, 279, 107]]
+    # authors: numpy's legacy stream seeded by the run's seed, as their script draws them
+    for s in (0, 1):
+        np.testing.assert_array_equal(np.stack(authors[s]), _authors_way(s, 2))
+        np.testing.assert_array_equal(np.stack(authors[s]), legacy_pixel_permutations(784, 2, s))
+    assert not np.array_equal(authors[0][0], authors[1][0]) and not np.array_equal(authors[0][1], authors[1][1])
+    assert sorted(authors[1][1].tolist()) == list(range(784))
+
+
+def test_continual_preset_is_checked():
+    x = np.zeros((4, 784), np.float32)
+    with pytest.raises(ValueError, match="preset"):
+        continual.run_continual(x, np.zeros(4, np.int64), x, np.zeros(4, np.int64), preset="nope")
+    assert set(CONTINUAL) == set(PRESETS)
+
+
+# -- (c) logits versus probabilities, by hand ------------------------------------------------------
+class _Given:
+    """An 'optimizer' whose weight samples are given in order."""
+
+    def __init__(self, weights):
+        self.weights = list(weights)
+
+    def sample_params(self, state, rng):
+        return {"fc.weight": self.weights.pop(0)}
+
+
+def test_mean_prediction_averages_logits_or_probabilities():
+    model = Sequential(Dense(1, 2, name="fc"))
+    x = np.ones((1, 1))
+    logits = [np.array([[0.0], [2.0]]), np.array([[0.0], [2.0]]), np.array([[5.0], [0.0]])]   # (2, 1) each
+    soft = lambda z: np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    by_prob = np.mean([soft(w[:, 0]) for w in logits], axis=0)        # [0.410, 0.590]: class 1
+    by_logit = soft(np.mean([w[:, 0] for w in logits], axis=0))       # softmax([5/3, 4/3]): class 0
+    rng = np.random.default_rng(0)
+    p = predict_mean(model, _Given(logits), None, {}, x, 3, rng, average="prob", link="classes")
+    q = predict_mean(model, _Given(logits), None, {}, x, 3, rng, average="logits", link="classes")
+    np.testing.assert_allclose(p[0], by_prob, rtol=1e-12)
+    np.testing.assert_allclose(q[0], by_logit, rtol=1e-12)
+    assert p[0].argmax() == 1 and q[0].argmax() == 0
+
+
+# -- refbinn train --preset authors: honoured, recorded, resumed bit-identically ----------------------
+def _train(out, data_root, *extra):
+    return main(["train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--epochs", "3", "--max-train", "300",
+                 "--hidden", "16", "16", "16", "--eval-samples", "2", "--eval-mean-every", "1", "--quiet",
+                 "--out", str(out), "--data-root", str(data_root), *extra])
+
+
+def _strip(history):
+    return [{k: v for k, v in e.items() if k not in ("seconds", "examples_per_s", "seconds_diagnostics")}
+            for e in history]
+
+
+def test_train_preset_authors_resumes_bit_identically(tmp_path, data_root):
+    assert _train(tmp_path, data_root, "--preset", "authors", "--name", "full") == 0
+    full = json.loads((tmp_path / "full.json").read_text())
+    assert full["settings"]["preset"] == "authors"
+    assert full["settings"]["optimizer_settings"]["eta_min"] == 1e-16
+    lr = [e["lr"] for e in full["history"]]
+    assert lr[0] == pytest.approx(1e-16 + (1e-4 - 1e-16) * 0.75, rel=1e-15) and lr[2] == 1e-16
+    assert _train(tmp_path, data_root, "--preset", "authors", "--name", "cut", "--stop-after", "1") == 0
+    # --preset paper on resume is an error; left out, the checkpoint's preset is used
+    assert _train(tmp_path, data_root, "--preset", "paper", "--name", "cut", "--resume") == 2
+    assert _train(tmp_path, data_root, "--name", "cut", "--resume") == 0
+    cut = json.loads((tmp_path / "cut.json").read_text())
+    assert cut["settings"] == full["settings"]
+    assert _strip(cut["history"]) == _strip(full["history"])
+    with np.load(tmp_path / "runs" / "full" / "checkpoint.npz") as a, \
+            np.load(tmp_path / "runs" / "cut" / "checkpoint.npz") as b:
+        assert json.loads(str(a["config"]))["meta"]["preset"] == "authors"
+        for k in a.files:
+            if k not in ("history",):
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # the paper preset on the same run differs (schedule) and averages probabilities
+    assert _train(tmp_path, data_root, "--name", "paper") == 0
+    paper = json.loads((tmp_path / "paper.json").read_text())
+    assert paper["settings"]["preset"] == "paper" and paper["history"][0]["lr"] == 1e-4
