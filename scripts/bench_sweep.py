@@ -16,9 +16,16 @@ machine's load is printed next to them (a shared machine lowers the efficiency).
 ratios in CPU time (``cpu_efficiency`` = sequential CPU / the workers' and the client's CPU
 during the sweep, ``cpu_overhead_per_run_s``) do not depend on other jobs' load.
 
+On a virtual machine the speed of a core drifts by 20-30% over minutes (the same run took 6.0
+s and 8.0 s within five minutes on an idle 2-core VM), which makes one sequential-then-sweep
+pair as likely to measure the drift as the sweep. So the pair is repeated ``--repeats`` times,
+alternating, and every reported figure is the median over the pairs of that pair's figure
+(each pair's two halves run within a minute of each other); the per-pair values are in
+``repeats``.
+
 Usage::
 
-    python scripts/bench_sweep.py --quick --json      # 8 runs of ~2 s, ~40 s in all
+    python scripts/bench_sweep.py --quick --json      # 8 runs of ~6 s, ~90 s in all
     python scripts/bench_sweep.py                     # 16 runs of ~4 s
 """
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -40,7 +48,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 WORKERS = 2
 DATASET, OPTIMIZER = "two-moons", "bayesbinn"      # the paper preset; only epochs and seeds change
 RUNS, EPOCHS = 16, 400
-QUICK = dict(runs=8, epochs=200)
+QUICK = dict(runs=8, epochs=300)     # ~3 s per run: the ~1 s cluster start stays a small part
+REPEATS = 3
 CHECKPOINT_EVERY = 50
 
 
@@ -87,44 +96,61 @@ def on_cluster(sweep, out, workers):
     return total, t_start, cpu, [r["seconds"] for r in res["runs"]]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help=f"{QUICK['runs']} runs of {QUICK['epochs']} epochs")
-    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    ap.add_argument("--workers", type=int, default=WORKERS)
-    ap.add_argument("--out", help="also write the JSON object to this file")
-    a = ap.parse_args(argv)
-    log = (lambda *m: print(*m, file=sys.stderr)) if a.json else print
-    runs, epochs = (QUICK["runs"], QUICK["epochs"]) if a.quick else (RUNS, EPOCHS)
-    sweep = make_sweep(runs, epochs, "bench")
-    load0 = os.getloadavg()
-    log(f"bench_sweep: {runs} runs ({DATASET}, {OPTIMIZER}, {epochs} epochs, one per seed), "
-        f"{a.workers} workers x 1 thread; CPU {cpu_model()}, {os.cpu_count()} cores, load {load0[0]:.2f}")
-    with tempfile.TemporaryDirectory() as tmp:
-        seq, seq_cpu, seq_runs = sequential(sweep, os.path.join(tmp, "seq"))
-        log(f"sequential: {seq:.1f} s ({seq / runs:.2f} s per run)")
-        swp, start, swp_cpu, swp_runs = on_cluster(sweep, os.path.join(tmp, "sweep"), a.workers)
-        log(f"sweep: {swp:.1f} s (cluster start {start:.1f} s)")
-    load1 = os.getloadavg()
-    result = {
-        "runs": runs, "workers": a.workers, "epochs": epochs,
+def measure(sweep, out, workers):
+    """One sequential-then-sweep pair -> dict of its figures."""
+    runs = len(sweep.runs)
+    seq, seq_cpu, seq_runs = sequential(sweep, os.path.join(out, "seq"))
+    swp, start, swp_cpu, swp_runs = on_cluster(sweep, os.path.join(out, "sweep"), workers)
+    return {
         "sweep_seconds": swp, "sequential_seconds": seq, "cluster_start_seconds": start,
-        "parallel_efficiency": seq / (a.workers * swp),
-        "parallel_efficiency_without_cluster_start": seq / (a.workers * (swp - start)),
-        "overhead_per_run_s": (a.workers * swp - sum(swp_runs)) / runs,
+        "parallel_efficiency": seq / (workers * swp),
+        "parallel_efficiency_without_cluster_start": seq / (workers * (swp - start)),
+        "overhead_per_run_s": (workers * swp - sum(swp_runs)) / runs,
         "run_seconds_sequential_mean": sum(seq_runs) / runs, "run_seconds_in_sweep_mean": sum(swp_runs) / runs,
         # CPU-time view, insensitive to other jobs on the machine: the sweep's extra CPU per run
         "cpu_seconds_sequential": seq_cpu, "cpu_seconds_sweep_workers": swp_cpu["workers"],
         "cpu_seconds_sweep_client_and_scheduler": swp_cpu["client_and_scheduler"],
         "cpu_efficiency": seq_cpu / sum(swp_cpu.values()),
         "cpu_overhead_per_run_s": (sum(swp_cpu.values()) - seq_cpu) / runs,
-        "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_1min_before": load0[0],
-        "loadavg_1min_after": load1[0],
     }
-    log(f"parallel efficiency {result['parallel_efficiency']:.3f} (target >= 0.85), overhead per run "
-        f"{result['overhead_per_run_s']:.2f} s (target <= 1 s); a run takes {result['run_seconds_in_sweep_mean']:.2f} s "
-        f"in the sweep, {result['run_seconds_sequential_mean']:.2f} s alone; load {load0[0]:.2f} -> {load1[0]:.2f}; "
-        f"CPU time: efficiency {result['cpu_efficiency']:.3f}, {result['cpu_overhead_per_run_s']:.2f} s extra per run")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"{QUICK['runs']} runs of {QUICK['epochs']} epochs")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--repeats", type=int, default=REPEATS,
+                    help=f"sequential-then-sweep pairs; figures are medians over them (default {REPEATS})")
+    ap.add_argument("--out", help="also write the JSON object to this file")
+    a = ap.parse_args(argv)
+    if a.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {a.repeats}")
+    log = (lambda *m: print(*m, file=sys.stderr)) if a.json else print
+    runs, epochs = (QUICK["runs"], QUICK["epochs"]) if a.quick else (RUNS, EPOCHS)
+    sweep = make_sweep(runs, epochs, "bench")
+    load0 = os.getloadavg()
+    log(f"bench_sweep: {runs} runs ({DATASET}, {OPTIMIZER}, {epochs} epochs, one per seed), "
+        f"{a.workers} workers x 1 thread, {a.repeats} pairs; CPU {cpu_model()}, {os.cpu_count()} cores, "
+        f"load {load0[0]:.2f}")
+    pairs = []
+    for i in range(a.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            p = measure(sweep, tmp, a.workers)
+        pairs.append(p)
+        log(f"pair {i + 1}: sequential {p['sequential_seconds']:.1f} s ({p['run_seconds_sequential_mean']:.2f} s "
+            f"per run), sweep {p['sweep_seconds']:.1f} s (cluster start {p['cluster_start_seconds']:.1f} s): "
+            f"efficiency {p['parallel_efficiency']:.3f}, CPU efficiency {p['cpu_efficiency']:.3f}")
+    load1 = os.getloadavg()
+    result = {"runs": runs, "workers": a.workers, "epochs": epochs, "repeats_count": a.repeats,
+              **{k: statistics.median(p[k] for p in pairs) for k in pairs[0]},
+              "cpu": cpu_model(), "cores": os.cpu_count(), "loadavg_1min_before": load0[0],
+              "loadavg_1min_after": load1[0], "repeats": pairs}
+    log(f"median over {a.repeats} pairs: parallel efficiency {result['parallel_efficiency']:.3f} (target >= 0.85), "
+        f"overhead per run {result['overhead_per_run_s']:.2f} s (target <= 1 s); a run takes "
+        f"{result['run_seconds_in_sweep_mean']:.2f} s in the sweep, {result['run_seconds_sequential_mean']:.2f} s "
+        f"alone; load {load0[0]:.2f} -> {load1[0]:.2f}; CPU time: efficiency {result['cpu_efficiency']:.3f}, "
+        f"{result['cpu_overhead_per_run_s']:.2f} s extra per run")
     if a.json:
         print(json.dumps(result))
     if a.out:
