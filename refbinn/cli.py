@@ -88,6 +88,7 @@ def cmd_evaluate(a):
     from .io.outputs import check_output_file
     from .train import evaluate, load_checkpoint
     from .train.checkpoint_check import check_meta, check_state, model_of
+    from .experiments.presets import preset_average
     path = os.path.join(a.out, f"evaluate_{os.path.basename(os.path.dirname(os.path.abspath(a.checkpoint)))}.json")
     check_output_file(path, "the results file", [a.checkpoint])
     ck = load_checkpoint(a.checkpoint)
@@ -101,14 +102,15 @@ def cmd_evaluate(a):
     if check_int("recalibrate_bn", a.recalibrate_bn):     # K batches of the run's batch size, own stream
         calib = calibration_batches(data.x_train, a.recalibrate_bn, ck["config"]["batch_size"],
                                     np.random.default_rng([a.seed, 3]))
-    rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta}
+    average = a.average or preset_average(meta)           # not given: the run's preset decides
+    rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta, "average": average}
     if calib:                             # without recalibration the output is what it always was
         out["recalibrate_bn"] = a.recalibrate_bn
     for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
         if x is None:
             continue
         ev = evaluate(model, ck["opt"], ck["opt_state"], ck["bn_state"], x, y, samples=a.samples,
-                      rng=rng, average=a.average, calibration=calib)
+                      rng=rng, average=average, calibration=calib)
         out[split] = ev
         rows.append((split, ev["acc_mode"], ev.get("acc_mean"), ev["nll_mode"], ev.get("nll_mean"))
                     + ((ev["acc_mode_trainbn"], ev.get("acc_mean_trainbn")) if calib else ()))
@@ -385,7 +387,10 @@ def build_parser():
     q.add_argument("checkpoint", nargs="+", help="one or more results/runs/NAME/checkpoint.npz")
     q.add_argument("--samples", type=int, nargs="+", default=[10],
                    help="C, weight samples of the mean prediction (several: one row each)")
-    q.add_argument("--average", choices=["prob", "logits"], default="prob")
+    q.add_argument("--average", choices=["prob", "logits"], default=None,
+                   help="how the mean prediction averages its samples: probabilities (the predictive) "
+                   "or logits; default: the run's preset ('logits' for image runs under --preset "
+                   "authors, else 'prob')")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--ood", nargs="*", choices=OOD_SETS, metavar="NAME",
                    help=f"OOD sets ({', '.join(OOD_SETS)}); given (even empty), or with several "

@@ -185,3 +185,29 @@ def test_train_preset_authors_resumes_bit_identically(tmp_path, data_root):
     assert _train(tmp_path, data_root, "--name", "paper") == 0
     paper = json.loads((tmp_path / "paper.json").read_text())
     assert paper["settings"]["preset"] == "paper" and paper["history"][0]["lr"] == 1e-4
+
+
+# -- refbinn evaluate: the mean prediction averages as the run's preset does ----------------------
+def test_preset_average_of_a_checkpoints_meta():
+    from refbinn.experiments.presets import preset_average
+    assert preset_average({"dataset": "mnist", "preset": "authors"}) == "logits"
+    assert preset_average({"dataset": "cifar10", "preset": "authors"}) == "logits"
+    assert preset_average({"dataset": "mnist", "preset": "paper"}) == "prob"
+    assert preset_average({"dataset": "mnist"}) == "prob"                    # files from before presets
+    assert preset_average({"dataset": "two-moons", "preset": "authors"}) == "prob"
+
+
+def test_evaluate_averages_as_the_checkpoints_preset(tmp_path, data_root):
+    for preset in ("authors", "paper"):
+        assert _train(tmp_path, data_root, "--preset", preset, "--name", preset, "--epochs", "1") == 0
+    ev = lambda *extra, out="ev": main(["evaluate", *extra, "--samples", "2", "--out", str(tmp_path / out),
+                                        "--data-root", str(data_root)])
+    ck = {p: str(tmp_path / "runs" / p / "checkpoint.npz") for p in ("authors", "paper")}
+    read = lambda name, out="ev": json.loads((tmp_path / out / f"evaluate_{name}.json").read_text())
+    assert ev(ck["authors"]) == 0 and read("authors")["average"] == "logits"
+    assert ev(ck["paper"]) == 0 and read("paper")["average"] == "prob"
+    assert ev(ck["authors"], "--average", "prob", out="ev2") == 0 and read("authors", "ev2")["average"] == "prob"
+    # the calibration/OOD path, several checkpoints in one call: each run its own preset's average
+    assert ev(ck["authors"], ck["paper"], "--ood", "uniform", "--max-test", "50", "--name", "both") == 0
+    runs = json.loads((tmp_path / "ev" / "uncertainty_both.json").read_text())["runs"]
+    assert [r["average"] for r in runs] == ["logits", "prob"]

@@ -113,7 +113,7 @@ def test_evaluate_without_ood_keeps_its_old_output(tiny, data_root, tmp_path, ca
                  "--data-root", str(data_root)]) == 0
     assert "acc (mode)" in capsys.readouterr().out
     ev = json.loads((tmp_path / "evaluate_mnist_ste_s0.json").read_text())
-    assert set(ev) == {"checkpoint", "epoch", "meta", "val", "test"}
+    assert set(ev) == {"checkpoint", "epoch", "meta", "average", "val", "test"}
 
 
 def test_run_uncertainty_script_averages_over_seeds(tiny, data_root, tmp_path, capsys):

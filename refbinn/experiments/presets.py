@@ -112,3 +112,22 @@ CONTINUAL = {
 }
 
 PRESETS = {"paper": PAPER, "authors": AUTHORS}
+
+
+def preset_average(meta):
+    """How the mean prediction of a saved run averages its samples under the run's preset.
+
+    Parameters
+    ----------
+    meta : dict
+        A checkpoint's ``config['meta']``: its ``dataset`` and ``preset`` ('paper' when absent,
+        as in files from before presets were recorded).
+
+    Returns
+    -------
+    str
+        'logits' for an image data set trained under 'authors' (the authors' scripts average
+        logits), else 'prob' (the Bayesian predictive).
+    """
+    table = PRESETS.get(meta.get("preset", "paper"), PAPER)
+    return table.get(meta.get("dataset"), {}).get("average", "prob")

@@ -31,6 +31,7 @@ from ..data.ood import OOD_SETS, ood_set
 from ..metrics import DEFAULT_BINS, classification_metrics, entropy, ood_metrics
 from ..predict import AVERAGES, predict_mean, predict_mode
 from ..report import table
+from .presets import preset_average
 from ..train import load_checkpoint
 from ..train.checkpoint_check import check_meta, check_state, model_of
 from .datasets import DATASETS, IMAGE_DATASETS, load_data
@@ -57,7 +58,7 @@ def can_sample(opt):
 
 def load_run(path):
     """A checkpoint with its model rebuilt: dict of label, path, model, opt, opt_state,
-    bn_state, dataset, optimizer, seed, epoch.
+    bn_state, dataset, optimizer, seed, epoch, batch_size, meta (the checkpoint's config["meta"]).
 
     Parameters
     ----------
@@ -82,7 +83,7 @@ def load_run(path):
             "opt": ck["opt"], "opt_state": ck["opt_state"], "bn_state": ck["bn_state"],
             "dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
             "seed": ck["config"].get("seed"), "epoch": ck["epoch"],
-            "batch_size": ck["config"].get("batch_size", 100)}
+            "batch_size": ck["config"].get("batch_size", 100), "meta": meta}
 
 
 def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_seed=0, log=print):
@@ -212,7 +213,7 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
     return rows
 
 
-def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, seed=0, average="prob",
+def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, seed=0, average=None,
                          max_test=None, root=None, batch_size=1000, recalibrate_bn=0, log=print):
     """Rows of ``prediction_rows`` for every checkpoint in ``paths``, in one result.
 
@@ -228,8 +229,9 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
         B >= 1, equal-width ECE bins; default 15.
     seed : int
         >= 0; seeds the OOD sets and the weight samples.
-    average : {'prob', 'logits'}
-        'prob' (the predictive) or 'logits' (the authors' image scripts).
+    average : {'prob', 'logits'}, optional
+        'prob' (the predictive) or 'logits' (the authors' image scripts); None: each run's
+        preset decides (``presets.preset_average``).
     max_test : int, optional
         Use the first N >= 1 test images (and N inputs per OOD set); None: all.
     root : str, optional
@@ -252,7 +254,8 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
         raise ValueError("evaluate needs at least one checkpoint")
     samples = [check_int("samples", s, 1) for s in samples]
     bins, seed = check_int("bins", bins, 1), check_int("seed", seed, 0)
-    check_choice("average", average, AVERAGES)
+    if average is not None:
+        check_choice("average", average, AVERAGES)
     if max_test is not None:
         max_test = check_int("max_test", max_test, 1)
     recalibrate_bn = check_int("recalibrate_bn", recalibrate_bn, 0)
@@ -280,9 +283,10 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
             batches = calibration_batches(train.x_train, recalibrate_bn, run["batch_size"],
                                           np.random.default_rng([seed, 3]))
             recal = recalibrator(run["model"], batches, run["bn_state"])
-        rows += prediction_rows(run, x, y, sets, samples=samples, seed=seed, average=average, bins=bins,
-                                batch_size=batch_size, bn_state_for=recal)
-        runs.append({"label": run["label"], "checkpoint": run["path"]})
+        run_average = average or preset_average(run["meta"])
+        rows += prediction_rows(run, x, y, sets, samples=samples, seed=seed, average=run_average,
+                                bins=bins, batch_size=batch_size, bn_state_for=recal)
+        runs.append({"label": run["label"], "checkpoint": run["path"], "average": run_average})
     return {"settings": {"ood": list(ood), "samples": samples, "bins": bins, "seed": seed,
                          "average": average, "max_test": max_test, "recalibrate_bn": recalibrate_bn},
             "ood_sets": status, "runs": runs, "rows": rows}
