@@ -17,6 +17,8 @@ Settings (the MLP and data of ``refbinn continual``; 10 epochs per task, not the
 
     python scripts/run_continual_ratio.py                 # 4 configurations x 3 seeds, ~6 min per run
     python scripts/run_continual_ratio.py --quick         # seconds (2 tasks, 1 epoch, 600 images)
+    python scripts/run_continual_ratio.py --preset authors --configs official_rw10 --seeds 1 2 3
+                                                          # against validate.authors_cl's refbinn runs
 """
 from __future__ import annotations
 
@@ -55,6 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--test-samples", type=int, help=f"hard samples at test (default {TEST_SAMPLES})")
     p.add_argument("--max-train", type=int, help="use only the first N training images")
     p.add_argument("--max-test", type=int, help="use only the first N test images")
+    p.add_argument("--preset", choices=["paper", "authors"], default="paper",
+                   help="continual preset (refbinn.experiments.presets.CONTINUAL); 'authors' draws the "
+                   "task permutations from the seed, as validate.authors_cl's runs do (default paper)")
     add_run_args(p, OUT, QUICK["out"], "smoke test: 2 tasks, 1 epoch, 600 images, one seed",
                  resume="skip (configuration, seed) pairs already done with these settings", stop_after=False)
     return p.parse_args(argv)
@@ -82,7 +87,7 @@ def main(argv=None):
         a, QUICK if a.quick else {}, tasks=TASKS, epochs=EPOCHS, test_samples=TEST_SAMPLES, max_train=None,
         max_test=None, seeds=list(SEEDS), out=OUT)
     settings = dict(tasks=tasks, epochs=epochs, test_samples=test_samples, max_train=max_train,
-                    max_test=max_test, prior="posterior")
+                    max_test=max_test, prior="posterior", preset=a.preset)
     print(f"run_continual_ratio: configs {a.configs}, seeds {seeds}; {json.dumps(settings)}; out {out}",
           flush=True)
 
@@ -109,7 +114,7 @@ def main(argv=None):
                 print(f"[{name} seed {seed}] already in {path}: skipped (--resume)", flush=True)
                 continue
             r = run_continual(x, y, xt, yt, tasks=tasks, epochs=epochs, test_samples=test_samples,
-                              prior="posterior", seed=seed, quiet=a.quiet,
+                              prior="posterior", seed=seed, quiet=a.quiet, preset=a.preset,
                               log=lambda m: print(m, flush=True), **CONFIGS[name])
             result["runs"].setdefault(name, {})[str(seed)] = r
             result["summary"] = summarize(result["runs"], tasks)

@@ -6,6 +6,7 @@ import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from refbinn.experiments import build
@@ -81,3 +82,115 @@ def test_exact_probes_script_quick(tmp_path, data_root):
     assert all(r["over"] == dict(over) for r, (_, over) in zip(committed["rows"], mod.PROBES))
     with pytest.raises(ValueError, match="unknown probes"):
         mod.main(["--only", "nope", "--out", str(tmp_path)])
+
+
+def test_continual_ratio_script_authors_preset(tmp_path, data_root):
+    mod = _load_script("run_continual_ratio")
+    mod.main(["--quick", "--out", str(tmp_path), "--data-root", str(data_root), "--quiet",
+              "--configs", "official_rw10", "--preset", "authors", "--seeds", "3"])
+    saved = json.loads((tmp_path / "continual_ratio.json").read_text())
+    assert saved["settings"]["preset"] == "authors" and list(saved["runs"]["official_rw10"]) == ["3"]
+
+
+# -- validate/authors_cl.py: the side-by-side harness -------------------------------------------
+def _authors_printout(tasks, epochs, acc):
+    """What main_permute_mnist_CL.py prints: per-epoch rows, then 'test acc:' and the task rows."""
+    out = []
+    for t in range(tasks):
+        for e in range(epochs):
+            out.append(f"Epoch[{e}]:")
+            out += [f"## Individual Task[{k}], Test Loss:  0.5   &   Test Accuracy:  1.0" for k in range(t + 1)]
+        out.append(f"test acc: {acc[t][t]}")
+        out += [f"## Individual Task[{k}], Test Loss:  0.123   &   Test Accuracy:  {acc[t][k]}" for k in range(t + 1)]
+        out.append(f"## After Task[{t}],Averaged Test Accuracy:  50.0")
+    return "\n".join(out)
+
+
+def test_authors_cl_parses_only_the_after_task_rows():
+    from validate.authors_cl import parse_authors, summarise
+    acc = [[97.5, 0, 0], [90.0, 96.25, 0], [80.5, 91.0, 95.0]]
+    a = parse_authors(_authors_printout(3, 2, acc), 3)
+    assert a[2, 0] == pytest.approx(0.805) and a[1, 1] == pytest.approx(0.9625)
+    assert np.isnan(a[0, 1]) and np.isnan(a[1, 2])
+    assert summarise(a) == {"avg_after_last": pytest.approx((0.805 + 0.91 + 0.95) / 3),
+                            "task1_after_last": pytest.approx(0.805)}
+    with pytest.raises(ValueError, match="finished tasks"):
+        parse_authors(_authors_printout(2, 1, acc), 3)          # a run that stopped after task 2
+
+
+FAKE_AUTHORS = '''
+import numpy as np, torch
+from torchvision import datasets, transforms
+from torch.utils.tensorboard import SummaryWriter
+import sys
+tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+test = datasets.MNIST("./data", train=False, transform=tf)
+x, y = test[3]
+np.save("first.npy", x.numpy())
+SummaryWriter("log").close()
+seed = int(sys.argv[sys.argv.index("--seed") + 1])
+for t in range(2):
+    print("test acc: 1")
+    for k in range(t + 1):
+        print(f"## Individual Task[{k}], Test Loss:  0.1   &   Test Accuracy:  {50 + 10 * t + k + seed}")
+print("SHAPE", tuple(x.shape), y, len(test), torch.get_num_threads(), float(x[0, 14, 14]))
+'''
+
+
+def test_authors_cl_runs_a_checkout_with_the_stand_ins(tmp_path, data_root, monkeypatch):
+    pytest.importorskip("torch")
+    import validate.authors_cl as acl
+    (tmp_path / "main_permute_mnist_CL.py").write_text(FAKE_AUTHORS)
+    seen = {}
+    real_run = acl.subprocess.run
+
+    def spy(cmd, **kw):
+        p = real_run(cmd, **kw)
+        seen["stdout"] = p.stdout
+        return p
+    monkeypatch.setattr(acl.subprocess, "run", spy)
+    a, secs = acl.run_authors(str(tmp_path), str(data_root), seed=1, tasks=2, epochs=1)
+    assert a[1].tolist() == [pytest.approx(0.61), pytest.approx(0.62)] and secs > 0
+    from refbinn import data as D
+    ds = D.load_mnist(data_root)
+    shape_line = [s for s in seen["stdout"].splitlines() if s.startswith("SHAPE")][0]
+    assert shape_line.startswith(f"SHAPE (1, 28, 28) {int(ds.y_test[3])} {len(ds.y_test)} 1 ")
+    want = D.normalize(ds.x_test[3:4], "mnist")[0, 14, 14]
+    assert float(shape_line.split()[-1]) == pytest.approx(float(want), rel=1e-6)
+
+
+# -- scripts/paper_math.py ---------------------------------------------------------------------
+def _fake_run(root, sweep, name, seed, accs, done=True):
+    d = root / "sweeps" / f"issue15_{sweep}" / "runs" / f"{name}_s{seed}"
+    d.mkdir(parents=True)
+    eps = [{"epoch": i + 1, "seconds": 10.0, "test_acc_mode": a, "test_acc_mode_trainbn": a - 0.1,
+            "diagnostics": {"all": {"scale_p99": 100.0 * (i + 1), "lam_abs_max": 5.0, "active_frac": 0.5,
+                                    "data_over_prior": 3.0, "flip_frac": 0.01, "scale_median": 1.0, "scale_max": 1e3},
+                            "gap_test": 0.01,
+                            "steps": [{"step": 100 * (i + 1), "all": {"scale_p99": 1.0, "lam_abs_max": 2.0}}]}}
+           for i, a in enumerate(accs)]
+    best = int(np.argmax(accs)) + 1
+    summary = {"best_val_epoch": best, "test_acc_mode_at_best_val": accs[best - 1], "test_acc_mean_last": 0.5,
+               "test_acc_mean_trainbn_last": 0.4, "test_acc_mode_last": accs[-1]} if done else {}
+    (d / "history.json").write_text(json.dumps({"config": {"epochs": len(accs), "seed": seed},
+                                                "epochs": eps, "summary": summary}))
+    (d / "run.json").write_text(json.dumps({"overrides": {"lr": 0.01, "seed": seed}}))
+
+
+def test_paper_math_tables_from_runs(tmp_path):
+    mod = _load_script("paper_math")
+    _fake_run(tmp_path, "bn_scale", "mnist_bayesbinn_lr0.01", 0, [0.8, 0.9, 0.85])
+    _fake_run(tmp_path, "bn_scale", "mnist_bayesbinn_lr0.01", 1, [0.7, 0.8, 0.95])
+    _fake_run(tmp_path, "bn_scale", "mnist_bayesbinn_lr0.01", 2, [0.1], done=False)   # still running
+    assert mod.main(["--results", str(tmp_path), "--out", str(tmp_path / "pm")]) == 0
+    doc = json.loads((tmp_path / "pm" / "summary.json").read_text())
+    row = doc["settings"]["bn_scale: lr0.01"]
+    assert row["n"] == 2 and row["seeds"] == [0, 1] and row["point"] == {"lr": 0.01, "seed": 0}
+    assert row["test_mode_recal"]["values"] == [0.9, 0.95]
+    assert row["test_mode_trainbn"]["values"] == pytest.approx([0.8, 0.85])
+    assert row["peak_epoch"]["values"] == [2, 3] and row["curve_mean"] == pytest.approx([0.75, 0.85, 0.9])
+    assert row["scale_p99"]["mean"] == 300.0
+    md = (tmp_path / "pm" / "summary.md").read_text()
+    assert "| bn_scale: lr0.01 | 2 | 3 | 92.50 +- 3.54 |" in md
+    assert (tmp_path / "pm" / "curves.png").stat().st_size > 1000
+    assert mod.main(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "pm2")]) == 1

@@ -1,0 +1,194 @@
+"""Issue 15's tables and figure, "What the paper's math does, measured", from the sweeps' files.
+
+Reads the runs of the issue-15 sweeps (``results/sweeps/issue15_*/runs/*/history.json``, written
+by ``refbinn sweep sweeps/issue15_*.toml``) and, when present, the side-by-side permuted-MNIST
+runs (``results/retention/retention.json``, ``python -m validate.authors_cl``) and the reweighted
+continual runs (``results/continual_ratio.json``, ``scripts/run_continual_ratio.py``). Writes
+
+- ``OUT/summary.json``: one row per setting (mean, sample std and values over the seeds);
+- ``OUT/summary.md``: the same as Markdown tables (the README quotes them);
+- ``OUT/curves.png``: test accuracy per epoch of every 512-MLP setting, and the Lemma 1
+  scale's 99th percentile and |lambda|'s maximum every 100 steps for the BN/scale sweep.
+
+Nothing is trained here. Per run it takes the mode's test accuracy at the epoch of best
+validation accuracy, with BatchNorm recalibrated from 10 training batches (``recal``) and with
+the training's running statistics (``trainbn``, same weights); the mean prediction of 10
+samples at the last epoch (both ways); and the last epoch's diagnostics totals
+(``refbinn.train.diagnostics``).
+
+    python scripts/paper_math.py                     # -> results/paper_math/
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+SWEEPS = ("bn_scale", "clipped", "anneal", "samples", "lam_lr", "reweight", "candidate")
+DIAG = ("active_frac", "scale_median", "scale_p99", "scale_max", "lam_abs_max", "flip_frac",
+        "data_over_prior")
+
+
+def stat(values):
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return None
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else None,
+            "values": [float(x) for x in v]}
+
+
+def run_row(h):
+    """The numbers of one run's history.json."""
+    s, ep = h["summary"], h["epochs"]
+    b = s["best_val_epoch"] - 1
+    last = ep[-1].get("diagnostics", {}).get("all", {})
+    gap = ep[-1].get("diagnostics", {}).get("gap_test")
+    return {"epochs": len(ep),
+            "test_mode_recal": s.get("test_acc_mode_at_best_val"),
+            "test_mode_trainbn": ep[b].get("test_acc_mode_trainbn"),
+            "test_mean_recal_last": s.get("test_acc_mean_last"),
+            "test_mean_trainbn_last": s.get("test_acc_mean_trainbn_last"),
+            "test_mode_last": s.get("test_acc_mode_last"),
+            "peak_epoch": int(np.argmax([e.get("test_acc_mode", 0) for e in ep])) + 1,
+            "curve": [e.get("test_acc_mode") for e in ep],
+            "curve_trainbn": [e.get("test_acc_mode_trainbn") for e in ep],
+            "mean_minus_mode_test": gap,
+            "seconds_per_epoch": float(np.median([e["seconds"] for e in ep])),
+            "steps": [(d["step"], d["all"]) for e in ep for d in e.get("diagnostics", {}).get("steps", [])],
+            **{k: last.get(k) for k in DIAG}}
+
+
+def load_sweep(root, sweep):
+    """{setting: [run rows]} for one sweep folder; the setting is the run name without _sSEED."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(root, f"issue15_{sweep}", "runs", "*", "history.json"))):
+        name = os.path.basename(os.path.dirname(path))
+        h = json.load(open(path))
+        if not h.get("summary"):
+            continue                                    # a run still in progress
+        cfg = h["config"]
+        if len(h["epochs"]) < cfg["epochs"]:
+            continue
+        setting = re.sub(r"_s\d+$", "", name)
+        row = run_row(h)
+        row["seed"] = cfg["seed"]
+        spec = os.path.join(os.path.dirname(path), "run.json")
+        row["settings"] = json.load(open(spec)).get("overrides", {}) if os.path.exists(spec) else {}
+        out.setdefault(setting, []).append(row)
+    return out
+
+
+def aggregate(runs):
+    keys = ("test_mode_recal", "test_mode_trainbn", "test_mean_recal_last", "test_mean_trainbn_last",
+            "test_mode_last", "peak_epoch", "mean_minus_mode_test", "seconds_per_epoch") + DIAG
+    agg = {"seeds": [r["seed"] for r in runs], "n": len(runs), "epochs": runs[0]["epochs"],
+           "point": runs[0]["settings"]}
+    for k in keys:
+        agg[k] = stat([r[k] for r in runs])
+    agg["curve_mean"] = np.nanmean(np.array([r["curve"] for r in runs], dtype=float), axis=0).tolist()
+    agg["curve_trainbn_mean"] = np.nanmean(np.array([r["curve_trainbn"] for r in runs], dtype=float), axis=0).tolist()
+    return agg
+
+
+def pm(s, scale=100.0, digits=2):
+    if s is None:
+        return "-"
+    if s["std"] is None:
+        return f"{s['mean'] * scale:.{digits}f}"
+    return f"{s['mean'] * scale:.{digits}f} +- {s['std'] * scale:.{digits}f}"
+
+
+def sci(s):
+    return "-" if s is None else f"{s['mean']:.3g}"
+
+
+def table(rows):
+    head = ("| sweep: setting | seeds | epochs | test, mode @ best val, BN recal (%) | same, training BN (%) "
+            "| mean of 10, last, recal (%) | peak epoch | active frac | scale median | scale p99 "
+            "| max abs lambda | flips / epoch | data / prior |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key, r in rows.items():
+        lines.append(f"| {key} | {r['n']} | {r['epochs']} | {pm(r['test_mode_recal'])} | {pm(r['test_mode_trainbn'])} "
+                     f"| {pm(r['test_mean_recal_last'])} | {sci(r['peak_epoch'])} | {sci(r['active_frac'])} "
+                     f"| {sci(r['scale_median'])} | {sci(r['scale_p99'])} | {sci(r['lam_abs_max'])} "
+                     f"| {sci(r['flip_frac'])} | {sci(r['data_over_prior'])} |")
+    return "\n".join(lines)
+
+
+def continual_tables(root):
+    out, md = {}, []
+    path = os.path.join(root, "retention", "retention.json")
+    if os.path.exists(path):
+        doc = json.load(open(path))
+        out["retention"] = doc.get("summary", {})
+        md.append("| permuted MNIST, 5 tasks x 10 epochs | runs | average after task 5 (%) | range (%) | task 1 after task 5 (%) |")
+        md.append("|---|---|---|---|---|")
+        for side, s in doc.get("summary", {}).items():
+            sd = "" if s["avg_after_last_std"] is None else f" +- {100 * s['avg_after_last_std']:.2f}"
+            md.append(f"| {side} | {s['n']} | {100 * s['avg_after_last_mean']:.2f}{sd} | "
+                      f"{100 * s['avg_after_last_range'][0]:.2f}-{100 * s['avg_after_last_range'][1]:.2f} | "
+                      f"{100 * s['task1_after_last_mean']:.2f} |")
+    return out, "\n".join(md)
+
+
+def figure(rows, per_setting_runs, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for key, r in rows.items():
+        if key.startswith("candidate"):
+            continue
+        c = np.array(r["curve_mean"]) * 100
+        a0.plot(np.arange(1, len(c) + 1), c, marker="o", ms=3, label=key)
+    a0.set_xlabel("epoch"); a0.set_ylabel("test accuracy, mode, BN recalibrated (%)")
+    a0.set_title("784-512-512-512-10 MLP, exact numerics, mean of 3 seeds")
+    a0.legend(fontsize=6, ncol=2); a0.grid(alpha=0.3)
+    for key, runs in per_setting_runs.items():
+        if not key.startswith("bn_scale") and not key.startswith("clipped"):
+            continue
+        st = [np.array([(s, d["scale_p99"], d["lam_abs_max"]) for s, d in r["steps"]]) for r in runs if r["steps"]]
+        if not st:
+            continue
+        n = min(len(x) for x in st)
+        m = np.mean([x[:n] for x in st], axis=0)
+        l, = a1.plot(m[:, 0], m[:, 1], label=f"{key}: scale p99")
+        a1.plot(m[:, 0], m[:, 2], ls="--", color=l.get_color(), label=f"{key}: max |lambda|")
+    a1.set_yscale("log"); a1.set_xlabel("step"); a1.set_title("Lemma 1 scale (p99) and max |lambda|, every 100 steps")
+    a1.legend(fontsize=6); a1.grid(alpha=0.3)
+    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--out", default="results/paper_math")
+    a = ap.parse_args(argv)
+    rows, per_runs = {}, {}
+    for sweep in SWEEPS:
+        for setting, runs in load_sweep(os.path.join(a.results, "sweeps"), sweep).items():
+            key = f"{sweep}: {setting.replace('mnist_bayesbinn', '').strip('_') or 'base'}"
+            rows[key] = aggregate(runs)
+            per_runs[key] = runs
+    if not rows:
+        print("no finished issue-15 sweep runs under", a.results, file=sys.stderr)
+        return 1
+    os.makedirs(a.out, exist_ok=True)
+    cont, cont_md = continual_tables(a.results)
+    doc = {"description": __doc__.split("\n\n")[0], "command": "python scripts/paper_math.py",
+           "settings": rows, **cont}
+    json.dump(doc, open(os.path.join(a.out, "summary.json"), "w"), indent=1)
+    md = table(rows) + ("\n\n" + cont_md if cont_md else "") + "\n"
+    open(os.path.join(a.out, "summary.md"), "w").write(md)
+    figure(rows, per_runs, os.path.join(a.out, "curves.png"))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
