@@ -59,8 +59,25 @@ def run_row(h):
             "curve_trainbn": [e.get("test_acc_mode_trainbn") for e in ep],
             "mean_minus_mode_test": gap,
             "seconds_per_epoch": float(np.median([e["seconds"] for e in ep])),
-            "steps": [(d["step"], d["all"]) for e in ep for d in e.get("diagnostics", {}).get("steps", [])],
+            "steps": global_steps(h),
             **{k: last.get(k) for k in DIAG}}
+
+
+def global_steps(h):
+    """[(step since the start, diagnostics totals)]: every diagnostics_every steps and each epoch's end.
+
+    The history numbers the in-epoch records from the epoch's start; an epoch has
+    ceil(n_train / batch_size) steps.
+    """
+    cfg = h["config"]
+    spe = -(-int(cfg.get("n_train", 0)) // int(cfg.get("batch_size", 1)))
+    out = []
+    for i, e in enumerate(h["epochs"]):
+        d = e.get("diagnostics", {})
+        out += [(i * spe + s["step"], s["all"]) for s in d.get("steps", [])]
+        if d.get("all"):
+            out.append(((i + 1) * spe, d["all"]))
+    return out
 
 
 def load_sweep(root, sweep):
@@ -92,7 +109,18 @@ def aggregate(runs):
         agg[k] = stat([r[k] for r in runs])
     agg["curve_mean"] = np.nanmean(np.array([r["curve"] for r in runs], dtype=float), axis=0).tolist()
     agg["curve_trainbn_mean"] = np.nanmean(np.array([r["curve_trainbn"] for r in runs], dtype=float), axis=0).tolist()
+    agg["steps_mean"] = steps_mean(runs)
     return agg
+
+
+def steps_mean(runs):
+    """[[step, scale_p99, lam_abs_max], ...] every diagnostics_every steps, mean over the seeds."""
+    st = [np.array([(s, d.get("scale_p99", np.nan), d.get("lam_abs_max", np.nan)) for s, d in r["steps"]])
+          for r in runs if r["steps"]]
+    if not st:
+        return []
+    n = min(len(x) for x in st)
+    return np.mean([x[:n] for x in st], axis=0).tolist()
 
 
 def pm(s, scale=100.0, digits=2):
@@ -136,7 +164,7 @@ def continual_tables(root):
     return out, "\n".join(md)
 
 
-def figure(rows, per_setting_runs, path):
+def figure(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -145,18 +173,17 @@ def figure(rows, per_setting_runs, path):
         if key.startswith("candidate"):
             continue
         c = np.array(r["curve_mean"]) * 100
-        a0.plot(np.arange(1, len(c) + 1), c, marker="o", ms=3, label=key)
-    a0.set_xlabel("epoch"); a0.set_ylabel("test accuracy, mode, BN recalibrated (%)")
-    a0.set_title("784-512-512-512-10 MLP, exact numerics, mean of 3 seeds")
+        l, = a0.plot(np.arange(1, len(c) + 1), c, marker="o", ms=3, label=key)
+        if key.startswith("bn_scale"):
+            c = np.array(r["curve_trainbn_mean"]) * 100
+            a0.plot(np.arange(1, len(c) + 1), c, ls="--", color=l.get_color(), label=f"{key}, training BN")
+    a0.set_xlabel("epoch"); a0.set_ylabel("test accuracy of the mode (%)")
+    a0.set_title("784-512-512-512-10 MLP, mean of the seeds; BN recalibrated (solid)")
     a0.legend(fontsize=6, ncol=2); a0.grid(alpha=0.3)
-    for key, runs in per_setting_runs.items():
-        if not key.startswith("bn_scale") and not key.startswith("clipped"):
+    for key, r in rows.items():
+        if not (key.startswith("bn_scale") or key.startswith("clipped")) or not r["steps_mean"]:
             continue
-        st = [np.array([(s, d["scale_p99"], d["lam_abs_max"]) for s, d in r["steps"]]) for r in runs if r["steps"]]
-        if not st:
-            continue
-        n = min(len(x) for x in st)
-        m = np.mean([x[:n] for x in st], axis=0)
+        m = np.array(r["steps_mean"])
         l, = a1.plot(m[:, 0], m[:, 1], label=f"{key}: scale p99")
         a1.plot(m[:, 0], m[:, 2], ls="--", color=l.get_color(), label=f"{key}: max |lambda|")
     a1.set_yscale("log"); a1.set_xlabel("step"); a1.set_title("Lemma 1 scale (p99) and max |lambda|, every 100 steps")
@@ -169,12 +196,11 @@ def main(argv=None):
     ap.add_argument("--results", default="results")
     ap.add_argument("--out", default="results/paper_math")
     a = ap.parse_args(argv)
-    rows, per_runs = {}, {}
+    rows = {}
     for sweep in SWEEPS:
         for setting, runs in load_sweep(os.path.join(a.results, "sweeps"), sweep).items():
             key = f"{sweep}: {setting.replace('mnist_bayesbinn', '').strip('_') or 'base'}"
             rows[key] = aggregate(runs)
-            per_runs[key] = runs
     if not rows:
         print("no finished issue-15 sweep runs under", a.results, file=sys.stderr)
         return 1
@@ -185,7 +211,7 @@ def main(argv=None):
     json.dump(doc, open(os.path.join(a.out, "summary.json"), "w"), indent=1)
     md = table(rows) + ("\n\n" + cont_md if cont_md else "") + "\n"
     open(os.path.join(a.out, "summary.md"), "w").write(md)
-    figure(rows, per_runs, os.path.join(a.out, "curves.png"))
+    figure(rows, os.path.join(a.out, "curves.png"))
     print(md)
     return 0
 

@@ -128,6 +128,8 @@ test = datasets.MNIST("./data", train=False, transform=tf)
 x, y = test[3]
 np.save("first.npy", x.numpy())
 SummaryWriter("log").close()
+import utils.train_cl_utils as tcu
+print("EPOCHTEST", tcu.test_model_cl(None)[1])
 seed = int(sys.argv[sys.argv.index("--seed") + 1])
 for t in range(2):
     print("test acc: 1")
@@ -141,6 +143,9 @@ def test_authors_cl_runs_a_checkout_with_the_stand_ins(tmp_path, data_root, monk
     pytest.importorskip("torch")
     import validate.authors_cl as acl
     (tmp_path / "main_permute_mnist_CL.py").write_text(FAKE_AUTHORS)
+    (tmp_path / "utils").mkdir()
+    (tmp_path / "utils" / "__init__.py").write_text("")
+    (tmp_path / "utils" / "train_cl_utils.py").write_text("def test_model_cl(*a, **k):\n    return 1.0, 99.0\n")
     seen = {}
     real_run = acl.subprocess.run
 
@@ -157,6 +162,9 @@ def test_authors_cl_runs_a_checkout_with_the_stand_ins(tmp_path, data_root, monk
     assert shape_line.startswith(f"SHAPE (1, 28, 28) {int(ds.y_test[3])} {len(ds.y_test)} 1 ")
     want = D.normalize(ds.x_test[3:4], "mnist")[0, 14, 14]
     assert float(shape_line.split()[-1]) == pytest.approx(float(want), rel=1e-6)
+    assert "EPOCHTEST 0.0" in seen["stdout"]               # the per-epoch evaluation is skipped ...
+    acl.run_authors(str(tmp_path), str(data_root), seed=1, tasks=2, epochs=1, epoch_tests=True)
+    assert "EPOCHTEST 99.0" in seen["stdout"]              # ... unless asked for
 
 
 # -- scripts/paper_math.py ---------------------------------------------------------------------
@@ -172,7 +180,7 @@ def _fake_run(root, sweep, name, seed, accs, done=True):
     best = int(np.argmax(accs)) + 1
     summary = {"best_val_epoch": best, "test_acc_mode_at_best_val": accs[best - 1], "test_acc_mean_last": 0.5,
                "test_acc_mean_trainbn_last": 0.4, "test_acc_mode_last": accs[-1]} if done else {}
-    (d / "history.json").write_text(json.dumps({"config": {"epochs": len(accs), "seed": seed},
+    (d / "history.json").write_text(json.dumps({"config": {"epochs": len(accs), "seed": seed, "n_train": 250, "batch_size": 100},
                                                 "epochs": eps, "summary": summary}))
     (d / "run.json").write_text(json.dumps({"overrides": {"lr": 0.01, "seed": seed}}))
 
@@ -194,3 +202,11 @@ def test_paper_math_tables_from_runs(tmp_path):
     assert "| bn_scale: lr0.01 | 2 | 3 | 92.50 +- 3.54 |" in md
     assert (tmp_path / "pm" / "curves.png").stat().st_size > 1000
     assert mod.main(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "pm2")]) == 1
+
+
+def test_paper_math_numbers_diagnostics_steps_from_the_start():
+    mod = _load_script("paper_math")
+    h = {"config": {"n_train": 250, "batch_size": 100},        # 3 steps per epoch
+         "epochs": [{"diagnostics": {"all": {"a": 1}, "steps": [{"step": 2, "all": {"a": 0}}]}},
+                    {"diagnostics": {"all": {"a": 3}, "steps": [{"step": 2, "all": {"a": 2}}]}}]}
+    assert mod.global_steps(h) == [(2, {"a": 0}), (3, {"a": 1}), (5, {"a": 2}), (6, {"a": 3})]

@@ -17,7 +17,11 @@ stand-ins in ``sys.modules`` before running the script unmodified with ``runpy``
 data set read from refbinn's local data root (the same uint8 images) and ToTensor, Normalize,
 Compose with torchvision's definitions; a SummaryWriter that writes nothing (the script
 only opens and closes it). The script's printed per-task evaluation after each task is the
-result; its own files go to a temporary folder.
+result; its own files go to a temporary folder. By default the evaluation the script runs
+after every epoch of every task (100 test samples on each task seen so far: ~60% of its
+time; training does not use it) is skipped by replacing ``test_model_cl`` in its training
+module only; ``--epoch-tests`` keeps it (the random draws it makes then shift the noise
+and data order of later epochs: another random stream, the same algorithm).
 
 Each run gets one thread (OMP_NUM_THREADS, torch.set_num_threads; refbinn's BLAS and Numba).
 
@@ -89,9 +93,12 @@ tv.transforms.ToTensor, tv.transforms.Normalize, tv.transforms.Compose = ToTenso
 tb = types.ModuleType("torch.utils.tensorboard"); tb.SummaryWriter = SummaryWriter
 sys.modules.update({"torchvision": tv, "torchvision.datasets": tv.datasets,
                     "torchvision.transforms": tv.transforms, "torch.utils.tensorboard": tb})
-checkout, DATA_ROOT = sys.argv[1], sys.argv[2]
+checkout, DATA_ROOT, epoch_tests = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 sys.path.insert(0, checkout)
-sys.argv = [SCRIPT] + sys.argv[3:]
+sys.argv = [SCRIPT] + sys.argv[4:]
+if not epoch_tests:           # the per-epoch evaluation inside train_model_cl only (not main's)
+    import utils.train_cl_utils as tcu
+    tcu.test_model_cl = lambda *a, **k: (0.0, 0.0)
 runpy.run_path(checkout + "/" + SCRIPT, run_name="__main__")
 '''.replace("SCRIPT", repr(SCRIPT))
 
@@ -133,14 +140,15 @@ def env_one_thread():
     return env
 
 
-def run_authors(checkout, data_root, seed, tasks, epochs, max_train=None):
+def run_authors(checkout, data_root, seed, tasks, epochs, max_train=None, epoch_tests=False):
     """One run of the authors' script; returns (A, seconds)."""
     if max_train:
         raise ValueError("run_authors: the authors' script has no training-set limit")
     args = ["--epochs", str(epochs), "--seed", str(seed), "--num-tasks", str(tasks), "--no-cuda"]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        p = subprocess.run([sys.executable, "-c", BOOTSTRAP, os.path.abspath(checkout), data_root, *args],
+        p = subprocess.run([sys.executable, "-c", BOOTSTRAP, os.path.abspath(checkout), data_root,
+                            "1" if epoch_tests else "0", *args],
                            cwd=tmp, env=env_one_thread(), capture_output=True, text=True)
     if p.returncode != 0 and "test acc:" not in p.stdout:
         raise RuntimeError(f"the authors' script failed (seed {seed}):\n{p.stderr[-3000:]}")
@@ -174,6 +182,8 @@ def main(argv=None):
     ap.add_argument("--side", choices=["both", "authors", "refbinn"], default="both")
     ap.add_argument("--data-root", default=os.environ.get("REFBINN_DATA"))
     ap.add_argument("--out", default="results/retention")
+    ap.add_argument("--epoch-tests", action="store_true",
+                    help="keep the authors' script's evaluation after every epoch (slower; default: skipped)")
     ap.add_argument("--quick", action="store_true", help="2 tasks, 1 epoch, one seed")
     a = ap.parse_args(argv)
     if not a.data_root:
@@ -194,8 +204,9 @@ def main(argv=None):
                 print(f"{key}: done before, kept")
                 continue
             if side == "authors":
-                acc, sec = run_authors(a.authors, a.data_root, seed, a.tasks, a.epochs)
-                extra = {}
+                acc, sec = run_authors(a.authors, a.data_root, seed, a.tasks, a.epochs,
+                                       epoch_tests=a.epoch_tests)
+                extra = {"epoch_tests": a.epoch_tests}
             else:
                 acc, sec, res = run_refbinn(a.data_root, seed, a.tasks, a.epochs, a.out)
                 extra = {"diagnostics": res.get("diagnostics")}
