@@ -149,18 +149,52 @@ def table(rows):
 
 
 def continual_tables(root):
+    """Permuted MNIST: the side-by-side runs (retention.json) and the reweighted prior (continual_ratio.json)."""
     out, md = {}, []
     path = os.path.join(root, "retention", "retention.json")
     if os.path.exists(path):
         doc = json.load(open(path))
-        out["retention"] = doc.get("summary", {})
-        md.append("| permuted MNIST, 5 tasks x 10 epochs | runs | average after task 5 (%) | range (%) | task 1 after task 5 (%) |")
-        md.append("|---|---|---|---|---|")
-        for side, s in doc.get("summary", {}).items():
-            sd = "" if s["avg_after_last_std"] is None else f" +- {100 * s['avg_after_last_std']:.2f}"
-            md.append(f"| {side} | {s['n']} | {100 * s['avg_after_last_mean']:.2f}{sd} | "
-                      f"{100 * s['avg_after_last_range'][0]:.2f}-{100 * s['avg_after_last_range'][1]:.2f} | "
-                      f"{100 * s['task1_after_last_mean']:.2f} |")
+        runs = doc.get("runs", {})
+        sides = {s: sorted((r for r in runs.values() if r["side"] == s), key=lambda r: r["seed"])
+                 for s in ("authors", "refbinn")}
+        md.append("| permuted MNIST, 5 tasks x 10 epochs, prior = previous posterior | seeds | average after task 5 (%) "
+                  "| per seed (%) | task 1 after task 5 (%) | data / prior per task (last epoch) |")
+        md.append("|---|---|---|---|---|---|")
+        res = {}
+        for side, rs in sides.items():
+            if not rs:
+                continue
+            v = stat([r["avg_after_last"] for r in rs])
+            t1 = stat([r["task1_after_last"] for r in rs])
+            dp = [np.nanmean([(r.get("diagnostics") or [None] * 5)[k]["data_over_prior"]
+                              if (r.get("diagnostics") or [None] * 5)[k] else np.nan for r in rs])
+                  for k in range(doc.get("tasks", 5))] if side == "refbinn" else None
+            res[side] = {"seeds": [r["seed"] for r in rs], "avg_after_last": v, "task1_after_last": t1,
+                         "data_over_prior_per_task": dp}
+            label = "the authors' script" if side == "authors" else "refbinn, --preset authors"
+            dps = " ".join(f"{x:.3g}" for x in dp) if dp else "-"
+            vals = ", ".join(f"{100 * x:.1f}" for x in v["values"])
+            md.append(f"| {label} | {', '.join(str(r['seed']) for r in rs)} | {pm(v)} | {vals} | {pm(t1)} | {dps} |")
+        if len(res) == 2 and all(r["avg_after_last"]["std"] is not None for r in res.values()):
+            a, b = res["authors"]["avg_after_last"], res["refbinn"]["avg_after_last"]
+            d = b["mean"] - a["mean"]
+            se = float(np.sqrt(a["std"] ** 2 / len(a["values"]) + b["std"] ** 2 / len(b["values"])))
+            res["refbinn_minus_authors"] = {"mean": d, "se": se}
+            md.append(f"| refbinn - authors | | {100 * d:+.2f} +- {100 * se:.2f} (standard error) | | | |")
+        out["retention"] = res
+    path = os.path.join(root, "retention", "continual_ratio.json")
+    if os.path.exists(path):
+        doc = json.load(open(path))
+        out["continual_ratio"] = {"settings": doc.get("settings"), "configs": doc.get("configs"),
+                                  "summary": doc.get("summary")}
+        for name, s in (doc.get("summary") or {}).items():
+            by_seed = doc["runs"][name]
+            v = stat([float(np.mean(np.array(r["acc_mean"])[-1])) for r in by_seed.values()])
+            t1 = stat([float(np.array(r["acc_mean"])[-1][0]) for r in by_seed.values()])
+            out["continual_ratio"][name] = {"avg_after_last": v, "task1_after_last": t1}
+            md.append(f"| refbinn, --preset authors, {name} | {', '.join(by_seed)} | {pm(v)} "
+                      f"| {', '.join(f'{100 * x:.1f}' for x in v['values'])} | {pm(t1)} "
+                      f"| {' '.join(f'{x:.3g}' for x in s['data_over_prior_per_task'])} |")
     return out, "\n".join(md)
 
 

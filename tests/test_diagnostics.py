@@ -68,6 +68,11 @@ def test_layer_stats_follow_their_definitions():
     assert st["data_over_prior"] == pytest.approx(st["data_rms"] / 2.5)
     assert st["lam_abs_median"] == 2.5 and st["lam_abs_max"] == 1e3
     assert st["lam_abs_p99"] == pytest.approx(np.quantile(np.abs(lam.astype(np.float64)), 0.99))
+    # medians: |g_hat| {1e-6, 1e-3, 1, 0.1} -> 0.0505; |prior| {0, 3, 0, 4} -> 1.5; the ratio over
+    # the two weights with a prior term: {1e-3/3, 0.1/4} -> (3.33e-4 + 0.025)/2
+    assert st["data_abs_median"] == pytest.approx(0.0505) and st["prior_abs_median"] == 1.5
+    assert st["ratio_median"] == pytest.approx((1e-3 / 3 + 0.1 / 4) / 2)
+    assert layer_stats(lam, s, g_hat, 0 * prior, lr=1.0)["ratio_median"] == np.inf
 
 
 def test_flip_fraction_and_mode_mean_gap():

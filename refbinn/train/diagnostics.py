@@ -25,6 +25,11 @@ S fresh Monte Carlo samples u_j (S = opt.samples) drawn from a stream of their o
                                          float32 ulps or more; the rest is negligible
     data_rms, prior_rms                  sqrt(mean(g_hat**2)), sqrt(mean(prior**2))
     data_over_prior                      data_rms / prior_rms (inf if prior_rms = 0)
+    data_abs_median, prior_abs_median    medians of |g_hat| and |prior|
+    ratio_median                         median over the weights with prior != 0 of
+                                         |g_hat| / |prior| (inf if none): the typical weight's
+                                         data-to-prior ratio, which a few huge |lam| (and so
+                                         huge prior terms) cannot swamp as they do the RMS
     lam_abs_median, lam_abs_p99, lam_abs_max   of |lam| (a rare huge step leaves a huge |lam|)
 
 plus ``lr`` and ``tau`` of that moment. S = 0 (the point estimate): g_hat = N*g at tanh(lam),
@@ -151,6 +156,10 @@ def layer_stats(lam, s, g_hat, prior, lr):
     prior_rms = float(np.sqrt(np.mean(prior * prior)))
     out.update(data_rms=data_rms, prior_rms=prior_rms,
                data_over_prior=data_rms / prior_rms if prior_rms > 0 else float("inf"))
+    a_data, a_prior = np.abs(g_hat), np.abs(prior)
+    nz = a_prior > 0
+    out.update(data_abs_median=float(np.median(a_data)), prior_abs_median=float(np.median(a_prior)),
+               ratio_median=float(np.median(a_data[nz] / a_prior[nz])) if nz.any() else float("inf"))
     return out
 
 
@@ -169,7 +178,9 @@ def _totals(layers):
     if "data_rms" in tot:
         tot["data_over_prior"] = tot["data_rms"] / tot["prior_rms"] if tot["prior_rms"] > 0 else float("inf")
     for key, fn in (("scale_p99", max), ("scale_max", max), ("scale_median", np.median),
-                    ("lam_abs_p99", max), ("lam_abs_max", max), ("lam_abs_median", np.median)):
+                    ("lam_abs_p99", max), ("lam_abs_max", max), ("lam_abs_median", np.median),
+                    ("data_abs_median", np.median), ("prior_abs_median", np.median),
+                    ("ratio_median", np.median)):
         vals = [v[key] for v in layers.values() if key in v]
         if vals:
             tot[key] = float(fn(vals))
