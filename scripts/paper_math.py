@@ -148,53 +148,76 @@ def table(rows):
     return "\n".join(lines)
 
 
+def per_task(diags_list, key, tasks):
+    """Mean over runs of one diagnostics key per task (runs that did not record it are left out)."""
+    out = []
+    for k in range(tasks):
+        v = [d[k][key] for d in diags_list if d and len(d) > k and d[k] and key in d[k]]
+        out.append(float(np.mean(v)) if v else None)
+    return out
+
+
+def fmt_tasks(vals):
+    return " ".join("-" if v is None else f"{v:.2g}" for v in vals) if vals else "-"
+
+
 def continual_tables(root):
     """Permuted MNIST: the side-by-side runs (retention.json) and the reweighted prior (continual_ratio.json)."""
     out, md = {}, []
+    head = ("| permuted MNIST, 5 tasks x 10 epochs, prior = previous posterior | seeds | average after task 5 (%) "
+            "| per seed (%) | task 1 after task 5 (%) | data / prior, RMS, per task | median of abs(data) / abs(prior), per task |")
+    rows = []
     path = os.path.join(root, "retention", "retention.json")
+    res = {}
     if os.path.exists(path):
         doc = json.load(open(path))
+        tasks = doc.get("tasks", 5)
         runs = doc.get("runs", {})
-        sides = {s: sorted((r for r in runs.values() if r["side"] == s), key=lambda r: r["seed"])
-                 for s in ("authors", "refbinn")}
-        md.append("| permuted MNIST, 5 tasks x 10 epochs, prior = previous posterior | seeds | average after task 5 (%) "
-                  "| per seed (%) | task 1 after task 5 (%) | data / prior per task (last epoch) |")
-        md.append("|---|---|---|---|---|---|")
-        res = {}
-        for side, rs in sides.items():
+        for side in ("authors", "refbinn"):
+            rs = sorted((r for r in runs.values() if r["side"] == side), key=lambda r: r["seed"])
             if not rs:
                 continue
-            v = stat([r["avg_after_last"] for r in rs])
-            t1 = stat([r["task1_after_last"] for r in rs])
-            dp = [np.nanmean([(r.get("diagnostics") or [None] * 5)[k]["data_over_prior"]
-                              if (r.get("diagnostics") or [None] * 5)[k] else np.nan for r in rs])
-                  for k in range(doc.get("tasks", 5))] if side == "refbinn" else None
-            res[side] = {"seeds": [r["seed"] for r in rs], "avg_after_last": v, "task1_after_last": t1,
-                         "data_over_prior_per_task": dp}
-            label = "the authors' script" if side == "authors" else "refbinn, --preset authors"
-            dps = " ".join(f"{x:.3g}" for x in dp) if dp else "-"
-            vals = ", ".join(f"{100 * x:.1f}" for x in v["values"])
-            md.append(f"| {label} | {', '.join(str(r['seed']) for r in rs)} | {pm(v)} | {vals} | {pm(t1)} | {dps} |")
-        if len(res) == 2 and all(r["avg_after_last"]["std"] is not None for r in res.values()):
+            diags = [r.get("diagnostics") for r in rs]
+            res[side] = {"seeds": [r["seed"] for r in rs], "avg_after_last": stat([r["avg_after_last"] for r in rs]),
+                         "task1_after_last": stat([r["task1_after_last"] for r in rs]),
+                         "data_over_prior_per_task": per_task(diags, "data_over_prior", tasks) if side == "refbinn" else None,
+                         "ratio_median_per_task": per_task(diags, "ratio_median", tasks) if side == "refbinn" else None,
+                         "ratio_median_seeds": [r["seed"] for r in rs if r.get("diagnostics")
+                                                and "ratio_median" in (r["diagnostics"][-1] or {})]}
+            label = "the authors' script" if side == "authors" else "refbinn, `--preset authors`"
+            rows.append((label, res[side]))
+        if len(res) == 2:
             a, b = res["authors"]["avg_after_last"], res["refbinn"]["avg_after_last"]
-            d = b["mean"] - a["mean"]
-            se = float(np.sqrt(a["std"] ** 2 / len(a["values"]) + b["std"] ** 2 / len(b["values"])))
-            res["refbinn_minus_authors"] = {"mean": d, "se": se}
-            md.append(f"| refbinn - authors | | {100 * d:+.2f} +- {100 * se:.2f} (standard error) | | | |")
+            if a["std"] is not None and b["std"] is not None:
+                d = b["mean"] - a["mean"]
+                se = float(np.sqrt(a["std"] ** 2 / len(a["values"]) + b["std"] ** 2 / len(b["values"])))
+                res["refbinn_minus_authors"] = {"mean": d, "se": se}
         out["retention"] = res
     path = os.path.join(root, "retention", "continual_ratio.json")
     if os.path.exists(path):
         doc = json.load(open(path))
-        out["continual_ratio"] = {"settings": doc.get("settings"), "configs": doc.get("configs"),
-                                  "summary": doc.get("summary")}
-        for name, s in (doc.get("summary") or {}).items():
-            by_seed = doc["runs"][name]
-            v = stat([float(np.mean(np.array(r["acc_mean"])[-1])) for r in by_seed.values()])
-            t1 = stat([float(np.array(r["acc_mean"])[-1][0]) for r in by_seed.values()])
-            out["continual_ratio"][name] = {"avg_after_last": v, "task1_after_last": t1}
-            md.append(f"| refbinn, --preset authors, {name} | {', '.join(by_seed)} | {pm(v)} "
-                      f"| {', '.join(f'{100 * x:.1f}' for x in v['values'])} | {pm(t1)} "
-                      f"| {' '.join(f'{x:.3g}' for x in s['data_over_prior_per_task'])} |")
+        tasks = doc["settings"]["tasks"]
+        out["continual_ratio"] = {"settings": doc.get("settings"), "configs": doc.get("configs")}
+        for name, by_seed in doc.get("runs", {}).items():
+            rs = list(by_seed.values())
+            diags = [r.get("diagnostics") for r in rs]
+            r = {"seeds": [int(s) for s in by_seed],
+                 "avg_after_last": stat([float(np.mean(np.array(x["acc_mean"])[-1])) for x in rs]),
+                 "task1_after_last": stat([float(np.array(x["acc_mean"])[-1][0]) for x in rs]),
+                 "data_over_prior_per_task": per_task(diags, "data_over_prior", tasks),
+                 "ratio_median_per_task": per_task(diags, "ratio_median", tasks)}
+            out["continual_ratio"][name] = r
+            rows.append((f"refbinn, `--preset authors`, {name} ({doc['configs'][name].get('reweight')} x the prior term)", r))
+    if rows:
+        md = [head, "|---|---|---|---|---|---|---|"]
+        for label, r in rows:
+            vals = ", ".join(f"{100 * x:.1f}" for x in r["avg_after_last"]["values"])
+            md.append(f"| {label} | {', '.join(str(s) for s in r['seeds'])} | {pm(r['avg_after_last'])} | {vals} "
+                      f"| {pm(r['task1_after_last'])} | {fmt_tasks(r.get('data_over_prior_per_task'))} "
+                      f"| {fmt_tasks(r.get('ratio_median_per_task'))} |")
+        if "refbinn_minus_authors" in res:
+            d = res["refbinn_minus_authors"]
+            md.append(f"| refbinn - the authors' script | | {100 * d['mean']:+.2f} +- {100 * d['se']:.2f} (standard error) | | | | |")
     return out, "\n".join(md)
 
 

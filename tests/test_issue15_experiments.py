@@ -210,3 +210,23 @@ def test_paper_math_numbers_diagnostics_steps_from_the_start():
          "epochs": [{"diagnostics": {"all": {"a": 1}, "steps": [{"step": 2, "all": {"a": 0}}]}},
                     {"diagnostics": {"all": {"a": 3}, "steps": [{"step": 2, "all": {"a": 2}}]}}]}
     assert mod.global_steps(h) == [(2, {"a": 0}), (3, {"a": 1}), (5, {"a": 2}), (6, {"a": 3})]
+
+
+def test_paper_math_retention_table(tmp_path):
+    mod = _load_script("paper_math")
+    _fake_run(tmp_path, "bn_scale", "mnist_bayesbinn_lr0.01", 0, [0.8])
+    runs = {}
+    for side, vals in (("authors", [0.70, 0.74]), ("refbinn", [0.71, 0.77])):
+        for seed, v in zip((1, 2), vals):
+            diags = [{"data_over_prior": 1e-5, "ratio_median": 2.0}] * 2 if side == "refbinn" and seed == 2 else None
+            runs[f"{side}_s{seed}"] = {"side": side, "seed": seed, "avg_after_last": v, "task1_after_last": v - 0.1,
+                                       "diagnostics": diags}
+    (tmp_path / "retention").mkdir()
+    (tmp_path / "retention" / "retention.json").write_text(json.dumps({"tasks": 2, "runs": runs}))
+    assert mod.main(["--results", str(tmp_path), "--out", str(tmp_path / "pm")]) == 0
+    ret = json.loads((tmp_path / "pm" / "summary.json").read_text())["retention"]
+    d = ret["refbinn_minus_authors"]
+    assert d["mean"] == pytest.approx(0.02)
+    assert d["se"] == pytest.approx(np.sqrt(np.var([0.70, 0.74], ddof=1) / 2 + np.var([0.71, 0.77], ddof=1) / 2))
+    assert ret["refbinn"]["ratio_median_per_task"] == [2.0, 2.0] and ret["refbinn"]["ratio_median_seeds"] == [2]
+    assert "| refbinn - the authors' script | | +2.00 +- " in (tmp_path / "pm" / "summary.md").read_text()
