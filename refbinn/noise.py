@@ -1,0 +1,160 @@
+"""Counter-based uniform noise: u as a pure function of (seed, step, sample, parameter, element).
+
+The generator is Philox4x32-10 (Salmon, Moraes, Dror & Shaw, "Parallel random numbers: as
+easy as 1, 2, 3", SC 2011): a 10-round bijection of a 128-bit counter under a 64-bit key.
+Its authors report that it passes the whole TestU01 suite (SmallCrush, Crush, BigCrush) with
+a safety margin of rounds; it is cuRAND's ``Philox4_32_10`` and the generator of PyTorch's
+CUDA random numbers. Each call turns one counter into four independent 32-bit words.
+
+The stream, in full (a port needs only these lines and 32-bit unsigned arithmetic)::
+
+    key     = (seed mod 2**32, (seed >> 32) mod 2**32)
+    counter = (element // 4, step, sample, crc32(parameter name, UTF-8))
+    x       = philox4x32_10(counter, key)[element % 4]
+    u       = ((x >> 9) + 0.5) * 2**-23          # = (2k + 1) / 2**24, k = x >> 9
+
+so u lies on the midpoints of 2**23 equal bins of (0, 1): never 0 or 1, exactly
+representable in float32 (and so in float64, where the same values are used), and
+symmetric (u and 1 - u are equally likely). ``element`` is the row-major index in the
+parameter's array, ``step`` the optimizer step (from 0), ``sample`` the Monte-Carlo
+sample j in 0..S-1; crc32 is zlib's (the PNG/gzip checksum).
+
+One Philox round maps (c0, c1, c2, c3) under key (k0, k1) to::
+
+    hi0, lo0 = high and low 32 bits of 0xD2511F53 * c0
+    hi1, lo1 = high and low 32 bits of 0xCD9E8D57 * c2
+    (hi1 ^ c1 ^ k0,  lo1,  hi0 ^ c3 ^ k1,  lo0)
+
+and the key is bumped by (0x9E3779B9, 0xBB67AE85) (mod 2**32) before each of rounds 2..10.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import NamedTuple
+
+import numpy as np
+
+M0, M1 = 0xD2511F53, 0xCD9E8D57          # Philox4x32 multipliers
+W0, W1 = 0x9E3779B9, 0xBB67AE85          # Weyl key increments (golden ratio, sqrt(3) - 1)
+ROUNDS = 10
+BITS = 23                                # u = (2k + 1) / 2**(BITS + 1), k < 2**BITS
+MASK32 = 0xFFFFFFFF
+
+
+class NoiseKey(NamedTuple):
+    """The noise of one optimizer step: what ``opt.sample`` returns instead of arrays.
+
+    Attributes
+    ----------
+    seed : int
+        0 <= seed < 2**64, the run's noise seed.
+    step : int
+        0 <= step < 2**32, the optimizer step the noise is for.
+    samples : int
+        S, the number of Monte-Carlo samples of the step (sample j = 0..S-1).
+    """
+    seed: int
+    step: int
+    samples: int
+
+
+def param_id(name):
+    """crc32 of the parameter's name (UTF-8), the counter's last word."""
+    if not isinstance(name, str):
+        raise TypeError(f"param_id: name must be a str, got {type(name).__name__}")
+    return zlib.crc32(name.encode("utf-8")) & MASK32
+
+
+def philox4x32(counter, key, rounds=ROUNDS):
+    """Philox4x32-R on arrays: counter (4, n) uint32, key (2,) ints -> (4, n) uint32.
+
+    Parameters
+    ----------
+    counter : array_like, shape (4, n) or (4,)
+        The four 32-bit counter words (values < 2**32).
+    key : sequence of 2 int
+        The two 32-bit key words.
+    rounds : int
+        10 for Philox4x32-10 (the default and the stream's).
+
+    Returns
+    -------
+    ndarray, uint32, the shape of ``counter``
+    """
+    c = np.asarray(counter, dtype=np.uint64)
+    if c.shape[:1] != (4,):
+        raise ValueError(f"philox4x32: counter must have shape (4, ...), got {c.shape}")
+    c0, c1, c2, c3 = (c[i] & MASK32 for i in range(4))
+    k0, k1 = int(key[0]) & MASK32, int(key[1]) & MASK32
+    for r in range(rounds):
+        if r:
+            k0, k1 = (k0 + W0) & MASK32, (k1 + W1) & MASK32
+        p0, p1 = np.uint64(M0) * c0, np.uint64(M1) * c2
+        c0, c1, c2, c3 = ((p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0), p1 & np.uint64(MASK32),
+                          (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1), p0 & np.uint64(MASK32))
+    return np.stack([c0, c1, c2, c3]).astype(np.uint32)
+
+
+def check_key(key):
+    """Validate a NoiseKey (ValueError naming the field and its range)."""
+    if not isinstance(key, NoiseKey):
+        raise TypeError(f"expected a NoiseKey, got {type(key).__name__}")
+    for field, hi in (("seed", 2 ** 64), ("step", 2 ** 32), ("samples", 2 ** 32)):
+        v = getattr(key, field)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < hi:
+            raise ValueError(f"NoiseKey.{field} must be an integer in [0, 2**{hi.bit_length() - 1}), got {v!r}")
+    return key
+
+
+def uniform(key, sample, name, shape, dtype=np.float32):
+    """The u array of parameter ``name`` for Monte-Carlo sample ``sample`` of the step ``key``.
+
+    Parameters
+    ----------
+    key : NoiseKey
+    sample : int
+        0 <= sample < key.samples.
+    name : str
+        The parameter's name (its crc32 is part of the counter).
+    shape : tuple of int
+        The parameter's shape; element e is the row-major index.
+    dtype : float32 or float64
+        The values are the same in both (float32 midpoints, exact in float64).
+
+    Returns
+    -------
+    ndarray of ``shape`` and ``dtype``, strictly inside (0, 1)
+    """
+    check_key(key)
+    if not 0 <= int(sample) < key.samples:
+        raise ValueError(f"uniform: sample must be in [0, {key.samples}), got {sample}")
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"uniform: dtype must be float32 or float64, got {dt}")
+    n = int(np.prod(shape, dtype=np.int64))
+    blocks = -(-n // 4)
+    if blocks > 2 ** 32:
+        raise ValueError(f"uniform: {n} elements exceed the counter's 2**34")
+    ctr = np.empty((4, blocks), dtype=np.uint64)
+    ctr[0] = np.arange(blocks, dtype=np.uint64)
+    ctr[1], ctr[2], ctr[3] = key.step, int(sample), param_id(name)
+    x = philox4x32(ctr, (key.seed & MASK32, key.seed >> 32)).T.reshape(-1)[:n]   # element e: word e % 4
+    u = ((x >> np.uint32(32 - BITS)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -BITS)
+    return u.reshape(shape).astype(dt, copy=False)
+
+
+def materialise(key, shapes, dtype=np.float32):
+    """All u arrays of a step: [ {name: u} for sample j in 0..S-1 ], the reference path's noise.
+
+    Parameters
+    ----------
+    key : NoiseKey
+    shapes : dict name -> tuple of int
+    dtype : float32 or float64
+
+    Returns
+    -------
+    list of dict name -> ndarray
+    """
+    check_key(key)
+    return [{k: uniform(key, j, k, s, dtype) for k, s in shapes.items()} for j in range(key.samples)]

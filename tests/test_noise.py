@@ -1,0 +1,156 @@
+"""refbinn.noise: Philox4x32-10 against the published known-answer vectors, the u stream's
+range, purity, uniformity and independence (tolerances from the sampling error), and the
+Numba kernel bit-identical to the NumPy definition."""
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from refbinn.kernels.philox import fill_uniform, philox4x32_10
+from refbinn.noise import NoiseKey, materialise, param_id, philox4x32, uniform
+
+# Random123's kat_vectors for philox4x32 with 10 rounds: (counter, key) -> output
+KAT = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+       ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+       ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1))]
+
+
+@pytest.mark.parametrize("ctr,key,want", KAT)
+def test_philox_known_answers_numpy_and_numba(ctr, key, want):
+    assert tuple(int(v) for v in philox4x32(np.array(ctr, dtype=np.uint64), key)) == want
+    assert tuple(int(v) for v in philox4x32_10(*ctr, *key)) == want
+
+
+def test_philox_rounds_matter():
+    assert tuple(philox4x32(np.zeros(4, np.uint64), (0, 0), rounds=7)) != KAT[0][2]
+
+
+def test_u_is_strictly_inside_and_on_the_float32_midpoint_grid():
+    key = NoiseKey(seed=3, step=0, samples=1)
+    u = uniform(key, 0, "w", (1000, 100))
+    assert u.dtype == np.float32 and u.shape == (1000, 100)
+    assert u.min() > 0 and u.max() < 1
+    k = u.astype(np.float64) * 2 ** 24
+    assert np.all(k == np.round(k)) and np.all(np.round(k) % 2 == 1)     # (2k + 1) / 2**24
+    u64 = uniform(key, 0, "w", (1000, 100), np.float64)
+    assert u64.dtype == np.float64 and np.array_equal(u64, u.astype(np.float64))
+
+
+def test_extremes_of_the_grid():
+    x = np.array([0, 0xFFFFFFFF], dtype=np.uint32)
+    u = ((x >> np.uint32(9)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -23)
+    assert u[0] == 2.0 ** -24 and u[1] == 1 - 2.0 ** -24
+
+
+def test_the_stream_is_its_documented_definition():
+    key = NoiseKey(seed=2 ** 40 + 7, step=12, samples=3)
+    u = uniform(key, 2, "fc2.weight", (3, 3))
+    e = 6
+    x = philox4x32(np.array([e // 4, 12, 2, zlib.crc32(b"fc2.weight")], dtype=np.uint64), (7, 2 ** 8))[e % 4]
+    assert u.ravel()[e] == ((int(x) >> 9) + 0.5) * 2.0 ** -23
+    assert param_id("fc2.weight") == zlib.crc32(b"fc2.weight")
+
+
+def test_pure_function_of_its_arguments():
+    key = NoiseKey(seed=5, step=7, samples=2)
+    a = uniform(key, 1, "fc1.weight", (50,))
+    assert np.array_equal(a, uniform(NoiseKey(5, 7, 2), 1, "fc1.weight", (50,)))
+    others = [uniform(NoiseKey(6, 7, 2), 1, "fc1.weight", (50,)), uniform(NoiseKey(5, 8, 2), 1, "fc1.weight", (50,)),
+              uniform(key, 0, "fc1.weight", (50,)), uniform(key, 1, "fc2.weight", (50,))]
+    for b in others:
+        assert not np.any(a == b) or np.mean(a == b) < 0.01
+    # element e does not depend on the array's size or shape (a prefix stays a prefix)
+    assert np.array_equal(uniform(key, 1, "fc1.weight", (5, 10)).ravel(), a)
+    assert np.array_equal(uniform(key, 1, "fc1.weight", (7,)), a[:7])
+
+
+def test_materialise_lists_samples_of_dicts():
+    key = NoiseKey(seed=1, step=2, samples=3)
+    us = materialise(key, {"a": (2, 3), "b": (4,)}, np.float64)
+    assert len(us) == 3 and all(set(u) == {"a", "b"} for u in us)
+    assert np.array_equal(us[2]["b"], uniform(key, 2, "b", (4,), np.float64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2 ** 64 - 1), step=st.integers(0, 2 ** 32 - 1), samples=st.integers(1, 3),
+       n=st.integers(1, 37), name=st.text(min_size=1, max_size=12), dtype=st.sampled_from([np.float32, np.float64]))
+def test_numba_kernel_is_bit_identical(seed, step, samples, n, name, dtype):
+    key = NoiseKey(seed, step, samples)
+    for j in range(samples):
+        assert np.array_equal(fill_uniform(key, j, name, (n,), dtype), uniform(key, j, name, (n,), dtype))
+
+
+def _chi2_ok(u, bins=1000):
+    """Chi-square against uniform: the statistic has mean df and sd sqrt(2 df); 5 sd."""
+    counts = np.bincount(np.minimum((u * bins).astype(np.int64), bins - 1), minlength=bins)
+    e = len(u) / bins
+    chi2 = float(np.sum((counts - e) ** 2 / e))
+    df = bins - 1
+    return abs(chi2 - df) < 5 * np.sqrt(2 * df), chi2
+
+
+def test_uniformity_chi_square_and_mean():
+    u = uniform(NoiseKey(11, 0, 1), 0, "w", (400_000,)).astype(np.float64)
+    ok, chi2 = _chi2_ok(u)
+    assert ok, chi2
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / len(u))
+
+
+def test_the_chi_square_check_can_fail():
+    u = uniform(NoiseKey(11, 0, 1), 0, "w", (400_000,)).astype(np.float64)
+    assert not _chi2_ok(u ** 1.05)[0]            # a 5% distortion of the distribution is caught
+
+
+def _corr_ok(a, b):
+    """Pearson r of independent samples is ~N(0, 1/n); 5 sd."""
+    r = np.corrcoef(a, b)[0, 1]
+    return abs(r) < 5 / np.sqrt(len(a)), r
+
+
+def test_independence_across_elements_steps_samples_parameters():
+    n = 200_000
+    key = NoiseKey(seed=99, step=4, samples=2)
+    u = uniform(key, 0, "fc1.weight", (n + 4,)).astype(np.float64)
+    pairs = {"adjacent elements": (u[:-1][:n], u[1:][:n]),
+             "elements 4 apart (same lane)": (u[:n], u[4:n + 4]),
+             "adjacent steps": (u[:n], uniform(NoiseKey(99, 5, 2), 0, "fc1.weight", (n,))),
+             "samples 0 and 1": (u[:n], uniform(key, 1, "fc1.weight", (n,))),
+             "two parameters": (u[:n], uniform(key, 0, "fc2.weight", (n,))),
+             "adjacent seeds": (u[:n], uniform(NoiseKey(100, 4, 2), 0, "fc1.weight", (n,)))}
+    for what, (a, b) in pairs.items():
+        ok, r = _corr_ok(a, np.asarray(b, dtype=np.float64))
+        assert ok, (what, r)
+    # pairs of adjacent elements fill the unit square uniformly (10 x 10 cells)
+    cells = np.minimum((u[:-1:2] * 10).astype(int), 9) * 10 + np.minimum((u[1::2] * 10).astype(int), 9)
+    ok, chi2 = _chi2_ok((cells + 0.5) / 100, bins=100)
+    assert ok, chi2
+
+
+def test_correlation_check_can_fail():
+    rng = np.random.default_rng(0)
+    a = rng.random(200_000)
+    assert not _corr_ok(a, 0.98 * a + 0.02 * rng.random(len(a)))[0]
+
+
+@pytest.mark.parametrize("bad,match", [(NoiseKey(-1, 0, 1), "seed"), (NoiseKey(2 ** 64, 0, 1), "seed"),
+                                       (NoiseKey(0, 2 ** 32, 1), "step"), (NoiseKey(0, 0, 1.5), "samples"),
+                                       (NoiseKey(True, 0, 1), "seed")])
+def test_bad_keys_are_named(bad, match):
+    with pytest.raises(ValueError, match=match):
+        uniform(bad, 0, "w", (3,))
+
+
+def test_bad_arguments():
+    key = NoiseKey(0, 0, 2)
+    with pytest.raises(ValueError, match="sample"):
+        uniform(key, 2, "w", (3,))
+    with pytest.raises(ValueError, match="dtype"):
+        uniform(key, 0, "w", (3,), np.float16)
+    with pytest.raises(TypeError, match="name"):
+        uniform(key, 0, 7, (3,))
+    with pytest.raises(TypeError, match="NoiseKey"):
+        uniform((0, 0, 1), 0, "w", (3,))
+    with pytest.raises(ValueError, match="sample"):
+        fill_uniform(key, -1, "w", (3,))
