@@ -59,7 +59,17 @@ class NoiseKey(NamedTuple):
 
 
 def param_id(name):
-    """crc32 of the parameter's name (UTF-8), the counter's last word."""
+    """crc32 of the parameter's name (UTF-8), the counter's last word.
+
+    Parameters
+    ----------
+    name : str
+
+    Returns
+    -------
+    int
+        zlib.crc32 of the UTF-8 bytes, in [0, 2**32).
+    """
     if not isinstance(name, str):
         raise TypeError(f"param_id: name must be a str, got {type(name).__name__}")
     return zlib.crc32(name.encode("utf-8")) & MASK32
@@ -96,7 +106,17 @@ def philox4x32(counter, key, rounds=ROUNDS):
 
 
 def check_key(key):
-    """Validate a NoiseKey (ValueError naming the field and its range)."""
+    """Validate a NoiseKey (ValueError naming the field and its range).
+
+    Parameters
+    ----------
+    key : NoiseKey
+
+    Returns
+    -------
+    NoiseKey
+        ``key`` itself.
+    """
     if not isinstance(key, NoiseKey):
         raise TypeError(f"expected a NoiseKey, got {type(key).__name__}")
     for field, hi in (("seed", 2 ** 64), ("step", 2 ** 32), ("samples", 2 ** 32)):

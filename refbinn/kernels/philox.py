@@ -16,7 +16,20 @@ _M32 = np.uint64(0xFFFFFFFF)
 
 @nb.njit(cache=True, inline="always")
 def philox4x32_10(c0, c1, c2, c3, k0, k1):
-    """Philox4x32-10 of counter (c0, c1, c2, c3) under key (k0, k1): four uint64 < 2**32."""
+    """Philox4x32-10 of counter (c0, c1, c2, c3) under key (k0, k1) (njit, inlined).
+
+    Parameters
+    ----------
+    c0, c1, c2, c3 : int
+        The counter words, < 2**32.
+    k0, k1 : int
+        The key words, < 2**32.
+
+    Returns
+    -------
+    tuple of 4 numpy.uint64
+        The output words, each < 2**32.
+    """
     c0, c1, c2, c3 = np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3)
     k0, k1 = np.uint64(k0), np.uint64(k1)
     for r in range(10):
@@ -32,7 +45,18 @@ def philox4x32_10(c0, c1, c2, c3, k0, k1):
 
 @nb.njit(cache=True, inline="always")
 def word_to_uniform(x):
-    """u = ((x >> 9) + 0.5) * 2**-23 as float32: the midpoint grid of refbinn.noise."""
+    """u = ((x >> 9) + 0.5) * 2**-23 as float32: the midpoint grid of refbinn.noise (njit).
+
+    Parameters
+    ----------
+    x : numpy.uint64
+        A Philox output word (< 2**32).
+
+    Returns
+    -------
+    numpy.float32
+        Strictly inside (0, 1).
+    """
     return (np.float32(x >> np.uint64(32 - BITS)) + np.float32(0.5)) * np.float32(2.0 ** -BITS)
 
 
@@ -53,7 +77,22 @@ def _fill(out, k0, k1, step, sample, pid):
 
 
 def fill_uniform(key, sample, name, shape, dtype=np.float32):
-    """``refbinn.noise.uniform`` computed by the Numba kernel (same arguments, same bits)."""
+    """``refbinn.noise.uniform`` computed by the Numba kernel (same arguments, same bits).
+
+    Parameters
+    ----------
+    key : refbinn.noise.NoiseKey
+    sample : int
+        0 <= sample < key.samples.
+    name : str
+        The parameter's name.
+    shape : tuple of int
+    dtype : float32 or float64
+
+    Returns
+    -------
+    ndarray of ``shape`` and ``dtype``
+    """
     check_key(key)
     if not 0 <= int(sample) < key.samples:
         raise ValueError(f"fill_uniform: sample must be in [0, {key.samples}), got {sample}")
