@@ -226,6 +226,7 @@ def figure(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(12, 4.5))
+    a0.set_prop_cycle(color=plt.cm.tab20(np.linspace(0, 1, 20)))      # one colour per setting
     for key, r in rows.items():
         if key.startswith("candidate"):
             continue
