@@ -230,3 +230,17 @@ def test_paper_math_retention_table(tmp_path):
     assert d["se"] == pytest.approx(np.sqrt(np.var([0.70, 0.74], ddof=1) / 2 + np.var([0.71, 0.77], ddof=1) / 2))
     assert ret["refbinn"]["ratio_median_per_task"] == [2.0, 2.0] and ret["refbinn"]["ratio_median_seeds"] == [2]
     assert "| refbinn - the authors' script | | +2.00 +- " in (tmp_path / "pm" / "summary.md").read_text()
+
+
+def test_side_by_side_commands_refuse_bad_input(tmp_path, data_root, capsys):
+    pytest.importorskip("torch")
+    import validate.authors_cl as acl
+    import validate.authors_step as ast
+    for mod, args, msg in ((acl, ["--authors", str(tmp_path)], "main_permute_mnist_CL.py"),
+                           (ast, ["--authors", str(tmp_path)], "optimizers/BayesBiNN.py"),
+                           (acl, ["--authors", str(tmp_path), "--epochs", "0"], ">= 1")):
+        (tmp_path / "main_permute_mnist_CL.py").write_text("") if ">= 1" in msg else None
+        with pytest.raises(SystemExit) as e:
+            mod.main(args + ["--data-root", str(data_root), "--out", str(tmp_path / "out")])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()                 # nothing written

@@ -140,10 +140,8 @@ def env_one_thread():
     return env
 
 
-def run_authors(checkout, data_root, seed, tasks, epochs, max_train=None, epoch_tests=False):
+def run_authors(checkout, data_root, seed, tasks, epochs, epoch_tests=False):
     """One run of the authors' script; returns (A, seconds)."""
-    if max_train:
-        raise ValueError("run_authors: the authors' script has no training-set limit")
     args = ["--epochs", str(epochs), "--seed", str(seed), "--num-tasks", str(tasks), "--no-cuda"]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,14 +155,12 @@ def run_authors(checkout, data_root, seed, tasks, epochs, max_train=None, epoch_
     return parse_authors(p.stdout, tasks), time.perf_counter() - t0
 
 
-def run_refbinn(data_root, seed, tasks, epochs, out, max_train=None):
+def run_refbinn(data_root, seed, tasks, epochs, out):
     """One ``refbinn continual --preset authors --prior posterior`` run; returns (A, seconds, json)."""
     name = f"refbinn_s{seed}"
     cmd = [sys.executable, "-m", "refbinn", "continual", "--preset", "authors", "--prior", "posterior",
            "--tasks", str(tasks), "--epochs", str(epochs), "--seed", str(seed), "--quiet",
            "--name", name, "--out", out, "--data-root", data_root]
-    if max_train:
-        cmd += ["--max-train", str(max_train)]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env_one_thread(), capture_output=True, text=True)
     if p.returncode != 0:
@@ -190,6 +186,8 @@ def main(argv=None):
         ap.error("--data-root (or REFBINN_DATA) must name the folder that holds mnist/")
     if not os.path.isfile(os.path.join(a.authors, SCRIPT)):
         ap.error(f"--authors: no {SCRIPT} in {a.authors}")
+    if a.epochs < 1 or a.tasks < 1 or min(a.seeds) < 0:
+        ap.error(f"--epochs and --tasks must be >= 1 and --seeds >= 0, got {a.epochs}, {a.tasks}, {a.seeds}")
     if a.quick:
         a.tasks, a.epochs, a.seeds = 2, 1, a.seeds[:1]
     os.makedirs(a.out, exist_ok=True)

@@ -51,7 +51,6 @@ def load_authors(checkout):
 def compare(checkout, data_root, *, steps=600, tasks=2, dtype="float32", seed=0, log=print):
     import torch
     from refbinn import data as D, models
-    from refbinn.nn import softmax_cross_entropy  # noqa: F401  (refbinn_step's loss)
     from refbinn.optim import BayesBiNN
     from refbinn.optim._bayesbinn_math import concrete_scale
     torch.set_num_threads(1)
@@ -127,7 +126,7 @@ def compare(checkout, data_root, *, steps=600, tasks=2, dtype="float32", seed=0,
                 a_lam = aopt.state["lamda"].numpy()
                 dr, da = r_lam - lam_before, a_lam - lam_before
                 differs = np.abs(s_ref - s_t) > 1e-3 * np.abs(s_t)
-                bdev = max(dev(bn[f"bn{k}.{w}"], getattr(net, f"bn{k}").__getattr__(w).numpy())
+                bdev = max(dev(bn[f"bn{k}.{w}"], getattr(getattr(net, f"bn{k}"), w).numpy())
                            for k in range(1, 4) for w in ("running_mean", "running_var"))
                 rows.append({"task": t + 1, "step": s + 1, "lam_dev": float(dev(r_lam, a_lam)),
                              "update_dev": float(dev(dr, da)),
@@ -170,6 +169,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if not a.data_root:
         ap.error("--data-root (or REFBINN_DATA) must name the folder that holds mnist/")
+    if not os.path.isfile(os.path.join(a.authors, "optimizers", "BayesBiNN.py")):
+        ap.error(f"--authors: no optimizers/BayesBiNN.py in {a.authors} (a checkout of team-approx-bayes/BayesBiNN)")
+    if a.steps < 1 or a.tasks < 1:
+        ap.error(f"--steps and --tasks must be >= 1, got {a.steps} and {a.tasks}")
     t0 = time.perf_counter()
     res = compare(a.authors, a.data_root, steps=a.steps, tasks=a.tasks, dtype=a.dtype, seed=a.seed)
     res["seconds"] = round(time.perf_counter() - t0, 1)
