@@ -220,7 +220,7 @@ def bayesbinn_to_torch(state, names=None, lam0=None):
     names = list(lam) if names is None else list(names)
     vec = params_to_vector(lam, names)
     mu = _field(state, "mu", None)
-    mu_vec = np.tanh(vec) if mu is None else params_to_vector(mu, names)
+    mu_vec = np.tanh(vec) if not mu else params_to_vector(mu, names)      # none stored in 'exact'
     if lam0 is None:
         lam0 = _field(state, "lam0", 0.0)
     lam0_vec = params_to_vector(lam0, names).astype(vec.dtype, copy=False) if isinstance(lam0, dict) \

@@ -58,6 +58,40 @@ class NoiseKey(NamedTuple):
     samples: int
 
 
+class SampleKey(NamedTuple):
+    """The noise of one forward/backward pass: the step's key and the Monte Carlo sample j.
+
+    ``BayesBiNN.sample`` returns one per sample, [SampleKey(key, 0), ..., SampleKey(key, S-1)].
+
+    Attributes
+    ----------
+    key : NoiseKey
+    sample : int
+        j, 0 <= j < key.samples.
+    """
+    key: NoiseKey
+    sample: int
+
+    def uniform(self, name, shape, dtype=np.float32):
+        """``uniform(self.key, self.sample, name, shape, dtype)``: this pass's u for one parameter."""
+        return uniform(self.key, self.sample, name, shape, dtype)
+
+
+def sample_keys(key):
+    """[SampleKey(key, j) for j in 0..S-1]: the per-pass noise list of a step.
+
+    Parameters
+    ----------
+    key : NoiseKey
+
+    Returns
+    -------
+    list of SampleKey
+    """
+    check_key(key)
+    return [SampleKey(key, j) for j in range(key.samples)]
+
+
 def param_id(name):
     """crc32 of the parameter's name (UTF-8), the counter's last word.
 

@@ -40,7 +40,7 @@ def test_data_and_prior_terms_are_those_of_the_update(numerics):
     x, y = rng.standard_normal((20, 8)), rng.integers(0, 3, 20)
     terms = {k: rest for k, *rest in lemma1_terms(opt, state, model, bn, x, y, softmax_cross_entropy,
                                                   np.random.default_rng(5))}
-    noise = opt.sample(state, np.random.default_rng(5))   # the same draws, in the same order
+    noise = opt.sample(state)                             # the same keys
     grads = []
     for n in noise:
         w = opt.forward_params(state, n)

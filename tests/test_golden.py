@@ -1,4 +1,5 @@
-"""Bit-identical behaviour against the golden fixtures recorded before the issue-11 refactor.
+"""Bit-identical behaviour against the golden fixtures (recorded before the issue-11 refactor;
+BayesBiNN's re-recorded for the counter-based noise stream of issue 12).
 
 tests/golden/record.py wrote them; every trace written now must match with rtol = atol = 0
 (``refbinn check-trace``), and the digests of the larger traces and of the fused-kernel

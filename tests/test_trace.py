@@ -205,3 +205,29 @@ def test_torch_trace_detects_a_wrong_update(traces, torch_trace):
     wrong = dict(meta, hparams=dict(meta["hparams"], lr=meta["hparams"]["lr"] * 1.01))
     d = compare_traces((meta, x), torch_trace.replay((wrong, x)))
     assert d is not None and d.step == 1 and d.tensor.startswith("lam/"), d
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("optimizer,dtype", [("bayesbinn-exact", "float64"), ("bayesbinn-official", "float32")])
+def test_trace_port_materialises_the_noise_and_check_trace_round_trips(traces, torch_trace, tmp_path,
+                                                                     optimizer, dtype, capsys):
+    """``refbinn trace`` -> a port (torch) that makes u itself from the trace's noise seed ->
+    ``refbinn check-trace``: the port's u equal refbinn's bit for bit, and the traces match."""
+    ref = traces("mlp", optimizer, dtype)
+    mine = load_trace(ref)
+    meta, theirs = torch_trace.replay(mine, forced=dtype == "float32")
+    u_keys = [k for k in mine[1] if "/u/" in k]
+    assert len(u_keys) == STEPS * len(meta["param_names"])           # S = 1: one u per parameter and step
+    for k in u_keys:
+        assert theirs[k].dtype == mine[1][k].dtype and np.array_equal(theirs[k], mine[1][k]), k
+    port = tmp_path / "port.npz"
+    save_trace(port, meta, theirs)
+    assert cli_check_trace(argparse.Namespace(mine=str(port), theirs=str(ref), rtol=None, atol=0.0)) == 0
+    assert "match" in capsys.readouterr().out
+    # a port with the seed off by one makes other u in every step (check-trace stops at the seed)
+    wrong = {**mine[1], "step0000/seed": np.asarray(int(mine[1]["step0000/seed"]) + 1)}
+    bad = torch_trace.replay((mine[0], wrong))[1]
+    d = compare_traces(mine, (meta, bad))
+    assert d is not None and (d.step, d.tensor) == (0, "seed"), d
+    for k in u_keys:
+        assert np.mean(bad[k] == mine[1][k]) < 0.01, k

@@ -99,7 +99,8 @@ def bayesbinn_step_via_interop(dtype, seed=0):
         t = bayesbinn_to_torch(state)
         ts = {"lam": torch.from_numpy(t["lamda"]), "mu": torch.from_numpy(t["mu"]),
               "m": torch.from_numpy(t["momentum"]), "step": t["step"]}
-        us = [torch.from_numpy(params_to_vector(n)) for n in noise]
+        us = [torch.from_numpy(params_to_vector({k: n.uniform(k, v.shape, dtype) for k, v in params.items()}))
+              for n in noise]                              # the keys' u, materialised (refbinn.noise)
         gs = [torch.from_numpy(params_to_vector(g)) for g in grads]
         ts = tr.bayesbinn_step(ts, gs, us, lr=hp["lr"], beta=hp["beta"], tau=hp["tau"], n_train=hp["N"],
                                numerics="official")

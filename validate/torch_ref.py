@@ -25,6 +25,7 @@ here               spec symbol             authors' code
 from __future__ import annotations
 
 import math
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -191,6 +192,35 @@ class Net:
         value = LOSSES[loss](out, y)
         (g,) = torch.autograd.grad(value, w)
         return value.detach(), g, {k: v.detach() for k, v in new_state.items()}
+
+
+# -- refbinn's noise stream, materialised in torch (a port's copy of refbinn.noise.uniform) --
+def _mulhilo32(a, b):
+    """High and low 32 bits of a*b for int64 tensors a (< 2**32) and the constant b (< 2**32),
+    in 16-bit halves so that no product leaves int64."""
+    lo_part = (a & 0xFFFF) * b                     # < 2**48
+    mid = (a >> 16) * b + (lo_part >> 16)          # < 2**49
+    return mid >> 16, ((mid & 0xFFFF) << 16) | (lo_part & 0xFFFF)
+
+
+def philox_uniform(seed, step, sample, name, n, dtype=torch.float32):
+    """u of parameter ``name`` (n elements) for Monte Carlo sample ``sample`` of optimizer step
+    ``step`` under the noise seed: Philox4x32-10 with key (seed low, seed high 32 bits), counter
+    (element // 4, step, sample, crc32(name)), word element % 4, u = ((x >> 9) + 0.5) * 2**-23."""
+    mask = 0xFFFFFFFF
+    blocks = (n + 3) // 4
+    c0 = torch.arange(blocks, dtype=torch.int64)
+    c1, c2, c3 = (torch.full((blocks,), v, dtype=torch.int64)
+                  for v in (step, sample, zlib.crc32(name.encode("utf-8"))))
+    k0, k1 = seed & mask, (seed >> 32) & mask
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + 0x9E3779B9) & mask, (k1 + 0xBB67AE85) & mask
+        hi0, lo0 = _mulhilo32(c0, 0xD2511F53)
+        hi1, lo1 = _mulhilo32(c2, 0xCD9E8D57)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+    x = torch.stack([c0, c1, c2, c3], dim=1).reshape(-1)[:n]       # element e: word e % 4 of block e // 4
+    return (((x >> 9).to(torch.float32) + 0.5) * 2.0 ** -23).to(dtype)
 
 
 # -- BayesBiNN (spec sections 3, 4, 7) --------------------------------------------------

@@ -1,12 +1,13 @@
 """The torch reference (validate/torch_ref.py) replays a refbinn golden trace and writes its own.
 
 It reads from a refbinn trace only what a port is given: the layers and
-hyperparameters (``meta``), the initial state (``step0000/``), and per step the
-minibatch, the dropout keep masks and the BayesBiNN uniforms u. Everything else
-(forward weights, logits, loss, gradients, the Lemma 1 scale, optimizer and
-BatchNorm state, evaluation weights) is computed by torch, free-running from the
-initial state, and written in the same format (docs/trace_format.md), so that
-``refbinn check-trace`` can compare the two.
+hyperparameters (``meta``), the initial state (``step0000/``, with BayesBiNN's noise
+seed), and per step the minibatch and the dropout keep masks. The BayesBiNN uniforms u
+are made here from the seed, as a port makes them (``torch_ref.philox_uniform``, refbinn's
+counter-based stream in torch), not read. Everything else (forward weights, logits, loss,
+gradients, the Lemma 1 scale, optimizer and BatchNorm state, evaluation weights) is
+computed by torch, free-running from the initial state, and written in the same format
+(docs/trace_format.md), so that ``refbinn check-trace`` can compare the two, u included.
 
 ``forced=True`` starts every step from the reference trace's state after the
 previous step instead (teacher forcing): each step's difference is then that
@@ -29,7 +30,7 @@ from . import torch_ref as tr
 
 # refbinn's state field -> torch_ref's state key, per optimizer class
 FIELDS = {
-    "BayesBiNN": {"lam": "lam", "momentum": "m", "mu": "mu", "step": "step"},
+    "BayesBiNN": {"lam": "lam", "momentum": "m", "mu": "mu", "step": "step", "seed": "seed"},
     "STEAdam": {"latent": "w", "m": "m", "v": "v", "step": "step"},
     "Adam": {"params": "w", "m": "m", "v": "v", "step": "step"},
     "Bop": {"w": "w", "m": "m"},
@@ -88,8 +89,21 @@ def _state_at(arrays, t, meta, cls):
     names, pre = meta["param_names"], step_key(t)
     st = {}
     for field, key in FIELDS[cls].items():
-        st[key] = int(arrays[f"{pre}/{field}"]) if field == "step" else _flat(arrays, f"{pre}/{field}", names)
+        if field in ("step", "seed"):
+            st[key] = int(arrays[f"{pre}/{field}"])
+        elif f"{pre}/{field}/{names[0]}" in arrays:
+            st[key] = _flat(arrays, f"{pre}/{field}", names)
+    if cls == "BayesBiNN" and "mu" not in st:                  # 'exact' stores no mu
+        st["mu"] = torch.tanh(st["lam"])
     return st
+
+
+def port_uniforms(meta, seed, t, j):
+    """The u of pass j of update t, made here from the noise seed (refbinn.noise's stream in
+    torch: ``torch_ref.philox_uniform``), not read from the trace. Flat, in parameter order."""
+    dt = getattr(torch, meta["dtype"])
+    return torch.cat([tr.philox_uniform(seed, t - 1, j, k, math.prod(meta["param_shapes"][k]), dt)
+                      for k in meta["param_names"]])
 
 
 def _bn_at(arrays, t, meta):
@@ -149,8 +163,10 @@ def _put_state(out, t, ts, meta, cls):
     pre = step_key(t)
     for field in meta["state_fields"]:
         key = FIELDS[cls][field]
-        if field == "step":
-            out[f"{pre}/step"] = np.asarray(ts[key], dtype=np.int64)
+        if field in ("step", "seed"):
+            out[f"{pre}/{field}"] = np.asarray(ts[key], dtype=np.int64)
+        elif field == "mu" and meta["hparams"]["numerics"] != "official":
+            continue                                           # 'exact' stores no mu
         else:
             out.update({f"{pre}/{field}/{k}": v for k, v in _split(ts[key], meta).items()})
 
@@ -187,7 +203,7 @@ def replay(ref, *, forced=False):
         grads, us = [], []
         for j in range(s):
             sp = f"{pre}/sample{j}"
-            u = _flat(ref_arrays, f"{sp}/u", names) if f"{sp}/u/{names[0]}" in ref_arrays else None
+            u = port_uniforms(meta, ts["seed"], t, j) if f"{sp}/u/{names[0]}" in ref_arrays else None
             masks = {d: torch.from_numpy(ref_arrays[f"{sp}/mask/{d}"])
                      for d in meta["dropout_layers"] if f"{sp}/mask/{d}" in ref_arrays}
             w = _forward_weights(cls, ts, u, hp)
@@ -195,7 +211,7 @@ def replay(ref, *, forced=False):
             grads.append(g)
             us.append(u)
             if u is not None:
-                out.update({f"{sp}/u/{k}": ref_arrays[f"{sp}/u/{k}"] for k in names})
+                out.update({f"{sp}/u/{k}": v for k, v in _split(u, meta).items()})
             out.update({f"{sp}/mask/{d}": m.numpy() for d, m in masks.items()})
             out.update({f"{sp}/w/{k}": v for k, v in _split(w, meta).items()})
             out[f"{sp}/out"] = logits.numpy()
@@ -203,7 +219,12 @@ def replay(ref, *, forced=False):
             out.update({f"{sp}/grad/{k}": v for k, v in _split(g, meta).items()})
             if cls == "BayesBiNN" and u is not None:
                 out.update({f"{sp}/scale/{k}": v for k, v in _split(_scale(ts, u, hp), meta).items()})
-        ts = _update(cls, ts, grads, us, hp)
+        new = _update(cls, ts, grads, us, hp)
+        if cls == "BayesBiNN":
+            new["seed"] = ts["seed"]
+            if hp["beta"] == 0:
+                new["m"] = ts["m"]                             # beta = 0: the momentum is not part of the step
+        ts = new
         _put_state(out, t, ts, meta, cls)
         out.update({f"{pre}/bn/{k}": v.numpy() for k, v in tbn.items()})
         out.update({f"{pre}/eval_w/{k}": v for k, v in _split(_eval_weights(cls, ts, hp), meta).items()})

@@ -218,8 +218,9 @@ class Bayes:
         return refbinn_step(model, self.opt, state, bn, x, y, rng_drop, noise)
 
     def to_torch(self, state, names):
-        return {"lam": _flat(state.lam, names), "mu": _flat(state.mu, names),
-                "m": _flat(state.momentum, names), "step": state.step}
+        lam = _flat(state.lam, names)
+        mu = _flat(state.mu, names) if self.numerics == "official" else torch.tanh(lam)   # 'exact' stores none
+        return {"lam": lam, "mu": mu, "m": _flat(state.momentum, names), "step": state.step}
 
     def torch_weights(self, ts, u):
         return tr.bayesbinn_forward_weights(ts, u, tau=self.hp["tau"])
@@ -228,9 +229,12 @@ class Bayes:
         lam0 = self.hp.get("lam0", 0.0)
         if isinstance(lam0, dict):
             lam0 = _flat(lam0, list(lam0)).to(ts["lam"].dtype)
-        return tr.bayesbinn_step(ts, grads, us, lr=self.hp["lr"], beta=self.hp.get("beta", 0.0),
-                                 tau=self.hp["tau"], n_train=self.hp["N"], lam0=lam0,
-                                 reweight=self.hp.get("reweight", 1.0), numerics=self.numerics)
+        new = tr.bayesbinn_step(ts, grads, us, lr=self.hp["lr"], beta=self.hp.get("beta", 0.0),
+                                tau=self.hp["tau"], n_train=self.hp["N"], lam0=lam0,
+                                reweight=self.hp.get("reweight", 1.0), numerics=self.numerics)
+        if self.hp.get("beta", 0.0) == 0:
+            new["m"] = ts["m"]                  # refbinn: with beta = 0 the momentum is not part of the step
+        return new
 
     def eval_weights(self, ts):
         return tr.bayesbinn_mode(ts, self.numerics)

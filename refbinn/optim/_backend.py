@@ -39,7 +39,7 @@ def check_backend(backend):
     return check_choice("backend", backend, BACKENDS)
 
 
-def use_kernels(backend, *arrays, dtypes=(np.float32,)):
+def use_kernels(backend, *arrays, dtypes=(np.float32,), min_size=None):
     """True if ``backend`` is 'numba' and every array has a kernel dtype, C order and
     at least ``FUSED_MIN_SIZE`` elements (read at call time: tests lower it).
 
@@ -51,14 +51,18 @@ def use_kernels(backend, *arrays, dtypes=(np.float32,)):
         The arrays one kernel call would read and write.
     dtypes : tuple of numpy dtypes, optional
         The dtypes the kernel is compiled for (float32; Adam and PMF also float64).
+    min_size : int, optional
+        The size threshold; None: ``FUSED_MIN_SIZE`` (BayesBiNN passes 0: its kernels
+        have serial twins for small arrays).
 
     Returns
     -------
     bool
         Whether to call the Numba kernel rather than the NumPy equations.
     """
+    floor = FUSED_MIN_SIZE if min_size is None else min_size
     return backend == "numba" and all(
-        a.dtype in dtypes and a.flags.c_contiguous and a.size >= FUSED_MIN_SIZE for a in arrays)
+        a.dtype in dtypes and a.flags.c_contiguous and a.size >= floor for a in arrays)
 
 
 def check_grads_before(grads, on_kernels):

@@ -1,115 +1,127 @@
-"""Fused float32 Numba kernels for the BayesBiNN step: the fast twins of ``_bayesbinn_math.py``.
+"""Fused Numba kernels for the BayesBiNN step, noise made in registers: the fast twins of ``_bayesbinn_math.py``.
 
-Every kernel computes, in one parallel pass over memory, what the NumPy
-functions in ``refbinn/optim/_bayesbinn_math.py`` compute in several passes; those are
-the reference, and the tests bound the difference by the kernels' ulp errors
-(bit-identical where no transcendental enters). Only float32 is covered (the
-training dtype); other dtypes use the reference.
+Every kernel computes, in one pass over memory, what the NumPy functions in
+``_bayesbinn_math.py`` compute in several, and gives the same bits (float32 and float64;
+tests/test_bayesbinn_fused.py): the same operations in the same order, the same exp/log/tanh
+(``_elementary.py``), and the same noise u, which is never stored. Each group of four
+elements makes its u from the noise key with one Philox4x32-10 call (``refbinn.noise``:
+counter = (element // 4, step, sample, crc32(name)), key = the seed), in registers.
 
-Per element, the fused S = 1 step (``step_exact`` / ``step_official``) reads
-lam, u, g (m only when beta > 0, lam0 only when it is an array) and writes lam, m, mu:
+Per element, the S = 1 step (``step_kernel``) reads lam and g (mu for 'official'; m only
+when beta > 0; lam0 only when it is an array) and writes lam' (m' only when beta > 0;
+mu' only for 'official'):
 
+    u     = ((philox word >> 9) + 0.5) * 2**-23
     delta = 0.5*log(u/(1-u));  z = (lam + delta)/tau
-    exact:    s = exp(min(log(N/tau) + 2*(|lam| - |z|), cap)) * ((1 + e^{-2|lam|})/(1 + e^{-2|z|}))**2
-              (N/tau*exp(2*(logcosh(lam) - logcosh(z))) with exps only; cap keeps s finite)
-    official: s = (1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), w_r = tanh(z); g_hat = N*s*g
+    exact:    s = exp(min(log(N/tau) + 2*(|lam| - |z|), cap)) * ((1 + e**-2|lam|)/(1 + e**-2|z|))**2
+    clipped:  s = min(s_exact, N/tau)
+    official: s = (1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), w_r = tanh(z); g_hat = (s*g)*N
     m'   = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0))
     lam' = lam - lr*m'/(1 - beta**t)
-    mu'  = tanh(lam') (exact) or tanh(lam) (official: the authors' one-step lag)
+    mu'  = tanh(lam) ('official': the authors' one-step lag; 'exact' stores no mu)
 
-and returns the number of non-finite lam' (a NaN/inf gradient always makes lam'
-non-finite), so the caller can raise before anything is stored.
+and returns the number of non-finite lam' (a NaN/inf gradient always makes lam' non-finite),
+so that the caller can raise before anything is stored.
 
-Work is split into blocks of BLOCK elements. A block where a cheap bound shows
-that every s underflows to 0 (exact) or every w_r rounds to +-1 (official), or
-that every |mu'| rounds to 1, skips those transcendentals; the result is the
-same number, bit for bit. This is the common case at the paper's tau = 1e-10.
+Work is split into blocks of BLOCK elements. |delta| <= 8.32 for every u of the stream, so
+a block where |lam| alone shows that every w_r is +-1 (official) or every s is 0 (exact)
+skips the noise and the transcendentals: the result is the same number, bit for bit. At the
+paper's tau = 1e-10 this is nearly every block, so the step is a pass over lam and g.
 
-The float32 exp/log/tanh these kernels use, and why they are hand-written, are in
-``_float32.py``. Kernel names follow the equations of ``_bayesbinn_math.py``:
+Each kernel is compiled twice: parallel over blocks (large arrays) and serial (small ones,
+where starting the threads costs more than the work). Indices are uint64: with a signed
+index Numba adds a negative-index wraparound to every access.
 
     ============================  =========================================
-    NumPy reference               float32 twin here
+    NumPy reference               fused twin here
     ============================  =========================================
-    ``logistic_noise``            ``logistic_noise32``
-    ``relaxed_sample``            ``relaxed_sample_fused`` (``relaxed_sample_kernel``)
-    ``concrete_scale`` exact      ``concrete_scale_exact32``
-    ``concrete_scale`` official   ``concrete_scale_official32`` (without N)
-    ``natural_update``            ``natural_update32``
-    ``step_numpy``                ``step_fused`` (``step_exact_kernel``, ``step_official_kernel``,
-                                  ``accumulate_*_kernel``, ``finish_step_kernel``)
+    ``relaxed_sample``            ``relaxed_fused`` (``relaxed_kernel``)
+    ``concrete_scale``            ``_scale`` (per element)
+    ``natural_update``            ``_natural`` (per element)
+    ``step_numpy``                ``step_fused`` (``step_kernel``, ``accumulate_kernel``,
+                                  ``finish_kernel``)
     ============================  =========================================
 """
 from __future__ import annotations
 
 import math
+import types as types_mod
+import warnings
 
 import numpy as np
 from numba import njit, prange, types
+from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import overload
 
-from ._bayesbinn_math import OFFICIAL
-from ._float32 import (EXP_OVER, HALF, INF, ONE, TINY, TWO, ZERO, bits_of, exp32, f32, i32, i64, log32,
-                       tanh32, u64)
+from ..kernels.philox import philox4x32_10, word_to_uniform
+from ..noise import param_id
+from ._bayesbinn_math import EXACT, EXACT_CLIPPED, OFFICIAL, scale_cap
+from ._float32 import HALF, ONE, TWO, ZERO, exp32, log32, tanh32
 
-# The exact scale is at most exp(SCALE_CAP) * 4 < float32 max (((1+a)/(1+b))**2 <= 4).
-SCALE_CAP = f32(float(EXP_OVER) - 2.0 * math.log(2.0) - 0.01)
-EPS_CODE = f32(1e-10)                 # the constant in the authors' scale
-LN2_F = f32(math.log(2.0))
-LOG4 = f32(2.0 * math.log(2.0))
-TANH_SAT = f32(9.5)                   # |x| >= 9.5: tanh32(x) is exactly +-1 (true value within 1.2e-8)
-UNDERFLOW_SAFE = f32(-100.0)          # exponent below which concrete_scale_exact32 is 0, with margin
-BOUND_SHRINK = f32(1.0 - 2.0 ** -20)  # makes 1/tau a lower bound despite rounding
-BLOCK = 1024                          # elements per block (4 KiB of float32: stays in L1)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def logistic_noise32(u):
-    """delta = 0.5*log(u/(1-u))."""
-    return HALF * log32(u / (ONE - u))
+BLOCK = 1024                          # elements per block (a multiple of 4: whole Philox groups)
+DELTA_MAX = 8.5                       # > max |delta| = 0.5*log((1 - 2**-24)/2**-24) = 8.318
+BOUND_SHRINK = 1.0 - 2.0 ** -20       # makes 1/tau a lower bound despite rounding
+# per dtype: |x| at and above which tanh(x) is exactly +-1 (tanh32 / the C library's tanh),
+# and an exponent below which exp gives exactly 0 (exp32 flushes below -87.33; C exp below -745.2)
+TANH_SAT = {np.dtype(np.float32): 9.5, np.dtype(np.float64): 22.0}
+EXP_ZERO = {np.dtype(np.float32): -100.0, np.dtype(np.float64): -760.0}
+SERIAL_BELOW = 1 << 16                # elements below which the serial kernels run
+MODES = {EXACT: 0, OFFICIAL: 1, EXACT_CLIPPED: 2}
+_M32 = 0xFFFFFFFF
 
 
-# -- per-element pieces of the step ----------------------------------------------
-@njit(cache=True, error_model="numpy", inline="always")
-def concrete_scale_exact32(lam, u, tau, log_n_tau):
-    """N/tau * (cosh(lam)/cosh(z))**2, z = (lam + delta)/tau, with exps only:
-
-    cosh(x) = e**|x| (1 + e**(-2|x|))/2, so the ratio is
-    exp(log(N/tau) + 2(|lam| - |z|)) * ((1 + e**(-2|lam|)) / (1 + e**(-2|z|)))**2.
-    """
-    z = (lam + logistic_noise32(u)) / tau
-    al = abs(lam)
-    az = abs(z)
-    a = exp32(-TWO * al)
-    b = exp32(-TWO * az)
-    ratio = (ONE + a) / (ONE + b)
-    e = min(log_n_tau + TWO * (al - az), SCALE_CAP)
-    return exp32(e) * (ratio * ratio)
+# -- the dtype's exp, log, tanh (the functions of _elementary.py) -----------------------
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def concrete_scale_official32(lam, mu, u, tau):
-    """(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10) in float32, in the authors' order."""
-    w = tanh32((lam + logistic_noise32(u)) / tau)
-    return (ONE - w * w + EPS_CODE) / tau / (ONE - mu * mu + EPS_CODE)
+def _exp(x):
+    """exp32 for float32, the C library's exp for float64."""
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def natural_update32(m, ghat, lam, lam0, beta, one_m_beta, reweight, lr, bc):
-    """m' = beta*m + (1-beta)*(g_hat + reweight*(lam - lam0)); lam' = lam - lr*m'/bc (bc None: 1)."""
-    m_new = beta * m + one_m_beta * (ghat + reweight * (lam - lam0))
-    return lam - _over(lr * m_new, bc), m_new
+def _log(x):
+    """log32 for float32, the C library's log for float64 (log 0 = -inf, log(x < 0) = nan)."""
 
 
-def _over(x, d):
-    """x/d, or x when d is None (bias correction 1 - 0**t = 1: x/1 == x, and no division)."""
+def _tanh(x):
+    """tanh32 for float32, the C library's tanh for float64."""
 
 
-@overload(_over, inline="always")
-def _over_impl(x, d):
-    if isinstance(d, types.NoneType):
-        return lambda x, d: x
-    return lambda x, d: x / d
+def _as(x, like):
+    """x (a float32 u) converted to the type of ``like`` (exact)."""
+
+
+# inline="always" (as in _float32.py): an un-inlined call per element stops vectorisation.
+# Inlining these at Numba's IR level trips a pedantic SSA check (NumbaIRAssumptionWarning,
+# "variable ... is not in scope") for the variables of the inlined branches; the code is
+# correct (tests/test_bayesbinn_fused.py), so that warning is silenced for this module's compiles.
+warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
+
+
+@overload(_exp, inline="always")
+def _exp_impl(x):
+    if x == types.float32:
+        return lambda x: exp32(x)
+    return lambda x: math.exp(x)
+
+
+@overload(_log, inline="always")
+def _log_impl(x):
+    if x == types.float32:
+        return lambda x: log32(x)
+    return lambda x: math.log(x) if x > 0.0 else (-math.inf if x == 0.0 else math.nan)
+
+
+@overload(_tanh, inline="always")
+def _tanh_impl(x):
+    if x == types.float32:
+        return lambda x: tanh32(x)
+    return lambda x: math.tanh(x)
+
+
+@overload(_as, inline="always")
+def _as_impl(x, like):
+    if like == types.float32:
+        return lambda x, like: x
+    return lambda x, like: np.float64(x)
 
 
 def _at(a, i):
@@ -123,50 +135,59 @@ def _at_impl(a, i):
     return lambda a, i: a
 
 
-# -- cheap tests that let a whole block skip its transcendentals ----------------------
-@njit(cache=True, error_model="numpy", inline="always")
-def _delta_bound(u):
-    """An upper bound on |delta| = 0.5*|log(u/(1-u))| without a log.
-
-    |log(u/(1-u))| <= |log v|, v = min(u, 1-u) in (0, 1/2], and v = 2**e * [1, 2) gives
-    |log v| <= |e|*ln2; one extra ln2 covers rounding. inf (no bound) if u is not in
-    (0, 1) or v is subnormal (its exponent field does not give e).
-    """
-    v = min(u, ONE - u)
-    e = ((bits_of(v) >> i32(23)) & i32(0xFF)) - i32(127)      # exponent of v, <= -1
-    d = HALF * LN2_F * f32(abs(e) + 1)
-    return d if (u > ZERO and u < ONE and v >= TINY) else INF
+def _put(a, i, v):
+    """a[i] = v for an array; nothing for None (m' when beta = 0, mu' in 'exact')."""
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _min_abs_z(lam, u, inv_tau):
-    """A lower bound on |z| = |lam + delta|/tau (0 when the bound says nothing).
+@overload(_put)            # not inline="always": Numba's IR inlining lost the store when a block inlined it 4 times
+def _put_impl(a, i, v):
+    if isinstance(a, types.NoneType):
+        return lambda a, i, v: None
 
-    inv_tau = (1/tau)*(1 - 2**-20): a multiplication instead of a division, rounded
-    down so that the bound stays a bound (the tests using it have wide margins).
-    """
-    return max(abs(lam) - _delta_bound(u), ZERO) * inv_tau
+    def put(a, i, v):
+        a[i] = v
+    return put
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _scale_flushes(lam, u, inv_tau, log_n_tau):
-    """True if concrete_scale_exact32 is certainly 0: exp(log(N/tau) + 2(|lam| - |z|)) * 4 < e**-100."""
-    return log_n_tau + TWO * (abs(lam) - _min_abs_z(lam, u, inv_tau)) + LOG4 < UNDERFLOW_SAFE
+def _over(x, d):
+    """x/d, or x when d is None (bias correction 1 - 0**t = 1: x/1 == x, and no division)."""
+
+
+@overload(_over, inline="always")
+def _over_impl(x, d):
+    if isinstance(d, types.NoneType):
+        return lambda x, d: x
+    return lambda x, d: x / d
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _inv_tau_down(tau):
-    return (ONE / tau) * BOUND_SHRINK
+def _block_range(b, n):
+    lo = np.uint64(b) * np.uint64(BLOCK)
+    return lo, min(lo + np.uint64(BLOCK), np.uint64(n))
 
 
-# -- block workers -------------------------------------------------------------------
-# A block whose every element passes a cheap test takes a loop without the
-# transcendentals. These functions are inlined into the parallel kernels' loop body,
-# which Numba compiles with noalias arrays (as separate functions LLVM would need
-# more runtime alias checks than it allows, and would not vectorise). Indices are
-# uint64: with a signed index Numba adds a negative-index wraparound to every access,
-# which costs ~30% here. Counts are kept out of the heavy loops: an int64 reduction
-# makes LLVM pick 4-wide vectors for the whole loop.
+@njit(cache=True, error_model="numpy", inline="always")
+def _saturated(lam, lo, hi, tau, bound):
+    """True if every |lam[i]| shows |z| >= bound (``bound`` = the tanh saturation), whatever u."""
+    inv = ONE / tau * BOUND_SHRINK
+    ok = 0
+    for i in range(lo, hi):
+        ok += (abs(lam[i]) - DELTA_MAX) * inv >= bound
+    return ok == np.int64(hi - lo)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _flushes(lam, lo, hi, tau, log_n_tau, zero_below):
+    """True if every exact scale of the block is exactly 0, whatever u:
+    log(N/tau) + 2*(|lam| - |z|) < zero_below with |z| >= max(|lam| - DELTA_MAX, 0)/tau."""
+    inv = ONE / tau * BOUND_SHRINK
+    ok = 0
+    for i in range(lo, hi):
+        al = abs(lam[i])
+        ok += log_n_tau + TWO * (al - max(al - DELTA_MAX, ZERO) * inv) < zero_below
+    return ok == np.int64(hi - lo)
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def _count_nonfinite(lo, hi, x):
     bad = 0
@@ -176,249 +197,295 @@ def _count_nonfinite(lo, hi, x):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _tanh_block(lo, hi, src, mu_out):
-    """mu_out = tanh(src), written as +-1 without a tanh when every |src| >= TANH_SAT."""
-    sat = 0
-    for i in range(lo, hi):
-        sat += abs(src[i]) >= TANH_SAT
-    if sat == i64(hi - lo):
-        for i in range(lo, hi):
-            mu_out[i] = math.copysign(ONE, src[i])
-    else:
-        for i in range(lo, hi):
-            mu_out[i] = tanh32(src[i])
+def _natural(m, ghat, lam, lam0, up):
+    """``natural_update``: up = (lr, beta, 1 - beta, reweight, bc); returns (lam', m')."""
+    m_new = up[1] * m + up[2] * (ghat + up[3] * (lam - lam0))
+    return lam - _over(up[0] * m_new, up[4]), m_new
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _relaxed_block(lo, hi, lam, u, tau, out):
-    inv_tau = _inv_tau_down(tau)
-    sat = 0
+def _z(lam, u, tau):
+    """z = (lam + delta)/tau, delta = 0.5*log(u/(1-u)) (``logistic_noise``)."""
+    return (lam + HALF * _log(u / (ONE - u))) / tau
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _scale(mode, lam, mu, u, tau, h):
+    """``concrete_scale``: 'exact'/'exact-clipped' with the factor N; 'official' without it.
+    h = (log(N/tau), cap, N/tau, eps) in the dtype."""
+    z = _z(lam, u, tau)
+    if mode == 1:
+        w = _tanh(z)
+        return (ONE - w * w + h[3]) / tau / (ONE - mu * mu + h[3])
+    al = abs(lam)
+    az = abs(z)
+    a = _exp(-TWO * al)
+    b = _exp(-TWO * az)
+    ratio = (ONE + a) / (ONE + b)
+    e = min(h[0] + TWO * (al - az), h[1])
+    s = _exp(e) * (ratio * ratio)
+    return min(s, h[2]) if mode == 2 else s
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _u(words, lane, like):
+    return _as(word_to_uniform(words[lane]), like)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _tanh_block(lo, hi, src, out, sat):
+    """out = tanh(src), written as +-1 without a tanh when every |src| >= sat."""
+    n_sat = 0
     for i in range(lo, hi):
-        sat += _min_abs_z(lam[i], u[i], inv_tau) >= TANH_SAT
-    if sat == i64(hi - lo):                                       # tanh(z) rounds to +-1
+        n_sat += abs(src[i]) >= sat
+    if n_sat == np.int64(hi - lo):
+        for i in range(lo, hi):
+            out[i] = math.copysign(ONE, src[i])
+    else:
+        for i in range(lo, hi):
+            out[i] = _tanh(src[i])
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip, lam_out, m_out):
+    if mode == 1 and _saturated(lam, lo, hi, tau, skip[0]):     # every w_r = +-1: no noise needed
+        top = (ONE - ONE + h[3]) / tau                          # 1 - w_r**2 + eps, same rounding
+        for i in range(lo, hi):
+            mi = _at(mu, i)
+            ghat = ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s
+            ln, mn = _natural(_at(m, i), ghat, lam[i], _at(lam0, i), up)
+            lam_out[i] = ln
+            _put(m_out, i, mn)
+    elif mode != 1 and _flushes(lam, lo, hi, tau, h[0], skip[1]):   # every s = 0: s*g = 0*g
+        for i in range(lo, hi):
+            ln, mn = _natural(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i), up)
+            lam_out[i] = ln
+            _put(m_out, i, mn)
+    else:
+        for q in range(lo // np.uint64(4), (hi + np.uint64(3)) // np.uint64(4)):
+            words = philox4x32_10(q, key[2], key[3], key[4], key[0], key[1])
+            for lane in range(4):
+                i = q * np.uint64(4) + np.uint64(lane)
+                if i < hi:                                      # false only in the array's last group
+                    li = lam[i]
+                    s = _scale(mode, li, _at(mu, i), _u(words, lane, lam[i]), tau, h)
+                    ghat = (s * g[i]) * n_over_s if mode == 1 else s * g[i]
+                    ln, mn = _natural(_at(m, i), ghat, li, _at(lam0, i), up)
+                    lam_out[i] = ln
+                    _put(m_out, i, mn)
+    return _count_nonfinite(lo, hi, lam_out)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _acc_block(mode, lo, hi, key, lam, mu, g, tau, h, skip, acc, first):
+    if mode == 1 and _saturated(lam, lo, hi, tau, skip[0]):
+        top = (ONE - ONE + h[3]) / tau
+        for i in range(lo, hi):
+            mi = _at(mu, i)
+            sg = (top / (ONE - mi * mi + h[3])) * g[i]
+            acc[i] = sg if first else acc[i] + sg
+    elif mode != 1 and _flushes(lam, lo, hi, tau, h[0], skip[1]):
+        for i in range(lo, hi):
+            sg = ZERO * g[i]
+            acc[i] = sg if first else acc[i] + sg
+    else:
+        for q in range(lo // np.uint64(4), (hi + np.uint64(3)) // np.uint64(4)):
+            words = philox4x32_10(q, key[2], key[3], key[4], key[0], key[1])
+            for lane in range(4):
+                i = q * np.uint64(4) + np.uint64(lane)
+                if i < hi:
+                    sg = _scale(mode, lam[i], _at(mu, i), _u(words, lane, lam[i]), tau, h) * g[i]
+                    acc[i] = sg if first else acc[i] + sg
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _relaxed_block(lo, hi, key, lam, tau, sat_bound, out):
+    if _saturated(lam, lo, hi, tau, sat_bound):                 # tanh(z) rounds to +-1
         for i in range(lo, hi):
             out[i] = math.copysign(ONE, lam[i])
     else:
-        for i in range(lo, hi):
-            out[i] = tanh32((lam[i] + logistic_noise32(u[i])) / tau)
+        for q in range(lo // np.uint64(4), (hi + np.uint64(3)) // np.uint64(4)):
+            words = philox4x32_10(q, key[2], key[3], key[4], key[0], key[1])
+            for lane in range(4):
+                i = q * np.uint64(4) + np.uint64(lane)
+                if i < hi:
+                    out[i] = _tanh(_z(lam[i], _u(words, lane, lam[i]), tau))
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _exact_block(lo, hi, lam, m, u, g, lam0, lr, beta, one_m_beta, reweight, bc, tau, log_n_tau,
-                 lam_out, m_out, mu_out):
-    inv_tau = _inv_tau_down(tau)
-    flush = 0
-    for i in range(lo, hi):
-        flush += _scale_flushes(lam[i], u[i], inv_tau, log_n_tau)
-    if flush == i64(hi - lo):                                     # every s is 0: s*g = 0*g
-        for i in range(lo, hi):
-            ln, mn = natural_update32(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i),
-                             beta, one_m_beta, reweight, lr, bc)
-            lam_out[i] = ln
-            m_out[i] = mn
-    else:
-        for i in range(lo, hi):
-            li = lam[i]
-            ghat = concrete_scale_exact32(li, u[i], tau, log_n_tau) * g[i]
-            ln, mn = natural_update32(_at(m, i), ghat, li, _at(lam0, i), beta, one_m_beta, reweight, lr, bc)
-            lam_out[i] = ln
-            m_out[i] = mn
-    _tanh_block(lo, hi, lam_out, mu_out)
-    return _count_nonfinite(lo, hi, lam_out)
+# -- kernels: each compiled parallel (large arrays) and serial (small, see _twins) ---------
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _official_block(lo, hi, lam, mu, m, u, g, lam0, lr, beta, one_m_beta, reweight, bc, tau,
-                    n_over_s, lam_out, m_out, mu_out):
-    inv_tau = _inv_tau_down(tau)
-    sat = 0
-    for i in range(lo, hi):
-        sat += _min_abs_z(lam[i], u[i], inv_tau) >= TANH_SAT
-    if sat == i64(hi - lo):                                       # w_r = +-1: 1 - w_r**2 = 0 exactly
-        top = (ONE - ONE + EPS_CODE) / tau                        # the numerator, same rounding
-        for i in range(lo, hi):
-            li = lam[i]
-            mi = mu[i]
-            ratio = top / (ONE - mi * mi + EPS_CODE)
-            ln, mn = natural_update32(_at(m, i), (ratio * g[i]) * n_over_s, li, _at(lam0, i),
-                             beta, one_m_beta, reweight, lr, bc)
-            lam_out[i] = ln
-            m_out[i] = mn
-    else:
-        for i in range(lo, hi):
-            li = lam[i]
-            ghat = (concrete_scale_official32(li, mu[i], u[i], tau) * g[i]) * n_over_s
-            ln, mn = natural_update32(_at(m, i), ghat, li, _at(lam0, i), beta, one_m_beta, reweight, lr, bc)
-            lam_out[i] = ln
-            m_out[i] = mn
-    _tanh_block(lo, hi, lam, mu_out)                              # lagged: tanh of the OLD lam
-    return _count_nonfinite(lo, hi, lam_out)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _finish_block(lo, hi, lam, m, acc, mul, div, lam0, lr, beta, one_m_beta, reweight, bc,
-                  lagged_mu, lam_out, m_out, mu_out):
-    for i in range(lo, hi):
-        ln, mn = natural_update32(_at(m, i), acc[i] * mul / div, lam[i], _at(lam0, i),
-                         beta, one_m_beta, reweight, lr, bc)
-        lam_out[i] = ln
-        m_out[i] = mn
-    _tanh_block(lo, hi, lam if lagged_mu else lam_out, mu_out)
-    return _count_nonfinite(lo, hi, lam_out)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _block_range(b, n):
-    lo = u64(b) * u64(BLOCK)
-    return lo, min(lo + u64(BLOCK), u64(n))
-
-
-# -- kernels (parallel over blocks of BLOCK elements; arrays flat and C-contiguous) ----
-@njit(parallel=True, cache=True, error_model="numpy")
-def relaxed_sample_kernel(lam, u, tau, out):
-    """out = tanh((lam + 0.5*log(u/(1-u)))/tau)  (the forward weights w_r)."""
+def relaxed_kernel(key, lam, tau, sat_bound, out):
+    """out = tanh((lam + delta)/tau), u from ``key`` = (k0, k1, step, sample, param id)."""
     n = lam.size
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo, hi = _block_range(b, n)
-        _relaxed_block(lo, hi, lam, u, tau, out)
+        _relaxed_block(lo, hi, key, lam, tau, sat_bound, out)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def step_exact_kernel(lam, m, u, g, lam0, lr, beta, one_m_beta, reweight, bc, tau, log_n_tau,
-               lam_out, m_out, mu_out):
-    """Fused S = 1 step, exact numerics; mu' = tanh(lam').
-
-    ``m`` and ``lam0`` are arrays or float32 scalars (m = 0 when beta = 0); ``bc`` is
-    None when beta = 0. Returns the number of non-finite lam' (a NaN/inf gradient
-    always makes lam' non-finite, since lr > 0).
-    """
+def step_kernel(mode, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip, lam_out, m_out, mu_out):
+    """The S = 1 step of every numerics; mu_out = tanh(lam) unless None ('official' only).
+    Returns the number of non-finite lam'."""
     n = lam.size
     bad = 0
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo, hi = _block_range(b, n)
-        bad += _exact_block(lo, hi, lam, m, u, g, lam0, lr, beta, one_m_beta, reweight, bc, tau,
-                            log_n_tau, lam_out, m_out, mu_out)
+        bad += _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip,
+                          lam_out, m_out)
+        if mu_out is not None:
+            _tanh_block(lo, hi, lam, mu_out, skip[0])
     return bad
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def step_official_kernel(lam, mu, m, u, g, lam0, lr, beta, one_m_beta, reweight, bc, tau, n_over_s,
-                  lam_out, m_out, mu_out):
-    """Fused S = 1 step, the authors' float32 numerics; mu' = tanh of the OLD lam (their lag)."""
+def accumulate_kernel(mode, key, lam, mu, g, tau, h, skip, acc, first):
+    """acc = s*g (first sample) or acc + s*g; u of the key's sample."""
+    n = lam.size
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        lo, hi = _block_range(b, n)
+        _acc_block(mode, lo, hi, key, lam, mu, g, tau, h, skip, acc, first)
+
+
+def finish_kernel(lam, m, acc, mul, div, lam0, up, sat, lam_out, m_out, mu_out):
+    """The natural update from g_hat = acc*mul/div (S > 1: the accumulated s*g; S = 0:
+    acc = g, mul = N); mu_out = tanh(lam) unless None. Returns the number of non-finite lam'."""
     n = lam.size
     bad = 0
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo, hi = _block_range(b, n)
-        bad += _official_block(lo, hi, lam, mu, m, u, g, lam0, lr, beta, one_m_beta, reweight, bc,
-                               tau, n_over_s, lam_out, m_out, mu_out)
+        for i in range(lo, hi):
+            ln, mn = _natural(_at(m, i), acc[i] * mul / div, lam[i], _at(lam0, i), up)
+            lam_out[i] = ln
+            _put(m_out, i, mn)
+        if mu_out is not None:
+            _tanh_block(lo, hi, lam, mu_out, sat)
+        bad += _count_nonfinite(lo, hi, lam_out)
     return bad
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def accumulate_exact_kernel(lam, u, g, tau, log_n_tau, acc, first):
-    """acc = s*g (first sample) or acc + s*g, exact scale."""
-    for i in prange(lam.size):
-        sg = concrete_scale_exact32(lam[i], u[i], tau, log_n_tau) * g[i]
-        acc[i] = sg if first else acc[i] + sg
+def _twins(fn):
+    """(parallel, serial) builds of a kernel. The serial one is compiled from a copy named
+    ``<name>_serial``, so that Numba's cache (keyed by name and code) keeps both."""
+    serial = types_mod.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__)
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    opts = dict(cache=True, error_model="numpy")
+    return njit(parallel=True, **opts)(fn), njit(**opts)(serial)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def accumulate_official_kernel(lam, mu, u, g, tau, acc, first):
-    """acc = ratio*g (first sample) or acc + ratio*g: the authors' scale without N."""
-    for i in prange(lam.size):
-        sg = concrete_scale_official32(lam[i], mu[i], u[i], tau) * g[i]
-        acc[i] = sg if first else acc[i] + sg
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def finish_step_kernel(lam, m, acc, mul, div, lam0, lr, beta, one_m_beta, reweight, bc, numerics,
-                       lam_out, m_out, mu_out):
-    """The natural update from an accumulated acc: g_hat = acc*mul/div.
-
-    S > 1: exact mul = 1, div = S (the mean); official mul = N/S, div = 1.
-    S = 0: acc = g, mul = N, div = 1. mu' = tanh(lam') ('exact') or tanh(lam) ('official':
-    the authors' one-step lag). Returns the number of non-finite lam'.
-    """
-    lagged_mu = numerics == "official"
-    n = lam.size
-    bad = 0
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        lo, hi = _block_range(b, n)
-        bad += _finish_block(lo, hi, lam, m, acc, mul, div, lam0, lr, beta, one_m_beta, reweight,
-                             bc, lagged_mu, lam_out, m_out, mu_out)
-    return bad
+KERNELS = {"relaxed_kernel": _twins(relaxed_kernel), "step_kernel": _twins(step_kernel),
+           "accumulate_kernel": _twins(accumulate_kernel), "finish_kernel": _twins(finish_kernel)}
 
 
 # -- calls from ``BayesBiNN``: flat views of C-order arrays, outputs from the optimizer's pool --
-def relaxed_sample_fused(pool, lam, u, tau):
-    """``relaxed_sample``: w_r = tanh((lam + delta)/tau) in ``relaxed_sample_kernel``, the output from the pool.
+
+
+def kernel_key(key, sample, name):
+    """The words a kernel needs for one parameter and sample: (k0, k1, step, sample, crc32(name)).
+
+    Parameters
+    ----------
+    key : refbinn.noise.NoiseKey
+    sample : int
+    name : str
+
+    Returns
+    -------
+    tuple of 5 numpy.uint64
+    """
+    u64 = np.uint64
+    return (u64(key.seed & _M32), u64(key.seed >> 32), u64(key.step), u64(sample), u64(param_id(name)))
+
+
+def _pick(dt, name, n):
+    """The kernel ``name`` (either dtype): the parallel build, or the serial one below SERIAL_BELOW."""
+    pair = KERNELS[name]
+    return pair[1] if n < SERIAL_BELOW else pair[0]
+
+
+def relaxed_fused(pool, lam, key, sample, name, tau):
+    """``relaxed_sample(lam, uniform(key, sample, name, ...), tau)``, u made in registers.
 
     Parameters
     ----------
     pool : ArrayPool
-    lam : ndarray, any shape, float32, C-contiguous
-    u : ndarray, shape of ``lam``, float32
-        Uniform noise in (0, 1).
+    lam : ndarray, any shape, float32 or float64, C-contiguous
+    key : refbinn.noise.NoiseKey
+    sample : int
+        The Monte Carlo sample j.
+    name : str
+        The parameter's name.
     tau : float > 0
 
     Returns
     -------
-    ndarray, shape of ``lam``, float32, values in [-1, 1]
+    ndarray, shape and dtype of ``lam``, values in [-1, 1]
     """
+    t = lam.dtype.type
     w = pool.empty_like(lam)
-    relaxed_sample_kernel(lam.reshape(-1), np.ascontiguousarray(u).reshape(-1),
-                           np.float32(tau), w.reshape(-1))                   # (n,) views
+    _pick(lam.dtype, "relaxed_kernel", lam.size)(kernel_key(key, sample, name), lam.reshape(-1), t(tau),
+                                    t(TANH_SAT[lam.dtype]), w.reshape(-1))
     return w
 
 
-def step_fused(pool, lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, t):
-    """``step_numpy`` in the fused kernels: one pass for S <= 1; for S > 1 one
-    accumulating pass per sample, then the step.
+def _hyper(dt, N, tau, numerics):
+    """(log(N/tau), cap, N/tau, eps) in the dtype, the constants of ``concrete_scale``."""
+    t = dt.type
+    return (t(math.log(N / tau)), t(scale_cap(dt)), t(N / tau), t(1e-10))
+
+
+def step_fused(pool, name, lam, m, mu, gs, key, lam0, lr, beta, reweight, tau, N, numerics, t):
+    """``step_numpy`` in the fused kernels, u regenerated from ``key``: one pass for S <= 1;
+    for S > 1 one accumulating pass per sample, then the step.
 
     Parameters
     ----------
     pool : ArrayPool
-    lam, m, mu : ndarray, same shape, float32, C-contiguous
-    gs : list of S ndarrays, shape of ``lam``, float32, C-contiguous
-    us : list of S ndarrays of that shape, float32, C-contiguous, or [None] (S = 0)
-    lam0 : ndarray, scalar or shape of ``lam``, float32
+    name : str
+        The parameter's name (its crc32 is in the noise counter).
+    lam : ndarray, float32 or float64, C-contiguous
+    m : ndarray of lam's shape and dtype, or None (beta = 0: not read, m' not written)
+    mu : ndarray of lam's shape and dtype, or None ('exact': not read, mu' not written)
+    gs : list of S ndarrays (one for S = 0), lam's shape and dtype, C-contiguous
+    key : refbinn.noise.NoiseKey, or None for S = 0
+    lam0 : ndarray, scalar or shape of ``lam``, dtype of ``lam``
     lr, beta, reweight, tau, N : float
-    numerics : {'exact', 'official'}
+    numerics : {'exact', 'official', 'exact-clipped'}
     t : int >= 1
         The step count (bias correction 1 - beta**t).
 
     Returns
     -------
-    (lam', m', mu') : pooled arrays, shape of ``lam``; lam' is None if it came out non-finite
+    (lam', m', mu') : pooled arrays of lam's shape (m' None when beta = 0, mu' None unless
+    'official'); lam' is None if it came out non-finite
     """
-    f = np.float32
+    dt = lam.dtype
+    T = dt.type
+    flat = lambda a: a.reshape(-1)                                # views: all C-contiguous
     official = numerics == OFFICIAL
-    flat = lambda a: a.reshape(-1)                                 # views: all C-contiguous
-    lam0 = flat(np.ascontiguousarray(lam0)) if lam0.ndim else f(lam0)
-    m_in = flat(m) if beta != 0 else f(0)                          # beta = 0: m is not read
-    bc = None if beta == 0 else f(1 - beta ** t)                   # None: no division by 1
-    hyper = (lam0, f(lr), f(beta), f(1 - beta), f(reweight), bc)
-    lam_out, m_out, mu_out = (pool.empty_like(lam) for _ in range(3))
-    outs = (flat(lam_out), flat(m_out), flat(mu_out))
-    log_n_tau = f(math.log(N / tau))
-    if us[0] is None:                                              # S = 0: g_hat = N*g
-        bad = finish_step_kernel(flat(lam), m_in, flat(gs[0]), f(N), f(1), *hyper,
-                                 numerics, *outs)
-    elif len(gs) == 1 and official:
-        bad = step_official_kernel(flat(lam), flat(mu), m_in, flat(us[0]), flat(gs[0]), *hyper,
-                                   f(tau), f(N), *outs)
+    lam0 = flat(np.ascontiguousarray(lam0, dtype=dt)) if np.ndim(lam0) else T(lam0)
+    m_in = flat(m) if beta != 0 else T(0)                          # beta = 0: m is not read
+    bc = None if beta == 0 else T(1 - beta ** t)                   # None: no division by 1
+    up = (T(lr), T(beta), T(1 - beta), T(reweight), bc)
+    lam_out = pool.empty_like(lam)
+    m_out = pool.empty_like(lam) if beta != 0 else None
+    mu_out = pool.empty_like(lam) if official else None
+    outs = (flat(lam_out), None if m_out is None else flat(m_out), None if mu_out is None else flat(mu_out))
+    mu_in = flat(mu) if official else T(0)
+    h = _hyper(dt, N, tau, numerics)
+    skip = (T(TANH_SAT[dt]), T(EXP_ZERO[dt]))
+    mu_sat = T(TANH_SAT[dt])
+    n = lam.size
+    if key is None:                                                # S = 0: g_hat = N*g
+        bad = _pick(dt, "finish_kernel", n)(flat(lam), m_in, flat(gs[0]), T(N), T(1), lam0, up, mu_sat,
+                                            *outs)
     elif len(gs) == 1:
-        bad = step_exact_kernel(flat(lam), m_in, flat(us[0]), flat(gs[0]), *hyper, f(tau),
-                                log_n_tau, *outs)
+        bad = _pick(dt, "step_kernel", n)(MODES[numerics], kernel_key(key, 0, name), flat(lam), mu_in,
+                                          m_in, flat(gs[0]), lam0, T(tau), h, T(N), up, skip, *outs)
     else:                                                          # S > 1: accumulate, then step
         acc = pool.empty_like(lam)
-        for j, (g, u) in enumerate(zip(gs, us)):
-            if official:
-                accumulate_official_kernel(flat(lam), flat(mu), flat(u), flat(g), f(tau),
-                                           flat(acc), j == 0)
-            else:
-                accumulate_exact_kernel(flat(lam), flat(u), flat(g), f(tau), log_n_tau,
-                                        flat(acc), j == 0)
-        mul, div = (f(N / len(gs)), f(1)) if official else (f(1), f(len(gs)))
-        bad = finish_step_kernel(flat(lam), m_in, flat(acc), mul, div, *hyper, numerics, *outs)
+        for j, g in enumerate(gs):
+            _pick(dt, "accumulate_kernel", n)(MODES[numerics], kernel_key(key, j, name), flat(lam), mu_in,
+                                        flat(g), T(tau), h, skip, flat(acc), j == 0)
+        mul, div = (T(N / len(gs)), T(1)) if official else (T(1), T(len(gs)))
+        bad = _pick(dt, "finish_kernel", n)(flat(lam), m_in, flat(acc), mul, div, lam0, up, mu_sat,
+                                            *outs)
     return (None if bad else lam_out), m_out, mu_out

@@ -8,9 +8,9 @@
     the above, for one parameter and S samples               ``step_numpy``
 
 Symbols, the authors' names, the two numerics and the conventions (open-interval
-noise, correctly rounded transcendentals via ``rounded``) are in the docstring of
-``refbinn/optim/bayesbinn.py``, which re-exports every function here (import them
-from there). The float32 Numba twins in ``_bayesbinn_kernels.py`` agree with these to a few ulp.
+noise) are in the docstring of ``refbinn/optim/bayesbinn.py``, which re-exports every
+function here (import them from there). exp, log and tanh are ``_elementary.py``'s, and the
+fused Numba twins in ``_bayesbinn_kernels.py`` compute the same bits, float32 and float64.
 
 References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
 Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from ._elementary import exp_, log_, tanh_
 
 EXACT, OFFICIAL = "exact", "official"
 EXACT_CLIPPED = "exact-clipped"     # a variant, not the paper's estimator: see concrete_scale
@@ -81,19 +83,34 @@ def open_uniform(rng, shape, dtype=np.float32):
     return u
 
 
+def scale_cap(dtype):
+    """The cap on the exact scale's exponent: log(dtype max) - 2 log 2 - 0.01, so that
+    s <= exp(cap) * 4 stays finite (((1 + a)/(1 + b))**2 <= 4).
+
+    Parameters
+    ----------
+    dtype : float32 or float64
+
+    Returns
+    -------
+    float
+    """
+    return float(np.log(np.finfo(dtype).max)) - 2 * LOG2 - 0.01
+
+
 def logistic_noise(u):
     """delta = 0.5*log(u/(1-u)): logistic noise with scale 1/2 from u in (0, 1).
 
     Parameters
     ----------
-    u : ndarray, any shape, float dtype; values in the open interval (0, 1)
+    u : ndarray, any shape, float32 or float64; values in the open interval (0, 1)
 
     Returns
     -------
     ndarray, same shape and dtype as ``u``
     """
     u = np.asarray(u)
-    return 0.5 * rounded(np.log, u / (1 - u))
+    return u.dtype.type(0.5) * log_(u / (1 - u))
 
 
 def relaxed_sample(lam, u, tau):
@@ -101,7 +118,7 @@ def relaxed_sample(lam, u, tau):
 
     Parameters
     ----------
-    lam : ndarray, any shape
+    lam : ndarray, any shape, float32 or float64
         Natural parameters.
     u : ndarray, same shape as ``lam``
         Uniform noise in (0, 1).
@@ -114,17 +131,17 @@ def relaxed_sample(lam, u, tau):
     """
     lam = np.asarray(lam)
     dt = lam.dtype
-    return rounded(np.tanh, (lam + logistic_noise(np.asarray(u, dtype=dt))) / dt.type(tau))
+    return tanh_((lam + logistic_noise(np.asarray(u, dtype=dt))) / dt.type(tau))
 
 
 def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
     """The Lemma 1 factor s with grad_mu E_q[loss] ~= s*g.
 
-    exact:    s = N/tau * (1 - w_r**2)/(1 - mu**2)
-                = exp(log(N/tau) + 2*(logcosh(lam) - logcosh(z))),  z = (lam + delta)/tau,
-              with log(N/tau) + 2*(|lam| - |z|) capped at log(dtype max) - 2 log 2 - 0.01
-              so that s stays finite (reached only when tau > 1 and |lam| is large,
-              or u is within exp(-2|lam|) of 0 or 1).
+    exact:    s = N/tau * (1 - w_r**2)/(1 - mu**2) = N/tau * (cosh(lam)/cosh(z))**2,
+              z = (lam + delta)/tau, with exps only (cosh x = e**|x| (1 + e**-2|x|)/2):
+              s = exp(min(log(N/tau) + 2*(|lam| - |z|), cap)) * ((1 + e**-2|lam|)/(1 + e**-2|z|))**2,
+              no 0/0 when tanh saturates; the cap (``scale_cap``) keeps s finite (reached
+              only when tau > 1 and |lam| is large, or u is within exp(-2|lam|) of 0 or 1).
     official: s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), evaluated in the
               dtype of ``lam`` in that order (float32 for the authors' code);
               ``mu`` is the stored (lagged) mean, default tanh(lam).
@@ -135,9 +152,12 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
               estimator: it is no longer an unbiased estimate of the gradient of the
               relaxed objective (Lemma 1); it is a variant for experiments, not the paper.
 
+    Every operation is in the dtype of ``lam``, with ``exp_``/``log_``/``tanh_``
+    (``_elementary.py``): the fused kernels compute the same bits.
+
     Parameters
     ----------
-    lam : ndarray, any shape
+    lam : ndarray, any shape, float32 or float64
     u : ndarray, same shape, in (0, 1)
     tau : float > 0
     N : float > 0
@@ -155,26 +175,23 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
     """
     lam = np.asarray(lam)
     dt = lam.dtype
+    t = dt.type
     u = np.asarray(u, dtype=dt)
     if numerics == EXACT_CLIPPED:
-        return np.minimum(concrete_scale(lam, u, tau, N, EXACT), dt.type(N / tau))
+        return np.minimum(concrete_scale(lam, u, tau, N, EXACT), t(N / tau))
     if numerics == EXACT:
-        z = (lam + logistic_noise(u)) / dt.type(tau)                 # in the state dtype
-        # log s = log(N/tau) + 2*(logcosh(lam) - logcosh(z)), in float64 from the dtype's
-        # lam and z, split as logcosh's linear part |x| - log 2 plus its bounded rest
-        # log1p(exp(-2|x|)) in [0, log 2]; the cap acts on the linear part only, so that
-        # s <= exp(cap) * 4 stays finite (the kernels compute the same split)
-        al, az = np.abs(lam.astype(np.float64)), np.abs(z.astype(np.float64))
-        cap = np.log(np.finfo(dt).max) - 2 * LOG2 - 0.01
-        with np.errstate(under="ignore"):
-            rest = np.log1p(np.exp(-2 * al)) - np.log1p(np.exp(-2 * az))
-            e = np.minimum(math.log(N / tau) + 2 * (al - az), cap) + 2 * rest
-            return np.exp(e).astype(dt, copy=False)
+        z = (lam + logistic_noise(u)) / t(tau)
+        al, az = np.abs(lam), np.abs(z)
+        two, one = t(2), t(1)
+        with np.errstate(under="ignore", over="ignore"):
+            ratio = (one + exp_(-two * al)) / (one + exp_(-two * az))
+            e = np.minimum(t(math.log(N / tau)) + two * (al - az), t(scale_cap(dt)))
+            return exp_(e) * (ratio * ratio)
     if numerics == OFFICIAL:
-        mu = rounded(np.tanh, lam) if mu is None else np.asarray(mu, dtype=dt)
+        mu = tanh_(lam) if mu is None else np.asarray(mu, dtype=dt)
         w = relaxed_sample(lam, u, tau)
-        one, eps = dt.type(1), dt.type(CODE_EPS)
-        return (one - w * w + eps) / dt.type(tau) / (one - mu * mu + eps) * dt.type(N)
+        one, eps = t(1), t(CODE_EPS)
+        return (one - w * w + eps) / t(tau) / (one - mu * mu + eps) * t(N)
     raise ValueError(f"numerics must be one of {', '.join(map(repr, NUMERICS))}, got {numerics!r}")
 
 
@@ -218,14 +235,17 @@ def step_numpy(lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, s
               = (N/S) * sum_j s_j*g_j   ('official', s_j without it, N after the sum)
               = N*g                     (S = 0: the point estimate, no scale)
         (lam', m') = natural_update(lam, m, g_hat, ...)
-        mu' = tanh(lam') ('exact'), tanh(lam) ('official': the authors' one-step lag)
+        mu' = tanh(lam) ('official': the authors' one-step lag; 'exact' keeps no mu)
 
     Overflow is not checked here: lam' may come out non-finite (the caller reports it).
 
     Parameters
     ----------
-    lam, m, mu : ndarray, same shape, float32 or float64
-        Natural parameter, momentum and stored mean of the parameter.
+    lam : ndarray, float32 or float64
+        Natural parameter.
+    m : ndarray of lam's shape and dtype, or 0 (beta = 0: the momentum is not used)
+    mu : ndarray of lam's shape and dtype, or None ('exact')
+        The stored (lagged) mean, 'official' only.
     gs : list of S ndarrays, shape and dtype of ``lam``
         d loss/d w at the relaxed weights of each sample (minibatch mean).
     us : list of S ndarrays of that shape, or [None]
@@ -243,7 +263,7 @@ def step_numpy(lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, s
 
     Returns
     -------
-    (lam', m', mu') : ndarrays, shape and dtype of ``lam``
+    (lam', m', mu') : lam' and m' of lam's shape and dtype; mu' likewise for 'official', else None
 
     References
     ----------
@@ -251,7 +271,7 @@ def step_numpy(lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, s
     """
     dt = lam.dtype
     if us[0] is None:                                             # S = 0: point estimate
-        g_hat = dt.type(N) * gs[0]
+        g_hat = gs[0] * dt.type(N)
     else:
         n = 1.0 if numerics == OFFICIAL else N                     # official: N after the sum
         acc = None
@@ -263,5 +283,5 @@ def step_numpy(lam, m, mu, gs, us, lam0, lr, beta, reweight, tau, N, numerics, s
         else:
             g_hat = acc / dt.type(len(gs))
     lam_new, m_new = natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step)
-    mu_new = rounded(np.tanh, lam if numerics == OFFICIAL else lam_new)
+    mu_new = tanh_(lam) if numerics == OFFICIAL else None
     return lam_new, m_new, mu_new

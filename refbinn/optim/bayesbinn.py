@@ -86,32 +86,44 @@ import numpy as np
 
 from ..checks import check_choice, check_range
 from ..nn.base import sign
+from .. import noise as noise_stream
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
-from ._bayesbinn_clipped_kernels import step_clipped_fused
-from ._bayesbinn_kernels import relaxed_sample_fused, step_fused
+from ._bayesbinn_kernels import relaxed_fused, step_fused
 from ._bayesbinn_math import (CODE_EPS, EXACT, EXACT_CLIPPED, LOG2, NUMERICS,  # noqa: F401  (re-exported)
                               OFFICIAL, concrete_scale, logistic_noise, natural_update,
-                              open_uniform, relaxed_sample, rounded, step_numpy)
+                              open_uniform, relaxed_sample, rounded, scale_cap, step_numpy)
+from ._elementary import exp_, log_, tanh_  # noqa: F401  (re-exported)
 from .base import Optimizer, as_grad_list, check_grads
+
+
+
+_KERNEL_DTYPES = (np.float32, np.float64)
 
 
 # -- the optimizer ---------------------------------------------------------------
 class BayesBiNNState(NamedTuple):
     """BayesBiNN's state.
 
-    mu is the stored mean: tanh(lam) in 'exact'; tanh of the previous lam in 'official'.
-
     Attributes
     ----------
-    lam, momentum, mu : dict name -> ndarray
-        Natural parameters, their momentum and the stored mean (state dtype).
+    lam : dict name -> ndarray
+        Natural parameters (state dtype).
+    momentum : dict name -> ndarray
+        Their momentum; with beta = 0 it is not used, and stays as ``init`` made it (zeros).
+    mu : dict name -> ndarray
+        The stored mean, 'official' only: tanh of the previous lam (the authors' lag);
+        empty for 'exact' (the mean there is tanh(lam), never stored).
     step : int
         Updates taken so far.
+    seed : int
+        The noise seed, drawn by ``init``: step t's u are ``refbinn.noise.uniform(
+        NoiseKey(seed, t, S), j, name, ...)``.
     """
     lam: dict
     momentum: dict
     mu: dict
     step: int
+    seed: int = 0
 
 
 class BayesBiNN(PooledKernels, Optimizer):
@@ -148,8 +160,9 @@ class BayesBiNN(PooledKernels, Optimizer):
     dtype : None, 'float32' or 'float64'
         State dtype. None: the params' dtype for 'exact', float32 for 'official'.
     backend : {'numba', 'numpy'}
-        'numba' runs float32 steps in fused kernels (other dtypes use NumPy);
-        'numpy' always uses the reference functions (``_bayesbinn_math``).
+        'numba' runs the step in fused kernels that make the noise in registers
+        (``_bayesbinn_kernels``); 'numpy' materialises u (``refbinn.noise.uniform``) and
+        runs the reference equations (``_bayesbinn_math``). Both give the same bits.
 
     References
     ----------
@@ -208,7 +221,8 @@ class BayesBiNN(PooledKernels, Optimizer):
     def init(self, params, rng=None):
         """lam = +-lam_init (random sign per weight) + lam_init_std * N(0, 1); m = 0; step 0.
 
-        Draws, per parameter in order: the signs, then (if lam_init_std > 0) the noise.
+        Draws, per parameter in order: the signs, then (if lam_init_std > 0) the noise;
+        then the noise seed, an integer in [0, 2**63).
         """
         if not isinstance(rng, np.random.Generator):
             raise ValueError("BayesBiNN.init needs rng, a numpy.random.Generator (random signs of lam)")
@@ -226,34 +240,56 @@ class BayesBiNN(PooledKernels, Optimizer):
             if self.lam_init_std > 0:
                 lam_k = lam_k + self.lam_init_std * rng.standard_normal(shape)
             lam[k] = np.ascontiguousarray(lam_k, dtype=dt)
-            mom[k] = np.zeros(shape, dtype=dt)
-            mu[k] = rounded(np.tanh, lam[k])
-        return BayesBiNNState(lam, mom, mu, 0)
+            mom[k] = np.zeros(shape, dtype=dt)                  # untouched pages while beta = 0
+            if self.numerics == OFFICIAL:
+                mu[k] = tanh_(lam[k])
+        seed = int(rng.integers(0, 2 ** 63))
+        return BayesBiNNState(lam, mom, mu, 0, seed)
 
     def _lam0(self, k, dt):
         v = self.lam0[k] if isinstance(self.lam0, dict) else self.lam0
         return np.asarray(v, dtype=dt)
 
+    def _fused(self, lam):
+        return use_kernels(self.backend, lam, dtypes=_KERNEL_DTYPES, min_size=0)
+
     # -- sampling and forward weights ------------------------------------------
-    def sample(self, state, rng):
-        """S dicts name -> u (open_uniform, the state dtype); [None] when S = 0."""
+    def sample(self, state, rng=None):
+        """The step's noise as keys: [SampleKey(NoiseKey(seed, step, S), j) for j < S]; [None] when S = 0.
+
+        No array is drawn: u of sample j for parameter ``name`` is
+        ``refbinn.noise.uniform(key, j, name, shape)``, a pure function of (state.seed,
+        state.step, j, name, element), which the kernels make in registers. ``rng`` is not
+        used (the protocol's argument; the noise seed was drawn by ``init``).
+        """
         if self.samples == 0:
             return [None]
-        return [{k: open_uniform(rng, v.shape, v.dtype) for k, v in state.lam.items()}
-                for _ in range(self.samples)]
+        return noise_stream.sample_keys(noise_stream.NoiseKey(int(state.seed), int(state.step), self.samples))
 
     def forward_params(self, state, noise=None):
-        """w_r = tanh((lam + delta)/tau) for a noise dict; tanh(lam) for None (S = 0)."""
+        """w_r = tanh((lam + delta)/tau) for a SampleKey or a dict name -> u; tanh(lam) for None (S = 0)."""
         if noise is None:
-            return {k: rounded(np.tanh, v) for k, v in state.lam.items()}
+            return {k: tanh_(v) for k, v in state.lam.items()}
         out = {}
         for k, lam in state.lam.items():
-            u = np.asarray(noise[k], dtype=lam.dtype)
-            if use_kernels(self.backend, lam):
-                out[k] = relaxed_sample_fused(self.pool, lam, u, self.tau)
+            if isinstance(noise, noise_stream.SampleKey) and self._fused(lam):
+                out[k] = relaxed_fused(self.pool, lam, noise.key, noise.sample, k, self.tau)
             else:
-                out[k] = relaxed_sample(lam, u, self.tau)
+                out[k] = relaxed_sample(lam, self._u(noise, k, lam), self.tau)
         return out
+
+    @staticmethod
+    def _u(noise, k, lam):
+        """The u array of parameter k: materialised from a SampleKey, or given (a dict)."""
+        if isinstance(noise, noise_stream.SampleKey):
+            return noise.uniform(k, lam.shape, lam.dtype)
+        if not isinstance(noise, dict) or k not in noise:
+            raise ValueError(f"BayesBiNN: noise must be a SampleKey or a dict with an entry for '{k}', "
+                             f"got {type(noise).__name__}")
+        u = np.ascontiguousarray(noise[k], dtype=lam.dtype)
+        if u.shape != lam.shape:
+            raise ValueError(f"BayesBiNN: noise['{k}'] has shape {u.shape}, lam has shape {lam.shape}")
+        return u
 
     # -- evaluation weights -------------------------------------------------------
     def params(self, state):
@@ -296,7 +332,8 @@ class BayesBiNN(PooledKernels, Optimizer):
             d loss/d w at ``forward_params(state, noise[j])``; one dict is accepted when S <= 1.
         state : BayesBiNNState
         noise : list
-            What ``sample`` returned for this step.
+            What ``sample`` returned for this step (SampleKeys), or S dicts name -> u
+            (e.g. a port's or a trace's arrays: the reference equations then run on them).
         lr : float, optional
             Overrides the constructor's learning rate for this step.
         weights : list of dict, optional
@@ -309,8 +346,8 @@ class BayesBiNN(PooledKernels, Optimizer):
             non-finite; the state is then left as it was. The NumPy path scans the
             gradients first (``check_finite``); the fused kernels write into fresh
             buffers and count non-finite lam' (which any NaN/inf gradient produces),
-            and only then are the gradients scanned to name the culprit, so the float32
-            step does not pay for a separate pass. Nothing is stored either way.
+            and only then are the gradients scanned to name the culprit, so the step
+            does not pay for a separate pass. Nothing is stored either way.
         """
         lr = self.lr if lr is None else check_range("lr", lr, 0, lo_open=True)
         if noise is None:
@@ -321,30 +358,44 @@ class BayesBiNN(PooledKernels, Optimizer):
         grads = as_grad_list(grads, noise)
         check_grads(grads, state.lam, "BayesBiNN", allow_extra=True)
         step = state.step + 1
-        on_kernels = {k: use_kernels(self.backend, lam) for k, lam in state.lam.items()}
+        key = _step_key(noise)
+        on_kernels = {k: key is not False and self._fused(lam) for k, lam in state.lam.items()}
         check_grads_before(grads, on_kernels)
+        official = self.numerics == OFFICIAL
         new_lam, new_m, new_mu = {}, {}, {}
         for k, lam in state.lam.items():
             gs = [np.ascontiguousarray(g[k], dtype=lam.dtype) for g in grads]
-            us = [None if n is None else np.ascontiguousarray(n[k], dtype=lam.dtype) for n in noise]
-            out = self._step(on_kernels[k], lam, state.momentum[k], state.mu[k], gs, us,
-                             self._lam0(k, lam.dtype), lr, step)
-            if out is None:
+            m = state.momentum[k] if self.beta != 0 else None
+            mu = state.mu[k] if official else None
+            lam0 = self._lam0(k, lam.dtype)
+            if on_kernels[k]:
+                lam_new, m_new, mu_new = step_fused(self.pool, k, lam, m, mu, gs, key, lam0, lr, self.beta,
+                                                    self.reweight, self.tau, self.N, self.numerics, step)
+            else:
+                us = [None if n is None else self._u(n, k, lam) for n in noise]
+                with np.errstate(over="ignore", invalid="ignore"):         # overflow is reported
+                    lam_new, m_new, mu_new = step_numpy(lam, 0 if m is None else m, mu, gs, us, lam0, lr,
+                                                        self.beta, self.reweight, self.tau, self.N,
+                                                        self.numerics, step)
+                if not np.all(np.isfinite(lam_new)):
+                    lam_new = None
+            if lam_new is None:
                 raise_nonfinite(k, grads, "lam (s*g overflowed)")
-            new_lam[k], new_m[k], new_mu[k] = out
-        return BayesBiNNState(new_lam, new_m, new_mu, step)
+            new_lam[k] = lam_new
+            new_m[k] = m_new if self.beta != 0 else state.momentum[k]   # beta = 0: m is not part of the step
+            if official:
+                new_mu[k] = mu_new
+        return BayesBiNNState(new_lam, new_m, new_mu, step, state.seed)
 
-    def _step(self, on_kernels, lam, m, mu, gs, us, lam0, lr, step):
-        """The one dispatch point: ``step_fused`` (``_bayesbinn_kernels``, outputs from the
-        pool) or the reference ``step_numpy`` (``_bayesbinn_math``), the same equations in
-        the authors' order. Returns (lam', m', mu'), or None if lam' came out non-finite.
-        """
-        args = (lam, m, mu, gs, us, lam0, lr, self.beta, self.reweight, self.tau, self.N,
-                self.numerics, step)
-        if on_kernels:
-            fused = step_clipped_fused if self.numerics == EXACT_CLIPPED else step_fused
-            lam_new, m_new, mu_new = fused(self.pool, *args)
-            return None if lam_new is None else (lam_new, m_new, mu_new)
-        with np.errstate(over="ignore", invalid="ignore"):             # overflow is reported
-            lam_new, m_new, mu_new = step_numpy(*args)
-        return (lam_new, m_new, mu_new) if np.all(np.isfinite(lam_new)) else None
+
+def _step_key(noise):
+    """The NoiseKey when ``noise`` is exactly ``sample()``'s list for it; None for [None]
+    (S = 0); False for anything else (arrays: the reference equations run on them)."""
+    if noise == [None]:
+        return None
+    first = noise[0]
+    if (isinstance(first, noise_stream.SampleKey) and first.key.samples == len(noise)
+            and all(isinstance(n, noise_stream.SampleKey) and n.key == first.key and n.sample == j
+                    for j, n in enumerate(noise))):
+        return first.key
+    return False

@@ -8,8 +8,9 @@ For every optimizer, per epoch::
     gap_val/test   acc_mean - acc_mode of the epoch's evaluation (when the mean was evaluated)
 
 For BayesBiNN (alone or as the binary part of a ``Partition``), per binary parameter, on one
-training batch (the epoch's last, or every K-th with ``every``), at the current state and
-S fresh Monte Carlo samples u_j (S = opt.samples) drawn from a stream of their own::
+training batch (the epoch's last, or every K-th with ``every``), at the current state and the
+S Monte Carlo samples u_j of its noise key (S = opt.samples; the u the next update uses; no
+random stream is consumed)::
 
     w_j    = tanh((lam + delta_j)/tau)                    relaxed weights (``relaxed_sample``)
     g_j    = d loss/d w at w_j                            one forward/backward per sample
@@ -48,7 +49,7 @@ import time
 
 import numpy as np
 
-from ..optim.bayesbinn import BayesBiNN, concrete_scale, open_uniform, relaxed_sample, rounded
+from ..optim.bayesbinn import BayesBiNN, concrete_scale, relaxed_sample, tanh_
 from ..optim.partition import Partition
 
 RTOL = 1e-6        # |lr*g_hat| above RTOL*max(|lam|, 1) counts as a non-negligible step
@@ -70,8 +71,8 @@ def _binary_lr(opt, lr):
 
 
 def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=None):
-    """The data and prior terms of one BayesBiNN update on batch (x, y), at S fresh samples,
-    one parameter at a time (so that only one parameter's float64 temporaries are alive).
+    """The data and prior terms of one BayesBiNN update on batch (x, y), at the S samples of the
+    state's own noise key (``bb.sample(state)``: those of the update at this state), one parameter at a time (so that only one parameter's float64 temporaries are alive).
 
     ``bn_state`` is only read: the training-mode forward normalises by batch statistics
     and the running statistics it returns are dropped.
@@ -86,7 +87,7 @@ def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=Non
         One training batch.
     loss_fn : callable (out, y) -> (loss, dout)
     rng : numpy.random.Generator
-        Draws the S noise arrays (in the order ``BayesBiNN.sample`` does), then dropout.
+        Draws the dropout masks.
     real_params : dict, optional
         The other optimizer's parameters (a Partition), merged into the forward weights.
 
@@ -98,12 +99,11 @@ def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=Non
     if bb.samples == 0:
         noise = [None]
     else:
-        noise = [{k: open_uniform(rng, v.shape, v.dtype) for k, v in lam.items()}
-                 for _ in range(bb.samples)]
+        noise = [{k: n.uniform(k, v.shape, v.dtype) for k, v in lam.items()} for n in bb.sample(state)]
     grads = []
     for u in noise:
         if u is None:
-            w = {k: rounded(np.tanh, v) for k, v in lam.items()}
+            w = {k: tanh_(v) for k, v in lam.items()}
         else:
             w = {k: relaxed_sample(v, u[k], bb.tau) for k, v in lam.items()}
         p = {**w, **(real_params or {})}

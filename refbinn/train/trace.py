@@ -32,6 +32,7 @@ from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, T
 from ..checks import check_choice, check_int
 from ..errors import reads_file
 from ..io import atomic_savez
+from ..noise import SampleKey
 from ..optim.bayesbinn import OFFICIAL, concrete_scale
 from ..optim.registry import make
 from .step import train_step
@@ -192,6 +193,16 @@ def _put_state(arrays, prefix, state):
             arrays[f"{prefix}/{f}"] = np.asarray(v)
 
 
+def _noise_arrays(noise, state):
+    """The u arrays of one pass, name -> ndarray: materialised from BayesBiNN's SampleKey
+    (``refbinn.noise.uniform``, what a port computes), None when the pass has no noise."""
+    if noise is None:
+        return None
+    if isinstance(noise, SampleKey):
+        return {k: noise.uniform(k, lam.shape, lam.dtype) for k, lam in state.lam.items()}
+    return {k: np.asarray(v) for k, v in noise.items()}
+
+
 def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float64", hparams=None):
     """Train ``model_name`` with ``optimizer_name`` for ``steps`` steps on synthetic data; save every tensor.
 
@@ -255,8 +266,9 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
 
         def record(state, ps, sp=f"{pre}/sample"):
             sp = f"{sp}{ps.index}"
-            if ps.noise is not None:
-                arrays.update({f"{sp}/u/{k}": np.asarray(v) for k, v in ps.noise.items()})
+            u = _noise_arrays(ps.noise, state)
+            if u is not None:
+                arrays.update({f"{sp}/u/{k}": v for k, v in u.items()})
             arrays.update({f"{sp}/mask/{model.layers[li].name}": ps.cache[li]
                            for li in drops if ps.cache[li] is not None})   # the masks the layers used
             arrays.update({f"{sp}/w/{k}": v for k, v in ps.weights.items()})
@@ -265,7 +277,7 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
             arrays.update({f"{sp}/grad/{k}": v for k, v in ps.grads.items()})
             if bayes and ps.noise is not None:
                 mu = state.mu if opt.numerics == OFFICIAL else {}
-                arrays.update({f"{sp}/scale/{k}": concrete_scale(lam, ps.noise[k], opt.tau, opt.N,
+                arrays.update({f"{sp}/scale/{k}": concrete_scale(lam, u[k], opt.tau, opt.N,
                                                                  opt.numerics, mu.get(k))
                                for k, lam in state.lam.items()})
             samples.add(ps.index)

@@ -1,0 +1,201 @@
+"""BayesBiNN's fused kernels (noise made in registers from the key) against the NumPy reference
+(u materialised by ``refbinn.noise.uniform``, the equations of ``_bayesbinn_math.py``): the same
+bits in float32 and float64, every numerics, S = 0..3; and a trace re-run and checked by a port
+that materialises the noise itself.
+
+Equality here is exact (``np.array_equal`` on the bits): both paths run the same operations
+in the same order with the same exp/log/tanh (``_elementary.py``).
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numba import njit
+
+from refbinn import noise as noise_stream
+from refbinn.optim import _bayesbinn_kernels as kernels
+from refbinn.optim._elementary import exp32_np, log32_np, tanh32_np
+from refbinn.optim._float32 import exp32, log32, tanh32
+from refbinn.optim.bayesbinn import BayesBiNN, relaxed_sample, step_numpy
+
+
+@njit(cache=True, error_model="numpy")
+def _elementwise(fn_id, x, out):
+    """out = exp32/log32/tanh32(x) for fn_id 0/1/2, compiled as the kernels compile them."""
+    for i in range(x.size):
+        xi = x[i]
+        out[i] = exp32(xi) if fn_id == 0 else (log32(xi) if fn_id == 1 else tanh32(xi))
+
+
+def bits_equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(
+        a.view(np.uint8 if a.dtype.itemsize == 1 else f"u{a.dtype.itemsize}"),
+        b.view(np.uint8 if b.dtype.itemsize == 1 else f"u{b.dtype.itemsize}"))
+
+
+def run_both(dtype, numerics, samples, shapes, *, tau, beta=0.0, lam_init=10.0, lam_init_std=0.0,
+             lam0=0.0, steps=2, seed=0, grad_scale=1.0):
+    """The same steps on both backends; returns [(states, weights)] for numba, numpy."""
+    out = []
+    for backend in ("numba", "numpy"):
+        opt = BayesBiNN(N=1000.0, tau=tau, lr=0.05, beta=beta, samples=samples, lam_init=lam_init,
+                        lam_init_std=lam_init_std, lam0=lam0, numerics=numerics, dtype=dtype,
+                        backend=backend)
+        params = {k: np.zeros(s, dtype) for k, s in shapes.items()}
+        state = opt.init(params, np.random.default_rng(seed))
+        g_rng = np.random.default_rng(seed + 1)
+        states, weights = [state], []
+        for _ in range(steps):
+            noise = opt.sample(state, None)
+            weights.append([opt.forward_params(state, n) for n in noise])
+            grads = [{k: (grad_scale * g_rng.standard_normal(v.shape)).astype(dtype)
+                      for k, v in state.lam.items()} for _ in noise]
+            state = opt.update(grads, state, noise)
+            states.append(state)
+        out.append((states, weights))
+    return out
+
+
+def assert_same(fused, ref):
+    (sf, wf), (sr, wr) = fused, ref
+    for a, b in zip(sf, sr):
+        for field in ("lam", "momentum", "mu"):
+            da, db = getattr(a, field), getattr(b, field)
+            assert da.keys() == db.keys()
+            for k in da:
+                assert bits_equal(da[k], db[k]), f"{field}['{k}'] differs at step {a.step}"
+        assert a.step == b.step and a.seed == b.seed
+    for pa, pb in zip(wf, wr):
+        for a, b in zip(pa, pb):
+            for k in a:
+                assert bits_equal(a[k], b[k]), f"forward weights of '{k}' differ"
+
+
+# sizes: below and above the serial/parallel switch, with every remainder mod 4 and mod BLOCK
+SHAPES = st.sampled_from([(1,), (3,), (7, 5), (1027,), (kernels.SERIAL_BELOW + 5,), (2, 3, 4, 5)])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dtype=st.sampled_from(["float32", "float64"]),
+       numerics=st.sampled_from(["exact", "official", "exact-clipped"]),
+       samples=st.integers(0, 3), shape=SHAPES, tau=st.sampled_from([1e-10, 0.01, 0.3, 1.0, 3.0]),
+       beta=st.sampled_from([0.0, 0.9]), spread=st.sampled_from([0.0, 1.0, 8.0]),
+       prior=st.sampled_from(["zero", "array"]), seed=st.integers(0, 2 ** 16))
+def test_fused_and_reference_give_bit_identical_state(dtype, numerics, samples, shape, tau, beta, spread,
+                                                     prior, seed):
+    shapes = {"fc1.weight": shape, "fc2.weight": (5, 3)}
+    lam0 = 0.0
+    if prior == "array":
+        r = np.random.default_rng(seed + 7)
+        lam0 = {k: r.standard_normal(s) for k, s in shapes.items()}
+    # spread 0: lam = +-10 (saturated blocks at small tau); else lam ~ N(+-1, spread) crosses zero
+    fused, ref = run_both(dtype, numerics, samples, shapes, tau=tau, beta=beta,
+                          lam_init=10.0 if spread == 0 else 1.0, lam_init_std=spread, lam0=lam0, seed=seed)
+    assert_same(fused, ref)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("numerics", ["exact", "official", "exact-clipped"])
+def test_saturated_blocks_and_mixed_blocks_match(dtype, numerics):
+    """At tau = 1e-10 blocks whose |lam| all exceed 8.5 skip the noise; one weight near 0 in a
+    block forces the full path for that block: both must equal the reference."""
+    fused, ref = run_both(dtype, numerics, 1, {"w": (5 * kernels.BLOCK + 3,)}, tau=1e-10, steps=3,
+                          lam_init=10.0, grad_scale=1e-3)
+    assert_same(fused, ref)
+    opt = BayesBiNN(N=100.0, tau=1e-10, numerics=numerics, dtype=dtype)
+    state = opt.init({"w": np.zeros(4 * kernels.BLOCK, dtype)}, np.random.default_rng(0))
+    state.lam["w"][kernels.BLOCK + 17] = 0.25                  # one undecided weight in block 1
+    ref_opt = BayesBiNN(N=100.0, tau=1e-10, numerics=numerics, dtype=dtype, backend="numpy")
+    g = {"w": np.random.default_rng(1).standard_normal(state.lam["w"].shape).astype(dtype)}
+    for o in (opt, ref_opt):
+        noise = o.sample(state)
+        assert bits_equal(o.forward_params(state, noise[0])["w"],
+                          relaxed_sample(state.lam["w"], noise[0].uniform("w", (4 * kernels.BLOCK,), dtype),
+                                         1e-10))
+    a = opt.update([g], state, opt.sample(state))
+    b = ref_opt.update([g], state, ref_opt.sample(state))
+    assert bits_equal(a.lam["w"], b.lam["w"])
+
+
+def test_sample_returns_keys_not_arrays_and_the_key_is_the_state():
+    opt = BayesBiNN(N=10.0, tau=1.0, samples=3)
+    state = opt.init({"w": np.zeros((4, 5))}, np.random.default_rng(0))
+    noise = opt.sample(state, np.random.default_rng(123))
+    assert noise == noise_stream.sample_keys(noise_stream.NoiseKey(state.seed, 0, 3))
+    assert all(isinstance(n, noise_stream.SampleKey) for n in noise)
+    assert opt.sample(state, np.random.default_rng(5)) == noise     # the rng plays no part
+    assert 0 <= state.seed < 2 ** 63
+    later = opt.update([{"w": np.ones((4, 5))}] * 3, state, noise)
+    assert opt.sample(later)[0].key == noise_stream.NoiseKey(state.seed, 1, 3)
+    assert BayesBiNN(N=10.0, tau=1.0, samples=0).sample(state) == [None]
+
+
+def test_given_u_arrays_run_the_reference_and_match_the_keys():
+    """A port's (or a trace's) u arrays in place of the keys give the same step."""
+    for backend in ("numba", "numpy"):
+        opt = BayesBiNN(N=50.0, tau=0.5, samples=2, lam_init=1.0, lam_init_std=1.0, dtype="float32",
+                        backend=backend)
+        state = opt.init({"w": np.zeros(300, np.float32)}, np.random.default_rng(2))
+        keys = opt.sample(state)
+        arrays = noise_stream.materialise(keys[0].key, {"w": (300,)}, np.float32)
+        g = [{"w": np.random.default_rng(j).standard_normal(300).astype(np.float32)} for j in range(2)]
+        assert bits_equal(opt.forward_params(state, keys[1])["w"], opt.forward_params(state, arrays[1])["w"])
+        assert bits_equal(opt.update(g, state, keys).lam["w"], opt.update(g, state, arrays).lam["w"])
+
+
+def test_materialised_u_is_strictly_inside_the_unit_interval():
+    key = noise_stream.NoiseKey(2 ** 63 - 1, 2 ** 32 - 1, 1)
+    for dt in (np.float32, np.float64):
+        u = noise_stream.uniform(key, 0, "fc1.weight", (1 << 18,), dt)
+        assert u.dtype == dt and u.min() > 0 and u.max() < 1
+        assert u.min() >= 2.0 ** -24 and u.max() <= 1 - 2.0 ** -24
+
+
+def test_no_momentum_buffer_with_beta0_and_no_mu_in_exact():
+    opt = BayesBiNN(N=10.0, tau=1.0, samples=1, numerics="exact", dtype="float32")
+    state = opt.init({"w": np.zeros(100_000, np.float32)}, np.random.default_rng(0))
+    m0 = state.momentum["w"]
+    new = opt.update([{"w": np.ones(100_000, np.float32)}], state, opt.sample(state))
+    assert new.momentum["w"] is m0 and not m0.any()          # not written, not replaced
+    assert new.mu == {} and state.mu == {}
+    off = BayesBiNN(N=10.0, tau=1.0, numerics="official")
+    s = off.init({"w": np.zeros(10, np.float32)}, np.random.default_rng(0))
+    assert bits_equal(s.mu["w"], tanh32_np(s.lam["w"]))
+
+
+def test_step_numpy_is_what_the_update_runs():
+    """The reference path of ``update`` is ``step_numpy`` on the materialised u."""
+    opt = BayesBiNN(N=20.0, tau=0.7, samples=2, lam_init=1.0, lam_init_std=0.5, beta=0.5, backend="numpy")
+    state = opt.init({"w": np.zeros(50)}, np.random.default_rng(4))
+    noise = opt.sample(state)
+    g = [{"w": np.random.default_rng(j).standard_normal(50)} for j in range(2)]
+    new = opt.update(g, state, noise)
+    us = [n.uniform("w", (50,), np.float64) for n in noise]
+    lam, m, _ = step_numpy(state.lam["w"], state.momentum["w"], None, [x["w"] for x in g], us, 0.0,
+                           opt.lr, opt.beta, opt.reweight, opt.tau, opt.N, "exact", 1)
+    assert bits_equal(new.lam["w"], lam) and bits_equal(new.momentum["w"], m)
+
+
+def test_elementary_float32_functions_are_the_kernels_bits():
+    """The NumPy twins of exp32/log32/tanh32 against the kernels on every kind of float32."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.integers(0, 2 ** 32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+                        (rng.standard_normal(100_000) * 30).astype(np.float32),
+                        np.array([0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 88.72, 88.8, -87.33, -87.4, 9.5],
+                                 np.float32)])
+    for fn_id, f in enumerate((exp32_np, log32_np, tanh32_np)):
+        out = np.empty_like(x)
+        with np.errstate(all="ignore"):
+            _elementwise(fn_id, x, out)
+            mine = f(x)
+        same = (out.view(np.uint32) == mine.view(np.uint32)) | (np.isnan(out) & np.isnan(mine))
+        assert same.all(), f"function {fn_id}: {np.count_nonzero(~same)} differ"
+
+
+def test_a_wrong_twin_is_caught():
+    """The equality checks can fail: one ulp off in one element is seen."""
+    fused, ref = run_both("float32", "exact", 1, {"w": (40,)}, tau=0.5, lam_init=1.0, lam_init_std=1.0)
+    fused[0][-1].lam["w"][3] = np.nextafter(fused[0][-1].lam["w"][3], np.float32(np.inf))
+    with pytest.raises(AssertionError, match="lam"):
+        assert_same(fused, ref)
