@@ -38,9 +38,10 @@ Names in this module, the paper and the authors' PyTorch code:
 
 Two numerics (spec section 7):
 
-- ``'exact'`` (default): the scale in the stable log-cosh form
-  s = N/tau * exp(2*(logcosh(lam) - logcosh(z))), z = (lam + delta)/tau, which has no
-  0/0 when tanh saturates; mu = tanh(lam) of the current lam. At tau = 1e-10 the
+- ``'exact'`` (default): the scale in a stable form, s = N/tau * (cosh(lam)/cosh(z))**2
+  = exp(log(N/tau) + 2*(|lam| - |z|)) * ((1 + e**-2|lam|)/(1 + e**-2|z|))**2,
+  z = (lam + delta)/tau, which has no 0/0 when tanh saturates; mu = tanh(lam) of the
+  current lam, never stored. At tau = 1e-10 the
   true concrete derivative underflows: s ~ 0 and only the prior term moves lam.
 - ``'official'``: the authors' float32 arithmetic, in their order:
   s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), with mu one step behind
@@ -48,31 +49,32 @@ Two numerics (spec section 7):
   at tau = 1e-10 w_r is exactly +-1, so the 1e-10 constants set the step: s/N = 1e10
   at lam = 10. A float64 port of the same formula gives 1/(1 - tanh(10)**2 + 1e-10) ~ 1.2e8.
 - ``'exact-clipped'`` (a variant for experiments, NOT the paper's estimator): 'exact' with
-  the scale bounded, s = min(s_exact, N/tau) (``concrete_scale``); its float32 kernels are
-  in ``_bayesbinn_clipped_kernels.py``.
+  the scale bounded, s = min(s_exact, N/tau) (``concrete_scale``).
 
 Conventions:
 
 - The mode maps zeros to +1 (``refbinn.nn.sign``; the authors map mu <= 0 to -1).
-- Noise u comes from the open interval (``open_uniform``), so log(0) never occurs;
-  u given to ``update``/``forward_params`` is rounded to the state dtype.
-- The NumPy equations (``_bayesbinn_math.py``) are the reference: + - * / in the
-  state dtype, in the authors' order, and log/tanh/exp correctly rounded to that dtype
-  (``rounded``). Float32 steps run in fused Numba kernels (``_bayesbinn_kernels.py``)
-  that agree with them to a few ulp (and bit for bit where no transcendental is
-  involved); ``backend='numpy'`` forces the reference.
+- Noise u is a function, not a draw: ``sample`` returns the step's keys and u of sample j
+  for parameter ``name`` is ``refbinn.noise.uniform(NoiseKey(seed, step, S), j, name, shape)``
+  (Philox4x32-10 of (element // 4, step, j, crc32(name)) under the seed that ``init`` draws
+  and the state keeps), on the float32 midpoint grid of (0, 1), so log(0) never occurs.
+  ``forward_params``/``update`` also take u as arrays (a port's or a trace's).
+- The NumPy equations (``_bayesbinn_math.py``) are the reference: + - * / in the state
+  dtype, in the authors' order, with the exp/log/tanh of ``_elementary.py`` (float32:
+  refbinn's own, within 3 ulp and the same on every CPU; float64: the C library's). The
+  fused Numba kernels (``_bayesbinn_kernels.py``) make u from the key in the kernel and
+  compute the same bits (float32 and float64); ``backend='numpy'`` forces the reference.
 - The exact scale is capped just below the dtype's largest finite number; a step
   that still overflows lam raises FloatingPointError and leaves the state as it was.
 
 Where the code is (the template of every refbinn optimizer): this module holds the
-optimizer (``BayesBiNN``, ``BayesBiNNState``) and its one dispatch point
-(``BayesBiNN._step``, with ``_backend.use_kernels``); it re-exports the equations, so
+optimizer (``BayesBiNN``, ``BayesBiNNState``) and its dispatch (``BayesBiNN.update`` and
+``forward_params``, with ``_backend.use_kernels``); it re-exports the equations, so
 import them from here. The equations, one NumPy function each (``open_uniform``,
 ``logistic_noise``, ``relaxed_sample``, ``concrete_scale``, ``natural_update``,
 ``step_numpy``; constants ``EXACT``, ``OFFICIAL``, ``CODE_EPS``, ``LOG2``), are in
-``_bayesbinn_math.py``; their float32 Numba twins, named after them
-(``relaxed_sample_fused``, ``concrete_scale_exact32``, ``natural_update32``,
-``step_fused``, ...), are in ``_bayesbinn_kernels.py``.
+``_bayesbinn_math.py``; their Numba twins, named after them (``relaxed_fused``,
+``_scale``, ``_natural``, ``step_fused``, ...), are in ``_bayesbinn_kernels.py``.
 
 References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
 Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
