@@ -39,7 +39,7 @@ Names in this module, the paper and the authors' PyTorch code:
 Two numerics (spec section 7):
 
 - ``'exact'`` (default): the scale in a stable form, s = N/tau * (cosh(lam)/cosh(z))**2
-  = exp(log(N/tau) + 2*(|lam| - |z|)) * ((1 + e**-2|lam|)/(1 + e**-2|z|))**2,
+  = exp(log(N/tau) + 2*(abs(lam) - abs(z))) * ((1 + exp(-2 abs(lam)))/(1 + exp(-2 abs(z))))**2,
   z = (lam + delta)/tau, which has no 0/0 when tanh saturates; mu = tanh(lam) of the
   current lam, never stored. At tau = 1e-10 the
   true concrete derivative underflows: s ~ 0 and only the prior term moves lam.
