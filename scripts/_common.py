@@ -317,7 +317,7 @@ def time_mlp_grads(model, params, bn_state, rng, *, batch, seed, repeats, keep, 
     def fwd_bwd():
         out, cache, _ = model.forward(params, x, bn_state, train=True, rng=rng_fwd)
         _, dout = softmax_cross_entropy(out, y)
-        return model.backward(params, cache, dout)[1]
+        return model.backward(params, cache, dout, input_grad=False)[1]
 
     ms = median_ms(fwd_bwd, repeats)
     return ms, {k: g for k, g in fwd_bwd().items() if k in keep}

@@ -119,7 +119,7 @@ class RefbinnSide:
         from refbinn.nn import softmax_cross_entropy
         out, cache, _ = self.model.forward(p, x, self.bn, train=True, rng=self.r_drop)
         _, dout = softmax_cross_entropy(out, y)
-        return self.model.backward(p, cache, dout)[1]
+        return self.model.backward(p, cache, dout, input_grad=False)[1]
 
     def step(self, x, y):
         from refbinn.nn import softmax_cross_entropy
@@ -142,7 +142,7 @@ class RefbinnSide:
         t.append(time.perf_counter())
         _, dout = softmax_cross_entropy(out, y)
         t.append(time.perf_counter())
-        _, g = m.backward(p, cache, dout)
+        _, g = m.backward(p, cache, dout, input_grad=False)
         t.append(time.perf_counter())
         self.state = o.update([g], self.state, noise)
         t.append(time.perf_counter())

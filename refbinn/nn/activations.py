@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_float_input
+from . import _fused
 from .base import Layer
 
 
@@ -98,14 +99,24 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, params, x, state, *, train=False, rng=None):
-        x = check_float_input(f"layer '{self.name}'", x)
+    def uniforms(self, shape, train, rng):
+        """The u ~ U(0, 1) that ``forward`` draws, float32 of ``shape``; None when it draws none."""
         if not train or self.p == 0.0:
-            return x, None, state
+            return None
         if rng is None:
             raise ValueError(f"layer '{self.name}': training with p={self.p} needs rng "
                              f"(a numpy.random.Generator), got None")
-        keep = rng.random(x.shape, dtype=np.float32) >= self.p        # bool, u compared in float32
+        return rng.random(shape, dtype=np.float32)
+
+    def forward(self, params, x, state, *, train=False, rng=None):
+        x = check_float_input(f"layer '{self.name}'", x)
+        u = self.uniforms(x.shape, train, rng)
+        if u is None:
+            return x, None, state
+        if _fused.fusable(x):
+            y, keep = _fused.dropout(x, u, self.p, 1.0 / (1.0 - self.p))   # one pass, same bits
+            return y, keep, state
+        keep = u >= self.p                                            # bool, u compared in float32
         y = x * keep
         y *= 1.0 / (1.0 - self.p)
         return y, keep, state

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _fused
 from .base import REAL, Layer
 
 # per-channel sum of a product without the product's temporary: sum over N (and H, W)
@@ -70,8 +71,8 @@ class BatchNorm(Layer):
                              f"expected (N, {self.num_features}) or (N, {self.num_features}, H, W)")
         return self._check_input(x, (None, self.num_features) + (None,) * (x.ndim - 2))
 
-    def forward(self, params, x, state, *, train=False, rng=None):
-        x = self._check(x)
+    def _normalise(self, x, state, train):
+        """(x - mean, inv_std, new_state): the centred input (a fresh array) and 1 / sqrt(var + eps)."""
         missing = [k for k in ("running_mean", "running_var") if k not in state]
         if missing:
             raise ValueError(f"layer '{self.name}': state lacks {missing}; pass the state from init()")
@@ -82,9 +83,13 @@ class BatchNorm(Layer):
             if m < 2:
                 raise ValueError(f"layer '{self.name}': training needs more than one value per "
                                  f"channel, got input shape {tuple(x.shape)}")
-            mean = x.mean(axis=axes)                                 # (C,)
-            xhat = x - mean.reshape(shape)                           # fresh array: normalise in place
-            var = np.einsum(_SUM[x.ndim], xhat, xhat) / m            # biased, (C,)
+            if _fused.fusable(x, sums=True):
+                xhat, mean, sq = _fused.center(x)                    # one Numba pass, same bits
+            else:
+                mean = x.mean(axis=axes)                             # (C,)
+                xhat = x - mean.reshape(shape)                       # fresh array: normalise in place
+                sq = np.einsum(_SUM[x.ndim], xhat, xhat)             # (C,)
+            var = sq / m                                             # biased, (C,)
             mo = self.momentum
             new_state = {
                 "running_mean": (1 - mo) * state["running_mean"] + mo * mean,
@@ -96,6 +101,12 @@ class BatchNorm(Layer):
             xhat = x - mean.reshape(shape)
             new_state = state
         inv_std = 1.0 / np.sqrt(var + self.eps)                      # (C,)
+        return xhat, inv_std, new_state
+
+    def forward(self, params, x, state, *, train=False, rng=None):
+        x = self._check(x)
+        xhat, inv_std, new_state = self._normalise(x, state, train)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
         xhat *= inv_std.reshape(shape)
         if self.affine:
             y = xhat * params["weight"].reshape(shape)
@@ -103,6 +114,36 @@ class BatchNorm(Layer):
         else:
             y = xhat    # shared with the cache; layers never write into their inputs
         return y, (xhat, inv_std, train), new_state
+
+    def fusable_with(self, x, train):
+        """True if ``forward_relu`` / ``backward_relu`` apply: training, no affine, 2-D C-order float x."""
+        return train and not self.affine and _fused.fusable(np.asarray(x), sums=True)
+
+    def forward_relu(self, params, x, state, relu, dropout=None, *, train=True, rng=None):
+        """This layer, then ``relu``, then ``dropout`` (optional), in one fused pass.
+
+        The same outputs, caches, state and random draws as the three ``forward`` calls in
+        turn, bit for bit; only for ``fusable_with(x, train)``.
+
+        Returns
+        -------
+        y : ndarray, (N, C)
+        caches : list
+            This layer's cache, the ReLU's (its input), the Dropout's (the keep mask), if any.
+        new_state : dict of str -> ndarray
+        """
+        x = self._check(x)
+        xhat, inv_std, new_state = self._normalise(x, state, train)
+        u = None
+        if dropout is not None:
+            u = dropout.uniforms(x.shape, train, rng)                # the draw Dropout.forward makes
+        if u is None:
+            y, _ = _fused.scale_relu(xhat, inv_std)                  # xhat scaled in place
+            caches = [(xhat, inv_std, train), xhat] + ([None] if dropout is not None else [])
+        else:
+            y, keep = _fused.scale_relu(xhat, inv_std, u, dropout.p, 1.0 / (1.0 - dropout.p))
+            caches = [(xhat, inv_std, train), xhat, keep]
+        return y, caches, new_state
 
     def backward(self, params, cache, dy):
         """Train: dx = (g / sigma) * (dy - mean(dy) - xhat * mean(dy * xhat)); eval: dx = g * dy / sigma.
@@ -129,6 +170,26 @@ class BatchNorm(Layer):
             grads["weight"] = sum_dy_xhat
             grads["bias"] = sum_dy if train else dy.sum(axis=axes)
         return dx, grads
+
+    def backward_relu(self, params, caches, dy, relu, dropout=None):
+        """The backward of ``forward_relu``: dx of this layer, the ReLU and the Dropout, fused.
+
+        ``caches`` are the three (or two) layers' caches in forward order. Bit-identical to
+        the layers' ``backward`` calls in reverse; only where ``fusable_with`` held in the
+        forward and ``dy`` is 2-D C-order (else it runs those calls).
+        """
+        (xhat, inv_std, train), relu_in = caches[0], caches[1]
+        keep = caches[2] if dropout is not None else None
+        if not (train and not self.affine and relu_in is xhat
+                and _fused.fusable(dy, xhat, *([] if keep is None else [keep]), sums=True)):
+            if dropout is not None:
+                dy = dropout.backward({}, keep, dy)[0]
+            dy = relu.backward({}, relu_in, dy)[0]
+            return self.backward(params, caches[0], dy)
+        m = xhat.shape[0]
+        scale = 1.0 / (1.0 - dropout.p) if keep is not None else 1.0
+        g, s_gx, s_g = _fused.relu_grad_sums(dy, xhat, keep, scale)   # d loss / d xhat, sums over N
+        return _fused.bn_dx(xhat, -s_gx / m, s_g / m, inv_std, g), {}
 
     def __repr__(self):
         return (f"BatchNorm({self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}, "

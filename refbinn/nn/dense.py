@@ -41,12 +41,13 @@ class Dense(Layer):
             y += params["bias"]
         return y, x, state
 
-    def backward(self, params, cache, dy):
+    def backward(self, params, cache, dy, *, input_grad=True):
+        """dx = dy @ W, grads: weight = dy.T @ x, bias = sum_n dy; dx is None if not ``input_grad``."""
         x = cache
         grads = {"weight": dy.T @ x}                              # (out, in)
         if self.bias:
             grads["bias"] = dy.sum(axis=0)
-        dx = dy @ params["weight"]                                # (N, in)
+        dx = dy @ params["weight"] if input_grad else None       # (N, in)
         return dx, grads
 
     def __repr__(self):

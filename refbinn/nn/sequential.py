@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import Dropout, ReLU
 from .base import Layer
+from .batchnorm import BatchNorm
+from .dense import Dense
 
 
 class Sequential:
@@ -96,15 +99,35 @@ class Sequential:
         new_state : dict of str -> ndarray
         """
         caches, new_state = [], {}
-        for layer in self.layers:
+        for a, b in self._spans():
+            layer = self.layers[a]
             p = self._split(layer, params)
             s = self._split(layer, state)
-            x, c, s_new = layer.forward(p, x, s, train=train, rng=rng)
-            caches.append(c)
-            new_state.update({f"{layer.name}.{k}": v for k, v in s_new.items()})
+            if b - a > 1 and layer.fusable_with(x, train):
+                # BatchNorm -> ReLU [-> Dropout] in one pass: the same numbers, caches and draws
+                x, c, s_new = layer.forward_relu(p, x, s, *self.layers[a + 1:b], train=train, rng=rng)
+                caches += c
+                new_state.update({f"{layer.name}.{k}": v for k, v in s_new.items()})
+                continue
+            for layer in self.layers[a:b]:
+                x, c, s_new = layer.forward(self._split(layer, params), x, self._split(layer, state),
+                                            train=train, rng=rng)
+                caches.append(c)
+                new_state.update({f"{layer.name}.{k}": v for k, v in s_new.items()})
         return x, caches, new_state
 
-    def backward(self, params, cache, dy):
+    def _spans(self):
+        """[(a, b), ...]: layers a..b-1 are one BatchNorm -> ReLU [-> Dropout] group, or one layer."""
+        spans, i, ls = [], 0, self.layers
+        while i < len(ls):
+            k = 1
+            if type(ls[i]) is BatchNorm and i + 1 < len(ls) and type(ls[i + 1]) is ReLU:
+                k = 3 if i + 2 < len(ls) and type(ls[i + 2]) is Dropout else 2
+            spans.append((i, i + k))
+            i += k
+        return spans
+
+    def backward(self, params, cache, dy, *, input_grad=True):
         """The chain rule backwards: every layer's ``backward`` in reverse order.
 
         Parameters
@@ -114,18 +137,35 @@ class Sequential:
             From ``forward``.
         dy : ndarray
             d loss / d y.
+        input_grad : bool
+            False: skip d loss / d x below the first layer with parameters (a training step
+            discards it; torch's autograd does not compute it for an input without
+            ``requires_grad``); ``dx`` is then None. The gradients are the same.
 
         Returns
         -------
-        dx : ndarray
-            d loss / d x.
+        dx : ndarray or None
+            d loss / d x (None if not ``input_grad``).
         grads : dict of str -> ndarray
             Keyed like ``params`` and in the same order.
         """
         grads = {}
-        for layer, c in zip(reversed(self.layers), reversed(cache)):
-            dy, g = layer.backward(self._split(layer, params), c, dy)
+        # the lowest layer with parameters: below it nothing is needed if not input_grad
+        first = next((k for k, l in enumerate(self.layers) if l.kinds), -1) if not input_grad else -1
+        for a, b in reversed(self._spans()):
+            layer = self.layers[a]
+            p = self._split(layer, params)
+            if b - a > 1:
+                # BatchNorm -> ReLU [-> Dropout]: one fused backward (it falls back to the layers)
+                dy, g = layer.backward_relu(p, cache[a:b], dy, *self.layers[a + 1:b])
+            elif a == first and isinstance(layer, Dense):
+                dy, g = layer.backward(p, cache[a], dy, input_grad=False)
+            else:
+                dy, g = layer.backward(p, cache[a], dy)
             grads.update({f"{layer.name}.{k}": v for k, v in g.items()})
+            if a <= first < b:
+                dy = None
+                break
         return dy, {k: grads[k] for k in params if k in grads}
 
     def apply(self, params, x, state):

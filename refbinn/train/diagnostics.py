@@ -109,7 +109,7 @@ def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=Non
         p = {**w, **(real_params or {})}
         out, cache, _ = model.forward(p, x, bn_state, train=True, rng=rng)
         _, dout = loss_fn(out, y)
-        grads.append(model.backward(p, cache, dout)[1])
+        grads.append(model.backward(p, cache, dout, input_grad=False)[1])
     for k, v in lam.items():
         acc, s_first = None, None
         for u, g in zip(noise, grads):

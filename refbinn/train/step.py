@@ -101,7 +101,7 @@ def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng
         weights.append(p)
         out, cache, bn_state = model.forward(p, x, bn_state, train=True, rng=rng_drop)
         loss, dout = loss_fn(out, y)
-        _, g = model.backward(p, cache, dout)
+        _, g = model.backward(p, cache, dout, input_grad=False)   # d loss/d x is not needed
         grads.append(g)
         losses.append(loss)
         if on_pass is not None:
