@@ -247,12 +247,18 @@ def _block_uniforms(key, lo):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _tanh_block(lo, hi, src, out, sat):
-    """out = tanh(src), written as +-1 without a tanh when every |src| >= sat."""
+def _all_at_least(src, lo, hi, sat):
+    """True if every |src[i]| >= sat in lo..hi-1 (tanh is then exactly +-1)."""
     n_sat = 0
     for i in range(lo, hi):
         n_sat += abs(src[i]) >= sat
-    if n_sat == np.int64(hi - lo):
+    return n_sat == np.int64(hi - lo)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _tanh_block(lo, hi, src, out, sat):
+    """out = tanh(src), written as +-1 without a tanh when every |src| >= sat."""
+    if _all_at_least(src, lo, hi, sat):
         for i in range(lo, hi):
             out[i] = math.copysign(ONE, src[i])
     else:
@@ -261,15 +267,28 @@ def _tanh_block(lo, hi, src, out, sat):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip, lam_out, m_out):
+def _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip, lam_out, m_out, mu_out):
+    """One block of ``step_kernel``; returns (non-finite count of lam', whether mu' was written)."""
     if mode == 1 and _saturated(lam, lo, hi, tau, skip[0]):     # every w_r = +-1: no noise needed
         top = (ONE - ONE + h[3]) / tau                          # 1 - w_r**2 + eps, same rounding
-        for i in range(lo, hi):
-            mi = _at(mu, i)
-            ghat = ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s
-            ln, mn = _natural(_at(m, i), ghat, lam[i], _at(lam0, i), up)
-            lam_out[i] = ln
-            _put(m_out, i, mn)
+        mu_sat = _all_at_least(lam, lo, hi, skip[0])            # every |lam| >= TANH_SAT: mu' = +-1
+        if mu_sat:                                              # and the lagged mean in the same pass
+            for i in range(lo, hi):
+                mi = _at(mu, i)
+                li = lam[i]
+                ln, mn = _natural(_at(m, i), ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s, li,
+                                  _at(lam0, i), up)
+                lam_out[i] = ln
+                _put(m_out, i, mn)
+                _put(mu_out, i, math.copysign(ONE, li))
+        else:
+            for i in range(lo, hi):
+                mi = _at(mu, i)
+                ln, mn = _natural(_at(m, i), ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s, lam[i],
+                                  _at(lam0, i), up)
+                lam_out[i] = ln
+                _put(m_out, i, mn)
+        return _count_nonfinite(lo, hi, lam_out), mu_sat
     elif mode != 1 and _flushes(lam, lo, hi, tau, h[0], skip[1]):   # every s = 0: s*g = 0*g
         for i in range(lo, hi):
             ln, mn = _natural(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i), up)
@@ -284,7 +303,7 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, sk
             ln, mn = _natural(_at(m, i), ghat, li, _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
-    return _count_nonfinite(lo, hi, lam_out)
+    return _count_nonfinite(lo, hi, lam_out), False
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -335,9 +354,10 @@ def step_kernel(mode, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip, lam_
     bad = 0
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo, hi = _block_range(b, n)
-        bad += _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip,
-                          lam_out, m_out)
-        if mu_out is not None:
+        nonfinite, mu_done = _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip,
+                                         lam_out, m_out, mu_out)
+        bad += nonfinite
+        if mu_out is not None and not mu_done:
             _tanh_block(lo, hi, lam, mu_out, skip[0])
     return bad
 
