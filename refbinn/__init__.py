@@ -1,4 +1,8 @@
 """refbinn: a reference implementation of BayesBiNN and its baselines in NumPy."""
-from .nn import sign
+from ._threads import short_blas_spin
+
+short_blas_spin()                       # before numpy loads OpenBLAS (refbinn/_threads.py says why)
+
+from .nn import sign  # noqa: E402
 
 __version__ = "0.1.0"

@@ -266,9 +266,11 @@ def cpu_model():
 
 
 def set_threads(n):
-    """Give Numba, OpenMP and every BLAS ``n`` threads; only takes effect before numpy / numba are imported."""
+    """Give Numba, OpenMP and every BLAS ``n`` threads, and OpenBLAS the short idle spin that
+    ``import refbinn`` sets (refbinn/_threads.py); only takes effect before numpy / numba are imported."""
     for var in THREAD_VARS:
         os.environ[var] = str(n)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 
 def parse_bench_args(argv, description, repeats, repeats_quick):

@@ -37,7 +37,7 @@ index Numba adds a negative-index wraparound to every access.
     NumPy reference               fused twin here
     ============================  =========================================
     ``relaxed_sample``            ``relaxed_fused`` (``relaxed_kernel``)
-    ``concrete_scale``            ``_scale`` (per element)
+    ``concrete_scale``            ``_scale_exact``, ``_scale_official`` (per element)
     ``natural_update``            ``_natural`` (per element)
     ``step_numpy``                ``step_fused`` (``step_kernel``, ``accumulate_kernel``,
                                   ``finish_kernel``)
@@ -66,7 +66,7 @@ BOUND_SHRINK = 1.0 - 2.0 ** -20       # makes 1/tau a lower bound despite roundi
 # and an exponent below which exp gives exactly 0 (exp32 flushes below -87.33; C exp below -745.2)
 TANH_SAT = {np.dtype(np.float32): 9.5, np.dtype(np.float64): 22.0}
 EXP_ZERO = {np.dtype(np.float32): -100.0, np.dtype(np.float64): -760.0}
-SERIAL_BELOW = 1 << 16                # elements below which the serial kernels run
+SERIAL_BELOW = 1 << 18                # elements below which the serial kernels run (threads cost more)
 MODES = {EXACT: 0, OFFICIAL: 1, EXACT_CLIPPED: 2}
 _M32 = 0xFFFFFFFF
 
@@ -211,21 +211,25 @@ def _z(lam, u, tau):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _scale(mode, lam, mu, u, tau, h):
-    """``concrete_scale``: 'exact'/'exact-clipped' with the factor N; 'official' without it.
+def _scale_official(lam, mu, u, tau, h):
+    """``concrete_scale`` 'official' without N: (1 - w_r**2 + eps)/tau/(1 - mu**2 + eps);
     h = (log(N/tau), cap, N/tau, eps) in the dtype."""
+    w = _tanh(_z(lam, u, tau))
+    return (ONE - w * w + h[3]) / tau / (ONE - mu * mu + h[3])
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _scale_exact(lam, u, tau, h):
+    """``concrete_scale`` 'exact' with the factor N: exp(min(log(N/tau) + 2(|lam| - |z|), cap))
+    * ((1 + e**-2|lam|)/(1 + e**-2|z|))**2; 'exact-clipped' is min(this, N/tau)."""
     z = _z(lam, u, tau)
-    if mode == 1:
-        w = _tanh(z)
-        return (ONE - w * w + h[3]) / tau / (ONE - mu * mu + h[3])
     al = abs(lam)
     az = abs(z)
     a = _exp(-TWO * al)
     b = _exp(-TWO * az)
     ratio = (ONE + a) / (ONE + b)
     e = min(h[0] + TWO * (al - az), h[1])
-    s = _exp(e) * (ratio * ratio)
-    return min(s, h[2]) if mode == 2 else s
+    return _exp(e) * (ratio * ratio)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -267,7 +271,8 @@ def _tanh_block(lo, hi, src, out, sat):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip, lam_out, m_out, mu_out):
+def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out,
+                mu_out):
     """One block of ``step_kernel``; returns (non-finite count of lam', whether mu' was written)."""
     if mode == 1 and _saturated(lam, lo, hi, tau, skip[0]):     # every w_r = +-1: no noise needed
         top = (ONE - ONE + h[3]) / tau                          # 1 - w_r**2 + eps, same rounding
@@ -294,20 +299,43 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, sk
             ln, mn = _natural(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
-    else:
-        u = _block_uniforms(key, lo)
+    elif mode == 1 and use_w:                                   # 'official' from this pass's w_r
         for i in range(lo, hi):
-            li = lam[i]
-            s = _scale(mode, li, _at(mu, i), _as(u[i - lo], li), tau, h)
-            ghat = (s * g[i]) * n_over_s if mode == 1 else s * g[i]
-            ln, mn = _natural(_at(m, i), ghat, li, _at(lam0, i), up)
+            wi = w[i]
+            mi = _at(mu, i)
+            s = (ONE - wi * wi + h[3]) / tau / (ONE - mi * mi + h[3])
+            ln, mn = _natural(_at(m, i), (s * g[i]) * n_over_s, lam[i], _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
+    else:
+        u = _block_uniforms(key, lo)
+        # one loop per numerics, so that each is a straight line LLVM vectorises
+        if mode == 1:
+            for i in range(lo, hi):
+                li = lam[i]
+                s = _scale_official(li, _at(mu, i), _as(u[i - lo], li), tau, h)
+                ln, mn = _natural(_at(m, i), (s * g[i]) * n_over_s, li, _at(lam0, i), up)
+                lam_out[i] = ln
+                _put(m_out, i, mn)
+        elif mode == 0:
+            for i in range(lo, hi):
+                li = lam[i]
+                s = _scale_exact(li, _as(u[i - lo], li), tau, h)
+                ln, mn = _natural(_at(m, i), s * g[i], li, _at(lam0, i), up)
+                lam_out[i] = ln
+                _put(m_out, i, mn)
+        else:
+            for i in range(lo, hi):
+                li = lam[i]
+                s = min(_scale_exact(li, _as(u[i - lo], li), tau, h), h[2])
+                ln, mn = _natural(_at(m, i), s * g[i], li, _at(lam0, i), up)
+                lam_out[i] = ln
+                _put(m_out, i, mn)
     return _count_nonfinite(lo, hi, lam_out), False
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _acc_block(mode, lo, hi, key, lam, mu, g, tau, h, skip, acc, first):
+def _acc_block(mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first):
     if mode == 1 and _saturated(lam, lo, hi, tau, skip[0]):
         top = (ONE - ONE + h[3]) / tau
         for i in range(lo, hi):
@@ -318,11 +346,26 @@ def _acc_block(mode, lo, hi, key, lam, mu, g, tau, h, skip, acc, first):
         for i in range(lo, hi):
             sg = ZERO * g[i]
             acc[i] = sg if first else acc[i] + sg
+    elif mode == 1 and use_w:
+        for i in range(lo, hi):
+            wi = w[i]
+            mi = _at(mu, i)
+            sg = ((ONE - wi * wi + h[3]) / tau / (ONE - mi * mi + h[3])) * g[i]
+            acc[i] = sg if first else acc[i] + sg
     else:
         u = _block_uniforms(key, lo)
-        for i in range(lo, hi):
-            sg = _scale(mode, lam[i], _at(mu, i), _as(u[i - lo], lam[i]), tau, h) * g[i]
-            acc[i] = sg if first else acc[i] + sg
+        if mode == 1:
+            for i in range(lo, hi):
+                sg = _scale_official(lam[i], _at(mu, i), _as(u[i - lo], lam[i]), tau, h) * g[i]
+                acc[i] = sg if first else acc[i] + sg
+        elif mode == 0:
+            for i in range(lo, hi):
+                sg = _scale_exact(lam[i], _as(u[i - lo], lam[i]), tau, h) * g[i]
+                acc[i] = sg if first else acc[i] + sg
+        else:
+            for i in range(lo, hi):
+                sg = min(_scale_exact(lam[i], _as(u[i - lo], lam[i]), tau, h), h[2]) * g[i]
+                acc[i] = sg if first else acc[i] + sg
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -347,27 +390,28 @@ def relaxed_kernel(key, lam, tau, sat_bound, out):
         _relaxed_block(lo, hi, key, lam, tau, sat_bound, out)
 
 
-def step_kernel(mode, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip, lam_out, m_out, mu_out):
-    """The S = 1 step of every numerics; mu_out = tanh(lam) unless None ('official' only).
-    Returns the number of non-finite lam'."""
+def step_kernel(mode, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out, mu_out):
+    """The S = 1 step of every numerics; mu_out = tanh(lam) unless None ('official' only);
+    with ``use_w`` the 'official' scale takes w_r from ``w`` (the pass's forward weights, the
+    same bits) instead of remaking it from u. Returns the number of non-finite lam'."""
     n = lam.size
     bad = 0
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo, hi = _block_range(b, n)
-        nonfinite, mu_done = _step_block(mode, lo, hi, key, lam, mu, m, g, lam0, tau, h, n_over_s, up, skip,
-                                         lam_out, m_out, mu_out)
+        nonfinite, mu_done = _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s,
+                                         up, skip, lam_out, m_out, mu_out)
         bad += nonfinite
         if mu_out is not None and not mu_done:
             _tanh_block(lo, hi, lam, mu_out, skip[0])
     return bad
 
 
-def accumulate_kernel(mode, key, lam, mu, g, tau, h, skip, acc, first):
-    """acc = s*g (first sample) or acc + s*g; u of the key's sample."""
+def accumulate_kernel(mode, key, lam, mu, g, w, use_w, tau, h, skip, acc, first):
+    """acc = s*g (first sample) or acc + s*g; u of the key's sample (or w_r from ``w``, as in ``step_kernel``)."""
     n = lam.size
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo, hi = _block_range(b, n)
-        _acc_block(mode, lo, hi, key, lam, mu, g, tau, h, skip, acc, first)
+        _acc_block(mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first)
 
 
 def finish_kernel(lam, m, acc, mul, div, lam0, up, sat, lam_out, m_out, mu_out):
@@ -457,7 +501,7 @@ def _hyper(dt, N, tau, numerics):
     return (t(math.log(N / tau)), t(scale_cap(dt)), t(N / tau), t(1e-10))
 
 
-def step_fused(pool, name, lam, m, mu, gs, key, lam0, lr, beta, reweight, tau, N, numerics, t):
+def step_fused(pool, name, lam, m, mu, gs, key, lam0, lr, beta, reweight, tau, N, numerics, t, ws=None):
     """``step_numpy`` in the fused kernels, u regenerated from ``key``: one pass for S <= 1;
     for S > 1 one accumulating pass per sample, then the step.
 
@@ -476,6 +520,10 @@ def step_fused(pool, name, lam, m, mu, gs, key, lam0, lr, beta, reweight, tau, N
     numerics : {'exact', 'official', 'exact-clipped'}
     t : int >= 1
         The step count (bias correction 1 - beta**t).
+    ws : list of S ndarrays of lam's shape and dtype, C-contiguous, optional
+        Each pass's forward weights w_r (``relaxed_fused`` of the same key): 'official' then
+        reads w_r instead of remaking u, log and tanh (the same bits; cheaper everywhere:
+        a saturated block reads neither).
 
     Returns
     -------
@@ -499,17 +547,20 @@ def step_fused(pool, name, lam, m, mu, gs, key, lam0, lr, beta, reweight, tau, N
     skip = (T(TANH_SAT[dt]), T(EXP_ZERO[dt]))
     mu_sat = T(TANH_SAT[dt])
     n = lam.size
+    use_w = official and ws is not None
+    w_in = [flat(w) for w in ws] if use_w else [flat(lam)] * len(gs)   # lam: a placeholder, not read
     if key is None:                                                # S = 0: g_hat = N*g
         bad = _pick(dt, "finish_kernel", n)(flat(lam), m_in, flat(gs[0]), T(N), T(1), lam0, up, mu_sat,
                                             *outs)
     elif len(gs) == 1:
         bad = _pick(dt, "step_kernel", n)(MODES[numerics], kernel_key(key, 0, name), flat(lam), mu_in,
-                                          m_in, flat(gs[0]), lam0, T(tau), h, T(N), up, skip, *outs)
+                                          m_in, flat(gs[0]), w_in[0], use_w, lam0, T(tau), h, T(N), up,
+                                          skip, *outs)
     else:                                                          # S > 1: accumulate, then step
         acc = pool.empty_like(lam)
         for j, g in enumerate(gs):
             _pick(dt, "accumulate_kernel", n)(MODES[numerics], kernel_key(key, j, name), flat(lam), mu_in,
-                                        flat(g), T(tau), h, skip, flat(acc), j == 0)
+                                              flat(g), w_in[j], use_w, T(tau), h, skip, flat(acc), j == 0)
         mul, div = (T(N / len(gs)), T(1)) if official else (T(1), T(len(gs)))
         bad = _pick(dt, "finish_kernel", n)(flat(lam), m_in, flat(acc), mul, div, lam0, up, mu_sat,
                                             *outs)

@@ -74,7 +74,7 @@ import them from here. The equations, one NumPy function each (``open_uniform``,
 ``logistic_noise``, ``relaxed_sample``, ``concrete_scale``, ``natural_update``,
 ``step_numpy``; constants ``EXACT``, ``OFFICIAL``, ``CODE_EPS``, ``LOG2``), are in
 ``_bayesbinn_math.py``; their Numba twins, named after them (``relaxed_fused``,
-``_scale``, ``_natural``, ``step_fused``, ...), are in ``_bayesbinn_kernels.py``.
+``_scale_exact``, ``_scale_official``, ``_natural``, ``step_fused``, ...), are in ``_bayesbinn_kernels.py``.
 
 References: Meng, Bachmann & Khan, "Training Binary Neural Networks using the
 Bayesian Learning Rule", ICML 2020 (Lemma 1 and the BayesBiNN update); refbinn
@@ -339,7 +339,9 @@ class BayesBiNN(PooledKernels, Optimizer):
         lr : float, optional
             Overrides the constructor's learning rate for this step.
         weights : list of dict, optional
-            ``forward_params``' output of each pass; unused (the protocol's, see ``Optimizer.update``).
+            ``forward_params``' output of each pass (the protocol's, see ``Optimizer.update``):
+            the fused 'official' step reads w_r from it instead of remaking u, log and tanh (the
+            same bits); entries that are not C-ordered arrays of lam's shape and dtype are ignored.
 
         Raises
         ------
@@ -371,8 +373,9 @@ class BayesBiNN(PooledKernels, Optimizer):
             mu = state.mu[k] if official else None
             lam0 = self._lam0(k, lam.dtype)
             if on_kernels[k]:
+                ws = _pass_weights(weights, k, lam, len(gs)) if official and key is not None else None
                 lam_new, m_new, mu_new = step_fused(self.pool, k, lam, m, mu, gs, key, lam0, lr, self.beta,
-                                                    self.reweight, self.tau, self.N, self.numerics, step)
+                                                    self.reweight, self.tau, self.N, self.numerics, step, ws)
             else:
                 us = [None if n is None else self._u(n, k, lam) for n in noise]
                 with np.errstate(over="ignore", invalid="ignore"):         # overflow is reported
@@ -388,6 +391,16 @@ class BayesBiNN(PooledKernels, Optimizer):
             if official:
                 new_mu[k] = mu_new
         return BayesBiNNState(new_lam, new_m, new_mu, step, state.seed)
+
+
+def _pass_weights(weights, k, lam, S):
+    """[w_j[k] for each pass] when every one is a C-ordered array of lam's shape and dtype, else None."""
+    if weights is None or len(weights) != S:
+        return None
+    ws = [w.get(k) if isinstance(w, dict) else None for w in weights]
+    ok = all(isinstance(w, np.ndarray) and w.shape == lam.shape and w.dtype == lam.dtype
+             and w.flags.c_contiguous for w in ws)
+    return ws if ok else None
 
 
 def _step_key(noise):
