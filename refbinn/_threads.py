@@ -15,7 +15,12 @@ OPENBLAS_SPIN = "4"
 
 
 def short_blas_spin():
-    """Set OPENBLAS_THREAD_TIMEOUT=4 unless it is set; returns False if numpy was already
-    imported (then it is too late to take effect in this process)."""
+    """Set OPENBLAS_THREAD_TIMEOUT=4 unless it is set.
+
+    Returns
+    -------
+    bool
+        False if numpy was already imported (then it is too late to take effect in this process).
+    """
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_SPIN)
     return "numpy" not in sys.modules

@@ -73,7 +73,18 @@ class SampleKey(NamedTuple):
     sample: int
 
     def uniform(self, name, shape, dtype=np.float32):
-        """``uniform(self.key, self.sample, name, shape, dtype)``: this pass's u for one parameter."""
+        """``uniform(self.key, self.sample, name, shape, dtype)``: this pass's u for one parameter.
+
+        Parameters
+        ----------
+        name : str
+        shape : tuple of int
+        dtype : float32 or float64
+
+        Returns
+        -------
+        ndarray of ``shape`` and ``dtype``
+        """
         return uniform(self.key, self.sample, name, shape, dtype)
 
 

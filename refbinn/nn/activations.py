@@ -100,7 +100,21 @@ class Dropout(Layer):
         self.p = p
 
     def uniforms(self, shape, train, rng):
-        """The u ~ U(0, 1) that ``forward`` draws, float32 of ``shape``; None when it draws none."""
+        """The u ~ U(0, 1) that ``forward`` draws, float32 of ``shape``; None when it draws none.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The input's shape.
+        train : bool
+            Training mode (no draw otherwise).
+        rng : numpy.random.Generator or None
+            The stream; needed when training with p > 0.
+
+        Returns
+        -------
+        ndarray of ``shape``, float32, or None
+        """
         if not train or self.p == 0.0:
             return None
         if rng is None:

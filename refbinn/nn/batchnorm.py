@@ -116,7 +116,19 @@ class BatchNorm(Layer):
         return y, (xhat, inv_std, train), new_state
 
     def fusable_with(self, x, train):
-        """True if ``forward_relu`` / ``backward_relu`` apply: training, no affine, 2-D C-order float x."""
+        """True if ``forward_relu`` / ``backward_relu`` apply: training, no affine, 2-D C-order float x.
+
+        Parameters
+        ----------
+        x : ndarray
+            This layer's input.
+        train : bool
+            Training mode.
+
+        Returns
+        -------
+        bool
+        """
         return train and not self.affine and _fused.fusable(np.asarray(x), sums=True)
 
     def forward_relu(self, params, x, state, relu, dropout=None, *, train=True, rng=None):
@@ -124,6 +136,21 @@ class BatchNorm(Layer):
 
         The same outputs, caches, state and random draws as the three ``forward`` calls in
         turn, bit for bit; only for ``fusable_with(x, train)``.
+
+        Parameters
+        ----------
+        params, state : dict of str -> ndarray
+            This layer's (as for ``forward``).
+        x : ndarray, (N, C)
+            The input.
+        relu : ReLU
+            The next layer.
+        dropout : Dropout, optional
+            The layer after it.
+        train : bool
+            Training mode (True: the fused pass is for training).
+        rng : numpy.random.Generator, optional
+            The dropout's stream.
 
         Returns
         -------
@@ -177,6 +204,23 @@ class BatchNorm(Layer):
         ``caches`` are the three (or two) layers' caches in forward order. Bit-identical to
         the layers' ``backward`` calls in reverse; only where ``fusable_with`` held in the
         forward and ``dy`` is 2-D C-order (else it runs those calls).
+
+        Parameters
+        ----------
+        params : dict of str -> ndarray
+            This layer's.
+        caches : list
+            From ``forward_relu``.
+        dy : ndarray, (N, C)
+            d loss / d output of the last fused layer.
+        relu : ReLU
+        dropout : Dropout, optional
+
+        Returns
+        -------
+        dx : ndarray, (N, C)
+        grads : dict of str -> ndarray
+            This layer's (empty without affine).
         """
         (xhat, inv_std, train), relu_in = caches[0], caches[1]
         keep = caches[2] if dropout is not None else None

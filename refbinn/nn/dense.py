@@ -42,7 +42,22 @@ class Dense(Layer):
         return y, x, state
 
     def backward(self, params, cache, dy, *, input_grad=True):
-        """dx = dy @ W, grads: weight = dy.T @ x, bias = sum_n dy; dx is None if not ``input_grad``."""
+        """dx = dy @ W, grads: weight = dy.T @ x, bias = sum_n dy; dx is None if not ``input_grad``.
+
+        Parameters
+        ----------
+        params : dict of str -> ndarray
+        cache : ndarray
+            From ``forward`` (the input x).
+        dy : ndarray, (N, out)
+        input_grad : bool
+            False: skip dx (a training step discards it below the first layer).
+
+        Returns
+        -------
+        dx : ndarray (N, in) or None
+        grads : dict of str -> ndarray
+        """
         x = cache
         grads = {"weight": dy.T @ x}                              # (out, in)
         if self.bias:
