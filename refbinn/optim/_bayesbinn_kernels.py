@@ -57,6 +57,7 @@ from numba.extending import overload
 from ..kernels.philox import philox4x32_10, word_to_uniform
 from ..noise import param_id
 from ._bayesbinn_math import EXACT, EXACT_CLIPPED, OFFICIAL, scale_cap
+from ._elementary import tanh_
 from ._float32 import HALF, ONE, TWO, ZERO, exp32, log32, tanh32
 
 BLOCK = 1024                          # elements per block (a multiple of 4: whole Philox groups)
@@ -418,6 +419,13 @@ def finish_kernel(lam, m, acc, mul, div, lam0, up, sat, lam_out, m_out, mu_out):
     return bad
 
 
+def scale_kernel(mode, lam, mu, u, tau, h, n_factor, out):
+    """out = ``concrete_scale`` (with N: the 'official' ratio times ``n_factor``), for given u."""
+    for i in prange(lam.size):
+        s = _scale(mode, lam[i], _at(mu, i), u[i], tau, h)
+        out[i] = s * n_factor if mode == 1 else s
+
+
 def _twins(fn):
     """(parallel, serial) builds of a kernel. The serial one is compiled from a copy named
     ``<name>_serial``, so that Numba's cache (keyed by name and code) keeps both."""
@@ -428,6 +436,7 @@ def _twins(fn):
 
 
 KERNELS = {"relaxed_kernel": _twins(relaxed_kernel), "step_kernel": _twins(step_kernel),
+           "scale_kernel": _twins(scale_kernel),
            "accumulate_kernel": _twins(accumulate_kernel), "finish_kernel": _twins(finish_kernel)}
 
 
@@ -480,6 +489,35 @@ def relaxed_fused(pool, lam, key, sample, name, tau):
     _pick(lam.dtype, "relaxed_kernel", lam.size)(kernel_key(key, sample, name), lam.reshape(-1), t(tau),
                                     t(TANH_SAT[lam.dtype]), w.reshape(-1))
     return w
+
+
+def concrete_scale_fused(lam, u, tau, N, numerics, mu=None):
+    """``concrete_scale(lam, u, tau, N, numerics, mu)`` in a kernel: the same bits (for the
+    diagnostics, which need s itself; the training step never stores it).
+
+    Parameters
+    ----------
+    lam, u : ndarray, same shape, float32 or float64, C-contiguous
+    tau, N : float > 0
+    numerics : {'exact', 'official', 'exact-clipped'}
+    mu : ndarray of lam's shape, optional ('official': the stored mean; default tanh(lam))
+
+    Returns
+    -------
+    ndarray of lam's shape and dtype
+    """
+    dt = lam.dtype
+    T = dt.type
+    official = numerics == OFFICIAL
+    if official and mu is None:
+        mu = tanh_(lam)
+    n = 1.0 if official else N                                   # as step_numpy: N after the ratio
+    out = np.empty_like(lam)
+    mu_in = np.ascontiguousarray(mu, dtype=dt).reshape(-1) if official else T(0)
+    _pick(dt, "scale_kernel", lam.size)(MODES[numerics], lam.reshape(-1), mu_in,
+                                        np.ascontiguousarray(u, dtype=dt).reshape(-1), T(tau),
+                                        _hyper(dt, n, tau, numerics), T(N), out.reshape(-1))
+    return out
 
 
 def _hyper(dt, N, tau, numerics):

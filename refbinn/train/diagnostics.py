@@ -49,7 +49,9 @@ import time
 
 import numpy as np
 
-from ..optim.bayesbinn import BayesBiNN, concrete_scale, relaxed_sample, tanh_
+from ..kernels.philox import fill_uniform
+from ..optim._bayesbinn_kernels import concrete_scale_fused
+from ..optim.bayesbinn import BayesBiNN, concrete_scale
 from ..optim.partition import Partition
 
 RTOL = 1e-6        # |lr*g_hat| above RTOL*max(|lam|, 1) counts as a non-negligible step
@@ -72,7 +74,9 @@ def _binary_lr(opt, lr):
 
 def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=None):
     """The data and prior terms of one BayesBiNN update on batch (x, y), at the S samples of the
-    state's own noise key (``bb.sample(state)``: those of the update at this state), one parameter at a time (so that only one parameter's float64 temporaries are alive).
+    state's own noise key (``bb.sample(state)``: those of the update at this state), one
+    parameter at a time (so that only one parameter's float64 temporaries are alive). The
+    weights and scales come from the optimizer's own paths (fused or reference): the same bits.
 
     ``bn_state`` is only read: the training-mode forward normalises by batch statistics
     and the running statistics it returns are dropped.
@@ -96,34 +100,30 @@ def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=Non
     (name, lam, s_1 or None, g_hat, prior): g_hat and prior in float64, shape of lam
     """
     lam = state.lam
-    if bb.samples == 0:
-        noise = [None]
-    else:
-        noise = [{k: n.uniform(k, v.shape, v.dtype) for k, v in lam.items()} for n in bb.sample(state)]
+    keys = bb.sample(state)                                # [None] for S = 0
     grads = []
-    for u in noise:
-        if u is None:
-            w = {k: tanh_(v) for k, v in lam.items()}
-        else:
-            w = {k: relaxed_sample(v, u[k], bb.tau) for k, v in lam.items()}
+    for n in keys:
+        w = bb.forward_params(state, n)                    # the optimizer's own (fused) weights
         p = {**w, **(real_params or {})}
         out, cache, _ = model.forward(p, x, bn_state, train=True, rng=rng)
         _, dout = loss_fn(out, y)
         grads.append(model.backward(p, cache, dout, input_grad=False)[1])
     for k, v in lam.items():
         acc, s_first = None, None
-        for u, g in zip(noise, grads):
-            if u is None:
+        scale = concrete_scale_fused if bb._fused(v) else concrete_scale      # the same bits
+        for n, g in zip(keys, grads):
+            if n is None:
                 term = bb.N * g[k].astype(np.float64)
             else:
                 mu = state.mu[k] if bb.numerics == "official" else None
-                s = concrete_scale(v, u[k], bb.tau, bb.N, bb.numerics, mu)
+                u = fill_uniform(n.key, n.sample, k, v.shape, v.dtype)   # refbinn.noise.uniform's bits
+                s = scale(v, u, bb.tau, bb.N, bb.numerics, mu)
                 s_first = s if s_first is None else s_first
                 term = s.astype(np.float64) * g[k]
             acc = term if acc is None else acc + term
         lam0 = bb.lam0[k] if isinstance(bb.lam0, dict) else bb.lam0
         prior = bb.reweight * (v.astype(np.float64) - np.asarray(lam0, dtype=np.float64))
-        yield k, v, s_first, acc / len(noise), prior
+        yield k, v, s_first, acc / len(keys), prior
 
 
 def layer_stats(lam, s, g_hat, prior, lr):
