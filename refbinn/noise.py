@@ -29,6 +29,7 @@ and the key is bumped by (0x9E3779B9, 0xBB67AE85) (mod 2**32) before each of rou
 """
 from __future__ import annotations
 
+import math
 import zlib
 from typing import NamedTuple
 
@@ -206,6 +207,43 @@ def uniform(key, sample, name, shape, dtype=np.float32):
     x = philox4x32(ctr, (key.seed & MASK32, key.seed >> 32)).T.reshape(-1)[:n]   # element e: word e % 4
     u = ((x >> np.uint32(32 - BITS)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -BITS)
     return u.reshape(shape).astype(dt, copy=False)
+
+
+def normal(key, sample, name, n):
+    """n standard normals for parameter ``name``: Box-Muller on the stream's u, in float64.
+
+    With u = ``uniform(key, sample, name, (2 * ceil(n / 2),), float64)``, pair i is
+    (a, b) = (u[2i], u[2i + 1]), and::
+
+        z[2i]     = sqrt(-2 log a) * cos(2 pi b)
+        z[2i + 1] = sqrt(-2 log a) * sin(2 pi b)
+
+    in float64 with the C library's log, cos and sin, truncated to n values (Box & Muller,
+    "A note on the generation of random normal deviates", Ann. Math. Stat. 1958). The u grid of 2**23 midpoints bounds |z| by
+    sqrt(48 log 2) = 5.77; a normal exceeds that with probability 8e-9. For VISPA's
+    per-layer r (K values per step), not for large arrays.
+
+    Parameters
+    ----------
+    key : NoiseKey
+    sample : int
+        0 <= sample < key.samples.
+    name : str
+    n : int >= 0
+
+    Returns
+    -------
+    ndarray, (n,), float64
+    """
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"normal: n must be >= 0, got {n}")
+    u = uniform(key, sample, name, (2 * (-(-n // 2)),), np.float64).tolist()
+    z = []
+    for a, b in zip(u[0::2], u[1::2]):          # the C library's log/cos/sin (Python's math):
+        rad, ang = math.sqrt(-2.0 * math.log(a)), 2.0 * math.pi * b    # NumPy's SIMD ones
+        z += [rad * math.cos(ang), rad * math.sin(ang)]                # differ between CPUs
+    return np.array(z[:n], dtype=np.float64)
 
 
 def materialise(key, shapes, dtype=np.float32):

@@ -107,3 +107,20 @@ def test_packed_model_naming_an_unknown_op_is_refused(tmp_path, tripwires):
     with pytest.raises(ValueError, match="op 0 names 'os:system'") as e:
         load_packed(path)
     assert str(path) in str(e.value) and tripwires == []
+
+
+def test_a_state_saved_without_a_later_field_says_why_it_cannot_load(tmp_path):
+    """A BayesBiNN state from before the noise seed (no 'state/seed' entry) is refused with
+    a message naming the missing field, the fields the file has, and what to do."""
+    opt = BayesBiNN(N=100.0, tau=1.0)
+    state = opt.init({"w": np.zeros((3, 2), np.float32)}, np.random.default_rng(0))
+    path = tmp_path / "old.npz"
+    save_state(path, opt, state)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("state/seed")}
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"no entry 'state/seed'.*without the field 'seed'.*"
+                                         r"lam, momentum, mu, step.*start the run again"):
+        load_state(path)
+    save_state(path, opt, state)                                  # the control: the whole file loads
+    assert load_state(path)[1].seed == state.seed

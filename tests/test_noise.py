@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from refbinn.kernels.philox import fill_uniform, philox4x32_10
-from refbinn.noise import NoiseKey, materialise, param_id, philox4x32, uniform
+from scipy import stats
+
+from refbinn.noise import NoiseKey, materialise, normal, param_id, philox4x32, uniform
 
 # Random123's kat_vectors for philox4x32 with 10 rounds: (counter, key) -> output
 KAT = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -140,6 +142,46 @@ def test_correlation_check_can_fail():
 def test_bad_keys_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
         uniform(bad, 0, "w", (3,))
+
+
+# -- normals (VISPA's r): Box-Muller on the u stream ------------------------------------
+def test_normal_is_box_muller_on_the_stream():
+    key = NoiseKey(5, 3, 1)
+    u = uniform(key, 0, "conv1.weight", (8,), np.float64)
+    a, b = u[0::2], u[1::2]
+    want = np.empty(8)
+    want[0::2] = np.sqrt(-2 * np.log(a)) * np.cos(2 * np.pi * b)
+    want[1::2] = np.sqrt(-2 * np.log(a)) * np.sin(2 * np.pi * b)
+    np.testing.assert_array_equal(normal(key, 0, "conv1.weight", 8), want)
+    np.testing.assert_array_equal(normal(key, 0, "conv1.weight", 7), want[:7])   # odd n: a prefix
+    assert normal(key, 0, "conv1.weight", 0).shape == (0,)
+    assert np.all(np.abs(normal(key, 0, "w", 100_000)) <= np.sqrt(48 * np.log(2)))
+    with pytest.raises(ValueError, match="n must be"):
+        normal(key, 0, "w", -1)
+
+
+def _normal_ok(z, alpha=1e-4):
+    """KS distance to N(0, 1) under the Dvoretzky-Kiefer-Wolfowitz bound at level alpha,
+    and mean and variance within 5 standard errors."""
+    n = len(z)
+    d = stats.kstest(z, "norm").statistic
+    return (d < np.sqrt(np.log(2 / alpha) / (2 * n)) and abs(z.mean()) < 5 / np.sqrt(n)
+            and abs(z.var() - 1) < 5 * np.sqrt(2 / n)), d
+
+
+def test_normal_is_standard_normal_and_independent():
+    z = normal(NoiseKey(17, 0, 1), 0, "w", 200_000)
+    ok, d = _normal_ok(z)
+    assert ok, d
+    assert _corr_ok(z[:-1], z[1:])[0]                        # the cos/sin pair and neighbours
+    assert _corr_ok(z[0::2] ** 2, z[1::2] ** 2)[0]           # one radius feeds both: check squares too
+    assert _corr_ok(z, normal(NoiseKey(17, 1, 1), 0, "w", 200_000))[0]
+
+
+def test_the_normal_check_can_fail():
+    z = normal(NoiseKey(17, 0, 1), 0, "w", 200_000)
+    assert not _normal_ok(1.03 * z)[0]                       # a 3% scale error is caught
+    assert not _normal_ok(z + 0.02)[0]
 
 
 def test_bad_arguments():

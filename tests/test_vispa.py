@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from scipy.special import ndtr
 
 from refbinn.nn import Dense, Sequential
+from refbinn.noise import NoiseKey, normal
 from refbinn.nn.losses import logistic_loss
 from refbinn.optim import load_state, save_state
 from refbinn.optim.vispa import (VISPA, VISPAState, gaussian_weights, project, sample_weights,
@@ -253,8 +254,10 @@ def test_one_r_per_layer_shared_by_its_weights():
     s = opt.init({"a": np.zeros((4, 5)), "b": np.zeros(6)}, np.random.default_rng(6))
     noise = opt.sample(s, np.random.default_rng(7))
     assert len(noise) == 1 and {k: r.shape for k, r in noise[0].items()} == {"a": (K,), "b": (K,)}
-    expect = np.random.default_rng(7).standard_normal(2 * K) / 2.0       # drawn in parameter order
-    np.testing.assert_array_equal(np.concatenate([noise[0]["a"], noise[0]["b"]]), expect)
+    key = NoiseKey(s.seed, 0, 1)                                # counter-based: (seed, step, name)
+    for k in ("a", "b"):
+        np.testing.assert_array_equal(noise[0][k], normal(key, 0, k, K) / 2.0, strict=True)
+    assert not np.array_equal(noise[0]["a"], noise[0]["b"])
     fw = opt.forward_params(s, noise[0])
     for k in s.m:
         w = s.m[k] + np.tensordot(noise[0][k], s.Z[k], axes=(0, 0))
@@ -415,6 +418,81 @@ def test_pooled_outputs_never_overwrite_what_is_still_held():
     assert all(r() is not None for r in dropped)                  # kept by the pool, not freed
     assert {id(a) for a in arrays(s3)} == {id(r()) for r in dropped}
     assert not {id(a) for a in arrays(s3)} & {id(a) for a in arrays(s2)}
+
+
+# -- counter-based r and the next step's weights written by the update ---------------------
+def test_r_is_a_pure_function_of_seed_step_and_name():
+    opt = VISPA(rank=4, scale=9.0)
+    s = opt.init({"w": np.zeros((6, 5), np.float32)}, np.random.default_rng(30))
+    t = opt.init({"w": np.zeros((6, 5), np.float32)}, np.random.default_rng(31))
+    assert s.seed != t.seed and 0 <= s.seed < 2 ** 63
+    a = opt.sample(s, np.random.default_rng(1))[0]["w"]
+    np.testing.assert_array_equal(a, opt.sample(s, np.random.default_rng(2))[0]["w"], strict=True)
+    np.testing.assert_array_equal(a, (normal(NoiseKey(s.seed, 0, 1), 0, "w", 4) / 3.0).astype(np.float32))
+    assert not np.array_equal(a, opt.sample(t, None)[0]["w"])                    # another seed
+    assert not np.array_equal(a, opt.sample(s._replace(step=1), None)[0]["w"])   # another step
+
+
+def test_sample_params_draws_new_networks_from_rng():
+    opt = VISPA(rank=4, scale=1.0)
+    s = opt.init({"w": np.zeros((50, 40), np.float32)}, np.random.default_rng(32))
+    a, b = (opt.sample_params(s, np.random.default_rng(3))["w"] for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, opt.sample_params(s, np.random.default_rng(4))["w"])
+    with pytest.raises(ValueError, match="rng"):
+        opt.sample_params(s, None)
+
+
+@pytest.mark.parametrize("project_", [True, False])
+def test_update_writes_the_next_steps_weights_bit_for_bit(project_):
+    """The fused update writes sign(m' + Z'^T r_next) for the next step's r; forward_params
+    hands out exactly those arrays for that state and r, and computes anything else."""
+    params = {"fc": np.zeros((30, 70), np.float32), "b": np.zeros(9, np.float32)}
+    opt = VISPA(lr=0.3, rank=3, scale=10.0, project=project_)
+    ref = VISPA(lr=0.3, rank=3, scale=10.0, project=project_, backend="numpy")
+    s = opt.init(params, np.random.default_rng(33))
+    rng = np.random.default_rng(34)
+    for _ in range(3):
+        noise = opt.sample(s, None)
+        fw = opt.forward_params(s, noise[0])
+        s = opt.update({k: rng.normal(size=v.shape).astype(np.float32) for k, v in s.m.items()}, s, noise)
+    noise = opt.sample(s, None)[0]
+    fw = opt.forward_params(s, noise)
+    for k in s.m:
+        assert fw[k] is opt.memo[("vispa", k)][4]                      # from the update, not recomputed
+        np.testing.assert_array_equal(bits(fw[k]), bits(sample_weights(s.m[k], s.Z[k], noise[k])))
+    np.testing.assert_array_equal(ref.forward_params(s, noise)["fc"], fw["fc"], strict=True)
+    # another r, a copy of the state, or an older step: computed, not the memo's
+    other = {k: -r for k, r in noise.items()}
+    assert opt.forward_params(s, other)["fc"] is not fw["fc"]
+    np.testing.assert_array_equal(opt.forward_params(s, other)["fc"],
+                                  sample_weights(s.m["fc"], s.Z["fc"], other["fc"]))
+    twin = copy.deepcopy(s)
+    assert opt.forward_params(twin, noise)["fc"] is not fw["fc"]
+    assert opt.forward_params(s._replace(step=s.step - 1), noise)["fc"] is not fw["fc"]
+
+
+def test_a_wrong_memo_entry_is_never_used():
+    """The check can fail: a memo entry planted for another state is ignored."""
+    opt = VISPA(rank=2, scale=4.0)
+    s = opt.init({"w": np.zeros((20, 20), np.float32)}, np.random.default_rng(35))
+    noise = opt.sample(s, None)[0]
+    fake = np.full((20, 20), 7.0, np.float32)
+    opt.memo[("vispa", "w")] = (weakref.ref(s.m["w"]), weakref.ref(s.Z["w"]), s.step + 1, noise["w"], fake)
+    assert opt.forward_params(s, noise)["w"] is not fake
+    opt.memo[("vispa", "w")] = (weakref.ref(s.m["w"]), weakref.ref(s.Z["w"]), s.step, noise["w"], fake)
+    assert opt.forward_params(s, noise)["w"] is fake                    # planted for this state: used
+
+
+def test_a_failed_step_leaves_no_memo_entry():
+    opt = VISPA(rank=2, scale=4.0)
+    s = opt.init({"a": np.zeros((20, 20), np.float32), "b": np.zeros((20, 20), np.float32)},
+                 np.random.default_rng(36))
+    noise = opt.sample(s, None)
+    g = {"a": np.ones((20, 20), np.float32), "b": np.full((20, 20), np.nan, np.float32)}
+    with pytest.raises(FloatingPointError):
+        opt.update(g, s, noise)
+    assert not opt.memo
 
 
 def test_copies_and_pickles_leave_the_pool_behind():

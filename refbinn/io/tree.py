@@ -66,6 +66,17 @@ def _lookup(registry, key, where, prefix):
     return registry[key]
 
 
+def _saved_fields(data, prefix):
+    """The field names saved under a NamedTuple's ``prefix``, in file order."""
+    names = []
+    for key in data:
+        if key.startswith(prefix + "/"):
+            f = key[len(prefix) + 1:].split("/")[0].split("#")[0]
+            if f not in names:
+                names.append(f)
+    return ", ".join(names) or "none"
+
+
 def _unpack(data, prefix, registry, where):
     for tag in TAGS:
         key = f"{prefix}#{tag}"
@@ -79,6 +90,12 @@ def _unpack(data, prefix, registry, where):
         return cls(**_unpack(data, prefix + "/config", registry, where))
     if tag == "namedtuple":
         cls = _lookup(registry, str(v), where, prefix)
+        for f in cls._fields:
+            if not any(f"{prefix}/{f}#{t}" in data for t in TAGS):
+                raise ValueError(f"{where}: no entry '{prefix}/{f}': the file holds a {cls.__name__} "
+                                 f"without the field '{f}', written by an earlier version of refbinn "
+                                 f"(its fields then: {_saved_fields(data, prefix)}); it cannot be "
+                                 f"continued exactly; start the run again")
         return cls(*[_unpack(data, f"{prefix}/{f}", registry, where) for f in cls._fields])
     if tag == "dict":
         return {str(k): _unpack(data, f"{prefix}/{i}", registry, where) for i, k in enumerate(v)}

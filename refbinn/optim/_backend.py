@@ -142,9 +142,19 @@ class ArrayPool:
 
 
 class PooledKernels:
-    """Mixin: ``self.pool``, an ArrayPool of ``POOL_KEEP`` arrays per shape, that copies and
-    pickles leave behind (a copy gets a fresh, empty pool)."""
+    """Mixin: ``self.pool``, an ArrayPool of ``POOL_KEEP`` arrays per shape, and ``self.memo``,
+    a dict for results a kernel computed ahead (VISPA's next weights); copies and pickles
+    leave both behind (a copy gets fresh, empty ones)."""
     POOL_KEEP = 16
+    _CACHES = ("_arrays", "_memo")
+
+    @property
+    def memo(self):
+        """A dict, made on first use, for what a kernel computed ahead of the call that needs it.
+
+        Only a cache: every entry must be checked against its inputs by the reader, so a
+        result never depends on what the memo holds."""
+        return self.__dict__.setdefault("_memo", {})
 
     @property
     def pool(self):
@@ -155,7 +165,7 @@ class PooledKernels:
         return self.__dict__["_arrays"]
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_arrays"}
+        return {k: v for k, v in self.__dict__.items() if k not in self._CACHES}
 
     def __setstate__(self, d):
         self.__dict__.update(d)

@@ -18,6 +18,7 @@ from numba import njit, prange
 TASK = 16384                  # weights per parallel task of the fused kernels
 BLOCK = 128                   # weights per block: the block's K rows of Z stay in L1 between passes
 FMAX = np.float32(np.finfo(np.float32).max)     # |x| <= FMAX: x is finite (NaN compares False)
+_NO_W = np.empty(0, dtype=np.float32)           # w_out when the kernel emits no weights
 
 
 # -- the kernels (one pass over memory; the tests assert bit-equality with the NumPy twins) --
@@ -34,14 +35,19 @@ FMAX = np.float32(np.finfo(np.float32).max)     # |x| <= FMAX: x is finite (NaN 
 # from vectorising the loops. No fastmath: the twins must round exactly like NumPy.
 @njit(cache=True, parallel=True, error_model="numpy")
 def step_kernel(m, Z, vm, vZ, g, coef, lr, mom, wd, use_wd, scale, do_project,
-                 m_out, Z_out, vm_out, vZ_out):
+                 m_out, Z_out, vm_out, vZ_out, r_next, emit, w_out):
     """``step_numpy`` for one pass, grad_Z formed on the fly (never stored):
 
         grad_m = g,   grad_Z[k] = coef_k * g,   coef = sqrt(S) * r  (as ``vispa_grads`` rounds it)
         buf = mom*buf + (grad + wd*p),   p = p - lr*buf            (m and every row of Z)
         root_i = sqrt(m_i**2 + (sum_k Z[k, i]**2)/S),   m_i /= root_i,   Z[:, i] /= root_i
 
-    with m_i = 1, Z[:, i] = 0 where root_i = 0 (``project``).
+    with m_i = 1, Z[:, i] = 0 where root_i = 0 (``project``). With ``emit``, also the next
+    step's forward weights from the new (projected) block while it is in L1::
+
+        w_out = sign(m_out + sum_k r_next[k] Z_out[k])     (``sample_weights_kernel``'s order)
+
+    so the next ``forward_params`` need not read m and Z again.
 
     Parameters
     ----------
@@ -53,6 +59,11 @@ def step_kernel(m, Z, vm, vZ, g, coef, lr, mom, wd, use_wd, scale, do_project,
     use_wd, do_project : bool
     m_out, vm_out : ndarray, (n,);  Z_out, vZ_out : ndarray, (K*n,)
         Written; must not overlap the inputs.
+    r_next : ndarray, (K,), float32
+        The next step's r (read only with ``emit``).
+    emit : bool
+    w_out : ndarray, (n,), float32
+        Written with -1 or +1 when ``emit`` (may be empty otherwise).
 
     Returns
     -------
@@ -107,6 +118,8 @@ def step_kernel(m, Z, vm, vZ, g, coef, lr, mom, wd, use_wd, scale, do_project,
                     zo = Z_out[k * n + a:k * n + a + L]
                     for i in range(L):
                         nb += 0 if np.abs(zo[i]) <= FMAX else 1
+            if emit:                                 # the block's new m and Z rows are in L1
+                _block_signs(mo, Z_out, r_next, n, a, w_out[a:a + L])
         bad += nb
     return bad
 
@@ -124,24 +137,35 @@ def sample_weights_kernel(m, Z, r, out):
     out : ndarray, (n,), float32
         Written with -1 or +1 (0 -> +1, NaN -> -1, as ``refbinn.nn.sign``).
     """
-    n, K = m.shape[0], r.shape[0]
+    n = m.shape[0]
     for t in prange((n + TASK - 1) // TASK):
         for a in range(t * TASK, min(t * TASK + TASK, n), BLOCK):
             L = min(BLOCK, n - a)
-            w = out[a:a + L]                             # accumulates w in place (L1)
-            w[:] = m[a:a + L]
-            for k in range(K):
-                rk = r[k]
-                z_ = Z[k * n + a:k * n + a + L]
-                for i in range(L):
-                    w[i] += rk * z_[i]
-            for i in range(L):
-                w[i] = np.float32(1) if w[i] >= 0 else np.float32(-1)
+            _block_signs(m[a:a + L], Z, r, n, a, out[a:a + L])
+
+
+@njit(cache=True, error_model="numpy")
+def _block_signs(m_blk, Z, r, n, a, w):
+    """w = sign(m_blk + sum_k r_k Z[k*n + a : k*n + a + L]), k = 0, 1, ... in order, accumulated
+    in place in w (L1); 0 -> +1, NaN -> -1. One block of ``sample_weights_kernel``, and of
+    ``step_kernel``'s next weights (so the two give the same bits by construction)."""
+    L = w.shape[0]
+    w[:] = m_blk
+    for k in range(r.shape[0]):
+        rk = r[k]
+        z_ = Z[k * n + a:k * n + a + L]
+        for i in range(L):
+            w[i] += rk * z_[i]
+    for i in range(L):
+        w[i] = np.float32(1) if w[i] >= 0 else np.float32(-1)
 
 
 # -- calls from ``VISPA``: flat views of C-order arrays, outputs from the optimizer's pool --
-def step_fused(pool, m, Z, vm, vZ, g, r, lr, momentum, weight_decay, scale, do_project):
+def step_fused(pool, m, Z, vm, vZ, g, r, lr, momentum, weight_decay, scale, do_project, r_next=None):
     """``step_numpy`` for one pass in ``step_kernel``; None if m or Z came out non-finite.
+
+    With ``r_next``, the kernel also writes ``sample_weights(m_new, Z_new, r_next)``
+    (the same bits), the next step's forward weights, in the same pass.
 
     Outputs come from the pool: a 10M-weight K = 8 step writes 0.7 GB, and fresh
     pages cost a page fault and zeroing each (measured on one thread: 310 ms a step
@@ -155,20 +179,26 @@ def step_fused(pool, m, Z, vm, vZ, g, r, lr, momentum, weight_decay, scale, do_p
     r : ndarray, (K,), float32
     lr, momentum, weight_decay, scale : float
     do_project : bool
+    r_next : ndarray, (K,), float32, optional
+        The next step's r.
 
     Returns
     -------
-    (m, Z, vel_m, vel_Z) : pooled arrays, shapes of the inputs; or None
+    (m, Z, vel_m, vel_Z, w) : pooled arrays, shapes of the inputs (w: the weight shape,
+        None without ``r_next``); or None
     """
     t = m.dtype.type
     m, Z, vm, vZ, g = (np.ascontiguousarray(a) for a in (m, Z, vm, vZ, g))
     flat = lambda a: a.reshape(-1)                                       # (n,) or (K*n,): views
     outs = tuple(pool.empty_like(a) for a in (m, Z, m, Z))             # m, Z, vel_m, vel_Z
     coef = r * math.sqrt(scale)                                          # as in vispa_grads
+    emit = r_next is not None
+    w = pool.empty_like(m) if emit else None
     bad = step_kernel(flat(m), flat(Z), flat(vm), flat(vZ), flat(g), coef, t(lr),
                        t(momentum), t(weight_decay), weight_decay != 0,
-                       t(scale), do_project, *(o.reshape(-1) for o in outs))
-    return None if bad else outs
+                       t(scale), do_project, *(o.reshape(-1) for o in outs),
+                       r_next if emit else coef, emit, flat(w) if emit else _NO_W)
+    return None if bad else outs + (w,)
 
 
 def sample_weights_fused(pool, m, Z, r):

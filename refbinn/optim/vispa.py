@@ -68,10 +68,12 @@ Inference and Low-Rank Semidefinite Programming", NeurIPS 2024.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import NamedTuple
 
 import numpy as np
 
+from .. import noise as noise_stream
 from ..checks import check_choice, check_int, check_range
 from ..nn.base import sign
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
@@ -95,12 +97,15 @@ class VISPAState(NamedTuple):
         Low-rank factors and their momentum, shape (K,) + weight shape.
     step : int
         Updates taken so far.
+    seed : int
+        The noise seed, drawn by ``init``: step t's r are ``VISPA.noise(seed, t, ...)``.
     """
     m: dict
     Z: dict
     vel_m: dict
     vel_Z: dict
     step: int
+    seed: int = 0
 
 
 class VISPA(PooledKernels, Optimizer):
@@ -169,7 +174,8 @@ class VISPA(PooledKernels, Optimizer):
         """m, Z Xavier-normal (std ``xavier_std`` of the weight shape), then ``project``; buffers 0.
 
         Draws, per parameter in order: m (``init='xavier'`` only), then Z, each as
-        float64 ``rng.standard_normal(shape) * std`` rounded to the parameter's dtype.
+        float64 ``rng.standard_normal(shape) * std`` rounded to the parameter's dtype;
+        then the noise seed, an integer in [0, 2**63).
         """
         if not isinstance(rng, np.random.Generator):
             raise ValueError("VISPA.init needs rng, a numpy.random.Generator (Xavier-normal m and Z)")
@@ -185,39 +191,85 @@ class VISPA(PooledKernels, Optimizer):
                 m_k = np.array(p, copy=True)
             Z_k = (rng.standard_normal((self.rank,) + p.shape) * std).astype(p.dtype)
             m[k], Z[k] = project(m_k, Z_k, self.scale) if self.project else (m_k, Z_k)
+        seed = int(rng.integers(0, 2 ** 63))
         return VISPAState(m, Z, {k: np.zeros_like(v) for k, v in m.items()},
-                          {k: np.zeros_like(v) for k, v in Z.items()}, 0)
+                          {k: np.zeros_like(v) for k, v in Z.items()}, 0, seed)
 
     # -- sampling and forward weights --------------------------------------------------
-    def sample(self, state, rng):
+    def sample(self, state, rng=None):
         """[noise], noise = dict name -> r, r ~ N(0, I_K/S) of shape (K,): one r per layer.
 
-        Drawn per parameter in order as float64 ``rng.standard_normal(K) / sqrt(S)``,
-        rounded to the state dtype.
+        Counter-based: r is ``noise(state.seed, state.step, name, K, dtype)``, a pure
+        function of the state, so ``update`` knows the next step's r and writes that
+        step's forward weights in its own pass (see ``forward_params``). ``rng`` is not
+        used (the protocol's argument; the seed was drawn by ``init``).
         """
-        sd = math.sqrt(self.scale)
-        return [{k: (rng.standard_normal(self.rank) / sd).astype(v.dtype) for k, v in state.m.items()}]
+        return [{k: self.noise(state.seed, state.step, k, v.dtype) for k, v in state.m.items()}]
+
+    def noise(self, seed, step, name, dtype=np.float32):
+        """Step ``step``'s r for parameter ``name``: ``refbinn.noise.normal(NoiseKey(seed, step,
+        1), 0, name, K) / sqrt(S)``, computed in float64 and rounded to ``dtype``.
+
+        Parameters
+        ----------
+        seed : int
+            The state's noise seed, 0 <= seed < 2**64.
+        step : int
+            0 <= step < 2**32.
+        name : str
+        dtype : float32 or float64
+
+        Returns
+        -------
+        ndarray, (K,), ``dtype``
+        """
+        z = noise_stream.normal(noise_stream.NoiseKey(int(seed), int(step), 1), 0, name, self.rank)
+        return (z / math.sqrt(self.scale)).astype(dtype)
 
     def forward_params(self, state, noise=None):
-        """w_b = sign(m + Z^T r) for a noise dict; sign(m) (r = 0) for None."""
+        """w_b = sign(m + Z^T r) for a noise dict; sign(m) (r = 0) for None.
+
+        The fused ``update`` that made ``state`` already wrote sign(m + Z^T r) for the
+        r of ``sample(state)`` (the same bits) into ``self.memo``; it is returned when
+        state and r are the ones it was made for (the same m and Z arrays, step, and the
+        bytes of r), so a training step reads m and Z once. Any other r is computed.
+        The returned arrays must be treated as read-only.
+        """
         if noise is None:
             return self.params(state)
         self._check_noise(noise, state)
         out = {}
         for k, m in state.m.items():
             r = np.asarray(noise[k], dtype=m.dtype)
-            if use_kernels(self.backend, m, state.Z[k]):
+            w = self._ahead(k, state, r)
+            if w is not None:
+                out[k] = w
+            elif use_kernels(self.backend, m, state.Z[k]):
                 out[k] = sample_weights_fused(self.pool, m, state.Z[k], r)
             else:
                 out[k] = sample_weights(m, state.Z[k], r)
         return out
+
+    def _ahead(self, k, state, r):
+        """The memo's weights for parameter k if made from this state's m and Z with this r."""
+        entry = self.memo.get(("vispa", k))
+        if entry is None:
+            return None
+        m_ref, Z_ref, step, r0, w = entry
+        if (m_ref() is state.m[k] and Z_ref() is state.Z[k] and step == state.step
+                and r0.dtype == r.dtype and r0.tobytes() == r.tobytes()):
+            return w
+        return None
 
     def params(self, state):
         """sign(m), 0 -> +1: the most probable sign of every weight (P(+1) >= 1/2 iff m >= 0)."""
         return {k: sign(v) for k, v in state.m.items()}
 
     def sample_params(self, state, rng):
-        """One binary network sign(m + Z^T r), r drawn as in ``sample`` (for ensemble prediction).
+        """One binary network sign(m + Z^T r), r ~ N(0, I_K/S) from ``rng`` (for ensemble prediction).
+
+        Drawn per parameter in state order as float64 ``rng.standard_normal(K) / sqrt(S)``,
+        rounded to the state dtype (not the training stream: each call is a new network).
 
         Parameters
         ----------
@@ -231,7 +283,11 @@ class VISPA(PooledKernels, Optimizer):
         dict name -> ndarray
             +-1 weights (sign(0) = +1), shape and dtype of each ``m``.
         """
-        return self.forward_params(state, self.sample(state, rng)[0])
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("VISPA.sample_params needs rng, a numpy.random.Generator")
+        sd = math.sqrt(self.scale)
+        noise = {k: (rng.standard_normal(self.rank) / sd).astype(v.dtype) for k, v in state.m.items()}
+        return self.forward_params(state, noise)
 
     def _check_noise(self, noise, state):
         for k in state.m:
@@ -281,24 +337,33 @@ class VISPA(PooledKernels, Optimizer):
         on_kernels = {k: len(grads) == 1 and use_kernels(self.backend, m, state.Z[k])
                       for k, m in state.m.items()}
         check_grads_before(grads, on_kernels)
-        m_new, Z_new, vm_new, vZ_new = {}, {}, {}, {}
+        m_new, Z_new, vm_new, vZ_new, ahead = {}, {}, {}, {}, {}
         for k, m in state.m.items():
             gs = [np.asarray(g[k], dtype=m.dtype) for g in grads]
             rs = [np.asarray(n[k], dtype=m.dtype) for n in noise]
-            out = self._step(on_kernels[k], m, state.Z[k], state.vel_m[k], state.vel_Z[k], gs, rs, lr)
+            r_next = self.noise(state.seed, state.step + 1, k, m.dtype) if on_kernels[k] else None
+            self.memo.pop(("vispa", k), None)                 # lets the pool reuse its arrays
+            out = self._step(on_kernels[k], m, state.Z[k], state.vel_m[k], state.vel_Z[k], gs, rs, lr,
+                             r_next)
             if out is None:
                 raise_nonfinite(k, grads, "m or Z")
-            m_new[k], Z_new[k], vm_new[k], vZ_new[k] = out
-        return VISPAState(m_new, Z_new, vm_new, vZ_new, state.step + 1)
+            m_new[k], Z_new[k], vm_new[k], vZ_new[k], w = out
+            if w is not None:
+                ahead[k] = (r_next, w)
+        for k, (r_next, w) in ahead.items():                  # only once the whole step succeeded
+            self.memo[("vispa", k)] = (weakref.ref(m_new[k]), weakref.ref(Z_new[k]), state.step + 1,
+                                       r_next, w)
+        return VISPAState(m_new, Z_new, vm_new, vZ_new, state.step + 1, state.seed)
 
-    def _step(self, on_kernels, m, Z, vm, vZ, gs, rs, lr):
+    def _step(self, on_kernels, m, Z, vm, vZ, gs, rs, lr, r_next=None):
         """The one dispatch point: ``step_fused`` (``_vispa_kernels``, one pass, outputs from
-        the pool) or the reference ``step_numpy`` (``_vispa_math``); bit for bit the same.
-        Returns (m, Z, vel_m, vel_Z), or None if m or Z came out non-finite."""
+        the pool; with ``r_next`` it also writes the next step's forward weights) or the
+        reference ``step_numpy`` (``_vispa_math``); bit for bit the same. Returns
+        (m, Z, vel_m, vel_Z, w or None), or None if m or Z came out non-finite."""
         if on_kernels:
             return step_fused(self.pool, m, Z, vm, vZ, gs[0], rs[0], lr, self.momentum,
-                              self.weight_decay, self.scale, self.project)
+                              self.weight_decay, self.scale, self.project, r_next)
         with np.errstate(over="ignore", invalid="ignore"):           # reported by the caller
             out = step_numpy(m, Z, vm, vZ, gs, rs, lr, self.momentum, self.weight_decay,
                              self.scale, self.project)
-        return out if np.all(np.isfinite(out[0])) and np.all(np.isfinite(out[1])) else None
+        return out + (None,) if np.all(np.isfinite(out[0])) and np.all(np.isfinite(out[1])) else None
