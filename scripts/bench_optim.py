@@ -8,7 +8,8 @@ fwd_bwd_ms, with fwd_bwd_ms one training forward+backward at batch 100 in the
 same process. ``optimizer_over_floor``: sample + forward_params + update over
 ``_copy_floor``, which moves exactly the bytes they must move (read lam, write w;
 read lam and g, write lam'; 'official' also reads mu and writes mu'), the two timed
-alternately in pairs (``paired_ms``), target <= 1.3.
+alternately in pairs (``paired_ms``), target <= 1.3. The three are called as a training
+step calls them (``refbinn.train.step``): the update gets the pass's weights (``weights=``).
 Timings are medians over REPEATS calls after one warm-up call (which also compiles
 the Numba kernels, or loads them from the cache); the CPU model is printed with them.
 
@@ -142,10 +143,10 @@ def main(argv=None):
         else:
             floor = lambda: _copy_floor(lam, g_flat, *outs[:2])
 
-        def optimizer_share():
+        def optimizer_share():                 # as ``refbinn.train.step`` calls them
             keys = opt.sample(state, None)
-            opt.forward_params(state, keys[0])
-            opt.update(grads, state, keys)
+            w = opt.forward_params(state, keys[0])
+            opt.update(grads, state, keys, weights=[w])
         # interleaved, pair by pair (a busy neighbour or a cache state slows both alike)
         opt_ms, floor_ms = paired_ms(optimizer_share, floor, 3 * repeats)
         result[pre + "copy_floor_ms"] = floor_ms
