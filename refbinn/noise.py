@@ -29,6 +29,7 @@ and the key is bumped by (0x9E3779B9, 0xBB67AE85) (mod 2**32) before each of rou
 """
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from typing import NamedTuple
@@ -118,6 +119,12 @@ def param_id(name):
     """
     if not isinstance(name, str):
         raise TypeError(f"param_id: name must be a str, got {type(name).__name__}")
+    return _crc32(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _crc32(name):
+    """zlib.crc32 of the UTF-8 name, remembered (the kernels ask for it every step)."""
     return zlib.crc32(name.encode("utf-8")) & MASK32
 
 
