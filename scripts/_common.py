@@ -323,3 +323,24 @@ def time_mlp_grads(model, params, bn_state, rng, *, batch, seed, repeats, keep, 
 
     ms = median_ms(fwd_bwd, repeats)
     return ms, {k: g for k, g in fwd_bwd().items() if k in keep}
+
+
+def paired_ms(fa, fb, n):
+    """fa() and fb() called alternately, a, b, a, b, ..., n times each after a warm-up.
+
+    Returns (median ms of fa, median ms of fb, median over the n pairs of t_a / t_b).
+    The last is the figure: each ratio compares two calls made a few ms apart, so a
+    neighbour's load or a frequency change that lasts longer than a pair cancels out,
+    where the ratio of the two medians can pick its numerator and denominator from
+    different phases (measured here: 1.10 and 1.46 in two runs a minute apart with 9 pairs).
+    """
+    import numpy as np
+    fa(), fb()
+    ta, tb = [], []
+    for _ in range(n):
+        for f, t in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            f()
+            t.append(time.perf_counter() - t0)
+    ta, tb = np.array(ta), np.array(tb)
+    return 1e3 * float(np.median(ta)), 1e3 * float(np.median(tb)), float(np.median(ta / tb))
