@@ -226,9 +226,9 @@ def normal(key, sample, name, n):
         z[2i + 1] = sqrt(-2 log a) * sin(2 pi b)
 
     in float64 with the C library's log, cos and sin, truncated to n values (Box & Muller,
-    "A note on the generation of random normal deviates", Ann. Math. Stat. 1958). The u grid of 2**23 midpoints bounds |z| by
-    sqrt(48 log 2) = 5.77; a normal exceeds that with probability 8e-9. For VISPA's
-    per-layer r (K values per step), not for large arrays.
+    "A note on the generation of random normal deviates", Ann. Math. Stat. 1958). The u
+    grid of 2**23 midpoints bounds abs(z) by sqrt(48 log 2) = 5.77; a normal exceeds that
+    with probability 8e-9. For VISPA's per-layer r (K values per step), not for large arrays.
 
     Parameters
     ----------
