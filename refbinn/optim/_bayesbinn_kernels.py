@@ -261,6 +261,20 @@ def _block_uniforms(key, lo):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _saturation(lam, lo, hi, tau, bound):
+    """(``_saturated(lam, lo, hi, tau, bound)``, ``_all_at_least(lam, lo, hi, bound)``) in one pass."""
+    inv = ONE / tau * BOUND_SHRINK
+    ok = 0
+    at = 0
+    for i in range(lo, hi):
+        a = abs(lam[i])
+        ok += (a - DELTA_MAX) * inv >= bound
+        at += a >= bound
+    n = np.int64(hi - lo)
+    return ok == n, at == n
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _all_at_least(src, lo, hi, sat):
     """True if every |src[i]| >= sat in lo..hi-1 (tanh is then exactly +-1)."""
     n_sat = 0
@@ -284,9 +298,11 @@ def _tanh_block(lo, hi, src, out, sat):
 def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out,
                 mu_out):
     """One block of ``step_kernel``; returns (non-finite count of lam', whether mu' was written)."""
-    if mode == 1 and _saturated(lam, lo, hi, tau, skip[0]):     # every w_r = +-1: no noise needed
+    sat, mu_sat = _saturation(lam, lo, hi, tau, skip[0]) if mode == 1 else (False, False)
+    if sat:                                                     # every w_r = +-1: no noise needed
         top = (ONE - ONE + h[3]) / tau                          # 1 - w_r**2 + eps, same rounding
-        mu_sat = _all_at_least(lam, lo, hi, skip[0])            # every |lam| >= TANH_SAT: mu' = +-1
+        # mu_sat: every |lam| >= TANH_SAT, so mu' = +-1
+        bad = 0                                                 # non-finite lam', counted in each loop
         if mu_sat:                                              # and the lagged mean in the same pass
             for i in range(lo, hi):
                 mi = _at(mu, i)
@@ -296,6 +312,7 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over
                 lam_out[i] = ln
                 _put(m_out, i, mn)
                 _put(mu_out, i, math.copysign(ONE, li))
+                bad += not math.isfinite(ln)
         else:
             for i in range(lo, hi):
                 mi = _at(mu, i)
@@ -303,13 +320,18 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over
                                   _at(lam0, i), up)
                 lam_out[i] = ln
                 _put(m_out, i, mn)
-        return _count_nonfinite(lo, hi, lam_out), mu_sat
+                bad += not math.isfinite(ln)
+        return bad, mu_sat
     elif mode != 1 and _flushes(lam, lo, hi, tau, h[0], skip[1]):   # every s = 0: s*g = 0*g
+        bad = 0
         for i in range(lo, hi):
             ln, mn = _natural(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
+            bad += not math.isfinite(ln)
+        return bad, False
     elif mode == 1 and use_w:                                   # 'official' from this pass's w_r
+        bad = 0
         for i in range(lo, hi):
             wi = w[i]
             mi = _at(mu, i)
@@ -317,6 +339,8 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over
             ln, mn = _natural(_at(m, i), (s * g[i]) * n_over_s, lam[i], _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
+            bad += not math.isfinite(ln)
+        return bad, False
     else:
         # one loop for the three numerics: per-numerics loops were no faster (measured) and
         # tripled the code Numba compiles
