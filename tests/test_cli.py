@@ -9,6 +9,13 @@ from refbinn.cli import main
 
 def test_demo_quick_writes_json_and_pngs(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("REFBINN_DATA", str(data_root))
+
+    def no_diagnostics(*args, **kwargs):
+        # the demo shows none of the training diagnostics, so it must not pay for them
+        # (in its full-batch runs they cost as much as the training)
+        raise AssertionError("the demo computed training diagnostics")
+
+    monkeypatch.setattr("refbinn.train.loop.Diagnostics", no_diagnostics)
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     d = json.loads((tmp_path / "demo.json").read_text())
     accs = {r["method"]: r["test_acc"] for r in d["two_moons"]["rows"]}

@@ -52,7 +52,7 @@ def two_moons(out, quick=False, seed=0):
     rows, maps = [], {}
     xx, yy, grid = _grid()
     for optimizer in ("bayesbinn", "ste"):
-        over = {"seed": seed, **({"epochs": 300} if quick else {})}
+        over = {"seed": seed, "diagnostics": False, **({"epochs": 300} if quick else {})}
         s = build("two-moons", optimizer, overrides=over, quiet=True)
         t0 = time.perf_counter()
         res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
@@ -128,7 +128,7 @@ def snelson(out, root=None, quick=False, seed=0):
     from ..data import snelson_grid
     rows, curves = [], {}
     for optimizer in ("bayesbinn", "ste"):
-        over = {"seed": seed, **({"epochs": 300} if quick else {})}
+        over = {"seed": seed, "diagnostics": False, **({"epochs": 300} if quick else {})}
         s = build("snelson", optimizer, overrides=over, root=root, quiet=True)
         t0 = time.perf_counter()
         res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
