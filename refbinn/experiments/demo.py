@@ -26,6 +26,13 @@ def _grid(lo=-3.0, hi=3.0, n=121):
     return xx, yy, np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)   # (n*n, 2)
 
 
+def _overrides(seed, quick):
+    """The preset overrides of every demo run: the seed, 300 epochs if ``quick``, and no
+    training diagnostics (the demo shows none, and in its full-batch runs, one step an epoch,
+    recording them every epoch costs more than the training; results are the same)."""
+    return {"seed": seed, "diagnostics": False, **({"epochs": 300} if quick else {})}
+
+
 def two_moons(out, quick=False, seed=0):
     """Figure 3: BayesBiNN (mode and mean over C samples) vs STE-Adam on two moons.
 
@@ -52,7 +59,7 @@ def two_moons(out, quick=False, seed=0):
     rows, maps = [], {}
     xx, yy, grid = _grid()
     for optimizer in ("bayesbinn", "ste"):
-        over = {"seed": seed, "diagnostics": False, **({"epochs": 300} if quick else {})}
+        over = _overrides(seed, quick)
         s = build("two-moons", optimizer, overrides=over, quiet=True)
         t0 = time.perf_counter()
         res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
@@ -128,7 +135,7 @@ def snelson(out, root=None, quick=False, seed=0):
     from ..data import snelson_grid
     rows, curves = [], {}
     for optimizer in ("bayesbinn", "ste"):
-        over = {"seed": seed, "diagnostics": False, **({"epochs": 300} if quick else {})}
+        over = _overrides(seed, quick)
         s = build("snelson", optimizer, overrides=over, root=root, quiet=True)
         t0 = time.perf_counter()
         res = fit(s.model, s.opt, s.data, s.loss_fn, s.cfg, schedule=s.schedule, log=lambda m: None)
