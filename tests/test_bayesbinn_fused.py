@@ -121,24 +121,36 @@ def test_parallel_builds_match(dtype, numerics, samples, beta, prior):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("numerics", ["exact", "official", "exact-clipped"])
 def test_saturated_blocks_and_mixed_blocks_match(dtype, numerics):
-    """At tau = 1e-10 blocks whose |lam| all exceed 8.5 skip the noise; one weight near 0 in a
-    block forces the full path for that block: both must equal the reference."""
+    """At tau = 1e-10 blocks whose |lam| all exceed 8.5 skip the noise: their first loop writes
+    the result while it checks that this holds, and a block where it fails for one weight is
+    computed again by the full path. Every kind of block must equal the reference: all
+    saturated (block 0); one |lam| = 8.6 in the middle (block 1: w_r = +-1 and s = 0, but
+    tanh(lam) is not +-1, so 'official' remakes mu'); one undecided weight in the middle
+    (block 2) or first (block 3); with and without the passes' weights."""
     fused, ref = run_both(dtype, numerics, 1, {"w": (5 * kernels.BLOCK + 3,)}, tau=1e-10, steps=3,
                           lam_init=10.0, grad_scale=1e-3)
     assert_same(fused, ref)
+    B = kernels.BLOCK
     opt = BayesBiNN(N=100.0, tau=1e-10, numerics=numerics, dtype=dtype)
-    state = opt.init({"w": np.zeros(4 * kernels.BLOCK, dtype)}, np.random.default_rng(0))
-    state.lam["w"][kernels.BLOCK + 17] = 0.25                  # one undecided weight in block 1
+    state = opt.init({"w": np.zeros(4 * B + 5, dtype)}, np.random.default_rng(0))
+    lam = state.lam["w"]
+    lam[B + 17] = -8.6
+    lam[2 * B + 17] = 0.25
+    lam[3 * B] = -0.25
     ref_opt = BayesBiNN(N=100.0, tau=1e-10, numerics=numerics, dtype=dtype, backend="numpy")
-    g = {"w": np.random.default_rng(1).standard_normal(state.lam["w"].shape).astype(dtype)}
-    for o in (opt, ref_opt):
-        noise = o.sample(state)
-        assert bits_equal(o.forward_params(state, noise[0])["w"],
-                          relaxed_sample(state.lam["w"], noise[0].uniform("w", (4 * kernels.BLOCK,), dtype),
-                                         1e-10))
-    a = opt.update([g], state, opt.sample(state))
+    g = {"w": np.random.default_rng(1).standard_normal(lam.shape).astype(dtype)}
+    noise = opt.sample(state)
+    u = noise[0].uniform("w", lam.shape, dtype)
+    w = opt.forward_params(state, noise[0])
+    assert bits_equal(w["w"], relaxed_sample(lam, u, 1e-10))
+    assert bits_equal(ref_opt.forward_params(state, noise[0])["w"], w["w"])
     b = ref_opt.update([g], state, ref_opt.sample(state))
-    assert bits_equal(a.lam["w"], b.lam["w"])
+    for a in (opt.update([g], state, noise), opt.update([g], state, noise, weights=[w])):
+        assert bits_equal(a.lam["w"], b.lam["w"])
+        if numerics == "official":
+            assert bits_equal(a.mu["w"], b.mu["w"])
+            assert a.mu["w"][B + 17] != -1                      # tanh(-8.6), not the sign
+            assert dtype == "float64" or a.mu["w"][0] in (-1, 1)  # float32 tanh(+-10) is +-1
 
 
 def test_sample_returns_keys_not_arrays_and_the_key_is_the_state():

@@ -169,24 +169,36 @@ def _block_range(b, n):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _w_is_sign(a, inv, bound):
+    """True if w_r = tanh(z) is exactly +-1 for |lam| = a, whatever u: |z| >= (a - DELTA_MAX)*inv
+    >= bound (``inv`` = 1/tau rounded down, ``bound`` = the tanh saturation)."""
+    return (a - DELTA_MAX) * inv >= bound
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _s_is_zero(a, inv, log_n_tau, zero_below):
+    """True if the exact scale is exactly 0 for |lam| = a, whatever u:
+    log(N/tau) + 2*(a - |z|) < zero_below with |z| >= max(a - DELTA_MAX, 0)*inv."""
+    return log_n_tau + TWO * (a - max(a - DELTA_MAX, ZERO) * inv) < zero_below
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _saturated(lam, lo, hi, tau, bound):
     """True if every |lam[i]| shows |z| >= bound (``bound`` = the tanh saturation), whatever u."""
     inv = ONE / tau * BOUND_SHRINK
     ok = 0
     for i in range(lo, hi):
-        ok += (abs(lam[i]) - DELTA_MAX) * inv >= bound
+        ok += _w_is_sign(abs(lam[i]), inv, bound)
     return ok == np.int64(hi - lo)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _flushes(lam, lo, hi, tau, log_n_tau, zero_below):
-    """True if every exact scale of the block is exactly 0, whatever u:
-    log(N/tau) + 2*(|lam| - |z|) < zero_below with |z| >= max(|lam| - DELTA_MAX, 0)/tau."""
+    """True if every exact scale of the block is exactly 0, whatever u (``_s_is_zero``)."""
     inv = ONE / tau * BOUND_SHRINK
     ok = 0
     for i in range(lo, hi):
-        al = abs(lam[i])
-        ok += log_n_tau + TWO * (al - max(al - DELTA_MAX, ZERO) * inv) < zero_below
+        ok += _s_is_zero(abs(lam[i]), inv, log_n_tau, zero_below)
     return ok == np.int64(hi - lo)
 
 
@@ -261,20 +273,6 @@ def _block_uniforms(key, lo):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _saturation(lam, lo, hi, tau, bound):
-    """(``_saturated(lam, lo, hi, tau, bound)``, ``_all_at_least(lam, lo, hi, bound)``) in one pass."""
-    inv = ONE / tau * BOUND_SHRINK
-    ok = 0
-    at = 0
-    for i in range(lo, hi):
-        a = abs(lam[i])
-        ok += (a - DELTA_MAX) * inv >= bound
-        at += a >= bound
-    n = np.int64(hi - lo)
-    return ok == n, at == n
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def _all_at_least(src, lo, hi, sat):
     """True if every |src[i]| >= sat in lo..hi-1 (tanh is then exactly +-1)."""
     n_sat = 0
@@ -297,40 +295,51 @@ def _tanh_block(lo, hi, src, out, sat):
 @njit(cache=True, error_model="numpy", inline="always")
 def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out,
                 mu_out):
-    """One block of ``step_kernel``; returns (non-finite count of lam', whether mu' was written)."""
-    sat, mu_sat = _saturation(lam, lo, hi, tau, skip[0]) if mode == 1 else (False, False)
-    if sat:                                                     # every w_r = +-1: no noise needed
+    """One block of ``step_kernel``; returns (non-finite count of lam', whether mu' was written).
+
+    At small tau nearly every block is one where no w_r or s depends on u: every w_r is +-1
+    ('official') or every s is 0 ('exact'). The first loop computes such a block's lam' (and,
+    'official', mu' = +-1) while it counts the weights for which this holds, so the common
+    block takes one pass over lam. A block where it does not hold for every weight is then
+    computed again by the general loops below, which overwrite every output of the block
+    (and mu' is left to the caller's ``_tanh_block`` unless every |lam| >= TANH_SAT): the
+    same bits as deciding first. The first weight is tested before the first loop, so that a
+    block (or a tau) where nothing saturates pays nothing for it."""
+    inv = ONE / tau * BOUND_SHRINK
+    n = np.int64(hi - lo)
+    a0 = abs(lam[lo])
+    if mode == 1 and _w_is_sign(a0, inv, skip[0]):              # every w_r = +-1: no noise needed
         top = (ONE - ONE + h[3]) / tau                          # 1 - w_r**2 + eps, same rounding
-        # mu_sat: every |lam| >= TANH_SAT, so mu' = +-1
-        bad = 0                                                 # non-finite lam', counted in each loop
-        if mu_sat:                                              # and the lagged mean in the same pass
-            for i in range(lo, hi):
-                mi = _at(mu, i)
-                li = lam[i]
-                ln, mn = _natural(_at(m, i), ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s, li,
-                                  _at(lam0, i), up)
-                lam_out[i] = ln
-                _put(m_out, i, mn)
-                _put(mu_out, i, math.copysign(ONE, li))
-                bad += not math.isfinite(ln)
-        else:
-            for i in range(lo, hi):
-                mi = _at(mu, i)
-                ln, mn = _natural(_at(m, i), ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s, lam[i],
-                                  _at(lam0, i), up)
-                lam_out[i] = ln
-                _put(m_out, i, mn)
-                bad += not math.isfinite(ln)
-        return bad, mu_sat
-    elif mode != 1 and _flushes(lam, lo, hi, tau, h[0], skip[1]):   # every s = 0: s*g = 0*g
+        ok = 0
+        at = 0                                                  # |lam| >= TANH_SAT: mu' = +-1
+        bad = 0                                                 # non-finite lam'
+        for i in range(lo, hi):
+            li = lam[i]
+            al = abs(li)
+            ok += _w_is_sign(al, inv, skip[0])
+            at += al >= skip[0]
+            mi = _at(mu, i)
+            ln, mn = _natural(_at(m, i), ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s, li,
+                              _at(lam0, i), up)
+            lam_out[i] = ln
+            _put(m_out, i, mn)
+            _put(mu_out, i, math.copysign(ONE, li))
+            bad += not math.isfinite(ln)
+        if ok == n:
+            return bad, at == n
+    elif mode != 1 and _s_is_zero(a0, inv, h[0], skip[1]):       # every s = 0: s*g = 0*g
+        ok = 0
         bad = 0
         for i in range(lo, hi):
-            ln, mn = _natural(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i), up)
+            li = lam[i]
+            ok += _s_is_zero(abs(li), inv, h[0], skip[1])
+            ln, mn = _natural(_at(m, i), ZERO * g[i], li, _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
             bad += not math.isfinite(ln)
-        return bad, False
-    elif mode == 1 and use_w:                                   # 'official' from this pass's w_r
+        if ok == n:
+            return bad, False
+    if mode == 1 and use_w:                                     # 'official' from this pass's w_r
         bad = 0
         for i in range(lo, hi):
             wi = w[i]
@@ -382,13 +391,20 @@ def _acc_block(mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _relaxed_block(lo, hi, key, lam, tau, sat_bound, out):
-    if _saturated(lam, lo, hi, tau, sat_bound):                 # tanh(z) rounds to +-1
+    """One block of ``relaxed_kernel``: +-1 where every tanh(z) rounds to +-1 (written while
+    that is counted, one pass), else tanh(z) from the block's u (overwriting the block)."""
+    inv = ONE / tau * BOUND_SHRINK
+    if _w_is_sign(abs(lam[lo]), inv, sat_bound):
+        ok = 0
         for i in range(lo, hi):
-            out[i] = math.copysign(ONE, lam[i])
-    else:
-        u = _block_uniforms(key, lo)
-        for i in range(lo, hi):
-            out[i] = _tanh(_z(lam[i], _as(u[i - lo], lam[i]), tau))
+            li = lam[i]
+            ok += _w_is_sign(abs(li), inv, sat_bound)
+            out[i] = math.copysign(ONE, li)
+        if ok == np.int64(hi - lo):
+            return
+    u = _block_uniforms(key, lo)
+    for i in range(lo, hi):
+        out[i] = _tanh(_z(lam[i], _as(u[i - lo], lam[i]), tau))
 
 
 # -- kernels: each compiled parallel (large arrays) and serial (small, see _twins) ---------
