@@ -273,23 +273,19 @@ def _block_uniforms(key, lo):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _all_at_least(src, lo, hi, sat):
-    """True if every |src[i]| >= sat in lo..hi-1 (tanh is then exactly +-1)."""
-    n_sat = 0
-    for i in range(lo, hi):
-        n_sat += abs(src[i]) >= sat
-    return n_sat == np.int64(hi - lo)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def _tanh_block(lo, hi, src, out, sat):
-    """out = tanh(src), written as +-1 without a tanh when every |src| >= sat."""
-    if _all_at_least(src, lo, hi, sat):
+    """out = tanh(src): +-1 written while counting that every |src| >= sat (tanh is then exactly
+    +-1; one pass), else tanh(src), overwriting the block."""
+    if abs(src[lo]) >= sat:
+        n_sat = 0
         for i in range(lo, hi):
-            out[i] = math.copysign(ONE, src[i])
-    else:
-        for i in range(lo, hi):
-            out[i] = _tanh(src[i])
+            si = src[i]
+            n_sat += abs(si) >= sat
+            out[i] = math.copysign(ONE, si)
+        if n_sat == np.int64(hi - lo):
+            return
+    for i in range(lo, hi):
+        out[i] = _tanh(src[i])
 
 
 @njit(cache=True, error_model="numpy", inline="always")
