@@ -1,7 +1,7 @@
 """refbinn: a reference implementation of BayesBiNN and its baselines in NumPy."""
-from ._threads import short_blas_spin
+from ._threads import short_idle_spin
 
-short_blas_spin()                       # before numpy loads OpenBLAS (refbinn/_threads.py says why)
+short_idle_spin()                       # before numpy loads OpenBLAS (refbinn/_threads.py says why)
 
 from .nn import sign  # noqa: E402
 

@@ -266,11 +266,13 @@ def cpu_model():
 
 
 def set_threads(n):
-    """Give Numba, OpenMP and every BLAS ``n`` threads, and OpenBLAS the short idle spin that
-    ``import refbinn`` sets (refbinn/_threads.py); only takes effect before numpy / numba are imported."""
+    """Give Numba, OpenMP and every BLAS ``n`` threads, and OpenBLAS and OpenMP the short idle spins
+    that ``import refbinn`` sets (refbinn/_threads.py; here before torch loads too, so that both sides
+    of a comparison run with them); only takes effect before numpy / numba / torch are imported."""
     for var in THREAD_VARS:
         os.environ[var] = str(n)
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 def parse_bench_args(argv, description, repeats, repeats_quick):

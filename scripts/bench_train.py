@@ -17,7 +17,11 @@ its update as torch.compile (inductor) functions; if compiling fails, or gains
 nothing on this CPU, the JSON says so and reports both.
 
 Then a breakdown of each side's step, the model's forward+backward alone
-(refbinn's layers against torch autograd, same weights and batch), and the
+(refbinn's layers against torch autograd, same weights and batch), refbinn's step
+over its forward+backward (``step_over_fwd_bwd``: the two called alternately, 20
+pairs, the median of the pairs' ratios; ``step_over_fwd_bwd_of_medians`` divides the
+interleaved step's median by the forward+backward's, as the figure was first
+computed), and the
 training epoch of the continual-learning MLP 784-100-100-10 (BatchNorm, batch 100,
 600 steps; with --quick 100 steps, scaled to 600).
 
@@ -36,11 +40,12 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
+from _common import cpu_model, paired_ms, set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
 
 # settings (the paper's MNIST run, spec section 9)
 BATCH, N_TRAIN, LR, TAU = 100, 54000, 1e-4, 1e-10
 STEPS, BLOCK, WARMUP, BREAKDOWN = 20, 5, 2, 5
+STEP_PAIRS = 20                                       # paired (step, forward+backward) calls per numerics
 FWD_BWD_REPEATS = 10                                  # forward+backward alone, per side
 # the continual-learning MLP (refbinn.experiments.continual's settings): an epoch of permuted MNIST
 SMALL_HIDDEN, SMALL_LR, SMALL_TAU, SMALL_N, SMALL_EPOCH_STEPS = (100, 100), 1e-3, 1e-2, 60000, 600
@@ -286,6 +291,24 @@ def bench_fwd_bwd(rb, th, batches, args):
     return {"refbinn_fwd_bwd_ms": r, "torch_fwd_bwd_ms": t, "fwd_bwd_over_torch": r / t}
 
 
+def bench_step_over_fwd_bwd(rb, batches):
+    """refbinn's training step over its forward+backward alone, both timed in this process:
+    ``rb.step`` and ``rb.fwd_bwd`` (one minibatch, the relaxed weights of the current state) called
+    alternately, STEP_PAIRS times each (``paired_ms``); the figure is the median of the pairs'
+    ratios, so that a neighbour's load or a frequency change that lasts longer than a pair slows
+    both alike. No torch work runs in between (its idle OpenMP workers would slow the step)."""
+    x, y = batches[0]
+    noise = rb.opt.sample(rb.state, rb.r_noise)
+    p = rb.opt.forward_params(rb.state, noise[0])
+    k = [0]
+
+    def step():
+        rb.step(*batches[k[0] % len(batches)])
+        k[0] += 1
+    step_ms, fwd_bwd_ms, ratio = paired_ms(step, lambda: rb.fwd_bwd(x, y, p), STEP_PAIRS)
+    return {"step_over_fwd_bwd": ratio, "paired_step_ms": step_ms, "paired_fwd_bwd_ms": fwd_bwd_ms}
+
+
 def bench_small_epoch(numerics, args, log):
     """Seconds of one training epoch (SMALL_EPOCH_STEPS steps) of the continual MLP, refbinn and the
     eager peer, each timed over ``args.small_steps`` steps after 5 warm-up steps and scaled."""
@@ -378,9 +401,12 @@ def main(args):
         result.update({"ratio_refbinn_over_torch_compiled": None, "torch_compile_helps": False,
                        "torch_compile_note": f"torch.compile failed or was skipped ({err}); "
                                              f"only the eager peer is reported"})
-    # one training step over the same model's forward+backward alone, both timed in this process
+    # one training step over the same model's forward+backward alone, both timed in this process, paired
     for n, r in runs.items():
-        r["step_over_fwd_bwd"] = r["refbinn_ms_per_step"] / fwd_bwd["refbinn_fwd_bwd_ms"]
+        r.update(bench_step_over_fwd_bwd(sides[n][0], batches))
+        r["step_over_fwd_bwd_of_medians"] = r["refbinn_ms_per_step"] / fwd_bwd["refbinn_fwd_bwd_ms"]
+        log(f"[{n}] step over forward+backward, {STEP_PAIRS} pairs: {r['paired_step_ms']:.1f} against "
+            f"{r['paired_fwd_bwd_ms']:.1f} ms, median ratio {r['step_over_fwd_bwd']:.3f}")
     result["step_over_fwd_bwd"] = runs[head]["step_over_fwd_bwd"]
     result["step_over_fwd_bwd_by_numerics"] = {n: r["step_over_fwd_bwd"] for n, r in runs.items()}
     result["target_step_over_fwd_bwd"] = {"exact": 1.4, "official": 1.5}

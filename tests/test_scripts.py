@@ -204,6 +204,24 @@ def test_common_loads_only_the_standard_library():
     assert out.stdout.strip() == "[]"
 
 
+def test_import_refbinn_and_set_threads_shorten_the_idle_spins_unless_set():
+    """OpenBLAS's and libgomp's idle spins (refbinn/_threads.py says why) are shortened by
+    ``import refbinn`` and by the scripts' ``set_threads``; a user's own values are kept."""
+    import os
+    import subprocess
+    import sys
+    show = "import os; print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOMP_SPINCOUNT")}
+
+    def run(code, **given):
+        return subprocess.run([sys.executable, "-c", code, str(SCRIPTS)], env={**env, **given}, cwd=SCRIPTS.parent,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    assert run("import refbinn; " + show) == "4 10000"
+    assert run("import sys; sys.path.insert(0, sys.argv[1]); import _common; _common.set_threads(2); " + show) \
+        == "4 10000"
+    assert run("import refbinn; " + show, OPENBLAS_THREAD_TIMEOUT="1", GOMP_SPINCOUNT="7") == "1 7"
+
+
 def test_common_settings_rows_and_flags(tmp_path):
     import argparse
     c = load("_common")
