@@ -9,10 +9,10 @@ after their work, and on a small machine a spinning worker holds a core the othe
 - libgomp's spin for 300 000 rounds after each parallel region, so the matmuls that follow a
   Numba kernel (forward_params, then the forward) wait for them: the MNIST MLP's
   forward+backward took 50.4 ms after forward_params against 44.2 ms without it, and 46.2 ms
-  after it with ``GOMP_SPINCOUNT=10000`` (2 cores, one process; ``scripts/bench_train.py``'s
-  step over forward+backward went from 1.30 and 1.50 official, 1.24 and 1.26 exact, to 1.18
-  and 1.22, 1.19 and 1.12 in two quick runs each). 10 000 rounds still bridge the gaps
-  between the kernels of one optimizer step.
+  after it with ``GOMP_SPINCOUNT=10000`` (2 cores, one process). In ``scripts/bench_train.py``
+  (quick runs, 2 cores) a training step took 56-64 ms with it against 65-69 ms without, and
+  the forward+backward after a step 46-54 against 56-59 ms. 10 000 rounds still bridge the
+  gaps between the kernels of one optimizer step.
 
 Both are read when the library loads, so they are set here, before refbinn imports numpy
 (and before Numba starts its OpenMP pool), unless the user has set them. Standard library only.
