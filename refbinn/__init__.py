@@ -1,7 +1,7 @@
 """refbinn: a reference implementation of BayesBiNN and its baselines in NumPy."""
 from ._threads import short_idle_spin
 
-short_idle_spin()                       # before numpy loads OpenBLAS (refbinn/_threads.py says why)
+short_idle_spin()                       # before OpenBLAS and OpenMP load (refbinn/_threads.py says why)
 
 from .nn import sign  # noqa: E402
 

@@ -36,6 +36,7 @@ small_epoch_ratio_vs_torch <= 1.0.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 
@@ -300,12 +301,9 @@ def bench_step_over_fwd_bwd(rb, batches):
     x, y = batches[0]
     noise = rb.opt.sample(rb.state, rb.r_noise)
     p = rb.opt.forward_params(rb.state, noise[0])
-    k = [0]
-
-    def step():
-        rb.step(*batches[k[0] % len(batches)])
-        k[0] += 1
-    step_ms, fwd_bwd_ms, ratio = paired_ms(step, lambda: rb.fwd_bwd(x, y, p), STEP_PAIRS)
+    minibatches = itertools.cycle(batches)
+    step_ms, fwd_bwd_ms, ratio = paired_ms(lambda: rb.step(*next(minibatches)), lambda: rb.fwd_bwd(x, y, p),
+                                           STEP_PAIRS)
     return {"step_over_fwd_bwd": ratio, "paired_step_ms": step_ms, "paired_fwd_bwd_ms": fwd_bwd_ms}
 
 
