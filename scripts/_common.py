@@ -271,8 +271,20 @@ def set_threads(n):
     of a comparison run with them); only takes effect before numpy / numba / torch are imported."""
     for var in THREAD_VARS:
         os.environ[var] = str(n)
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    _refbinn_threads().short_idle_spin()
+
+
+def _refbinn_threads():
+    """refbinn/_threads.py, run from its file: ``import refbinn`` would load numpy and Numba first."""
+    import importlib.util
+    spec = importlib.util.find_spec("refbinn")          # a top-level name: finds, does not import
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("refbinn is not importable: run `pip install -e .` in the repository root")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "_threads.py")
+    file_spec = importlib.util.spec_from_file_location("_refbinn_threads", path)
+    module = importlib.util.module_from_spec(file_spec)
+    file_spec.loader.exec_module(module)
+    return module
 
 
 def parse_bench_args(argv, description, repeats, repeats_quick):

@@ -219,6 +219,12 @@ def test_import_refbinn_and_set_threads_shorten_the_idle_spins_unless_set():
     assert run("import refbinn; " + show) == "4 10000"
     assert run("import sys; sys.path.insert(0, sys.argv[1]); import _common; _common.set_threads(2); " + show) \
         == "4 10000"
+    # set_threads takes refbinn's values from refbinn/_threads.py without importing refbinn (or numpy)
+    loaded = "print(sorted(m for m in ('numpy', 'numba', 'refbinn') if m in sys.modules))"
+    assert run("import sys; sys.path.insert(0, sys.argv[1]); import _common; _common.set_threads(2); " + loaded) \
+        == "[]"
+    assert run("import sys; sys.path.insert(0, sys.argv[1]); import _common, refbinn._threads as t; "
+               "print(_common._refbinn_threads().__file__ == t.__file__)") == "True"
     assert run("import refbinn; " + show, OPENBLAS_THREAD_TIMEOUT="1", GOMP_SPINCOUNT="7") == "1 7"
 
 
