@@ -1,4 +1,5 @@
-"""The README's two commands stay true: .ci/run runs exactly the README's test command."""
+"""The README stays true: .ci/run runs exactly the README's test command, its snippets run, its MNIST
+BayesBiNN rows quote the results files."""
 import re
 from pathlib import Path
 
@@ -34,3 +35,30 @@ def test_readme_python_examples_run():
         exec(compile(code, f"README python block {i}", "exec"), ns)
     # the optimizer example ends with the mode weights: exactly -1 or +1
     assert all(set(np.unique(v)) <= {-1.0, 1.0} for v in ns["mode"].values())
+
+
+def test_readme_mnist_bayesbinn_rows_quote_the_results_files():
+    """The MNIST table's BayesBiNN rows (test accuracy at best validation, its epoch, per seed, and
+    the ten seeds' mean +- sample std) are the figures of results/mnist_bayesbinn_official*.json."""
+    import json
+    import numpy as np
+    readme = (REPO / "README.md").read_text()
+    rows = re.findall(r"^\| BayesBiNN \(mode\), official numerics, seeds ([\d /]+) \| \**([\d. /]+)%\** "
+                      r"\(epochs ([\d /]+)\)", readme, flags=re.M)
+    assert len(rows) == 2, rows
+
+    def summary(seed):
+        name = "mnist_bayesbinn_official" + (f"_seed{seed}" if seed else "")
+        return json.loads((REPO / "results" / f"{name}.json").read_text())["summary"]
+    quoted = {}
+    for seeds, accs, epochs in rows:
+        for s, a, e in zip(*(field.split(" / ") for field in (seeds, accs, epochs)), strict=True):
+            quoted[int(s)] = (a, int(e))
+    assert sorted(quoted) == list(range(10))
+    best = []
+    for s, (acc, epoch) in quoted.items():
+        got = summary(s)
+        best.append(100 * got["test_acc_mode_at_best_val"])
+        assert (f"{best[-1]:.2f}", got["best_val_epoch"]) == (acc, epoch), s
+    mean, std = re.search(r"\*\*seeds 0-9: ([\d.]+) \+- ([\d.]+)\*\*", readme).groups()
+    assert (mean, std) == (f"{np.mean(best):.2f}", f"{np.std(best, ddof=1):.2f}")
