@@ -76,9 +76,9 @@ def check_probs(probs, labels=None):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
         Must be finite, with n >= 1.
     labels : array_like of int, (n,), optional
         The true classes, in [0, K); None (the default) checks ``probs`` alone.
@@ -118,9 +118,9 @@ def accuracy(probs, labels):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
     labels : array_like of int, (n,)
         The true classes, in [0, K).
 
@@ -140,9 +140,9 @@ def nll(probs, labels):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
     labels : array_like of int, (n,)
         The true classes, in [0, K).
 
@@ -161,9 +161,9 @@ def brier_score(probs, labels):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
     labels : array_like of int, (n,)
         The true classes, in [0, K).
 
@@ -183,9 +183,9 @@ def entropy(probs):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
 
     Returns
     -------
@@ -238,9 +238,9 @@ def calibration(probs, labels, bins=DEFAULT_BINS):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
     labels : array_like of int, (n,)
         The true classes, in [0, K).
     bins : int
@@ -276,9 +276,9 @@ def expected_calibration_error(probs, labels, bins=DEFAULT_BINS):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
     labels : array_like of int, (n,)
         The true classes, in [0, K).
     bins : int
@@ -359,9 +359,9 @@ def ood_scores(probs):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
 
     Returns
     -------
@@ -380,9 +380,9 @@ def classification_metrics(probs, labels, bins=DEFAULT_BINS):
 
     Parameters
     ----------
-    probs : array_like, (n, K) or (n,)
+    probs : array_like, (n, K) with K >= 2, or (n,) or (n, 1)
         Class probabilities in [0, 1] (rows summing to 1 is not checked), or P(y = 1) of a
-        binary problem, which becomes the two columns [1 - p, p].
+        binary problem (a single column is always read so), which becomes the two columns [1 - p, p].
     labels : array_like of int, (n,)
         The true classes, in [0, K).
     bins : int

@@ -1,4 +1,5 @@
 """Data loaders, file-format errors, root search, transforms and toy data sets."""
+import codecs
 import gzip
 import os
 import pickle
@@ -105,6 +106,10 @@ def _idx_bytes(shape=(4, 3), dtype="u1"):
     ("bad-gzip", lambda b: gzip.compress(b)[:-12], "bad gzip stream"),
     ("bad-gzip-crc", lambda b: gzip.compress(b)[:-8] + b"\x00" * 8, "bad gzip stream"),
     ("gzip-garbage", lambda b: b"\x1f\x8b" + b"not really gzip", "bad gzip stream"),
+    # headers whose element count overflows int64 (65536**4 = 2**64; 4e9 * 4e9 > 2**63)
+    ("huge-header", lambda b: b"\x00\x00\x08\x04" + np.full(4, 65536, ">u4").tobytes(), "the file has 20 bytes"),
+    ("huge-header-gz", lambda b: gzip.compress(b"\x00\x00\x08\x02" + np.full(2, 4e9, ">u4").tobytes()),
+     "too large to be real"),
 ])
 def test_idx_corrupt_files_give_clear_errors(tmp_path, case, corrupt, message):
     path = tmp_path / f"{case}-idx1-ubyte"
@@ -204,6 +209,11 @@ class _Boom:
         return (os.mkdir, ("/nonexistent-refbinn-boom",))
 
 
+class _BadCodec:
+    def __reduce__(self):                       # an allowed global (_codecs.encode) with a bad codec
+        return (codecs.encode, ("a", "no-such-codec"))
+
+
 def _dump(path, obj):
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)
@@ -218,6 +228,9 @@ def _dump(path, obj):
     ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "uint8"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "2 images but 1 labels"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, r"\[0, 10\)"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1.7, 2.9]}, "must be a list of ints"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["1", "2"]}, "must be a list of ints"),
+    ({b"data": _BadCodec(), b"labels": [0]}, "not a readable CIFAR pickle"),
 ])
 def test_cifar_bad_batches(tmp_path, obj, message):
     path = _dump(tmp_path / "data_batch_1", obj)
@@ -386,6 +399,11 @@ def test_pixel_permutations_seeded_distinct():
     # Tiny case where repeats are likely: still distinct and never the identity.
     q = pixel_permutations(3, 5, seed=0)
     assert len({row.tobytes() for row in q}) == 5 and not (q == np.arange(3)).all(1).any()
+    # 3! - 1 = 5 non-identity permutations exist: a sixth task is an error, not an endless redraw
+    with pytest.raises(ValueError, match=r"n_tasks must be an integer in \[1, 5\], got 6"):
+        pixel_permutations(3, 6, seed=0)
+    with pytest.raises(ValueError, match="n_pixels must be an integer"):
+        pixel_permutations(2.5, 1, seed=0)
 
 
 def test_permuted_mnist_tasks():

@@ -161,11 +161,31 @@ def test_batchnorm_training_needs_two_values_per_channel():
     layer.forward({}, np.ones((1, 3), np.float32), state, train=False)     # eval is fine
 
 
-@pytest.mark.parametrize("bad", [dict(momentum=1.5), dict(momentum=-0.1), dict(eps=-1.0), dict(num_features=0)])
+@pytest.mark.parametrize("bad", [dict(momentum=1.5), dict(momentum=-0.1), dict(momentum=float("nan")),
+                                 dict(eps=-1.0), dict(eps=float("inf")), dict(eps="a"),
+                                 dict(num_features=0), dict(num_features=2.5), dict(num_features="3")])
 def test_batchnorm_bad_hyperparameters(bad):
     kw = dict(num_features=3) | bad
-    with pytest.raises(ValueError, match=next(iter(bad))):
+    with pytest.raises(ValueError, match=f"BatchNorm: {next(iter(bad))} must be"):
         BatchNorm(**kw)
+
+
+@pytest.mark.parametrize("bad", [dict(in_features=0), dict(in_features=2.5), dict(out_features="a"),
+                                 dict(out_features=True)])
+def test_dense_bad_sizes_name_the_argument(bad):
+    kw = dict(in_features=3, out_features=2) | bad
+    with pytest.raises(ValueError, match=rf"Dense: {next(iter(bad))} must be an integer in \[1, inf\)"):
+        Dense(**kw)
+
+
+@pytest.mark.parametrize("key", ["running_mean", "running_var"])
+def test_batchnorm_state_of_another_shape_is_refused(key):
+    layer = BatchNorm(3, name="bn6")
+    params, state = layer.init(np.random.default_rng(0))
+    state = dict(state, **{key: state[key][:1]})               # would broadcast over the 3 channels
+    for train in (False, True):
+        with pytest.raises(ValueError, match=rf"bn6.*{key}.*\(1,\), expected \(3,\)"):
+            layer.forward(params, np.ones((2, 3), np.float32), state, train=train)
 
 
 # -- dtype ------------------------------------------------------------------------------
@@ -200,6 +220,8 @@ def test_relu_tanh_flatten_values():
     y, c, _ = Flatten().forward({}, x4, {})
     np.testing.assert_array_equal(y, x4.reshape(2, 12))
     np.testing.assert_array_equal(Flatten().backward({}, c, y)[0], x4)
+    y, c, _ = Flatten().forward({}, x4[:0], {})                        # an empty batch
+    assert y.shape == (0, 12) and Flatten().backward({}, c, y)[0].shape == (0, 3, 2, 2)
 
 
 def test_dropout_mask_convention():
@@ -228,9 +250,18 @@ def test_dropout_identity_and_errors():
     assert Dropout(0.0).forward({}, x, {}, train=True, rng=None)[0] is x
     with pytest.raises(ValueError, match="rng"):
         Dropout(0.5, name="drop1").forward({}, x, {}, train=True, rng=None)
-    for p in (-0.1, 1.0, 1.5, float("nan")):
-        with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+    for p in (-0.1, 1.0, 1.5, float("nan"), 1 - 2e-8, 1 - 1e-7, 0.9999):   # 1 - 2e-8 is 1 in float32
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\) and at most 1 - 2\*\*-12"):
             Dropout(p)
+    assert Dropout(1 - 2 ** -12).p == 1 - 2 ** -12
+
+
+def test_dropout_keeps_one_minus_p_at_the_largest_p():
+    """At p = 1 - 2**-12 the kept fraction is (1 - p)(1 + d), |d| <= 2**-11: 5 standard errors."""
+    p, n = 1 - 2 ** -12, 4_000_000
+    y, _, _ = Dropout(p).forward({}, np.ones(n, np.float32), {}, train=True, rng=np.random.default_rng(3))
+    kept = np.count_nonzero(y)
+    assert abs(kept - n * (1 - p)) < 5 * np.sqrt(n * p * (1 - p)) + n * (1 - p) * 2 ** -11
 
 
 # -- shape errors ----------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from refbinn.models import mlp_continual, mlp_mnist, mlp_toy, vgg_cifar
-from refbinn.nn import (BatchNorm, Conv2d, Dense, Dropout, MaxPool2d, ReLU,
+from refbinn.nn import (BatchNorm, Conv2d, Dense, Dropout, MaxPool2d, ReLU, Sequential,
                         flatten_params, logistic_loss, mse, softmax_cross_entropy,
                         unflatten_params)
 from refbinn.testing import GradientCheckError, check_model
@@ -103,6 +103,23 @@ def test_gradient_check_catches_a_wrong_model_gradient():
 # -- structure: layer order (spec section 9), names, kinds --------------------------------
 def describe(model):
     return [(type(l).__name__, l.name) for l in model.layers]
+
+
+def test_repeated_names_get_suffixes_that_no_layer_has():
+    # 'fc1' is given by hand, so the second 'fc' must skip it: every parameter keeps its own name
+    m = Sequential(Dense(4, 3, name="fc1"), ReLU(), Dense(3, 3, name="fc"), ReLU(), Dense(3, 2, name="fc"),
+                   ReLU(), ReLU(name="relu1"))
+    assert [l.name for l in m.layers] == ["fc1", "relu", "fc", "relu1", "fc2", "relu2", "relu11"]
+    params, state = m.init(np.random.default_rng(0), np.float32)
+    assert {k: v.shape for k, v in params.items()} == \
+        {"fc1.weight": (3, 4), "fc.weight": (3, 3), "fc2.weight": (2, 3)}
+    assert m.apply(params, np.ones((2, 4), np.float32), state).shape == (2, 2)
+
+
+def test_the_same_layer_object_twice_is_refused():
+    relu = ReLU()
+    with pytest.raises(ValueError, match="layer 2 .* same object as an earlier layer"):
+        Sequential(relu, Dense(3, 3), relu)
 
 
 def test_mlp_mnist_structure():

@@ -144,7 +144,7 @@ def binary_cnn(padding, stride):
 
 
 @pytest.mark.parametrize("padding, stride, size", [(1, 1, 9), ("same", 1, 8), (0, 2, 19)])
-def test_binary_cnn_logits_bit_identical(padding, stride, size):
+def test_binary_cnn_logits_bit_identical(padding, stride, size, tmp_path):
     rng = np.random.default_rng(6)
     model = binary_cnn(padding, stride)
     params, state = binary_init(model, 7)
@@ -157,7 +157,12 @@ def test_binary_cnn_logits_bit_identical(padding, stride, size):
         "conv_real", "threshold", "conv_binary", "threshold", "maxpool",       # pool behind the sign
         "conv_binary", "maxpool", "threshold",                                 # pool in front
         "flatten", "dense_binary", "threshold", "dense_binary", "to_float", "batchnorm"]
-    np.testing.assert_array_equal(packed.predict_logits(x, batch_size=128), model.apply(params, x, state))
+    ref = model.apply(params, x, state)
+    np.testing.assert_array_equal(packed.predict_logits(x, batch_size=128), ref)
+    packed.save(tmp_path / "cnn.npz")                     # binary convs survive the file format
+    np.testing.assert_array_equal(load_packed(tmp_path / "cnn.npz").predict_logits(x[:64]), ref[:64])
+    assert packed.predict_logits(x[:0]).shape == model.apply(params, x[:0], state).shape == (0, 10)
+    assert packed.predict(x[:0]).shape == (0,)
 
 
 # -- thresholds -------------------------------------------------------------------------------------
@@ -256,6 +261,41 @@ def test_errors_name_the_layer(tmp_path):
     np.savez(bad, meta=np.array(json.dumps({"format": "refbinn.packed", "version": 99, "ops": []})))
     with pytest.raises(ValueError, match="version"):
         load_packed(bad)
+
+
+def _edited(src, dst, edit_ops=None, arrays=None):
+    """A copy of a packed file with its op specs edited in place and some arrays replaced."""
+    with np.load(src) as f:
+        files = {k: f[k] for k in f.files}
+    meta = json.loads(str(files["meta"]))
+    if edit_ops:
+        edit_ops(meta["ops"])
+    files["meta"] = np.array(json.dumps(meta))
+    files.update(arrays or {})
+    np.savez(dst, **files)
+    return dst
+
+
+def test_damaged_conv_and_channel_ops_are_refused(tmp_path):
+    model = binary_cnn(1, 1)
+    params, state = binary_init(model, 7)
+    state = warm_bn(model, params, state, np.random.default_rng(0).standard_normal((40, 3, 9, 9)), 2, 20)
+    packed = export(model, params, state)
+    packed.save(tmp_path / "cnn.npz")
+    ops = [op["op"] for op in packed.ops]
+    conv, thr = ops.index("conv_binary"), ops.index("threshold")
+    x = np.zeros((2, 3, 9, 9), np.float32)
+    for edit, says in [(lambda o: o[conv].pop("padding"), "'padding' must be"),
+                       (lambda o: o[conv].update(padding=[0, 0]), r"gives pads \[0, 0, 0, 0\]"),
+                       (lambda o: o[conv].update(padding="same", stride=[2, 2]), "same"),
+                       (lambda o: o[conv].update(padding=[1, True]), "'padding' must be")]:
+        with pytest.raises(ValueError, match=says):
+            load_packed(_edited(tmp_path / "cnn.npz", tmp_path / "bad.npz", edit))
+    # one threshold for all 16 channels would broadcast: refused when it meets the input
+    short = {f"{thr}/dirs": np.ones(1, np.float32), f"{thr}/t": np.zeros(1, np.float32)}
+    bad = load_packed(_edited(tmp_path / "cnn.npz", tmp_path / "bad.npz", arrays=short))
+    with pytest.raises(ValueError, match=r"'bn1'.*\(2, 16, 9, 9\).*threshold op holds \[1\] values"):
+        bad.predict_logits(x)
 
 
 # -- command-line hooks -------------------------------------------------------------------------------

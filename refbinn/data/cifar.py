@@ -71,7 +71,7 @@ def read_batch(path, label_key, n_classes):
         with open(path, "rb") as f:
             batch = _SafeUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError) as e:
+            LookupError) as e:                                      # LookupError: an unknown codec too
         raise DataFormatError(f"{path}: not a readable CIFAR pickle: {e}") from e
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
@@ -82,8 +82,11 @@ def read_batch(path, label_key, n_classes):
         what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise DataFormatError(f"{path}: b'data' must be a uint8 array of shape (N, 3072), got {what}")
     try:
-        y = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError) as e:
+        raw = np.asarray(labels).reshape(-1)
+        if raw.size and raw.dtype.kind not in "iu":                 # 1.7 would become class 1
+            raise TypeError(f"got {raw.dtype} values such as {raw[0]!r}")
+        y = raw.astype(np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
         raise DataFormatError(f"{path}: {label_key!r} must be a list of ints: {e}") from e
     if len(y) != len(data):
         raise DataFormatError(f"{path}: {len(data)} images but {len(y)} labels under {label_key!r}")

@@ -15,6 +15,7 @@ raw file named ``.gz`` or a gzipped one without the suffix both read correctly.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 from .errors import DataFormatError
 
 GZIP_MAGIC = b"\x1f\x8b"
+_MAX_BYTES = 2 ** 40                # a header declaring more data than 1 TiB is not a real data set
 # IDX type code -> big-endian numpy dtype
 IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -71,15 +73,17 @@ def _read_idx_stream(stream, path, raw_size):
         raise DataFormatError(f"{path}: truncated IDX file: the header declares {ndim} "
                               f"dimensions but ends after {len(dims) // 4}")
     shape = tuple(int(s) for s in np.frombuffer(dims, dtype=">u4"))
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize                 # Python ints: no wrap-around
     header = 4 + 4 * ndim
     if raw_size is not None and raw_size != header + nbytes:
         what = "truncated IDX file" if raw_size < header + nbytes else "size does not match the header"
         raise DataFormatError(f"{path}: {what}: header says shape {shape} of {dtype.name} "
                               f"({header + nbytes} bytes in all), the file has {raw_size} bytes")
     try:
+        if nbytes > _MAX_BYTES:
+            raise MemoryError
         data = np.empty(nbytes, dtype=np.uint8)
-    except MemoryError:
+    except (MemoryError, ValueError):                          # ValueError: beyond numpy's sizes
         raise DataFormatError(f"{path}: header declares shape {shape}, too large to be real") from None
     got = _read_into(stream, memoryview(data))
     if got < nbytes:

@@ -6,6 +6,7 @@ returned so test inputs can be mapped in and predictions mapped back out.
 """
 from __future__ import annotations
 
+import math
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -260,20 +261,22 @@ def pixel_permutations(n_pixels, n_tasks, seed):
 
     Parameters
     ----------
-    n_pixels, n_tasks : int
+    n_pixels : int >= 3
+    n_tasks : int in [1, n_pixels! - 1]
+        There are only n_pixels! - 1 permutations other than the identity.
     seed : int or numpy.random.SeedSequence
 
     Returns
     -------
     ndarray, int64, (n_tasks, n_pixels)
     """
-    if int(n_tasks) < 1 or int(n_pixels) < 3:
-        raise ValueError(f"pixel_permutations: n_tasks must be >= 1 and n_pixels >= 3, "
-                         f"got {n_tasks}, {n_pixels}")
+    n_pixels = check_int("pixel_permutations: n_pixels", n_pixels, 3)
+    most = math.factorial(n_pixels) - 1 if n_pixels <= 20 else None     # 20! - 1 > 2**61
+    n_tasks = check_int("pixel_permutations: n_tasks", n_tasks, 1, most)
     rng = np.random.default_rng(seed)
-    perms = [np.arange(int(n_pixels))]                          # the identity, rejected below
-    while len(perms) <= int(n_tasks):
-        p = rng.permutation(int(n_pixels))
+    perms = [np.arange(n_pixels)]                               # the identity, rejected below
+    while len(perms) <= n_tasks:
+        p = rng.permutation(n_pixels)
         if not any(np.array_equal(p, q) for q in perms):
             perms.append(p)
     return np.stack(perms[1:])

@@ -74,7 +74,7 @@ def pack_conv_weight(w):
     O, C, kh, kw = w.shape
     words = pack_signs(w.transpose(0, 2, 3, 1))                  # (O, kh, kw, Cw)
     signs = np.where(w >= 0, 1, -1).astype(np.int32)              # (O, C, kh, kw), NaN -> -1
-    tap_sums = np.ascontiguousarray(signs.sum(axis=1).reshape(O, kh * kw).T)   # (T, O)
+    tap_sums = np.ascontiguousarray(signs.sum(axis=1, dtype=np.int32).reshape(O, kh * kw).T)   # (T, O)
     return ConvWeights(np.ascontiguousarray(words.reshape(O, -1)), tap_sums, (O, C, kh, kw))
 
 

@@ -1,6 +1,8 @@
 """Parameter-free layers: ReLU, Tanh, Flatten, Dropout."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..checks import check_float_input
@@ -64,10 +66,13 @@ class Flatten(Layer):
 
     def forward(self, params, x, state, *, train=False, rng=None):
         x = check_float_input(f"layer '{self.name}'", x, 2)
-        return x.reshape(x.shape[0], -1), x.shape, state            # (N, C*H*W)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape, state   # (N, C*H*W); N = 0 too
 
     def backward(self, params, cache, dy):
         return dy.reshape(cache), {}                                # (N, C, H, W)
+
+
+_P_MAX = 1.0 - 2.0 ** -12          # Dropout's largest p: see its docstring
 
 
 class Dropout(Layer):
@@ -76,12 +81,15 @@ class Dropout(Layer):
     Identity in evaluation mode or when p = 0. The uniforms are drawn as
     ``rng.random(x.shape, dtype=np.float32)`` from the Generator passed to
     ``forward`` (whatever the input dtype), so float32 and float64 runs with
-    the same seed drop the same units. E[y] = x, as in ``torch.nn.Dropout``.
+    the same seed drop the same units. E[y] = x, as in ``torch.nn.Dropout``, up to the
+    float32 grid of u: the kept fraction is within 2**-23 of 1 - p, a relative error of at
+    most 2**-11 for the allowed p.
 
     Parameters
     ----------
-    p : float in [0, 1)
-        Probability of zeroing an element.
+    p : float in [0, 1 - 2**-12]
+        Probability of zeroing an element (above 1 - 2**-12 = 0.99976 the float32 u could not
+        keep 1 - p of the elements to 2**-11, and from 1 - 2**-25 on would keep none).
     name : str, optional
 
     References
@@ -95,8 +103,8 @@ class Dropout(Layer):
             p = float(p)
         except (TypeError, ValueError):
             raise ValueError(f"Dropout: p must be a real number in [0, 1), got {p!r}") from None
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        if not 0.0 <= p <= _P_MAX:
+            raise ValueError(f"Dropout: p must be in [0, 1) and at most 1 - 2**-12 = {_P_MAX}, got {p}")
         self.p = p
 
     def uniforms(self, shape, train, rng):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_int, check_range
 from . import _fused
 from .base import REAL, Layer
 
@@ -48,13 +49,9 @@ class BatchNorm(Layer):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, name=None):
         super().__init__(name or "batchnorm")
-        if int(num_features) < 1:
-            raise ValueError(f"BatchNorm: num_features must be >= 1, got {num_features}")
-        if not 0.0 <= float(momentum) <= 1.0:
-            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum}")
-        if not float(eps) >= 0.0:
-            raise ValueError(f"BatchNorm: eps must be in [0, inf), got {eps}")
-        self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
+        self.num_features = check_int("BatchNorm: num_features", num_features, 1)
+        self.eps = float(check_range("BatchNorm: eps", eps, 0.0))
+        self.momentum = float(check_range("BatchNorm: momentum", momentum, 0.0, 1.0))
         self.affine = bool(affine)
         self.kinds = {"weight": REAL, "bias": REAL} if self.affine else {}
 
@@ -76,6 +73,10 @@ class BatchNorm(Layer):
         missing = [k for k in ("running_mean", "running_var") if k not in state]
         if missing:
             raise ValueError(f"layer '{self.name}': state lacks {missing}; pass the state from init()")
+        for k in ("running_mean", "running_var"):
+            if np.shape(state[k]) != (self.num_features,):
+                raise ValueError(f"layer '{self.name}': state {k!r} has shape {np.shape(state[k])}, "
+                                 f"expected ({self.num_features},)")
         axes = (0,) if x.ndim == 2 else (0, 2, 3)
         shape = (1, -1) + (1,) * (x.ndim - 2)                      # broadcast (C,) over (N, C[, H, W])
         m = x.size // self.num_features                              # values per channel

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_int
 from .base import BINARY, REAL, Layer
 
 
@@ -19,10 +20,9 @@ class Dense(Layer):
 
     def __init__(self, in_features, out_features, bias=False, name=None):
         super().__init__(name or "dense")
-        if int(in_features) < 1 or int(out_features) < 1:
-            raise ValueError(f"Dense: in_features and out_features must be >= 1, "
-                             f"got {in_features}, {out_features}")
-        self.in_features, self.out_features, self.bias = int(in_features), int(out_features), bool(bias)
+        self.in_features = check_int("Dense: in_features", in_features, 1)
+        self.out_features = check_int("Dense: out_features", out_features, 1)
+        self.bias = bool(bias)
         self.kinds = {"weight": BINARY, **({"bias": REAL} if self.bias else {})}
 
     def init(self, rng, dtype=np.float32):

@@ -31,15 +31,21 @@ class Sequential:
     """
 
     def __init__(self, *layers: Layer):
-        seen = {}
-        for layer in layers:
+        taken, last = set(), {}                  # names given so far; last suffix tried per name
+        for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: expected Layer objects, got {type(layer).__name__}")
+            if any(layer is other for other in layers[:i]):
+                raise ValueError(f"Sequential: layer {i} ({layer!r}) is the same object as an earlier "
+                                 f"layer; pass a new instance (a layer's name is its own)")
             base = layer.name
-            if base in seen:
-                seen[base] += 1
-                layer.name = f"{base}{seen[base]}"
-            seen.setdefault(layer.name, 0)
+            if base in taken:                    # relu, relu1, relu2, ...: skip names already given
+                k = last.get(base, 0) + 1
+                while f"{base}{k}" in taken:
+                    k += 1
+                last[base] = k
+                layer.name = f"{base}{k}"
+            taken.add(layer.name)
         self.layers = list(layers)
 
     # -- parameters -----------------------------------------------------------

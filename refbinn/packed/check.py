@@ -8,7 +8,7 @@ The shapes follow from the spec (Kw = ceil(k / 64) words per row)::
     dense_real, dense_binary   k, n >= 1            words uint64 (n, ceil(k/64))
     conv_real                  shape (O, C, kh, kw)  words uint64 (O, ceil(C kh kw / 64))
     conv_binary                shape (O, C, kh, kw)  words uint64 (O, kh kw ceil(C/64)),
-                                                     tap_sums int32 (kh kw, O)
+                               padding (gives pads)  tap_sums int32 (kh kw, O)
     bias                                             bias float32 (C,)
     affine                                           scale, shift float32 (C,)
     batchnorm                                        mean, inv_std [, weight, bias] float (C,)
@@ -22,6 +22,8 @@ to hand them arrays of another shape (``load_packed`` calls this; its decorator 
 from __future__ import annotations
 
 import numpy as np
+
+from ..kernels.bconv import conv_padding
 
 
 def _ints(spec, key, n, lo, where):
@@ -52,6 +54,20 @@ def _channels(a, keys, where, dtypes):
     if len({v.shape for v in vs}) != 1:
         raise ValueError(f"{where}: arrays {keys} must have the same length, got "
                          f"{[v.shape[0] for v in vs]}")
+
+
+def _padding(spec, kernel, where):
+    """conv_binary's 'padding' ('valid', 'same' or 2 integers >= 0) must give its 'pads'."""
+    pad = spec.get("padding")
+    if not (pad in ("valid", "same") or (isinstance(pad, list) and len(pad) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pad))):
+        raise ValueError(f"{where}: 'padding' must be 'valid', 'same' or 2 integers >= 0, got {pad!r}")
+    try:
+        pads = conv_padding(pad if isinstance(pad, str) else tuple(pad), kernel, tuple(spec["stride"]))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    if list(pads) != spec["pads"]:
+        raise ValueError(f"{where}: 'padding' {pad!r} gives pads {list(pads)}, the file says {spec['pads']}")
 
 
 U64, F32, I32 = (np.uint64,), (np.float32,), (np.int32,)
@@ -91,6 +107,7 @@ def check_ops(ops, arrays):
                     raise ValueError(f"{where}: kernel sizes must be <= 63, got {kh}x{kw}")
                 _array(a, "words", where, U64, (O, kh * kw * -(-C // 64)))
                 _array(a, "tap_sums", where, I32, (kh * kw, O))
+                _padding(spec, (kh, kw), where)
         elif op == "bias":
             _array(a, "bias", where, F32)
         elif op == "affine":

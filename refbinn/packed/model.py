@@ -17,6 +17,7 @@ References: Rastegari et al. (2016), XNOR-Net (xnor-popcount products).
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -61,6 +62,16 @@ def _check_shape(spec, x, want):
                          f"expected {shown}")
 
 
+_PER_CHANNEL = ("bias", "affine", "batchnorm", "threshold")     # ops with one value per channel
+
+
+def _check_channels(spec, a, x):
+    """Every array of a per-channel op has one value per channel of x (no silent broadcasting)."""
+    if x.ndim < 2 or any(len(v) != x.shape[1] for v in a.values()):
+        raise ValueError(f"packed layer '{spec['name']}': input has shape {tuple(x.shape)}, but the "
+                         f"{spec['op']} op holds {sorted({len(v) for v in a.values()})} values per channel")
+
+
 def _im2col_rows(x, kernel, stride, pads):
     """rows[(n, p, q), (c, i, j)] = xpad[n, c, p sh + i, q sw + j]: (N*Ho*Wo, C*kh*kw) float32."""
     (kh, kw), (sh, sw) = kernel, stride
@@ -87,6 +98,8 @@ def _max_pool(x, kernel, stride):
 def _run(spec, a, prep, x):
     """Apply one op to the batch x."""
     op = spec["op"]
+    if op in _PER_CHANNEL and not (op == "threshold" and spec["pack"] and x.ndim == 2):
+        _check_channels(spec, a, x)
     if op == "dense_real":
         _check_shape(spec, x, (None, spec["k"]))
         return binary_weight_matmul(np.ascontiguousarray(x, np.float32), a["words"])
@@ -138,7 +151,7 @@ def _run(spec, a, prep, x):
         _check_shape(spec, x, (None, None, None, None))
         return _max_pool(x, spec["kernel"], spec["stride"])
     if op == "flatten":
-        return x.reshape(x.shape[0], -1)                     # (N, C*H*W)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (N, C*H*W); N = 0 too
     raise ValueError(f"packed model: unknown op {op!r}")
 
 
@@ -201,8 +214,11 @@ class PackedModel:
             for spec, a, p in zip(self.ops, self.arrays, self._prep):
                 y = _run(spec, a, p, y)
             outs.append(np.asarray(y, np.float32))
-        if not outs:
-            return np.zeros((0,) + x.shape[1:], np.float32)
+        if not outs:                                          # N = 0: the output shape of one row
+            y = np.zeros((1,) + x.shape[1:], np.float32)
+            for spec, a, p in zip(self.ops, self.arrays, self._prep):
+                y = _run(spec, a, p, y)
+            return np.zeros((0,) + np.shape(y)[1:], np.float32)
         return np.concatenate(outs)
 
     def predict(self, x, batch_size=1000):
