@@ -179,6 +179,72 @@ def check_key(key):
     return key
 
 
+def check_sample(where, key, sample):
+    """``sample`` as an int if it is an integer (not a bool, not a float) in [0, key.samples).
+
+    Parameters
+    ----------
+    where : str
+        The caller, first in the message ("uniform").
+    key : NoiseKey
+    sample : int
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(sample, (bool, np.bool_)) or not isinstance(sample, (int, np.integer)) \
+            or not 0 <= sample < key.samples:
+        raise ValueError(f"{where}: sample must be an integer in [0, {key.samples}), got {sample!r}")
+    return int(sample)
+
+
+def check_shape(where, shape):
+    """``shape`` as a tuple of ints, each an integer >= 0 (an int n is the shape (n,)).
+
+    Parameters
+    ----------
+    where : str
+        The caller, first in the message ("uniform").
+    shape : int or tuple of int
+
+    Returns
+    -------
+    tuple of int
+    """
+    dims = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        dims = tuple(dims)
+    except TypeError:
+        raise ValueError(f"{where}: shape must be a tuple of integers >= 0, got {shape!r}") from None
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0
+               for d in dims):
+        raise ValueError(f"{where}: shape must be a tuple of integers >= 0, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def check_dtype(where, dtype):
+    """``np.dtype(dtype)`` if it is float32 or float64; else ValueError.
+
+    Parameters
+    ----------
+    where : str
+        The caller, first in the message ("uniform").
+    dtype : dtype-like
+
+    Returns
+    -------
+    numpy.dtype
+    """
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{where}: dtype must be float32 or float64, got {dt if dt is not None else dtype!r}")
+    return dt
+
+
 def uniform(key, sample, name, shape, dtype=np.float32):
     """The u array of parameter ``name`` for Monte-Carlo sample ``sample`` of the step ``key``.
 
@@ -199,18 +265,16 @@ def uniform(key, sample, name, shape, dtype=np.float32):
     ndarray of ``shape`` and ``dtype``, strictly inside (0, 1)
     """
     check_key(key)
-    if not 0 <= int(sample) < key.samples:
-        raise ValueError(f"uniform: sample must be in [0, {key.samples}), got {sample}")
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"uniform: dtype must be float32 or float64, got {dt}")
+    sample = check_sample("uniform", key, sample)
+    shape = check_shape("uniform", shape)
+    dt = check_dtype("uniform", dtype)
     n = int(np.prod(shape, dtype=np.int64))
     blocks = -(-n // 4)
     if blocks > 2 ** 32:
         raise ValueError(f"uniform: {n} elements exceed the counter's 2**34")
     ctr = np.empty((4, blocks), dtype=np.uint64)
     ctr[0] = np.arange(blocks, dtype=np.uint64)
-    ctr[1], ctr[2], ctr[3] = key.step, int(sample), param_id(name)
+    ctr[1], ctr[2], ctr[3] = key.step, sample, param_id(name)
     x = philox4x32(ctr, (key.seed & MASK32, key.seed >> 32)).T.reshape(-1)[:n]   # element e: word e % 4
     u = ((x >> np.uint32(32 - BITS)).astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -BITS)
     return u.reshape(shape).astype(dt, copy=False)
@@ -242,9 +306,9 @@ def normal(key, sample, name, n):
     -------
     ndarray, (n,), float64
     """
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"normal: n must be an integer in [0, inf), got {n!r}")
     n = int(n)
-    if n < 0:
-        raise ValueError(f"normal: n must be >= 0, got {n}")
     u = uniform(key, sample, name, (2 * (-(-n // 2)),), np.float64).tolist()
     z = []
     for a, b in zip(u[0::2], u[1::2]):          # the C library's log/cos/sin (Python's math):

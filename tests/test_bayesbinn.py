@@ -473,3 +473,141 @@ def test_kernel_exp_log_tanh_within_3_ulp_and_edge_values():
 
 # The fused kernels against the NumPy reference (bit for bit, float32 and float64, every
 # numerics, S = 0..3, saturated and mixed blocks): tests/test_bayesbinn_fused.py.
+
+
+# -- states, priors, noise and initial values that do not fit are refused --------------------------
+def _state_cases():
+    lam = {"w": np.full(8, 0.5, F32)}
+    zeros = {"w": np.zeros(8, F32)}
+    return [
+        ("momentum shorter than lam", dict(beta=0.9), BayesBiNNState(lam, {"w": np.zeros(4, F32)}, {}, 0, 1),
+         r"state\.momentum\['w'\] has shape \(4,\).*shape \(8,\)"),
+        ("momentum float64, lam float32", dict(beta=0.9),
+         BayesBiNNState(lam, {"w": np.zeros(8, F64)}, {}, 0, 1), r"state\.momentum\['w'\].*dtype float64.*float32"),
+        ("an 'exact' state given to 'official'", dict(numerics="official"),
+         BayesBiNNState(lam, zeros, {}, 0, 1), r"state\.mu has no entry for parameter 'w'.*exact"),
+        ("mu shorter than lam", dict(numerics="official"),
+         BayesBiNNState(lam, zeros, {"w": np.zeros(4, F32)}, 0, 1), r"state\.mu\['w'\] has shape \(4,\)"),
+        ("mu float64, lam float32", dict(numerics="official"),
+         BayesBiNNState(lam, zeros, {"w": np.zeros(8, F64)}, 0, 1), r"state\.mu\['w'\].*dtype float64"),
+        ("array lam0 of another shape", dict(lam0={"w": np.zeros(4)}),
+         BayesBiNNState(lam, zeros, {}, 0, 1), r"lam0\['w'\] has shape \(4,\).*\(8,\)"),
+        ("lam of dtype float16", {}, BayesBiNNState({"w": np.zeros(8, np.float16)}, zeros, {}, 0, 1),
+         r"state\.lam\['w'\] must be a float32 or float64 array"),
+    ]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("case", _state_cases(), ids=lambda c: c[0])
+def test_a_state_that_does_not_fit_raises_before_the_step(case, backend):
+    """The fused path used to read past the end of a short momentum/mu (silently wrong
+    numbers), an 'exact' state in an 'official' optimizer gave a bare KeyError, and a float64
+    momentum gave a float64 state on one backend and float32 on the other."""
+    _, kw, state, match = case
+    opt = BayesBiNN(N=100, tau=1.0, lr=0.1, backend=backend, **kw)
+    with pytest.raises(ValueError, match=match):
+        opt.update([{"w": np.zeros(8, F32)}], state, opt.sample(state))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("numerics", ["exact", "official"])
+@pytest.mark.parametrize("samples", [0, 1, 3])
+def test_a_0d_parameter_keeps_shape_and_both_backends_agree(samples, numerics, backend):
+    """init used to turn shape () into (1,) (np.ascontiguousarray), unlike Adam/STE/Bop/VISPA."""
+    def run(be):
+        opt = BayesBiNN(N=10, tau=1.0, lr=0.1, beta=0.9, samples=samples, numerics=numerics, backend=be,
+                        lam_init=1.0, lam_init_std=0.5, lam0={"b": np.float64(0.25), "w": np.zeros(3)})
+        st = opt.init({"b": np.float32(0.3), "w": np.zeros(3, F32)}, np.random.default_rng(0))
+        for _ in range(3):
+            for part in st[:3]:
+                assert all(isinstance(v, np.ndarray) and v.dtype == F32 for v in part.values())
+                assert {k: v.shape for k, v in part.items()} in ({}, {"b": (), "w": (3,)})
+            noise = opt.sample(st)
+            ws = [opt.forward_params(st, n) for n in noise]
+            assert all(w["b"].shape == () for w in ws)
+            st = opt.update([{"b": w["b"] * F32(0.5), "w": w["w"]} for w in ws], st, noise, weights=ws)
+        assert opt.params(st)["b"].shape == ()
+        return st
+    assert_state_equal(run(backend), run("numpy"))
+
+
+@pytest.mark.parametrize("lam0, match", [
+    ({"w": np.full(3, np.nan)}, r"lam0\['w'\] must be finite"),
+    ({"w": [1.0, np.inf, 0.0]}, r"lam0\['w'\] must be finite"),
+    ({"w": np.array(["a", "b", "c"])}, r"lam0\['w'\] must be an array of real numbers"),
+    ({"w": [None, 1, 2]}, r"lam0\['w'\] must be an array of real numbers"),
+])
+def test_lam0_dict_values_are_checked(lam0, match):
+    with pytest.raises(ValueError, match=match):
+        BayesBiNN(N=10, tau=1.0, lam0=lam0)
+
+
+def test_lam0_must_be_finite_in_the_state_dtype():
+    """1e39 is a finite float64 but inf in a float32 state: init used to accept it silently."""
+    p32 = {"w": np.zeros(3, F32)}
+    with pytest.raises(ValueError, match=r"lam0\['w'\] must be finite in the state dtype float32"):
+        BayesBiNN(N=10, tau=1.0, lam0={"w": np.full(3, 1e39)}).init(p32, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"lam0 must be finite in the state dtype float32"):
+        BayesBiNN(N=10, tau=1.0, lam0=1e39).init(p32, np.random.default_rng(0))
+
+
+def test_lam_init_must_be_finite_in_the_state_dtype():
+    """lam_init was checked in float64 only: 1e39 gave lam = +-inf in a float32 state."""
+    p32, p64 = {"w": np.zeros(3, F32)}, {"w": np.zeros(3, F64)}
+    with pytest.raises(ValueError, match=r"lam_init=1e\+39 .*non-finite in the state dtype float32"):
+        BayesBiNN(N=10, tau=1.0, lam_init=1e39).init(p32, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"lam_init_std=1e\+39 .*non-finite"):
+        BayesBiNN(N=10, tau=1.0, lam_init=0.0, lam_init_std=1e39).init(p32, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="lam_init"):
+        BayesBiNN(N=10, tau=1.0, numerics="official", lam_init=1e39).init(p64, np.random.default_rng(0))
+    st = BayesBiNN(N=10, tau=1.0, lam_init=1e39, lam0={"w": np.full(3, 1e39)}).init(p64, np.random.default_rng(0))
+    assert np.all(np.abs(st.lam["w"]) == 1e39)                       # float64 state: finite, accepted
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -1.0, 2.0, np.nan, np.inf, 1 - 1e-12])
+def test_noise_arrays_must_lie_in_the_open_unit_interval(bad):
+    """u = 0 or 1 makes log(u/(1-u)) infinite and u outside [0, 1] or NaN a NaN weight; 1 - 1e-12
+    rounds to 1 in the float32 state."""
+    opt, s0 = make(F32, samples=1)
+    u = {k: np.full(v.shape, 0.5) for k, v in s0.lam.items()}
+    u["fc2.weight"][2] = bad
+    match = r"noise\['fc2.weight'\] must be in the open interval \(0, 1\)"
+    with pytest.raises(ValueError, match=match):
+        opt.forward_params(s0, u)
+    with pytest.raises(ValueError, match=match):
+        opt.update(grads_like(s0, np.random.default_rng(0)), s0, [u])
+    u["fc2.weight"][2] = 2.0 ** -24                                  # the grid's extremes are fine
+    u["fc1.weight"][0, 0] = 1 - 2.0 ** -24
+    opt.update(grads_like(s0, np.random.default_rng(0)), s0, [u])
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(samples=True), r"samples must be an integer in \[0, inf\), got True"),
+    (dict(N=True), r"N must be a real number, got True"),
+    (dict(N=np.bool_(True)), r"N must be a real number"),
+    (dict(tau=True), r"tau must be a real number"),
+])
+def test_bool_hyperparameters_are_refused(kw, match):
+    with pytest.raises(ValueError, match=match):
+        BayesBiNN(**{"N": 10, "tau": 1.0, **kw})
+
+
+def test_docstrings_give_the_official_scale_in_the_codes_order():
+    """The 'official' scale as the docstrings write it, evaluated left to right in float32,
+    equals concrete_scale bit for bit (N first, as they used to say, rounds differently)."""
+    import re
+
+    import refbinn.optim.bayesbinn as module
+    rng = np.random.default_rng(3)
+    lam = (rng.standard_normal(4000) * 3).astype(F32)
+    u = open_uniform(rng, lam.shape, F32)
+    mu = tanh_(lam)
+    N, tau = 60000.0, 0.37
+    want = concrete_scale(lam, u, tau, N, "official", mu)
+    w_r = relaxed_sample(lam, u, tau)
+    for doc in (module.__doc__, concrete_scale.__doc__):
+        formula = re.search(r"s = ([^,\n]*1e-10\)[^,\n]*),", doc.split("'official'")[-1] if doc is module.__doc__
+                            else doc.split("official:")[1]).group(1)
+        got = eval(formula, {"w_r": w_r, "mu": mu, "tau": F32(tau), "N": F32(N)})
+        assert got.dtype == F32
+        np.testing.assert_array_equal(got, want, err_msg=formula)

@@ -196,3 +196,29 @@ def test_bad_arguments():
         uniform((0, 0, 1), 0, "w", (3,))
     with pytest.raises(ValueError, match="sample"):
         fill_uniform(key, -1, "w", (3,))
+
+
+@pytest.mark.parametrize("fn", [uniform, fill_uniform], ids=["uniform", "fill_uniform"])
+def test_shape_sample_and_dtype_are_checked_not_truncated(fn):
+    """A negative dimension used to give an empty array, a float sample was truncated
+    (0.5 -> sample 0), and fill_uniform accepted float16 (uniform refuses it)."""
+    key = NoiseKey(5, 1, 2)
+    for shape in ((-1,), (3, -2), (2.5,), (True,), "ab"):
+        with pytest.raises(ValueError, match="shape must be a tuple of integers >= 0"):
+            fn(key, 0, "w", shape)
+    for sample in (0.5, 1.0, True, np.float64(1.0)):
+        with pytest.raises(ValueError, match=r"sample must be an integer in \[0, 2\)"):
+            fn(key, sample, "w", (3,))
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        fn(key, 0, "w", (3,), np.float16)
+    # what stays accepted: an int shape, NumPy integers, size 0
+    np.testing.assert_array_equal(fn(key, np.int64(1), "w", 5), uniform(key, 1, "w", (5,)))
+    assert fn(key, 0, "w", (np.int32(2), 0)).shape == (2, 0)
+
+
+def test_normal_n_must_be_an_integer():
+    key = NoiseKey(0, 0, 1)
+    for n in (2.7, -1, True, "3"):
+        with pytest.raises(ValueError, match=r"normal: n must be an integer in \[0, inf\)"):
+            normal(key, 0, "r", n)
+    assert normal(key, 0, "r", np.int64(3)).shape == (3,)

@@ -237,3 +237,93 @@ def test_recovers_planted_binary_teacher(entry):
     z = model.apply(p, X_test, {})[:, 0]
     agreement = np.mean(np.where(z >= 0, 1.0, -1.0) == y_test)
     assert agreement >= 0.95, f"agreement with the teacher {agreement:.3f} < 0.95"
+
+
+# -- a state that does not fit its parameters is refused before any kernel runs ----------------
+BASELINES = {"Adam": lambda be: Adam(backend=be), "STEAdam": lambda be: STEAdam(backend=be),
+             "PMF": lambda be: PMF(backend=be), "Bop": lambda be: Bop()}
+
+
+def _forbid_kernels(monkeypatch):
+    """Replace the Adam/PMF kernels by a failing stand-in: a state array smaller than its
+    parameter must be refused before dispatch (the real kernel would write past its end)."""
+    import refbinn.optim.adam as adam_module
+    import refbinn.optim.pmf as pmf_module
+
+    def reached(*args, **kw):
+        raise AssertionError("a Numba kernel was called with state arrays that do not fit the parameter")
+    monkeypatch.setattr(adam_module, "adam_update_fused", reached)
+    monkeypatch.setattr(pmf_module, "pmf_step_fused", reached)
+
+
+def _moment_fields(state):
+    return [f for f in ("m", "v") if f in state._fields]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_state_arrays_that_do_not_fit_the_parameter_raise_valueerror(name, backend, monkeypatch):
+    """Adam/STE/PMF/Bop: a moment array smaller, larger, of another dtype or missing raises a
+    ValueError naming the optimizer, the parameter, the field and both shapes (the Numba path
+    used to write past the end of a smaller array: heap corruption)."""
+    from refbinn.optim._backend import FUSED_MIN_SIZE
+    _forbid_kernels(monkeypatch)
+    n = FUSED_MIN_SIZE + 7232                                  # 40000: the kernels' size
+    opt = BASELINES[name](backend)
+    st = opt.init({"w": np.zeros(n, np.float32)})
+    grad = {"w": np.zeros(n, np.float32)}
+    for field in _moment_fields(st):
+        good = getattr(st, field)["w"]
+        lead = good.shape[:-1]                                 # PMF: (2,)
+        for bad, shape in ((np.zeros(lead + (1 << 15,), np.float32), lead + (1 << 15,)),
+                           (np.zeros(lead + (n + 1,), np.float32), lead + (n + 1,))):
+            wrong = st._replace(**{field: {"w": bad}})
+            with pytest.raises(ValueError, match=rf"{name}: state\.{field}\['w'\] has shape "
+                                                 rf"{re_shape(shape)}.*shape {re_shape(good.shape)}"):
+                opt.update(grad, wrong)
+        wrong = st._replace(**{field: {"w": good.astype(np.float64)}})
+        with pytest.raises(ValueError, match=rf"{name}: state\.{field}\['w'\].*dtype float64.*float32"):
+            opt.update(grad, wrong)
+        with pytest.raises(ValueError, match=rf"{name}: state\.{field} has no entry for parameter 'w'"):
+            opt.update(grad, st._replace(**{field: {}}))
+
+
+def re_shape(shape):
+    import re
+    return re.escape(str(tuple(shape)))
+
+
+def test_fused_adam_and_pmf_refuse_arrays_of_different_shapes():
+    """The kernels' own guard (their callers check first): m, v larger than g would leave
+    uninitialised values in the returned moments."""
+    from refbinn.optim._adam_kernels import adam_update_fused
+    from refbinn.optim._pmf_kernels import pmf_step_fused
+    g = np.ones(10, np.float32)
+    big = np.zeros(20, np.float32)
+    with pytest.raises(ValueError, match=r"adam_update_fused: .*\(10,\), \(20,\)"):
+        adam_update_fused(g, big, big, 1, 1e-3, 0.9, 0.999, 1e-8)
+    u = np.zeros((2, 10), np.float32)
+    with pytest.raises(ValueError, match=r"pmf_step_fused: .*\(2, 20\)"):
+        pmf_step_fused(g, g, u, np.zeros((2, 20), np.float32), u, 1, 1e-3, 1.0, 0.0, 0.9, 0.999, 1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+@pytest.mark.parametrize("make", [lambda: Adam(), lambda: STEAdam(), lambda: PMF(), lambda: Bop(),
+                                  lambda: bayesbinn(), lambda: VISPA()],
+                         ids=["adam", "ste", "pmf", "bop", "bayesbinn", "vispa"])
+def test_only_float32_and_float64_parameters_are_accepted(make, dtype):
+    """float16/longdouble used to be accepted by Adam/STE/PMF/Bop and then fail in update with
+    a misleading FloatingPointError; every optimizer refuses them in init, naming the dtype."""
+    name = np.dtype(dtype).name
+    with pytest.raises(ValueError, match=rf"{name}.*float32 or float64|float32 or float64.*{name}"):
+        make().init({"w": np.array([0.5, -0.5], dtype)}, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("make", [Adam, STEAdam, PMF], ids=["adam", "ste", "pmf"])
+def test_eps_must_be_positive(make):
+    """eps = 0 gives 0/0 = NaN at step 1 wherever the gradient is 0."""
+    with pytest.raises(ValueError, match=r"eps must be in \(0, inf\), got 0"):
+        make(eps=0.0)
+    opt = make(eps=1e-30)
+    st = opt.init({"w": np.array([0.5, -0.5], np.float32)})
+    opt.update({"w": np.array([0.0, 1.0], np.float32)}, st)     # finite

@@ -42,6 +42,9 @@ def adam_update_fused(g, m, v, t, lr, beta1, beta2, eps):
     delta, m_new, v_new : ndarray, like ``g``
         New arrays: the step to subtract from the weight, and m', v'.
     """
+    if not g.shape == m.shape == v.shape:                           # the kernel writes g.size elements
+        raise ValueError(f"adam_update_fused: g, m and v must have one shape, got {g.shape}, {m.shape} "
+                         f"and {v.shape}")
     c = g.dtype.type
     # The constants are rounded to the array dtype exactly as NumPy rounds Python floats
     # (NEP 50): each product/sum below is then the same float32 operation NumPy performs.

@@ -142,9 +142,10 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
               s = exp(min(log(N/tau) + 2*(|lam| - |z|), cap)) * ((1 + e**-2|lam|)/(1 + e**-2|z|))**2,
               no 0/0 when tanh saturates; the cap (``scale_cap``) keeps s finite (reached
               only when tau > 1 and |lam| is large, or u is within exp(-2|lam|) of 0 or 1).
-    official: s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), evaluated in the
-              dtype of ``lam`` in that order (float32 for the authors' code);
-              ``mu`` is the stored (lagged) mean, default tanh(lam).
+    official: s = (1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10) * N, evaluated in the
+              dtype of ``lam`` left to right, N last, as the authors' code does (float32
+              there; ``step_numpy`` passes N = 1 and multiplies by N/S after the sum over
+              samples); ``mu`` is the stored (lagged) mean, default tanh(lam).
     exact-clipped: s = min(s_exact, N/tau) = N/tau * min(1, (1 - w_r**2)/(1 - mu**2)):
               bounded by the scale of an undecided weight (lam = 0, z = 0), so that a
               weight with large |lam| never takes a larger step than an undecided one

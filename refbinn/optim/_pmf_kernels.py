@@ -86,6 +86,9 @@ def pmf_step_fused(g, w, u, m, v, t, lr, beta, weight_decay, beta1, beta2, eps):
     u_new, m_new, v_new : ndarray, shape of ``u``
         New arrays: u' = u - delta and Adam's new moments, equal bit for bit to ``pmf_step``'s.
     """
+    if not (u.shape == m.shape == v.shape == (2,) + g.shape and w.shape == g.shape):
+        raise ValueError(f"pmf_step_fused: u, m, v must have shape (2,) + {g.shape} and w {g.shape}, got "
+                         f"{u.shape}, {m.shape}, {v.shape} and {w.shape}")   # the kernel writes g.size each
     c = g.dtype.type
     u_new, m_new, v_new = np.empty_like(u), np.empty_like(m), np.empty_like(v)
     pmf_step_kernel(g.ravel(), w.ravel(), u[0].ravel(), u[1].ravel(), m[0].ravel(), m[1].ravel(),

@@ -30,7 +30,7 @@ from ..checks import check_range
 from ._adam_kernels import adam_update_fused
 from ._adam_math import adam_update  # noqa: F401  (re-exported)
 from ._backend import check_backend, use_kernels
-from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
 from .finite_state import checked_state
 
 
@@ -96,14 +96,18 @@ def adam_step(backend, g, m, v, t, lr, beta1, beta2, eps):
         Step size.
     beta1, beta2 : float, in [0, 1)
         Decay rates of the first and second moments.
-    eps : float, >= 0
+    eps : float, > 0
         Added to the bias-corrected sqrt(v') (torch's placement).
 
     Returns
     -------
     delta, m_new, v_new : ndarray, like ``g``
         The new weight is ``p - delta``; ``m_new``, ``v_new`` are m', v'.
+        ValueError if g, m, v differ in shape (the kernel would run past the smaller arrays).
     """
+    if not np.shape(g) == np.shape(m) == np.shape(v):
+        raise ValueError(f"adam_step: g, m and v must have one shape, got {np.shape(g)}, {np.shape(m)} "
+                         f"and {np.shape(v)}")
     if use_kernels(backend, g, m, v, dtypes=(np.float32, np.float64)) and g.dtype == m.dtype == v.dtype:
         return adam_update_fused(g, m, v, t, lr, beta1, beta2, eps)
     return adam_update(g, m, v, t, lr, beta1, beta2, eps)
@@ -116,7 +120,8 @@ class Adam(Optimizer):
     ----------
     lr : float, >= 0
     betas : (float, float), each in [0, 1)
-    eps : float, >= 0
+    eps : float, > 0
+        Keeps the step finite where v' = 0 (a zero gradient at step 1 would give 0/0).
     weight_decay : float, >= 0
         L2 penalty: ``weight_decay * p`` is added to the gradient.
 
@@ -137,7 +142,7 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, backend="numba"):
         self.lr = float(check_range("lr", lr, 0.0))
         self.betas = check_betas(betas)
-        self.eps = float(check_range("eps", eps, 0.0))
+        self.eps = float(check_range("eps", eps, 0.0, lo_open=True))
         self.weight_decay = float(check_range("weight_decay", weight_decay, 0.0))
         self.backend = check_backend(backend)
 
@@ -149,6 +154,7 @@ class Adam(Optimizer):
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
         grads = as_grad_list(grads, noise)
         check_finite(grads)
+        check_state_like("Adam", "params", state.params, {"m": state.m, "v": state.v})
         g = mean_grads(grads, state.params, "Adam")
         lr = self.lr if lr is None else float(check_range("lr", lr, 0.0))
         b1, b2 = self.betas

@@ -250,8 +250,11 @@ def check_grads(grads, like, owner, allow_extra=False):
                                  f"expected {np.shape(a)}")
 
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def float_params(params, owner):
-    """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is a float.
+    """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is float32 or float64.
 
     Parameters
     ----------
@@ -268,7 +271,40 @@ def float_params(params, owner):
     out = {}
     for k, v in params.items():
         v = np.asarray(v)
-        if not np.issubdtype(v.dtype, np.floating):
-            raise ValueError(f"{owner}: parameter '{k}' has dtype {v.dtype}, expected a float dtype")
+        if v.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{owner}: parameter '{k}' has dtype {v.dtype}, expected float32 or float64")
         out[k] = v
     return out
+
+
+def check_state_like(owner, name, like, fields):
+    """ValueError unless every state array of ``fields`` has an entry for every parameter of
+    ``like``, with its shape and dtype, and ``like``'s arrays are float32 or float64 arrays
+    (or NumPy scalars: a 0-d parameter's arithmetic returns one).
+
+    Call at the top of ``update``, before any kernel runs: a Numba kernel writes
+    ``like[k].size`` elements, so a smaller state array would be read and written past its end.
+
+    Parameters
+    ----------
+    owner : str
+        Optimizer name, first in the message.
+    name : str
+        The state field ``like`` is, for the message ("params", "latent", "u", "w", "lam").
+    like : dict name -> ndarray
+        The state's own weights, whose shape and dtype the other fields must have.
+    fields : dict field name -> dict name -> ndarray
+        The other per-parameter state arrays, e.g. ``{"m": state.m, "v": state.v}``.
+    """
+    for k, a in like.items():
+        if not isinstance(a, (np.ndarray, np.floating)) or a.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{owner}: state.{name}['{k}'] must be a float32 or float64 array, got "
+                             f"{type(a).__name__} of dtype {getattr(a, 'dtype', None)}")
+        for field, arrays in fields.items():
+            if not isinstance(arrays, dict) or k not in arrays:
+                raise ValueError(f"{owner}: state.{field} has no entry for parameter '{k}'")
+            b = arrays[k]
+            if np.shape(b) != np.shape(a) or getattr(b, "dtype", None) != a.dtype:
+                raise ValueError(f"{owner}: state.{field}['{k}'] has shape {np.shape(b)} and dtype "
+                                 f"{getattr(b, 'dtype', type(b).__name__)}, expected the shape {np.shape(a)} "
+                                 f"and dtype {a.dtype} of state.{name}['{k}']")

@@ -44,7 +44,8 @@ Two numerics (spec section 7):
   current lam, never stored. At tau = 1e-10 the
   true concrete derivative underflows: s ~ 0 and only the prior term moves lam.
 - ``'official'``: the authors' float32 arithmetic, in their order:
-  s = N*(1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10), with mu one step behind
+  s = (1 - w_r**2 + 1e-10)/tau/(1 - mu**2 + 1e-10) * N, left to right with N last (with
+  S > 1 samples the factor N/S multiplies the sum over samples), with mu one step behind
   (after step t the state holds tanh(lam_{t-1})); the mode uses that mu. In float32
   at tau = 1e-10 w_r is exactly +-1, so the 1e-10 constants set the step: s/N = 1e10
   at lam = 10. A float64 port of the same formula gives 1/(1 - tanh(10)**2 + 1e-10) ~ 1.2e8.
@@ -95,7 +96,7 @@ from ._bayesbinn_math import (CODE_EPS, EXACT, EXACT_CLIPPED, LOG2, NUMERICS,  #
                               OFFICIAL, concrete_scale, logistic_noise, natural_update,
                               open_uniform, relaxed_sample, rounded, scale_cap, step_numpy)
 from ._elementary import exp_, log_, tanh_  # noqa: F401  (re-exported)
-from .base import Optimizer, as_grad_list, check_grads
+from .base import Optimizer, as_grad_list, check_grads, check_state_like
 
 
 
@@ -176,21 +177,21 @@ class BayesBiNN(PooledKernels, Optimizer):
 
     def __init__(self, *, N, tau, lr=1e-4, beta=0.0, samples=1, lam_init=10.0, lam_init_std=0.0,
                  lam0=0.0, reweight=1.0, numerics=EXACT, dtype=None, backend="numba"):
-        self.N = check_range("N", N, 0, lo_open=True)
-        self.tau = check_range("tau", tau, 0, lo_open=True)
-        self.lr = check_range("lr", lr, 0, lo_open=True)
-        self.beta = check_range("beta", beta, 0, 1, hi_open=True)
+        self.N = _real("N", N, 0, lo_open=True)
+        self.tau = _real("tau", tau, 0, lo_open=True)
+        self.lr = _real("lr", lr, 0, lo_open=True)
+        self.beta = _real("beta", beta, 0, 1, hi_open=True)
         check_range("samples", samples, 0)
-        if int(samples) != samples:
+        if isinstance(samples, (bool, np.bool_)) or int(samples) != samples:   # samples=True is a slip
             raise ValueError(f"samples must be an integer in [0, inf), got {samples!r}")
         self.samples = int(samples)
-        self.lam_init = check_range("lam_init", lam_init)
-        self.lam_init_std = check_range("lam_init_std", lam_init_std, 0)
-        self.reweight = check_range("reweight", reweight, 0)
+        self.lam_init = _real("lam_init", lam_init)
+        self.lam_init_std = _real("lam_init_std", lam_init_std, 0)
+        self.reweight = _real("reweight", reweight, 0)
         if isinstance(lam0, dict):
-            self.lam0 = {k: np.asarray(v) for k, v in lam0.items()}
+            self.lam0 = {k: _lam0_array(k, v) for k, v in lam0.items()}
         else:
-            self.lam0 = check_range("lam0", lam0)
+            self.lam0 = _real("lam0", lam0)
         self.numerics = check_choice("numerics", numerics, NUMERICS)
         if dtype is not None:
             try:
@@ -231,22 +232,61 @@ class BayesBiNN(PooledKernels, Optimizer):
         lam, mom, mu = {}, {}, {}
         for k, p in params.items():
             shape, dt = np.shape(p), self._state_dtype(p)
-            if isinstance(self.lam0, dict):
-                if k not in self.lam0:
-                    raise ValueError(f"lam0 has no entry for parameter '{k}'")
-                if np.shape(self.lam0[k]) != shape:
-                    raise ValueError(f"lam0['{k}'] has shape {np.shape(self.lam0[k])}, "
-                                     f"parameter has shape {shape}")
+            self._check_lam0(k, shape, dt)
             signs = np.where(rng.integers(0, 2, size=shape) == 1, 1.0, -1.0)
-            lam_k = signs * self.lam_init
-            if self.lam_init_std > 0:
-                lam_k = lam_k + self.lam_init_std * rng.standard_normal(shape)
-            lam[k] = np.ascontiguousarray(lam_k, dtype=dt)
+            with np.errstate(over="ignore"):                      # an overflow is reported below
+                lam_k = signs * self.lam_init
+                if self.lam_init_std > 0:
+                    lam_k = lam_k + self.lam_init_std * rng.standard_normal(shape)
+                lam[k] = np.array(lam_k, dtype=dt, order="C")      # a 0-d parameter keeps shape ()
+            if not np.all(np.isfinite(lam[k])):
+                raise ValueError(f"BayesBiNN: lam_init={self.lam_init!r} with lam_init_std={self.lam_init_std!r} "
+                                 f"makes lam of parameter '{k}' non-finite in the state dtype {dt}: "
+                                 f"|lam_init| (plus a few lam_init_std) must be below {np.finfo(dt).max:.4g}")
             mom[k] = np.zeros(shape, dtype=dt)                  # untouched pages while beta = 0
             if self.numerics == OFFICIAL:
-                mu[k] = tanh_(lam[k])
+                mu[k] = np.asarray(tanh_(lam[k]))               # an array also for shape ()
         seed = int(rng.integers(0, 2 ** 63))
         return BayesBiNNState(lam, mom, mu, 0, seed)
+
+    def _check_lam0(self, k, shape, dt):
+        """ValueError unless lam0 is finite in the state dtype ``dt`` (None: not checked) and, as a
+        dict, has an entry of ``shape`` for parameter k."""
+        if not isinstance(self.lam0, dict):
+            with np.errstate(over="ignore"):
+                finite = dt is None or np.isfinite(np.asarray(float(self.lam0), dtype=dt))
+            if not finite:
+                raise ValueError(f"lam0 must be finite in the state dtype {dt}: in "
+                                 f"[-{np.finfo(dt).max:.4g}, {np.finfo(dt).max:.4g}], got {self.lam0!r}")
+            return
+        if k not in self.lam0:
+            raise ValueError(f"lam0 has no entry for parameter '{k}'")
+        if np.shape(self.lam0[k]) != shape:
+            raise ValueError(f"lam0['{k}'] has shape {np.shape(self.lam0[k])}, parameter has shape {shape}")
+        if dt is not None:
+            with np.errstate(over="ignore"):
+                finite = np.all(np.isfinite(np.asarray(self.lam0[k], dtype=dt)))
+            if not finite:
+                raise ValueError(f"lam0['{k}'] must be finite in the state dtype {dt}: its values must lie "
+                                 f"in [-{np.finfo(dt).max:.4g}, {np.finfo(dt).max:.4g}]")
+
+    def _check_state(self, state):
+        """ValueError unless ``state`` fits this optimizer: every lam a float32/float64 array, and
+        (momentum when beta > 0, mu when 'official', an array lam0) of lam's shape and dtype.
+
+        Before any kernel runs: the fused kernels read lam.size elements of each."""
+        fields = {"momentum": state.momentum} if self.beta != 0 else {}
+        if self.numerics == OFFICIAL:
+            missing = [k for k in state.lam if not isinstance(state.mu, dict) or k not in state.mu]
+            if missing:
+                raise ValueError(f"BayesBiNN(numerics='official'): state.mu has no entry for parameter "
+                                 f"'{missing[0]}' (a state made with numerics='exact'? its mu is empty)")
+            fields["mu"] = state.mu
+        check_state_like("BayesBiNN", "lam", state.lam, fields)
+        for k, lam in state.lam.items():
+            if self.beta == 0 and k not in state.momentum:       # not read, but carried over
+                raise ValueError(f"BayesBiNN: state.momentum has no entry for parameter '{k}'")
+            self._check_lam0(k, lam.shape, None)
 
     def _lam0(self, k, dt):
         v = self.lam0[k] if isinstance(self.lam0, dict) else self.lam0
@@ -271,13 +311,13 @@ class BayesBiNN(PooledKernels, Optimizer):
     def forward_params(self, state, noise=None):
         """w_r = tanh((lam + delta)/tau) for a SampleKey or a dict name -> u; tanh(lam) for None (S = 0)."""
         if noise is None:
-            return {k: tanh_(v) for k, v in state.lam.items()}
+            return {k: np.asarray(tanh_(v)) for k, v in state.lam.items()}
         out = {}
         for k, lam in state.lam.items():
             if isinstance(noise, noise_stream.SampleKey) and self._fused(lam):
                 out[k] = relaxed_fused(self.pool, lam, noise.key, noise.sample, k, self.tau)
             else:
-                out[k] = relaxed_sample(lam, self._u(noise, k, lam), self.tau)
+                out[k] = np.asarray(relaxed_sample(lam, self._u(noise, k, lam), self.tau))
         return out
 
     @staticmethod
@@ -288,9 +328,13 @@ class BayesBiNN(PooledKernels, Optimizer):
         if not isinstance(noise, dict) or k not in noise:
             raise ValueError(f"BayesBiNN: noise must be a SampleKey or a dict with an entry for '{k}', "
                              f"got {type(noise).__name__}")
-        u = np.ascontiguousarray(noise[k], dtype=lam.dtype)
+        u = _contiguous(noise[k], lam.dtype)
         if u.shape != lam.shape:
             raise ValueError(f"BayesBiNN: noise['{k}'] has shape {u.shape}, lam has shape {lam.shape}")
+        if u.size and not (u.min() > 0 and u.max() < 1):           # NaN fails both: min/max propagate it
+            raise ValueError(f"BayesBiNN: noise['{k}'] must be in the open interval (0, 1) (finite, "
+                             f"never 0 or 1 in lam's dtype {lam.dtype}), got values in "
+                             f"[{float(u.min()):g}, {float(u.max()):g}]")
         return u
 
     # -- evaluation weights -------------------------------------------------------
@@ -353,7 +397,8 @@ class BayesBiNN(PooledKernels, Optimizer):
             and only then are the gradients scanned to name the culprit, so the step
             does not pay for a separate pass. Nothing is stored either way.
         """
-        lr = self.lr if lr is None else check_range("lr", lr, 0, lo_open=True)
+        lr = self.lr if lr is None else _real("lr", lr, 0, lo_open=True)
+        self._check_state(state)
         if noise is None:
             if self.samples > 0:
                 raise ValueError("BayesBiNN.update needs the noise list returned by sample() "
@@ -368,7 +413,7 @@ class BayesBiNN(PooledKernels, Optimizer):
         official = self.numerics == OFFICIAL
         new_lam, new_m, new_mu = {}, {}, {}
         for k, lam in state.lam.items():
-            gs = [np.ascontiguousarray(g[k], dtype=lam.dtype) for g in grads]
+            gs = [_contiguous(g[k], lam.dtype) for g in grads]
             m = state.momentum[k] if self.beta != 0 else None
             mu = state.mu[k] if official else None
             lam0 = self._lam0(k, lam.dtype)
@@ -384,6 +429,9 @@ class BayesBiNN(PooledKernels, Optimizer):
                                                         self.numerics, step)
                 if not np.all(np.isfinite(lam_new)):
                     lam_new = None
+                else:                                   # shape (): NumPy scalars back to 0-d arrays
+                    lam_new, m_new = np.asarray(lam_new), np.asarray(m_new)
+                    mu_new = None if mu_new is None else np.asarray(mu_new)
             if lam_new is None:
                 raise_nonfinite(k, grads, "lam (s*g overflowed)")
             new_lam[k] = lam_new
@@ -391,6 +439,30 @@ class BayesBiNN(PooledKernels, Optimizer):
             if official:
                 new_mu[k] = mu_new
         return BayesBiNNState(new_lam, new_m, new_mu, step, state.seed)
+
+
+def _real(name, value, *bounds, **kw):
+    """``check_range(name, value, ...)``, also refusing a bool (``N=True`` is a slip, not 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    return check_range(name, value, *bounds, **kw)
+
+
+def _lam0_array(k, v):
+    """lam0[k] as an array; ValueError naming ``lam0['k']`` unless real-valued (int or float) and finite."""
+    a = np.asarray(v)
+    if a.dtype.kind not in "iuf":
+        raise ValueError(f"lam0['{k}'] must be an array of real numbers, got dtype {a.dtype}")
+    if not np.all(np.isfinite(a)):
+        n_bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(f"lam0['{k}'] must be finite, in (-inf, inf); it has {n_bad} NaN/inf value(s)")
+    return a
+
+
+def _contiguous(a, dt):
+    """``np.ascontiguousarray(a, dtype=dt)`` that keeps a 0-d array 0-d (ascontiguousarray makes it (1,))."""
+    a = np.asarray(a, dtype=dt)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
 def _pass_weights(weights, k, lam, S):

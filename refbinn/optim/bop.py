@@ -30,7 +30,7 @@ import numpy as np
 from ..checks import check_range
 from ..nn.base import sign
 from ._bop_math import bop_flip, bop_momentum  # noqa: F401  (re-exported)
-from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
 from .finite_state import checked_state
 
 
@@ -78,6 +78,7 @@ class Bop(Optimizer):
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
         grads = as_grad_list(grads, noise)
         check_finite(grads)
+        check_state_like("Bop", "w", state.w, {"m": state.m})
         g = mean_grads(grads, state.w, "Bop")
         gamma = self.gamma if lr is None else float(check_range("lr (gamma)", lr, 0.0, 1.0))
         w_new, m_new = {}, {}

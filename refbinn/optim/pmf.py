@@ -52,7 +52,7 @@ from ._backend import check_backend, use_kernels
 from ._pmf_kernels import pmf_step_fused, soft_weight_fused
 from ._pmf_math import pmf_step, soft_weight, soft_weight_vjp  # noqa: F401  (re-exported)
 from .adam import check_betas
-from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
 from .finite_state import checked_state
 
 KERNEL_DTYPES = (np.float32, np.float64)
@@ -96,7 +96,7 @@ class PMF(Optimizer):
     weight_decay : float, >= 0
         L2 penalty on u.
     betas : (float, float), each in [0, 1)
-    eps : float, >= 0
+    eps : float, > 0
     backend : {'numba', 'numpy'}
         'numba' runs the soft weight and the step of large arrays in one Numba pass each
         (bit for bit the NumPy result); 'numpy' always uses ``_pmf_math``.
@@ -117,7 +117,7 @@ class PMF(Optimizer):
         self.anneal_every = check_int("anneal_every", anneal_every, 1)
         self.weight_decay = float(check_range("weight_decay", weight_decay, 0.0))
         self.betas = check_betas(betas)
-        self.eps = float(check_range("eps", eps, 0.0))
+        self.eps = float(check_range("eps", eps, 0.0, lo_open=True))
         self.backend = check_backend(backend)
 
     def init(self, params, rng=None):
@@ -164,6 +164,10 @@ class PMF(Optimizer):
         """
         grads = as_grad_list(grads, noise)
         check_finite(grads)
+        check_state_like("PMF", "u", state.u, {"m": state.m, "v": state.v})
+        for k, u in state.u.items():
+            if u.ndim < 1 or u.shape[0] != 2:
+                raise ValueError(f"PMF: state.u['{k}'] has shape {u.shape}, expected (2,) + weight shape")
         like = {k: u[0] for k, u in state.u.items()}           # shapes and dtypes of the weights
         g = mean_grads(grads, like, "PMF")
         soft = self._given_soft_weights(weights, noise, like)

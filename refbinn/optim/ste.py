@@ -35,7 +35,7 @@ from ..nn.base import sign
 from ._backend import check_backend
 from ._ste_math import clip_by_global_norm, clip_by_value, clip_latent  # noqa: F401  (re-exported)
 from .adam import adam_step, check_betas
-from .base import Optimizer, as_grad_list, check_finite, float_params, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
 from .finite_state import checked_state
 
 
@@ -64,7 +64,7 @@ class STEAdam(Optimizer):
     ----------
     lr : float, >= 0
     betas : (float, float), each in [0, 1)
-    eps : float, >= 0
+    eps : float, > 0
     clip_value : float > 0 or None
         Clip every gradient entry to [-clip_value, clip_value].
     clip_norm : float > 0 or None
@@ -86,7 +86,7 @@ class STEAdam(Optimizer):
                  backend="numba"):
         self.lr = float(check_range("lr", lr, 0.0))
         self.betas = check_betas(betas)
-        self.eps = float(check_range("eps", eps, 0.0))
+        self.eps = float(check_range("eps", eps, 0.0, lo_open=True))
         self.clip_value = None if clip_value is None else float(
             check_range("clip_value", clip_value, 0.0, lo_open=True))
         self.clip_norm = None if clip_norm is None else float(
@@ -101,6 +101,7 @@ class STEAdam(Optimizer):
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
         grads = as_grad_list(grads, noise)
         check_finite(grads)
+        check_state_like("STEAdam", "latent", state.latent, {"m": state.m, "v": state.v})
         g = mean_grads(grads, state.latent, "STEAdam")
         lr = self.lr if lr is None else float(check_range("lr", lr, 0.0))
         if self.clip_value is not None:
