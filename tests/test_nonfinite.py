@@ -35,6 +35,7 @@ def _step_blowing_up(name):
     return opt, state, huge, (1e300 if name == "pmf" else None)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")                 # the error alone, no numpy warnings
 @pytest.mark.parametrize("name", ["adam", "ste", "pmf"])
 def test_update_refuses_a_non_finite_state_and_keeps_the_old_one(name):
     opt, state, grads, lr = _step_blowing_up(name)

@@ -110,7 +110,8 @@ def adam_step(backend, g, m, v, t, lr, beta1, beta2, eps):
                          f"and {np.shape(v)}")
     if use_kernels(backend, g, m, v, dtypes=(np.float32, np.float64)) and g.dtype == m.dtype == v.dtype:
         return adam_update_fused(g, m, v, t, lr, beta1, beta2, eps)
-    return adam_update(g, m, v, t, lr, beta1, beta2, eps)
+    with np.errstate(over="ignore", invalid="ignore"):          # checked_state reports a non-finite result
+        return adam_update(g, m, v, t, lr, beta1, beta2, eps)
 
 
 class Adam(Optimizer):

@@ -205,7 +205,8 @@ class PMF(Optimizer):
         if (use_kernels(self.backend, g, w_soft, u, m, v, dtypes=KERNEL_DTYPES)
                 and g.dtype == w_soft.dtype == u.dtype == m.dtype == v.dtype):
             return pmf_step_fused(*args)
-        return pmf_step(*args)
+        with np.errstate(over="ignore", invalid="ignore"):          # checked_state reports a non-finite result
+            return pmf_step(*args)
 
     def params(self, state):
         return {k: sign(u[1] - u[0]) for k, u in state.u.items()}
