@@ -14,7 +14,7 @@ import numpy as np
 from .data.ood import OOD_SETS
 from .checks import check_int
 from .experiments import DATASETS
-from .experiments.presets import CONTINUAL, PRESETS
+from .experiments.presets import CONTINUAL, PAPER, PRESETS
 from .optim.bayesbinn import NUMERICS
 from .optim.registry import OPTIMIZERS
 from .errors import debug_requested, run_command
@@ -94,9 +94,17 @@ def cmd_evaluate(a):
     ck = load_checkpoint(a.checkpoint)
     check_meta(a.checkpoint, ck["config"], tuple(DATASETS), seed=True)
     meta = ck["config"]["meta"]
+    if PAPER[meta["dataset"]]["loss"] == "mse":       # no classes: no accuracy, and no val/test split
+        raise ValueError(f"{a.checkpoint}: evaluate reports classification accuracy and NLL; the run was "
+                         f"trained on {meta['dataset']!r}, a regression set with no validation or test split")
     model = model_of(a.checkpoint, ck["config"])
     check_state(a.checkpoint, ck, model)
-    data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"])
+    # the run's own split: --max-train cut the training images before the validation split
+    data, _ = load_data(meta["dataset"], a.data_root, split=0.1, seed=ck["config"]["seed"],
+                        max_train=meta.get("max_train"))
+    if data.x_val is None and data.x_test is None:
+        raise ValueError(f"{a.checkpoint}: the {meta['dataset']!r} data set has no validation or test split "
+                         "to evaluate on")
     rng = np.random.default_rng(a.seed)
     calib = None
     if check_int("recalibrate_bn", a.recalibrate_bn):     # K batches of the run's batch size, own stream
@@ -106,7 +114,11 @@ def cmd_evaluate(a):
     rows, out = [], {"checkpoint": a.checkpoint, "epoch": ck["epoch"], "meta": meta, "average": average}
     if calib:                             # without recalibration the output is what it always was
         out["recalibrate_bn"] = a.recalibrate_bn
-    for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test, data.y_test)):
+    x_test, y_test = data.x_test, data.y_test
+    if a.max_test is not None and x_test is not None:     # the first N test inputs (not the val split)
+        x_test, y_test = x_test[:a.max_test], y_test[:a.max_test]
+        out["max_test"] = a.max_test
+    for split, x, y in (("val", data.x_val, data.y_val), ("test", x_test, y_test)):
         if x is None:
             continue
         ev = evaluate(model, ck["opt"], ck["opt_state"], ck["bn_state"], x, y, samples=a.samples,

@@ -4,7 +4,8 @@
     check_options(a)    ValueError naming the first bad option and its allowed range:
                         "--epochs must be an integer in [1, inf), got 0"
 
-Counts and sizes are integers >= 1 (sample counts for evaluation >= 0), seeds integers in
+Counts and sizes are integers >= 1 (sample counts for evaluation >= 0, except ``continual
+--test-samples`` >= 1: its accuracies are the mean prediction's), seeds integers in
 [0, 2**63 - 1], real options finite: learning rates and temperatures in (0, inf), momentum
 in [0, 1), tolerances in [0, inf). A folder option (``--out`` of most commands,
 ``--data-root``) must not name a file; a file output must not name a folder, one of the
@@ -39,7 +40,7 @@ RANGES = {
               "eval_mean_every": _int(0), "recalibrate_bn": _int(0), "diagnostics_every": _int(0),
               "stop_after": _int(1), "checkpoint_every": _int(1)},
     "continual": {"tasks": _int(1), "epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "reweight": _real(0),
-                  "lam_init": _real(), "test_samples": _int(0), "seed": _SEED, "max_train": _int(MIN_TRAIN)},
+                  "lam_init": _real(), "test_samples": _int(1), "seed": _SEED, "max_train": _int(MIN_TRAIN)},
     "evaluate": {"samples": _int(0), "seed": _SEED, "bins": _int(1), "max_test": _int(1),
                  "recalibrate_bn": _int(0)},
     "sweep": {"workers": _int(1), "threads_per_worker": _int(1)},

@@ -35,9 +35,10 @@ def small_mnist_mlp(monkeypatch):
 @pytest.mark.parametrize("optimizer", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
 def test_train_mnist_smoke_then_resume_and_evaluate(tmp_path, data_root, optimizer, capsys,
                                                     small_mnist_mlp):
+    # --eval-samples only where there is a mean prediction (for the others it is an error: it changes nothing)
     args = ["train", "--dataset", "mnist", "--optimizer", optimizer, "--epochs", "2",
-            "--max-train", "600", "--eval-samples", "2", "--out", str(tmp_path), "--quiet",
-            "--data-root", str(data_root)]
+            "--max-train", "600", "--out", str(tmp_path), "--quiet", "--data-root", str(data_root)]
+    args += ["--eval-samples", "2"] if optimizer in ("bayesbinn", "vispa") else []
     assert main(args + ["--stop-after", "1"]) == 0
     res = json.loads((tmp_path / f"mnist_{optimizer}.json").read_text())
     assert res["summary"]["epochs_run"] == 1
@@ -78,3 +79,79 @@ def test_bad_arguments_give_a_clear_error(tmp_path, capsys):
                "--data-root", str(tmp_path / "missing")])
     assert rc == 2
     assert "error" in capsys.readouterr().err
+
+
+# -- evaluate: the run's own splits, --max-test, regression runs; continual --test-samples -----------------
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, data_root):
+    """One epoch of BayesBiNN on the first 300 MNIST images (270 train, 30 validation), width 16."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    assert main(["train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--epochs", "1", "--max-train", "300",
+                 "--hidden", "16", "--eval-samples", "2", "--quiet", "--out", str(out), "--name", "tiny",
+                 "--data-root", str(data_root)]) == 0
+    return out, json.loads((out / "tiny.json").read_text())
+
+
+def test_evaluate_uses_the_runs_max_train_split(tiny_run, data_root, tmp_path, capsys, monkeypatch):
+    out, res = tiny_run
+    ck = out / "runs" / "tiny" / "checkpoint.npz"
+    assert main(["evaluate", str(ck), "--samples", "2", "--out", str(tmp_path), "--data-root", str(data_root)]) == 0
+    ev = json.loads((tmp_path / "evaluate_tiny.json").read_text())
+    last = res["history"][-1]
+    # the validation split of the run (30 of its 300 images), not 6000 of the full training set,
+    # some of which the run trained on: the same weights give the same numbers as the training's
+    assert (ev["val"]["acc_mode"], ev["val"]["nll_mode"]) == (last["val_acc_mode"], last["val_nll_mode"])
+    assert round(ev["val"]["acc_mode"] * 30, 9) == int(round(ev["val"]["acc_mode"] * 30))
+    # --recalibrate-bn draws its batches from the run's 270 training images, in both evaluate paths
+    import refbinn.bn_recalibration as bnr
+    from refbinn.experiments import uncertainty
+    seen, real = [], bnr.calibration_batches
+
+    def spy(x, *args):
+        seen.append(len(x))
+        return real(x, *args)
+    monkeypatch.setattr(bnr, "calibration_batches", spy)
+    monkeypatch.setattr(uncertainty, "calibration_batches", spy)
+    assert main(["evaluate", str(ck), "--samples", "2", "--recalibrate-bn", "2", "--out", str(tmp_path / "r"),
+                 "--data-root", str(data_root)]) == 0
+    assert main(["evaluate", str(ck), "--samples", "2", "--recalibrate-bn", "2", "--ood", "--max-test", "50",
+                 "--out", str(tmp_path / "r"), "--data-root", str(data_root)]) == 0
+    assert seen == [270, 270]
+    capsys.readouterr()
+
+
+def test_evaluate_max_test_limits_the_test_set(tiny_run, data_root, tmp_path, capsys):
+    from refbinn.experiments import load_data
+    from refbinn.train import evaluate, load_checkpoint
+    from refbinn.train.checkpoint_check import model_of
+    out, _ = tiny_run
+    ck = out / "runs" / "tiny" / "checkpoint.npz"
+    assert main(["evaluate", str(ck), "--samples", "0", "--max-test", "50", "--out", str(tmp_path),
+                 "--data-root", str(data_root)]) == 0
+    ev = json.loads((tmp_path / "evaluate_tiny.json").read_text())
+    assert ev["max_test"] == 50
+    c = load_checkpoint(ck)
+    data, _ = load_data("mnist", data_root)
+    want = evaluate(model_of(ck, c["config"]), c["opt"], c["opt_state"], c["bn_state"], data.x_test[:50],
+                    data.y_test[:50])
+    assert ev["test"]["acc_mode"] == want["acc_mode"] and ev["test"]["nll_mode"] == want["nll_mode"]
+    capsys.readouterr()
+
+
+def test_evaluate_of_a_regression_run_is_an_error(tmp_path, capsys):
+    assert main(["train", "--dataset", "snelson", "--optimizer", "ste", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path), "--name", "sn"]) == 0
+    capsys.readouterr()
+    ck = tmp_path / "runs" / "sn" / "checkpoint.npz"
+    assert main(["evaluate", str(ck), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'snelson', a regression set with no validation or test split" in err
+    assert not (tmp_path / "evaluate_sn.json").exists()
+
+
+def test_continual_test_samples_must_be_positive(tmp_path, capsys, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("continual started")
+    monkeypatch.setattr("refbinn.data.load_mnist", no_work)
+    assert main(["continual", "--test-samples", "0", "--out", str(tmp_path)]) == 2
+    assert "--test-samples must be an integer in [1, inf), got 0" in capsys.readouterr().err

@@ -48,6 +48,11 @@ def test_new_options_reach_the_overrides(tmp_path):
     (["--dataset", "mnist", "--optimizer", "ste", "--diagnostics-every", "2"], "--diagnostics-every does not apply"),
     (["--dataset", "mnist", "--optimizer", "bayesbinn", "--diagnostics-every", "2", "--no-diagnostics"],
      "--diagnostics-every does not apply with --no-diagnostics"),
+    # no mean prediction (no sample_params): its sample count and how often it is evaluated change nothing
+    (["--dataset", "mnist", "--optimizer", "ste", "--eval-samples", "50"],
+     r"--eval-samples does not apply to --optimizer ste \(it applies to bayesbinn, vispa\)"),
+    (["--dataset", "mnist", "--optimizer", "adam", "--eval-mean-every", "1"], "--eval-mean-every does not apply"),
+    (["--dataset", "two-moons", "--optimizer", "bop", "--eval-samples", "0"], "--eval-samples does not apply"),
 ])
 def test_options_that_would_change_nothing_are_errors(argv, says, tmp_path):
     with pytest.raises(ValueError, match=says):
@@ -125,3 +130,16 @@ def test_resume_refuses_other_hidden_widths(tmp_path):
         _plan("--name", "m", "--resume", "--out", str(tmp_path), "--hidden", "32")
     assert _plan("--name", "m", "--resume", "--out", str(tmp_path), "--hidden", "16").overrides[
         "model_kwargs"] == {"hidden": [16]}
+
+
+@pytest.mark.parametrize("optimizer", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
+def test_eval_samples_apply_to_sampling_optimizers_and_defaults_never_count(optimizer, tmp_path):
+    from refbinn.experiments.guard import SAMPLING
+    from refbinn.optim.registry import OPTIMIZERS
+    assert SAMPLING == ("bayesbinn", "vispa") == tuple(n for n, c in OPTIMIZERS.items() if hasattr(c, "sample_params"))
+    plan = _plan("--dataset", "mnist", "--optimizer", optimizer, "--out", str(tmp_path))   # the preset's values
+    assert plan.overrides["eval_samples"] is None and plan.overrides["eval_mean_every"] is None
+    if optimizer in SAMPLING:
+        plan = _plan("--dataset", "mnist", "--optimizer", optimizer, "--eval-samples", "5", "--eval-mean-every", "2",
+                     "--out", str(tmp_path))
+        assert (plan.overrides["eval_samples"], plan.overrides["eval_mean_every"]) == (5, 2)

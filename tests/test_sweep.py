@@ -133,10 +133,53 @@ BASE = {"dataset": "two-moons", "optimizer": "ste"}
     ({"seeds": [0], "base": {**BASE, "tau_end": 0.1}}, "base.tau_end applies only to the optimizers bayesbinn"),
     ({"seeds": [0], "base": {**BASE, "optimizer": "bayesbinn", "reweight": -1}},
      r"base.reweight must be in \[0, inf\), got -1"),
+    # as `refbinn train --max-train` (a 10% validation split must not be empty)
+    ({"seeds": [0], "base": {**BASE, "dataset": "mnist", "max_train": 5}},
+     r"base.max_train must be an integer in \[10, inf\), got 5"),
+    # model arguments the data set decides
+    ({"seeds": [0], "base": {**BASE, "dataset": "mnist", "model": {"in_features": 20}}},
+     r"base.model: in_features is set by the data set \(mnist\), not a setting"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "mnist", "model": {"classes": 3}}}, "classes is set by the data set"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "cifar10", "model": {"num_classes": 5}}},
+     "num_classes is set by the data set"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "cifar10"}, "grid": {"model": {"image_size": [16, 32]}}},
+     r"grid.model.image_size\[0\]: image_size is set by the data set"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "cifar10", "model": {"in_channels": 1}}}, "in_channels is set by"),
+    ({"seeds": [0], "base": {**BASE, "model": {"in_features": 3}}}, "in_features is set by the data set"),
+    # `refbinn train`'s applicability rules (experiments.guard.USED_BY, check_applicable)
+    ({"seeds": [0], "base": BASE, "grid": {"diagnostics_every": [1, 5]}},
+     "grid.diagnostics_every applies only to the optimizers bayesbinn, but the sweep also runs ste"),
+    ({"seeds": [0], "base": BASE, "grid": {"eval_samples": [0, 5]}},
+     "grid.eval_samples applies only to the optimizers bayesbinn, vispa"),
+    ({"seeds": [0], "base": {**BASE, "eval_mean_every": 1}}, "base.eval_mean_every applies only to the optimizers"),
+    ({"seeds": [0], "base": {**BASE, "optimizer": "bayesbinn", "diagnostics": False, "diagnostics_every": 5}},
+     "run two-moons_bayesbinn_s0: `refbinn train` would refuse its settings: --diagnostics-every does not "
+     "apply with --no-diagnostics"),
+    ({"seeds": [0], "base": {**BASE, "optimizer": "bayesbinn", "diagnostics_every": 5},
+      "grid": {"diagnostics": [True, False]}}, "run two-moons_bayesbinn_diagnosticsFalse_s0: `refbinn train`"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "mnist", "model": {"hidden": []}}},
+     r"base.model: hidden of the mnist model mlp_mnist must be a non-empty list of widths.*got \[\]"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "mnist"}, "grid": {"model": {"hidden": [[8], []]}}},
+     r"grid.model.hidden\[1\]: hidden of the mnist model"),
 ])
 def test_bad_sweep_files_are_value_errors_naming_the_key(doc, match):
     with pytest.raises(ValueError, match=match):
         parse_spec(doc, name="bad")
+
+
+def test_every_run_of_a_sweep_is_a_command_refbinn_train_accepts(tmp_path):
+    from refbinn.cli import build_parser
+    from refbinn.experiments.guard import plan_train
+    from refbinn.options import check_options
+    sweep = parse_spec({"seeds": [0], "base": {"dataset": "mnist", "epochs": 1, "max_train": 10,
+                                               "eval_samples": 3, "diagnostics_every": 2, "model": {"hidden": [8]}},
+                        "grid": {"optimizer": ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"]}}, name="y")
+    for run in sweep.runs:
+        a = build_parser().parse_args(run.train_args() + ["--out", str(tmp_path)])
+        check_options(a)
+        plan = plan_train(a)
+        assert plan.overrides["eval_samples"] == (3 if run.optimizer in ("bayesbinn", "vispa") else None)
+        assert plan.overrides["diagnostics_every"] == (2 if run.optimizer == "bayesbinn" else None)
 
 
 def test_cli_bad_file_exits_2_with_one_line_before_starting(tmp_path, capsys):
@@ -408,3 +451,26 @@ def test_checkpoint_every_writes_less_often_and_resumes_identically(tmp_path, ca
     assert main(["train", "--dataset", "two-moons", "--optimizer", "ste", "--checkpoint-every", "0",
                  "--out", str(tmp_path / "c")]) == 2
     assert "--checkpoint-every must be an integer in [1, inf), got 0" in capsys.readouterr().err
+
+
+def test_report_files_and_the_spec_copy_are_written_atomically(small, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+    from refbinn.sweep.engine import _copy_spec
+    _, d, _ = small
+    replaced, real = [], os.replace
+
+    def spy(src, dst):                       # every atomic write ends with os.replace(temp, target)
+        replaced.append(os.path.basename(dst))
+        assert os.path.basename(src).endswith(".partial")
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", spy)
+    _, paths = write_report(d, tmp_path / "rep")
+    assert sorted(replaced) == sorted(os.path.basename(p) for p in paths.values())
+    assert {"report.md", "report.json", "curves.png"} <= set(replaced)
+    assert (tmp_path / "rep" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    spec = tmp_path / "s.toml"
+    spec.write_text('seeds = [0]  # é\n')
+    replaced.clear()
+    _copy_spec(SimpleNamespace(path=str(spec)), str(tmp_path / "sw"))
+    assert replaced == ["sweep.toml"] and (tmp_path / "sw" / "sweep.toml").read_bytes() == spec.read_bytes()
+    assert not list((tmp_path / "rep").glob(".*.partial")) and not list((tmp_path / "sw").glob(".*"))

@@ -90,3 +90,46 @@ def test_training_learns_something():
     # Chance is 1/3, with a standard error of 0.06 on 60 test points: 0.6 is > 4 SE above it.
     # (The loop reaches ~0.85 here; an untrained or broken loop stays near 0.33.)
     assert res["history"]["epochs"][-1]["test_acc_mode"] > 0.6
+
+
+# -- a minibatch of one row cannot train BatchNorm: refused before the first step ----------------------
+@pytest.mark.parametrize("argv, says", [
+    (["--dataset", "mnist", "--max-train", "1001", "--batch-size", "900", "--hidden", "8"],
+     "--batch-size 900 with 901 training rows (--max-train 1001 less the 10% validation split): the last "
+     "minibatch of each epoch has 901 - 1*900 = 1 row"),
+    (["--dataset", "mnist", "--batch-size", "11", "--hidden", "8"],
+     "--batch-size 11 with 54000 training rows (the mnist training set less the 10% validation split)"),
+    (["--dataset", "snelson", "--batch-size", "1"],
+     "--batch-size 1 with 200 training rows (the snelson data set): every minibatch has 1 row"),
+    (["--dataset", "two-moons", "--batch-size", "1", "--recalibrate-bn", "2"],
+     "--recalibrate-bn needs --batch-size >= 2"),
+])
+def test_one_row_minibatches_are_refused_before_training(argv, says, tmp_path, capsys, monkeypatch, data_root):
+    from refbinn.cli import main
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a training step ran")
+    monkeypatch.setattr("refbinn.train.loop.train_step", no_training)
+    assert main(["train", "--optimizer", "bayesbinn", "--epochs", "1", "--quiet", "--out", str(tmp_path),
+                 "--data-root", str(data_root)] + argv) == 2
+    err = capsys.readouterr().err
+    assert says in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_continual_one_row_minibatch_is_refused_before_training(tmp_path, capsys, monkeypatch, data_root):
+    from refbinn.cli import main
+    monkeypatch.setattr("refbinn.train.loop.train_step", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    assert main(["continual", "--max-train", "101", "--epochs", "1", "--tasks", "1", "--quiet",
+                 "--out", str(tmp_path), "--data-root", str(data_root)]) == 2
+    assert "batch_size 100 with 101 training rows" in capsys.readouterr().err
+
+
+def test_fit_refuses_a_one_row_minibatch_with_batchnorm_only():
+    data = _data(n=41)                                        # 41 = 40 + 1
+    cfg = TrainConfig(epochs=1, batch_size=40, seed=0, eval_samples=0, quiet=True)
+    with pytest.raises(ValueError, match="batch_size 40 with 41 training rows"):
+        fit(_model(), STEAdam(lr=1e-2), data, softmax_cross_entropy, cfg, log=lambda m: None)
+    # without BatchNorm a one-row minibatch trains as before
+    no_bn = models.mlp_toy(in_features=12, out_features=3)
+    fit(no_bn, STEAdam(lr=1e-2), data, softmax_cross_entropy, cfg, log=lambda m: None)

@@ -152,7 +152,8 @@ def test_evaluate_ood_recalibrates_bn(tiny, data_root, tmp_path):
     mode, mean = res["rows"]
     r = load_run(ck["mnist_bayesbinn_s0"])
     x, y, _, _ = evaluation_sets("mnist", [], root=data_root, max_test=500)
-    train, _ = load_data("mnist", str(data_root), split=0.1, seed=0)
+    # the run's own training split: its --max-train 600 images less the validation split
+    train, _ = load_data("mnist", str(data_root), split=0.1, seed=0, max_train=600)
     recal = recalibrator(r["model"], calibration_batches(train.x_train, 3, 100, np.random.default_rng([0, 3])),
                          r["bn_state"])
     args = (r["model"], r["opt"], r["opt_state"], r["bn_state"], x)

@@ -24,6 +24,7 @@ from ..train import schedules
 from ..nn.losses import softmax_cross_entropy
 from ..optim.bayesbinn import BayesBiNN
 from ..train import Data, TrainConfig, evaluate, fit
+from ..train.loop import minibatch_error, one_row_minibatch
 from .presets import CONTINUAL
 
 
@@ -107,6 +108,10 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         perms = permuted_mnist_tasks(x_train.shape[1], tasks, seed=perm_seed)  # (tasks, 784)
     model = models.mlp_continual(bn_momentum=c["bn_momentum"], bn_eps=c["bn_eps"])
     n = len(x_train)
+    if one_row_minibatch(model, n, batch_size):         # BatchNorm would fail after a whole epoch
+        raise ValueError(minibatch_error(n, batch_size, batch_name="batch_size",
+                                         size_note=" (x_train; --max-train on the command line)",
+                                         fix="--max-train (or batch_size)"))
     acc_mean = np.full((tasks, tasks), np.nan)
     acc_mode = np.full((tasks, tasks), np.nan)
     state, lam0, seconds, diags = None, 0.0, [], []

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from .setup import build
+from ..io import save_figure
 from ..predict import predict_logits, predict_mean, predict_mode
 from ..train import fit
 
@@ -100,7 +101,7 @@ def _plot_moons(path, xx, yy, maps, data):
                        edgecolors="k", linewidths=0.4, c="C1" if lab else "C0")
         ax.set_title(title)
     fig.colorbar(cs, ax=axes, label="P(y = 1 | x)")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
 
@@ -178,7 +179,7 @@ def _plot_snelson(path, xg, curves, data):
     ax.set_xlabel("x (standardised)")
     ax.set_ylabel("y (standardised)")
     ax.legend(loc="upper left", fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
 

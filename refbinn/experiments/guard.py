@@ -11,7 +11,9 @@
 - otherwise a name that already has a checkpoint is an error suggesting ``--resume`` or
   ``--overwrite``; ``--overwrite`` starts the run again (its files are replaced after epoch 1).
 - a setting the optimizer or data set does not use (``--tau`` for STE, ``--max-train`` for
-  two moons) is an error: it would be recorded but change nothing.
+  two moons, ``--eval-samples`` for an optimizer without a mean prediction) is an error: it
+  would be recorded but change nothing. Only what the command line gives is checked: the
+  preset's values (None here) never count as set.
 
 The settings a checkpoint records: ``config`` (epochs, seed, batch_size, eval_samples; what
 each epoch records: eval_mean_every, recalibrate_bn, diagnostics, diagnostics_every; and
@@ -49,10 +51,13 @@ FREE_ON_RESUME = ("checkpoint_every",)                               # in config
 OPTIMIZER = ("lr", "tau", "samples", "numerics", "lam_init", "beta", "tau_end",
              "reweight")                                             # in config['meta']['settings']
 SETTING_DEFAULTS = {"tau_end": None, "reweight": 1.0}                # what a setting left out means
+# the optimizers with a mean prediction: a distribution to sample networks from (``sample_params``);
+# for the others the mean of C samples is the mode, so --eval-samples / --eval-mean-every change nothing
+SAMPLING = tuple(name for name, cls in OPTIMIZERS.items() if hasattr(cls, "sample_params"))
 USED_BY = {"lr": ("bayesbinn", "ste", "pmf", "adam", "vispa"), "tau": ("bayesbinn",),
            "samples": ("bayesbinn",), "numerics": ("bayesbinn",), "lam_init": ("bayesbinn",),
            "beta": ("bayesbinn",), "tau_end": ("bayesbinn",), "reweight": ("bayesbinn",),
-           "diagnostics_every": ("bayesbinn",)}
+           "diagnostics_every": ("bayesbinn",), "eval_samples": SAMPLING, "eval_mean_every": SAMPLING}
 HIDDEN_MODELS = ("mlp_mnist",)          # preset models whose ``hidden`` is a list of widths
 FLAGS = {"diagnostics": "--no-diagnostics"}     # settings whose option is not named after them
 UNKNOWN = object()          # a setting an older checkpoint did not record

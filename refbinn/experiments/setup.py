@@ -13,10 +13,11 @@ from ..models import build_model
 from ..nn import losses
 from ..optim.partition import Partition
 from ..optim.registry import OPTIMIZERS, make
-from .datasets import load_data
+from .datasets import IMAGE_DATASETS, load_data
 from .presets import PAPER, PRESETS
 from ..train import Data, TrainConfig, schedules
 from ..train.anneal import anneal_tau
+from ..train.loop import minibatch_error, one_row_minibatch
 
 LOSSES = {"cross_entropy": losses.softmax_cross_entropy, "logistic": losses.logistic_loss,
           "mse": losses.mse}
@@ -183,10 +184,20 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     epochs = check_int("epochs", o.get("epochs", p["epochs"]), 1)
     batch = check_int("batch_size", o.get("batch_size", p["batch_size"]), 1)
     seed = check_int("seed", o.get("seed", 0), 0)
+    if check_int("recalibrate_bn", o.get("recalibrate_bn", 0)) and batch < 2:
+        raise ValueError(f"--recalibrate-bn needs --batch-size >= 2 (its calibration batches have the "
+                         f"run's batch size, and a batch variance needs two rows), got --batch-size {batch}")
     data, extra = load_data(dataset, root, split=p["split"], seed=seed, max_train=o.get("max_train"))
     name, kw = p["model"]
     kw = {**kw, **o.get("model_kwargs", {})}
     model = build_model(name, kw)
+    if one_row_minibatch(model, data.n_train, batch):     # BatchNorm would fail after an epoch's work
+        mt = o.get("max_train")
+        note = (f" (--max-train {mt} less the {p['split']:.0%} validation split)" if mt else
+                f" (the {dataset} training set less the {p['split']:.0%} validation split)"
+                if dataset in IMAGE_DATASETS else f" (the {dataset} data set)")
+        raise ValueError(minibatch_error(data.n_train, batch, batch_name="--batch-size", size_note=note,
+                                         fix="--batch-size" + (" or --max-train" if dataset in IMAGE_DATASETS else "")))
     if optimizer == "adam" or p.get("binary_all"):
         kinds = {k: ("real" if optimizer == "adam" else "binary") for k in model.kinds}
     else:

@@ -279,7 +279,9 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
             f"{len(x)} test inputs, OOD sets {', '.join(sets) or 'none'}")
         recal = None
         if recalibrate_bn:
-            train, _ = load_data(run["dataset"], root, split=0.1, seed=run["seed"] or 0)
+            # the run's own training split (--max-train cut the images before the split)
+            train, _ = load_data(run["dataset"], root, split=0.1, seed=run["seed"] or 0,
+                                 max_train=run["meta"].get("max_train"))
             batches = calibration_batches(train.x_train, recalibrate_bn, run["batch_size"],
                                           np.random.default_rng([seed, 3]))
             recal = recalibrator(run["model"], batches, run["bn_state"])

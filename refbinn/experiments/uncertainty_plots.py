@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..io import save_figure
+
 
 def _pyplot():
     try:
@@ -69,7 +71,7 @@ def reliability_diagram(rows, path, title=None):
     axn.set_xlabel("confidence (max p) of the bin")
     axn.set_ylabel("fraction of inputs")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return True
 
@@ -119,6 +121,6 @@ def entropy_histograms(rows, path, title=None):
                 ax.set_xlabel("predictive entropy (nats)", fontsize=7)
     fig.suptitle(title or "Predictive entropy: test set vs OOD sets", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return True

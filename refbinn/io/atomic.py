@@ -57,7 +57,7 @@ def remove_partials(path):
 
 
 @contextlib.contextmanager
-def _atomic_file(path, mode):
+def _atomic_file(path, mode, encoding=None):
     """Yield a file handle on a temporary file that becomes ``path`` when the block ends."""
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
@@ -65,7 +65,7 @@ def _atomic_file(path, mode):
     fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.", suffix=PARTIAL)
     os.close(fd)
     try:
-        with open(tmp, mode) as fh:
+        with open(tmp, mode, encoding=encoding) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -91,6 +91,45 @@ def atomic_savez(path, arrays):
     """
     with _atomic_file(path, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def atomic_write(path, data):
+    """Write ``data`` (str: UTF-8 text; bytes) under ``path``, atomically.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The target file; its folder is created if missing.
+    data : str or bytes
+        The file's whole content.
+    """
+    if isinstance(data, str):
+        with _atomic_file(path, "w", encoding="utf-8") as fh:
+            fh.write(data)
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        with _atomic_file(path, "wb") as fh:
+            fh.write(data)
+    else:
+        raise TypeError(f"atomic_write: data must be str or bytes, got {type(data).__name__}")
+
+
+def save_figure(fig, path, **kwargs):
+    """``fig.savefig(path, **kwargs)``, atomically: rendered in memory, then written as one file.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or PathLike
+        The image to write; its suffix gives the format (as ``savefig`` infers it) unless
+        ``format`` is among ``kwargs``.
+    **kwargs
+        Passed to ``savefig`` (dpi, bbox_inches, ...).
+    """
+    import io
+    fmt = kwargs.pop("format", None) or os.path.splitext(os.fspath(path))[1][1:].lower() or "png"
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, **kwargs)
+    atomic_write(path, buf.getvalue())
 
 
 def _jsonable(o):

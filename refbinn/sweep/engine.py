@@ -11,11 +11,10 @@ whose results exist with the same settings and resumes the others.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import uuid
 
-from ..io import write_json
+from ..io import atomic_write, write_json
 from ..report import table
 from .task import execute, finished
 
@@ -36,7 +35,8 @@ def _copy_spec(sweep, sweep_dir):
     if sweep.path and os.path.exists(sweep.path):
         dst = os.path.join(sweep_dir, "sweep.toml")
         if not (os.path.exists(dst) and os.path.samefile(sweep.path, dst)):
-            shutil.copyfile(sweep.path, dst)
+            with open(sweep.path, "rb") as fh:
+                atomic_write(dst, fh.read())
 
 
 def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True, log=print):

@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from ..io import write_json
+from ..io import atomic_write, save_figure, write_json
 
 # quantity -> (column header, how a run gives it, percent?)
 QUANTITIES = {
@@ -230,7 +230,7 @@ def plot_curves(runs, path, title):
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.04 + 0.045 * -(-len(labels) // 3), 1, 0.95))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def write_report(sweep_dir, out=None):
@@ -262,8 +262,7 @@ def write_report(sweep_dir, out=None):
     paths = {k: os.path.join(out, f) for k, f in (("md", "report.md"), ("json", "report.json"),
                                                    ("png", "curves.png"))}
     os.makedirs(out, exist_ok=True)
-    with open(paths["md"], "w") as fh:
-        fh.write(markdown(rows, f"Sweep {name}", description))
+    atomic_write(paths["md"], markdown(rows, f"Sweep {name}", description))
     write_json(paths["json"], {"sweep": name, "description": description,
                                "std": "sample standard deviation over seeds (ddof = 1); null for one seed",
                                "quantities": {q: v[0] for q, v in QUANTITIES.items()}, "rows": rows})

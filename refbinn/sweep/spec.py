@@ -23,7 +23,9 @@ settings that vary, so it is stable and readable: ``mnist_bayesbinn_tau1e-06_off
 (data set, optimizer, then each other grid setting: a string as itself, a number or list
 after its key, then ``s`` and the seed). Every key and value is checked here: an unknown
 key, a bad value or a grid that makes no runs is a ValueError naming the key, the value
-and what is allowed.
+and what is allowed. Which settings apply to which optimizer is `refbinn train`'s rule
+(``refbinn.experiments.guard.USED_BY``), and every run is checked as `refbinn train` checks
+its command line, so each run is one that `refbinn train` accepts.
 """
 from __future__ import annotations
 
@@ -34,18 +36,22 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass
+from types import SimpleNamespace
 
 from ..checks import check_choice, check_int, check_range
 from ..experiments import DATASETS
 from ..experiments.datasets import IMAGE_DATASETS
+from ..experiments.guard import HIDDEN_MODELS, USED_BY, check_applicable
 from ..experiments.presets import PAPER, PRESETS
 from ..models import MODELS
 from ..optim.bayesbinn import NUMERICS
 from ..optim.registry import OPTIMIZERS
+from ..options import MIN_TRAIN, check_options
 
 TOP_KEYS = ("name", "description", "seeds", "base", "grid")
 ALL_OPTIMIZERS = tuple(OPTIMIZERS)
-LR_OPTIMIZERS = tuple(o for o in ALL_OPTIMIZERS if o != "bop")     # Bop has a threshold, not a step size
+# model keyword arguments the data set decides (its input shape and class count): not settings
+DATA_FIXED = ("in_features", "out_features", "classes", "num_classes", "in_channels", "image_size")
 
 
 def _positive_float(key, v):
@@ -64,30 +70,33 @@ def _number(key, v):
     return v
 
 
-# setting -> (check returning the normalised value, the optimizers it applies to)
-SETTINGS = {
-    "dataset": (lambda k, v: check_choice(k, v, tuple(DATASETS)), ALL_OPTIMIZERS),
-    "optimizer": (lambda k, v: check_choice(k, v, ALL_OPTIMIZERS), ALL_OPTIMIZERS),
-    "preset": (lambda k, v: check_choice(k, v, tuple(PRESETS)), ALL_OPTIMIZERS),
-    "epochs": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
-    "batch_size": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
-    "max_train": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
-    "eval_samples": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
-    "checkpoint_every": (lambda k, v: check_int(k, v, 1), ALL_OPTIMIZERS),
-    "eval_mean_every": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
-    "recalibrate_bn": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
-    "diagnostics": (_bool, ALL_OPTIMIZERS),
-    "diagnostics_every": (lambda k, v: check_int(k, v, 0), ALL_OPTIMIZERS),
-    "lr": (_positive_float, LR_OPTIMIZERS),
-    "tau": (_positive_float, ("bayesbinn",)),
-    "samples": (lambda k, v: check_int(k, v, 1), ("bayesbinn",)),
-    "numerics": (lambda k, v: check_choice(k, v, tuple(NUMERICS)), ("bayesbinn",)),
-    "tau_end": (_positive_float, ("bayesbinn",)),
-    "reweight": (lambda k, v: float(check_range(k, _number(k, v), 0, hi=math.inf, hi_open=True)), ("bayesbinn",)),
-    "lam_init": (_positive_float, ("bayesbinn",)),
-    "beta": (lambda k, v: float(check_range(k, _number(k, v), 0, 1, hi_open=True)), ("bayesbinn",)),
-    "model": (None, ALL_OPTIMIZERS),          # a table of model-builder keyword arguments
+# setting -> check returning the normalised value
+CHECKS = {
+    "dataset": lambda k, v: check_choice(k, v, tuple(DATASETS)),
+    "optimizer": lambda k, v: check_choice(k, v, ALL_OPTIMIZERS),
+    "preset": lambda k, v: check_choice(k, v, tuple(PRESETS)),
+    "epochs": lambda k, v: check_int(k, v, 1),
+    "batch_size": lambda k, v: check_int(k, v, 1),
+    "max_train": lambda k, v: check_int(k, v, MIN_TRAIN),      # as `refbinn train --max-train`
+    "eval_samples": lambda k, v: check_int(k, v, 0),
+    "checkpoint_every": lambda k, v: check_int(k, v, 1),
+    "eval_mean_every": lambda k, v: check_int(k, v, 0),
+    "recalibrate_bn": lambda k, v: check_int(k, v, 0),
+    "diagnostics": _bool,
+    "diagnostics_every": lambda k, v: check_int(k, v, 0),
+    "lr": _positive_float,
+    "tau": _positive_float,
+    "samples": lambda k, v: check_int(k, v, 1),
+    "numerics": lambda k, v: check_choice(k, v, tuple(NUMERICS)),
+    "tau_end": _positive_float,
+    "reweight": lambda k, v: float(check_range(k, _number(k, v), 0, hi=math.inf, hi_open=True)),
+    "lam_init": _positive_float,
+    "beta": lambda k, v: float(check_range(k, _number(k, v), 0, 1, hi_open=True)),
+    "model": None,          # a table of model-builder keyword arguments
 }
+# setting -> (its check, the optimizers it applies to): `refbinn train`'s rule
+# (``refbinn.experiments.guard.USED_BY``; a setting not listed there applies to every optimizer)
+SETTINGS = {k: (check, USED_BY.get(k, ALL_OPTIMIZERS)) for k, check in CHECKS.items()}
 # the `refbinn train` flag of each setting (the sweep's runs are `refbinn train` runs)
 TRAIN_FLAGS = {k: "--" + k.replace("_", "-") for k in (*SETTINGS, "seed") if k not in ("model", "diagnostics")}
 
@@ -229,11 +238,22 @@ def _check_keys(where, table, allowed):
 
 
 def _check_model(where, kwargs, datasets):
-    """Model keyword arguments: each a parameter of the builder of every data set in the sweep."""
+    """Model keyword arguments: each a parameter of the builder of every data set in the sweep, not
+    one the data set decides (``DATA_FIXED``); ``hidden`` of an MLP with a list of widths
+    (``refbinn train --hidden``) a non-empty list."""
     _check_keys(where, kwargs, tuple(kwargs))          # only checks that it is a table
+    for k in kwargs:
+        if k in DATA_FIXED:
+            raise ValueError(f"{where}: {k} is set by the data set ({', '.join(datasets)}), "
+                             f"not a setting; leave it out")
     for ds in datasets:
         builder_name, fixed = PAPER[ds]["model"]
-        params = tuple(p for p in inspect.signature(MODELS[builder_name]).parameters if p not in fixed)
+        params = tuple(p for p in inspect.signature(MODELS[builder_name]).parameters
+                       if p not in fixed and p not in DATA_FIXED)
+        if builder_name in HIDDEN_MODELS and "hidden" in kwargs and (
+                not isinstance(kwargs["hidden"], list) or not kwargs["hidden"]):
+            raise ValueError(f"{where}: hidden of the {ds} model {builder_name} must be a non-empty list "
+                             f"of widths (as `refbinn train --hidden`), got {kwargs['hidden']!r}")
         for k in kwargs:
             if k not in params:
                 raise ValueError(f"{where}: unknown key {k!r} for the {ds} model {builder_name}; "
@@ -352,7 +372,31 @@ def parse_spec(doc, *, name=None, path=None):
     runs = _expand(base, checked, seeds)
     if len({r.name for r in runs}) != len(runs):
         raise ValueError("two runs would get the same name; make the grid's values differ more")
+    for r in runs:
+        _check_train(r)
     return Sweep(name, description, seeds, base, dict(lists), tuple(runs), path)
+
+
+def _train_options(run):
+    """The parsed ``refbinn train`` command line (a Namespace) that runs ``run``."""
+    o = dict(run.overrides)
+    model = o.pop("model_kwargs", {})
+    diagnostics = o.pop("diagnostics", True)
+    hidden = model.get("hidden") if PAPER[run.dataset]["model"][0] in HIDDEN_MODELS else None
+    return SimpleNamespace(command="train", dataset=run.dataset, optimizer=run.optimizer, preset=run.preset,
+                           name=run.name, hidden=hidden, no_diagnostics=not diagnostics, **o)
+
+
+def _check_train(run):
+    """ValueError unless ``refbinn train`` accepts ``run``'s settings: its option ranges
+    (``refbinn.options.check_options``) and which settings apply together
+    (``refbinn.experiments.guard.check_applicable``: diagnostics_every with diagnostics = false, ...)."""
+    a = _train_options(run)
+    try:
+        check_options(a)
+        check_applicable(a, run.dataset, run.optimizer)
+    except ValueError as e:
+        raise ValueError(f"run {run.name}: `refbinn train` would refuse its settings: {e}") from None
 
 
 # -- expanding and naming ----------------------------------------------------------------------

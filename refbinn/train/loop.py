@@ -159,6 +159,60 @@ def summarize(history):
     out["train_seconds"] = float(sum(e["seconds"] for e in ep))
     return out
 
+
+# -- minibatches a BatchNorm layer can train on ----------------------------------------------
+def one_row_minibatch(model, n_train, batch_size):
+    """True if an epoch would hand a BatchNorm layer a minibatch of one row.
+
+    An epoch visits every training row once, in minibatches of ``batch_size`` rows and a last
+    one of ``n_train % batch_size`` rows (``data.transforms.batches``, no drop_last). A
+    BatchNorm layer in training mode normalises by the batch variance, which one row does not
+    have (torch raises "Expected more than 1 value per channel when training"); so a model
+    with BatchNorm needs batch_size >= 2 and n_train % batch_size != 1.
+
+    Parameters
+    ----------
+    model : Sequential
+        The network (its ``layers`` are searched for ``BatchNorm``).
+    n_train : int
+        Training rows per epoch.
+    batch_size : int
+        Rows per minibatch, >= 1.
+
+    Returns
+    -------
+    bool
+    """
+    from ..nn import BatchNorm
+    has_bn = any(isinstance(layer, BatchNorm) for layer in getattr(model, "layers", ()))
+    return has_bn and (batch_size == 1 or n_train % batch_size == 1)
+
+
+def minibatch_error(n_train, batch_size, *, batch_name="batch_size", size_note="", fix=""):
+    """The ValueError message for ``one_row_minibatch``: the batch size, the training-set size,
+    and what to change.
+
+    Parameters
+    ----------
+    n_train, batch_size : int
+        As ``one_row_minibatch``.
+    batch_name : str
+        How the caller names the batch size ('--batch-size' on the command line).
+    size_note : str
+        Where ``n_train`` comes from, e.g. ' (--max-train 1001 less the 10% validation split)'.
+    fix : str
+        The options to change; default: ``batch_name``.
+
+    Returns
+    -------
+    str
+    """
+    which = ("every minibatch has" if batch_size == 1 else
+             f"the last minibatch of each epoch has {n_train} - {n_train // batch_size}*{batch_size} =")
+    return (f"{batch_name} {batch_size} with {n_train} training rows{size_note}: {which} 1 row, and "
+            f"BatchNorm cannot train on one row (it has no batch variance); choose another {fix or batch_name}")
+
+
 # -- the loop ----------------------------------------------------------------------------
 def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=False,
         dtype=np.float32, init_state=None, log=print, stop_after=None, tau_schedule=None):
@@ -204,6 +258,11 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     """
     from ..data.transforms import batches   # local import keeps the loop usable without data extras
 
+    if one_row_minibatch(model, data.n_train, cfg.batch_size):      # before any work, not after an epoch
+        raise ValueError(minibatch_error(data.n_train, cfg.batch_size))
+    if cfg.recalibrate_bn and cfg.batch_size < 2:
+        raise ValueError(f"recalibrate_bn needs batch_size >= 2 (calibration batches of the run's "
+                         f"batch size), got {cfg.batch_size}")
     ckpt_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
     config = {**asdict(cfg), "n_train": data.n_train}
     if out_dir:                                  # what a killed earlier run left half-written
