@@ -214,7 +214,9 @@ def bayesbinn_to_torch(state, names=None, lam0=None):
     Returns
     -------
     dict with ``"lamda"``, ``"mu"``, ``"momentum"``, ``"prior_lamda"`` (each shape (D,),
-    the dtype of lam) and ``"step"`` (int).
+    the dtype of lam), ``"step"`` (int) and ``"seed"`` (int, refbinn's noise seed: the
+    authors' code draws its noise from torch's generator and has no such field; keep it to
+    come back with ``bayesbinn_from_torch``, or the noise after the round trip differs).
     """
     lam = _field(state, "lam")
     names = list(lam) if names is None else list(names)
@@ -226,31 +228,36 @@ def bayesbinn_to_torch(state, names=None, lam0=None):
     lam0_vec = params_to_vector(lam0, names).astype(vec.dtype, copy=False) if isinstance(lam0, dict) \
         else np.full_like(vec, lam0)
     return {"lamda": vec, "mu": mu_vec, "momentum": params_to_vector(_field(state, "momentum"), names),
-            "prior_lamda": lam0_vec, "step": int(_field(state, "step"))}
+            "prior_lamda": lam0_vec, "step": int(_field(state, "step")), "seed": int(_field(state, "seed", 0))}
 
 
-def bayesbinn_from_torch(opt_state, like, names=None):
+def bayesbinn_from_torch(opt_state, like, names=None, numerics=None):
     """Split the authors' flat optimizer vectors into refbinn's per-parameter dicts.
 
     Parameters
     ----------
     opt_state : dict
-        ``"lamda"``, ``"momentum"``, optionally ``"mu"`` (default tanh(lamda), which
-        is right for 'exact' numerics; 'official' needs the stored, lagged mu),
-        ``"prior_lamda"``, ``"step"`` (default 0).
+        ``"lamda"``, ``"momentum"``, optionally ``"mu"`` (default tanh(lamda); 'official'
+        needs the stored, lagged mu), ``"prior_lamda"``, ``"step"`` (default 0) and
+        ``"seed"`` (refbinn's noise seed, as ``bayesbinn_to_torch`` writes it; default 0).
     like : dict name -> ndarray
         Shapes and dtypes of the parameters (``model.init(...)[0]``).
     names : sequence of str, optional
         Parameter order of the flat vectors (default: the order of ``like``).
+    numerics : {'official', 'exact'} or None
+        The optimizer's numerics: 'exact' stores no mu, so ``out["mu"]`` is empty whatever
+        ``opt_state`` holds; None (the default) or 'official' keep the mu described above.
 
     Returns
     -------
     out : dict
-        ``"lam"``, ``"momentum"``, ``"mu"`` (dicts name -> array), ``"lam0"``
-        (dict, or None when absent) and ``"step"`` (int). ``BayesBiNNState(out["lam"],
-        out["momentum"], out["mu"], out["step"])`` rebuilds the state; pass ``out["lam0"]``
-        to ``BayesBiNN(lam0=...)``.
+        ``"lam"``, ``"momentum"``, ``"mu"`` (dicts name -> array), ``"lam0"`` (dict, or
+        None when absent), ``"step"`` and ``"seed"`` (ints). ``BayesBiNNState(out["lam"],
+        out["momentum"], out["mu"], out["step"], out["seed"])`` rebuilds the state; pass
+        ``out["lam0"]`` to ``BayesBiNN(lam0=...)``.
     """
+    if numerics not in (None, "official", "exact"):
+        raise ValueError(f"bayesbinn_from_torch: numerics must be 'official', 'exact' or None, got {numerics!r}")
     if "lamda" not in opt_state or "momentum" not in opt_state:
         raise ValueError(f"bayesbinn_from_torch: opt_state needs 'lamda' and 'momentum', "
                          f"got keys {sorted(opt_state)}")
@@ -258,11 +265,11 @@ def bayesbinn_from_torch(opt_state, like, names=None):
     def split(key):
         return None if opt_state.get(key) is None else vector_to_params(np.ravel(opt_state[key]), like, names)
     lam = split("lamda")
-    mu = split("mu")
+    mu = {} if numerics == "exact" else split("mu")
     if mu is None:
         mu = {k: np.tanh(v) for k, v in lam.items()}
     return {"lam": lam, "momentum": split("momentum"), "mu": mu, "lam0": split("prior_lamda"),
-            "step": int(opt_state.get("step", 0))}
+            "step": int(opt_state.get("step", 0)), "seed": int(opt_state.get("seed", 0))}
 
 
 def _field(state, name, default=KeyError):

@@ -113,10 +113,25 @@ def test_real_bayesbinn_state_round_trip_and_step():
     t = bayesbinn_to_torch(state)
     assert not np.array_equal(t["mu"], np.tanh(t["lamda"]))
     out = bayesbinn_from_torch(t, params)
-    back = BayesBiNNState(out["lam"], out["momentum"], out["mu"], out["step"])
+    back = BayesBiNNState(out["lam"], out["momentum"], out["mu"], out["step"], out["seed"])
     for f in ("lam", "momentum", "mu"):
         assert all(np.array_equal(getattr(back, f)[k], getattr(state, f)[k]) for k in params)
-    assert back.step == state.step == 1
-    noise = opt.sample(state, rng)
-    a, b = opt.update(grads, state, noise), opt.update(grads, back, noise)
+    assert back.step == state.step == 1 and back.seed == state.seed != 0
+    # each copy draws its own noise key: the same seed gives the same key, weights and step
+    na, nb = opt.sample(state, rng), opt.sample(back, rng)
+    assert all(np.array_equal(x, y) for x, y in zip(opt.forward_params(state, na[0]).values(),
+                                                     opt.forward_params(back, nb[0]).values()))
+    a, b = opt.update(grads, state, na), opt.update(grads, back, nb)
     assert all(np.array_equal(a.lam[k], b.lam[k]) and np.array_equal(a.mu[k], b.mu[k]) for k in params)
+
+
+def test_exact_bayesbinn_state_round_trip_stores_no_mu():
+    from refbinn.optim.bayesbinn import BayesBiNN, BayesBiNNState
+    _, params, _ = _trained_like(np.float32)
+    opt = BayesBiNN(N=100, tau=1.0, lr=1e-2, numerics="exact")
+    state = opt.init(params, np.random.default_rng(4))
+    out = bayesbinn_from_torch(bayesbinn_to_torch(state), params, numerics="exact")
+    back = BayesBiNNState(out["lam"], out["momentum"], out["mu"], out["step"], out["seed"])
+    assert back.mu == {} == state.mu and back.seed == state.seed
+    with pytest.raises(ValueError, match="numerics must be"):
+        bayesbinn_from_torch(bayesbinn_to_torch(state), params, numerics="exakt")

@@ -39,6 +39,21 @@ def test_tanh_mlp_gradient_matches_finite_differences():
     np.testing.assert_allclose(G, fd, rtol=1e-6, atol=1e-9)
 
 
+def test_tanh_mlp_refuses_labels_other_than_plus_minus_one():
+    from refbinn.estimators.problems import tanh_mlp
+    x = np.ones((2, 3))
+    with pytest.raises(ValueError, match="labels y must be -1 or \\+1"):
+        tanh_mlp(x, np.array([0, 1]))                      # 0/1 labels: a constant loss log 2
+    with pytest.raises(ValueError, match="shape"):
+        tanh_mlp(x, np.array([1, -1, 1]))
+
+
+def test_logcosh_of_integers_is_computed_in_float():
+    from refbinn.estimators.methods import logcosh
+    np.testing.assert_allclose(logcosh(np.array([0, 1, -30])), np.log(np.cosh([0.0, 1.0, 30.0])), rtol=1e-15)
+    assert logcosh(0) == 0.0 and logcosh(np.float32(2)).dtype == np.float32
+
+
 # -- (a) per-sample pathwise derivative ----------------------------------------------
 @given(mags=st.lists(st.floats(0.05, 2.0), min_size=D12, max_size=D12),
        tau=st.floats(0.05, 2.0), seed=st.integers(0, 2 ** 31 - 1))

@@ -103,15 +103,16 @@ def logcosh(x):
 
     Parameters
     ----------
-    x : ndarray
-        Float dtype (kept).
+    x : array_like
+        A float dtype is kept; anything else (integers, Python numbers) is computed in float64.
 
     Returns
     -------
     ndarray
-        Same shape and dtype as ``x``.
+        Same shape as ``x``; ``x``'s dtype when it is a float, else float64.
     """
-    a = np.abs(x)
+    x = np.asarray(x)
+    a = np.abs(x if x.dtype.kind == "f" else x.astype(np.float64))
     return a + np.log1p(np.exp(-2 * a)) - np.log(2).astype(a.dtype)
 
 

@@ -32,6 +32,10 @@ def tanh_mlp(x, y):
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    if x.ndim != 2 or y.shape != (len(x),):
+        raise ValueError(f"tanh_mlp: x must have shape (n, n_in) and y shape (n,), got {x.shape} and {y.shape}")
+    if not np.all(np.abs(y) == 1):                          # 0/1 labels would make the loss constant
+        raise ValueError(f"tanh_mlp: labels y must be -1 or +1, got values {np.unique(y)[:5].tolist()}")
     n, n_in = x.shape
 
     def _forward(W):
