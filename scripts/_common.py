@@ -62,14 +62,55 @@ def add_run_args(p, out, quick_out, quick_help, *, unit="run", quick_flags="--qu
         p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
-def parse(parse_args, argv, script):
-    """(parsed flags, the command line as typed) for argv (None: sys.argv[1:]); script is the file name."""
+def flag_ranges():
+    """flag (argparse dest) -> its allowed values, the ranges of `refbinn train` / `refbinn continual`
+    (refbinn/options.py) for the same settings: ("int", lo, hi) an integer in [lo, hi] (hi None: no
+    bound), ("positive",) a finite real > 0, ("real",) a finite real; nargs='+' flags: each value.
+    A function, so that importing this module imports no refbinn (see ``set_threads``)."""
+    from refbinn.options import MIN_TRAIN, SEED_MAX
+    return {
+        "epochs": ("int", 1, None), "tasks": ("int", 1, None), "hidden": ("int", 1, None),
+        "max_train": ("int", MIN_TRAIN, None), "max_test": ("int", 1, None),
+        "test_samples": ("int", 1, None),      # continual: the accuracies are the mean prediction's
+        "eval_samples": ("int", 0, None),      # 0: no mean prediction
+        "seed": ("int", 0, SEED_MAX), "seeds": ("int", 0, SEED_MAX), "stop_after": ("int", 1, None),
+        "width": ("positive",), "lr": ("positive",), "lrs": ("positive",), "tau": ("positive",),
+        "taus": ("positive",), "lam_init": ("real",),
+    }
+
+
+def parse(parse_args, argv, script, **ranges):
+    """(parsed flags, the command line as typed) for argv (None: sys.argv[1:]); script is the file name.
+
+    Every flag named in ``flag_ranges()`` (and ``ranges``, the script's own, e.g. ``samples=("int", 1, None)``)
+    that is set is checked before any work: a bad value exits 2 with one line on stderr naming the flag
+    and its allowed range ("run_mnist.py: error: --epochs must be an integer in [1, inf), got 0").
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
-    return parse_args(argv), f"python scripts/{script} " + shlex.join(argv)
+    a = parse_args(argv)
+    try:
+        check_flags(a, {**flag_ranges(), **ranges})
+    except ValueError as e:
+        print(f"{script}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return a, f"python scripts/{script} " + shlex.join(argv)
+
+
+def check_flags(a, ranges):
+    """ValueError naming the first flag of ``a`` outside its range in ``ranges`` (see ``flag_ranges``); unset flags pass."""
+    from refbinn.checks import check_int, check_range
+    for dest, (kind, *bounds) in ranges.items():
+        v = getattr(a, dest, None)
+        flag = "--" + dest.replace("_", "-")
+        for x in (v if isinstance(v, (list, tuple)) else [] if v is None else [v]):
+            if kind == "int":
+                check_int(flag, x, *bounds)
+            else:
+                check_range(flag, x, 0 if kind == "positive" else None, lo_open=kind == "positive")
 
 
 def resolve(a, q, **defaults):
-    """Each named setting, in the order given: its flag if set (not None or 0), else ``q[name]``, else the default.
+    """Each named setting, in the order given: its flag if set (not None; 0 is a value), else ``q[name]``, else the default.
 
     Parameters
     ----------
@@ -78,7 +119,7 @@ def resolve(a, q, **defaults):
     q : dict
         The script's QUICK settings under --quick, else {}.
     """
-    return tuple(getattr(a, k) or q.get(k, d) for k, d in defaults.items())
+    return tuple(getattr(a, k) if getattr(a, k) is not None else q.get(k, d) for k, d in defaults.items())
 
 
 # -- rows and tables ------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ from refbinn.kernels import (binary_conv2d, binary_gemm_panels, binary_weight_ma
                              pack_conv_weight, pack_signs, to_panels)
 from refbinn.kernels.pack import pack_channels_kernel  # noqa: E402
 from refbinn.nn import BatchNorm, Dense, Sequential, SignActivation, sign  # noqa: E402
+from refbinn.io import atomic_write  # noqa: E402
 from refbinn.packed import export  # noqa: E402
 
 
@@ -244,8 +245,7 @@ def main(args):
     res["seconds"] = time.perf_counter() - t0
     text = json.dumps(res, indent=None if args.json else 2, sort_keys=True)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+        atomic_write(args.out, text + "\n")      # creates the folder
     if args.json:
         print(text)
     else:

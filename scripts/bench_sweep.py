@@ -154,8 +154,8 @@ def main(argv=None):
     if a.json:
         print(json.dumps(result))
     if a.out:
-        with open(a.out, "w") as fh:
-            json.dump(result, fh, indent=1)
+        from refbinn.io import write_json
+        write_json(a.out, result)
     return 0
 
 

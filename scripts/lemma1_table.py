@@ -22,12 +22,12 @@ Usage::
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from refbinn.estimators.problems import teacher_problem
 from refbinn.estimators import exact_gradient, lemma1, reinforce
+from refbinn.io import atomic_write
 
 # -- settings ----------------------------------------------------------------------
 N_IN, HIDDEN, N_DATA = 3, 3, 16          # d = HIDDEN * (N_IN + 1) = 12 binary weights
@@ -98,8 +98,7 @@ def main(argv=None):
                   exact_grad_norm=float(np.linalg.norm(exact)), rows=rows,
                   seconds=round(time.perf_counter() - t0, 1))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write(args.out, json.dumps(result, indent=2) + "\n")     # creates the folder
     if args.json:
         print(json.dumps(result, indent=2))
         return result

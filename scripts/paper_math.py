@@ -29,6 +29,8 @@ import sys
 
 import numpy as np
 
+from refbinn.io import atomic_write, save_figure, write_json
+
 SWEEPS = ("bn_scale", "clipped", "anneal", "samples", "lam_lr", "reweight", "candidate")
 DIAG = ("active_frac", "scale_median", "scale_p99", "scale_max", "lam_abs_max", "flip_frac",
         "data_over_prior")
@@ -246,7 +248,7 @@ def figure(rows, path):
         a1.plot(m[:, 0], m[:, 2], ls="--", color=l.get_color(), label=f"{key}: max |lambda|")
     a1.set_yscale("log"); a1.set_xlabel("step"); a1.set_title("Lemma 1 scale (p99) and max |lambda|, every 100 steps")
     a1.legend(fontsize=6); a1.grid(alpha=0.3)
-    fig.tight_layout(); fig.savefig(path, dpi=110); plt.close(fig)
+    fig.tight_layout(); save_figure(fig, path, dpi=110); plt.close(fig)
 
 
 def main(argv=None):
@@ -266,9 +268,9 @@ def main(argv=None):
     cont, cont_md = continual_tables(a.results)
     doc = {"description": __doc__.split("\n\n")[0], "command": "python scripts/paper_math.py",
            "settings": rows, **cont}
-    json.dump(doc, open(os.path.join(a.out, "summary.json"), "w"), indent=1)
+    write_json(os.path.join(a.out, "summary.json"), doc)
     md = table(rows) + ("\n\n" + cont_md if cont_md else "") + "\n"
-    open(os.path.join(a.out, "summary.md"), "w").write(md)
+    atomic_write(os.path.join(a.out, "summary.md"), md)
     figure(rows, os.path.join(a.out, "curves.png"))
     print(md)
     return 0

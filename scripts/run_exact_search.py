@@ -26,6 +26,12 @@ EPOCHS = 2
 HIDDEN = (256, 256, 256)
 SEED = 0
 OUT = "results"
+KEY = ("tau", "lr", "lam_init", "epochs", "hidden", "max_train", "seed")   # what a row's numbers depend on
+
+
+def key(row):
+    """The settings ``row`` was trained with, hashable (hidden as a tuple)."""
+    return tuple(tuple(row[k]) if k == "hidden" else row[k] for k in KEY)
 
 
 def main(argv=None):
@@ -46,9 +52,12 @@ def main(argv=None):
     if os.path.exists(path):                  # keep earlier rows; skip settings already tried
         with open(path) as fh:
             rows = json.load(fh)["rows"]
-    done = {(r["tau"], r["lr"], r["lam_init"], r["epochs"]) for r in rows}
+    # a row is done only if every setting that changes its numbers matches (rows written before
+    # hidden / max_train / seed were recorded lack them, so they never match and are re-run)
+    same = dict(epochs=a.epochs, hidden=list(a.hidden), max_train=a.max_train, seed=a.seed)
+    done = {key(r) for r in rows if all(k in r for k in KEY)}
     for tau, lr, li in itertools.product(a.taus, a.lrs, a.lam_inits):
-        if (tau, lr, li, a.epochs) in done:
+        if key(dict(same, tau=tau, lr=lr, lam_init=li)) in done:
             continue
         name = f"exact_search_tau{tau:g}_lr{lr:g}_lam{li:g}"
         over = dict(epochs=a.epochs, seed=a.seed, lr=lr, tau=tau, lam_init=li, numerics="exact",
@@ -57,18 +66,18 @@ def main(argv=None):
         res = run("mnist", "bayesbinn", name, over, out=os.path.join(a.out, "runs", "search"),
                   quiet=True, write=False, log=lambda m: None)
         s = res["summary"]
-        rows.append(dict(tau=tau, lr=lr, lam_init=li, epochs=a.epochs,
+        rows.append(dict(tau=tau, lr=lr, lam_init=li, **same,
                          val_acc_mode_best=s.get("val_acc_mode_best"),
                          test_acc_mode_last=s.get("test_acc_mode_last"), seconds=time.time() - t0))
         print(table([(tau, lr, li, rows[-1]["test_acc_mode_last"], round(rows[-1]["seconds"]))],
                     ("tau", "lr", "lam_init", "test acc (mode)", "s")).splitlines()[-1], flush=True)
         write_json(path, {"settings": vars(a), "rows": rows})
-    best = max(rows, key=lambda r: r["val_acc_mode_best"] or 0)
+    mine = [r for r in rows if all(r.get(k) == v for k, v in same.items())]    # this invocation's settings
+    best = max(mine, key=lambda r: r["val_acc_mode_best"] or 0)
     print(table([(r["tau"], r["lr"], r["lam_init"], r["val_acc_mode_best"], r["test_acc_mode_last"])
-                 for r in rows], ("tau", "lr", "lam_init", "best val (mode)", "test last (mode)")))
+                 for r in mine], ("tau", "lr", "lam_init", "best val (mode)", "test last (mode)")))
     print(f"best by validation: tau {best['tau']:g}, lr {best['lr']:g}, lam_init {best['lam_init']:g}; "
           f"wrote {path}")
-
 
 if __name__ == "__main__":
     main()

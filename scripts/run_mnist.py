@@ -83,7 +83,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    a, command = parse(parse_args, argv, "run_mnist.py")
+    a, command = parse(parse_args, argv, "run_mnist.py", samples=("int", 1, None))
     q = QUICK if a.quick else {}
     epochs, hidden, out, max_train = resolve(a, q, epochs=EPOCHS, hidden=HIDDEN, out=OUT, max_train=None)
     hidden = tuple(hidden)

@@ -87,16 +87,17 @@ def main(argv=None):
 
     os.makedirs(out, exist_ok=True)
     png = os.path.join(out, "snelson.png")
-    drawn = _plot_snelson(png, xg[:, 0], curves, data)
     path = os.path.join(out, "snelson.json")
-    _write_json(path, {"experiment": "snelson", "command": command,
-                       "settings": dict(epochs=epochs, seed=a.seed, hidden=hidden, eval_samples=EVAL_SAMPLES,
-                                        n_train=data.n_train),
-                       "rows": [dict(zip(("method", "train_mse_mode", "train_mse_mean", "seconds"), r))
-                                for r in rows],
-                       "curves": {k: {"x_standardised": xg[:, 0], "mean": m, "std": sd}
-                                  for k, (m, sd) in curves.items()},
-                       "png": png if drawn else None, "runs": runs})
+    doc = {"experiment": "snelson", "command": command,
+           "settings": dict(epochs=epochs, seed=a.seed, hidden=hidden, eval_samples=EVAL_SAMPLES,
+                            n_train=data.n_train),
+           "rows": [dict(zip(("method", "train_mse_mode", "train_mse_mean", "seconds"), r)) for r in rows],
+           "curves": {k: {"x_standardised": xg[:, 0], "mean": m, "std": sd} for k, (m, sd) in curves.items()},
+           "png": None, "runs": runs}
+    _write_json(path, doc)                   # the trained results first: a failed plot loses nothing
+    drawn = _plot_snelson(png, xg[:, 0], curves, data)
+    if drawn:
+        _write_json(path, dict(doc, png=png))
     print(f"\nSnelson 1-D regression: {data.n_train} training points, MSE in standardised units "
           "(the paper: Figure 2, no numbers; compare the curves)")
     print(_table([(m, a_, b_, f"{sec:.1f}") for m, a_, b_, sec in rows],

@@ -83,13 +83,16 @@ def main(argv=None):
 
     os.makedirs(out, exist_ok=True)
     png = os.path.join(out, "two_moons.png")
-    drawn = _plot_moons(png, xx, yy, maps, data)
     path = os.path.join(out, "two_moons.json")
-    _write_json(path, {"experiment": "two_moons", "command": command,
-                       "settings": dict(epochs=epochs, seed=a.seed, hidden=hidden, eval_samples=EVAL_SAMPLES,
-                                        n_train=data.n_train, n_test=len(data.y_test)),
-                       "rows": [dict(zip(("method", "test_acc", "test_nll", "seconds"), r)) for r in rows],
-                       "png": png if drawn else None, "runs": runs})
+    doc = {"experiment": "two_moons", "command": command,
+           "settings": dict(epochs=epochs, seed=a.seed, hidden=hidden, eval_samples=EVAL_SAMPLES,
+                            n_train=data.n_train, n_test=len(data.y_test)),
+           "rows": [dict(zip(("method", "test_acc", "test_nll", "seconds"), r)) for r in rows],
+           "png": None, "runs": runs}
+    _write_json(path, doc)                   # the trained results first: a failed plot loses nothing
+    drawn = _plot_moons(png, xx, yy, maps, data)
+    if drawn:
+        _write_json(path, dict(doc, png=png))
     print(f"\nTwo moons: {data.n_train} training points, {len(data.y_test)} test points "
           "(the paper: Figure 3, no numbers; compare the maps)")
     print(_table([(m, f"{100 * acc:.1f}", nll, f"{sec:.1f}") for m, acc, nll, sec in rows],

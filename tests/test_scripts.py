@@ -150,6 +150,37 @@ def test_two_moons_quick(tmp_path):
         assert (tmp_path / "two_moons.png").stat().st_size > 1000
 
 
+def test_two_moons_one_optimizer_draws_one_panel(tmp_path):
+    """--optimizers ste gives one map: plt.subplots(1, 1) returns a bare Axes (it raised TypeError)."""
+    pytest.importorskip("matplotlib")
+    mod = load("run_two_moons")
+    assert mod.main(["--optimizers", "ste", "--quick", "--epochs", "5", "--out", str(tmp_path)]) == 0
+    d = read(tmp_path / "two_moons.json")
+    assert [r["method"] for r in d["rows"]] == ["STE-Adam (mode)"] and len(d["runs"]) == 1
+    assert d["png"] == str(tmp_path / "two_moons.png") and (tmp_path / "two_moons.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("script, optimizers, methods", [
+    ("two_moons", ["ste", "bayesbinn"], ["STE-Adam (mode)", "BayesBiNN (mode)", "BayesBiNN (mean)"]),
+    ("snelson", ["ste"], ["STE-Adam"])])
+def test_figure_scripts_write_their_json_before_plotting(script, optimizers, methods, tmp_path, monkeypatch,
+                                                         data_root):
+    """A failing plot still leaves the trained results (the JSON was written after the plot)."""
+    matplotlib = pytest.importorskip("matplotlib")
+    import matplotlib.figure
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plot failed")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    root = ["--data-root", str(data_root)] if script == "snelson" else []
+    with pytest.raises(RuntimeError, match="plot failed"):
+        load(f"run_{script}").main(["--optimizers", *optimizers, "--quick", "--epochs", "5",
+                                    "--out", str(tmp_path), *root])
+    d = read(tmp_path / f"{script}.json")
+    assert [r["method"] for r in d["rows"]] == methods
+    assert d["png"] is None and not (tmp_path / f"{script}.png").exists()
+
+
 def test_snelson_quick(tmp_path, data_root):
     mod = load("run_snelson")
     assert mod.main(["--quick", "--epochs", "20", "--out", str(tmp_path), "--data-root", str(data_root)]) == 0
@@ -233,9 +264,9 @@ def test_common_settings_rows_and_flags(tmp_path):
     c = load("_common")
     a = argparse.Namespace(quick=True, epochs=None, hidden=[8], max_train=0, out="o")
     q = {"epochs": 1, "max_train": 600, "out": "quick"}
-    # the flag wins, then --quick's value, then the default; None and 0 count as unset
-    assert c.resolve(a, q, epochs=500, hidden=(2048,), max_train=None, out="results") == (1, [8], 600, "o")
-    assert c.resolve(a, {}, epochs=500, max_train=None) == (500, None)
+    # the flag wins, then --quick's value, then the default; only None counts as unset (0 is a value)
+    assert c.resolve(a, q, epochs=500, hidden=(2048,), max_train=None, out="results") == (1, [8], 0, "o")
+    assert c.resolve(a, {}, epochs=500, max_train=None) == (500, 0)
 
     path = tmp_path / "rows.json"
     path.write_text(json.dumps({"rows": [{"run": "a", "v": 1}, {"run": "b", "v": 2}]}))
@@ -262,3 +293,130 @@ def test_common_settings_rows_and_flags(tmp_path):
     with pytest.raises(SystemExit):
         p.parse_args(["--stop-after", "1"])
     assert "continue each row from its checkpoint" in p.format_help()
+
+
+@pytest.mark.parametrize("script, args, flag", [
+    ("run_mnist", ["--epochs", "0"], "--epochs must be an integer in [1, inf), got 0"),
+    ("run_mnist", ["--samples", "0"], "--samples must be an integer in [1, inf)"),
+    ("run_mnist", ["--hidden", "16", "0", "16"], "--hidden must be an integer in [1, inf)"),
+    ("run_mnist", ["--eval-samples", "-1"], "--eval-samples must be an integer in [0, inf)"),
+    ("run_cifar", ["--width", "0"], "--width must be in (0, inf)"),
+    ("run_cifar", ["--max-train", "0"], "--max-train must be an integer in [10, inf)"),
+    ("run_two_moons", ["--epochs", "0"], "--epochs must be an integer in [1, inf)"),
+    ("run_snelson", ["--hidden", "0"], "--hidden must be an integer in [1, inf)"),
+    ("run_tau_sweep", ["--taus", "1e-2", "-1"], "--taus must be in (0, inf)"),
+    ("run_lr_sweep", ["--stop-after", "0"], "--stop-after must be an integer in [1, inf)"),
+    ("run_permuted_mnist", ["--test-samples", "0"], "--test-samples must be an integer in [1, inf)"),
+    ("run_permuted_mnist", ["--tasks", "0"], "--tasks must be an integer in [1, inf)"),
+    ("run_continual_ratio", ["--seeds", "0", "-1"], "--seeds must be an integer in [0, "),
+    ("run_continual_ratio", ["--max-test", "0"], "--max-test must be an integer in [1, inf)"),
+])
+def test_runner_flags_out_of_range_exit_before_any_work(script, args, flag, tmp_path, monkeypatch, capsys):
+    """A numeric flag set to 0 (or below its range) is an error naming it, before any data is read or
+    run trained; `resolve` took 0 as unset before (--epochs 0 started the 500-epoch run)."""
+    import refbinn.data
+    import refbinn.experiments
+
+    def work(*a, **k):
+        raise AssertionError("work started")
+    for mod, name in ((refbinn.experiments, "run"), (refbinn.experiments, "build"), (refbinn.data, "load_mnist")):
+        monkeypatch.setattr(mod, name, work)
+    with pytest.raises(SystemExit) as e:
+        load(script).main(args + ["--out", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{script}.py: error: {flag}") and "\n" not in err
+
+
+def test_resolve_keeps_a_zero_flag():
+    import argparse
+    c = load("_common")
+    a = argparse.Namespace(epochs=0, test_samples=0, max_train=None)
+    assert c.resolve(a, {"epochs": 1, "max_train": 600}, epochs=500, test_samples=100, max_train=None) == (0, 0, 600)
+
+
+# -- result files are written atomically (refbinn.io), never by a plain open(..., "w") -----------------------
+def _writes_in_place(path):
+    """(line, call) of each call in ``path`` that writes a file in place (open in a write mode,
+    write_text / write_bytes, json.dump, savefig, np.save / savez)."""
+    import ast
+    bad = []
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+        if name == "open":
+            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"),
+                                                                  None)
+            if isinstance(mode, ast.Constant) and set(str(mode.value)) & set("wax+"):
+                bad.append((node.lineno, ast.unparse(node)))
+        elif name in ("write_text", "write_bytes", "savefig", "save", "savez", "savez_compressed") or (
+                name == "dump" and isinstance(f, ast.Attribute) and getattr(f.value, "id", None) == "json"):
+            bad.append((node.lineno, ast.unparse(node)))
+    return bad
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(SCRIPTS.parent)) for p in
+                                        [*SCRIPTS.glob("*.py"), *(SCRIPTS.parent / "validate").glob("*.py")]))
+def test_scripts_and_validate_write_results_atomically(path):
+    """lemma1_table, paper_math, bench_sweep, bench_kernels, authors_cl, authors_step wrote in place:
+    a crash left a truncated file. They go through refbinn.io (write_json, atomic_write, save_figure)."""
+    assert _writes_in_place(SCRIPTS.parent / path) == []
+
+
+def test_paper_math_outputs_go_through_the_atomic_writer(tmp_path, monkeypatch):
+    """Each of summary.json, summary.md, curves.png is written by refbinn.io's atomic writer; an interrupted
+    figure leaves the old curves.png, not a truncated one."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+    import refbinn.io.atomic as atomic
+    results = SCRIPTS.parent / "results"
+    if not (results / "sweeps").is_dir():
+        pytest.skip("no results/sweeps in this checkout")
+    written, inner = [], atomic._atomic_file
+
+    def spy(path, *a, **k):
+        written.append(Path(path).name)
+        return inner(path, *a, **k)
+    monkeypatch.setattr(atomic, "_atomic_file", spy)
+    mod = load("paper_math")
+    assert mod.main(["--results", str(results), "--out", str(tmp_path)]) == 0
+    assert sorted(written) == ["curves.png", "summary.json", "summary.md"]
+    old = (tmp_path / "curves.png").read_bytes()
+
+    def half(self, fname, **kwargs):                # writes part of the image, then fails
+        (open(fname, "wb") if isinstance(fname, (str, Path)) else fname).write(b"\x89PNG")
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half)
+    with pytest.raises(RuntimeError, match="disk full"):
+        mod.main(["--results", str(results), "--out", str(tmp_path)])
+    assert (tmp_path / "curves.png").read_bytes() == old and not list(tmp_path.glob(".*.partial"))
+
+
+# -- run_exact_search: a row is skipped only if it was trained with the same settings -------------------------
+def test_exact_search_reruns_when_hidden_max_train_or_seed_change(tmp_path, monkeypatch, capsys):
+    mod = load("run_exact_search")
+    calls = []
+
+    def fake_run(dataset, optimizer, name, over, **kw):
+        calls.append((over["model_kwargs"]["hidden"], over["max_train"], over["seed"]))
+        acc = 0.1 * len(calls)
+        return {"summary": {"val_acc_mode_best": acc, "test_acc_mode_last": acc}}
+    monkeypatch.setattr(mod, "run", fake_run)
+    base = ["--taus", "1", "--lrs", "1e-3", "--lam-inits", "1", "--epochs", "1", "--out", str(tmp_path)]
+    mod.main(base + ["--hidden", "8"])
+    mod.main(base + ["--hidden", "8"])                               # same settings: kept, not re-run
+    assert calls == [((8,), None, 0)]
+    mod.main(base + ["--hidden", "16"])
+    mod.main(base + ["--hidden", "16", "--max-train", "100"])
+    mod.main(base + ["--hidden", "16", "--max-train", "100", "--seed", "3"])
+    assert calls == [((8,), None, 0), ((16,), None, 0), ((16,), 100, 0), ((16,), 100, 3)]
+    rows = read(tmp_path / "exact_search.json")["rows"]
+    assert [(r["hidden"], r["max_train"], r["seed"]) for r in rows] == [([8], None, 0), ([16], None, 0),
+                                                                       ([16], 100, 0), ([16], 100, 3)]
+    # the table and the best row are this invocation's settings only (the 4th row, not the best overall)
+    capsys.readouterr()
+    mod.main(base + ["--hidden", "8"])
+    out = capsys.readouterr().out
+    assert len(calls) == 4 and "0.1000" in out and "0.4000" not in out

@@ -160,3 +160,19 @@ def test_main_prints_one_table(capsys, tmp_path):
     assert main(["--only", "interop,paper", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "interop" in out and "not run" in out and "0 failed" in out
+
+
+@pytest.mark.parametrize("optimizer", ["pmf", "vispa"])
+def test_torch_trace_refuses_pmf_and_vispa_traces(optimizer, tmp_path, capsys):
+    """torch_ref.py has no PMF or VISPA step: one line and exit 2, not a bare KeyError: 'PMF'."""
+    from refbinn.train.trace import write_trace
+    from validate import torch_trace
+    ref, out = tmp_path / "ref.npz", tmp_path / "torch.npz"
+    write_trace(ref, model_name="mlp", optimizer_name=optimizer, steps=1)
+    capsys.readouterr()
+    assert torch_trace.main([str(ref), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == "python -m validate.torch_trace: error: no torch replay for pmf / vispa traces\n"
+    assert not out.exists()
+    with pytest.raises(NotImplementedError, match="no torch replay for pmf / vispa traces"):
+        torch_trace.replay(ref)

@@ -41,6 +41,8 @@ import time
 
 import numpy as np
 
+from refbinn.io import write_json
+
 SCRIPT = "main_permute_mnist_CL.py"
 
 # Run in a fresh interpreter: stand-ins for torchvision and torch.utils.tensorboard, then the
@@ -212,9 +214,7 @@ def main(argv=None):
                                 "acc": acc.tolist(), "seconds": round(sec, 1), **summarise(acc), **extra}
             print(f"{key}: average after task {a.tasks} {doc['runs'][key]['avg_after_last']:.4f}, "
                   f"task 1 {doc['runs'][key]['task1_after_last']:.4f} ({sec:.0f} s)", flush=True)
-            tmp = path + ".tmp"
-            json.dump(doc, open(tmp, "w"), indent=1)
-            os.replace(tmp, path)
+            write_json(path, doc)
     summary = {}
     for side in ("authors", "refbinn"):
         rs = [r for r in doc["runs"].values() if r["side"] == side and r["tasks"] == a.tasks]
@@ -227,7 +227,7 @@ def main(argv=None):
             print(f"{side}: n={len(rs)} average after task {a.tasks} {v.mean():.4f} "
                   f"(range {v.min():.4f}-{v.max():.4f}), task 1 {t1.mean():.4f}")
     doc["summary"] = summary
-    json.dump(doc, open(path, "w"), indent=1)
+    write_json(path, doc)
     return 0
 
 

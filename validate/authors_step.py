@@ -27,13 +27,13 @@ them), so that each step's difference is that step's arithmetic alone. Per step 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import numpy as np
 
+from refbinn.io import write_json
 from validate.common import dev
 from validate.trajectories import refbinn_step
 
@@ -178,7 +178,7 @@ def main(argv=None):
     res["seconds"] = round(time.perf_counter() - t0, 1)
     os.makedirs(a.out, exist_ok=True)
     path = os.path.join(a.out, f"step_compare_{a.dtype}.json")
-    json.dump(res, open(path, "w"), indent=1)
+    write_json(path, res)
     print(f"{res['dtype']}: lam_dev max {res['lam_dev_max']:.2e} (median {res['lam_dev_median']:.2e}); "
           f"step dev max {res['update_dev_max']:.2e} (median {res['update_dev_median']:.2e}); "
           f"{res['scales_differing']} of {res['scales_total']} scales differ by > 1e-3 "

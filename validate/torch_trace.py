@@ -14,6 +14,8 @@ previous step instead (teacher forcing): each step's difference is then that
 step's rounding alone, which is how float32 traces are best compared.
 
 Usage: ``python -m validate.torch_trace REFBINN_TRACE.npz OUT.npz [--forced]``.
+PMF and VISPA traces are not replayed (torch_ref.py has no step for them): the command
+exits 2 with "no torch replay for pmf / vispa traces".
 """
 from __future__ import annotations
 
@@ -179,9 +181,18 @@ def replay(ref, *, forced=False):
     ref : str or PathLike, or ``(meta, arrays)`` from ``refbinn.train.trace.load_trace``
     forced : bool
         Start every step from the reference's state after the previous step.
+
+    Raises
+    ------
+    NotImplementedError
+        For a trace this replay does not cover: PMF and VISPA ("no torch replay for pmf /
+        vispa traces"), a per-weight prior lam0, affine BatchNorm, Adam with weight decay.
     """
     meta, ref_arrays = ref if isinstance(ref, tuple) else load_trace(ref)
     cls, hp = meta["optimizer_class"], meta["hparams"]
+    if cls not in FIELDS:                                      # torch_ref.py has no PMF or VISPA step
+        raise NotImplementedError("no torch replay for pmf / vispa traces" if cls in ("PMF", "VISPA")
+                                  else f"no torch replay for {cls} traces")
     if isinstance(hp.get("lam0"), (list, dict)):
         raise NotImplementedError("a per-weight prior lam0 is not replayed here")
     net = net_from_meta(meta)
@@ -246,7 +257,11 @@ def main(argv=None):
     ap.add_argument("out", help="where to write the torch trace")
     ap.add_argument("--forced", action="store_true", help="teacher forcing: each step from the reference state")
     a = ap.parse_args(argv)
-    meta = write_torch_trace(a.reference, a.out, forced=a.forced)
+    try:
+        meta = write_torch_trace(a.reference, a.out, forced=a.forced)
+    except NotImplementedError as e:                           # a trace this replay does not cover
+        print(f"{ap.prog}: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {a.out}: {meta['writer']}, {meta['model']}, {meta['optimizer']}, {meta['steps']} steps")
     return 0
 

@@ -10,6 +10,7 @@ Writes ``demo.json`` and the PNGs (with the ``plots`` extra) under ``out``.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -92,7 +93,8 @@ def _plot_moons(path, xx, yy, maps, data):
     except ImportError:
         print("matplotlib is not installed (pip install 'refbinn[plots]'): no PNG written")
         return False
-    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4), sharey=True)
+    fig, axes = plt.subplots(1, len(maps), figsize=(4.2 * len(maps), 4), sharey=True, squeeze=False)
+    axes = list(axes[0])                        # (1, n) Axes -> n, also for one map (a bare Axes otherwise)
     for ax, (title, p) in zip(axes, maps.items()):
         cs = ax.contourf(xx, yy, p.reshape(xx.shape), levels=np.linspace(0, 1, 11), cmap="RdBu_r")
         for lab, mk in ((0, "o"), (1, "s")):
@@ -172,7 +174,8 @@ def _plot_snelson(path, xg, curves, data):
         return False
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.scatter(data.x_train[:, 0], data.y_train[:, 0], s=8, c="k", alpha=0.5, label="data")
-    for (name, (m, sd)), c in zip(curves.items(), ("C0", "C3")):
+    colours = ("C0", "C3", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")   # BayesBiNN, STE, then any others
+    for (name, (m, sd)), c in zip(curves.items(), itertools.cycle(colours)):
         ax.plot(xg, m, c=c, label=name + (" mean" if sd is not None else ""))
         if sd is not None:
             ax.fill_between(xg, m - 2 * sd, m + 2 * sd, color=c, alpha=0.25, label=name + " +- 2 std")
