@@ -98,7 +98,7 @@ def fmt(ms):
 
 
 def main(argv=None):
-    a, command = parse(parse_args, argv, "run_uncertainty.py")
+    a, command = parse(parse_args, argv, "run_uncertainty.py", samples=("int", 1, None), bins=("int", 1, None))
     from refbinn.experiments.uncertainty import evaluate_checkpoints, row_name
     from refbinn.experiments.uncertainty_plots import entropy_histograms, reliability_diagram
     from refbinn.io import write_json

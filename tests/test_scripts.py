@@ -310,6 +310,8 @@ def test_common_settings_rows_and_flags(tmp_path):
     ("run_permuted_mnist", ["--tasks", "0"], "--tasks must be an integer in [1, inf)"),
     ("run_continual_ratio", ["--seeds", "0", "-1"], "--seeds must be an integer in [0, "),
     ("run_continual_ratio", ["--max-test", "0"], "--max-test must be an integer in [1, inf)"),
+    ("run_uncertainty", ["--group", "a=x", "--samples", "2", "0"], "--samples must be an integer in [1, inf)"),
+    ("run_uncertainty", ["--group", "a=x", "--bins", "0"], "--bins must be an integer in [1, inf)"),
 ])
 def test_runner_flags_out_of_range_exit_before_any_work(script, args, flag, tmp_path, monkeypatch, capsys):
     """A numeric flag set to 0 (or below its range) is an error naming it, before any data is read or
