@@ -204,6 +204,33 @@ def test_paper_math_tables_from_runs(tmp_path):
     assert mod.main(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "pm2")]) == 1
 
 
+def test_paper_math_outputs_go_through_the_atomic_writer(tmp_path, monkeypatch):
+    """Each of summary.json, summary.md, curves.png is written by refbinn.io's atomic writer; an interrupted
+    figure leaves the old curves.png, not a truncated one."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.figure
+    import refbinn.io.atomic as atomic
+    _fake_run(tmp_path, "bn_scale", "mnist_bayesbinn_lr0.01", 0, [0.8, 0.9, 0.85])
+    written, inner = [], atomic._atomic_file
+
+    def spy(path, *a, **k):
+        written.append(Path(path).name)
+        return inner(path, *a, **k)
+    monkeypatch.setattr(atomic, "_atomic_file", spy)
+    mod, out = _load_script("paper_math"), tmp_path / "pm"
+    assert mod.main(["--results", str(tmp_path), "--out", str(out)]) == 0
+    assert sorted(written) == ["curves.png", "summary.json", "summary.md"]
+    old = (out / "curves.png").read_bytes()
+
+    def half(self, fname, **kwargs):                # writes part of the image, then fails
+        (open(fname, "wb") if isinstance(fname, (str, Path)) else fname).write(b"\x89PNG")
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half)
+    with pytest.raises(RuntimeError, match="disk full"):
+        mod.main(["--results", str(tmp_path), "--out", str(out)])
+    assert (out / "curves.png").read_bytes() == old and not list(out.glob(".*.partial"))
+
+
 def test_paper_math_numbers_diagnostics_steps_from_the_start():
     mod = _load_script("paper_math")
     h = {"config": {"n_train": 250, "batch_size": 100},        # 3 steps per epoch

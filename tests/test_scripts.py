@@ -367,35 +367,6 @@ def test_scripts_and_validate_write_results_atomically(path):
     assert _writes_in_place(SCRIPTS.parent / path) == []
 
 
-def test_paper_math_outputs_go_through_the_atomic_writer(tmp_path, monkeypatch):
-    """Each of summary.json, summary.md, curves.png is written by refbinn.io's atomic writer; an interrupted
-    figure leaves the old curves.png, not a truncated one."""
-    pytest.importorskip("matplotlib")
-    import matplotlib.figure
-    import refbinn.io.atomic as atomic
-    results = SCRIPTS.parent / "results"
-    if not (results / "sweeps").is_dir():
-        pytest.skip("no results/sweeps in this checkout")
-    written, inner = [], atomic._atomic_file
-
-    def spy(path, *a, **k):
-        written.append(Path(path).name)
-        return inner(path, *a, **k)
-    monkeypatch.setattr(atomic, "_atomic_file", spy)
-    mod = load("paper_math")
-    assert mod.main(["--results", str(results), "--out", str(tmp_path)]) == 0
-    assert sorted(written) == ["curves.png", "summary.json", "summary.md"]
-    old = (tmp_path / "curves.png").read_bytes()
-
-    def half(self, fname, **kwargs):                # writes part of the image, then fails
-        (open(fname, "wb") if isinstance(fname, (str, Path)) else fname).write(b"\x89PNG")
-        raise RuntimeError("disk full")
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", half)
-    with pytest.raises(RuntimeError, match="disk full"):
-        mod.main(["--results", str(results), "--out", str(tmp_path)])
-    assert (tmp_path / "curves.png").read_bytes() == old and not list(tmp_path.glob(".*.partial"))
-
-
 # -- run_exact_search: a row is skipped only if it was trained with the same settings -------------------------
 def test_exact_search_reruns_when_hidden_max_train_or_seed_change(tmp_path, monkeypatch, capsys):
     mod = load("run_exact_search")
