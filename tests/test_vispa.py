@@ -93,6 +93,21 @@ def test_bad_calls():
         opt.update([g, g], s, noise)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("field, bad", [("vel_m", np.full(8, 1e3, np.float32)),
+                                        ("vel_m", np.zeros(40_000, np.float64)),
+                                        ("Z", np.zeros((2, 40_000), np.float32)),
+                                        ("vel_Z", np.zeros((3, 8), np.float32))])
+def test_a_state_that_does_not_fit_raises_before_the_step(backend, field, bad):
+    """The fused kernel reads m.size elements of vel_m (rank * m.size of Z, vel_Z): a smaller array
+    was read past its end (garbage, then a misleading 'non-finite' error)."""
+    opt = VISPA(rank=3, backend=backend)
+    s = opt.init({"w": np.zeros(40_000, np.float32)}, np.random.default_rng(0))
+    bad_state = s._replace(**{field: {"w": bad}})
+    with pytest.raises(ValueError, match=rf"VISPA: state.{field}\['w'\] has shape"):
+        opt.update({"w": np.zeros(40_000, np.float32)}, bad_state, opt.sample(s, np.random.default_rng(1)))
+
+
 def test_xavier_std_uses_torch_fans():
     assert xavier_std((20, 10)) == math.sqrt(2 / 30)
     assert xavier_std((8, 3, 3, 3)) == math.sqrt(2 / (27 + 72))    # fan_in = 3*9, fan_out = 8*9

@@ -81,7 +81,7 @@ from ._backend import PooledKernels, check_backend, check_grads_before, raise_no
 from ._vispa_kernels import sample_weights_fused, step_fused
 from ._vispa_math import (gaussian_weights, project, sample_weights, sgd_momentum,  # noqa: F401
                           step_numpy, vispa_grads, xavier_std)
-from .base import Optimizer, as_grad_list, check_grads
+from .base import Optimizer, as_grad_list, check_grads, check_state_like
 
 INITS = ("xavier", "params")
 
@@ -339,6 +339,7 @@ class VISPA(PooledKernels, Optimizer):
             is stored either way.
         """
         lr = self.lr if lr is None else float(check_range("lr", lr, 0.0))
+        self._check_state(state)
         if noise is None:
             if self.rank > 0:
                 raise ValueError(f"VISPA.update needs the noise list returned by sample() (rank={self.rank})")
@@ -367,6 +368,19 @@ class VISPA(PooledKernels, Optimizer):
             self.memo[("vispa", k)] = (weakref.ref(m_new[k]), weakref.ref(Z_new[k]), state.step + 1,
                                        r_next, w)
         return VISPAState(m_new, Z_new, vm_new, vZ_new, state.step + 1, state.seed)
+
+    def _check_state(self, state):
+        """ValueError unless vel_m has m's shape and dtype, and Z, vel_Z the shape (rank,) + m's:
+        the fused kernel reads m.size (and rank * m.size) elements of each."""
+        check_state_like("VISPA", "m", state.m, {"vel_m": state.vel_m})
+        for k, m in state.m.items():
+            for field in ("Z", "vel_Z"):
+                arrays = getattr(state, field)
+                a = arrays.get(k) if isinstance(arrays, dict) else None
+                if np.shape(a) != (self.rank,) + m.shape or getattr(a, "dtype", None) != m.dtype:
+                    raise ValueError(f"VISPA: state.{field}['{k}'] has shape {np.shape(a)} and dtype "
+                                     f"{getattr(a, 'dtype', type(a).__name__)}, expected the shape "
+                                     f"{(self.rank,) + m.shape} (rank, ...) and dtype {m.dtype} of state.m['{k}']")
 
     def _step(self, on_kernels, m, Z, vm, vZ, gs, rs, lr, r_next=None):
         """The one dispatch point: ``step_fused`` (``_vispa_kernels``, one pass, outputs from
