@@ -214,3 +214,19 @@ def test_binary_weight_matmul_gemv_and_errors(rng):
         binary_weight_matmul(x.astype(np.float64), pack_signs(w))
     with pytest.raises(ValueError, match="w_words"):
         binary_weight_matmul(x, pack_signs(w[:, :900]))
+
+
+@pytest.mark.parametrize("edit", ["words_cols", "words_rows", "taps", "shape", "dtype"])
+def test_binary_conv2d_refuses_conv_weights_that_do_not_fit_their_shape(edit):
+    """A ConvWeights built by hand: the kernels index words and tap_sums unchecked (heap corruption)."""
+    rng = np.random.default_rng(0)
+    cw = pack_conv_weight(rng.standard_normal((64, 128, 3, 3)))
+    x = rng.standard_normal((2, 128, 16, 16))
+    bad = {"words_cols": cw._replace(words=np.ascontiguousarray(cw.words[:, :9])),
+           "words_rows": cw._replace(words=cw.words[:4]),
+           "taps": cw._replace(tap_sums=cw.tap_sums[:1]),
+           "shape": cw._replace(shape=(64, 128, 5, 5)),
+           "dtype": cw._replace(tap_sums=cw.tap_sums.astype(np.int64))}[edit]
+    with pytest.raises(ValueError, match="ConvWeights"):
+        binary_conv2d(x, bad, 1, 1)
+    assert binary_conv2d(x, cw, 1, 1).shape == (2, 64, 16, 16)

@@ -134,3 +134,15 @@ def test_sequential_fused_equals_layer_by_layer(build, dtype):
             assert same(c, c2) and c.dtype == bool              # the masks the trace records
     none, grads3 = model.backward(params, caches, softmax_cross_entropy(out, y)[1], input_grad=False)
     assert none is None and all(same(grads[k], grads3[k]) for k in grads)
+
+
+def test_fused_bn_relu_backward_refuses_a_dy_of_another_shape():
+    """The fused kernels read dy and the cached xhat row by row: a taller dy was read past xhat's end."""
+    from refbinn.nn import BatchNorm, ReLU
+    bn, relu = BatchNorm(512, affine=False, name="bn3"), ReLU()
+    _, state = bn.init(np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((4, 512)).astype(np.float32)
+    y, caches, _ = bn.forward_relu({}, x, state, relu, train=True)
+    assert bn.backward_relu({}, caches, np.ones_like(y), relu)[0].shape == (4, 512)
+    with pytest.raises(ValueError, match=r"bn3.*\(2000, 512\).*\(4, 512\)"):
+        bn.backward_relu({}, caches, np.ones((2000, 512), np.float32), relu)

@@ -298,6 +298,17 @@ def test_damaged_conv_and_channel_ops_are_refused(tmp_path):
         bad.predict_logits(x)
 
 
+def test_a_packed_model_built_by_hand_is_checked_like_a_file():
+    """PackedModel(ops, arrays) runs check_ops as load_packed does: a threshold shorter than its
+    directions was read past its end by the packing kernel (wrong words, no error)."""
+    from refbinn.packed.model import PackedModel
+    ops = [{"op": "threshold", "name": "t", "pack": True}, {"op": "to_float", "name": "f"}]
+    good = [{"dirs": np.ones(4096, np.float32), "t": np.zeros(4096, np.float32)}, {}]
+    assert PackedModel(ops, good).predict_logits(np.ones((8, 4096), np.float32)).shape[0] == 8
+    with pytest.raises(ValueError, match=r"op 0 \(threshold 't'\).*same length"):
+        PackedModel(ops, [{"dirs": np.ones(4096, np.float32), "t": np.zeros(1, np.float32)}, {}])
+
+
 # -- command-line hooks -------------------------------------------------------------------------------
 def test_cli_export_and_predict(mnist, data_root, tmp_path, capsys):
     from refbinn.optim.adam import Adam

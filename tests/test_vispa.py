@@ -104,8 +104,11 @@ def test_a_state_that_does_not_fit_raises_before_the_step(backend, field, bad):
     opt = VISPA(rank=3, backend=backend)
     s = opt.init({"w": np.zeros(40_000, np.float32)}, np.random.default_rng(0))
     bad_state = s._replace(**{field: {"w": bad}})
+    noise = opt.sample(s, np.random.default_rng(1))
     with pytest.raises(ValueError, match=rf"VISPA: state.{field}\['w'\] has shape"):
-        opt.update({"w": np.zeros(40_000, np.float32)}, bad_state, opt.sample(s, np.random.default_rng(1)))
+        opt.update({"w": np.zeros(40_000, np.float32)}, bad_state, noise)
+    with pytest.raises(ValueError, match=rf"VISPA: state.{field}\['w'\] has shape"):
+        opt.forward_params(bad_state, noise[0])                # the weight kernel reads rank * m.size of Z
 
 
 def test_xavier_std_uses_torch_fans():

@@ -78,6 +78,18 @@ def pack_conv_weight(w):
     return ConvWeights(np.ascontiguousarray(words.reshape(O, -1)), tap_sums, (O, C, kh, kw))
 
 
+def _check_conv_weights(cw):
+    """ValueError unless ``cw.words`` is uint64 (O, kh kw ceil(C/64)) and ``cw.tap_sums`` int32
+    (kh kw, O), both C-ordered, as ``pack_conv_weight`` makes them for ``cw.shape``."""
+    O, C, kh, kw = cw.shape
+    for name, a, dt, shape in (("words", cw.words, np.uint64, (O, kh * kw * -(-C // 64))),
+                               ("tap_sums", cw.tap_sums, np.int32, (kh * kw, O))):
+        if not (isinstance(a, np.ndarray) and a.dtype == dt and a.shape == shape and a.flags.c_contiguous):
+            raise ValueError(f"binary_conv2d: ConvWeights.{name} must be a C-ordered {np.dtype(dt).name} array "
+                             f"of shape {shape} for shape {cw.shape}, got {getattr(a, 'dtype', type(a).__name__)} "
+                             f"with shape {np.shape(a)}")
+
+
 def conv_padding(padding, kernel, stride):
     """(top, bottom, left, right) zero padding from an int, a pair, 'valid' or 'same' (torch's rule).
 
@@ -271,6 +283,8 @@ def binary_conv2d(x, w, stride=1, padding=0):
     O, C, kh, kw = cw.shape
     if max(kh, kw) > 63:                       # _outside_taps keeps one bit per tap row/column
         raise ValueError(f"binary_conv2d: kernel sizes must be <= 63, got {kh}x{kw}")
+    if isinstance(w, ConvWeights):             # built by hand: the kernels index words and tap_sums unchecked
+        _check_conv_weights(cw)
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1] != C or min(x.shape[2:]) < 1:
         raise ValueError(f"binary_conv2d: x has shape {x.shape}, expected (N, {C}, H, W)")

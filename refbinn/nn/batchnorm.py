@@ -225,6 +225,8 @@ class BatchNorm(Layer):
         """
         (xhat, inv_std, train), relu_in = caches[0], caches[1]
         keep = caches[2] if dropout is not None else None
+        if np.shape(dy) != xhat.shape:             # the fused kernels read dy and xhat row by row
+            raise ValueError(f"layer '{self.name}': dy has shape {np.shape(dy)}, the output has shape {xhat.shape}")
         if not (train and not self.affine and relu_in is xhat
                 and _fused.fusable(dy, xhat, *([] if keep is None else [keep]), sums=True)):
             if dropout is not None:

@@ -251,6 +251,7 @@ class VISPA(PooledKernels, Optimizer):
         if noise is None:
             return self.params(state)
         self._check_noise(noise, state)
+        self._check_state(state)                   # the fused kernel reads rank * m.size of Z
         out = {}
         for k, m in state.m.items():
             r = np.asarray(noise[k], dtype=m.dtype)

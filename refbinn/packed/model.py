@@ -175,6 +175,7 @@ class PackedModel:
         if len(ops) != len(arrays):
             raise ValueError(f"PackedModel: {len(ops)} ops but {len(arrays)} array sets")
         self.ops, self.arrays, self.meta = list(ops), list(arrays), dict(meta or {})
+        check_ops(self.ops, self.arrays)          # the kernels index the arrays unchecked (load_packed too)
         self._prep = []
         for spec, a in zip(self.ops, self.arrays):           # derived layouts, not saved
             p = {}
