@@ -25,7 +25,7 @@ def _interval(lo, hi, lo_open, hi_open):
 def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
     """``value`` unchanged if it is a finite real number with lo <= value <= hi (< where open); else ValueError.
 
-    NaN and +-inf are never in range; ``lo``/``hi`` None means unbounded (but finite).
+    NaN and +-inf are never in range, nor is a bool; ``lo``/``hi`` None means unbounded (but finite).
 
     Parameters
     ----------
@@ -49,6 +49,8 @@ def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
         "``name`` must be in [lo, hi], got ``value``" (or "must be a real number").
     """
     try:
+        if isinstance(value, (bool, np.bool_)):          # True is a slip, not 1 (as check_int)
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be a real number, got {value!r}") from None

@@ -177,21 +177,20 @@ class BayesBiNN(PooledKernels, Optimizer):
 
     def __init__(self, *, N, tau, lr=1e-4, beta=0.0, samples=1, lam_init=10.0, lam_init_std=0.0,
                  lam0=0.0, reweight=1.0, numerics=EXACT, dtype=None, backend="numba"):
-        self.N = _real("N", N, 0, lo_open=True)
-        self.tau = _real("tau", tau, 0, lo_open=True)
-        self.lr = _real("lr", lr, 0, lo_open=True)
-        self.beta = _real("beta", beta, 0, 1, hi_open=True)
-        check_range("samples", samples, 0)
-        if isinstance(samples, (bool, np.bool_)) or int(samples) != samples:   # samples=True is a slip
+        self.N = check_range("N", N, 0, lo_open=True)
+        self.tau = check_range("tau", tau, 0, lo_open=True)
+        self.lr = check_range("lr", lr, 0, lo_open=True)
+        self.beta = check_range("beta", beta, 0, 1, hi_open=True)
+        if isinstance(samples, (bool, np.bool_)) or check_range("samples", samples, 0) != int(samples):
             raise ValueError(f"samples must be an integer in [0, inf), got {samples!r}")
         self.samples = int(samples)
-        self.lam_init = _real("lam_init", lam_init)
-        self.lam_init_std = _real("lam_init_std", lam_init_std, 0)
-        self.reweight = _real("reweight", reweight, 0)
+        self.lam_init = check_range("lam_init", lam_init)
+        self.lam_init_std = check_range("lam_init_std", lam_init_std, 0)
+        self.reweight = check_range("reweight", reweight, 0)
         if isinstance(lam0, dict):
             self.lam0 = {k: _lam0_array(k, v) for k, v in lam0.items()}
         else:
-            self.lam0 = _real("lam0", lam0)
+            self.lam0 = check_range("lam0", lam0)
         self.numerics = check_choice("numerics", numerics, NUMERICS)
         if dtype is not None:
             try:
@@ -397,7 +396,7 @@ class BayesBiNN(PooledKernels, Optimizer):
             and only then are the gradients scanned to name the culprit, so the step
             does not pay for a separate pass. Nothing is stored either way.
         """
-        lr = self.lr if lr is None else _real("lr", lr, 0, lo_open=True)
+        lr = self.lr if lr is None else check_range("lr", lr, 0, lo_open=True)
         self._check_state(state)
         if noise is None:
             if self.samples > 0:
@@ -439,13 +438,6 @@ class BayesBiNN(PooledKernels, Optimizer):
             if official:
                 new_mu[k] = mu_new
         return BayesBiNNState(new_lam, new_m, new_mu, step, state.seed)
-
-
-def _real(name, value, *bounds, **kw):
-    """``check_range(name, value, ...)``, also refusing a bool (``N=True`` is a slip, not 1)."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a real number, got {value!r}")
-    return check_range(name, value, *bounds, **kw)
 
 
 def _lam0_array(k, v):
