@@ -84,7 +84,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from refbinn.kernels import (binary_conv2d, binary_gemm_panels, binary_weight_matmul,  # noqa: E402
                              pack_conv_weight, pack_signs, to_panels)
-from refbinn.kernels.pack import pack_channels_kernel  # noqa: E402
+from refbinn.kernels.pack import _pack_channels_kernel  # noqa: E402
 from refbinn.nn import BatchNorm, Dense, Sequential, SignActivation, sign  # noqa: E402
 from refbinn.io import atomic_write  # noqa: E402
 from refbinn.packed import export  # noqa: E402
@@ -145,7 +145,7 @@ def bench_conv(name, rng, repeats):
     x3 = x.reshape(1, C, H * H)
     words = np.empty((1, H * H, (C + 63) // 64), np.uint64)
     tb, tf, tp = median_s(lambda: binary_conv2d(x, cw, 1, 1), lambda: im2col_conv(x, w2),
-                          lambda: pack_channels_kernel(x3, words), repeats=repeats)
+                          lambda: _pack_channels_kernel(x3, words), repeats=repeats)
     y = binary_conv2d(x, cw, 1, 1)
     ref = im2col_conv(np.where(x >= 0, np.float32(1), np.float32(-1)), w2)   # (H*W, O)
     assert np.array_equal(y[0].reshape(C, H * H).T, ref.astype(np.int32))

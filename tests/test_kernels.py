@@ -33,6 +33,30 @@ def test_popcount_matches_bitwise_count(rng):
     assert got[0, :4].tolist() == [0, 64, 1, 1]
 
 
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint32, np.float64])
+def test_popcount_refuses_other_dtypes(dtype):
+    # int64 would count the bits of the two's complement, float64 does not compile
+    with pytest.raises(ValueError, match="popcount: words must be a uint64 array, got"):
+        popcount(np.arange(4).astype(dtype))
+
+
+def test_public_numba_kernels_take_scalars_only():
+    """An array kernel indexes without bounds checks: it must stay private behind a checked
+    wrapper. The public Numba dispatchers are scalar functions, safe with any argument."""
+    import importlib
+    import pkgutil
+
+    import refbinn.kernels
+    from numba.core.registry import CPUDispatcher
+    public = set()
+    for info in pkgutil.iter_modules(refbinn.kernels.__path__):
+        mod = importlib.import_module(f"refbinn.kernels.{info.name}")
+        public |= {f"{info.name}.{n}" for n, v in vars(mod).items()
+                   if not n.startswith("_") and isinstance(v, CPUDispatcher)
+                   and v.py_func.__module__ == mod.__name__}
+    assert public == {"philox.philox4x32_10", "philox.word_to_uniform"}
+
 def _target_has_vpopcntdq():
     """True when Numba compiles for a CPU with AVX-512 VPOPCNTDQ (the host, or NUMBA_CPU_NAME)."""
     import numba

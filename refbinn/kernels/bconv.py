@@ -35,8 +35,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from .bgemm import PANEL, ROWS, tile
-from .pack import as_native, pack_channels_kernel, pack_signs
+from .bgemm import PANEL, ROWS, _tile
+from .pack import _pack_channels_kernel, as_native, pack_signs
 
 
 class ConvWeights(NamedTuple):
@@ -238,7 +238,7 @@ def _conv(x3, H, W, A, S, K, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
     N, C, HW = x3.shape
     O = A.shape[0]
     xp = np.empty((N, HW, (C + 63) // 64), np.uint64)          # (N, H*W, Cw)
-    pack_channels_kernel(x3, xp)
+    _pack_channels_kernel(x3, xp)
     nb = (Ho * Wo + PANEL - 1) // PANEL
     bp = np.empty((N, nb, A.shape[1], PANEL), np.uint64)      # (N, nb, T*Cw, 32)
     _im2col_panels(xp, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, bp)
@@ -250,7 +250,7 @@ def _conv(x3, H, W, A, S, K, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
         for q in prange(nb * nt):
             jb = q // nt
             i0 = (q % nt) * ROWS
-            tile(A, bpn, outn, K, i0, jb)
+            _tile(A, bpn, outn, K, i0, jb)
             # the padding correction of this tile, while its rows are in L1
             for b in range(start[jb], start[jb + 1]):
                 for o in range(i0, min(i0 + ROWS, O)):

@@ -96,7 +96,7 @@ def _store_row(c, row, col, k, v0, v1, v2, v3):
 
 
 @njit(cache=True)
-def tile(a, bp, c, k, i0, jb):
+def _tile(a, bp, c, k, i0, jb):
     """c[i0:i0+4, 32 jb:32 jb+32] = k - 2 popcount(a[i0:i0+4] ^ panel jb), clipped at the edges of c.
 
     The register-blocked inner kernel of ``binary_gemm_panels`` (4 rows x 32 columns).
@@ -162,7 +162,7 @@ def _gemm(a, bp, c, k):
         first = block * BLOCK_TILES
         size = min(BLOCK_TILES, nt - first)         # tiles in this block
         r = t - first * nb
-        tile(a, bp, c, k, (first + r % size) * ROWS, r // size)
+        _tile(a, bp, c, k, (first + r % size) * ROWS, r // size)
 
 
 def _check_words(name, x, kw=None):
@@ -244,6 +244,6 @@ def gemm_asm():
     arr3u = types.Array(types.uint64, 3, "C")
     arr2i = types.Array(types.int32, 2, "C")
     sig = (arr2u, arr3u, arr2i, types.int64, types.int64, types.int64)
-    fresh = njit(tile.py_func)
+    fresh = njit(_tile.py_func)
     fresh.compile(sig)
     return fresh.inspect_asm(sig)

@@ -115,7 +115,7 @@ def _pack_pixel(flat, base, P, c0, c1):
 
 
 @njit(cache=True, parallel=True)
-def pack_channels_kernel(x3, out):
+def _pack_channels_kernel(x3, out):
     """out[n, p, g] = the signs of x3[n, 64 g : 64 g + 64, p] packed into one word (bit 1 = -1).
 
     The parallel kernel behind ``pack_channels``.
@@ -276,5 +276,5 @@ def pack_channels(x):
     N, C, H, W = x.shape
     x3 = np.ascontiguousarray(x).reshape(N, C, H * W)               # (N, C, P)
     out = np.empty((N, H * W, n_words(C)), np.uint64)               # (N, P, Cw)
-    pack_channels_kernel(x3, out)
+    _pack_channels_kernel(x3, out)
     return out.reshape(N, H, W, out.shape[2])

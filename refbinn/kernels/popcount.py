@@ -132,7 +132,6 @@ def popcnt64(typingctx, x):
     return types.uint64(x), codegen
 
 
-@njit(cache=True, parallel=True)
 def popcount(words):
     """Bit counts of a uint64 array: ``popcount(words)[i] = sum_b (words[i] >> b) & 1``.
 
@@ -145,12 +144,25 @@ def popcount(words):
     Returns
     -------
     ndarray of uint8, the shape of ``words``
+
+    Raises
+    ------
+    ValueError
+        If ``words`` is not uint64 (a signed or float array would be counted as its bits
+        reinterpreted, or not compile at all).
     """
-    flat = words.ravel()
+    words = np.asarray(words)
+    if words.dtype != np.uint64:
+        raise ValueError(f"popcount: words must be a uint64 array, got {words.dtype}")
+    return _popcount(words.ravel()).reshape(words.shape)
+
+
+@njit(cache=True, parallel=True)
+def _popcount(flat):
     out = np.empty(flat.size, np.uint8)
     for i in prange(flat.size):
         out[i] = np.uint8(popcnt64(flat[i]))
-    return out.reshape(words.shape)
+    return out
 
 
 # -- 8-lane vectors ------------------------------------------------------------------
