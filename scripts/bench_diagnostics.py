@@ -18,7 +18,6 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -30,6 +29,7 @@ from _common import median_ms, parse_bench_args  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from refbinn.io import json_dumps  # noqa: E402
 from refbinn.models import mlp_mnist  # noqa: E402
 from refbinn.nn import softmax_cross_entropy  # noqa: E402
 from refbinn.optim.bayesbinn import BayesBiNN  # noqa: E402
@@ -75,7 +75,7 @@ def main(argv=None):
         log(f"{numerics:>8s}: step {step_ms:8.1f} ms, diagnostics {diag_ms:8.1f} ms per record, "
             f"fraction of an epoch's training: {frac:.4f}")
     if args.json:
-        print(json.dumps(result))
+        print(json_dumps(result))
     return result
 
 

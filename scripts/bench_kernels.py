@@ -37,7 +37,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -86,7 +85,7 @@ from refbinn.kernels import (binary_conv2d, binary_gemm_panels, binary_weight_ma
                              pack_conv_weight, pack_signs, to_panels)
 from refbinn.kernels.pack import _pack_channels_kernel  # noqa: E402
 from refbinn.nn import BatchNorm, Dense, Sequential, SignActivation, sign  # noqa: E402
-from refbinn.io import atomic_write  # noqa: E402
+from refbinn.io import atomic_write, json_dumps  # noqa: E402
 from refbinn.packed import export  # noqa: E402
 
 
@@ -243,7 +242,7 @@ def main(args):
         f"({res['mlp_binary_images_per_s']:.0f} vs {res['mlp_float_images_per_s']:.0f} images/s), "
         f"argmax agreement {res['mlp_argmax_agreement']:.4f}")
     res["seconds"] = time.perf_counter() - t0
-    text = json.dumps(res, indent=None if args.json else 2, sort_keys=True)
+    text = json_dumps(res, indent=None if args.json else 2, sort_keys=True)
     if args.out is not None:
         atomic_write(args.out, text + "\n")      # creates the folder
     if args.json:

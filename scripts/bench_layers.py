@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import sys
 import time
@@ -36,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from refbinn.io import json_dumps  # noqa: E402
 from refbinn.nn import Dense  # noqa: E402
 from refbinn.nn.conv import Conv2d, col2im, im2col  # noqa: E402
 
@@ -220,7 +220,7 @@ def main(argv=None):
               f"(target 3); im2col {res[name + '_im2col_ms']:.2f} ms, col2im {res[name + '_col2im_ms']:.2f} ms",
               file=log)
     if args.json:
-        print(json.dumps(res))
+        print(json_dumps(res))
     return res
 
 

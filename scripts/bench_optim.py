@@ -22,7 +22,6 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -34,6 +33,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import cpu_model, median_ms, paired_ms, parse_bench_args, time_mlp_grads  # noqa: E402
+from refbinn.io import json_dumps  # noqa: E402
 from refbinn.kernels.philox import fill_uniform  # noqa: E402
 from refbinn.nn import Dense, Sequential  # noqa: E402
 from refbinn.optim.bayesbinn import BayesBiNN  # noqa: E402
@@ -161,7 +161,7 @@ def main(argv=None):
     result["target_fraction"] = 0.25
 
     if args.json:
-        print(json.dumps(result))
+        print(json_dumps(result))
     else:
         print(f"CPU: {result['cpu_model']}, {result['cpus']} cpus, {result['numba_threads']} Numba threads")
         for k in ("fwd_bwd_ms", "update_ms", "official_update_ms", "update_tau1_ms", "forward_params_ms",

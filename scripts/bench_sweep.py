@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -151,10 +150,10 @@ def main(argv=None):
         f"{result['run_seconds_in_sweep_mean']:.2f} s in the sweep, {result['run_seconds_sequential_mean']:.2f} s "
         f"alone; load {load0[0]:.2f} -> {load1[0]:.2f}; CPU time: efficiency {result['cpu_efficiency']:.3f}, "
         f"{result['cpu_overhead_per_run_s']:.2f} s extra per run")
+    from refbinn.io import json_dumps, write_json
     if a.json:
-        print(json.dumps(result))
+        print(json_dumps(result))
     if a.out:
-        from refbinn.io import write_json
         write_json(a.out, result)
     return 0
 

@@ -83,7 +83,6 @@ ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
     set_threads(ARGS.threads)             # BLAS and OpenMP read these when they load: before numpy and torch
 
-import json  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -422,7 +421,8 @@ def main(args):
     log(f"  fwd_bwd_over_torch {result['fwd_bwd_over_torch']:.3f} (target <= 1.2); small_epoch_ratio_vs_torch "
         f"{result['small_epoch_ratio_vs_torch']:.3f} (target <= 1.0); CPU {cpu}")
     if args.json:
-        print(json.dumps(result))
+        from refbinn.io import json_dumps
+        print(json_dumps(result))
     return 0
 
 

@@ -32,7 +32,6 @@ Usage::
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -44,6 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import cpu_model, median_ms, paired_ms, parse_bench_args, time_mlp_grads  # noqa: E402
+from refbinn.io import json_dumps  # noqa: E402
 from refbinn.models import mlp_mnist  # noqa: E402
 from refbinn.optim._vispa_kernels import BLOCK, TASK, step_fused  # noqa: E402
 from refbinn.optim.vispa import VISPA  # noqa: E402
@@ -162,7 +162,7 @@ def main(argv=None):
     result["update_fraction"] = result["update_ms"] / fwd_bwd_ms
 
     if args.json:
-        print(json.dumps(result))
+        print(json_dumps(result))
     else:
         for k in ("fwd_bwd_ms", "update_ms", "update_without_next_weights_ms", "forward_params_ms",
                   "forward_params_computed_ms", "sample_ms", "optimizer_ms", "optimizer_before_ms",

@@ -20,14 +20,13 @@ Usage::
     python scripts/lemma1_table.py --samples 100000 --taus 1 0.1 --out /tmp/t.json
 """
 import argparse
-import json
 import time
 
 import numpy as np
 
 from refbinn.estimators.problems import teacher_problem
 from refbinn.estimators import exact_gradient, lemma1, reinforce
-from refbinn.io import atomic_write
+from refbinn.io import atomic_write, json_dumps
 
 # -- settings ----------------------------------------------------------------------
 N_IN, HIDDEN, N_DATA = 3, 3, 16          # d = HIDDEN * (N_IN + 1) = 12 binary weights
@@ -98,9 +97,9 @@ def main(argv=None):
                   exact_grad_norm=float(np.linalg.norm(exact)), rows=rows,
                   seconds=round(time.perf_counter() - t0, 1))
     if args.out:
-        atomic_write(args.out, json.dumps(result, indent=2) + "\n")     # creates the folder
+        atomic_write(args.out, json_dumps(result, indent=2) + "\n")     # creates the folder
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_dumps(result, indent=2))
         return result
 
     s = result["settings"]

@@ -56,7 +56,7 @@ def run_row(h):
             "test_mean_recal_last": s.get("test_acc_mean_last"),
             "test_mean_trainbn_last": s.get("test_acc_mean_trainbn_last"),
             "test_mode_last": s.get("test_acc_mode_last"),
-            "peak_epoch": int(np.argmax([e.get("test_acc_mode", 0) for e in ep])) + 1,
+            "peak_epoch": int(np.argmax(np.array([e.get("test_acc_mode", 0) for e in ep], dtype=float))) + 1,
             "curve": [e.get("test_acc_mode") for e in ep],
             "curve_trainbn": [e.get("test_acc_mode_trainbn") for e in ep],
             "mean_minus_mode_test": gap,
@@ -117,8 +117,8 @@ def aggregate(runs):
 
 def steps_mean(runs):
     """[[step, scale_p99, lam_abs_max], ...] every diagnostics_every steps, mean over the seeds."""
-    st = [np.array([(s, d.get("scale_p99", np.nan), d.get("lam_abs_max", np.nan)) for s, d in r["steps"]])
-          for r in runs if r["steps"]]
+    st = [np.array([(s, d.get("scale_p99", np.nan), d.get("lam_abs_max", np.nan)) for s, d in r["steps"]],
+                   dtype=float) for r in runs if r["steps"]]
     if not st:
         return []
     n = min(len(x) for x in st)
@@ -151,11 +151,12 @@ def table(rows):
 
 
 def per_task(diags_list, key, tasks):
-    """Mean over runs of one diagnostics key per task (runs that did not record it are left out)."""
+    """Mean over runs of one diagnostics key per task (runs that did not record it are left out;
+    a null value, a NaN or inf when written, counts as NaN)."""
     out = []
     for k in range(tasks):
         v = [d[k][key] for d in diags_list if d and len(d) > k and d[k] and key in d[k]]
-        out.append(float(np.mean(v)) if v else None)
+        out.append(float(np.mean(np.array(v, dtype=float))) if v else None)
     return out
 
 
@@ -204,8 +205,8 @@ def continual_tables(root):
             rs = list(by_seed.values())
             diags = [r.get("diagnostics") for r in rs]
             r = {"seeds": [int(s) for s in by_seed],
-                 "avg_after_last": stat([float(np.mean(np.array(x["acc_mean"])[-1])) for x in rs]),
-                 "task1_after_last": stat([float(np.array(x["acc_mean"])[-1][0]) for x in rs]),
+                 "avg_after_last": stat([float(np.mean(np.array(x["acc_mean"], dtype=float)[-1])) for x in rs]),
+                 "task1_after_last": stat([float(np.array(x["acc_mean"], dtype=float)[-1][0]) for x in rs]),
                  "data_over_prior_per_task": per_task(diags, "data_over_prior", tasks),
                  "ratio_median_per_task": per_task(diags, "ratio_median", tasks)}
             out["continual_ratio"][name] = r

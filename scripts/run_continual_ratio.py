@@ -70,10 +70,11 @@ def summarize(runs, tasks):
     task 1's accuracy after it, and the mean data/prior ratio per task."""
     out = {}
     for name, by_seed in runs.items():
-        mats = np.array([r["acc_mean"] for r in by_seed.values()])                 # (seeds, T, T)
+        # dtype float: a file gives None (null) where the run had NaN, e.g. above the diagonal
+        mats = np.array([r["acc_mean"] for r in by_seed.values()], dtype=float)    # (seeds, T, T)
         last = mats[:, tasks - 1, :]                                                # (seeds, T)
         ratio = np.array([[d["data_over_prior"] if d else np.nan for d in r["diagnostics"]]
-                          for r in by_seed.values()])                               # (seeds, T)
+                          for r in by_seed.values()], dtype=float)                  # (seeds, T)
         out[name] = {"avg_after_last": [float(np.mean(last.mean(1))), float(np.std(last.mean(1)))],
                      "task1_after_last": [float(np.mean(last[:, 0])), float(np.std(last[:, 0]))],
                      "data_over_prior_per_task": np.nanmean(ratio, axis=0).tolist(),
@@ -108,6 +109,7 @@ def main(argv=None):
             old = json.load(fh)
         if old.get("settings") == json.loads(json.dumps(settings)):
             result["runs"] = {k: v for k, v in old["runs"].items() if old["configs"].get(k) == CONFIGS.get(k)}
+            result["configs"] = {k: CONFIGS[k] for k in {**result["runs"], **result["configs"]}}
     for name in a.configs:
         for seed in seeds:
             if str(seed) in result["runs"].get(name, {}):
@@ -119,6 +121,7 @@ def main(argv=None):
             result["runs"].setdefault(name, {})[str(seed)] = r
             result["summary"] = summarize(result["runs"], tasks)
             write_json(path, result)
+    result["summary"] = summarize(result["runs"], tasks)        # also when --resume had every run
     rows = [(name, f"{100 * s['avg_after_last'][0]:.1f} +- {100 * s['avg_after_last'][1]:.1f}",
              f"{100 * s['task1_after_last'][0]:.1f} +- {100 * s['task1_after_last'][1]:.1f}",
              " ".join(f"{v:.3g}" for v in s["data_over_prior_per_task"]))

@@ -110,7 +110,7 @@ def probe_row(name, over, result, seconds):
 def main(argv=None):
     a, command = parse(parse_args, argv, "run_exact_probes.py")
     from refbinn.experiments import run
-    from refbinn.io import write_json
+    from refbinn.io import json_dumps, write_json
     out = a.out or (QUICK["out"] if a.quick else OUT)
     only = a.only or (QUICK["only"] if a.quick else None)
     extra = QUICK["over"] if a.quick else {}
@@ -130,7 +130,7 @@ def main(argv=None):
         res = run("mnist", "bayesbinn", f"probe_{name}", {**BASE, **over, **extra}, out=out, root=a.data_root,
                   quiet=True, write=False, log=lambda m: None)
         row = probe_row(name, over, res, time.time() - t0)
-        print(json.dumps({k: v for k, v in row.items() if k not in ("curve", "curve_tb")}), flush=True)
+        print(json_dumps({k: v for k, v in row.items() if k not in ("curve", "curve_tb")}), flush=True)
         doc["rows"] = [r for r in doc["rows"] if r["name"] != name] + [row]
         write_json(path, doc)
     print(f"wrote {path}")

@@ -10,7 +10,7 @@ The training is ``refbinn.experiments.continual.run_continual`` (``refbinn.train
 
 Writes ``OUT/permuted_mnist.json`` (the shape ``refbinn continual`` writes: per
 prior the accuracy matrices A[t][k] = accuracy on task k after training task t,
-mean and mode prediction, NaN above the diagonal), after each prior; ``--resume``
+mean and mode prediction, null above the diagonal), after each prior; ``--resume``
 skips a prior already in that file with the same settings. The paper shows this
 experiment as a figure; what to look for: the posterior prior keeps clearly more
 accuracy on task 1 after the last task than the zero prior.
@@ -65,6 +65,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def summarize(result):
+    """Task 1's and the average accuracy after the last task, and the seconds, of each prior in
+    ``result`` (a run just made, or one that ``--resume`` read back with null for NaN)."""
+    out = {}
+    for prior in PRIORS:
+        if prior in result:
+            last = np.array(result[prior]["acc_mean"], dtype=float)[-1]
+            out[prior] = {"task1_after_last": float(last[0]), "average_after_last": float(np.mean(last)),
+                          "seconds": float(sum(result[prior]["seconds_per_task"]))}
+    return out
+
+
 def main(argv=None):
     a, command = parse(parse_args, argv, "run_permuted_mnist.py")
     tasks, epochs, test_samples, max_train, max_test, out = resolve(
@@ -99,19 +111,17 @@ def main(argv=None):
                                       lr=a.lr, tau=a.tau, lam_init=LAM_INIT, test_samples=test_samples,
                                       prior=prior, seed=a.seed, numerics=a.numerics, quiet=a.quiet,
                                       log=lambda m: print(m, flush=True))
-        last = np.array(result[prior]["acc_mean"])[-1]
-        result.setdefault("summary", {})[prior] = {
-            "task1_after_last": float(last[0]), "average_after_last": float(np.mean(last)),
-            "seconds": float(sum(result[prior]["seconds_per_task"]))}
+        result["summary"] = summarize(result)
         _write_json(path, result)            # after each prior, so --resume can skip it
+    result["summary"] = summarize(result)    # also of the priors --resume kept from the file
 
     for prior in a.priors:
-        m = np.array(result[prior]["acc_mean"])
+        m = np.array(result[prior]["acc_mean"], dtype=float)   # a prior read by --resume has None (null) for NaN
         print(f"\nprior = {prior}: test accuracy % (mean prediction, {test_samples} samples) on task k "
               "(columns) after training task t (rows)")
         print(_table([(t + 1, *["" if np.isnan(v) else f"{100 * v:.2f}" for v in m[t]]) for t in range(len(m))],
                      ("after task", *[f"task {k + 1}" for k in range(len(m))])))
-    summ = result.get("summary", {})
+    summ = result["summary"]
     print(f"\nAfter task {tasks} (the paper: a figure; the posterior prior should keep clearly more of task 1)")
     print(_table([(p, f"{100 * summ[p]['task1_after_last']:.2f}", f"{100 * summ[p]['average_after_last']:.2f}",
                    round(summ[p]["seconds"])) for p in a.priors if p in summ],

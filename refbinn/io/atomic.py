@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import math
 import os
 import tempfile
 
@@ -132,22 +133,69 @@ def save_figure(fig, path, **kwargs):
     atomic_write(path, buf.getvalue())
 
 
-def _jsonable(o):
-    if hasattr(o, "tolist"):                   # ndarray and NumPy scalars
-        return o.tolist()
-    return str(o)
+def jsonable(obj):
+    """``obj`` as strict JSON values (RFC 8259): NaN and +-inf become None, arrays become lists.
+
+    Python's ``json`` writes a non-finite float as ``NaN`` / ``Infinity``, which strict parsers
+    (jq, JavaScript's ``JSON.parse``, serde_json) refuse; refbinn's files write such a value,
+    e.g. the accuracy on a task not trained yet, as ``null`` instead.
+
+    Parameters
+    ----------
+    obj : object
+        Dicts, lists, tuples, str, int, bool, None, floats, NumPy arrays and scalars, nested
+        in any way; any other object becomes its ``str``.
+
+    Returns
+    -------
+    object
+        The same structure with dicts (keys unchanged) and lists of str, int, bool, None and
+        finite float only.
+    """
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):                 # ndarray and NumPy scalars (np.float32 is no Python float)
+        return jsonable(obj.tolist())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int)):
+        return obj
+    return str(obj)
+
+
+def json_dumps(obj, indent=None, sort_keys=False):
+    """``json.dumps`` of ``jsonable(obj)``: strict JSON text, non-finite floats as ``null``.
+
+    ``allow_nan=False`` makes a non-finite float that ``jsonable`` did not reach (a dict key)
+    raise ValueError instead of writing ``NaN``.
+
+    Parameters
+    ----------
+    obj : object
+        What ``jsonable`` accepts.
+    indent : int, optional
+        As for ``json.dumps``; default None (one line).
+    sort_keys : bool, optional
+        As for ``json.dumps``; default False (the dicts' order).
+
+    Returns
+    -------
+    str
+    """
+    return json.dumps(jsonable(obj), indent=indent, sort_keys=sort_keys, allow_nan=False)
 
 
 def write_json(path, obj):
-    """Write ``obj`` as indented JSON under ``path``, atomically; arrays become lists.
+    """Write ``obj`` as indented strict JSON under ``path``, atomically (``json_dumps``).
 
     Parameters
     ----------
     path : str or PathLike
         The target file; its folder is created if missing.
     obj : object
-        Anything ``json.dump`` accepts; NumPy arrays and scalars are written via ``tolist()``,
-        any other unknown object as its ``str``.
+        What ``jsonable`` accepts: NumPy arrays and scalars are written as lists and numbers,
+        NaN and +-inf as ``null``, any other unknown object as its ``str``.
     """
-    with _atomic_file(path, "w") as fh:
-        json.dump(obj, fh, indent=1, default=_jsonable)
+    atomic_write(path, json_dumps(obj, indent=1))

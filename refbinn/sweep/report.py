@@ -205,8 +205,11 @@ def plot_curves(runs, path, title):
     for ax, (k, label) in zip(axes, keys):
         # a positive loss spanning decades is drawn on a log axis, as the geometric mean times/over
         # exp(std of the log) (an arithmetic band would reach below zero)
-        losses = [e["train_loss"] for r in runs for e in r["history"]] if k == "train_loss" else [0.0]
-        log = min(losses) > 0 and max(losses) > 10 * min(losses)
+        # (a null loss, written for a NaN or inf, reads as NaN and is left out)
+        losses = np.array([e["train_loss"] for r in runs for e in r["history"]] if k == "train_loss" else [0.0],
+                          dtype=np.float64)
+        losses = losses[np.isfinite(losses)]
+        log = losses.size > 0 and losses.min() > 0 and losses.max() > 10 * losses.min()
         for i, (setting, rs) in enumerate(groups.items()):
             n = min(len(r["history"]) for r in rs)
             y = np.array([[e.get(k, np.nan) for e in r["history"][:n]] for r in rs], dtype=np.float64)  # (seeds, epochs)
