@@ -90,7 +90,7 @@ def test_flip_fraction_and_mode_mean_gap():
     assert out["layers"]["a.weight"]["flip_frac"] == 3 / 40
     assert out["layers"]["b.weight"]["flip_frac"] == 5 / 20
     assert out["all"]["flip_frac"] == 8 / 60
-    assert out["gap_val"] == 0.25 and "gap_test" not in out and secs >= 0
+    assert out["gap_val"] == 0.25 and "gap_test" not in out and isinstance(secs, float)
     assert summary_line(out, secs).startswith("diag: flip_frac=0.1333")
 
 
@@ -142,5 +142,5 @@ def test_no_diagnostics_flag(tmp_path, data_root):
     assert main(args + ["--name", "off", "--no-diagnostics"]) == 0
     on = json.loads((tmp_path / "on.json").read_text())["history"][-1]
     off = json.loads((tmp_path / "off.json").read_text())["history"][-1]
-    assert "diagnostics" in on and on["seconds_diagnostics"] > 0
+    assert "diagnostics" in on and isinstance(on["seconds_diagnostics"], float)   # a time: its value is not tested
     assert "diagnostics" not in off and "seconds_diagnostics" not in off

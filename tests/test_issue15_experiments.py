@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from refbinn.experiments import build
+from refbinn.sweep.spec import parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((REPO / "sweeps").glob("issue15_*.toml"))
@@ -39,10 +40,7 @@ def test_sweep_file_settings_build(path, data_root):
         setup = build(s["dataset"], s["optimizer"], preset=s["preset"], overrides=over, root=data_root)
         assert setup.opt.numerics == s["numerics"] and setup.cfg.recalibrate_bn == s["recalibrate_bn"]
         assert (setup.tau_schedule is None) == ("tau_end" not in s)
-    try:                                   # once refbinn sweep (issue 14) is in the tree, it must accept them
-        from refbinn.sweep.spec import parse_spec
-    except ImportError:
-        return
+    # refbinn sweep expands the file to one run per seed and grid point
     assert len(parse_spec(doc, name=path.stem, path=str(path)).runs) == len(doc["seeds"]) * len(
         list(itertools.product(*grid.values())))
 

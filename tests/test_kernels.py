@@ -73,6 +73,55 @@ def test_gemm_tile_uses_vpopcntq():
     assert "zmm" in asm                      # 512-bit registers, not split into ymm halves
 
 
+
+# Compiled for another CPU in a subprocess: NUMBA_CPU_NAME alone keeps the host's features,
+# so NUMBA_CPU_FEATURES names them too; a cache folder of its own keeps the host's code apart.
+_TARGETS = {
+    "icelake-server": "+64bit,+popcnt,+avx,+avx2,+avx512f,+avx512bw,+avx512dq,+avx512vl,+avx512vpopcntdq",
+    "haswell": "+64bit,+popcnt,+sse4.2,+avx,+avx2,-avx512f,-avx512vpopcntdq",
+    "generic": "+64bit,+sse2",
+}
+_ON_TARGET = """
+import sys
+import numpy as np
+from refbinn.kernels import binary_conv2d, binary_gemm, binary_weight_matmul, gemm_asm, pack_signs
+from refbinn.kernels.reference import binary_gemm_ref, binary_weight_matmul_ref, conv2d_int_ref
+asm = gemm_asm()
+print("vpopcntq" in asm, "zmm" in asm)
+if sys.argv[1] == "run":                 # the host can run code compiled for a subset of its features
+    rng = np.random.default_rng(0)
+    sg = lambda shape: np.where(rng.standard_normal(shape) >= 0, 1.0, -1.0).astype(np.float32)
+    a, b = pack_signs(sg((9, 150))), pack_signs(sg((70, 150)))
+    assert np.array_equal(binary_gemm(a, b, 150), binary_gemm_ref(a, b, 150))
+    x, w = sg((2, 70, 6, 7)), sg((5, 70, 3, 3))
+    assert np.array_equal(binary_conv2d(x, w, 1, 1), conv2d_int_ref(x, w, (1, 1), (1, 1, 1, 1)))
+    xf = rng.standard_normal((3, 150)).astype(np.float32)
+    assert np.array_equal(binary_weight_matmul(xf, b), binary_weight_matmul_ref(xf, b))
+    print("ran")
+"""
+
+
+@pytest.mark.parametrize("cpu, vpopcntq, run", [
+    ("icelake-server", True, False),     # compiled only: this host may lack the instruction
+    ("haswell", False, True),
+    ("generic", False, True),
+])
+def test_kernels_compile_for_other_cpus(cpu, vpopcntq, run, tmp_path):
+    """The GEMM tile uses vpopcntq on 512-bit registers where the target has AVX-512 VPOPCNTDQ;
+    on AVX2 and on plain x86-64 the same kernels compile to other instructions and agree with
+    their NumPy twins."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CPU_FEATURES": _TARGETS[cpu],
+           "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", _ON_TARGET, "run" if run else "compile"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split()
+    assert lines[:2] == [str(vpopcntq), str(vpopcntq)]          # vpopcntq, zmm registers
+    assert ("ran" in lines) == run
+
 # -- packing ---------------------------------------------------------------------------
 @given(m=st.integers(0, 5), k=st.integers(1, 300), seed=st.integers(0, 2**16),
        dtype=st.sampled_from([np.float32, np.float64, np.int8, np.int32]))

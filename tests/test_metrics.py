@@ -108,7 +108,6 @@ def test_ece_of_a_calibrated_predictor_is_zero_within_sampling_error():
     s = np.sqrt(np.bincount(b, conf * (1 - conf), bins)) / np.maximum(cal.counts, 1)
     mean, sd = math.sqrt(2 / math.pi) * np.sum(w * s), math.sqrt((1 - 2 / math.pi) * np.sum(w ** 2 * s ** 2))
     assert abs(cal.ece - mean) < Z * sd, (cal.ece, mean, sd)
-    assert cal.ece < 0.02                                                    # and it is small
 
 
 def test_ece_of_an_overconfident_predictor_is_one_sixth():

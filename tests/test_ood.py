@@ -8,7 +8,7 @@ from scipy.stats import norm
 
 from refbinn.data import DatasetNotFound, normalize, write_idx
 from refbinn.data.ood import gaussian_noise, named_test_images, ood_set, permuted_images, uniform_noise
-from refbinn.data.transforms import MNIST_MEAN, MNIST_STD
+from refbinn.data.transforms import MNIST_MEAN, MNIST_STD, STATS
 
 Z = 4.0
 
@@ -43,9 +43,21 @@ def test_gaussian_noise_has_the_data_sets_moments_before_the_clip():
 
 
 def test_noise_for_cifar_is_per_channel():
+    """Channel c's pixels are round(255 clip(v, 0, 1)), v ~ N(mean_c, std_c^2): their mean and
+    P(u = 0) match that distribution's, computed exactly over u = 0..255, for each channel."""
     rng = np.random.default_rng(2)
     x = gaussian_noise(50, (3, 32, 32), "cifar10", rng)
     assert x.shape == (50, 3, 32, 32) and x.dtype == np.float32
+    mean, std = (np.asarray(v, np.float64) for v in STATS["cifar10"])
+    u = pixels(x, mean[:, None, None], std[:, None, None])            # (50, 3, 32, 32)
+    k = np.arange(256)
+    for c in range(3):
+        cdf = norm.cdf((np.append(k[:-1] + 0.5, np.inf) / 255 - mean[c]) / std[c])
+        p = np.diff(np.concatenate([[0.0], cdf]))                     # P(u = k), k = 0..255
+        want, sd = p @ k, math.sqrt(p @ k ** 2 - (p @ k) ** 2)
+        uc = u[:, c]             # CIFAR-10's channel means differ by ~ 5 sd of this test's mean
+        assert abs(uc.mean() - want) < Z * sd / math.sqrt(uc.size), c
+        assert abs(np.mean(uc == 0) - p[0]) < Z * math.sqrt(p[0] * (1 - p[0]) / uc.size), c
     assert uniform_noise(5, (3, 32, 32), "cifar100", rng).shape == (5, 3, 32, 32)
     with pytest.raises(ValueError, match=r"shape \(3, H, W\)"):
         uniform_noise(5, (784,), "cifar10", rng)

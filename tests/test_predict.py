@@ -53,8 +53,9 @@ def test_mean_is_the_average_over_the_generators_samples():
                       for _ in range(6)], axis=0)
     got = predict_mean(model, opt, state, bn, x, samples=6, rng=np.random.default_rng(4))
     np.testing.assert_allclose(got, manual, rtol=1e-12)
-    # evaluation mode: no dropout, so the mode prediction is deterministic
-    np.testing.assert_array_equal(predict_mode(model, opt, state, bn, x), predict_mode(model, opt, state, bn, x))
+    # the mode prediction: the link of the sign weights' logits in evaluation mode (no dropout)
+    np.testing.assert_array_equal(predict_mode(model, opt, state, bn, x),
+                                  apply_link(model.apply(opt.params(state), x, bn)))
 
 
 def test_batching_does_not_change_logits():

@@ -36,6 +36,28 @@ def test_cosine_hand_values():
     assert c(0) == 2e-3 and c(2) == pytest.approx(1.5e-3, abs=1e-18) and c(4) == 1e-3
 
 
+
+# -- warm-up then cosine (VISPA) ---------------------------------------------------------
+def test_warmup_cosine_hand_values():
+    s = S.warmup_cosine(0.1, 5, warmup=2)
+    assert [s(0), s(1), s(2)] == [0.05, 0.1, 0.1]           # linear up to the peak at warmup - 1, then cosine
+    assert s(3) == pytest.approx(0.1 * (1 + math.cos(math.pi / 3)) / 2, rel=1e-15)
+    assert s(5) == pytest.approx(0.0, abs=1e-18)
+    s = S.warmup_cosine(2e-3, 3, warmup=0, eta_min=1e-3)
+    assert s(0) == 2e-3 and s(3) == pytest.approx(1e-3, rel=1e-15)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(warmup=5), r"warmup must be an integer in \[0, 4\]"),
+    (dict(warmup=-1), r"warmup must be an integer in \[0, 4\]"),
+    (dict(warmup=1.5), "warmup must be an integer"),
+    (dict(eta_min=-1.0), "eta_min must be"),
+    (dict(epochs=0), "epochs must be an integer in"),
+])
+def test_warmup_cosine_refuses(kw, match):
+    with pytest.raises(ValueError, match=match):
+        S.warmup_cosine(0.1, **{"epochs": 5, **kw})
+
 def test_cosine_off_by_one_is_one_epoch_ahead():
     # Authors' loop: `for epoch in range(E): scheduler.step(); train(...)`, so epoch e trains
     # with the value torch holds at last_epoch = e + 1; the last epoch trains with eta_min.

@@ -22,8 +22,10 @@ operations the kernels use on it:
 ===========================  ===============================================
 
 Explicit vectors are portable: on a CPU without AVX-512 the backend splits
-them into narrower registers, so the kernels stay correct everywhere (the
-tests pass with ``NUMBA_CPU_NAME=haswell`` and ``NUMBA_CPU_NAME=generic``).
+them into narrower registers, so the kernels stay correct everywhere (a test compiles
+them for ``haswell`` and ``generic`` x86-64, setting ``NUMBA_CPU_FEATURES`` as well as
+``NUMBA_CPU_NAME``, which alone keeps the host's features, and checks them against their
+NumPy twins).
 """
 from __future__ import annotations
 

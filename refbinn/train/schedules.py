@@ -254,11 +254,11 @@ def warmup_cosine(lr, epochs, warmup=1, eta_min=0.0):
     ----------
     lr : float, > 0
         The peak learning rate (reached at epoch ``warmup - 1``).
-    epochs : int
+    epochs : int, >= 1
         Total epochs.
     warmup : int, 0 <= warmup < epochs
         Warm-up epochs.
-    eta_min : float
+    eta_min : float, >= 0
         The value the cosine reaches at e = ``epochs``.
 
     Returns
@@ -267,11 +267,12 @@ def warmup_cosine(lr, epochs, warmup=1, eta_min=0.0):
         ``epoch -> lr``.
     """
     check_range("lr", lr, 0, None, lo_open=True)
-    if not 0 <= int(warmup) < int(epochs):
-        raise ValueError(f"warmup must be in [0, epochs) = [0, {epochs}), got {warmup!r}")
-    warmup, epochs = int(warmup), int(epochs)
+    check_range("eta_min", eta_min, 0.0)
+    epochs = check_int("epochs", epochs, 1)
+    warmup = check_int("warmup", warmup, 0, epochs - 1)
 
     def schedule(epoch):
+        epoch = check_int("epoch", epoch)
         if epoch < warmup:
             return lr * (epoch + 1) / warmup
         t = (epoch - warmup) / (epochs - warmup)
