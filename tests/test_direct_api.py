@@ -1,0 +1,134 @@
+"""Direct, hand-computed checks of public functions the rest of the suite reaches only
+through callers that cannot see some of their mistakes (rank-based AUROC, order-free sums,
+CLI guards that run first): ood_scores, mean_std, markdown, mode_signs, config_differences,
+check_resume and sign_vectors."""
+import math
+
+import numpy as np
+import pytest
+
+from refbinn import models
+from refbinn.errors import FileFormatError
+from refbinn.estimators import sign_vectors
+from refbinn.metrics import ood_scores
+from refbinn.optim.adam import Adam
+from refbinn.optim.bayesbinn import BayesBiNN, BayesBiNNState
+from refbinn.sweep.report import markdown, mean_std
+from refbinn.train.checkpoint_check import check_resume, config_differences
+from refbinn.train.diagnostics import mode_signs
+
+
+# -- refbinn.metrics.ood_scores ---------------------------------------------------------------------
+def test_ood_scores_by_hand():
+    s = ood_scores(np.array([[0.7, 0.2, 0.1], [0.5, 0.25, 0.25]]))
+    np.testing.assert_array_equal(s["maxprob"], [1 - 0.7, 1 - 0.5])           # 1 - max_k p_k, exact
+    h = [-(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)), 1.5 * math.log(2)]
+    np.testing.assert_allclose(s["entropy"], h, rtol=1e-15)                    # a sum of 3 terms: ulps
+
+
+def test_ood_scores_of_a_binary_vector_read_it_as_p_of_class_one():
+    s = ood_scores(np.array([0.9, 0.5]))                                       # columns [1 - p, p]
+    np.testing.assert_array_equal(s["maxprob"], [1 - 0.9, 0.5])
+    np.testing.assert_allclose(s["entropy"], [-(0.1 * math.log(0.1) + 0.9 * math.log(0.9)), math.log(2)],
+                               rtol=1e-15)                                     # 1 - 0.9 != 0.1 by an ulp
+
+
+# -- refbinn.sweep.report -------------------------------------------------------------------------------
+def test_mean_std_leaves_out_none_only():
+    assert mean_std([0.0, None, 1.0]) == (0.5, math.sqrt(0.5))                 # a 0.0 is a value
+    assert mean_std([2.0, None]) == (2.0, None)
+    assert mean_std([None, None]) == mean_std([]) == (None, None)
+
+
+ROWS = [{"setting": "mnist_bayesbinn", "seeds": [0, 1], "epochs": [3, 5],
+         "quantities": {"test_acc_last": {"mean": 0.9812, "std": 0.0125},
+                        "test_nll_last": {"mean": 0.123456, "std": 0.01}}},
+        {"setting": "mnist_ste", "seeds": [2], "epochs": [5],
+         "quantities": {"test_acc_last": {"mean": 0.5, "std": None}}}]
+NOTE = ("Mean +- sample standard deviation (ddof = 1) over the seeds listed; accuracies of the "
+        "mode (sign of the latent weights) unless marked 'mean prediction'.")
+
+
+def test_markdown_by_hand():
+    md = markdown(ROWS, "Sweep demo", "  Two optimizers.\n")
+    assert md.endswith("|\n")
+    assert md.splitlines() == [
+        "# Sweep demo", "", "Two optimizers.", "", NOTE, "",
+        "| setting | seeds | epochs | test, last epoch (%) | test NLL |",     # only quantities some row has
+        "|---|---|---|---|---|",
+        "| mnist_bayesbinn | 0, 1 | 3/5 | 98.12 +- 1.25 | 0.1235 +- 0.01 |",
+        "| mnist_ste | 2 | 5 | 50.00 |  |"]                                     # one seed: no std; no NLL: blank
+
+
+def test_markdown_without_description_has_no_paragraph():
+    assert markdown(ROWS, "t").splitlines()[:3] == ["# t", "", NOTE]
+
+
+# -- refbinn.train.diagnostics.mode_signs ----------------------------------------------------------------
+def test_mode_signs_are_true_where_the_mode_is_minus_one():
+    lam = {"w": np.array([[-2.0, 0.5], [0.0, -1e-3]], np.float32)}
+    state = BayesBiNNState(lam, {"w": 0 * lam["w"]}, lam, 0)
+    signs = mode_signs(BayesBiNN(N=10, tau=1.0, numerics="exact"), state)
+    np.testing.assert_array_equal(signs["w"], [[True, False], [False, True]])  # sign(0) -> +1
+
+
+def test_mode_signs_skip_parameters_not_all_plus_minus_one():
+    adam = Adam(lr=0.1)
+    state = adam.init({"b": np.array([1.0, -1.0, -1.0]), "r": np.array([1.0, -1.0, 0.5])})
+    signs = mode_signs(adam, state)
+    assert list(signs) == ["b"]
+    np.testing.assert_array_equal(signs["b"], [False, True, True])
+
+
+# -- refbinn.train.checkpoint_check ------------------------------------------------------------------------
+def test_config_differences_by_hand():
+    saved = {"lr": 0.1, "quiet": False, "hidden": [16, 8], "meta": {"settings": {"tau": 1e-6}, "old": 1}}
+    config = {"lr": 0.2, "quiet": True, "hidden": (16, 8), "meta": {"settings": {"tau": 1e-6}}}
+    # quiet is IGNORED; a tuple equals its JSON list; an entry the run lacks counts as None
+    assert config_differences(saved, config) == ["lr 0.2 (checkpoint: 0.1)", "meta.old None (checkpoint: 1)"]
+
+
+def test_config_differences_skip_entries_an_older_checkpoint_lacks():
+    config = {"epochs": 3, "diagnostics": True, "meta": {"max_train": 100}}
+    assert config_differences({"epochs": 3}, config) == []
+    assert config_differences({"epochs": 3, "diagnostics": False}, config) == [
+        "diagnostics True (checkpoint: False)"]
+
+
+def _checkpoint(epoch=2, epochs=3):
+    """(ck as load_checkpoint returns it, the run's config, its model) for a small BayesBiNN MLP."""
+    rng = np.random.default_rng(0)
+    model = models.mlp_mnist(in_features=4, hidden=(3,), classes=2, dropout=0.0)
+    params, bn = model.init(rng, np.float32)
+    opt = BayesBiNN(N=10, tau=1.0)
+    config = {"epochs": epochs, "seed": 0}
+    ck = {"config": dict(config), "opt": opt, "opt_state": opt.init(params, rng), "bn_state": bn,
+          "rngs": {k: np.random.default_rng(i) for i, k in enumerate(("data", "noise", "drop"))},
+          "epoch": epoch, "history": {"epochs": [{}] * epoch}}
+    return ck, config, model
+
+
+@pytest.mark.parametrize("epoch", [0, 3])
+def test_check_resume_accepts_any_epoch_of_the_run(epoch):
+    check_resume("ck.npz", *_checkpoint(epoch=epoch, epochs=3))             # 3 of 3: a finished run
+
+
+@pytest.mark.parametrize("spoil, error, match", [
+    (lambda ck, cfg: cfg.update(seed=1), ValueError, r"ck.npz: the run's settings differ.*seed 1 \(checkpoint: 0\)"),
+    (lambda ck, cfg: ck["rngs"].pop("drop"), FileFormatError, r"random streams \['data', 'noise'\]"),
+    (lambda ck, cfg: ck.update(epoch=4, history={"epochs": [{}] * 4}), FileFormatError, "epoch 4 does not fit"),
+    (lambda ck, cfg: ck["history"]["epochs"].pop(), FileFormatError, "epoch 2 does not fit the run"),
+])
+def test_check_resume_refuses(spoil, error, match):
+    ck, config, model = _checkpoint()
+    spoil(ck, config)
+    with pytest.raises(error, match=match):
+        check_resume("ck.npz", ck, config, model)
+
+
+# -- refbinn.estimators.sign_vectors ------------------------------------------------------------------
+def test_sign_vectors_row_k_holds_the_bits_of_k():
+    w = sign_vectors(3)
+    assert w.dtype == np.float64 and w.shape == (8, 3)
+    np.testing.assert_array_equal(w[[0, 1, 6, 7]], [[-1, -1, -1], [1, -1, -1], [-1, 1, 1], [1, 1, 1]])
+    assert sign_vectors(0).shape == (1, 0)                                     # the one empty vector
