@@ -95,6 +95,14 @@ def test_config_differences_skip_entries_an_older_checkpoint_lacks():
         "diagnostics True (checkpoint: False)"]
 
 
+def test_config_differences_tell_an_empty_dict_from_none():
+    assert config_differences({"opt": {}}, {"opt": None}) == ["opt None (checkpoint: {})"]
+    assert config_differences({"opt": None}, {"opt": {}}) == ["opt {} (checkpoint: None)"]
+    assert config_differences({"opt": {}, "m": {"kw": {}}}, {"opt": {}, "m": {"kw": {}}}) == []
+    assert config_differences({"m": {"kw": {}}}, {"m": {"kw": {"a": 1}}}) == [
+        "m.kw None (checkpoint: {})", "m.kw.a 1 (checkpoint: None)"]
+
+
 def _checkpoint(epoch=2, epochs=3):
     """(ck as load_checkpoint returns it, the run's config, its model) for a small BayesBiNN MLP."""
     rng = np.random.default_rng(0)

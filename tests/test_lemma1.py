@@ -6,6 +6,8 @@ each |z_i| > 4 has probability 6.3e-5, so the family-wise false-alarm rate is be
 d * 6.3e-5 (Bonferroni), < 1e-3 for d <= 12. Each statistical test also checks its
 power: the same criterion must reject a wrong reference.
 """
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -142,6 +144,26 @@ def test_exact_gradient_matches_finite_differences_of_expected_loss():
     np.testing.assert_allclose(exact_gradient(loss_fn, lam), fd, rtol=1e-8, atol=1e-11)
     # chunked evaluation gives the same numbers
     np.testing.assert_allclose(exact_gradient(loss_fn, lam, chunk=3), exact_gradient(loss_fn, lam), rtol=1e-14)
+
+
+def test_exact_references_equal_a_sum_over_itertools_product():
+    """An independent enumeration (itertools.product, probabilities multiplied one by one)
+    with a loss that is positive on every sign vector, so a vector missed or counted twice
+    changes F; the constant loss 1 checks that the probabilities sum to 1."""
+    loss_fn, _ = teacher_problem(1, 2, seed=4)                            # d = 4
+    lam = np.array([0.3, -1.2, 0.8, -0.1])
+    p_plus = 0.5 * (1 + np.tanh(lam))
+    F, G = 0.0, np.zeros(4)
+    for w in itertools.product([-1.0, 1.0], repeat=4):
+        w = np.array(w)
+        q = np.prod(np.where(w > 0, p_plus, 1 - p_plus))
+        L = loss_fn(w[None])[0] + 1.0
+        F += q * L
+        G += q * L * w / (1 + w * np.tanh(lam))                          # dq/dmu_i = q w_i / (1 + w_i mu_i)
+    assert min(loss_fn(np.array(list(itertools.product([-1.0, 1.0], repeat=4))))) + 1.0 > 0.5
+    np.testing.assert_allclose(exact_expected_loss(lambda W: loss_fn(W) + 1.0, lam), F, rtol=1e-13)
+    np.testing.assert_allclose(exact_gradient(lambda W: loss_fn(W) + 1.0, lam), G, rtol=1e-12, atol=1e-15)
+    assert abs(exact_expected_loss(lambda W: np.ones(len(W)), lam) - 1.0) < 1e-15
 
 
 def test_exact_enumeration_rejects_large_d():

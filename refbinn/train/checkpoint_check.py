@@ -153,7 +153,7 @@ def check_state(path, ck, model):
 def _flat(d, prefix=""):
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and v:                    # an empty dict stays a value: {} is not None
             out.update(_flat(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
