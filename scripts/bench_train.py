@@ -151,7 +151,7 @@ class RefbinnSide:
         t.append(time.perf_counter())
         _, g = m.backward(p, cache, dout, input_grad=False)
         t.append(time.perf_counter())
-        self.state = o.update([g], self.state, noise)
+        self.state = o.update([g], self.state, noise, weights=[p])          # as train_step passes them
         t.append(time.perf_counter())
         for name, a, b in zip(("sample u", "forward_params", "forward", "loss", "backward", "update"),
                               t[:-1], t[1:]):

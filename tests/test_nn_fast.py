@@ -146,3 +146,20 @@ def test_fused_bn_relu_backward_refuses_a_dy_of_another_shape():
     assert bn.backward_relu({}, caches, np.ones_like(y), relu)[0].shape == (4, 512)
     with pytest.raises(ValueError, match=r"bn3.*\(2000, 512\).*\(4, 512\)"):
         bn.backward_relu({}, caches, np.ones((2000, 512), np.float32), relu)
+
+
+def test_split_all_equals_split_per_layer_and_follows_renamed_and_replaced_layers():
+    from refbinn.nn.activations import ReLU
+    from refbinn.nn.dense import Dense
+    from refbinn.nn.sequential import Sequential
+    model = Sequential(Dense(3, 4, bias=True, name="fc"), ReLU(), Dense(4, 2, name="fc.out"))
+    params, _ = model.init(np.random.default_rng(0), np.float32)
+    # "fc." is a prefix of "fc.out.weight" too: the prefix rule gives it to both layers
+    for _ in range(2):                                          # the second call reads the kept plan
+        assert model._split_all(params) == {l.name: model._split(l, params) for l in model.layers}
+    assert sorted(model._split_all(params)["fc"]) == ["bias", "out.weight", "weight"]
+    model.layers[0].name = "first"                              # a renamed layer: a new plan
+    got = model._split_all({"first.weight": 1, "first.bias": 2, "fc.out.weight": 3})
+    assert got == {"first": {"weight": 1, "bias": 2}, "relu": {}, "fc.out": {"weight": 3}}
+    model.layers[2] = Dense(4, 2, name="head")                  # a replaced layer
+    assert model._split_all({"head.weight": 5}) == {"first": {}, "relu": {}, "head": {"weight": 5}}
