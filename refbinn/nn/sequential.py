@@ -84,8 +84,8 @@ class Sequential:
 
     def _split_all(self, flat):
         """{layer name: ``_split(layer, flat)``} for every layer. Which keys go to which layer is
-        worked out once per (layer names, keys) and kept (a step splits the same dicts every
-        time: a per-layer scan over every key cost ~15% of a small MLP's fixed cost per step)."""
+        worked out once per (layer names, keys) and kept: a step splits the same dicts every
+        time, and a per-layer scan over every key cost ~8 us of a small MLP's ~94 us forward."""
         names = tuple(layer.name for layer in self.layers)
         keys = tuple(flat)
         plans = self.__dict__.setdefault("_plans", {})
