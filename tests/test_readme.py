@@ -62,3 +62,20 @@ def test_readme_mnist_bayesbinn_rows_quote_the_results_files():
         assert (f"{best[-1]:.2f}", got["best_val_epoch"]) == (acc, epoch), s
     mean, std = re.search(r"\*\*seeds 0-9: ([\d.]+) \+- ([\d.]+)\*\*", readme).groups()
     assert (mean, std) == (f"{np.mean(best):.2f}", f"{np.std(best, ddof=1):.2f}")
+
+
+def test_readme_seed0_rerun_on_a_second_cpu_matches_bit_for_bit():
+    """The README says the item-6 command re-run on a second CPU model gave the same bits in all
+    25 epochs: every figure of each epoch (times aside) equals results/mnist_bayesbinn_official.json's."""
+    import json
+    readme = (REPO / "README.md").read_text()
+    assert "results/mnist_bayesbinn_official_seed0_xeon.json" in readme
+    first, again = (json.loads((REPO / "results" / f"{name}.json").read_text())
+                    for name in ("mnist_bayesbinn_official", "mnist_bayesbinn_official_seed0_xeon"))
+    assert first["settings"] == again["settings"]
+    timing = {"seconds", "seconds_diagnostics", "examples_per_s"}
+    assert len(first["history"]) == len(again["history"]) == 25
+    for a, b in zip(first["history"], again["history"], strict=True):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    summary = lambda d: {k: v for k, v in d["summary"].items() if k != "train_seconds"}
+    assert summary(first) == summary(again)
