@@ -108,6 +108,31 @@ def test_ste_update_is_adam_on_latent_then_clip():
     np.testing.assert_array_equal(opt.params(st)["w"], [1, -1, 1, -1, -1])  # 0.02 crossed zero
 
 
+def test_ste_several_steps_are_adam_on_latent():
+    # the bias corrections use the step count t = 1, 2, ...; betas and eps are the constructor's
+    rng = np.random.default_rng(12)
+    lat = np.array([0.3, -0.2, 0.05, -0.6])
+    grads = [rng.normal(size=4) * 0.5 for _ in range(4)]
+    opt = STEAdam(lr=0.01, betas=(0.8, 0.99), eps=0.1)
+    st = opt.init({"w": lat})
+    for g in grads:
+        st = opt.update({"w": g}, st)
+    p, m, v = adam_reference(lat, grads, 0.01, 0.8, 0.99, 0.1, 0.0)
+    assert np.all(np.abs(p) < 1)                                       # no latent clipping in play
+    np.testing.assert_allclose(st.latent["w"], p, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(st.m["w"], m, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(st.v["w"], v, rtol=1e-13, atol=1e-15)
+    assert st.step == 4
+
+
+def test_ste_lr_override_replaces_lr():
+    lat = np.array([0.5, -0.5, 0.0])
+    g = np.array([1.0, -2.0, 0.5])
+    opt = STEAdam(lr=0.5)
+    st = opt.update({"w": g}, opt.init({"w": lat}), lr=0.01)
+    np.testing.assert_allclose(st.latent["w"], lat - 0.01 * g / (np.abs(g) + 1e-8), rtol=1e-12)
+
+
 def test_ste_gradient_clip_by_value():
     lat = {"w": np.array([0.1, -0.2, 0.3])}
     g = {"w": np.array([3.0, -0.2, -7.0])}
@@ -132,6 +157,30 @@ def test_ste_gradient_clip_by_global_norm():
     big = STEAdam(lr=0.01, betas=(0.5, 0.999), clip_norm=13.01)
     st = big.update(g, big.init(lat))
     np.testing.assert_array_equal(st.m["b"], [6.0])
+
+
+def test_ste_gradient_clip_by_value_is_symmetric():
+    opt = STEAdam(lr=0.01, betas=(0.5, 0.999), clip_value=0.25)
+    g = np.array([3.0, -0.1, -7.0, 0.25, -0.25])
+    st = opt.update({"w": g}, opt.init({"w": np.zeros(5)}))
+    np.testing.assert_array_equal(st.m["w"], 0.5 * np.array([0.25, -0.1, -0.25, 0.25, -0.25]))
+
+
+def test_ste_value_clip_runs_before_norm_clip():
+    # value first: [3, -4] -> [1, -1], norm sqrt(2) -> [1, -1] / (sqrt(2) + 1e-6)
+    # (norm first would give [0.6, -0.8], left alone by the value clip)
+    opt = STEAdam(lr=0.01, betas=(0.5, 0.999), clip_value=1.0, clip_norm=1.0)
+    st = opt.update({"w": np.array([3.0, -4.0])}, opt.init({"w": np.zeros(2)}))
+    np.testing.assert_allclose(st.m["w"], 0.5 * np.array([1.0, -1.0]) / (math.sqrt(2.0) + 1e-6), rtol=1e-14)
+
+
+def test_ste_global_norm_is_summed_in_float64():
+    # float32 squares of 1e20 overflow; summed in float64 the norm is sqrt(2) * 1e20
+    g = np.array([1e20, -1e20], np.float32)
+    opt = STEAdam(lr=0.01, betas=(0.5, 0.999), clip_norm=1.0)
+    st = opt.update({"w": g}, opt.init({"w": np.zeros(2, np.float32)}))
+    assert st.m["w"].dtype == np.float32
+    np.testing.assert_allclose(st.m["w"], 0.5 * np.array([1.0, -1.0]) / math.sqrt(2.0), rtol=1e-6)
 
 
 # -- Bop -------------------------------------------------------------------------------
@@ -176,6 +225,16 @@ def test_bop_lr_overrides_gamma():
     np.testing.assert_array_equal(a.w["w"], [-1, 1])
     with pytest.raises(ValueError, match="gamma"):
         opt.update(g, st, lr=1.5)
+
+
+def test_bop_zero_gamma_override_keeps_m_and_still_flips():
+    # a gamma schedule that decays to 0: m is kept and the flip test runs on it
+    opt = Bop(threshold=0.1, gamma=0.5)
+    st = opt.init({"w": np.array([1.0, 1.0, -1.0, -1.0])})
+    st = st._replace(m={"w": np.array([0.3, -0.3, 0.3, -0.05])})
+    new = opt.update({"w": np.array([5.0, 5.0, -5.0, 5.0])}, st, lr=0.0)
+    np.testing.assert_array_equal(new.m["w"], [0.3, -0.3, 0.3, -0.05])
+    np.testing.assert_array_equal(new.w["w"], [-1, 1, -1, -1])       # w*m = [0.3, -0.3, -0.3, 0.05]
 
 
 # -- PMF ----------------------------------------------------------------------------------
@@ -236,6 +295,36 @@ def test_pmf_update_is_adam_on_u_with_chain_rule():
     assert new.beta == 4.5                                         # annealed after this update
 
 
+def test_pmf_several_steps_against_the_spec():
+    """Five steps against the equations written out in float64: annealing (capped), weight decay,
+    Adam with the constructor's betas and eps, and a per-step lr override."""
+    rng = np.random.default_rng(13)
+    w0 = rng.uniform(-0.9, 0.9, size=3)
+    grads = [rng.normal(size=3) for _ in range(5)]
+    opt = PMF(lr=1.0, rho=1.5, beta_init=2.0, beta_max=4.0, anneal_every=2, weight_decay=0.01,
+              betas=(0.6, 0.95), eps=0.05)
+    st = opt.init({"w": w0})
+    half = np.arctanh(w0) / 2.0
+    u, m, v, beta = np.stack([-half, half]), np.zeros((2, 3)), np.zeros((2, 3)), 2.0
+    for t, g in enumerate(grads, start=1):
+        lr = 0.05 * 0.5 ** t
+        st = opt.update({"w": g}, st, lr=lr)
+        s = np.tanh(beta * (u[1] - u[0]) / 2)
+        d = g * beta / 2 * (1 - s ** 2)
+        gu = np.stack([-d, d]) + 0.01 * u
+        m = 0.6 * m + 0.4 * gu
+        v = 0.95 * v + 0.05 * gu ** 2
+        u = u - lr * (m / (1 - 0.6 ** t)) / (np.sqrt(v / (1 - 0.95 ** t)) + 0.05)
+        if t % 2 == 0:
+            beta = min(beta * 1.5, 4.0)
+        np.testing.assert_allclose(st.u["w"], u, rtol=1e-12, atol=1e-15, err_msg=f"u, step {t}")
+        np.testing.assert_allclose(st.m["w"], m, rtol=1e-12, atol=1e-15, err_msg=f"m, step {t}")
+        np.testing.assert_allclose(st.v["w"], v, rtol=1e-12, atol=1e-15, err_msg=f"v, step {t}")
+        assert st.beta == beta and st.step == t
+    assert beta == 4.0                                             # 2 -> 3 -> 4.5 capped at 4
+    np.testing.assert_allclose(opt.forward_params(st)["w"], np.tanh(4.0 * (u[1] - u[0]) / 2), rtol=1e-12)
+
+
 # -- any shape, any float dtype ------------------------------------------------------------------
 @given(shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4),
        dtype=st_.sampled_from([np.float32, np.float64]), seed=st_.integers(0, 2 ** 16))
@@ -291,6 +380,26 @@ def test_bad_lr_override_and_gradient_shape():
         opt.update({"w": np.zeros(4)}, st)
     with pytest.raises(ValueError, match="missing"):
         opt.update({"v": np.zeros(3)}, st)
+
+
+def test_defaults_are_the_papers_mnist_settings():
+    """Spec section 8: STE lr 1e-2, betas (0.9, 0.999); Bop threshold 1e-8, gamma 1e-5;
+    PMF lr 1e-3, rho 1.2, weight decay 0, beta from 1, x rho every 100 iterations, capped at 1e4."""
+    assert Bop().config() == {"threshold": 1e-8, "gamma": 1e-5}
+    ste = STEAdam().config()
+    assert (ste["lr"], ste["betas"]) == (1e-2, (0.9, 0.999))
+    pmf = PMF().config()
+    assert {k: pmf[k] for k in ("lr", "rho", "weight_decay", "beta_init", "anneal_every", "beta_max")} == \
+        {"lr": 1e-3, "rho": 1.2, "weight_decay": 0.0, "beta_init": 1.0, "anneal_every": 100, "beta_max": 1e4}
+
+
+@pytest.mark.parametrize("make", [STEAdam, PMF, Bop], ids=["ste", "pmf", "bop"])
+@pytest.mark.parametrize("bad", [-0.1, float("nan")])
+def test_bad_lr_override_is_refused(make, bad):
+    opt = make()
+    st = opt.init({"w": np.array([0.5, -0.5])})
+    with pytest.raises(ValueError, match="lr"):
+        opt.update({"w": np.array([1.0, -1.0])}, st, lr=bad)
 
 
 # -- Partition -------------------------------------------------------------------------------

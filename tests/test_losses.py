@@ -83,6 +83,39 @@ def test_values_against_naive_formulas():
     np.testing.assert_allclose(da, 2 * (a - b) / 15, rtol=1e-12)
 
 
+def test_integer_inputs_are_read_as_float64():
+    loss, dz = softmax_cross_entropy(np.array([[0, 0], [3, 3]]), np.array([0, 1]))
+    assert loss == pytest.approx(np.log(2), rel=1e-15) and dz.dtype == np.float64
+    np.testing.assert_allclose(dz, [[-0.25, 0.25], [0.25, -0.25]], rtol=1e-15)
+    loss, dz = logistic_loss(np.array([0, 0]), np.array([1, 0]))
+    assert loss == pytest.approx(np.log(2), rel=1e-15) and dz.dtype == np.float64
+    np.testing.assert_allclose(dz, [-0.25, 0.25], rtol=1e-15)
+    loss, dp = mse(np.array([[1, 2], [3, 4]]), np.array([[0, 0], [0, 1]]))      # diffs 1 2 3 3
+    assert loss == (1 + 4 + 9 + 9) / 4 and dp.dtype == np.float64
+    np.testing.assert_array_equal(dp, [[0.5, 1.0], [1.5, 1.5]])
+
+
+def test_logistic_loss_keeps_the_tiny_loss_of_a_confident_right_answer():
+    # softplus(-40) = log(1 + x) with x = exp(-40) = 4.2e-18, which is x to a relative x / 2;
+    # log(1 + x) in floating point would round to log(1) = 0
+    loss, _ = logistic_loss(np.array([40.0, -40.0]), np.array([1, 0]))
+    assert loss == pytest.approx(np.exp(-40.0), rel=1e-15, abs=0)
+
+
+@pytest.mark.parametrize("fn, pred, target", [
+    (softmax_cross_entropy, np.stack([np.r_[1e8, np.full(127, 151.0)], np.zeros(128)], 1), np.ones(128, int)),
+    (logistic_loss, np.r_[1e8, np.full(127, 151.0)], np.zeros(128, int)),
+    (mse, np.r_[1e4, np.ones(127)], np.zeros(128)),
+])
+def test_float32_loss_is_summed_in_float64(fn, pred, target):
+    """Per-example terms 1e8 and 127 x 151 (or 1e8 and 127 x 1 for mse) that float32 holds exactly
+    (exp(-151) and exp(-1e8) underflow to 0 in float32): their sum in float64 is exact, while a
+    float32 accumulator (spacing 8 at 1e8) drops or rounds the small terms."""
+    small = 1.0 if fn is mse else 151.0
+    loss, _ = fn(pred.astype(np.float32), target)
+    assert loss == (1e8 + 127 * small) / 128
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dtype_preserved_and_loss_is_float(dtype):
     rng = data_rng(2)
@@ -133,6 +166,16 @@ def test_non_finite_rejected(bad):
         mse(np.zeros((3, 2)), z)
 
 
+@pytest.mark.parametrize("fn, pred, target, name", [
+    (softmax_cross_entropy, np.zeros((0, 3)), np.zeros(0, int), "logits"),
+    (logistic_loss, np.zeros(0), np.zeros(0), "logits"),
+    (mse, np.zeros((0, 2)), np.zeros((0, 2)), "pred"),
+])
+def test_empty_input_rejected(fn, pred, target, name):
+    with pytest.raises(ValueError, match=f"{name} is empty"):
+        fn(pred, target)
+
+
 @pytest.mark.parametrize("label", [3, -1, 17])
 def test_bad_label_named(label):
     with pytest.raises(ValueError, match=rf"label {label} is outside \[0, 3\)"):
@@ -154,6 +197,9 @@ def test_bad_targets_and_dtypes():
     (logistic_loss, np.zeros(4), np.zeros(5)),
     (logistic_loss, np.zeros((4, 2)), np.zeros((4, 2))),
     (mse, np.zeros((3, 2)), np.zeros((2, 3))),
+    (logistic_loss, np.zeros(4), np.zeros((4, 1))),            # no silent reshape of the targets
+    (logistic_loss, np.zeros(4), np.zeros((2, 2))),
+    (logistic_loss, np.zeros((4, 1)), np.zeros((1, 4))),
 ])
 def test_shape_mismatch_names_both_shapes(fn, pred, target):
     with pytest.raises(ValueError) as err:

@@ -41,6 +41,12 @@ def test_nll_of_a_certain_miss_is_finite():
     assert nll(np.array([[1.0, 0.0]]), np.array([1])) == pytest.approx(-math.log(TINY))
 
 
+@pytest.mark.parametrize("p", [0.0, 5e-324, 1e-310, TINY])
+def test_nll_floors_a_subnormal_probability_at_tiny(p):
+    # max(p, TINY), not p + TINY: every p <= TINY (0, the subnormals) scores exactly -log TINY = 708.4
+    assert nll(np.array([[1.0, p]]), np.array([1])) == pytest.approx(-math.log(TINY), rel=1e-15)
+
+
 def test_ece_by_hand_with_its_bins():
     # confidences 0.95 (x2, one right), 0.7 (right), 0.55 (wrong); 5 bins of width 0.2
     p = np.array([[0.95, 0.05], [0.05, 0.95], [0.3, 0.7], [0.55, 0.45]])
@@ -61,6 +67,11 @@ def test_bin_edges_close_their_bin_on_the_right():
     np.testing.assert_array_equal(bin_index(np.nextafter(e[1:-1], 1), 15), range(1, 15))
 
 
+def test_bin_index_clips_outside_confidences_to_the_end_bins():
+    np.testing.assert_array_equal(bin_index([-0.5, -1e-12, 1 + 1e-12, 1.5], 15), [0, 0, 14, 14])
+    np.testing.assert_array_equal(bin_index([[2.0], [-2.0]], 4), [[3], [0]])        # shape kept
+
+
 def test_classification_metrics_lists_the_bins():
     m = classification_metrics(P, Y, bins=4)
     assert sum(m["calibration"]["counts"]) == 3 and len(m["calibration"]["edges"]) == 5
@@ -68,11 +79,34 @@ def test_classification_metrics_lists_the_bins():
     assert m["ece"] == expected_calibration_error(P, Y, 4)
 
 
+def test_classification_metrics_values_by_hand():
+    # P's confidences 0.7 (right), 0.6 (wrong), 0.5 (the tie: class 0, wrong); 4 bins of width 0.25,
+    # so 0.5 (the edge e_2) closes bin 1 and 0.6, 0.7 fill bin 2; bins 0 and 3 stay empty
+    m = classification_metrics(P, Y, bins=4)
+    h = [-(0.7 * math.log(0.7) + 0.2 * math.log(0.2) + 0.1 * math.log(0.1)),
+         -(0.1 * math.log(0.1) + 0.3 * math.log(0.3) + 0.6 * math.log(0.6)), math.log(2)]
+    assert m["acc"] == pytest.approx(1 / 3, abs=0)
+    assert m["nll"] == pytest.approx(-(math.log(0.7) + math.log(0.3) + math.log(0.5)) / 3, rel=1e-15)
+    assert m["brier"] == pytest.approx((0.14 + 0.86 + 0.5) / 3, rel=1e-15)
+    assert m["entropy"] == pytest.approx(sum(h) / 3, rel=1e-15)
+    assert m["ece"] == pytest.approx((1 * 0.5 + 2 * abs(0.5 - 0.65)) / 3, rel=1e-14)
+    assert m["mce"] == pytest.approx(0.5, rel=1e-15)
+    cal = m["calibration"]
+    assert cal["counts"] == [0, 1, 2, 0]                                         # B entries, the last empty
+    assert cal["confidence"][0] is None and cal["confidence"][3] is None
+    assert cal["confidence"][1:3] == pytest.approx([0.5, 0.65], rel=1e-15)
+    assert cal["accuracy"] == [None, 0.0, 0.5, None]
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: accuracy(np.array([[0.5, 0.5]]), np.array([2])), "labels must be in"),
     (lambda: nll(np.array([[0.5, 0.5]]), np.array([0.0])), "labels must be integers"),
     (lambda: brier_score(np.array([[1.5, -0.5]]), np.array([0])), "probs must be finite and in"),
     (lambda: calibration(P, Y, bins=0), "bins must be an integer in"),
+    (lambda: accuracy(np.zeros((0, 3)), np.zeros(0, int)), r"probs must have shape \(n, K\) with n >= 1"),
+    (lambda: nll(np.array([[0.2, 1.5]]), np.array([0])), "probs must be finite and in"),
+    (lambda: brier_score(np.array([[np.nan, 0.5]]), np.array([0])), "probs must be finite and in"),
+    (lambda: nll(np.array([[0.5, 0.5]]), np.array([-1])), "labels must be in"),
     (lambda: auroc([], [1.0]), "scores_in must be"),
     (lambda: aupr([0.0], [np.nan]), "scores_out must be"),
 ])
@@ -223,3 +257,17 @@ def test_ood_metrics_of_confident_vs_uniform_predictions():
     assert m["aupr_entropy"] == m["aupr_maxprob"] == 1.0
     assert m["entropy_in"] == pytest.approx(-(0.91 * math.log(0.91) + 9 * 0.01 * math.log(0.01)), rel=1e-12)
     assert m["entropy_out"] < math.log(k) and m["entropy_out"] > m["entropy_in"]
+
+
+def test_ood_metrics_by_hand_with_overlapping_scores():
+    # binary: in-distribution confidences 0.9, 0.8, 0.6, 0.95 and OOD 0.7, 0.5, 0.85, so the
+    # 1 - max scores are in = .1 .2 .4 .05, out = .3 .5 .15 (entropy ranks them the same way).
+    # AUROC: 3 + 4 + 2 of the 12 pairs have s_out > s_in. AUPR-out: ranked .5o .4i .3o .2i .15o .1i .05i,
+    # the precision at each OOD example is 1/1, 2/3, 3/5 (AUPR-in would be (1 + 1 + 3/4 + 4/6) / 4).
+    c_in, c_out = np.array([0.9, 0.8, 0.6, 0.95]), np.array([0.7, 0.5, 0.85])
+    m = ood_metrics(np.stack([c_in, 1 - c_in], 1), np.stack([1 - c_out, c_out], 1))
+    assert m["auroc_entropy"] == m["auroc_maxprob"] == pytest.approx(9 / 12, rel=1e-15)
+    assert m["aupr_entropy"] == m["aupr_maxprob"] == pytest.approx((1 + 2 / 3 + 3 / 5) / 3, rel=1e-15)
+    h2 = lambda c: -(c * math.log(c) + (1 - c) * math.log(1 - c))
+    assert m["entropy_in"] == pytest.approx(sum(map(h2, c_in)) / 4, rel=1e-15)
+    assert m["entropy_out"] == pytest.approx(sum(map(h2, c_out)) / 3, rel=1e-15)

@@ -1,4 +1,5 @@
 """Learning-rate schedules against hand-computed values and torch's formulas."""
+import functools
 import math
 
 import numpy as np
@@ -45,6 +46,9 @@ def test_warmup_cosine_hand_values():
     assert s(5) == pytest.approx(0.0, abs=1e-18)
     s = S.warmup_cosine(2e-3, 3, warmup=0, eta_min=1e-3)
     assert s(0) == 2e-3 and s(3) == pytest.approx(1e-3, rel=1e-15)
+    s = S.warmup_cosine(0.1, 5)                              # default: one warm-up epoch
+    assert [s(0), s(1)] == [0.1, 0.1]
+    assert s(2) == pytest.approx(0.1 * (1 + math.cos(math.pi / 4)) / 2, rel=1e-15)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -53,10 +57,12 @@ def test_warmup_cosine_hand_values():
     (dict(warmup=1.5), "warmup must be an integer"),
     (dict(eta_min=-1.0), "eta_min must be"),
     (dict(epochs=0), "epochs must be an integer in"),
+    (dict(lr=0.0), r"lr must be in \(0, inf\)"),          # the peak must be > 0 (cosine allows 0)
 ])
 def test_warmup_cosine_refuses(kw, match):
     with pytest.raises(ValueError, match=match):
-        S.warmup_cosine(0.1, **{"epochs": 5, **kw})
+        S.warmup_cosine(**{"lr": 0.1, "epochs": 5, **kw})
+
 
 def test_cosine_off_by_one_is_one_epoch_ahead():
     # Authors' loop: `for epoch in range(E): scheduler.step(); train(...)`, so epoch e trains
@@ -141,6 +147,34 @@ def test_values_are_python_floats_and_keep_float32():
         assert (np.ones(2, np.float32) * v).dtype == np.float32
 
 
+@pytest.mark.parametrize("scalar", [np.float32, np.float64])
+def test_numpy_scalar_settings_still_give_python_floats(scalar):
+    # e.g. a learning rate taken from np.logspace: a NumPy float64 would turn float32 arithmetic into float64
+    lr, lr_end = scalar(1e-3), scalar(1e-4)
+    for s in (S.cosine(lr, 10, eta_min=scalar(1e-5)), S.step_decay(lr, 2, scalar(0.5)),
+              S.geometric(lr, lr_end, 10), S.milestones(lr, at=(2,), factor=scalar(0.5)),
+              S.warmup_cosine(lr, 10, warmup=2, eta_min=scalar(1e-5))):
+        for v in (s(0), s(3)):                  # warmup_cosine: one value in each phase
+            assert type(v) is float, s
+            assert (np.ones(2, np.float32) * v).dtype == np.float32
+
+
+def test_every_maker_returns_a_partial_of_its_closed_form():
+    # the module's promise: the settings show in the repr
+    for s, form in ((S.cosine(1e-3, 10), S.cosine_lr), (S.step_decay(1e-3, 2, 0.5), S.step_decay_lr),
+                    (S.warmup_cosine(1e-3, 10, warmup=2), S.warmup_cosine_lr)):
+        assert isinstance(s, functools.partial) and s.func is form, s
+    assert "warmup=2" in repr(S.warmup_cosine(1e-3, 10, warmup=2))
+
+
+def test_documented_boundary_values_are_accepted():
+    # lr >= 0 and factor in (0, 1]: the closed ends are allowed
+    assert [S.cosine(0.0, 3)(e) for e in range(4)] == [0.0] * 4
+    assert [S.step_decay(1e-3, 2, 1.0)(e) for e in (0, 2, 9)] == [1e-3] * 3
+    assert [S.milestones(1e-3, at=(1, 2), factor=1.0)(e) for e in (0, 1, 5)] == [1e-3] * 3
+    assert S.step_decay(0.0, 2, 0.5)(3) == 0.0 and S.milestones(0.0)(2000) == 0.0
+
+
 # -- bad arguments -----------------------------------------------------------------
 @pytest.mark.parametrize("make,name", [
     (lambda: S.cosine(-1.0, 10), "lr"),
@@ -152,6 +186,9 @@ def test_values_are_python_floats_and_keep_float32():
     (lambda: S.step_decay(1.0, 10, 1.5), "factor"),
     (lambda: S.geometric(0.0, 1.0, 10), "lr_start"),
     (lambda: S.geometric(1.0, -1.0, 10), "lr_end"),
+    (lambda: S.geometric(1.0, 0.0, 10), "lr_end"),
+    (lambda: S.step_decay(-1.0, 10, 0.1), "lr"),
+    (lambda: S.milestones(-1.0), "lr"),
     (lambda: S.geometric(1.0, 0.1, 0), "epochs"),
     (lambda: S.milestones(1.0, at=(-1,)), "at"),
     (lambda: S.milestones(1.0, factor=2.0), "factor"),
@@ -164,6 +201,12 @@ def test_bad_arguments_name_the_argument(make, name):
 
 
 @pytest.mark.parametrize("epoch", [-1, 1.5, "3", None])
-def test_bad_epoch(epoch):
+@pytest.mark.parametrize("make", [
+    lambda: S.cosine(1.0, 10), lambda: S.step_decay(1.0, 2, 0.5), lambda: S.geometric(1.0, 0.1, 10),
+    lambda: S.milestones(1.0, at=(2,)), lambda: S.per_task(S.cosine(1.0, 10), 10),
+    lambda: S.warmup_cosine(1.0, 10, warmup=2),
+], ids=["cosine", "step_decay", "geometric", "milestones", "per_task", "warmup_cosine"])
+def test_bad_epoch(make, epoch):
+    # checked by every schedule: -1 would otherwise give lr / factor, schedule(9) or 0 silently
     with pytest.raises(ValueError, match="epoch"):
-        S.cosine(1.0, 10)(epoch)
+        make()(epoch)

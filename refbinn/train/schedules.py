@@ -5,6 +5,7 @@
     geometric   lr_e = lr_start * (lr_end / lr_start) ** (e / epochs)
     milestones  lr_e = lr * factor ** #{m in at : m <= e}
     per_task    lr_e = schedule(e mod epochs_per_task)
+    warmup_cosine  lr_e = lr * (e + 1) / warmup for e < warmup, then a cosine to eta_min
 
 ``e`` counts from 0 and is the epoch being trained (or the iteration, for
 schedules stated per iteration such as PMF's "x0.2 every 7k iterations"). The
@@ -244,6 +245,28 @@ def per_task(schedule, epochs_per_task):
                              epochs_per_task=check_int("epochs_per_task", epochs_per_task, 1))
 
 
+def warmup_cosine_lr(epoch, *, lr, epochs, warmup, eta_min=0.0):
+    """lr * (epoch + 1) / warmup while epoch < warmup, then the cosine from lr down to eta_min.
+
+    Parameters
+    ----------
+    epoch : int, >= 0
+        The epoch being trained, from 0.
+    lr, epochs, warmup, eta_min
+        As in ``warmup_cosine``.
+
+    Returns
+    -------
+    float
+        The learning rate.
+    """
+    epoch = check_int("epoch", epoch)
+    if epoch < warmup:
+        return lr * (epoch + 1) / warmup
+    t = (epoch - warmup) / (epochs - warmup)
+    return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t)) / 2
+
+
 def warmup_cosine(lr, epochs, warmup=1, eta_min=0.0):
     """Linear warm-up then cosine decay (VISPA's schedule).
 
@@ -264,17 +287,10 @@ def warmup_cosine(lr, epochs, warmup=1, eta_min=0.0):
     Returns
     -------
     callable
-        ``epoch -> lr``.
+        ``epoch -> lr`` (a ``functools.partial`` of ``warmup_cosine_lr``).
     """
     check_range("lr", lr, 0, None, lo_open=True)
     check_range("eta_min", eta_min, 0.0)
     epochs = check_int("epochs", epochs, 1)
-    warmup = check_int("warmup", warmup, 0, epochs - 1)
-
-    def schedule(epoch):
-        epoch = check_int("epoch", epoch)
-        if epoch < warmup:
-            return lr * (epoch + 1) / warmup
-        t = (epoch - warmup) / (epochs - warmup)
-        return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t)) / 2
-    return schedule
+    return functools.partial(warmup_cosine_lr, lr=float(lr), epochs=epochs,
+                             warmup=check_int("warmup", warmup, 0, epochs - 1), eta_min=float(eta_min))
