@@ -49,7 +49,7 @@ def calibration_batches(x, k, batch_size, rng):
 
     Returns
     -------
-    list of K ndarrays, (batch_size, ...) (the last one shorter only if n < batch_size)
+    list of K ndarrays, (batch_size, ...) (every one of n rows when n < batch_size)
     """
     k = check_int("k", k, 1)
     batch_size = check_int("batch_size", batch_size, 2)

@@ -174,6 +174,47 @@ def test_calibration_batches_are_drawn_without_replacement_and_checked():
         calibration_batches(x, 1, 5, None)
 
 
+def test_calibration_batches_of_a_small_set_hold_every_row_once():
+    """n = 7 < batch_size = 10: each of the K batches is a permutation of all 7 rows (no repeats,
+    which would bias the unbiased batch variance)."""
+    x = np.arange(14, dtype=np.float64).reshape(7, 2)
+    b = calibration_batches(x, 3, 10, np.random.default_rng(0))
+    assert [a.shape for a in b] == [(7, 2)] * 3
+    for a in b:
+        assert sorted(a[:, 0]) == list(x[:, 0])
+
+
+def test_calibration_batches_wrap_to_a_fresh_permutation():
+    """n = 6, K*b = 12: rows 0-5 and 6-11 of the drawn order are two permutations, drawn apart."""
+    x = np.arange(6, dtype=np.float64).reshape(6, 1)
+    rows = np.concatenate(calibration_batches(x, 4, 3, np.random.default_rng(0)))[:, 0]   # (12,)
+    assert sorted(rows[:6]) == sorted(rows[6:]) == list(range(6))
+    assert not np.array_equal(rows[:6], rows[6:])          # 1/720 chance of equality for this seed
+
+
+def test_degenerate_inputs_raise_value_errors(rng):
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        calibration_batches(np.zeros((1, 3)), 2, 5, np.random.default_rng(0))
+    for shape in ((1, 3), (1, 3, 1, 1)):                     # one value per channel: no variance
+        with pytest.raises(ValueError, match="more than one value per channel"):
+            batch_moments(np.zeros(shape))
+    model, params, bn = _trained_mlp(rng)
+    with pytest.raises(ValueError, match="batches is empty"):
+        recalibrate_bn(model, params, [], bn)
+
+
+def test_recalibrated_float32_statistics_keep_the_states_dtype(rng):
+    """Sums in float64, the result rounded to the dtype of the given (float32) state."""
+    model, params, bn = _trained_mlp(rng)
+    batches = calibration_batches(rng.standard_normal((60, 10)), 3, 20, np.random.default_rng(2))
+    ref = _reference_stats(params, batches, eps=1e-4)
+    new = recalibrate_bn(model, params, batches, {k: v.astype(np.float32) for k, v in bn.items()})
+    for name, (mean, var) in ref.items():
+        for key, want in (("running_mean", mean), ("running_var", var)):
+            assert new[f"{name}.{key}"].dtype == np.float32
+            np.testing.assert_allclose(new[f"{name}.{key}"], want, rtol=1e-7)     # float32 rounding
+
+
 def test_a_model_without_batchnorm_is_returned_unchanged(rng):
     model = Sequential(Dense(3, 2, name="fc"))
     params, bn = model.init(rng)

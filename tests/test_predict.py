@@ -6,7 +6,7 @@ import pytest
 
 from refbinn.nn import BatchNorm, Dense, Dropout, ReLU, Sequential
 from refbinn.optim.bayesbinn import BayesBiNN
-from refbinn.predict import (apply_link, predict_logits, predict_mean, predict_mode,
+from refbinn.predict import (apply_link, class_probs, predict_logits, predict_mean, predict_mode,
                              predictive_entropy)
 
 
@@ -92,6 +92,48 @@ def test_prob_and_logit_averaging_differ_in_a_constructed_case():
     np.testing.assert_allclose(p[0, 0], (sig(4) + 0.5) / 2, rtol=1e-12)
     np.testing.assert_allclose(q[0, 0], sig(2), rtol=1e-12)
     assert q[0, 0] - p[0, 0] > 0.1
+
+
+def test_mean_prediction_recalibrates_each_sample_with_its_own_weights():
+    """bn_state_for gets the weights of each sampled network, in the generator's order."""
+    model = Sequential(Dense(1, 2, name="fc"))
+    sets = [{"fc.weight": np.array([[4.0], [0.0]])}, {"fc.weight": np.zeros((2, 1))}]
+    seen = []
+    predict_mean(model, TwoWeightSets(sets), {"calls": 0}, {}, np.ones((1, 1)), samples=2,
+                 rng=np.random.default_rng(0), bn_state_for=lambda w: (seen.append(w), {})[1])
+    assert len(seen) == 2 and seen[0] is sets[0] and seen[1] is sets[1]
+
+
+def test_classes_link_averages_float32_logits_in_float64():
+    """link='classes', average='logits': float32 logits of C = 3 samples (sets 0, 1, 0) are
+    averaged in float64; reference: the float64 mean and softmax written out."""
+    rng = np.random.default_rng(5)
+    model = Sequential(Dense(6, 4, name="fc"))
+    sets = [{"fc.weight": rng.standard_normal((4, 6)).astype(np.float32)} for _ in range(2)]
+    x = rng.standard_normal((50, 6)).astype(np.float32)
+    lg = [model.apply(sets[c], x, {}).astype(np.float64) for c in (0, 1, 0)]       # (50, 4) each
+    mean = (lg[0] + lg[1] + lg[2]) / 3
+    e = np.exp(mean - mean.max(axis=1, keepdims=True))
+    got = predict_mean(model, TwoWeightSets(sets), {"calls": 0}, {}, x, samples=3,
+                       rng=np.random.default_rng(0), average="logits", link="classes")
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), rtol=1e-13, atol=0)
+
+
+def test_one_logit_is_the_logit_of_class_one():
+    """class_probs (link='classes'): a single logit f gives [1 - sigmoid(f), sigmoid(f)]."""
+    sig2 = 1 / (1 + math.exp(-2.0))
+    want = [[0.5, 0.5], [1 - sig2, sig2]]
+    for logits in (np.array([0.0, 2.0]), np.array([[0.0], [2.0]], np.float32)):
+        np.testing.assert_allclose(class_probs(logits), want, rtol=1e-7)
+        np.testing.assert_allclose(apply_link(logits, "classes"), want, rtol=1e-7)
+    assert class_probs(np.array([[0.0], [2.0]], np.float32)).dtype == np.float64
+
+
+def test_predict_logits_of_no_rows_raises():
+    model, opt, state, bn, x = setup(lam_init=1.0)
+    with pytest.raises(ValueError, match="x has no rows"):
+        predict_logits(model, opt.params(state), bn, x[:0])
 
 
 def test_predictive_entropy():
