@@ -376,10 +376,13 @@ def test_scheduler_option_uses_an_existing_cluster(tmp_path, capsys):
                                "--port", "0", "--no-dashboard", "--scheduler-file", str(info)],
                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        deadline = time.time() + 60
-        while not info.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        address = json.loads(info.read_text())["address"]
+        deadline, address = time.time() + 60, None
+        while address is None and time.time() < deadline:
+            try:                                # the scheduler creates the file, then writes it
+                address = json.loads(info.read_text())["address"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                time.sleep(0.1)
+        assert address is not None, "the dask scheduler wrote no address within 60 s"
         assert address.startswith("tcp://127.0.0.1:")
         procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address,
                                        "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
