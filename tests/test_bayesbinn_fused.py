@@ -15,7 +15,7 @@ from numba import njit
 from refbinn import noise as noise_stream
 from refbinn.optim import _bayesbinn_kernels as kernels
 from refbinn.optim._elementary import exp32_np, log32_np, tanh32_np
-from refbinn.optim._float32 import exp32, log32, tanh32
+from refbinn.optim._float32 import exp32, log32, tanh32, tanh32_large
 from refbinn.optim.bayesbinn import BayesBiNN, relaxed_sample, step_numpy
 
 
@@ -212,6 +212,50 @@ def test_step_numpy_is_what_the_update_runs():
     assert bits_equal(new.lam["w"], lam) and bits_equal(new.momentum["w"], m)
 
 
+@njit(cache=True, error_model="numpy")
+def _tanh_large_elementwise(x, out):
+    for i in range(x.size):
+        out[i] = tanh32_large(x[i])
+
+
+def test_tanh32_large_is_tanh32_where_the_series_is_not_taken():
+    """tanh32_large gives tanh32's bits for |x| >= 0.5, inf and NaN (random float32 bit patterns,
+    the 0.5 boundary, the saturation), and differs below 0.5 (so the check can fail)."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.integers(0, 2 ** 32, 300_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+                        np.linspace(-12, 12, 100_001, dtype=np.float32),
+                        np.array([0.5, -0.5, np.nextafter(0.5, 1), 9.5, 20, 40, np.inf, -np.inf, np.nan],
+                                 np.float32)])
+    a, b = np.empty_like(x), np.empty_like(x)
+    with np.errstate(all="ignore"):
+        _elementwise(2, x, a)
+        _tanh_large_elementwise(x, b)
+    large = ~(np.abs(x) < 0.5)                                  # NaN included
+    same = (a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))
+    assert same[large].all(), f"{np.count_nonzero(~same[large])} differ"
+    assert not same[np.abs(x) < 0.4].all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mean_update_blocks_with_and_without_small_lam(dtype):
+    """'official' mu' = tanh(lam) per block: no |lam| < 0.5 (tanh without the series branch, block
+    0; |lam| = 0.5 exactly, block 2), one small |lam| (the full tanh, block 1): the reference's bits."""
+    B = kernels.BLOCK
+    opt = BayesBiNN(N=100.0, tau=0.3, numerics="official", dtype=dtype)
+    ref = BayesBiNN(N=100.0, tau=0.3, numerics="official", dtype=dtype, backend="numpy")
+    state = opt.init({"w": np.zeros(3 * B + 5, dtype)}, np.random.default_rng(2))
+    r = np.random.default_rng(3)
+    lam = state.lam["w"]
+    lam[...] = r.choice([-1, 1], lam.size) * r.uniform(0.5, 9.0, lam.size)
+    lam[B + 100] = 0.25
+    lam[2 * B + 7] = -0.5
+    g = {"w": r.standard_normal(lam.shape).astype(dtype)}
+    a = opt.update([g], state, opt.sample(state))
+    b = ref.update([g], state, ref.sample(state))
+    assert bits_equal(a.mu["w"], b.mu["w"]) and bits_equal(a.lam["w"], b.lam["w"])
+    assert bits_equal(a.mu["w"], np.asarray(kernels.tanh_(lam)))
+
+
 def test_elementary_float32_functions_are_the_kernels_bits():
     """The NumPy twins of exp32/log32/tanh32 against the kernels on every kind of float32."""
     rng = np.random.default_rng(0)
@@ -254,3 +298,36 @@ def test_official_step_from_the_passes_weights_is_the_same(dtype, samples):
         assert bits_equal(a.lam[k], b.lam[k]) and bits_equal(a.lam[k], c.lam[k]) and bits_equal(a.mu[k], c.mu[k])
     wrong = [{k: np.zeros_like(v) for k, v in w.items()} for w in ws]
     assert not np.array_equal(opt.update(g, state, noise, weights=wrong).lam["w"], a.lam["w"])
+
+
+@pytest.mark.parametrize("n", [4 * 1024 + 5, kernels.SERIAL_BELOW + 7])      # serial and parallel builds
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relaxed_weights_where_few_z_are_unsaturated(dtype, n):
+    """forward_params writes sign(z) and remakes tanh(z) only where |z| < TANH_SAT or z is NaN
+    (``_tanh_unsaturated``): the same bits as the reference when |z| sits on either side of the
+    bound, with NaN and +-inf lam, one unsaturated weight first or last in a group of 32 or last
+    in a block, groups where none is unsaturated, and a block whose only such weight is a NaN."""
+    tau = 0.01
+    dt = np.dtype(dtype)
+    sat = float(kernels.TANH_SAT[dt])
+    opt = BayesBiNN(N=100.0, tau=tau, dtype=dtype)
+    ref = BayesBiNN(N=100.0, tau=tau, dtype=dtype, backend="numpy")
+    state = opt.init({"w": np.zeros(n, dtype)}, np.random.default_rng(4))
+    key = opt.sample(state)[0]
+    u = key.uniform("w", (n,), dt).astype(np.float64)
+    delta = 0.5 * np.log(u / (1 - u))
+    r = np.random.default_rng(5)
+    t = r.choice([-1.0, 1.0], n) * 40.0                           # |z| ~ 40: saturated
+    near = r.choice(np.arange(1024, 2048), 60, replace=False)     # block 1: |z| on both sides of sat
+    t[near] = r.choice([-1.0, 1.0], 60) * (sat + r.uniform(-0.05, 0.05, 60))
+    t[[31, 32, 1023, 2 * 1024 + 63]] = 0.5                        # a group's last weight, the next's first
+    lam = (tau * t - delta).astype(dt)
+    lam[[40, 3 * 1024 + 2]] = np.nan                            # block 3: a NaN and nothing unsaturated
+    lam[[50, 60]] = [np.inf, -np.inf]
+    state.lam["w"][...] = lam
+    w = opt.forward_params(state, key)["w"]
+    assert bits_equal(w, ref.forward_params(state, key)["w"])
+    assert np.isnan(w[40]) and np.isnan(w[3 * 1024 + 2]) and w[50] == 1 and w[60] == -1
+    z = (lam.astype(np.float64) + delta) / tau
+    assert 0 < np.count_nonzero(np.abs(z[near]) < sat) < 60           # both sides of the bound were hit
+    assert np.count_nonzero(np.abs(w[3 * 1024:]) == 1) == n - 3 * 1024 - 1      # all but the NaN

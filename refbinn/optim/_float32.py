@@ -142,3 +142,14 @@ def tanh32(x):
     small = y < ONE
     q = (t if small else TWO) / ((t + TWO) if small else (exp32(y) + ONE))   # one division
     return math.copysign(q if small else ONE - q, x)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def tanh32_large(x):
+    """``tanh32(x)`` for |x| >= 0.5 (or NaN), where tanh32 takes its second branch: the same
+    operations, without the series that the vectorised tanh32 also evaluates for every element
+    (about 30% of its cost)."""
+    y = min(TWO * abs(x), f32(40.0))
+    q = TWO / (exp32(y) + ONE)
+    return math.copysign(ONE - q, x)
+

@@ -252,8 +252,10 @@ class BayesBiNN(PooledKernels, Optimizer):
         """ValueError unless lam0 is finite in the state dtype ``dt`` (None: not checked) and, as a
         dict, has an entry of ``shape`` for parameter k."""
         if not isinstance(self.lam0, dict):
+            if dt is None:                                       # a scalar: nothing to check per parameter
+                return
             with np.errstate(over="ignore"):
-                finite = dt is None or np.isfinite(np.asarray(float(self.lam0), dtype=dt))
+                finite = np.isfinite(np.asarray(float(self.lam0), dtype=dt))
             if not finite:
                 raise ValueError(f"lam0 must be finite in the state dtype {dt}: in "
                                  f"[-{np.finfo(dt).max:.4g}, {np.finfo(dt).max:.4g}], got {self.lam0!r}")
