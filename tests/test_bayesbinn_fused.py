@@ -6,6 +6,8 @@ that materialises the noise itself.
 Equality here is exact (``np.array_equal`` on the bits): both paths run the same operations
 in the same order with the same exp/log/tanh (``_elementary.py``).
 """
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -331,3 +333,43 @@ def test_relaxed_weights_where_few_z_are_unsaturated(dtype, n):
     z = (lam.astype(np.float64) + delta) / tau
     assert 0 < np.count_nonzero(np.abs(z[near]) < sat) < 60           # both sides of the bound were hit
     assert np.count_nonzero(np.abs(w[3 * 1024:]) == 1) == n - 3 * 1024 - 1      # all but the NaN
+
+
+@pytest.mark.parametrize("numerics", ["exact", "exact-clipped"])
+@pytest.mark.parametrize("n,dtype", [(4 * 1024 + 5, "float32"), (4 * 1024 + 5, "float64"),
+                                     (kernels.SERIAL_BELOW + 7, "float32")])
+def test_exact_step_with_scales_on_both_sides_of_the_flush(numerics, n, dtype):
+    """The 'exact' scale s = exp(min(e, cap)) * ratio**2, e = log(N/tau) + 2(|lam| - |z|), is 0
+    where exp flushes: at tau = 0.01 the kernels give the reference's lam' and m' (beta 0.9)
+    with e on both sides of the flush bound, one large e first or last in a group of 32 and last
+    in a block, blocks with none, and a block with many, most of them with s > 0."""
+    tau, N = 0.01, 100.0
+    dt = np.dtype(dtype)
+    opt = BayesBiNN(N=N, tau=tau, beta=0.9, numerics=numerics, dtype=dtype)
+    ref = BayesBiNN(N=N, tau=tau, beta=0.9, numerics=numerics, dtype=dtype, backend="numpy")
+    state = opt.init({"w": np.zeros(n, dtype)}, np.random.default_rng(6))
+    key = opt.sample(state)[0]
+    u = key.uniform("w", (n,), dt).astype(np.float64)
+    delta = 0.5 * np.log(u / (1 - u))
+    r = np.random.default_rng(7)
+    zero_below = float(kernels.EXP_ZERO[dt])
+    t = np.full(n, -50.0)                                          # e = zero_below + t: t < 0 flushes
+    # block 1: many e from below the bound to 5 (s from 0 to ~e**5); e = 0 at group edges and a block's end
+    t[r.choice(np.arange(1024, 2048), 400, replace=False)] = r.uniform(-5, 5 - zero_below, 400)
+    t[[31, 32, 1023, 2 * 1024 + 63]] = -zero_below
+    # lam + delta = +-c with c = tau*(log(N/tau) + 2|lam| - zero_below - t)/2 (a contraction: iterate)
+    side = r.choice([-1.0, 1.0], n)
+    c = np.ones(n)
+    for _ in range(8):
+        c = tau * (math.log(N / tau) + 2 * np.abs(side * c - delta) - zero_below - t) / 2
+    lam = (side * c - delta).astype(dt)
+    state.lam["w"][...] = lam
+    g = {"w": r.standard_normal(n).astype(dt)}
+    a = opt.update([g], state, opt.sample(state))
+    b = ref.update([g], state, ref.sample(state))
+    assert bits_equal(a.lam["w"], b.lam["w"]) and bits_equal(a.momentum["w"], b.momentum["w"])
+    lam64 = lam.astype(np.float64)
+    e = math.log(N / tau) + 2 * (np.abs(lam64) - np.abs((lam64 + delta) / tau))
+    hit = e >= zero_below
+    assert hit[1024:2048].sum() > 50 and not hit[3 * 1024:].any() and hit[[31, 32, 1023]].all()
+    assert np.count_nonzero(e > 0.8 * zero_below) > 50            # and many scales are not 0
