@@ -240,9 +240,34 @@ def check_dtype(where, dtype):
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    # "dt is None" first: a dtype compares equal to None (np.dtype(None) is float64), so an
+    # unparsable dtype ("float23") would otherwise pass as float64
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"{where}: dtype must be float32 or float64, got {dt if dt is not None else dtype!r}")
     return dt
+
+
+def check_count(where, shape):
+    """The number of elements of ``shape``, exact; ValueError past the counter's 2**34.
+
+    Element e uses counter word e // 4 < 2**32, so an array holds at most 4 * 2**32 elements.
+    The product is taken in Python ints (an int64 product of large dimensions wraps).
+
+    Parameters
+    ----------
+    where : str
+        The caller, first in the message ("uniform").
+    shape : tuple of int
+        A shape ``check_shape`` has accepted.
+
+    Returns
+    -------
+    int
+    """
+    n = math.prod(shape)
+    if -(-n // 4) > 2 ** 32:
+        raise ValueError(f"{where}: {n} elements exceed the counter's 2**34")
+    return n
 
 
 def uniform(key, sample, name, shape, dtype=np.float32):
@@ -268,10 +293,8 @@ def uniform(key, sample, name, shape, dtype=np.float32):
     sample = check_sample("uniform", key, sample)
     shape = check_shape("uniform", shape)
     dt = check_dtype("uniform", dtype)
-    n = int(np.prod(shape, dtype=np.int64))
+    n = check_count("uniform", shape)
     blocks = -(-n // 4)
-    if blocks > 2 ** 32:
-        raise ValueError(f"uniform: {n} elements exceed the counter's 2**34")
     ctr = np.empty((4, blocks), dtype=np.uint64)
     ctr[0] = np.arange(blocks, dtype=np.uint64)
     ctr[1], ctr[2], ctr[3] = key.step, sample, param_id(name)

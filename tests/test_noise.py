@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refbinn.kernels.philox import fill_uniform, philox4x32_10
+from refbinn.kernels.philox import fill_uniform, philox4x32_10, word_to_uniform
 from scipy import stats
 
-from refbinn.noise import NoiseKey, materialise, normal, param_id, philox4x32, uniform
+from refbinn.noise import (NoiseKey, SampleKey, materialise, normal, param_id, philox4x32, sample_keys,
+                           uniform)
 
 # Random123's kat_vectors for philox4x32 with 10 rounds: (counter, key) -> output
 KAT = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -19,14 +20,83 @@ KAT = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
         (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1))]
 
 
+def _philox_ref(ctr, key, rounds=10):
+    """Philox4x32-R in Python ints, from Salmon et al. (2011): per round, hi/lo of
+    0xD2511F53 * c0 and 0xCD9E8D57 * c2 -> (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0); the key
+    is bumped by (0x9E3779B9, 0xBB67AE85) mod 2**32 between rounds."""
+    (c0, c1, c2, c3), (k0, k1) = ctr, key
+    for r in range(rounds):
+        if r:
+            k0, k1 = (k0 + 0x9E3779B9) % 2 ** 32, (k1 + 0xBB67AE85) % 2 ** 32
+        p0, p1 = 0xD2511F53 * c0, 0xCD9E8D57 * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 % 2 ** 32, (p0 >> 32) ^ c3 ^ k1, p0 % 2 ** 32
+    return c0, c1, c2, c3
+
+
+def _u_ref(seed, step, sample, name, e):
+    """The documented stream in Python ints and exact floats: u of element e."""
+    key = (seed % 2 ** 32, seed >> 32)
+    x = _philox_ref((e // 4, step, sample, zlib.crc32(name.encode("utf-8"))), key)[e % 4]
+    return ((x >> 9) + 0.5) * 2.0 ** -23
+
+
 @pytest.mark.parametrize("ctr,key,want", KAT)
 def test_philox_known_answers_numpy_and_numba(ctr, key, want):
+    assert _philox_ref(ctr, key) == want                   # the Python reference of the tests below
     assert tuple(int(v) for v in philox4x32(np.array(ctr, dtype=np.uint64), key)) == want
     assert tuple(int(v) for v in philox4x32_10(*ctr, *key)) == want
 
 
 def test_philox_rounds_matter():
     assert tuple(philox4x32(np.zeros(4, np.uint64), (0, 0), rounds=7)) != KAT[0][2]
+
+
+def test_philox_matches_a_pure_python_philox_on_random_counters_and_keys():
+    """64 random full-width counters and keys (fixed seed): the vectorised NumPy form (which
+    must return uint32) and the Numba scalar form against the Python-int definition."""
+    rng = np.random.default_rng(20240611)
+    ctr = rng.integers(0, 2 ** 32, size=(4, 64), dtype=np.uint64)
+    key = [int(k) for k in rng.integers(0, 2 ** 32, size=2, dtype=np.uint64)]
+    got = philox4x32(ctr, key)
+    assert got.dtype == np.uint32 and got.shape == (4, 64)
+    for i in range(64):
+        c = tuple(int(v) for v in ctr[:, i])
+        want = _philox_ref(c, key)
+        assert tuple(int(v) for v in got[:, i]) == want
+        assert tuple(int(v) for v in philox4x32_10(*c, *key)) == want
+
+
+def test_philox_counter_must_have_four_words():
+    with pytest.raises(ValueError, match=r"counter must have shape \(4, \.\.\.\), got \(3, 2\)"):
+        philox4x32(np.zeros((3, 2), dtype=np.uint64), (0, 0))
+
+
+@pytest.mark.parametrize("seed,step,samples,sample,name", [
+    (2 ** 64 - 1, 2 ** 32 - 1, 2 ** 32 - 1, 2 ** 32 - 2, "fc1.weight"),     # every field at its top
+    (2 ** 63 + 0x1234, 0, 1, 0, "é"),                    # seed >= 2**63; a non-ASCII name (UTF-8)
+    (0, 7, 3, 2, "层.权重🙂")], ids=["every-field-at-its-top", "seed-over-2**63-latin1-name", "cjk-emoji-name"])
+def test_the_stream_matches_a_pure_python_definition(seed, step, samples, sample, name):
+    """11 elements (all four lanes, a partial last block) of uniform and fill_uniform, in
+    both dtypes, against the module docstring's definition computed with Python ints."""
+    key = NoiseKey(seed, step, samples)
+    want = np.array([_u_ref(seed, step, sample, name, e) for e in range(11)])
+    for fn in (uniform, fill_uniform):
+        for dtype in (np.float32, np.float64):
+            got = fn(key, sample, name, (11,), dtype)
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, want)
+    assert param_id(name) == zlib.crc32(name.encode("utf-8"))
+
+
+def test_word_to_uniform_is_the_midpoint_map():
+    """Hand-worked: k = x >> 9 gives (2k + 1) / 2**24; the low 9 bits are dropped; float32."""
+    cases = {0: 2.0 ** -24, 0x1FF: 2.0 ** -24, 0x200: 3 * 2.0 ** -24, 0x80000000: 0.5 + 2.0 ** -24,
+             0xFFFFFFFF: 1 - 2.0 ** -24}
+    for x, want in cases.items():
+        assert word_to_uniform(np.uint64(x)) == want
+    from numba import float32
+    sigs = word_to_uniform.nopython_signatures
+    assert sigs and all(sig.return_type == float32 for sig in sigs)
 
 
 def test_u_is_strictly_inside_and_on_the_float32_midpoint_grid():
@@ -73,6 +143,20 @@ def test_materialise_lists_samples_of_dicts():
     us = materialise(key, {"a": (2, 3), "b": (4,)}, np.float64)
     assert len(us) == 3 and all(set(u) == {"a", "b"} for u in us)
     assert np.array_equal(us[2]["b"], uniform(key, 2, "b", (4,), np.float64))
+    assert all(u.dtype == np.float64 for d in us for u in d.values())
+    assert materialise(key, {"a": (2,)})[0]["a"].dtype == np.float32           # the default
+
+
+def test_sample_keys_and_sample_key_uniform():
+    key = NoiseKey(seed=4, step=9, samples=3)
+    assert sample_keys(key) == [SampleKey(key, 0), SampleKey(key, 1), SampleKey(key, 2)]
+    assert sample_keys(NoiseKey(4, 9, 0)) == []
+    for j in range(3):
+        u = SampleKey(key, j).uniform("fc1.weight", (2, 3), np.float64)
+        assert u.dtype == np.float64
+        assert np.array_equal(u, uniform(key, j, "fc1.weight", (2, 3), np.float64))
+    with pytest.raises(TypeError, match="NoiseKey"):
+        sample_keys((4, 9, 3))
 
 
 @settings(max_examples=30, deadline=None)
@@ -81,7 +165,8 @@ def test_materialise_lists_samples_of_dicts():
 def test_numba_kernel_is_bit_identical(seed, step, samples, n, name, dtype):
     key = NoiseKey(seed, step, samples)
     for j in range(samples):
-        assert np.array_equal(fill_uniform(key, j, name, (n,), dtype), uniform(key, j, name, (n,), dtype))
+        got = fill_uniform(key, j, name, (n,), dtype)
+        assert got.dtype == dtype and np.array_equal(got, uniform(key, j, name, (n,), dtype))
 
 
 def _chi2_ok(u, bins=1000):
@@ -136,12 +221,24 @@ def test_correlation_check_can_fail():
     assert not _corr_ok(a, 0.98 * a + 0.02 * rng.random(len(a)))[0]
 
 
+@pytest.mark.parametrize("fn", [uniform, fill_uniform], ids=["uniform", "fill_uniform"])
 @pytest.mark.parametrize("bad,match", [(NoiseKey(-1, 0, 1), "seed"), (NoiseKey(2 ** 64, 0, 1), "seed"),
                                        (NoiseKey(0, 2 ** 32, 1), "step"), (NoiseKey(0, 0, 1.5), "samples"),
-                                       (NoiseKey(True, 0, 1), "seed")])
-def test_bad_keys_are_named(bad, match):
-    with pytest.raises(ValueError, match=match):
-        uniform(bad, 0, "w", (3,))
+                                       (NoiseKey(True, 0, 1), "seed"), (NoiseKey(0, 0, 2 ** 32), "samples"),
+                                       (NoiseKey(0, -1, 1), "step")])
+def test_bad_keys_are_named(bad, match, fn):
+    with pytest.raises(ValueError, match=rf"NoiseKey\.{match} must be an integer in \[0, 2\*\*"):
+        fn(bad, 0, "w", (3,))
+
+
+@pytest.mark.parametrize("fn", [uniform, fill_uniform], ids=["uniform", "fill_uniform"])
+def test_more_than_2_34_elements_are_refused_before_allocating(fn):
+    """element // 4 is one 32-bit counter word: 4 * 2**32 elements at most. The count is exact
+    (an int64 product of these dimensions wraps to 2**33, or to 0)."""
+    key = NoiseKey(0, 0, 1)
+    for shape in ((4 * 2 ** 32 + 1,), (2 ** 33, 2 ** 31 + 1), (2 ** 32, 2 ** 32)):
+        with pytest.raises(ValueError, match=r"elements exceed the counter's 2\*\*34"):
+            fn(key, 0, "w", shape)
 
 
 # -- normals (VISPA's r): Box-Muller on the u stream ------------------------------------
@@ -209,8 +306,9 @@ def test_shape_sample_and_dtype_are_checked_not_truncated(fn):
     for sample in (0.5, 1.0, True, np.float64(1.0)):
         with pytest.raises(ValueError, match=r"sample must be an integer in \[0, 2\)"):
             fn(key, sample, "w", (3,))
-    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
-        fn(key, 0, "w", (3,), np.float16)
+    for dtype in (np.float16, "not-a-dtype", np.int32):
+        with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+            fn(key, 0, "w", (3,), dtype)
     # what stays accepted: an int shape, NumPy integers, size 0
     np.testing.assert_array_equal(fn(key, np.int64(1), "w", 5), uniform(key, 1, "w", (5,)))
     assert fn(key, 0, "w", (np.int32(2), 0)).shape == (2, 0)

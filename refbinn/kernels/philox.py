@@ -9,7 +9,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ..noise import BITS, M0, M1, W0, W1, check_dtype, check_key, check_sample, check_shape, param_id
+from ..noise import (BITS, M0, M1, W0, W1, check_count, check_dtype, check_key, check_sample, check_shape,
+                     param_id)
 
 _M32 = np.uint64(0xFFFFFFFF)
 
@@ -97,7 +98,7 @@ def fill_uniform(key, sample, name, shape, dtype=np.float32):
     sample = check_sample("fill_uniform", key, sample)
     shape = check_shape("fill_uniform", shape)
     dtype = check_dtype("fill_uniform", dtype)
-    out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.float32)
+    out = np.empty(check_count("fill_uniform", shape), dtype=np.float32)
     _fill(out, np.uint64(key.seed & 0xFFFFFFFF), np.uint64(key.seed >> 32), np.uint64(key.step),
           np.uint64(sample), np.uint64(param_id(name)))
     return out.reshape(shape).astype(dtype, copy=False)
