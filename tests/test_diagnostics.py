@@ -10,6 +10,7 @@ from refbinn.cli import main
 from refbinn.nn.losses import softmax_cross_entropy
 from refbinn.optim.adam import Adam
 from refbinn.optim.bayesbinn import BayesBiNN, BayesBiNNState
+from refbinn.optim.partition import Partition
 from refbinn.optim.ste import STEAdam
 from refbinn.train import Data, TrainConfig, fit
 from refbinn.train.diagnostics import RTOL, Diagnostics, layer_stats, lemma1_terms, summary_line
@@ -144,3 +145,148 @@ def test_no_diagnostics_flag(tmp_path, data_root):
     off = json.loads((tmp_path / "off.json").read_text())["history"][-1]
     assert "diagnostics" in on and isinstance(on["seconds_diagnostics"], float)   # a time: its value is not tested
     assert "diagnostics" not in off and "seconds_diagnostics" not in off
+
+
+@pytest.mark.parametrize("numerics", ["exact", "official"])
+def test_reported_scale_is_that_of_the_first_sample(numerics):
+    """s_1 is the Lemma 1 scale of the first of the S samples, from its relaxed weight w_1 in
+    float64: N/tau (1 - w_1**2)/(1 - mu**2), mu = tanh(lam) ('exact') or the stored, lagged
+    mean ('official', with the authors' 1e-10)."""
+    rng = np.random.default_rng(2)
+    model = _model(dropout=None)
+    opt = BayesBiNN(N=160, tau=0.7, lr=0.05, samples=3, lam_init=1.0, lam_init_std=0.5, numerics=numerics,
+                    dtype="float64", backend="numpy")
+    params, bn = model.init(rng, np.float64)
+    state = opt.init(params, rng)
+    if numerics == "official":                          # a lagged mean, not tanh(lam)
+        state = state._replace(mu={k: np.tanh(0.5 * v) for k, v in state.lam.items()})
+    x, y = rng.standard_normal((20, 8)), rng.integers(0, 3, 20)
+    first, last = (opt.forward_params(state, n) for n in (opt.sample(state)[0], opt.sample(state)[-1]))
+    for k, lam, s, g_hat, prior in lemma1_terms(opt, state, model, bn, x, y, softmax_cross_entropy,
+                                                np.random.default_rng(5)):
+        for w, same in ((first[k], True), (last[k], False)):
+            if numerics == "exact":
+                want = 160 / 0.7 * (1 - w ** 2) / (1 - np.tanh(lam) ** 2)
+            else:
+                want = (1 - w ** 2 + 1e-10) / 0.7 / (1 - state.mu[k] ** 2 + 1e-10) * 160
+            assert np.allclose(s, want, rtol=1e-7, atol=0) == same, (k, same)
+
+
+def test_point_estimate_data_term_is_N_times_the_gradient_at_tanh_lam():
+    """S = 0: no scale, g_hat = N*g at w = tanh(lam)."""
+    rng = np.random.default_rng(3)
+    model = _model(dropout=None)
+    opt = BayesBiNN(N=160, tau=0.7, lr=0.05, samples=0, lam_init=1.0, lam_init_std=0.5, reweight=0.5,
+                    numerics="exact", dtype="float64", backend="numpy")
+    params, bn = model.init(rng, np.float64)
+    state = opt.init(params, rng)
+    x, y = rng.standard_normal((20, 8)), rng.integers(0, 3, 20)
+    w = {k: np.tanh(v) for k, v in state.lam.items()}
+    out, cache, _ = model.forward(w, x, bn, train=True)
+    g = model.backward(w, cache, softmax_cross_entropy(out, y)[1])[1]
+    seen = set()
+    for k, lam, s, g_hat, prior in lemma1_terms(opt, state, model, bn, x, y, softmax_cross_entropy,
+                                                np.random.default_rng(5)):
+        assert s is None
+        np.testing.assert_allclose(g_hat, 160 * g[k], rtol=1e-12)
+        np.testing.assert_allclose(prior, 0.5 * lam)
+        seen.add(k)
+    assert seen == {"fc1.weight", "fc2.weight", "fc3.weight"}
+
+
+def test_layer_stats_zero_scale_and_zero_prior():
+    lam = np.array([0.5, -2.0, 3.0, 1e3])
+    s = np.array([0.0, 1e-300, 1e-30, 2.0])                    # only an exact 0 underflowed
+    st = layer_stats(lam, s, np.array([1.0, -1.0, 1.0, -1.0]), np.zeros(4), lr=None)
+    assert st["scale_zero_frac"] == 0.25 and "active_frac" not in st
+    assert st["prior_rms"] == 0.0 and st["data_rms"] == 1.0
+    assert st["data_over_prior"] == np.inf and st["ratio_median"] == np.inf
+
+
+def _bayesbinn_setup(seed, dropout=None):
+    rng = np.random.default_rng(seed)
+    model = _model(dropout=dropout)
+    opt = BayesBiNN(N=160, tau=0.7, lr=0.05, samples=2, lam_init=1.0, lam_init_std=2.0, lam0=0.3,
+                    numerics="exact", backend="numpy")
+    params, bn = model.init(rng, np.float32)
+    state = opt.init(params, rng)
+    x, y = rng.standard_normal((20, 8)).astype(np.float32), rng.integers(0, 3, 20)
+    return model, opt, state, bn, x, y
+
+
+def test_totals_weight_each_parameter_by_its_size():
+    """'all': the fractions and RMS over all weights together (float64 NumPy over the three
+    parameters' terms, of sizes 96, 144 and 36); the quantiles the largest over parameters;
+    the medians the median of the parameters' medians."""
+    model, opt, state, bn, x, y = _bayesbinn_setup(4)
+    lr = 1e-5                                                    # some steps negligible, some not
+    diag = Diagnostics(model, opt, softmax_cross_entropy, seed=3)
+    diag.start_epoch(0, state)
+    rec = diag.terms(state, bn, x, y, lr, 0)
+    t = {k: [np.asarray(a, np.float64) for a in rest] for k, *rest in
+         lemma1_terms(opt, state, model, bn, x, y, softmax_cross_entropy, np.random.default_rng(0))}
+    assert [t[k][0].size for k in t] == [96, 144, 36]
+    lam, s, g, p = (np.concatenate([v[i].ravel() for v in t.values()]) for i in range(4))
+    active = [np.mean(np.abs(lr * v[2]) > RTOL * np.maximum(np.abs(v[0]), 1)) for v in t.values()]
+    assert len(set(active)) == 3 and 0 < min(active)            # the weighting matters here
+    a = rec["all"]
+    assert a["active_frac"] == pytest.approx(np.mean(np.abs(lr * g) > RTOL * np.maximum(np.abs(lam), 1)), abs=1e-12)
+    assert a["scale_zero_frac"] == pytest.approx(np.mean(s == 0), abs=1e-12)
+    assert a["data_rms"] == pytest.approx(np.sqrt(np.mean(g ** 2)), rel=1e-9)
+    assert a["prior_rms"] == pytest.approx(np.sqrt(np.mean(p ** 2)), rel=1e-9)
+    assert a["prior_rms"] == pytest.approx(np.sqrt(np.mean((lam - 0.3) ** 2)), rel=1e-6)   # reweight 1
+    assert a["data_over_prior"] == pytest.approx(np.sqrt(np.mean(g ** 2) / np.mean(p ** 2)), rel=1e-9)
+    assert a["scale_max"] == np.max(s) and a["lam_abs_max"] == np.max(np.abs(lam))
+    assert a["scale_p99"] == pytest.approx(max(np.quantile(v[1], 0.99) for v in t.values()), rel=1e-6)  # float32 s
+    assert a["lam_abs_p99"] == pytest.approx(max(np.quantile(np.abs(v[0]), 0.99) for v in t.values()), rel=1e-12)
+    for key, fn in (("scale_median", lambda v: v[1]), ("lam_abs_median", lambda v: np.abs(v[0])),
+                    ("data_abs_median", lambda v: np.abs(v[2])), ("prior_abs_median", lambda v: np.abs(v[3])),
+                    ("ratio_median", lambda v: np.abs(v[2])[v[3] != 0] / np.abs(v[3])[v[3] != 0])):
+        meds = sorted(np.median(fn(v)) for v in t.values())
+        assert a[key] == pytest.approx(meds[1], rel=1e-6), key      # the middle one of three
+        assert meds[0] < meds[1] < meds[2], key                       # so max or mean would differ
+
+
+def test_records_draw_their_dropout_from_their_own_stream():
+    """The record at step k of epoch e uses default_rng([seed, 2, e, k]) (k = 0 at the epoch's end),
+    whatever steps came before."""
+    model, opt, state, bn, x, y = _bayesbinn_setup(6, dropout=0.5)
+    diag = Diagnostics(model, opt, softmax_cross_entropy, seed=7, every=2)
+    diag.start_epoch(3, state)
+    for _ in range(3):
+        diag.step(state, bn, x, y, None)
+    out, _ = diag.end_epoch(state, bn, x, y, None, {})
+
+    def ref(k):
+        return {n: layer_stats(*rest, 0.05) for n, *rest in
+                lemma1_terms(opt, state, model, bn, x, y, softmax_cross_entropy, np.random.default_rng([7, 2, 3, k]))}
+    assert [r["step"] for r in out["steps"]] == [2]
+    assert out["steps"][0]["layers"] == ref(2)
+    assert {n: {k: v for k, v in d.items() if k != "flip_frac"} for n, d in out["layers"].items()} == ref(0)
+    assert ref(0) != ref(2) and ref(0) != ref(3)                    # the masks matter
+
+
+def test_partition_records_its_bayesbinn_part():
+    """A Partition (BayesBiNN + Adam): the binary weights' record, with the real parameters in the
+    forward pass and the binary optimizer's step size."""
+    rng = np.random.default_rng(8)
+    model = models.mlp_toy(in_features=8, out_features=3, hidden=6)
+    bb = BayesBiNN(N=160, tau=0.7, lr=0.03, samples=2, lam_init=1.0, numerics="exact", backend="numpy")
+    opt = Partition(bb, Adam(lr=1e-3), model.kinds)
+    params, bn = model.init(rng, np.float32)
+    params = {k: v + 0.5 if model.kinds[k] == "real" else v for k, v in params.items()}   # biases matter
+    state = opt.init(params, rng)
+    x, y = rng.standard_normal((20, 8)).astype(np.float32), rng.integers(0, 3, 20)
+    diag = Diagnostics(model, opt, softmax_cross_entropy, seed=1)
+    diag.start_epoch(0, state)
+    real = {k: v for k, v in params.items() if model.kinds[k] == "real"}
+    ref = {n: layer_stats(*rest, 0.2) for n, *rest in
+           lemma1_terms(bb, state.binary, model, bn, x, y, softmax_cross_entropy, np.random.default_rng(0), real)}
+    assert set(ref) == {"fc1.weight", "fc2.weight", "fc3.weight"}
+    rec = diag.terms(state, bn, x, y, (0.2, 1e-3), 0)               # (binary lr, real lr)
+    assert rec["lr"] == 0.2 and rec["tau"] == 0.7 and rec["layers"] == ref
+    assert diag.terms(state, bn, x, y, None, 0)["lr"] == 0.03        # the binary optimizer's own
+    own = diag.terms(state, bn, x, y, (None, 1e-3), 0)              # a None entry: also its own
+    assert own["lr"] == 0.03 and "active_frac" in own["all"] and "active_frac" in own["layers"]["fc1.weight"]
+    out, _ = diag.end_epoch(state, bn, x, y, None, {})
+    assert set(out["layers"]) == set(ref) and out["all"]["flip_frac"] == 0.0   # signs of the binary part only

@@ -1,7 +1,8 @@
 """Direct, hand-computed checks of public functions the rest of the suite reaches only
 through callers that cannot see some of their mistakes (rank-based AUROC, order-free sums,
 CLI guards that run first): ood_scores, mean_std, markdown, mode_signs, config_differences,
-check_resume and sign_vectors."""
+check_meta, model_of, check_state, check_resume and sign_vectors."""
+import json
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from refbinn.metrics import ood_scores
 from refbinn.optim.adam import Adam
 from refbinn.optim.bayesbinn import BayesBiNN, BayesBiNNState
 from refbinn.sweep.report import markdown, mean_std
-from refbinn.train.checkpoint_check import check_resume, config_differences
+from refbinn.train.checkpoint_check import check_meta, check_resume, check_state, config_differences, model_of
 from refbinn.train.diagnostics import mode_signs
 
 
@@ -132,6 +133,119 @@ def test_check_resume_refuses(spoil, error, match):
     spoil(ck, config)
     with pytest.raises(error, match=match):
         check_resume("ck.npz", ck, config, model)
+
+
+@pytest.mark.parametrize("entry", ["meta.max_train", "recalibrate_bn", "diagnostics", "diagnostics_every"])
+def test_config_differences_skip_every_recent_entry_an_older_checkpoint_lacks(entry):
+    config = {"epochs": 3, "meta": {"max_train": 100, "dataset": "mnist"}, "recalibrate_bn": 2,
+              "diagnostics": False, "diagnostics_every": 4}
+    saved = json.loads(json.dumps(config))
+    *outer, last = entry.split(".")
+    d = saved
+    for k in outer:
+        d = d[k]
+    del d[last]                                                             # an older checkpoint lacks it
+    assert config_differences(saved, config) == []
+    assert config_differences({"epochs": 3}, {"epochs": 4}) == ["epochs 4 (checkpoint: 3)"]  # others still count
+
+
+META = {"meta": {"dataset": "two-moons", "model": ["mlp_toy", {"in_features": 2, "out_features": 1}]}, "seed": 0}
+
+
+def _meta(**kw):
+    """META with kw replacing entries of config['meta'] (or, for seed, of config)."""
+    c = {"meta": dict(META["meta"]), "seed": kw.pop("seed", 0)}
+    c["meta"].update(kw)
+    return c
+
+
+def test_check_meta_accepts_a_whole_config():
+    check_meta("ck.npz", META, ("mnist", "two-moons"), seed=True)
+    check_meta("ck.npz", _meta(seed=None), ("two-moons",))                   # seed only checked when asked
+    assert model_of("ck.npz", META).kinds["fc1.weight"] == "binary"
+
+
+@pytest.mark.parametrize("config, match", [
+    ([1, 2], "config has no 'meta'"),
+    ({"meta": "two-moons"}, "config has no 'meta'"),
+    ({"meta": ["two-moons", "mlp_toy"]}, "config has no 'meta'"),
+    (_meta(dataset="cifar-11"), "config names data set 'cifar-11', not one of mnist, two-moons"),
+    (_meta(dataset=None), "config names data set None"),
+    (_meta(model=["mlp_toy", {}, 1]), "config names model"),
+    (_meta(model=["os.system", {}]), r"config names model \['os.system', \{\}\]; expected \[name, kwargs\]"),
+    (_meta(model=["mlp_toy", [2, 1]]), "config names model"),
+    (_meta(model="mlp_toy"), "config names model"),
+    (_meta(seed=-1), "config has seed -1; expected an integer >= 0"),
+    (_meta(seed=1.5), "config has seed 1.5"),
+    (_meta(seed="0"), "config has seed '0'"),
+    (_meta(seed=None), "config has seed None"),
+])
+def test_check_meta_refuses(config, match):
+    with pytest.raises(FileFormatError, match="^ck.npz: " + match):
+        check_meta("ck.npz", config, ("mnist", "two-moons"), seed=True)
+
+
+@pytest.mark.parametrize("kw", [{"in_features": 0, "out_features": 1},       # ValueError from the model
+                                {"in_features": 2, "out_features": 1, "evil": 1}])   # TypeError
+def test_model_of_turns_bad_arguments_into_a_file_error(kw):
+    with pytest.raises(FileFormatError, match=r"^ck.npz: its model mlp_toy\(.*cannot be built"):
+        model_of("ck.npz", _meta(model=["mlp_toy", kw]))
+
+
+def _spoil_state(ck, **fields):
+    ck["opt_state"] = ck["opt_state"]._replace(**fields)
+
+
+def _first(d, fn):
+    k = sorted(d)[0]
+    return {**d, k: fn(d[k])}
+
+
+@pytest.mark.parametrize("spoil, match", [
+    (lambda ck: ck.update(opt_state=Adam().init({"fc1.weight": np.zeros((3, 4), np.float32)})),
+     "'state' is a AdamState, expected a BayesBiNNState"),
+    (lambda ck: _spoil_state(ck, lam={**ck["opt_state"].lam, "fc9.weight": np.zeros(2, np.float32)}),
+     r"'state/lam' holds \['fc1.weight', 'fc2.weight', 'fc9.weight'\]"),
+    (lambda ck: _spoil_state(ck, lam=_first(ck["opt_state"].lam, lambda v: v.ravel())),
+     "'state/lam/fc1.weight' is float32"),
+    (lambda ck: _spoil_state(ck, lam=_first(ck["opt_state"].lam, lambda v: v.astype(np.int32))),
+     "'state/lam/fc1.weight' is int32"),
+    (lambda ck: _spoil_state(ck, lam=_first(ck["opt_state"].lam, lambda v: np.where(
+        np.arange(v.size).reshape(v.shape) == 1, np.float32(np.inf), v))),
+     "'state/lam/fc1.weight' holds NaN or inf"),                         # one inf among finite values
+    (lambda ck: _spoil_state(ck, lam=_first(ck["opt_state"].lam, lambda v: np.where(v > 0, np.nan, v).astype(v.dtype))),
+     "'state/lam/fc1.weight' holds NaN or inf"),
+    (lambda ck: _spoil_state(ck, step=float("inf")), "'state/step' is inf, expected a finite number"),
+    (lambda ck: _spoil_state(ck, step=True), "'state/step' is True, expected a finite number"),
+    (lambda ck: _spoil_state(ck, seed="7"), "'state/seed' is '7', expected a finite number"),
+    (lambda ck: ck.update(bn_state=_first(ck["bn_state"], lambda v: np.zeros(v.size + 1, v.dtype))),
+     "'bn_state/bn1.running_mean' is float32 \\(4,\\), expected float32 \\(3,\\)"),
+    (lambda ck: ck.update(bn_state={k: v for k, v in ck["bn_state"].items() if k != "bn2.running_var"}),
+     "'bn_state' holds"),
+    (lambda ck: ck.update(bn_state={**ck["bn_state"], "bn1.extra": np.zeros(3, np.float32)}), "'bn_state' holds"),
+])
+def test_check_state_and_check_resume_refuse_a_state_that_does_not_fit(spoil, match):
+    ck, config, model = _checkpoint()
+    check_state("ck.npz", ck, model)                                        # the control: it fits
+    spoil(ck)
+    with pytest.raises(FileFormatError, match="^ck.npz: " + match):
+        check_state("ck.npz", ck, model)
+    with pytest.raises(FileFormatError, match="^ck.npz: " + match):
+        check_resume("ck.npz", ck, config, model)                           # resume checks the state too
+
+
+def test_check_state_accepts_a_float64_state_in_its_own_dtype():
+    """The reference state is built in the checkpoint's float dtype: a float64 run whose prior lam0
+    lies beyond float32's range fits its model (a float32 reference could not even be built)."""
+    rng = np.random.default_rng(0)
+    model = models.mlp_mnist(in_features=4, hidden=(3,), classes=2, dropout=0.0)
+    params, bn = model.init(rng, np.float64)
+    opt = BayesBiNN(N=10, tau=1.0, lam0=1e39)
+    with pytest.raises(ValueError, match="float32"):
+        opt.init(model.init(rng, np.float32)[0], rng)
+    ck = {"opt": opt, "opt_state": opt.init(params, rng), "bn_state": bn}
+    assert ck["opt_state"].lam["fc1.weight"].dtype == np.float64
+    check_state("ck.npz", ck, model)
 
 
 # -- refbinn.estimators.sign_vectors ------------------------------------------------------------------

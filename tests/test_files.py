@@ -1,12 +1,14 @@
 """Files name classes only by registry keys: loading never imports or calls what a file names."""
 import builtins
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from refbinn.errors import FileFormatError
 from refbinn.io import atomic_savez, tree_from_arrays, tree_to_arrays, write_json
 from refbinn.optim import Adam, BayesBiNN, load_state, save_state
 from refbinn.optim.registry import FILE_NAMES
@@ -124,3 +126,96 @@ def test_a_state_saved_without_a_later_field_says_why_it_cannot_load(tmp_path):
         load_state(path)
     save_state(path, opt, state)                                  # the control: the whole file loads
     assert load_state(path)[1].seed == state.seed
+
+
+# -- refbinn.train.checkpoint: what is saved comes back exactly, written atomically, never unpickled --
+def _full_checkpoint(path, epoch=3):
+    """Save a checkpoint with every entry non-trivial; return what was saved."""
+    opt = BayesBiNN(N=50.0, tau=0.3, beta=0.9, samples=2, numerics="official", backend="numpy")
+    state = opt.init({"a.weight": np.zeros((3, 2), np.float32), "b.weight": np.zeros(4, np.float32)},
+                     np.random.default_rng(0))
+    state = state._replace(step=7, momentum={k: v + 0.25 for k, v in state.momentum.items()})
+    bn = {"bn1.running_mean": np.array([0.5, -1.5], np.float32), "bn1.running_var": np.array([2.0, 3.0], np.float32)}
+    rngs = {k: np.random.default_rng(i + 10) for i, k in enumerate(("data", "noise", "drop"))}
+    for i, g in enumerate(rngs.values()):
+        g.random(i + 1)                                          # advanced: not a fresh stream's state
+    history = {"config": {"epochs": 5}, "epochs": [{"epoch": e + 1, "loss": 0.5 / (e + 1)} for e in range(epoch)],
+               "summary": {"best_val_epoch": 2}}
+    config = {"epochs": 5, "seed": 4, "meta": {"dataset": "mnist", "model": ["mlp_mnist", {"hidden": [16]}]}}
+    save_checkpoint(path, opt=opt, opt_state=state, bn_state=bn, rngs=rngs, epoch=epoch, history=history,
+                    config=config)
+    return dict(opt=opt, opt_state=state, bn_state=bn, rngs=rngs, epoch=epoch, history=history, config=config)
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    saved = _full_checkpoint(tmp_path / "ck.npz")
+    ck = load_checkpoint(tmp_path / "ck.npz")
+    assert set(ck) == set(saved)
+    assert type(ck["opt"]) is BayesBiNN and ck["opt"].config() == saved["opt"].config()
+    assert type(ck["opt_state"]) is type(saved["opt_state"])
+    for f in saved["opt_state"]._fields:
+        a, b = getattr(saved["opt_state"], f), getattr(ck["opt_state"], f)
+        if isinstance(a, dict):
+            assert list(b) == list(a), f
+            for k in a:
+                assert b[k].dtype == a[k].dtype and b[k].shape == a[k].shape, (f, k)
+                np.testing.assert_array_equal(b[k], a[k], err_msg=f"{f}[{k}]")
+        else:
+            assert b == a and type(b) is type(a), f
+    assert list(ck["bn_state"]) == list(saved["bn_state"])
+    for k, v in saved["bn_state"].items():
+        assert ck["bn_state"][k].dtype == v.dtype
+        np.testing.assert_array_equal(ck["bn_state"][k], v)
+    assert set(ck["rngs"]) == {"data", "noise", "drop"}
+    for k, g in saved["rngs"].items():                              # each stream goes on where it stopped
+        np.testing.assert_array_equal(ck["rngs"][k].random(5), g.random(5), err_msg=k)
+    assert ck["epoch"] == 3 and type(ck["epoch"]) is int
+    assert ck["history"] == saved["history"] and ck["config"] == saved["config"]
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    """A write that fails half way (disk full, killed) leaves the previous checkpoint whole and no
+    temporary file behind."""
+    import numpy.lib.format as npformat
+    path = tmp_path / "ck.npz"
+    _full_checkpoint(path, epoch=2)
+    before = path.read_bytes()
+    real_write, calls = npformat.write_array, []
+
+    def fail_on_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_write(*a, **k)
+    monkeypatch.setattr(npformat, "write_array", fail_on_third)
+    with pytest.raises(OSError, match="No space left"):
+        _full_checkpoint(path, epoch=3)
+    monkeypatch.undo()
+    assert len(calls) == 3                                          # it did fail half way
+    assert path.read_bytes() == before and load_checkpoint(path)["epoch"] == 2
+    assert os.listdir(tmp_path) == ["ck.npz"]
+
+
+PICKLED = []
+
+
+def _record_unpickling(what):
+    PICKLED.append(what)
+    return what
+
+
+class _Payload:
+    def __reduce__(self):
+        return _record_unpickling, ("unpickled",)
+
+
+def test_checkpoint_with_a_pickled_entry_is_refused_unread(tmp_path):
+    """An object array (a pickle) in a checkpoint is refused, and nothing in it is unpickled."""
+    path, data = _checkpoint(tmp_path)
+    data["extra"] = np.array([_Payload()], dtype=object)
+    with open(path, "wb") as fh:
+        np.savez(fh, **data)                                        # np.savez pickles object arrays
+    PICKLED.clear()
+    with pytest.raises(FileFormatError, match="^" + re.escape(str(path))):
+        load_checkpoint(path)
+    assert PICKLED == []

@@ -67,9 +67,9 @@ def _bayes_part(opt, state):
 
 
 def _binary_lr(opt, lr):
-    if lr is None:
-        return getattr(opt, "lr", None)
-    return lr[0] if isinstance(lr, (tuple, list)) else lr
+    if isinstance(lr, (tuple, list)):           # a Partition's (binary_lr, real_lr); either may be None
+        lr = lr[0]
+    return getattr(opt, "lr", None) if lr is None else lr
 
 
 def lemma1_terms(bb, state, model, bn_state, x, y, loss_fn, rng, real_params=None):
