@@ -65,7 +65,7 @@ from ..kernels.philox import philox4x32_10, word_to_uniform
 from ..noise import param_id
 from ._bayesbinn_math import EXACT, EXACT_CLIPPED, OFFICIAL, scale_cap
 from ._elementary import tanh_
-from ._float32 import HALF, ONE, TWO, ZERO, exp32, log32, tanh32, tanh32_large
+from ._float32 import HALF, INF, ONE, TWO, ZERO, exp32, log32, tanh32, tanh32_large
 
 BLOCK = 1024                          # elements per block (a multiple of 4: whole Philox groups)
 DELTA_MAX = 8.5                       # > max |delta| = 0.5*log((1 - 2**-24)/2**-24) = 8.318
@@ -105,7 +105,7 @@ def _tanh_large(x):
 
 
 def _as(x, like):
-    """x (a float32 u) converted to the type of ``like`` (exact)."""
+    """x (a float32: a u, or a constant such as HALF) converted to the type of ``like`` (exact)."""
 
 
 # inline="always" (as in _float32.py): an un-inlined call per element stops vectorisation.
@@ -164,28 +164,6 @@ def _bits(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], context.get_value_type(width))
     return width(x), codegen
-
-
-def _inf_like(x):
-    """+inf in the type of x."""
-
-
-@overload(_inf_like, inline="always")
-def _inf_like_impl(x):
-    if x == types.float32:
-        return lambda x: np.float32(np.inf)
-    return lambda x: np.float64(np.inf)
-
-
-def _half_like(x):
-    """0.5 in the type of x."""
-
-
-@overload(_half_like, inline="always")
-def _half_like_impl(x):
-    if x == types.float32:
-        return lambda x: np.float32(0.5)
-    return lambda x: np.float64(0.5)
 
 
 def _at(a, i):
@@ -347,7 +325,7 @@ def _tanh_block(lo, hi, src, out, sat):
             out[i] = math.copysign(ONE, si)
         if n_sat == np.int64(hi - lo):
             return
-    half_b = _bits(_half_like(src[lo]))
+    half_b = _bits(_as(HALF, src[lo]))                         # 0.5 in src's type
     lo_b = _bits(abs(src[lo]))
     for i in range(lo, hi):
         lo_b = min(lo_b, _bits(abs(src[i])))
@@ -472,7 +450,7 @@ def _relaxed_block(lo, hi, key, lam, tau, sat_bound, out):
     u = _block_uniforms(key, lo)
     z = np.empty(BLOCK, dtype=lam.dtype)
     sat_b = _bits(sat_bound)
-    inf_b = _bits(_inf_like(sat_bound))
+    inf_b = _bits(_as(INF, sat_bound))
     lo_b, hi_b = inf_b, sat_b                      # the least and greatest bits of |z|
     for i in range(lo, hi):
         zi = _z(lam[i], _as(u[i - lo], lam[i]), tau)
