@@ -179,6 +179,7 @@ def test_check_meta_accepts_a_whole_config():
     (_meta(seed=1.5), "config has seed 1.5"),
     (_meta(seed="0"), "config has seed '0'"),
     (_meta(seed=None), "config has seed None"),
+    (_meta(seed=True), "config has seed True"),                               # a bool is an int in Python
 ])
 def test_check_meta_refuses(config, match):
     with pytest.raises(FileFormatError, match="^ck.npz: " + match):

@@ -58,8 +58,9 @@ def check_meta(path, config, datasets, seed=False):
     if not (isinstance(spec, list) and len(spec) == 2 and spec[0] in MODELS and isinstance(spec[1], dict)):
         raise _bad(path, f"config names model {spec!r}; expected [name, kwargs] with name one of "
                          f"{', '.join(MODELS)}")
-    if seed and not (isinstance(config.get("seed"), int) and config["seed"] >= 0):
-        raise _bad(path, f"config has seed {config.get('seed')!r}; expected an integer >= 0")
+    value = config.get("seed")
+    if seed and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        raise _bad(path, f"config has seed {value!r}; expected an integer >= 0")
 
 
 def model_of(path, config):
