@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from refbinn.data import (CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD, DataFormatError,
                           DatasetNotFound, augment_cifar, batches, candidate_roots, crop_flip,
-                          describe_data, find_dataset, load_cifar, load_mnist, load_snelson,
+                          default_root, describe_data, find_dataset, load_cifar, load_mnist, load_snelson,
                           normalize, normalize_with, normalized_black, permute_pixels,
                           permuted_mnist_tasks, pixel_permutations, read_batch, read_idx,
                           snelson_grid, split_indices, standardize, train_val_split, two_moons,
@@ -97,8 +97,11 @@ def _idx_bytes(shape=(4, 3), dtype="u1"):
 @pytest.mark.parametrize("case, corrupt, message", [
     ("truncated", lambda b: b[:-3], "truncated"),
     ("truncated-gz", lambda b: gzip.compress(b[:-3]), "truncated"),
+    ("truncated-gz-1", lambda b: gzip.compress(b[:-1]), "only 11 present"),
     ("short-header", lambda b: b[:6], "truncated"),
     ("tiny", lambda b: b[:2], "truncated"),
+    ("mid-dimension", lambda b: gzip.compress(b[:10]), "declares 2 dimensions but ends after 1"),
+    ("zero-dimensions", lambda b: b"\x00\x00\x08\x00\x07", "magic number"),
     ("wrong-magic", lambda b: b"\x00\x00\x07\x02" + b[4:], "magic number"),
     ("wrong-magic-gz", lambda b: gzip.compress(b"\x08\x03\x08\x02" + b[4:]), "magic number"),
     ("extra-bytes", lambda b: b + b"\x00", "does not match the header"),
@@ -117,6 +120,51 @@ def test_idx_corrupt_files_give_clear_errors(tmp_path, case, corrupt, message):
     with pytest.raises(DataFormatError, match=message) as err:
         read_idx(path)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("dtype", ["i2", "i4", "f4", "f8"])
+def test_idx_reads_big_endian_values(tmp_path, dtype):
+    """Bytes built by hand, independently of write_idx: the header and data are big-endian."""
+    code = {"i2": 0x0B, "i4": 0x0C, "f4": 0x0D, "f8": 0x0E}[dtype]
+    values = np.array([[1, -2, 300], [20000, 5, -1]]).astype(dtype)
+    path = tmp_path / "be-idx2"
+    path.write_bytes(bytes([0, 0, code, 2]) + np.array([2, 3], ">u4").tobytes()
+                     + values.astype(">" + dtype).tobytes())
+    np.testing.assert_array_equal(read_idx(path), values)
+
+
+def test_write_idx_refuses_scalars_and_other_dtypes(tmp_path):
+    with pytest.raises(ValueError, match="dimension"):
+        write_idx(tmp_path / "a", np.uint8(3))
+    with pytest.raises(ValueError, match="dtype"):
+        write_idx(tmp_path / "b", np.zeros(3, np.uint16))
+
+
+def _replace_idx(folder, name, array):
+    (folder / f"{name}.gz").unlink()
+    write_idx(folder / f"{name}.gz", array)
+
+
+@pytest.mark.parametrize("name, array, message", [
+    ("train-images-idx3-ubyte", np.zeros((6, 784), np.uint8), r"uint8 images of shape \(N, H, W\)"),
+    ("train-images-idx3-ubyte", np.zeros((6, 28, 28), np.int16), r"uint8 images of shape \(N, H, W\)"),
+    ("t10k-labels-idx1-ubyte", np.zeros((4, 1), np.uint8), r"uint8 labels of shape \(N,\)"),
+    ("t10k-labels-idx1-ubyte", np.array([0, 9, 10, 1], np.uint8), r"\[0, 10\), found 10"),
+])
+def test_mnist_malformed_split_is_refused(tmp_path, name, array, message):
+    write_fake_mnist(tmp_path / "mnist")
+    _replace_idx(tmp_path / "mnist", name, array)
+    with pytest.raises(DataFormatError, match=message) as err:
+        load_mnist(tmp_path)
+    assert name in str(err.value)
+
+
+def test_mnist_empty_test_split_and_gz_before_raw(tmp_path):
+    folder = write_fake_mnist(tmp_path / "mnist", n_test=0)
+    d = load_mnist(tmp_path)
+    assert d.x_test.shape == (0, 28, 28) and d.y_test.shape == (0,) and d.y_test.dtype == np.int64
+    write_idx(folder / "train-labels-idx1-ubyte", np.full(6, 9, np.uint8))   # raw beside the .gz
+    np.testing.assert_array_equal(load_mnist(tmp_path).y_train, d.y_train)
 
 
 def test_mnist_mismatched_counts_and_missing_files(tmp_path):
@@ -163,6 +211,18 @@ def test_root_search_order(tmp_path, no_env_roots):
     write_fake_mnist(explicit / "mnist")
     assert find_dataset("mnist", explicit) == explicit / "mnist"
     assert str(env / "mnist") in describe_data() and "not found" in describe_data()
+
+
+def test_default_root_and_a_file_named_like_the_folder(tmp_path, no_env_roots, monkeypatch):
+    env, cache = no_env_roots
+    assert default_root() == env                              # where `refbinn download` writes
+    assert default_root(tmp_path / "x" / ".." / "y") == tmp_path / "y"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_root("~/data") == tmp_path / "data"
+    env.mkdir()
+    (env / "mnist").write_text("not a folder")                # skipped: a data set is a folder
+    write_fake_mnist(cache / "mnist")
+    assert find_dataset("mnist") == cache / "mnist"
 
 
 def test_cache_root_without_env(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import importlib
 import os
 import tarfile
 import threading
@@ -10,8 +11,9 @@ import threading
 import numpy as np
 import pytest
 
-from refbinn.data import (SOURCES, ChecksumError, DataFormatError, DownloadError, download,
-                          load_cifar, load_mnist, verify, write_fake_cifar)
+from refbinn.data import (SNELSON_SHA256, SOURCES, Checksum, ChecksumError, DataFormatError,
+                          DownloadError, download, load_cifar, load_mnist, packaged_file, read_idx,
+                          verify, write_fake_cifar, write_idx)
 
 # Canonical MD5s of the uncompressed MNIST files (/work/shared/data/README.md).
 MNIST_PAYLOAD_MD5 = {"train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
@@ -228,3 +230,144 @@ def test_download_snelson_from_local_server(tmp_path, serve, capsys):
     with pytest.raises(ChecksumError, match="sha256"):
         download("snelson", root=tmp_path / "other", base_url=url, progress=False)
     assert leftovers(tmp_path / "other") == [] and not (tmp_path / "other" / "snelson" / "snelson1d.npz").exists()
+
+
+# -- what a second run finds in place, mirrors, overrides, hostile archives -----------------------
+
+def _snelson_server(tmp_path, serve, name="server", body=None):
+    served = tmp_path / name
+    served.mkdir()
+    (served / "snelson1d.npz").write_bytes(packaged_file("snelson").read_bytes() if body is None else body)
+    return serve(served)
+
+
+def test_interrupt_during_download_leaves_nothing(tmp_path, serve, monkeypatch):
+    """Ctrl-C (a BaseException, not an Exception) still removes the .part file and new folders."""
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    _, url = _snelson_server(tmp_path, serve)
+    monkeypatch.setattr(importlib.import_module("refbinn.data.download"), "verify", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download("snelson", root=tmp_path / "dest", base_url=url, progress=False)
+    assert not (tmp_path / "dest").exists()
+
+
+def test_mirrors_are_tried_in_order(tmp_path, serve, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    dead, dead_url = serve(tmp_path / "empty")
+    live, live_url = _snelson_server(tmp_path, serve)
+    monkeypatch.setitem(SOURCES, "snelson", SOURCES["snelson"]._replace(mirrors=(dead_url, live_url)))
+    folder = download("snelson", root=tmp_path / "dest", progress=False)
+    assert (folder / "snelson1d.npz").read_bytes() == packaged_file("snelson").read_bytes()
+    assert dead.requests == live.requests == ["/snelson1d.npz"]
+
+
+def test_present_corrupt_file_is_replaced(tmp_path, serve):
+    srv, url = _snelson_server(tmp_path, serve)
+    (tmp_path / "dest" / "snelson").mkdir(parents=True)
+    (tmp_path / "dest" / "snelson" / "snelson1d.npz").write_bytes(b"not the data")
+    folder = download("snelson", root=tmp_path / "dest", base_url=url, progress=False)
+    assert (folder / "snelson1d.npz").read_bytes() == packaged_file("snelson").read_bytes()
+    assert srv.requests == ["/snelson1d.npz"]
+
+
+def _fake_mnist_payloads(folder, seed=0):
+    """Four small raw IDX files in ``folder``: (payload Checksums by .gz name, arrays by raw name)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    sums, arrays = {}, {}
+    for name in SOURCES["mnist"].files:
+        shape = (3, 28, 28) if "images" in name else (3,)
+        arrays[name[:-3]] = rng.integers(0, 10, shape, dtype=np.uint8)
+        raw = write_idx(folder / name[:-3], arrays[name[:-3]])
+        sums[name] = Checksum("sha256", hashlib.sha256(raw.read_bytes()).hexdigest(), True)
+    return sums, arrays
+
+
+def test_verified_raw_copies_are_kept(tmp_path, serve):
+    sums, _ = _fake_mnist_payloads(tmp_path / "dest" / "mnist")
+    (tmp_path / "empty").mkdir()
+    srv, url = serve(tmp_path / "empty")                       # any request would be a 404
+    download("mnist", root=tmp_path / "dest", base_url=url, checksums=sums, progress=False)
+    assert srv.requests == []
+
+
+def test_corrupt_gz_beside_a_verified_raw_copy_is_fetched_again(tmp_path, serve):
+    """The loader reads the .gz first, so a raw copy must not vouch for a bad .gz beside it."""
+    name = "train-labels-idx1-ubyte.gz"
+    sums, arrays = _fake_mnist_payloads(tmp_path / "dest" / "mnist")
+    write_idx(tmp_path / "dest" / "mnist" / name, arrays[name[:-3]][::-1].copy())   # valid gzip, other data
+    (tmp_path / "server").mkdir()
+    write_idx(tmp_path / "server" / name, arrays[name[:-3]])
+    srv, url = serve(tmp_path / "server")
+    download("mnist", root=tmp_path / "dest", base_url=url, checksums=sums, progress=False)
+    assert srv.requests == ["/" + name]
+    np.testing.assert_array_equal(load_mnist(tmp_path / "dest").y_train, arrays[name[:-3]])
+    assert read_idx(tmp_path / "dest" / "mnist" / name).tolist() == arrays[name[:-3]].tolist()
+
+
+def test_cifar_incomplete_folder_and_present_archive(tmp_path, serve):
+    served, archive, md5 = _fake_cifar_archive(tmp_path)
+    (tmp_path / "empty").mkdir()
+    srv, url = serve(tmp_path / "empty")                       # any request would be a 404
+    (tmp_path / "a" / "cifar-10-batches-py").mkdir(parents=True)
+    with pytest.raises(DownloadError, match="lacks"):
+        download("cifar10", root=tmp_path / "a", base_url=url, progress=False)
+    # An archive already in the root that verifies is extracted, not fetched, and kept.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / archive.name).write_bytes(archive.read_bytes())
+    folder = download("cifar10", root=tmp_path / "b", base_url=url, checksums={archive.name: f"md5:{md5}"},
+                      progress=False)
+    assert (folder / "test_batch").is_file() and (tmp_path / "b" / archive.name).is_file()
+    assert srv.requests == []
+
+
+def _tar_gz(path, members):
+    """Write a tar.gz of (name, TarInfo type, link target) members with empty bodies."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind, target in members:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+
+
+@pytest.mark.parametrize("members, message", [
+    ([("cifar-10-batches-py", tarfile.DIRTYPE, ""),
+      ("cifar-10-batches-py/test_batch", tarfile.SYMTYPE, "data_batch_1")], "unexpected member"),
+    ([], "no folder cifar-10-batches-py/"),
+    ([("cifar-10-batches-py", tarfile.REGTYPE, "")], "no folder cifar-10-batches-py/"),
+    (None, "unreadable tar.gz"),
+])
+def test_cifar_bad_archive_is_refused_and_leaves_nothing(tmp_path, serve, members, message):
+    (tmp_path / "server").mkdir()
+    archive = tmp_path / "server" / "cifar-10-python.tar.gz"
+    if members is None:
+        archive.write_bytes(gzip.compress(b"not a tar file"))
+    else:
+        _tar_gz(archive, members)
+    _, url = serve(tmp_path / "server")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    with pytest.raises(DataFormatError, match=message):
+        download("cifar10", root=tmp_path / "dest", base_url=url, checksums={archive.name: f"md5:{md5}"},
+                 progress=False)
+    assert not (tmp_path / "dest").exists()
+
+
+@pytest.mark.parametrize("checksums, message", [
+    ({"snelson.npz": None}, r"checksums keys must be among \['snelson1d.npz'\]"),
+    ({"snelson1d.npz": "nosuch:00"}, "checksums values"),
+    ({"snelson1d.npz": "shake_128:00"}, "checksums values"),
+    ({"snelson1d.npz": "00ff"}, "checksums values"),
+])
+def test_bad_checksum_overrides_are_refused_before_any_request(tmp_path, serve, checksums, message):
+    srv, url = _snelson_server(tmp_path, serve)
+    with pytest.raises(ValueError, match=message):
+        download("snelson", root=tmp_path / "dest", base_url=url, checksums=checksums, progress=False)
+    assert srv.requests == [] and not (tmp_path / "dest").exists()
+
+
+def test_checksum_override_in_upper_case_hex(tmp_path, serve):
+    _, url = _snelson_server(tmp_path, serve)
+    folder = download("snelson", root=tmp_path / "dest", base_url=url,
+                      checksums={"snelson1d.npz": "sha256:" + SNELSON_SHA256.upper()}, progress=False)
+    assert (folder / "snelson1d.npz").is_file()

@@ -134,8 +134,10 @@ def _as_checksum(value):
     if value is None or isinstance(value, Checksum):
         return value
     algorithm, sep, digest = str(value).partition(":")
-    if not sep or algorithm not in hashlib.algorithms_available:
-        raise ValueError(f"checksum must be a Checksum or 'algorithm:hexdigest', got {value!r}")
+    # shake_* digests have no fixed length: hexdigest() needs one, so they cannot be pinned.
+    if not sep or algorithm not in hashlib.algorithms_available or algorithm.startswith("shake_"):
+        raise ValueError(f"download: checksums values must be a Checksum, None or 'algorithm:hexdigest' "
+                         f"with a fixed-length hashlib algorithm, got {value!r}")
     return Checksum(algorithm, digest.lower())
 
 
@@ -323,6 +325,8 @@ def _extract(archive, root, top):
                     tar.extractall(tmp)
         except (tarfile.TarError, EOFError, zlib.error) as e:
             raise DataFormatError(f"{archive}: unreadable tar.gz: {e}") from e
+        if not (tmp / top).is_dir():                # an empty archive, or a file named top
+            raise DataFormatError(f"{archive}: no folder {top}/ in the archive")
         os.replace(tmp / top, root / top)
         _fsync_dir(root)
     finally:
@@ -349,6 +353,7 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
     checksums : dict, optional
         File name -> Checksum, "algorithm:hexdigest" (of the file's bytes) or
         None (no verification, with a warning); overrides the pinned values.
+        A name that is not one of the data set's files is an error.
     progress : bool
         Print progress to stderr.
     timeout : float
@@ -362,10 +367,16 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
     Raises
     ------
     DownloadError, ChecksumError, DataFormatError
+    ValueError
+        An unknown ``name``, or a ``checksums`` entry that is not a file of the set or not
+        a checksum.
     """
     if name not in SOURCES:
         raise ValueError(f"download: name must be one of {sorted(SOURCES)}, got {name!r}")
     source = SOURCES[name]
+    unknown = sorted(set(checksums or {}) - set(source.files))
+    if unknown:                                     # a misspelt override must not be ignored silently
+        raise ValueError(f"download: checksums keys must be among {sorted(source.files)}, got {unknown}")
     files = {f: _as_checksum((checksums or {}).get(f, c)) for f, c in source.files.items()}
     bases = (base_url,) if base_url else source.mirrors
     root = Path(default_root(root))
@@ -375,8 +386,10 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
         with _made_folder(folder):
             for filename, checksum in files.items():
                 dest = folder / filename
-                # A raw copy (the name without .gz) verifies too: its payload is itself.
-                if _verified_copy([dest, folder / filename.removesuffix(".gz")], checksum):
+                # A raw copy (the name without .gz) verifies too: its payload is itself. It counts
+                # only without the .gz, which the loaders read first (a bad .gz is fetched again).
+                copy = dest if dest.exists() else folder / filename.removesuffix(".gz")
+                if _verified_copy([copy], checksum):
                     _say(progress, f"{name}: {filename} present and verified")
                     continue
                 _fetch_from_mirrors(bases, filename, dest, checksum, progress, timeout)
