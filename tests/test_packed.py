@@ -252,11 +252,27 @@ def test_errors_name_the_layer(tmp_path):
     params, _ = model.init(np.random.default_rng(0))
     with pytest.raises(ValueError, match="layer 'fc1'.*\\+-1"):
         export(model, params, {})
+    zero = sign(params["fc1.weight"])
+    zero[1, 2] = 0                                     # sign(0) = +1 in the kernels, 0 in the float model
+    with pytest.raises(ValueError, match="layer 'fc1'.*\\+-1"):
+        export(model, {"fc1.weight": zero}, {})
     packed = export(model, {"fc1.weight": sign(params["fc1.weight"])}, {})
     with pytest.raises(ValueError, match="'fc1'.*\\(5, 3\\).*\\(N, 4\\)"):
         packed.predict_logits(np.zeros((5, 3), np.float32))
-    with pytest.raises(ValueError, match="batch_size"):
-        packed.predict_logits(np.zeros((5, 4), np.float32), batch_size=0)
+    for bad in (0, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            packed.predict_logits(np.zeros((5, 4), np.float32), batch_size=bad)
+    binary = Sequential(SignActivation(name="s0"), Dense(4, 3, bias=True, name="fc1"))
+    params = {"fc1.weight": sign(params["fc1.weight"]), "fc1.bias": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match="'fc1'.*\\(5, 6\\).*\\(N, 4\\)"):     # no packing past k
+        export(binary, params, {}).predict_logits(np.zeros((5, 6), np.float32))
+    with pytest.raises(ValueError, match="lack 'fc1.bias'"):
+        export(binary, {"fc1.weight": params["fc1.weight"]}, {})
+    two_bns = Sequential(Dense(4, 3, name="fc1"), BatchNorm(3, name="bn1"), BatchNorm(5, name="bn2"),
+                         SignActivation(name="s1"))
+    p2, s2 = binary_init(two_bns, 0)
+    with pytest.raises(ValueError, match="layer 'bn2' has 5 channels"):
+        export(two_bns, p2, s2)
     bad = tmp_path / "bad.npz"
     np.savez(bad, meta=np.array(json.dumps({"format": "refbinn.packed", "version": 99, "ops": []})))
     with pytest.raises(ValueError, match="version"):
@@ -283,19 +299,39 @@ def test_damaged_conv_and_channel_ops_are_refused(tmp_path):
     packed = export(model, params, state)
     packed.save(tmp_path / "cnn.npz")
     ops = [op["op"] for op in packed.ops]
-    conv, thr = ops.index("conv_binary"), ops.index("threshold")
+    conv, thr, pool = ops.index("conv_binary"), ops.index("threshold"), ops.index("maxpool")
     x = np.zeros((2, 3, 9, 9), np.float32)
     for edit, says in [(lambda o: o[conv].pop("padding"), "'padding' must be"),
                        (lambda o: o[conv].update(padding=[0, 0]), r"gives pads \[0, 0, 0, 0\]"),
                        (lambda o: o[conv].update(padding="same", stride=[2, 2]), "same"),
-                       (lambda o: o[conv].update(padding=[1, True]), "'padding' must be")]:
+                       (lambda o: o[conv].update(padding=[1, True]), "'padding' must be"),
+                       (lambda o: o[thr].update(pack="yes"), "'pack' must be true or false"),
+                       (lambda o: o[pool].update(kernel=[0, 2]), "'kernel' must be 2 integers >= 1")]:
         with pytest.raises(ValueError, match=says):
             load_packed(_edited(tmp_path / "cnn.npz", tmp_path / "bad.npz", edit))
+    taps = packed.arrays[conv]["tap_sums"]
+    for arrays, says in [({f"{conv}/tap_sums": taps.astype(np.int64)}, "'tap_sums' must be int32"),
+                         ({f"{thr}/scale": np.ones(16, np.float32)}, r"unexpected array\(s\) \['scale'\]")]:
+        with pytest.raises(ValueError, match=says):
+            load_packed(_edited(tmp_path / "cnn.npz", tmp_path / "bad.npz", arrays=arrays))
     # one threshold for all 16 channels would broadcast: refused when it meets the input
     short = {f"{thr}/dirs": np.ones(1, np.float32), f"{thr}/t": np.zeros(1, np.float32)}
     bad = load_packed(_edited(tmp_path / "cnn.npz", tmp_path / "bad.npz", arrays=short))
     with pytest.raises(ValueError, match=r"'bn1'.*\(2, 16, 9, 9\).*threshold op holds \[1\] values"):
         bad.predict_logits(x)
+
+
+def test_a_binary_dense_edited_to_take_more_signs_is_refused(tmp_path):
+    """k 70 -> 100 keeps the words' shape (2 per row): the threshold's packed words went
+    through unchecked, read as 30 more +1 inputs (wrong logits, no error)."""
+    model = binarynet_mlp((5, 70, 3))
+    params, state = binary_init(model, 19)
+    packed = export(model, params, state)
+    assert op_names(packed)[1:3] == ["threshold", "dense_binary"] and packed.ops[1]["pack"]
+    packed.save(tmp_path / "mlp.npz")
+    bad = load_packed(_edited(tmp_path / "mlp.npz", tmp_path / "bad.npz", lambda o: o[2].update(k=100)))
+    with pytest.raises(ValueError, match=r"'fc2'.*\(4, 70\).*\(N, 100\)"):
+        bad.predict_logits(np.ones((4, 5), np.float32))
 
 
 def test_a_packed_model_built_by_hand_is_checked_like_a_file():
@@ -328,7 +364,8 @@ def test_cli_export_and_predict(mnist, data_root, tmp_path, capsys):
     out = tmp_path / "mlp_packed.npz"
     assert cli_export(argparse.Namespace(checkpoint=str(ckpt), out=str(out))) == 0
     text = capsys.readouterr().out
-    assert "ratio" in text and str(os.path.getsize(out)) in text
+    f32, size = float32_bytes(params, state), os.path.getsize(out)
+    assert f"float32 {f32} bytes, packed {size} bytes, ratio {f32 / size:.1f}x" in text
     res_dir = tmp_path / "results"
     args = argparse.Namespace(packed=str(out), dataset="mnist", data_root=str(data_root),
                               batch_size=2000, out=str(res_dir))
@@ -337,8 +374,112 @@ def test_cli_export_and_predict(mnist, data_root, tmp_path, capsys):
     res = json.loads((res_dir / "predict_mlp_packed.json").read_text())
     ref = model.apply(opt.params(opt_state), x_test, state).argmax(axis=1)
     assert res["accuracy"] == float(np.mean(ref == y_test)) and res["n_images"] == 10000
-    assert res["images_per_s"] > 0
+    assert res["images_per_s"] > 0 and (res["float32_bytes"], res["file_bytes"]) == (f32, size)
     save_checkpoint(ckpt, opt=Adam(), opt_state=Adam().init(params), bn_state=state, rngs={},
                     epoch=1, history={}, config=config)
     with pytest.raises(ValueError, match="layer 'fc1'"):        # real weights cannot be packed
         cli_export(argparse.Namespace(checkpoint=str(ckpt), out=str(out)))
+
+
+# -- layer orders and layers the tests above do not reach (mutation audit) --------------------------
+def _float_and_packed(model, seed, x, bn=None):
+    """The float model's logits and the packed ones on x, with BN statistics ``bn(layer, rng)``."""
+    rng = np.random.default_rng(seed)
+    params, state = binary_init(model, seed)
+    params = random_affine(model, params, seed + 1)
+    for layer in model.layers:
+        if isinstance(layer, BatchNorm) and bn is not None:
+            mean, var = bn(layer, rng)
+            state[f"{layer.name}.running_mean"], state[f"{layer.name}.running_var"] = mean, var
+    packed = export(model, params, state)
+    return model.apply(params, x, state), packed.predict_logits(x), packed, params, state
+
+
+ORDERS = {   # each takes a path of export that the models above do not
+    "bias straight into a sign": lambda: Sequential(
+        Dense(6, 5, bias=True, name="fc1"), SignActivation(name="s1"), Dense(5, 3, name="fc2")),
+    "sign as the last layer": lambda: Sequential(Dense(6, 4, name="fc1"), SignActivation(name="s1")),
+    "flatten, then an activation chain": lambda: Sequential(
+        Conv2d(2, 3, 3, padding=1, name="c1"), Flatten(name="flat"), Tanh(name="a"),
+        SignActivation(name="s1"), Dense(3 * 4 * 4, 3, name="fc")),
+    "asymmetric padding": lambda: Sequential(
+        Conv2d(2, 4, 2, padding="same", name="c1"), BatchNorm(4, name="bn1"), SignActivation(name="s1"),
+        Conv2d(4, 3, (3, 1), padding=(1, 0), name="c2"), Flatten(name="flat"), Dense(3 * 4 * 4, 3, name="fc")),
+    "BatchNorm on the input": lambda: Sequential(BatchNorm(6, name="bn0"), Dense(6, 3, name="fc1")),
+}
+
+
+@pytest.mark.parametrize("name", list(ORDERS))
+def test_layer_orders_match_float(name):
+    rng = np.random.default_rng(10)
+    model = ORDERS[name]()
+    first = model.layers[0]
+    shape = (64, 6) if isinstance(first, (Dense, BatchNorm)) else (64, 2, 4, 4)
+    x = (rng.integers(-4, 5, shape) / 2).astype(np.float32)     # exact sums, with h = 0 among them
+    x0 = x.copy()
+    ref, got, _, _, _ = _float_and_packed(model, 11, x)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+    np.testing.assert_array_equal(x, x0)                       # the input is left as it was
+
+
+def test_folded_batchnorm_keeps_the_sign_of_gamma_and_eps_inside_the_root():
+    """After a real layer BN is folded into scale, shift; gammas of both signs, variances below eps."""
+    model = Sequential(Dense(6, 5, name="fc1"), BatchNorm(5, eps=0.5, name="bn1"))
+    x = np.random.default_rng(12).standard_normal((50, 6)).astype(np.float32)
+    bn = lambda layer, rng: (rng.standard_normal(5).astype(np.float32),             # noqa: E731
+                             np.float32([1e-3, 0.01, 0.1, 0.3, 2.0]))
+    ref, got, packed, params, _ = _float_and_packed(model, 13, x, bn)
+    assert op_names(packed) == ["dense_real", "affine"] and np.any(params["bn1.weight"] < 0)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+def test_every_input_of_a_small_binary_layer_decides_as_the_float_model():
+    """All 2**K sign inputs reach every h in [-K, K]; BN channels include constant ones
+    (gamma 0) and cuts at h = +-K, so a threshold off by one at either end shows."""
+    K = 6
+    model = Sequential(SignActivation(name="s0"), Dense(K, 8, name="fc1"), BatchNorm(8, name="bn1"),
+                       SignActivation(name="s1"), Dense(8, 8, name="fc2"))
+    params, state = binary_init(model, 14)
+    params["fc2.weight"] = np.eye(8, dtype=np.float32) * 2 - 1            # logits show each sign
+    params["bn1.weight"] = np.float32([0, 0, 1, -1, 1, -1, 2, -0.5])
+    params["bn1.bias"] = np.float32([0.5, -0.5, 0, 0, 0, 0, 0.3, -0.2])
+    state["bn1.running_mean"] = np.float32([0, 0, K, K, -K, -K, 1, 2])
+    state["bn1.running_var"] = np.ones(8, np.float32)
+    x = np.array(np.meshgrid(*[[-1.0, 1.0]] * K)).reshape(K, -1).T.astype(np.float32)   # (2**K, K)
+    packed = export(model, params, state)
+    np.testing.assert_array_equal(packed.predict_logits(x), model.apply(params, x, state))
+
+
+def test_constant_channels_decide_alike_past_the_float_bound():
+    """A channel whose sign never changes (gamma 0) gets t = +-inf: the same sign for real
+    pre-activations beyond 2**100, where the other thresholds are clipped."""
+    model = Sequential(Dense(4, 6, name="fc1"), BatchNorm(6, name="bn1"), SignActivation(name="s1"),
+                       Dense(6, 6, name="fc2"))
+    params, state = binary_init(model, 15)
+    params["fc2.weight"] = np.eye(6, dtype=np.float32) * 2 - 1
+    params["bn1.weight"] = np.float32([0, 0, 1, -1, 0, 0])
+    params["bn1.bias"] = np.float32([0.5, -0.5, 0, 0, 0, -0.5])
+    x = np.random.default_rng(16).standard_normal((40, 4)).astype(np.float32) * np.float32(1e36)
+    packed = export(model, params, state)
+    np.testing.assert_array_equal(packed.predict_logits(x), model.apply(params, x, state))
+
+
+def test_nan_input_gives_sign_minus_one_like_the_float_model():
+    model = binarynet_mlp((5, 70, 3))
+    params, state = binary_init(model, 17)
+    x = np.ones((3, 5), np.float32)
+    x[1, 2] = np.nan
+    packed = export(model, params, state)
+    assert packed.ops[1]["pack"]                                        # threshold words, then xnor
+    np.testing.assert_array_equal(packed.predict_logits(x), model.apply(params, x, state))
+
+
+def test_one_output_predicts_class_one_only_for_a_positive_logit():
+    from refbinn.predict import class_probs
+    model = Sequential(SignActivation(name="s0"), Dense(4, 1, name="fc1"))
+    params, state = binary_init(model, 18)
+    x = np.array(np.meshgrid(*[[-1.0, 1.0]] * 4)).reshape(4, -1).T.astype(np.float32)   # h in {-4..4}
+    packed = export(model, params, state)
+    z = model.apply(params, x, state)
+    assert np.any(z == 0)
+    np.testing.assert_array_equal(packed.predict(x), class_probs(z).argmax(axis=1))

@@ -98,7 +98,9 @@ def _max_pool(x, kernel, stride):
 def _run(spec, a, prep, x):
     """Apply one op to the batch x."""
     op = spec["op"]
-    if op in _PER_CHANNEL and not (op == "threshold" and spec["pack"] and x.ndim == 2):
+    # words carry no channel count: pack only C signs for the binary Dense of k = C right after
+    packs = op == "threshold" and spec["pack"] and x.ndim == 2 and prep["k"] == x.shape[1]
+    if op in _PER_CHANNEL and not packs:
         _check_channels(spec, a, x)
     if op == "dense_real":
         _check_shape(spec, x, (None, spec["k"]))
@@ -132,7 +134,7 @@ def _run(spec, a, prep, x):
         return y
     if op == "threshold":
         h = np.ascontiguousarray(x)
-        if spec["pack"] and h.ndim == 2:
+        if packs:
             _check_shape(spec, h, (None, len(a["dirs"])))    # the kernel reads dirs[c], t[c] unchecked
             out = np.empty((h.shape[0], (h.shape[1] + 63) // 64), np.uint64)   # (N, Cw)
             _threshold_words(h, a["dirs"], a["t"], out)
@@ -177,8 +179,11 @@ class PackedModel:
         self.ops, self.arrays, self.meta = list(ops), list(arrays), dict(meta or {})
         check_ops(self.ops, self.arrays)          # the kernels index the arrays unchecked (load_packed too)
         self._prep = []
-        for spec, a in zip(self.ops, self.arrays):           # derived layouts, not saved
+        for i, (spec, a) in enumerate(zip(self.ops, self.arrays)):     # derived layouts, not saved
             p = {}
+            if spec["op"] == "threshold":                    # k of the binary Dense its words feed
+                nxt = next((o for o in self.ops[i + 1:] if o["op"] != "flatten"), {})
+                p["k"] = nxt.get("k") if nxt.get("op") == "dense_binary" else None
             if spec["op"] == "dense_binary":
                 p["panels"] = to_panels(a["words"])
             elif spec["op"] == "conv_binary":
