@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import check_int
+
 BN_BUFFERS = ("running_mean", "running_var")
 NUM_BATCHES = "num_batches_tracked"
 
@@ -73,9 +75,13 @@ def vector_to_params(vec, like, names=None):
     -------
     dict name -> ndarray
         One new array per name in ``names`` (copies, not views of ``vec``), the inverse of
-        ``params_to_vector``. ValueError unless ``vec`` is 1-D with D = sum of the sizes.
+        ``params_to_vector``. ValueError unless ``vec`` is 1-D with D = sum of the sizes
+        and every name is in ``like``.
     """
     names = list(like) if names is None else list(names)
+    missing = [k for k in names if k not in like]
+    if missing:
+        raise ValueError(f"vector_to_params: names not in like: {missing}")
     vec = np.asarray(vec)
     total = sum(int(np.size(like[k])) for k in names)
     if vec.ndim != 1 or vec.size != total:
@@ -138,11 +144,11 @@ def to_state_dict(params, bn_state, *, num_batches_tracked=0, model=None):
         if bufs:
             for b in bufs:
                 out[f"{mod}.{b}"] = np.array(bn_state[f"{mod}.{b}"], copy=True)
-            nbt = num_batches_tracked.get(mod, 0) if isinstance(num_batches_tracked, dict) \
-                else num_batches_tracked
-            if int(nbt) != nbt or nbt < 0:
-                raise ValueError(f"to_state_dict: num_batches_tracked must be an integer >= 0, got {nbt!r}")
-            out[f"{mod}.{NUM_BATCHES}"] = np.array(int(nbt), dtype=np.int64)
+            if isinstance(num_batches_tracked, dict):
+                nbt = check_int(f"to_state_dict: num_batches_tracked[{mod!r}]", num_batches_tracked.get(mod, 0))
+            else:
+                nbt = check_int("to_state_dict: num_batches_tracked", num_batches_tracked)
+            out[f"{mod}.{NUM_BATCHES}"] = np.array(nbt, dtype=np.int64)
     return out
 
 
@@ -222,12 +228,13 @@ def bayesbinn_to_torch(state, names=None, lam0=None):
     names = list(lam) if names is None else list(names)
     vec = params_to_vector(lam, names)
     mu = _field(state, "mu", None)
-    mu_vec = np.tanh(vec) if not mu else params_to_vector(mu, names)      # none stored in 'exact'
+    mu_vec = np.tanh(vec) if not mu else params_to_vector(mu, names).astype(vec.dtype, copy=False)   # none in 'exact'
     if lam0 is None:
         lam0 = _field(state, "lam0", 0.0)
     lam0_vec = params_to_vector(lam0, names).astype(vec.dtype, copy=False) if isinstance(lam0, dict) \
         else np.full_like(vec, lam0)
-    return {"lamda": vec, "mu": mu_vec, "momentum": params_to_vector(_field(state, "momentum"), names),
+    momentum = params_to_vector(_field(state, "momentum"), names).astype(vec.dtype, copy=False)
+    return {"lamda": vec, "mu": mu_vec, "momentum": momentum,
             "prior_lamda": lam0_vec, "step": int(_field(state, "step")), "seed": int(_field(state, "seed", 0))}
 
 

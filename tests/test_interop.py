@@ -135,3 +135,71 @@ def test_exact_bayesbinn_state_round_trip_stores_no_mu():
     assert back.mu == {} == state.mu and back.seed == state.seed
     with pytest.raises(ValueError, match="numerics must be"):
         bayesbinn_from_torch(bayesbinn_to_torch(state), params, numerics="exakt")
+
+
+def test_vectors_check_their_input_and_return_copies():
+    _, params, _ = _trained_like(np.float32)
+    with pytest.raises(ValueError, match="names not in params: \\['fc9.weight'\\]"):
+        params_to_vector(params, ["fc1.weight", "fc9.weight"])
+    with pytest.raises(ValueError, match="names not in like: \\['fc9.weight'\\]"):
+        vector_to_params(np.zeros(96), params, ["fc1.weight", "fc9.weight"])
+    vec = params_to_vector(params)
+    with pytest.raises(ValueError, match="vector has shape \\(2, 81\\), expected \\(162,\\)"):
+        vector_to_params(vec.reshape(2, 81), params)               # the right size is not enough
+    back = vector_to_params(vec, params)                           # the same dtype: still copies
+    assert not any(np.shares_memory(back[k], vec) for k in params)
+    back = vector_to_params(vec.astype(np.float64), params)        # cast to the dtype of like
+    assert all(back[k].dtype == np.float32 and np.array_equal(back[k], params[k]) for k in params)
+
+
+def test_state_dict_with_nested_module_names():
+    """torch names such as 'features.0.weight': the last dot separates the module."""
+    params = {"features.0.weight": np.ones((2, 3), np.float32)}
+    state = {"features.1.running_mean": np.zeros(2, np.float32), "features.1.running_var": np.ones(2, np.float32)}
+    sd = to_state_dict(params, state, num_batches_tracked=4)
+    assert list(sd) == ["features.0.weight", "features.1.running_mean", "features.1.running_var",
+                        "features.1.num_batches_tracked"]
+    p2, s2, nbt = from_state_dict(sd, like_params=params, like_state=state)
+    assert list(p2) == list(params) and list(s2) == list(state) and nbt == {"features.1": 4}
+    with pytest.raises(ValueError, match="'weight' has no module prefix"):
+        to_state_dict({"weight": np.ones(2)}, {})
+
+
+def test_state_dicts_are_copies_both_ways():
+    _, params, state = _trained_like()
+    sd = to_state_dict(params, state)
+    sd["bn1.running_var"][0] = -1.0
+    assert state["bn1.running_var"][0] != -1.0
+    p2, s2, _ = from_state_dict(sd)
+    p2["fc1.weight"][0, 0] = s2["bn1.running_mean"][0] = 99.0
+    assert sd["fc1.weight"][0, 0] != 99.0 and sd["bn1.running_mean"][0] != 99.0
+
+
+def test_from_state_dict_casts_to_the_model_dtype():
+    _, params, state = _trained_like(np.float32)
+    sd = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in to_state_dict(params, state).items()}
+    p2, s2, _ = from_state_dict(sd, like_params=params, like_state=state)
+    assert all(v.dtype == np.float32 for v in [*p2.values(), *s2.values()])
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, float("inf"), float("nan"), None, True, {"bn2": 2.5}])
+def test_num_batches_tracked_must_be_a_count(bad):
+    _, params, state = _trained_like()
+    what = "num_batches_tracked\\['bn2'\\]" if isinstance(bad, dict) else "num_batches_tracked"
+    with pytest.raises(ValueError, match=f"^to_state_dict: {what} must be an integer in \\[0, inf\\)"):
+        to_state_dict(params, state, num_batches_tracked=bad)
+
+
+def test_bayesbinn_vectors_take_the_dtype_of_lam_and_defaults():
+    _, params, _ = _trained_like(np.float32)
+    lam = {k: np.full(v.shape, 2.0, np.float32) for k, v in params.items()}
+    state = {"lam": lam, "momentum": {k: np.zeros_like(v) for k, v in lam.items()}, "step": 3,
+             "lam0": {k: np.ones(v.shape) for k, v in params.items()}}           # float64 prior
+    t = bayesbinn_to_torch(state)
+    assert t["prior_lamda"].dtype == np.float32 and t["seed"] == 0
+    state64 = dict(state, mu={k: np.tanh(v).astype(np.float64) for k, v in lam.items()},
+                   momentum={k: np.zeros(v.shape) for k, v in lam.items()})      # float64 beside float32 lam
+    assert all(v.dtype == np.float32 for k, v in bayesbinn_to_torch(state64).items() if k not in ("step", "seed"))
+    out = bayesbinn_from_torch({"lamda": t["lamda"], "momentum": t["momentum"]}, params)
+    assert out["step"] == 0 and out["seed"] == 0 and out["lam0"] is None
+    assert all(np.array_equal(out["mu"][k], np.tanh(lam[k])) for k in params)   # no mu: tanh(lamda)

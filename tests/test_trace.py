@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from refbinn.train.trace import (OPTIMIZERS, cli_trace, compare_traces, load_trace,
+from refbinn.errors import FileFormatError
+from refbinn.nn import Dense, Sequential, SignActivation
+from refbinn.train.trace import (FORMAT, OPTIMIZERS, cli_trace, compare_traces, default_rtol,
+                           describe_layers, key_differences, load_trace, make_optimizer,
                            save_trace, write_trace)
 from refbinn.train.trace_check import cli_check_trace
 
@@ -105,9 +108,33 @@ def test_bad_arguments(tmp_path):
         write_trace(p, model_name="mlp", optimizer_name="sgd", steps=1)
     with pytest.raises(ValueError, match="steps"):
         write_trace(p, model_name="mlp", optimizer_name="ste", steps=0)
+    with pytest.raises(ValueError, match="seed"):
+        write_trace(p, model_name="mlp", optimizer_name="ste", steps=1, seed=-1)
     with pytest.raises(ValueError, match="dtype"):
         write_trace(p, model_name="mlp", optimizer_name="ste", steps=1, dtype="float16")
     assert not p.exists()
+
+
+def test_make_optimizer_applies_the_overrides():
+    cfg = make_optimizer("bayesbinn-exact", 64, "float32", {"lr": 0.5, "samples": 3}).config()
+    assert (cfg["lr"], cfg["samples"], cfg["tau"], cfg["N"]) == (0.5, 3, 1.0, 64.0)
+    assert np.dtype(cfg["dtype"]) == np.float32
+
+
+def test_describe_layers_names_an_unsupported_layer():
+    model = Sequential(Dense(4, 3, name="fc1"), SignActivation(name="sign1"))
+    with pytest.raises(ValueError, match="layer 'sign1' of type SignActivation is not supported"):
+        describe_layers(model)
+
+
+def test_load_trace_refuses_another_format_and_text_entries(tmp_path):
+    p = tmp_path / "t.npz"
+    save_trace(p, {"format": "refbinn-checkpoint"}, {"step0000/x": np.zeros(2)})
+    with pytest.raises(FileFormatError, match="its meta has format 'refbinn-checkpoint'"):
+        load_trace(p)
+    save_trace(p, {"format": FORMAT}, {"step0000/x": np.zeros(2), "step0000/name": np.array(["fc1"])})
+    with pytest.raises(FileFormatError, match="entry 'step0000/name' has dtype <U3"):
+        load_trace(p)
 
 
 # -- comparing -------------------------------------------------------------------------------
@@ -137,6 +164,67 @@ def test_first_divergence_in_step_then_operation_order(traces):
     y["step0002/bn/bn1.running_var"] = x["step0002/bn/bn1.running_var"][:-1]
     d = compare_traces((meta, x), (meta, y))
     assert (d.step, d.tensor, d.reason) == (2, "bn/bn1.running_var", "shape")
+
+
+def test_divergences_come_in_the_documented_order(tmp_path):
+    """Every tensor of step 2 perturbed: compare_traces reports them one at a time in the order
+    of operations (x, y; per pass u, w, mask, out, loss, grad, scale; the state fields; bn;
+    eval_w), each group in layer order, pass 0 before pass 1."""
+    path = tmp_path / "s2.npz"
+    write_trace(path, model_name="tiny", optimizer_name="bayesbinn-exact", steps=2, hparams={"samples": 2})
+    meta, x = load_trace(path)
+    names = meta["param_names"] + meta["bn_names"] + meta["dropout_layers"]
+    groups = (["x", "y"] + [f"sample{j}/{g}" for j in range(2)
+                            for g in ("u", "w", "mask", "out", "loss", "grad", "scale")]
+              + meta["state_fields"] + ["bn", "eval_w"])
+    want = [k for g in groups for k in [g] + [f"{g}/{n}" for n in names] if f"step0002/{k}" in x]
+    assert sorted(want) == sorted(k[9:] for k in x if k.startswith("step0002/"))
+    y = dict(x)
+    for k in want:
+        y = _perturb(y, f"step0002/{k}", 0, 1e-3)
+    seen = []
+    while (d := compare_traces((meta, x), (meta, y))) is not None:
+        seen.append(d.tensor)
+        y[d.key] = x[d.key]
+    assert seen == want
+
+
+def _pair(a, b):
+    """Two one-tensor traces holding ``a`` and ``b`` at step 1."""
+    meta = {"format": FORMAT, "dtype": "float64"}
+    return (meta, {"step0001/v": np.asarray(a, float)}), (meta, {"step0001/v": np.asarray(b, float)})
+
+
+def test_tolerance_is_atol_plus_rtol_times_the_scale_of_both_traces():
+    assert compare_traces(*_pair([1.0], [1.5]), rtol=0.0, atol=0.5) is None        # |diff| = tol matches
+    assert compare_traces(*_pair([2.0], [2.875]), rtol=0.25, atol=0.5) is None     # tol 0.5 + 0.25 * 2.875
+    d = compare_traces(*_pair([2.0], [3.5]), rtol=0.25, atol=0.5)
+    assert (d.index, d.tol) == (0, 0.5 + 0.25 * 3.5)
+    a, b = [0.0, 1.0], [1.5e-9, 2.0]        # scale 2 from b: entry 0 is within 2e-9, entry 1 is not
+    for mine, theirs in ((a, b), (b, a)):
+        d = compare_traces(*_pair(mine, theirs), rtol=1e-9)
+        assert (d.index, d.tol) == (1, 2e-9)
+    d = compare_traces(*_pair(np.zeros((2, 3)), np.zeros((3, 2))))    # the same size is not enough
+    assert (d.reason, d.mine, d.theirs, d.index) == ("shape", (2, 3), (3, 2), None)
+
+
+def test_default_rtol_is_tight_only_for_two_float64_traces():
+    f64, f32 = {"dtype": "float64"}, {"dtype": "float32"}
+    assert default_rtol(f64, f64) == 1e-9
+    assert default_rtol(f64, f32) == default_rtol(f32, f64) == default_rtol(f32, f32) == 1e-4
+
+
+@pytest.mark.parametrize("name,bad", [("rtol", -1e-9), ("rtol", float("inf")), ("rtol", "x"),
+                                      ("atol", -1.0), ("atol", float("nan")), ("atol", None)])
+def test_compare_traces_checks_its_tolerances(name, bad):
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        compare_traces(*_pair([1.0], [1.0]), **{name: bad})
+
+
+def test_key_differences_lists_each_side():
+    (meta, a), (_, b) = _pair([1.0], [1.0])
+    a["step0001/extra"], b["junk"] = np.zeros(1), np.zeros(1)
+    assert key_differences((meta, a), (meta, b)) == (["step0001/extra"], ["junk"])
 
 
 def test_nonfinite_values_compare_as_values(traces):

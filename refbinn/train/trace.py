@@ -29,7 +29,7 @@ import numpy as np
 from ..models import build_model
 from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Tanh,
                  softmax_cross_entropy)
-from ..checks import check_choice, check_int
+from ..checks import check_choice, check_int, check_range
 from ..errors import reads_file
 from ..io import atomic_savez
 from ..noise import SampleKey
@@ -238,6 +238,7 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
     spec = MODELS[check_choice("model", model_name, tuple(MODELS))]
     check_choice("optimizer", optimizer_name, OPTIMIZERS)
     check_int("steps", steps, 1)
+    check_int("seed", seed, 0)
     dt = np.dtype(check_choice("dtype", np.dtype(dtype).name, ("float32", "float64")))
     model = spec.build()
     root = np.random.default_rng(seed)
@@ -513,9 +514,8 @@ def compare_traces(a, b, rtol=None, atol=0.0):
     Divergence or None
     """
     (ma, xa), (mb, xb) = [t if isinstance(t, tuple) else load_trace(t) for t in (a, b)]
-    rtol = default_rtol(ma, mb) if rtol is None else float(rtol)
-    if not (rtol >= 0 and atol >= 0):
-        raise ValueError(f"rtol and atol must be in [0, inf), got {rtol!r}, {atol!r}")
+    rtol = default_rtol(ma, mb) if rtol is None else float(check_range("rtol", rtol, 0))
+    atol = float(check_range("atol", atol, 0))
     keys = [k for k in xa if k in xb and _sort_key(k, ma) is not None]
     for k in sorted(keys, key=lambda k: _sort_key(k, ma)):
         t = int(k.partition("/")[0][4:])
