@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from refbinn.errors import FileFormatError
-from refbinn.io import atomic_savez, tree_from_arrays, tree_to_arrays, write_json
+from refbinn.io import atomic_savez, atomic_write, remove_partials, tree_from_arrays, tree_to_arrays, write_json
 from refbinn.optim import Adam, BayesBiNN, load_state, save_state
 from refbinn.optim.registry import FILE_NAMES
 from refbinn.train import load_checkpoint, save_checkpoint
@@ -97,6 +97,62 @@ def test_write_json_is_atomic_and_lists_arrays(tmp_path):
     write_json(str(path), {"a": np.arange(3), "b": np.float32(0.5)})
     assert path.read_text().replace(" ", "").replace("\n", "") == '{"a":[0,1,2],"b":0.5}'
     assert os.listdir(path.parent) == ["x.json"]
+
+
+def test_atomic_write_syncs_the_data_before_it_replaces_the_target(tmp_path, monkeypatch):
+    # the rename must not reach the disk before the data: a crash would leave an empty file
+    events, fsync, replace = [], os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: events.append(("fsync", os.fstat(fd).st_size)) or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", os.path.basename(b))) or replace(a, b))
+    atomic_write(tmp_path / "x.txt", "hello")
+    assert events == [("fsync", 5), ("replace", "x.txt")]
+
+
+def test_atomic_files_get_the_mode_of_a_new_file(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "a.json", {})
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o640        # not mkstemp's 0600
+
+
+def test_atomic_write_refuses_other_data_and_writes_nothing(tmp_path):
+    with pytest.raises(TypeError, match="data must be str or bytes, got int"):
+        atomic_write(tmp_path / "x", 3)
+    assert os.listdir(tmp_path) == []
+
+
+def test_remove_partials_removes_only_that_files_leftovers(tmp_path):
+    for n in (".ck.npz.abc.partial", ".ck.npz.x1.partial", ".other.npz.abc.partial", "ck.npz", ".ck.npz.abc"):
+        (tmp_path / n).write_bytes(b"")
+    removed = remove_partials(tmp_path / "ck.npz")
+    assert sorted(os.path.basename(p) for p in removed) == [".ck.npz.abc.partial", ".ck.npz.x1.partial"]
+    assert sorted(os.listdir(tmp_path)) == [".ck.npz.abc", ".other.npz.abc.partial", "ck.npz"]
+
+
+def test_tree_round_trip_keeps_tuples_lists_and_key_order():
+    tree = {"b": (1, 2.5), "a": [True, None, "s"], "c": {"z": np.arange(2, dtype=np.int8)}}
+    back = tree_from_arrays(tree_to_arrays(tree, "t", {}), "t", {})
+    assert list(back) == ["b", "a", "c"] and back["b"] == (1, 2.5) and type(back["b"]) is tuple
+    assert back["a"] == [True, None, "s"] and type(back["a"][0]) is bool
+    assert back["c"]["z"].dtype == np.int8 and back["c"]["z"].tolist() == [0, 1]
+
+
+def test_check_output_file_refuses_a_folder_an_input_and_a_checkpoint(tmp_path):
+    from refbinn.io.outputs import check_output_file
+    ck, src, out = tmp_path / "ck.npz", tmp_path / "in.json", tmp_path / "out.json"
+    atomic_savez(ck, {"epoch": np.array(1), "config": np.array("{}")})        # the entries, and no more
+    src.write_text("{}")
+    with pytest.raises(ValueError, match=r"^--out .*ck.npz is a training checkpoint"):
+        check_output_file(ck, "--out")
+    with pytest.raises(ValueError, match=r"^OUT .* is the input"):
+        check_output_file(tmp_path / "." / "in.json", "OUT", [str(src)])          # another spelling of it
+    with pytest.raises(ValueError, match="is a folder"):
+        check_output_file(tmp_path, "--out")
+    check_output_file(out, "--out", [str(src), str(ck)])                        # a new file may be written
+    atomic_savez(out, {"epoch": np.array(1)})
+    check_output_file(out, "--out")                                             # not a checkpoint: no config
 
 
 def test_packed_model_naming_an_unknown_op_is_refused(tmp_path, tripwires):

@@ -158,9 +158,24 @@ BASE = {"dataset": "two-moons", "optimizer": "ste"}
     ({"seeds": [0], "base": {**BASE, "optimizer": "bayesbinn", "diagnostics_every": 5},
       "grid": {"diagnostics": [True, False]}}, "run two-moons_bayesbinn_diagnosticsFalse_s0: `refbinn train`"),
     ({"seeds": [0], "base": {**BASE, "dataset": "mnist", "model": {"hidden": []}}},
-     r"base.model: hidden of the mnist model mlp_mnist must be a non-empty list of widths.*got \[\]"),
+     r"base.model: hidden of the mnist model mlp_mnist must be a non-empty list of integer widths.*got \[\]"),
     ({"seeds": [0], "base": {**BASE, "dataset": "mnist"}, "grid": {"model": {"hidden": [[8], []]}}},
      r"grid.model.hidden\[1\]: hidden of the mnist model"),
+    # named by the sweep's own keys, not only by `refbinn train`'s later refusal of a run
+    ({"seeds": [0], "base": {**BASE, "optimizer": "bayesbinn", "beta": 1}}, r"^base.beta must be in \[0, 1\), got 1"),
+    ({"seeds": [0], "base": {**BASE, "model": {"hidden": 8}}, "grid": {"model": {"hidden": [4, 16]}}},
+     "model.hidden is set in both base.model and grid.model"),
+    ({"seeds": [0], "base": {"optimizer": "ste", "max_train": 100}, "grid": {"dataset": ["mnist", "two-moons"]}},
+     "max_train applies only to the image data sets .* the sweep uses mnist, two-moons"),
+    ({"seeds": [0], "base": BASE, "name": ".."}, "name must be a folder name"),
+    # the same value twice in another spelling: two runs of one configuration under two names
+    ({"seeds": [0], "base": BASE, "grid": {"model": {"hidden": [64, 64.0]}}},
+     r"grid.model.hidden lists a value twice: \[64, 64.0\]"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "mnist"}, "grid": {"model": {"hidden": [[8], [8.0]]}}},
+     r"grid.model.hidden\[1\]: hidden of the mnist model mlp_mnist must be a non-empty list of integer widths"),
+    ({"seeds": [0], "base": {**BASE, "dataset": "mnist", "model": {"hidden": [8, True]}}},   # --hidden takes ints
+     r"base.model: hidden .* integer widths .* got \[8, True\]"),
+    ({"seeds": [0], "base": BASE, "grid": {"model": {}}}, "grid is empty"),
 ])
 def test_bad_sweep_files_are_value_errors_naming_the_key(doc, match):
     with pytest.raises(ValueError, match=match):
@@ -232,12 +247,16 @@ def test_small_grid_completes_and_runs_are_refbinn_train_runs(small, tmp_path, c
     assert deterministic(read(tmp_path / f"{run.name}.json")) == deterministic(read(d / "runs" / f"{run.name}.json"))
 
 
-def test_rerun_skips_finished_runs_and_reruns_changed_settings(small, cluster, tmp_path):
+def test_rerun_skips_finished_runs_and_reruns_changed_settings(small, cluster, tmp_path, monkeypatch):
     sweep, d, _ = small
     client, threads = cluster
     stamps = {p: p.stat().st_mtime_ns for p in (d / "runs").glob("*.json")}
+    submitted, submit = [], client.submit
+    monkeypatch.setattr(client, "submit", lambda *a, **k: submitted.append(k["key"]) or submit(*a, **k))
     res = run_sweep(sweep, d.parent, client=client, threads=threads, progress=False, log=quiet)
     assert res["counts"] == {"done": 0, "skipped": 4, "failed": 0, "pending": 0}
+    assert submitted == []                                   # skipped by the client, not sent to a worker
+    monkeypatch.undo()
     assert {p: p.stat().st_mtime_ns for p in (d / "runs").glob("*.json")} == stamps
     # same names, other settings: not skipped, and the old checkpoints are not resumed
     changed = parse_spec({**SMALL, "name": "changed", "base": {**SMALL["base"], "epochs": 6}})
@@ -327,6 +346,58 @@ def test_a_failing_run_is_reported_and_the_others_finish(cluster, tmp_path):
     assert "mnist_ste_s0" in "\n".join(lines)
     assert read(Path(res["dir"]) / "sweep.json")["counts"]["failed"] == 1
     assert "Traceback" in (Path(res["dir"]) / "runs" / "mnist_ste_s0" / "log.txt").read_text()
+
+
+def test_a_task_that_raises_is_a_failed_run(cluster, tmp_path, monkeypatch):
+    # a task whose workers died too often raises KilledWorker from .result(): the run is failed, not done
+    from refbinn.sweep import engine
+    client, threads = cluster
+
+    def lost(run, *_):                  # (a local function: dask sends it by value)
+        raise RuntimeError(f"lost {run['name']}")
+    monkeypatch.setattr(engine, "execute", lost)
+    sweep = parse_spec({**SMALL, "name": "lost", "seeds": [0]})
+    res = run_sweep(sweep, tmp_path, client=client, threads=threads, progress=False, log=quiet)
+    assert res["counts"] == {"done": 0, "skipped": 0, "failed": 2, "pending": 0}
+    assert [r["error"] for r in res["runs"]] == [f"RuntimeError: lost {r.name}" for r in sweep.runs]
+
+
+def test_a_finished_run_is_skipped_by_its_task_too(small):
+    # (another client may have finished it after this one submitted it)
+    from refbinn.sweep.task import execute, result_path
+    sweep, d, _ = small
+    run = sweep.runs[0].to_dict()
+    before = Path(result_path(d, run["name"])).stat().st_mtime_ns
+    assert execute(run, str(d))["status"] == "skipped"
+    assert Path(result_path(d, run["name"])).stat().st_mtime_ns == before
+
+
+def test_workers_with_a_scheduler_is_an_error_before_connecting():
+    with pytest.raises(ValueError, match="--workers applies to the local cluster only"):
+        with open_client("tcp://127.0.0.1:9", workers=2):
+            pass
+
+
+def test_the_thread_variables_are_restored_after_the_workers_start(monkeypatch):
+    from refbinn.sweep.cluster import _environment
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")
+    with _environment(thread_env(1)):
+        assert os.environ["OMP_NUM_THREADS"] == os.environ["MKL_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "7"
+
+
+@pytest.mark.parametrize("failed, code", [(0, 0), (1, 1)])
+def test_cli_sweep_exits_1_if_a_run_failed(tmp_path, monkeypatch, capsys, failed, code):
+    import contextlib
+    from refbinn.sweep import cluster, engine
+    monkeypatch.setattr(cluster, "open_client", lambda *a, **k: contextlib.nullcontext((None, 1)))
+    counts = {"done": 2 - failed, "skipped": 0, "failed": failed, "pending": 0}
+    monkeypatch.setattr(engine, "run_sweep", lambda *a, **k: {"dir": str(tmp_path), "counts": counts, "runs": []})
+    spec = tmp_path / "s.toml"
+    spec.write_text('seeds = [0, 1]\n[base]\ndataset = "two-moons"\noptimizer = "ste"\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path), "--quiet"]) == code
+    assert "report: refbinn report" in capsys.readouterr().out
 
 
 def test_a_killed_worker_run_is_resumed_and_bit_identical(cluster, tmp_path):
@@ -477,3 +548,46 @@ def test_report_files_and_the_spec_copy_are_written_atomically(small, tmp_path, 
     _copy_spec(SimpleNamespace(path=str(spec)), str(tmp_path / "sw"))
     assert replaced == ["sweep.toml"] and (tmp_path / "sw" / "sweep.toml").read_bytes() == spec.read_bytes()
     assert not list((tmp_path / "rep").glob(".*.partial")) and not list((tmp_path / "sw").glob(".*"))
+
+
+def fake_run(setting, seed, acc, loss=1.0, history=True):
+    """A finished run's JSON as `execute` writes it (only what the report reads), made-up numbers."""
+    hist = [{"epoch": 1, "seconds": 0.5, "train_loss": loss, "test_acc_mode": acc, "test_nll_mode": 1 - acc,
+             "test_nll_mean": 2 - acc}] if history else []
+    return {"name": f"{setting}_s{seed}", "settings": {"dataset": "two-moons", "optimizer": "bayesbinn"},
+            "summary": {"epochs_run": len(hist), "test_acc_mode_last": acc, "test_acc_mean_last": acc / 2},
+            "history": hist, "sweep_run": {"name": f"{setting}_s{seed}", "setting": setting, "seed": seed, "point": {}}}
+
+
+def test_report_rows_keep_settings_apart_with_their_seeds_in_order():
+    # two tau values of one data set and optimizer are two rows; seeds sorted as numbers (2 before 10)
+    a, b = "two-moons_bayesbinn_tau0.5", "two-moons_bayesbinn_tau1.0"
+    rows = aggregate([fake_run(a, 10, 0.75), fake_run(b, 0, 0.5), fake_run(a, 2, 0.875)])
+    assert [(r["setting"], r["seeds"], r["n"]) for r in rows] == [(a, [2, 10], 2), (b, [0], 1)]
+    q = rows[0]["quantities"]
+    assert q["test_acc_last"]["values"] == [0.875, 0.75] and q["test_acc_last"]["mean"] == 0.8125
+    assert q["test_nll_last"]["values"] == [0.125, 0.25]
+    assert q["test_nll_mean_last"]["values"] == [1.125, 1.25]     # the mean prediction's, not the mode's
+    assert q["test_acc_mean_last"]["values"] == [0.4375, 0.375]
+
+
+def test_report_reads_finished_runs_only_in_the_sweeps_order(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for r in (fake_run("two-moons_bayesbinn", 0, 0.5), fake_run("two-moons_ste", 0, 0.5),
+              fake_run("two-moons_adam", 0, 0.5, history=False)):          # no epoch finished
+        (runs / f"{r['name']}.json").write_text(json.dumps(r))
+    (runs / "other.json").write_text(json.dumps({"history": [{"epoch": 1}]}))   # not a sweep run
+    order = ["two-moons_ste_s0", "two-moons_adam_s0", "two-moons_bayesbinn_s0"]
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": [{"name": n} for n in order]}))
+    assert [r["name"] for r in load_runs(tmp_path)] == ["two-moons_ste_s0", "two-moons_bayesbinn_s0"]
+
+
+def test_report_curves_band_is_the_sample_std(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+    from refbinn.sweep.report import plot_curves
+    bands, real = [], Axes.fill_between
+    monkeypatch.setattr(Axes, "fill_between", lambda ax, x, lo, hi, **k: bands.append((lo, hi)) or real(ax, x, lo, hi, **k))
+    plot_curves([fake_run("s", 0, 0.5, loss=1.0), fake_run("s", 1, 0.5, loss=2.0)], tmp_path / "c.png", "t")
+    lo, hi = bands[0]                                         # the training loss: 1.5 +- std([1, 2], ddof=1)
+    np.testing.assert_allclose([lo[0], hi[0]], [1.5 - np.sqrt(0.5), 1.5 + np.sqrt(0.5)], rtol=1e-12)

@@ -240,7 +240,7 @@ def _check_keys(where, table, allowed):
 def _check_model(where, kwargs, datasets):
     """Model keyword arguments: each a parameter of the builder of every data set in the sweep, not
     one the data set decides (``DATA_FIXED``); ``hidden`` of an MLP with a list of widths
-    (``refbinn train --hidden``) a non-empty list."""
+    (``refbinn train --hidden``) a non-empty list of ints."""
     _check_keys(where, kwargs, tuple(kwargs))          # only checks that it is a table
     for k in kwargs:
         if k in DATA_FIXED:
@@ -251,9 +251,10 @@ def _check_model(where, kwargs, datasets):
         params = tuple(p for p in inspect.signature(MODELS[builder_name]).parameters
                        if p not in fixed and p not in DATA_FIXED)
         if builder_name in HIDDEN_MODELS and "hidden" in kwargs and (
-                not isinstance(kwargs["hidden"], list) or not kwargs["hidden"]):
+                not isinstance(kwargs["hidden"], list) or not kwargs["hidden"]
+                or not all(type(w) is int for w in kwargs["hidden"])):     # --hidden takes ints, not 8.0
             raise ValueError(f"{where}: hidden of the {ds} model {builder_name} must be a non-empty list "
-                             f"of widths (as `refbinn train --hidden`), got {kwargs['hidden']!r}")
+                             f"of integer widths (as `refbinn train --hidden`), got {kwargs['hidden']!r}")
         for k in kwargs:
             if k not in params:
                 raise ValueError(f"{where}: unknown key {k!r} for the {ds} model {builder_name}; "
@@ -322,10 +323,10 @@ def parse_spec(doc, *, name=None, path=None):
     _check_keys("base", base, tuple(SETTINGS))
     grid = doc.get("grid", {})
     _check_keys("grid", grid, tuple(SETTINGS))
-    if "grid" in doc and not grid:
+    lists = dict(_grid_lists(grid))
+    if "grid" in doc and not lists:         # (an empty [grid.model] lists nothing either)
         raise ValueError("grid is empty: give at least one setting with a list of values "
                          "(or leave [grid] out for one setting times the seeds)")
-    lists = dict(_grid_lists(grid))
     for k, vs in lists.items():
         if not isinstance(vs, list) or not vs:
             raise ValueError(f"grid.{k} must be a non-empty list of values, got {vs!r}")
@@ -350,7 +351,8 @@ def parse_spec(doc, *, name=None, path=None):
             checked[k] = [_check_model(f"grid.{k}[{i}]", {k[6:]: v}, datasets)[k[6:]] for i, v in enumerate(vs)]
         else:
             checked[k] = [_check_value(f"grid.{k}[{i}]", k, v, datasets) for i, v in enumerate(vs)]
-        if len({json.dumps(v) for v in checked[k]}) != len(vs):
+        # compared with ==, so that 64 and 64.0 (or [8] and [8.0]) of a model argument are one value
+        if any(v == w for i, v in enumerate(checked[k]) for w in checked[k][:i]):
             raise ValueError(f"grid.{k} lists a value twice: {vs!r}")
 
     # a setting applies to some optimizers only: in the grid it must apply to all of them (else the
