@@ -79,8 +79,15 @@ def batch_moments(x):
     Returns
     -------
     (mean, var) : ndarrays, (C,)
+
+    Raises
+    ------
+    ValueError
+        On another number of dimensions, or a single value per channel.
     """
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim not in (2, 4):
+        raise ValueError(f"batch_moments: x must have shape (N, C) or (N, C, H, W), got {x.shape}")
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
     m = x.size // x.shape[1]                                     # values per channel
     if m < 2:

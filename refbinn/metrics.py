@@ -99,8 +99,8 @@ def check_probs(probs, labels=None):
     if p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1):
         p1 = p.reshape(-1)
         p = np.stack([1 - p1, p1], axis=1)                                 # (n, 2)
-    if p.ndim != 2 or len(p) == 0:
-        raise ValueError(f"probs must have shape (n, K) with n >= 1, got {np.shape(probs)}")
+    if p.ndim != 2 or len(p) == 0 or p.shape[1] == 0:
+        raise ValueError(f"probs must have shape (n, K) with n >= 1 and K >= 2, got {np.shape(probs)}")
     if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
         raise ValueError("probs must be finite and in [0, 1]")
     if labels is None:
@@ -423,8 +423,17 @@ def ood_metrics(probs_in, probs_out):
     dict
         ``auroc_entropy``, ``aupr_entropy``, ``auroc_maxprob``, ``aupr_maxprob`` (in [0, 1]),
         ``entropy_in``, ``entropy_out`` (the mean entropy on each set, nats); all floats.
+
+    Raises
+    ------
+    ValueError
+        On probabilities that ``check_probs`` refuses, or a K of ``probs_out`` other than that of ``probs_in``.
     """
-    s_in, s_out = ood_scores(probs_in), ood_scores(probs_out)
+    p_in, p_out = check_probs(probs_in), check_probs(probs_out)
+    if p_in.shape[1] != p_out.shape[1]:
+        raise ValueError(f"probs_out must have the K = {p_in.shape[1]} classes of probs_in, "
+                         f"got K = {p_out.shape[1]}")
+    s_in, s_out = ood_scores(p_in), ood_scores(p_out)
     out = {}
     for name in ("entropy", "maxprob"):
         out[f"auroc_{name}"] = auroc(s_in[name], s_out[name])

@@ -192,11 +192,24 @@ def test_calibration_batches_wrap_to_a_fresh_permutation():
     assert not np.array_equal(rows[:6], rows[6:])          # 1/720 chance of equality for this seed
 
 
+def test_calibration_batches_draw_their_permutations_from_the_given_generator():
+    """The rows are rng.permutation(n), then a fresh one as needed, from the caller's generator
+    (never a global stream), so the same seed gives the same batches here and in a port."""
+    x = np.arange(15, dtype=np.float64).reshape(15, 1)
+    rng = np.random.default_rng(11)
+    want = np.concatenate([rng.permutation(15), rng.permutation(15)])[:20]         # K*b = 4*5 rows
+    got = np.concatenate(calibration_batches(x, 4, 5, np.random.default_rng(11)))[:, 0]
+    np.testing.assert_array_equal(got, want)
+
+
 def test_degenerate_inputs_raise_value_errors(rng):
     with pytest.raises(ValueError, match="at least 2 rows"):
         calibration_batches(np.zeros((1, 3)), 2, 5, np.random.default_rng(0))
     for shape in ((1, 3), (1, 3, 1, 1)):                     # one value per channel: no variance
         with pytest.raises(ValueError, match="more than one value per channel"):
+            batch_moments(np.zeros(shape))
+    for shape in ((4,), (4, 2, 3)):                         # neither (N, C) nor (N, C, H, W)
+        with pytest.raises(ValueError, match=r"x must have shape \(N, C\) or \(N, C, H, W\)"):
             batch_moments(np.zeros(shape))
     model, params, bn = _trained_mlp(rng)
     with pytest.raises(ValueError, match="batches is empty"):

@@ -77,6 +77,8 @@ def test_classification_metrics_lists_the_bins():
     assert sum(m["calibration"]["counts"]) == 3 and len(m["calibration"]["edges"]) == 5
     assert m["calibration"]["confidence"][0] is None                            # empty bin: None in JSON
     assert m["ece"] == expected_calibration_error(P, Y, 4)
+    assert set(m) == {"acc", "nll", "brier", "ece", "mce", "entropy", "calibration"}      # the documented keys
+    assert set(m["calibration"]) == {"edges", "counts", "confidence", "accuracy"}
 
 
 def test_classification_metrics_values_by_hand():
@@ -104,6 +106,10 @@ def test_classification_metrics_values_by_hand():
     (lambda: brier_score(np.array([[1.5, -0.5]]), np.array([0])), "probs must be finite and in"),
     (lambda: calibration(P, Y, bins=0), "bins must be an integer in"),
     (lambda: accuracy(np.zeros((0, 3)), np.zeros(0, int)), r"probs must have shape \(n, K\) with n >= 1"),
+    (lambda: accuracy(np.zeros((2, 0)), np.zeros(2, int)), r"probs must have shape .* and K >= 2, got \(2, 0\)"),
+    (lambda: nll(np.array([[-0.1, 1.0]]), np.array([1])), "probs must be finite and in"),   # max <= 1
+    (lambda: accuracy(P, Y[:, None]), r"labels must be integers of shape \(3,\)"),     # would broadcast (3, 3)
+    (lambda: ood_metrics(P, np.full((2, 4), 0.25)), "probs_out must have the K = 3 classes of probs_in"),
     (lambda: nll(np.array([[0.2, 1.5]]), np.array([0])), "probs must be finite and in"),
     (lambda: brier_score(np.array([[np.nan, 0.5]]), np.array([0])), "probs must be finite and in"),
     (lambda: nll(np.array([[0.5, 0.5]]), np.array([-1])), "labels must be in"),
