@@ -15,9 +15,13 @@ import math
 import numpy as np
 
 
+def _bound(x):
+    return str(x) if isinstance(x, (int, np.integer)) else f"{x:g}"     # 2**63 - 1, not 9.22337e+18
+
+
 def _interval(lo, hi, lo_open, hi_open):
-    left = "-inf" if lo is None else f"{lo:g}"
-    right = "inf" if hi is None else f"{hi:g}"
+    left = "-inf" if lo is None else _bound(lo)
+    right = "inf" if hi is None else _bound(hi)
     return (("(" if lo_open or lo is None or lo == -math.inf else "[") + f"{left}, {right}"
             + (")" if hi_open or hi is None or hi == math.inf else "]"))
 
@@ -25,14 +29,15 @@ def _interval(lo, hi, lo_open, hi_open):
 def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
     """``value`` unchanged if it is a finite real number with lo <= value <= hi (< where open); else ValueError.
 
-    NaN and +-inf are never in range, nor is a bool; ``lo``/``hi`` None means unbounded (but finite).
+    NaN and +-inf are never in range, nor is a bool or a string (``float('0.5')`` would take it);
+    ``lo``/``hi`` None means unbounded (but finite).
 
     Parameters
     ----------
     name : str
         The argument's name, quoted in the error message.
     value : object
-        The value to check; anything ``float()`` accepts.
+        The value to check; a number ``float()`` accepts (not a str or bytes).
     lo, hi : float or None
         The bounds; None (the default) leaves that side unbounded.
     lo_open, hi_open : bool
@@ -49,7 +54,7 @@ def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
         "``name`` must be in [lo, hi], got ``value``" (or "must be a real number").
     """
     try:
-        if isinstance(value, (bool, np.bool_)):          # True is a slip, not 1 (as check_int)
+        if isinstance(value, (bool, np.bool_, str, bytes)):      # True is a slip, not 1 (as check_int); '1' is text
             raise TypeError
         v = float(value)
     except (TypeError, ValueError, OverflowError):

@@ -1,6 +1,8 @@
 """The 'authors' preset (issue 15, item 5): the four settings in which the authors' scripts
 (team-approx-bayes/BayesBiNN) differ from the 'paper' preset, and a bit-identical resume
-under it. The 'paper' preset's numbers are pinned by tests/test_golden*.py."""
+under it. The 'paper' preset's numbers are pinned by tests/test_golden*.py, its settings against
+the spec's tables at the end of this file."""
+import inspect
 import json
 import math
 
@@ -10,6 +12,7 @@ import pytest
 from refbinn.cli import main
 from refbinn.experiments import continual, make_optimizer
 from refbinn.experiments.presets import AUTHORS, CONTINUAL, PAPER, PRESETS
+from refbinn.models import MODELS
 from refbinn.nn import BatchNorm, Dense, Sequential
 from refbinn.predict import predict_mean
 from refbinn.data import legacy_pixel_permutations
@@ -211,3 +214,54 @@ def test_evaluate_averages_as_the_checkpoints_preset(tmp_path, data_root):
     assert ev(ck["authors"], ck["paper"], "--ood", "uniform", "--max-test", "50", "--name", "both") == 0
     runs = json.loads((tmp_path / "ev" / "uncertainty_both.json").read_text())["runs"]
     assert [r["average"] for r in runs] == ["logits", "prob"]
+
+
+# -- the 'paper' tables against the spec's settings (docs: spec sections 8 and 9) ------------------
+# batch size, epochs, BayesBiNN lr, beta, tau, S, lambda init, N (the full training set less the split)
+SPEC = {"mnist": (100, 500, 1e-4, 0.0, 1e-10, 1, 10.0, 54000),
+        "cifar10": (50, 500, 3e-4, 0.0, 1e-10, 1, 10.0, 450000),             # 45000 x 10 for augmentation
+        "cifar100": (50, 500, 3e-4, 0.0, 1e-8, 1, 10.0, 450000),
+        "two-moons": (200, 3000, 1e-3, 0.99, 1.0, 5, 15.0, 200),
+        "snelson": (200, 5000, 1e-4, 0.99, 1.0, 1, 10.0, 200)}
+TRAIN_SIZE = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000, "two-moons": 200, "snelson": 200}
+BASELINES = {
+    "mnist": {"ste": {"lr": 1e-2, "schedule": "cosine"}, "adam": {"lr": 3e-4, "schedule": "cosine"},
+              "bop": {"threshold": 1e-8, "gamma": 1e-5, "gamma_decay_per_epoch": 10 ** (-3 / 500)},
+              "pmf": {"lr": 1e-3, "rho": 1.2, "step_every_iters": 7000, "step_factor": 0.2, "weight_decay": 0.0}},
+    "cifar10": {"ste": {"lr": 1e-2, "schedule": "cosine"}, "adam": {"lr": 1e-2, "schedule": "cosine"},
+                "bop": {"threshold": 1e-8, "gamma": 1e-4, "gamma_step_every": 100, "gamma_step_factor": 0.1},
+                "pmf": {"lr": 1e-2, "rho": 1.05, "step_every_iters": 30000, "step_factor": 0.2, "weight_decay": 1e-4}},
+    "cifar100": {"ste": {"lr": 1e-2, "schedule": "cosine"}, "adam": {"lr": 3e-3, "schedule": "cosine"},
+                 "bop": {"threshold": 1e-9, "gamma": 1e-4, "gamma_step_every": 100, "gamma_step_factor": 0.1},
+                 "pmf": {"lr": 1e-2, "rho": 1.05, "step_every_iters": 30000, "step_factor": 0.2, "weight_decay": 1e-4}},
+    "two-moons": {"ste": {"lr": 0.1, "milestones": (1500, 2500)}, "bayesbinn": {"milestones": (1500, 2500)}},
+    "snelson": {"ste": {"lr": 0.1}, "bayesbinn": {"schedule": "geometric", "lr_end": 1e-5}},
+}
+# the networks' settings that the presets leave to the model builders' defaults
+MODEL = {"mnist": {"hidden": (2048, 2048, 2048), "dropout": 0.2, "bn_momentum": 0.15, "bn_eps": 1e-4},
+         "cifar10": {"num_classes": 10, "bn_momentum": 0.1, "bn_eps": 1e-5},                  # torch's defaults
+         "cifar100": {"num_classes": 100, "bn_momentum": 0.1, "bn_eps": 1e-5},
+         "two-moons": {"in_features": 2, "hidden": 64, "act": "tanh", "bias": True},
+         "snelson": {"in_features": 1, "hidden": 64, "act": "tanh", "bias": True, "output_bn": True}}
+
+
+@pytest.mark.parametrize("dataset", list(SPEC))
+def test_paper_preset_is_the_spec_table(dataset):
+    p = PAPER[dataset]
+    b = p["bayesbinn"]
+    n = round(TRAIN_SIZE[dataset] * (1 - p["split"])) * p.get("n_scale", 1)
+    assert (p["batch_size"], p["epochs"], b["lr"], b["beta"], b["tau"], b["samples"], b["lam_init"], n) == SPEC[dataset]
+    for optimizer, want in BASELINES[dataset].items():
+        assert {k: p[optimizer][k] for k in want} == want, optimizer
+    name, kw = p["model"]
+    defaults = {k: v.default for k, v in inspect.signature(MODELS[name]).parameters.items()}
+    assert {k: {**defaults, **kw}[k] for k in MODEL[dataset]} == MODEL[dataset]
+    assert PAPER["fashion-mnist"] is PAPER["mnist"]
+
+
+def test_continual_defaults_are_the_spec_table():
+    defaults = {k: v.default for k, v in inspect.signature(continual.run_continual).parameters.items()}
+    assert {k: defaults[k] for k in ("tasks", "epochs", "batch_size", "lr", "tau", "lam_init", "test_samples")} == dict(
+        tasks=5, epochs=100, batch_size=100, lr=1e-3, tau=1e-2, lam_init=10.0, test_samples=100)
+    assert (CONTINUAL["paper"]["bn_momentum"], CONTINUAL["paper"]["bn_eps"]) == (0.1, 1e-5)        # torch's
+    assert (CONTINUAL["authors"]["bn_momentum"], CONTINUAL["authors"]["bn_eps"]) == (0.15, 1e-4)   # spec 7.7

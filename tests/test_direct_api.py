@@ -1,14 +1,18 @@
 """Direct, hand-computed checks of public functions the rest of the suite reaches only
 through callers that cannot see some of their mistakes (rank-based AUROC, order-free sums,
 CLI guards that run first): ood_scores, mean_std, markdown, mode_signs, config_differences,
-check_meta, model_of, check_state, check_resume and sign_vectors."""
+check_meta, model_of, check_state, check_resume, sign_vectors and the argument checks of
+refbinn.checks (the edges of each range, NaN, bools, strings, the exact messages)."""
 import json
 import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from refbinn import models
+from refbinn.checks import check_choice, check_float_input, check_int, check_range
 from refbinn.errors import FileFormatError
 from refbinn.estimators import sign_vectors
 from refbinn.metrics import ood_scores
@@ -255,3 +259,95 @@ def test_sign_vectors_row_k_holds_the_bits_of_k():
     assert w.dtype == np.float64 and w.shape == (8, 3)
     np.testing.assert_array_equal(w[[0, 1, 6, 7]], [[-1, -1, -1], [1, -1, -1], [-1, 1, 1], [1, 1, 1]])
     assert sign_vectors(0).shape == (1, 0)                                     # the one empty vector
+
+
+# -- refbinn.checks ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("value, lo, hi, ends, message", [
+    (0, 0, None, {"lo_open": True}, "lr must be in (0, inf), got 0"),
+    (-1e-300, 0, None, {}, "lr must be in [0, inf), got -1e-300"),
+    (1.0, 0, 1, {"hi_open": True}, "lr must be in [0, 1), got 1.0"),
+    (1.5, 0, 1, {}, "lr must be in [0, 1], got 1.5"),
+    (-2, -1, 1, {"lo_open": True, "hi_open": True}, "lr must be in (-1, 1), got -2"),
+    (math.nan, None, None, {}, "lr must be in (-inf, inf), got nan"),        # NaN: every comparison is false
+    (np.float32("nan"), 0, 1, {}, "lr must be in [0, 1], got np.float32(nan)"),
+    (math.inf, 0, None, {}, "lr must be in [0, inf), got inf"),                # unbounded, but finite
+    (-math.inf, None, 0, {}, "lr must be in (-inf, 0], got -inf"),
+    (True, None, None, {}, "lr must be a real number, got True"),              # a slip, not 1
+    (np.True_, 0, 1, {}, "lr must be a real number, got np.True_"),
+    (None, 0, 1, {}, "lr must be a real number, got None"),
+    ("0.5", 0, 1, {}, "lr must be a real number, got '0.5'"),                  # float() would take it
+])
+def test_check_range_refuses_by_hand(value, lo, hi, ends, message):
+    with pytest.raises(ValueError) as e:
+        check_range("lr", value, lo, hi, **ends)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("value, lo, hi, ends", [
+    (0, 0, None, {}), (1, 0, 1, {}), (np.nextafter(1.0, 0.0), 0, 1, {"hi_open": True}),
+    (5e-324, 0, None, {"lo_open": True}),
+    (-1e308, None, None, {}), (np.float32(0.5), 0, 1, {}), (np.array(0.5), 0, 1, {})])
+def test_check_range_takes_the_bounds_and_returns_the_value_itself(value, lo, hi, ends):
+    assert check_range("lr", value, lo, hi, **ends) is value                   # not converted
+
+
+@given(st.floats(), st.floats(-10, 10), st.floats(0, 10), st.booleans(), st.booleans(),
+       st.sampled_from(["x", "lo", "hi"]))
+def test_check_range_is_the_interval(x, lo, width, lo_open, hi_open, at):
+    hi = lo + width
+    v = {"x": x, "lo": lo, "hi": hi}[at]                                       # the bounds themselves too
+    if math.isfinite(v) and (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi):
+        assert check_range("t", v, lo, hi, lo_open=lo_open, hi_open=hi_open) is v
+    else:
+        with pytest.raises(ValueError) as e:
+            check_range("t", v, lo, hi, lo_open=lo_open, hi_open=hi_open)
+        assert str(e.value).startswith("t must be in " + ("(" if lo_open else "["))
+
+
+@pytest.mark.parametrize("value, lo, hi, message", [
+    (0.5, 1, None, "samples must be an integer in [1, inf), got 0.5"),
+    (3.5, 0, None, "samples must be an integer in [0, inf), got 3.5"),         # not truncated to 3
+    (0, 1, None, "samples must be an integer in [1, inf), got 0"),
+    (6, 0, 5, "samples must be an integer in [0, 5], got 6"),
+    (2 ** 63, 0, 2 ** 63 - 1, "samples must be an integer in [0, 9223372036854775807], got 9223372036854775808"),
+    (True, 0, None, "samples must be an integer in [0, inf), got True"),
+    (np.True_, 0, None, "samples must be an integer in [0, inf), got np.True_"),
+    (math.inf, 0, None, "samples must be an integer in [0, inf), got inf"),   # int(inf): OverflowError
+    (math.nan, 0, None, "samples must be an integer in [0, inf), got nan"),   # int(nan): ValueError
+    ("3", 0, None, "samples must be an integer in [0, inf), got '3'"),
+    (None, 0, None, "samples must be an integer in [0, inf), got None"),
+])
+def test_check_int_refuses_by_hand(value, lo, hi, message):
+    with pytest.raises(ValueError) as e:
+        check_int("samples", value, lo, hi)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("value, lo, hi", [(3, 3, None), (5, 0, 5), (3.0, 0, None), (np.int64(3), 3, 3),
+                                           (np.float32(3.0), 0, 3), (np.array(3), 0, None),
+                                           (2 ** 63 - 1, 0, 2 ** 63 - 1)])
+def test_check_int_takes_the_bounds_and_returns_a_python_int(value, lo, hi):
+    out = check_int("samples", value, lo, hi)
+    assert type(out) is int and out == value
+
+
+def test_check_choice_by_hand():
+    assert check_choice("numerics", "exact", ("exact", "official")) == "exact"       # the first one too
+    assert check_choice("numerics", "official", ("exact", "official")) == "official"
+    with pytest.raises(ValueError) as e:
+        check_choice("numerics", "x", ("exact", "official"))
+    assert str(e.value) == "numerics must be one of 'exact', 'official', got 'x'"
+
+
+def test_check_float_input_by_hand():
+    x = np.zeros((3, 2), np.float32)
+    assert check_float_input("layer 'fc1'", x, 2) is x                         # not copied or cast
+    with pytest.raises(ValueError) as e:
+        check_float_input("layer 'fc1'", np.zeros(3), 2)
+    assert str(e.value) == "layer 'fc1': input has shape (3,), expected (N, d1, ...)"
+    with pytest.raises(ValueError) as e:
+        check_float_input("layer 'fc1'", np.float64(1.0))
+    assert str(e.value) == "layer 'fc1': input has shape (), expected (N, ...)"
+    with pytest.raises(ValueError) as e:
+        check_float_input("layer 'fc1'", np.zeros((3, 2), np.int64), 2)
+    assert str(e.value) == "layer 'fc1': input has dtype int64, expected a float dtype"

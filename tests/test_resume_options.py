@@ -1,6 +1,7 @@
 """``refbinn train``'s newer options (sweeps, issue 15) through ``experiments.guard.plan_train``:
 they reach ``experiments.build``, apply only where they change something, and on ``--resume``
-must equal the checkpoint's, except ``--checkpoint-every`` (how often files are written)."""
+must equal the checkpoint's, except ``--checkpoint-every`` (how often files are written); and the
+edges of the options' ranges (``refbinn.options.check_options``)."""
 import json
 import shutil
 
@@ -53,6 +54,13 @@ def test_new_options_reach_the_overrides(tmp_path):
      r"--eval-samples does not apply to --optimizer ste \(it applies to bayesbinn, vispa\)"),
     (["--dataset", "mnist", "--optimizer", "adam", "--eval-mean-every", "1"], "--eval-mean-every does not apply"),
     (["--dataset", "two-moons", "--optimizer", "bop", "--eval-samples", "0"], "--eval-samples does not apply"),
+    (["--dataset", "mnist", "--optimizer", "ste", "--tau", "1e-3"],
+     r"--tau does not apply to --optimizer ste \(it applies to bayesbinn\)"),
+    (["--dataset", "mnist", "--optimizer", "pmf", "--samples", "2"], "--samples does not apply to --optimizer pmf"),
+    (["--dataset", "two-moons", "--optimizer", "bayesbinn", "--max-train", "100"],
+     r"--max-train does not apply to --dataset two-moons \(it applies to mnist, fashion-mnist, cifar10, cifar100\)"),
+    (["--dataset", "cifar10", "--optimizer", "ste", "--hidden", "16"],
+     r"--hidden does not apply to --dataset cifar10 \(it applies to mnist, fashion-mnist\)"),
 ])
 def test_options_that_would_change_nothing_are_errors(argv, says, tmp_path):
     with pytest.raises(ValueError, match=says):
@@ -132,6 +140,16 @@ def test_resume_refuses_other_hidden_widths(tmp_path):
         "model_kwargs"] == {"hidden": [16]}
 
 
+def test_resume_refuses_a_setting_the_checkpoints_optimizer_ignores(tmp_path):
+    ck = tmp_path / "runs" / "m" / "checkpoint.npz"
+    ck.parent.mkdir(parents=True)
+    config = {"seed": 0, "epochs": 3, "meta": {"dataset": "mnist", "optimizer": "ste",
+                                               "model": ["mlp_mnist", {}], "settings": {"lr": 1e-3}}}
+    np.savez(ck, config=np.array(json.dumps(config)))
+    with pytest.raises(ValueError, match="--tau does not apply to --optimizer ste"):   # not recorded: no clash
+        _plan("--name", "m", "--resume", "--out", str(tmp_path), "--tau", "1e-3")
+
+
 @pytest.mark.parametrize("optimizer", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
 def test_eval_samples_apply_to_sampling_optimizers_and_defaults_never_count(optimizer, tmp_path):
     from refbinn.experiments.guard import SAMPLING
@@ -143,3 +161,34 @@ def test_eval_samples_apply_to_sampling_optimizers_and_defaults_never_count(opti
         plan = _plan("--dataset", "mnist", "--optimizer", optimizer, "--eval-samples", "5", "--eval-mean-every", "2",
                      "--out", str(tmp_path))
         assert (plan.overrides["eval_samples"], plan.overrides["eval_mean_every"]) == (5, 2)
+
+
+# -- refbinn.options: the edges of each range (tests/test_hostile.py tries values far outside them) --------
+def _check(*argv):
+    from refbinn.options import check_options
+    check_options(build_parser().parse_args(list(argv)))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--epochs", "0"], "--epochs must be an integer in [1, inf), got 0"),
+    (["--lr", "0"], "--lr must be in (0, inf), got 0.0"),
+    (["--tau", "0"], "--tau must be in (0, inf), got 0.0"),
+    (["--beta", "1"], "--beta must be in [0, 1), got 1.0"),
+    (["--batch-size", "0"], "--batch-size must be an integer in [1, inf), got 0"),
+    (["--max-train", "9"], "--max-train must be an integer in [10, inf), got 9"),
+    (["--seed", str(2 ** 63)], "--seed must be an integer in [0, 9223372036854775807], got 9223372036854775808"),
+    (["--hidden", "0", "16"], "--hidden must be an integer in [1, inf), got 0"),
+])
+def test_train_options_refuse_the_value_just_outside(argv, message, tmp_path):
+    with pytest.raises(ValueError) as e:
+        _check("train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--out", str(tmp_path), *argv)
+    assert str(e.value) == message
+
+
+def test_options_take_the_edges_of_their_ranges(tmp_path):
+    _check("train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--out", str(tmp_path), "--epochs", "1",
+           "--beta", "0", "--batch-size", "1", "--max-train", "10", "--seed", str(2 ** 63 - 1), "--samples", "1",
+           "--eval-samples", "0", "--reweight", "0", "--lam-init", "-5", "--hidden", "1", "1")
+    _check("evaluate", "c.npz", "--samples", "0", "1", "--seed", "0", "--out", str(tmp_path))
+    _check("check-trace", "a.npz", "b.npz", "--rtol", "0", "--atol", "0")
+    _check("continual", "--test-samples", "1", "--tasks", "1", "--epochs", "1", "--out", str(tmp_path))
