@@ -181,10 +181,20 @@ def predictive_entropy(probs):
     Returns
     -------
     ndarray, (n,)
+        NaN where a row holds NaN (a diverged run's probabilities pass through).
+
+    Raises
+    ------
+    ValueError
+        On another number of dimensions, or a value outside [0, 1].
     """
     p = np.asarray(probs)
+    if p.ndim not in (1, 2):
+        raise ValueError(f"predictive_entropy: probs must have shape (n, K), (n, 1) or (n,), got {p.shape}")
+    if np.any((p < 0) | (p > 1)):                                         # NaN compares False: kept
+        raise ValueError("predictive_entropy: probs must be in [0, 1] (or NaN)")
     if p.ndim == 1 or p.shape[-1] == 1:                                   # binary: P(y = 1)
-        p = p.reshape(p.shape[0] if p.ndim else 1)
+        p = p.reshape(p.shape[0])
         p = np.stack([p, 1 - p], axis=-1)                                 # (n, 2)
     logp = np.log(np.where(p > 0, p, 1))                                  # 0 log 0 = 0
     return -np.sum(p * logp, axis=-1)

@@ -145,6 +145,11 @@ def test_predictive_entropy():
     np.testing.assert_allclose(binary, [math.log(2), 0, 0, h], rtol=1e-12)
     np.testing.assert_allclose(predictive_entropy(np.array([[0.5], [0.2]])), [math.log(2), h], rtol=1e-12)
     assert predictive_entropy(np.array([[0.2, 0.8]])).shape == (1,)
+    assert np.isnan(predictive_entropy(np.array([[np.nan, np.nan], [0.5, 0.5]]))).tolist() == [True, False]
+    for bad, says in [(np.array(0.5), "shape"), (np.zeros((2, 2, 2)), "shape"), (np.array([1.2]), r"\[0, 1\]"),
+                      (np.array([[-0.1, 1.1]]), r"\[0, 1\]")]:
+        with pytest.raises(ValueError, match="predictive_entropy: probs must .*" + says):
+            predictive_entropy(bad)
 
 
 @pytest.mark.parametrize("kw, match", [
