@@ -277,16 +277,15 @@ def _fetch_from_mirrors(bases, filename, dest, checksum, progress, timeout):
     raise DownloadError(f"could not download {filename}:\n  " + "\n  ".join(failures))
 
 
-def _verified_copy(candidates, checksum):
-    """The first existing candidate that passes verification, else None."""
-    for path in candidates:
-        if path.is_file():
-            try:
-                verify(path, checksum)
-                return path
-            except ChecksumError:
-                pass
-    return None
+def _verified_copy(path, checksum):
+    """Whether ``path`` is a file that passes verification."""
+    if not path.is_file():
+        return False
+    try:
+        verify(path, checksum)
+    except ChecksumError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -389,7 +388,7 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
                 # A raw copy (the name without .gz) verifies too: its payload is itself. It counts
                 # only without the .gz, which the loaders read first (a bad .gz is fetched again).
                 copy = dest if dest.exists() else folder / filename.removesuffix(".gz")
-                if _verified_copy([copy], checksum):
+                if _verified_copy(copy, checksum):
                     _say(progress, f"{name}: {filename} present and verified")
                     continue
                 _fetch_from_mirrors(bases, filename, dest, checksum, progress, timeout)
@@ -405,7 +404,7 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
         return folder
     archive = root / filename
     with _made_folder(root):
-        fetched = _verified_copy([archive], checksum) is None
+        fetched = not _verified_copy(archive, checksum)
         if fetched:
             _fetch_from_mirrors(bases, filename, archive, checksum, progress, timeout)
         try:

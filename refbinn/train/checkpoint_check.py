@@ -59,7 +59,7 @@ def check_meta(path, config, datasets, seed=False):
         raise _bad(path, f"config names model {spec!r}; expected [name, kwargs] with name one of "
                          f"{', '.join(MODELS)}")
     value = config.get("seed")
-    if seed and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+    if seed and not (type(value) is int and value >= 0):           # not a bool (True is an int)
         raise _bad(path, f"config has seed {value!r}; expected an integer >= 0")
 
 
