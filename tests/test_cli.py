@@ -155,3 +155,14 @@ def test_continual_test_samples_must_be_positive(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("refbinn.data.load_mnist", no_work)
     assert main(["continual", "--test-samples", "0", "--out", str(tmp_path)]) == 2
     assert "--test-samples must be an integer in [1, inf), got 0" in capsys.readouterr().err
+
+
+def test_train_refuses_a_results_file_that_is_a_folder_before_training(tmp_path, capsys, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr("refbinn.train.fit", no_work)
+    (tmp_path / "sn.json").mkdir()
+    assert main(["train", "--dataset", "snelson", "--optimizer", "ste", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path), "--name", "sn"]) == 2
+    assert f"the results file {tmp_path / 'sn.json'} is a folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sn.json"]

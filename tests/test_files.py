@@ -123,6 +123,14 @@ def test_atomic_write_refuses_other_data_and_writes_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_atomic_write_onto_a_folder_names_the_folder_and_leaves_nothing(tmp_path):
+    (tmp_path / "x.json").mkdir()
+    with pytest.raises(IsADirectoryError) as e:       # not the temporary file's name
+        write_json(tmp_path / "x.json", {"a": 1})
+    assert e.value.filename == str(tmp_path / "x.json")
+    assert os.listdir(tmp_path) == ["x.json"] and os.listdir(tmp_path / "x.json") == []
+
+
 def test_remove_partials_removes_only_that_files_leftovers(tmp_path):
     for n in (".ck.npz.abc.partial", ".ck.npz.x1.partial", ".other.npz.abc.partial", "ck.npz", ".ck.npz.abc"):
         (tmp_path / n).write_bytes(b"")

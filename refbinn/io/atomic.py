@@ -8,6 +8,7 @@ leaves a file that ``remove_partials(DIR/NAME)`` recognises and removes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import math
@@ -61,6 +62,8 @@ def remove_partials(path):
 def _atomic_file(path, mode, encoding=None):
     """Yield a file handle on a temporary file that becomes ``path`` when the block ends."""
     path = os.fspath(path)
+    if os.path.isdir(path):                 # os.replace would fail only after the data is written,
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)    # naming the temp file
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(path)}.", suffix=PARTIAL)
