@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 import numpy as np
@@ -140,15 +141,18 @@ def cmd_continual(a):
     """``refbinn continual``: permuted MNIST with BayesBiNN, previous-posterior prior vs zero prior.
 
     Runs ``refbinn.experiments.continual.run_continual`` per prior, writes ``OUT/NAME.json``
-    and prints the accuracy matrix A[t, k] (mean prediction) of each prior.
+    and prints the accuracy matrix A[t, k] (mean prediction) of each prior. Every task keeps
+    a checkpoint per epoch in ``OUT/runs/NAME/PRIOR/task<t>/``: ``--resume`` continues a run
+    stopped anywhere (``--stop-after``, a crash) with the bits of an uninterrupted one; a
+    name that has checkpoints needs ``--resume`` or ``--overwrite``.
 
     Parameters
     ----------
     a : argparse.Namespace
         The parsed arguments of the subcommand: tasks, epochs, lr, tau, test_samples, prior
         ('posterior', 'zero' or 'both'), reweight, lam_init, numerics, seed, preset ('paper'
-        or 'authors', ``refbinn.experiments.presets.CONTINUAL``), max_train, name, quiet, out,
-        data_root.
+        or 'authors', ``refbinn.experiments.presets.CONTINUAL``), max_train, name, resume,
+        overwrite, stop_after, quiet, out, data_root.
 
     Returns
     -------
@@ -157,6 +161,20 @@ def cmd_continual(a):
     """
     from .experiments.continual import run_continual
     from . import data as D
+    from .io.outputs import check_output_file
+    path = os.path.join(a.out, a.name + ".json")
+    check_output_file(path, "the results file")          # before hours of training, not after
+    priors = ["posterior", "zero"] if a.prior == "both" else [a.prior]
+    run_dir = os.path.join(a.out, "runs", a.name)
+    found = [c for p in priors for c in _task_checkpoints(os.path.join(run_dir, p))]
+    if a.resume and a.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if a.resume and not found:
+        raise ValueError(f"--resume: run '{a.name}' has no checkpoint of prior {' or '.join(priors)} "
+                         f"in {run_dir}; start it without --resume")
+    if found and not (a.resume or a.overwrite):
+        raise ValueError(f"run '{a.name}' already has checkpoints ({found[0]}): continue it with --resume, "
+                         "or start it again with --overwrite")
     ds = D.load_mnist(a.data_root)
     x = D.normalize(ds.x_train, "mnist").reshape(len(ds.x_train), -1)
     xt = D.normalize(ds.x_test, "mnist").reshape(len(ds.x_test), -1)
@@ -164,23 +182,37 @@ def cmd_continual(a):
         x, y = x[:a.max_train], ds.y_train[:a.max_train]
     else:
         y = ds.y_train
-    results = {}
-    priors = ["posterior", "zero"] if a.prior == "both" else [a.prior]
+    results, left = {}, a.stop_after
     for prior in priors:
-        results[prior] = run_continual(x, y.astype(np.int64), xt, ds.y_test.astype(np.int64),
-                                       tasks=a.tasks, epochs=a.epochs, lr=a.lr, tau=a.tau,
-                                       test_samples=a.test_samples, prior=prior, seed=a.seed,
-                                       numerics=a.numerics, quiet=a.quiet, reweight=a.reweight,
-                                       lam_init=a.lam_init, preset=a.preset)
-    path = os.path.join(a.out, a.name + ".json")
-    _write_json(path, {"command": " ".join(["refbinn"] + sys.argv[1:]), **results})
+        r = run_continual(x, y.astype(np.int64), xt, ds.y_test.astype(np.int64),
+                          tasks=a.tasks, epochs=a.epochs, lr=a.lr, tau=a.tau,
+                          test_samples=a.test_samples, prior=prior, seed=a.seed,
+                          numerics=a.numerics, quiet=a.quiet, reweight=a.reweight,
+                          lam_init=a.lam_init, preset=a.preset, out_dir=os.path.join(run_dir, prior),
+                          resume=a.resume, stop_after=left)
+        results[prior] = r
+        left = None if left is None else left - r.pop("epochs_this_call")
+        if r["tasks_done"] < a.tasks:               # --stop-after: the next prior waits too
+            break
+    complete = len(results) == len(priors) and all(r["tasks_done"] == a.tasks for r in results.values())
+    _write_json(path, {"command": " ".join(["refbinn"] + sys.argv[1:]), "complete": complete, **results})
     for prior, r in results.items():
         m = np.array(r["acc_mean"])
         print(f"\nprior = {prior}: accuracy (mean prediction) on task k (columns) after task t (rows)")
         print(_table([(t + 1, *[None if np.isnan(v) else float(v) for v in m[t]]) for t in range(len(m))],
                      ("after task", *[f"task {k + 1}" for k in range(len(m))])))
     print(f"wrote {path}")
+    if not complete:
+        print(f"stopped after {a.stop_after} epochs (checkpoints in {run_dir}); continue with --resume")
     return 0
+
+
+def _task_checkpoints(prior_dir):
+    """The task checkpoints of one prior of a continual run (``PRIOR/task<t>/checkpoint.npz``)."""
+    if not os.path.isdir(prior_dir):
+        return []
+    return sorted(os.path.join(prior_dir, d, "checkpoint.npz") for d in os.listdir(prior_dir)
+                  if re.fullmatch(r"task[0-9]+", d) and os.path.isfile(os.path.join(prior_dir, d, "checkpoint.npz")))
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -390,6 +422,11 @@ def build_parser():
                    "task permutations from --seed (the paper preset's ignore it)")
     q.add_argument("--max-train", type=int)
     q.add_argument("--name", default="continual_permuted_mnist")
+    q.add_argument("--resume", action="store_true", help="continue from the run's checkpoints "
+                   "(OUT/runs/NAME/PRIOR/task<t>/), with the same settings")
+    q.add_argument("--overwrite", action="store_true", help="start again a run that has checkpoints")
+    q.add_argument("--stop-after", type=int, help="stop after this many epochs (over the tasks and "
+                   "priors; continue later with --resume: the result is identical to an uninterrupted run)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(func=cmd_continual)
 

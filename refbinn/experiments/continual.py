@@ -14,7 +14,9 @@ epoch to 1e-16, logits averaged, permutations from ``RandomState(seed)``).
 """
 from __future__ import annotations
 
-import time
+import os
+import re
+import shutil
 
 import numpy as np
 
@@ -31,8 +33,14 @@ from .presets import CONTINUAL
 def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batch_size=100, lr=1e-3,
                   tau=1e-2, lam_init=10.0, test_samples=100, prior="posterior", seed=0,
                   numerics="exact", quiet=True, log=print, perm_seed=None, reweight=1.0,
-                  preset="paper"):
+                  preset="paper", out_dir=None, resume=False, stop_after=None):
     """Train ``tasks`` permuted-MNIST tasks in sequence; return the accuracy matrix and timings.
+
+    With ``out_dir``, task t keeps ``fit``'s checkpoint (every epoch) in ``out_dir/task<t>/``;
+    ``resume`` continues from those: a finished task is loaded, not trained again, and every
+    evaluation is run again in order (they share one stream), so a run stopped anywhere and
+    resumed gives the bits of an uninterrupted one. A task that starts afresh removes the
+    folders of the tasks after it: they belong to another run.
 
     ``prior`` is ``'posterior'`` (lam0 = previous task's lam) or ``'zero'`` (lam0 = 0).
     Accuracy uses the mean prediction over ``test_samples`` hard samples (mode too).
@@ -88,13 +96,23 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     preset : {'paper', 'authors'}
         BatchNorm momentum and eps, the cosine schedule, the mean prediction's averaging and
         the permutations (``refbinn.experiments.presets.CONTINUAL``); default 'paper'.
+    out_dir : str, optional
+        Folder for the tasks' checkpoints (``task1/``, ``task2/``, ...); None: no files.
+    resume : bool
+        Continue from the checkpoints in ``out_dir``; their settings must be these (``fit``).
+    stop_after : int >= 0, optional
+        Stop after this many training epochs in this call (counted over the tasks); continue
+        later with ``resume``.
 
     Returns
     -------
     dict
         ``prior``; ``acc_mean`` and ``acc_mode``: the (T, T) accuracy matrices A[t][k] as
-        lists (NaN above the diagonal); ``seconds_per_task``; ``diagnostics`` (one dict or
-        None per task); ``settings``: the arguments above.
+        lists (NaN above the diagonal; rows of tasks not finished are NaN); ``tasks_done``;
+        ``epochs_this_call``: the epochs trained by this call (all tasks);
+        ``seconds_per_task``: the training seconds of each finished task, summed over the calls
+        that trained it; ``diagnostics`` (one dict or None per finished task); ``settings``: the
+        arguments above.
     """
     from ..data import legacy_pixel_permutations, permuted_mnist_tasks
     if prior not in ("posterior", "zero"):
@@ -112,20 +130,32 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         raise ValueError(minibatch_error(n, batch_size, batch_name="batch_size",
                                          size_note=" (x_train; --max-train on the command line)",
                                          fix="--max-train (or batch_size)"))
+    settings = dict(tasks=tasks, epochs=epochs, batch_size=batch_size, lr=lr, tau=tau, lam_init=lam_init,
+                    test_samples=test_samples, seed=seed, numerics=numerics, perm_seed=perm_seed,
+                    reweight=reweight, preset=preset)
     acc_mean = np.full((tasks, tasks), np.nan)
     acc_mode = np.full((tasks, tasks), np.nan)
-    state, lam0, seconds, diags = None, 0.0, [], []
+    state, lam0, seconds, diags, left, done, trained = None, 0.0, [], [], stop_after, 0, 0
     rng_eval = np.random.default_rng(seed + 1000)
     for t in range(tasks):
         opt = BayesBiNN(lr=lr, beta=0.0, tau=tau, samples=1, N=n, lam_init=lam_init,
                         lam0=lam0, numerics=numerics, reweight=reweight)
         data = Data(x_train[:, perms[t]], y_train)
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed + t, quiet=quiet)
-        t0 = time.perf_counter()
+        # the whole run's settings in every task's checkpoint: a resume with others is refused
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed + t, quiet=quiet,
+                          meta={"continual": {**settings, "prior": prior, "task": t + 1}})
+        task_dir = None if out_dir is None else os.path.join(out_dir, f"task{t + 1}")
+        if task_dir is not None and not (resume and os.path.exists(os.path.join(task_dir, "checkpoint.npz"))):
+            _remove_later_tasks(out_dir, t + 1)
         res = fit(model, opt, data, softmax_cross_entropy, cfg,
                   schedule=schedules.cosine(lr, epochs, eta_min=c["eta_min"], off_by_one=c["off_by_one"]),
-                  init_state=state, log=log)
-        seconds.append(time.perf_counter() - t0)
+                  init_state=state, log=log, out_dir=task_dir, resume=resume, stop_after=left)
+        history, trained = res["history"]["epochs"], trained + res["epochs_this_call"]
+        if left is not None:
+            left -= res["epochs_this_call"]
+        if len(history) < epochs:                       # stopped inside this task
+            break
+        seconds.append(float(sum(rec["seconds"] for rec in history)))
         state = (res["opt_state"], res["bn_state"])
         diags.append(res["history"]["epochs"][-1].get("diagnostics", {}).get("all"))
         for k in range(t + 1):
@@ -137,8 +167,16 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
             + " ".join(f"{a:.4f}" for a in acc_mean[t, :t + 1]))
         if prior == "posterior":
             lam0 = {k: v.copy() for k, v in res["opt_state"].lam.items()}
+        done = t + 1
     return {"prior": prior, "acc_mean": acc_mean.tolist(), "acc_mode": acc_mode.tolist(),
-            "seconds_per_task": seconds, "diagnostics": diags,
-            "settings": dict(tasks=tasks, epochs=epochs, batch_size=batch_size, lr=lr, tau=tau,
-                             lam_init=lam_init, test_samples=test_samples, seed=seed,
-                             numerics=numerics, perm_seed=perm_seed, reweight=reweight, preset=preset)}
+            "tasks_done": done, "epochs_this_call": trained, "seconds_per_task": seconds, "diagnostics": diags, "settings": settings}
+
+
+def _remove_later_tasks(out_dir, task):
+    """Remove ``out_dir/task<k>/`` for k > ``task``: left by another run once ``task`` starts afresh."""
+    if not os.path.isdir(out_dir):
+        return
+    for entry in os.listdir(out_dir):
+        m = re.fullmatch(r"task([0-9]+)", entry)
+        if m and int(m.group(1)) > task and os.path.isdir(os.path.join(out_dir, entry)):
+            shutil.rmtree(os.path.join(out_dir, entry))

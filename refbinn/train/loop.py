@@ -254,7 +254,9 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     -------
     dict
         ``history`` (config and per-epoch records), ``summary`` (``summarize(history)``),
-        ``opt`` (the optimizer used), ``opt_state`` and ``bn_state`` after the last epoch.
+        ``opt`` (the optimizer used), ``opt_state`` and ``bn_state`` after the last epoch,
+        ``epochs_this_call`` (the epochs trained by this call: fewer than ``history`` holds
+        after a resume).
     """
     from ..data.transforms import batches   # local import keeps the loop usable without data extras
 
@@ -363,4 +365,4 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
             write_json(os.path.join(out_dir, "history.json"), history)
     history["summary"] = summarize(history)
     return {"history": history, "summary": history["summary"], "opt": opt,
-            "opt_state": opt_state, "bn_state": bn_state}
+            "opt_state": opt_state, "bn_state": bn_state, "epochs_this_call": end - start}
