@@ -10,8 +10,11 @@ The training is ``refbinn.experiments.continual.run_continual`` (``refbinn.train
 
 Writes ``OUT/permuted_mnist.json`` (the shape ``refbinn continual`` writes: per
 prior the accuracy matrices A[t][k] = accuracy on task k after training task t,
-mean and mode prediction, null above the diagonal), after each prior; ``--resume``
-skips a prior already in that file with the same settings. The paper shows this
+mean and mode prediction, null above the diagonal), after each prior. Every task keeps a
+checkpoint per epoch in ``OUT/runs/permuted_mnist/PRIOR/task<t>/``: ``--stop-after K`` stops
+after K epochs (over the tasks and priors) and ``--resume`` skips a prior already finished in
+that file with the same settings and continues the others from their checkpoints, with the
+bits of an uninterrupted run. The paper shows this
 experiment as a figure; what to look for: the posterior prior keeps clearly more
 accuracy on task 1 after the last task than the zero prior.
 
@@ -61,7 +64,10 @@ def parse_args(argv=None):
     p.add_argument("--max-train", type=int, help="use only the first N training images")
     p.add_argument("--max-test", type=int, help="use only the first N test images")
     add_run_args(p, OUT, QUICK["out"], "smoke test: 2 tasks, 1 epoch, 600 images",
-                 resume="skip priors already done with these settings", stop_after=False)
+                 resume="skip priors already done with these settings, continue the others from their "
+                 "checkpoints", stop_after=False)
+    p.add_argument("--stop-after", type=int, help="stop after this many epochs, over the tasks and priors "
+                   "(then --resume)")
     return p.parse_args(argv)
 
 
@@ -101,16 +107,24 @@ def main(argv=None):
     if a.resume and os.path.exists(path):
         with open(path) as fh:
             old = json.load(fh)
-        if old.get("settings") == json.loads(json.dumps(settings)):
-            result.update({p: old[p] for p in PRIORS if p in old})
+        if old.get("settings") == json.loads(json.dumps(settings)):      # finished priors only
+            result.update({p: old[p] for p in PRIORS if p in old and old[p].get("tasks_done", tasks) == tasks})
+    left = a.stop_after
     for prior in a.priors:
         if prior in result:
             print(f"[{prior}] already in {path} with these settings: skipped (--resume)", flush=True)
             continue
-        result[prior] = run_continual(x, y, xt, yt, tasks=tasks, epochs=epochs, batch_size=BATCH_SIZE,
-                                      lr=a.lr, tau=a.tau, lam_init=LAM_INIT, test_samples=test_samples,
-                                      prior=prior, seed=a.seed, numerics=a.numerics, quiet=a.quiet,
-                                      log=lambda m: print(m, flush=True))
+        r = run_continual(x, y, xt, yt, tasks=tasks, epochs=epochs, batch_size=BATCH_SIZE,
+                          lr=a.lr, tau=a.tau, lam_init=LAM_INIT, test_samples=test_samples,
+                          prior=prior, seed=a.seed, numerics=a.numerics, quiet=a.quiet,
+                          log=lambda m: print(m, flush=True), resume=a.resume, stop_after=left,
+                          out_dir=os.path.join(out, "runs", "permuted_mnist", prior))
+        left = None if left is None else left - r.pop("epochs_this_call")
+        if r["tasks_done"] < tasks:
+            print(f"[{prior}] stopped after {a.stop_after} epochs in task {r['tasks_done'] + 1}: "
+                  f"continue with --resume", flush=True)
+            return 0
+        result[prior] = r
         result["summary"] = summarize(result)
         _write_json(path, result)            # after each prior, so --resume can skip it
     result["summary"] = summarize(result)    # also of the priors --resume kept from the file

@@ -222,6 +222,14 @@ def test_permuted_mnist_quick_and_resume_skips_done_priors(tmp_path, data_root, 
     before = path.read_text()
     assert mod.main(args + ["--resume"]) == 0
     assert "skipped" in capsys.readouterr().out and path.read_text() == before
+    # stopped after every epoch (2 tasks x 1 epoch x 2 priors) and resumed: the same accuracies
+    parts = ["--quick", "--out", str(tmp_path / "parts"), "--data-root", str(data_root), "--quiet"]
+    for call in range(4):
+        assert mod.main(parts + ["--stop-after", "1"] + ["--resume"] * (call > 0)) == 0
+        assert ("continue with --resume" in capsys.readouterr().out) == (call < 3)
+    got = read(tmp_path / "parts" / "permuted_mnist.json")
+    for prior in ("posterior", "zero"):
+        assert (got[prior]["acc_mean"], got[prior]["acc_mode"]) == (d[prior]["acc_mean"], d[prior]["acc_mode"])
 
 
 # -- scripts/_common.py, the plumbing the scripts share ----------------------------------------------------
