@@ -166,3 +166,13 @@ def test_train_refuses_a_results_file_that_is_a_folder_before_training(tmp_path,
                  "--out", str(tmp_path), "--name", "sn"]) == 2
     assert f"the results file {tmp_path / 'sn.json'} is a folder" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sn.json"]
+
+
+@pytest.mark.parametrize("name", ["demo.json", "two_moons.png", "snelson.png"])
+def test_demo_refuses_an_output_file_that_is_a_folder_before_training(tmp_path, capsys, monkeypatch, name):
+    def no_work(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr("refbinn.experiments.demo.two_moons", no_work)
+    (tmp_path / name).mkdir()
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
+    assert f"the output file {tmp_path / name} is a folder" in capsys.readouterr().err

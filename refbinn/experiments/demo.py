@@ -211,6 +211,9 @@ def run_demo(out="results", root=None, quick=False, seed=0):
     from ..io import write_json as _write_json
     from ..report import table as _table
     from ..data import DatasetNotFound
+    from ..io.outputs import check_output_file
+    for name in ("demo.json", "two_moons.png", "snelson.png"):     # before the training, not after
+        check_output_file(os.path.join(out, name), "the output file")
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     result = {"quick": quick, "seed": seed}
