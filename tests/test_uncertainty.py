@@ -162,3 +162,18 @@ def test_evaluate_ood_recalibrates_bn(tiny, data_root, tmp_path):
     assert mode["test"]["nll"] == pytest.approx(nll(p_mode, y), rel=1e-12)
     assert mean["test"]["nll"] == pytest.approx(nll(p_mean, y), rel=1e-12)
     assert mode["test"]["nll"] != pytest.approx(nll(predict_mode(*args, link="classes"), y), rel=1e-6)
+
+
+@pytest.mark.parametrize("argv, folder", [
+    (["runs/myrun/checkpoint.npz"], "entropy_myrun.png"),                     # named by the run's folder
+    (["runs/a/checkpoint.npz", "runs/b/checkpoint.npz"], "uncertainty_uncertainty.json"),
+    (["runs/a/checkpoint.npz", "--name", "x"], "reliability_x.png"),
+])
+def test_evaluate_refuses_an_output_file_that_is_a_folder_before_evaluating(tmp_path, capsys, monkeypatch,
+                                                                             argv, folder):
+    def no_work(*args, **kwargs):
+        raise AssertionError("evaluation started")
+    monkeypatch.setattr("refbinn.experiments.uncertainty.evaluate_checkpoints", no_work)
+    (tmp_path / folder).mkdir()
+    assert main(["evaluate", *argv, "--ood", "--out", str(tmp_path)]) == 2
+    assert f"the output file {tmp_path / folder} is a folder" in capsys.readouterr().err

@@ -56,6 +56,22 @@ def can_sample(opt):
     return hasattr(getattr(opt, "binary_opt", opt), "sample_params")
 
 
+def run_label(path):
+    """The label of checkpoint ``path`` in tables and file names: its folder's name.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A training checkpoint (``results/runs/NAME/checkpoint.npz``).
+
+    Returns
+    -------
+    str
+        NAME (``path`` itself when it has no folder name).
+    """
+    return os.path.basename(os.path.dirname(os.path.abspath(path))) or str(path)
+
+
 def load_run(path):
     """A checkpoint with its model rebuilt: dict of label, path, model, opt, opt_state,
     bn_state, dataset, optimizer, seed, epoch, batch_size, meta (the checkpoint's config["meta"]).
@@ -78,8 +94,7 @@ def load_run(path):
     meta = ck["config"]["meta"]
     model = model_of(path, ck["config"])
     check_state(path, ck, model)
-    label = os.path.basename(os.path.dirname(os.path.abspath(path))) or str(path)
-    return {"label": label, "path": str(path), "model": model,
+    return {"label": run_label(path), "path": str(path), "model": model,
             "opt": ck["opt"], "opt_state": ck["opt_state"], "bn_state": ck["bn_state"],
             "dataset": meta["dataset"], "optimizer": meta.get("optimizer"),
             "seed": ck["config"].get("seed"), "epoch": ck["epoch"],
@@ -336,6 +351,25 @@ def tables(result):
     return text
 
 
+def output_paths(out, name):
+    """The files ``write_outputs`` may write under ``out``.
+
+    Parameters
+    ----------
+    out : str
+        The folder.
+    name : str
+        The files' name part.
+
+    Returns
+    -------
+    tuple of str
+        ``uncertainty_NAME.json``, ``reliability_NAME.png``, ``entropy_NAME.png``.
+    """
+    return tuple(os.path.join(out, f"{kind}_{name}.{ext}")
+                 for kind, ext in (("uncertainty", "json"), ("reliability", "png"), ("entropy", "png")))
+
+
 def write_outputs(result, out, name, log=print):
     """Write ``uncertainty_NAME.json``, ``reliability_NAME.png`` and (with OOD sets)
     ``entropy_NAME.png`` under ``out``; returns the paths written.
@@ -361,14 +395,13 @@ def write_outputs(result, out, name, log=print):
     from ..io import write_json
     from .uncertainty_plots import entropy_histograms, reliability_diagram
     os.makedirs(out, exist_ok=True)
-    paths = [os.path.join(out, f"uncertainty_{name}.json")]
-    write_json(paths[0], result)
-    png = os.path.join(out, f"reliability_{name}.png")
-    if reliability_diagram(result["rows"], png):
-        paths.append(png)
-    png = os.path.join(out, f"entropy_{name}.png")
-    if entropy_histograms(result["rows"], png):
-        paths.append(png)
+    js, reliability, entropy = output_paths(out, name)
+    write_json(js, result)
+    paths = [js]
+    if reliability_diagram(result["rows"], reliability):
+        paths.append(reliability)
+    if entropy_histograms(result["rows"], entropy):
+        paths.append(entropy)
     for p in paths:
         log(f"wrote {p}")
     return paths
@@ -393,11 +426,14 @@ def cli_evaluate(a, command=None):
     int
         0, the command's exit code.
     """
+    from ..io.outputs import check_output_file
+    name = a.name or (run_label(a.checkpoint[0]) if len(a.checkpoint) == 1 else "uncertainty")
+    for path in output_paths(a.out, name):              # before the evaluation, not after
+        check_output_file(path, "the output file", a.checkpoint)
     result = evaluate_checkpoints(a.checkpoint, ood=a.ood or (), samples=a.samples, bins=a.bins,
                                   seed=a.seed, average=a.average, max_test=a.max_test,
                                   root=a.data_root, recalibrate_bn=a.recalibrate_bn)
     result["command"] = command
     print(tables(result))
-    name = a.name or (result["runs"][0]["label"] if len(result["runs"]) == 1 else "uncertainty")
     write_outputs(result, a.out, name)
     return 0
