@@ -259,6 +259,9 @@ def test_sign_vectors_row_k_holds_the_bits_of_k():
     assert w.dtype == np.float64 and w.shape == (8, 3)
     np.testing.assert_array_equal(w[[0, 1, 6, 7]], [[-1, -1, -1], [1, -1, -1], [-1, 1, 1], [1, 1, 1]])
     assert sign_vectors(0).shape == (1, 0)                                     # the one empty vector
+    for d in [-1, 2.5, True]:
+        with pytest.raises(ValueError, match=r"d must be an integer in \[0, inf\)"):
+            sign_vectors(d)
 
 
 # -- refbinn.checks ----------------------------------------------------------------------------------

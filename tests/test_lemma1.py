@@ -262,3 +262,171 @@ def test_lemma1_bias_falls_and_variance_rises_as_tau_shrinks():
         assert var[j + 1] - var[j] > 4 * np.hypot(var_se[j], var_se[j + 1]), (var, var_se)
     # the bias at the smallest tau is a small fraction of the gradient itself
     assert bias[-1] < 0.1 * np.linalg.norm(exact)
+
+
+# -- argument checks shared by the estimators ----------------------------------------
+def _every_estimator(lam):
+    """Each public estimator and reference called on lam with otherwise valid arguments."""
+    u = np.full((2, np.size(lam)), 0.5)
+    return [lambda: lemma1(GRAD12, lam, 0.5, u=u), lambda: reinforce(LOSS12, lam, u=u),
+            lambda: exact_gradient(LOSS12, lam), lambda: exact_expected_loss(LOSS12, lam),
+            lambda: relaxed_objective(LOSS12, lam, 0.5), lambda: relaxed_objective_grad(LOSS12, lam, 0.5)]
+
+
+@pytest.mark.parametrize("lam, message", [
+    (np.zeros(0), "non-empty 1-D"), (np.float64(0.3), "non-empty 1-D"), (np.zeros((1, 2)), "non-empty 1-D"),
+    (np.array([0.1, np.nan]), "finite"), (np.array([np.inf, 0.0]), "finite")])
+def test_estimators_refuse_a_lam_that_is_not_a_finite_vector(lam, message):
+    for call in _every_estimator(lam):
+        with pytest.raises(ValueError, match=f"lam must be .*{message}"):
+            call()
+
+
+def test_noise_u_and_samples_are_checked():
+    r = np.random.default_rng(0)
+    assert lemma1(GRAD12, LAM12, 0.5, rng=r).shape == (1, D12)             # samples defaults to 1
+    assert reinforce(LOSS12, LAM12, rng=r).shape == (1, D12)
+    with pytest.raises(ValueError, match="give either u .* or rng"):
+        lemma1(GRAD12, LAM12, 0.5)
+    with pytest.raises(ValueError, match=r"u must have shape \(S, 12\)"):
+        reinforce(LOSS12, LAM12, u=np.full((3, 11), 0.5))
+    with pytest.raises(ValueError, match="samples=4 does not match u with 3 rows"):
+        lemma1(GRAD12, LAM12, 0.5, samples=4, u=np.full((3, D12), 0.5))
+    with pytest.raises(ValueError, match=r"samples must be an integer in \[1, inf\), got 0"):
+        lemma1(GRAD12, LAM12, 0.5, u=np.full((0, D12), 0.5))
+    # the leave-one-out baseline divides by S - 1, so one row of u is refused as one sample is
+    with pytest.raises(ValueError, match=r"samples must be an integer in \[2, inf\), got 1"):
+        reinforce(LOSS12, LAM12, baseline="mean", u=np.full((1, D12), 0.5))
+
+
+@pytest.mark.parametrize("baseline", ["1.5", b"1.5", True, np.inf, np.nan, [1.0]])
+def test_reinforce_refuses_a_baseline_that_is_not_none_mean_or_a_finite_float(baseline):
+    with pytest.raises(ValueError, match="baseline must be None, 'mean' or a finite float"):
+        reinforce(LOSS12, LAM12, 4, np.random.default_rng(0), baseline=baseline)
+
+
+def test_estimators_refuse_callbacks_that_return_the_wrong_shapes():
+    u = np.full((3, D12), 0.5)
+    with pytest.raises(ValueError, match=r"loss_fn must return losses of shape \(3,\), got \(3, 1\)"):
+        reinforce(lambda W: LOSS12(W)[:, None], LAM12, u=u)
+    with pytest.raises(ValueError, match=r"loss_grad must return losses of shape \(3,\), got \(1,\)"):
+        lemma1(lambda W: (LOSS12(W)[:1], GRAD12(W)[1]), LAM12, 0.5, u=u)
+    with pytest.raises(ValueError, match=r"loss_grad must return grads of shape \(3, 12\), got \(3, 1\)"):
+        lemma1(lambda W: (LOSS12(W), GRAD12(W)[1][:, :1]), LAM12, 0.5, u=u)
+    with pytest.raises(ValueError, match=r"loss_fn must return losses of shape \(8,\), got \(2,\)"):
+        exact_gradient(lambda W: np.zeros(2), np.zeros(3))
+
+
+def test_mean_and_se_is_the_sample_mean_and_its_standard_error():
+    m, se = mean_and_se(np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 4.0]]))
+    np.testing.assert_allclose(m, [3.0, 4.0])
+    np.testing.assert_allclose(se, [2 / np.sqrt(3), 2 / np.sqrt(3)])        # unbiased variance 4 in both
+    for est in [np.ones((1, 2)), np.float64(1.0)]:
+        with pytest.raises(ValueError, match="at least 2 samples"):
+            mean_and_se(est)
+
+
+def test_lemma1_calls_loss_grad_in_lams_dtype_and_returns_it():
+    seen = []
+
+    def loss_grad64(W):                                           # answers in float64 whatever W is
+        seen.append(W.dtype)
+        return np.zeros(len(W)), np.ones(W.shape)
+    e = lemma1(loss_grad64, LAM12.astype(np.float32), 0.5, u=np.full((2, D12), 0.3))
+    assert seen == [np.float32] and e.dtype == np.float32
+
+
+# -- REINFORCE: the deterministic core ------------------------------------------------
+def test_reinforce_baselines_on_given_noise():
+    u = np.random.default_rng(5).random((5, D12))
+    W = np.where(u < 0.5 * (1 + np.tanh(LAM12)), 1.0, -1.0)
+    L = LOSS12(W)
+    score = W / (1 + W * np.tanh(LAM12))                                  # d log q(w) / d mu
+    loo = (L.sum() - L) / 4                                               # mean of the other 4 losses
+    np.testing.assert_allclose(reinforce(LOSS12, LAM12, baseline="mean", u=u), (L - loo)[:, None] * score,
+                               rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(reinforce(LOSS12, LAM12, baseline=0.6, u=u), (L - 0.6)[:, None] * score,
+                               rtol=1e-12)
+
+
+def test_reinforce_never_draws_a_sign_whose_probability_rounds_to_zero():
+    # lam = -40: P(w = +1) = sigmoid(-80) is 0 in float64, so even u = 0 draws w = -1
+    est = reinforce(lambda W: np.ones(len(W)), np.array([-40.0]), u=np.array([[0.0]]))
+    np.testing.assert_array_equal(est, [[-0.5]])                          # w / (1 + w mu) at w = -1, mu = -1
+
+
+# -- exact references: the edges of d and chunk, and dtypes ---------------------------
+def test_exact_enumeration_takes_d_16_and_refuses_a_chunk_below_1():
+    assert abs(exact_expected_loss(lambda W: np.ones(len(W)), np.zeros(16)) - 1.0) < 1e-12   # 65536 terms
+    for chunk in [0, -1, 2.5]:
+        with pytest.raises(ValueError, match="chunk must be an integer in"):
+            exact_gradient(LOSS12, np.zeros(2), chunk=chunk)
+
+
+def test_exact_references_keep_lams_float32():
+    lam = np.array([0.3, -1.2], dtype=np.float32)
+    loss = lambda W: W.sum(axis=1).astype(np.float64)                     # F = sum mu, dF/dmu = 1
+    F, G = exact_expected_loss(loss, lam), exact_gradient(loss, lam)
+    assert F.dtype == np.float32 and G.dtype == np.float32
+    np.testing.assert_allclose(F, np.tanh(lam).sum(), rtol=1e-6)
+    np.testing.assert_allclose(G, [1.0, 1.0], rtol=1e-6)
+
+
+# -- relaxed objective: tau and the cubature's convergence ------------------------------
+def test_relaxed_objective_refuses_tau_0_and_reports_a_cubature_that_did_not_converge(monkeypatch):
+    from scipy import integrate
+    loss_fn, _ = _one_weight()
+    for f in [relaxed_objective, relaxed_objective_grad]:
+        with pytest.raises(ValueError, match=r"tau must be in \(0, inf\), got 0"):
+            f(loss_fn, np.array([0.4]), 0)
+    # a genuine failure takes 10^4 subdivisions (seconds), so the cubature's verdict is stubbed
+    real = integrate.cubature
+
+    def not_converged(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.status = "not_converged"
+        return res
+    monkeypatch.setattr(integrate, "cubature", not_converged)
+    with pytest.raises(RuntimeError, match="cubature did not converge"):
+        relaxed_objective(loss_fn, np.array([0.4]), 0.5)
+
+
+# -- the test problem's own checks -------------------------------------------------------
+def test_tanh_mlp_and_teacher_problem_refuse_shapes_that_give_a_nan_loss():
+    from refbinn.estimators.problems import tanh_mlp
+    with pytest.raises(ValueError, match=r"x must have shape \(n, n_in\)"):
+        tanh_mlp(np.ones(3), np.array([1.0, -1.0, 1.0]))                  # 1-D x
+    with pytest.raises(ValueError, match=r"n_in >= 1 columns, got shape \(2, 0\)"):
+        tanh_mlp(np.ones((2, 0)), np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"n >= 1 rows"):
+        tanh_mlp(np.ones((0, 3)), np.ones(0))
+    loss_fn, loss_grad = tanh_mlp(np.ones((2, 3)), np.array([1.0, -1.0]))
+    for width in [5, 0]:
+        with pytest.raises(ValueError, match=f"weight width {width} is not a positive multiple of n_in \\+ 1 = 4"):
+            loss_fn(np.ones((2, width)))
+    for kw, name in [(dict(n_in=0, hidden=3), "n_in"), (dict(n_in=3, hidden=0), "hidden"),
+                     (dict(n_in=3, hidden=3, n=0), "n"), (dict(n_in=2.5, hidden=3), "n_in")]:
+        with pytest.raises(ValueError, match=f"{name} must be an integer in \\[1, inf\\)"):
+            teacher_problem(**kw)
+
+
+def test_tanh_mlp_gradients_keep_float32_weights_in_float32():
+    W = np.random.default_rng(3).choice([-1.0, 1.0], (2, D12)).astype(np.float32)
+    L, G = GRAD12(W)
+    assert G.dtype == np.float32 and G.shape == (2, D12)
+    np.testing.assert_allclose(G, GRAD12(W.astype(np.float64))[1], rtol=1e-6)
+
+
+def test_teacher_problem_follows_its_recipe():
+    """x, then the +-1 teacher, then the label noise, from one Generator(seed): the recipe the
+    docstring states and scripts/lemma1_table.py's numbers rest on."""
+    from refbinn.estimators.problems import tanh_mlp
+    loss_fn, _ = teacher_problem(3, 3, seed=1)
+    r = np.random.default_rng(1)
+    x = r.normal(size=(16, 3))
+    teacher = np.sign(r.normal(size=D12))
+    f = np.tanh(x @ teacher[:9].reshape(3, 3).T / np.sqrt(3)) @ teacher[9:] / np.sqrt(3)
+    y = np.where(f + 0.5 * r.normal(size=16) >= 0, 1.0, -1.0)
+    assert np.any(y != np.sign(f))                                        # seed 1: the noise flips 4 of 16 labels
+    W = np.random.default_rng(1).choice([-1.0, 1.0], (8, D12))
+    np.testing.assert_array_equal(loss_fn(W), tanh_mlp(x, y)[0](W))

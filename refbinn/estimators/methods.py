@@ -86,7 +86,7 @@ def _check_baseline(baseline):
         b = float(baseline)
     except (TypeError, ValueError):
         b = np.nan
-    if isinstance(baseline, str) or not np.isfinite(b):
+    if isinstance(baseline, (bool, np.bool_, str, bytes)) or not np.isfinite(b):   # True is a slip, b'1' text
         raise ValueError(f"baseline must be None, 'mean' or a finite float, got {baseline!r}")
     return b
 
@@ -143,7 +143,7 @@ def mean_and_se(est):
     mean, se : ndarray (d,)
     """
     est = np.asarray(est)
-    S = est.shape[0]
+    S = est.shape[0] if est.ndim else 0                                  # a scalar holds no samples axis
     if S < 2:
         raise ValueError(f"mean_and_se needs at least 2 samples, got {S}")
     return est.mean(axis=0), est.std(axis=0, ddof=1) / np.sqrt(S)
@@ -262,6 +262,7 @@ def sign_vectors(d):
     -------
     ndarray, float64, (2^d, d)
     """
+    d = check_int("d", d, 0)
     bits = (np.arange(2 ** d)[:, None] >> np.arange(d)) & 1              # (2^d, d)
     return (2 * bits - 1).astype(np.float64)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_int
+
 
 def tanh_mlp(x, y):
     r"""A 2-layer tanh network with binary-able weights, as a vectorized loss over weights.
@@ -27,21 +29,23 @@ def tanh_mlp(x, y):
     Returns
     -------
     loss_fn : W (B, d) -> losses (B,)
-    loss_grad : W (B, d) -> (losses (B,), grads (B, d)), analytic backward pass.
+    loss_grad : W (B, d) -> (losses (B,), grads (B, d)), analytic backward pass; grads in W's dtype.
         The hidden width h is read from W: d = h * (n_in + 1).
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or y.shape != (len(x),):
         raise ValueError(f"tanh_mlp: x must have shape (n, n_in) and y shape (n,), got {x.shape} and {y.shape}")
+    if 0 in x.shape:                                        # an empty mean or 1/sqrt(0): a NaN loss
+        raise ValueError(f"tanh_mlp: x must have n >= 1 rows and n_in >= 1 columns, got shape {x.shape}")
     if not np.all(np.abs(y) == 1):                          # 0/1 labels would make the loss constant
         raise ValueError(f"tanh_mlp: labels y must be -1 or +1, got values {np.unique(y)[:5].tolist()}")
     n, n_in = x.shape
 
     def _forward(W):
         B, d = W.shape
-        if d % (n_in + 1):
-            raise ValueError(f"tanh_mlp: weight width {d} is not a multiple of n_in + 1 = {n_in + 1}")
+        if d == 0 or d % (n_in + 1):                          # h = 0 hidden units: 1/sqrt(0), a NaN loss
+            raise ValueError(f"tanh_mlp: weight width {d} is not a positive multiple of n_in + 1 = {n_in + 1}")
         h = d // (n_in + 1)
         W1 = W[:, :h * n_in].reshape(B * h, n_in)                         # (B*h, n_in)
         v = W[:, h * n_in:]                                               # (B, h)
@@ -76,14 +80,15 @@ def teacher_problem(n_in, hidden, n=16, seed=0):
 
     Parameters
     ----------
-    n_in, hidden : int, network shape; d = hidden * (n_in + 1).
-    n : int, minibatch size.
+    n_in, hidden : int >= 1, network shape; d = hidden * (n_in + 1).
+    n : int >= 1, minibatch size.
     seed : int, seeds x, the teacher and the label noise.
 
     Returns
     -------
     loss_fn, loss_grad : as returned by ``tanh_mlp``.
     """
+    n_in, hidden, n = check_int("n_in", n_in, 1), check_int("hidden", hidden, 1), check_int("n", n, 1)
     r = np.random.default_rng(seed)
     x = r.normal(size=(n, n_in))                                          # (n, n_in)
     teacher = np.sign(r.normal(size=(1, hidden * (n_in + 1))))           # (1, d)
