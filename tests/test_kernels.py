@@ -303,3 +303,160 @@ def test_binary_conv2d_refuses_conv_weights_that_do_not_fit_their_shape(edit):
     with pytest.raises(ValueError, match="ConvWeights"):
         binary_conv2d(x, bad, 1, 1)
     assert binary_conv2d(x, cw, 1, 1).shape == (2, 64, 16, 16)
+
+
+# -- edges the tests above do not reach (mutation audit) -------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_signs_conventions_hold_in_full_words(dtype):
+    """Words with 64 real bits take the vector compare, the tail the scalar one: both give
+    bit 1 for -1, NaN and -inf, bit 0 for 0 and -0.0."""
+    x = np.ones(130, dtype)
+    specials = {1: -1.0, 2: 0.0, 3: -0.0, 4: np.nan, 5: np.inf, 6: -np.inf,      # word 0
+                70: np.nan, 71: -0.0, 127: -2.0,                                 # word 1
+                128: 0.0, 129: np.nan}                                           # tail
+    for i, v in specials.items():
+        x[i] = v
+    assert pack_signs(x).tolist() == [(1 << 1) | (1 << 4) | (1 << 6), (1 << 6) | (1 << 63), 1 << 1]
+    np.testing.assert_array_equal(pack_signs(x), pack_signs_ref(x))
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8, np.uint64, np.float16, np.int16])
+def test_pack_signs_of_non_native_dtypes(dtype):
+    """bool and unsigned values are all +1; float16 keeps its signs (the kernels compile for
+    float32/64 and signed ints only, so the others are converted first)."""
+    x = signs(np.random.default_rng(4), (3, 70)) * 3
+    x = (np.abs(x) if np.dtype(dtype).kind in "bu" else x).astype(dtype)
+    np.testing.assert_array_equal(pack_signs(x), pack_signs_ref(x))
+    np.testing.assert_array_equal(pack_channels(x.reshape(1, 3, 7, 10)),
+                                  pack_channels_ref(x.reshape(1, 3, 7, 10)))
+    if dtype in (np.bool_, np.uint8, np.uint64):
+        assert not pack_signs(x).any()
+
+
+def test_pack_and_unpack_refuse_bad_shapes():
+    with pytest.raises(ValueError, match="pack_signs: x must have a last axis"):
+        pack_signs(np.float32(1.0))
+    for shape in [(1, 0, 2, 2), (1, 2, 0, 2), (1, 2, 2, 0), (2, 2, 2)]:
+        with pytest.raises(ValueError, match="pack_channels: x must have shape"):
+            pack_channels(np.ones(shape))
+    with pytest.raises(ValueError, match="unpack_signs: words must be a uint64"):
+        unpack_signs(np.zeros(2, np.int64), 100)
+    for k in (128, 193):                              # 3 words hold 129..192 values
+        with pytest.raises(ValueError, match=r"unpack_signs: k must be in \(128, 192\]"):
+            unpack_signs(np.zeros(3, np.uint64), k)
+
+
+@pytest.mark.parametrize("n", [8, 24, 25, 31, 57])
+def test_binary_gemm_column_edges_of_a_panel(n, rng):
+    """N ending inside each of a panel's four 8-column vectors (and at their edges)."""
+    x, w = signs(rng, (5, 70)), signs(rng, (n, 70))
+    np.testing.assert_array_equal(binary_gemm(pack_signs(x), pack_signs(w), 70), pm1(x) @ pm1(w).T)
+
+
+def test_binary_gemm_refuses_bad_shapes():
+    a = np.zeros((3, 2), np.uint64)
+    with pytest.raises(ValueError, match="binary_gemm: a must be"):
+        binary_gemm(a[0], a, 100)
+    with pytest.raises(ValueError, match="binary_gemm: b must be"):
+        binary_gemm(a, a[0], 100)
+    bp = to_panels(a)
+    assert binary_gemm_panels(a, bp, 3, 100).shape == (3, 3)
+    for bad_bp, n in [(bp, 33), (bp[:, :1], 3), (np.zeros((1, 2, 16), np.uint64), 3)]:
+        with pytest.raises(ValueError, match="binary_gemm: bp must be uint64 panels"):
+            binary_gemm_panels(a, bad_bp, n, 100)
+
+
+def test_pack_conv_weight_refuses_empty_sizes():
+    for shape in [(0, 3, 3, 3), (2, 0, 3, 3), (2, 3, 0, 3), (2, 3, 3, 0), (2, 3, 3)]:
+        with pytest.raises(ValueError, match="pack_conv_weight: w must have shape"):
+            pack_conv_weight(np.ones(shape))
+
+
+def test_conv_padding_same_puts_the_extra_row_at_the_bottom_right(rng):
+    # torch: total k - 1 per axis, the odd one out at the bottom / right
+    assert conv_padding("same", (2, 4), (1, 1)) == (0, 1, 1, 2)
+    assert conv_padding("same", (3, 1), (1, 1)) == (1, 1, 0, 0)
+    x, w = signs(rng, (1, 3, 5, 6)), signs(rng, (2, 3, 2, 4))
+    np.testing.assert_array_equal(binary_conv2d(x, w, 1, "same"), conv2d_int_ref(x, w, (1, 1), (0, 1, 1, 2)))
+
+
+def test_binary_conv2d_panel_without_border_positions(rng):
+    """Wo = 70: panel 3 (positions 96..127) lies inside row 1 and has no border position, so
+    the padding corrections of later panels must not start back at 0."""
+    x, w = signs(rng, (1, 5, 3, 70)), signs(rng, (4, 5, 3, 3))
+    np.testing.assert_array_equal(binary_conv2d(x, w, 1, 1), conv2d_int_ref(x, w, (1, 1), (1, 1, 1, 1)))
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"stride": (1, 2), "padding": "same"}, "padding='same' needs stride 1"),
+    ({"stride": (2, 1), "padding": "same"}, "padding='same' needs stride 1"),
+    ({"padding": (1, -1)}, "padding must be integers >= 0"),
+    ({"padding": 1.5}, "padding must be integers >= 0"),
+    ({"padding": (0, 0.5)}, "padding must be integers >= 0"),
+    ({"stride": (1, 0)}, "stride must be integers >= 1"),
+    ({"stride": (0, 1)}, "stride must be integers >= 1"),
+    # refused with a raw unpacking, int() or overflow error before
+    ({"stride": (1, 2, 3)}, "stride must be integers >= 1"),
+    ({"stride": ()}, "stride must be integers >= 1"),
+    ({"stride": np.nan}, "stride must be integers >= 1"),
+    ({"stride": np.inf}, "stride must be integers >= 1"),
+    ({"stride": None}, "stride must be integers >= 1"),
+    ({"padding": (1, 2, 3)}, "padding must be integers >= 0"),
+    ({"padding": np.nan}, "padding must be integers >= 0"),
+    ({"padding": (0, np.inf)}, "padding must be integers >= 0"),
+])
+def test_binary_conv2d_refuses_bad_stride_and_padding(kwargs, says):
+    with pytest.raises(ValueError, match=says):
+        binary_conv2d(np.ones((1, 3, 5, 5)), np.ones((2, 3, 3, 3)), **kwargs)
+
+
+def test_binary_conv2d_refuses_bad_sizes():
+    w = np.ones((2, 3, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="kernel sizes must be <= 63, got 1x64"):
+        binary_conv2d(np.ones((1, 1, 3, 70)), np.ones((1, 1, 1, 64)))
+    for shape in [(1, 3, 0, 5), (1, 3, 5, 0)]:                  # padding would make room
+        with pytest.raises(ValueError, match=r"x has shape .*expected \(N, 3, H, W\)"):
+            binary_conv2d(np.ones(shape), w, padding=2)
+    for shape, padded in [((1, 3, 5, 2), "5x2"), ((1, 3, 2, 5), "2x5")]:
+        with pytest.raises(ValueError, match=f"3x3 kernel does not fit the padded input {padded}"):
+            binary_conv2d(np.ones(shape), w)
+
+
+def test_binary_weight_matmul_refuses_bad_k_and_empty_sizes():
+    x, words = np.ones((2, 70), np.float32), np.zeros((3, 2), np.uint64)
+    assert binary_weight_matmul(x, words, k=70).shape == (2, 3)
+    with pytest.raises(ValueError, match="k = 71 but x has 70 columns"):
+        binary_weight_matmul(x, words, k=71)
+    with pytest.raises(ValueError, match=r"w_words must be uint64 of shape \(N, 2\)"):
+        binary_weight_matmul(x, words[:0])
+    with pytest.raises(ValueError, match=r"x must have shape \(M, K\) or \(K,\)"):
+        binary_weight_matmul(np.ones((2, 0), np.float32), np.zeros((3, 0), np.uint64))
+
+
+def test_a_fractional_k_is_refused_not_truncated():
+    """k = 100.5 was cut to 100 by int(): a wrong k went through without a word."""
+    a = np.zeros((3, 2), np.uint64)
+    assert binary_gemm(a, a, 100.0).tolist() == [[100] * 3] * 3
+    with pytest.raises(ValueError, match=r"binary_gemm: k must be in \(64, 128\] .*got 100.5"):
+        binary_gemm(a, a, 100.5)
+    with pytest.raises(ValueError, match=r"binary_gemm: k must be in \(64, 128\] .*got 100.5"):
+        binary_gemm_panels(a, to_panels(a), 3, 100.5)
+    with pytest.raises(ValueError, match=r"unpack_signs: k must be in \(64, 128\] .*got 100.5"):
+        unpack_signs(a, 100.5)
+    for k in [np.nan, None, True, "100"]:         # named, not a raw int() error (True: a slip)
+        with pytest.raises(ValueError, match=r"binary_gemm: k must be in \(64, 128\]"):
+            binary_gemm(a, a, k)
+        with pytest.raises(ValueError, match=r"unpack_signs: k must be in \(64, 128\]"):
+            unpack_signs(a, k)
+    with pytest.raises(ValueError, match="k = 70.5 but x has 70 columns"):
+        binary_weight_matmul(np.ones((2, 70), np.float32), a, k=70.5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint32, np.bool_, np.float16])
+def test_unpack_signs_refuses_dtypes_that_cannot_hold_minus_one(dtype):
+    """-1 came back as 255 in uint8 and as True in bool; float16 raised Numba's NotImplementedError."""
+    words = pack_signs(-np.ones((2, 3)))
+    assert unpack_signs(words, 3, np.int16).tolist() == [[-1] * 3] * 2
+    with pytest.raises(ValueError, match=f"unpack_signs: dtype must be float32, float64 or a signed "
+                                         f"integer, got {np.dtype(dtype)}"):
+        unpack_signs(words, 3, dtype)

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 
 from .bgemm import PANEL, ROWS, _tile
-from .pack import _pack_channels_kernel, as_native, pack_signs
+from .pack import _pack_channels_kernel, _whole, as_native, pack_signs
 
 
 class ConvWeights(NamedTuple):
@@ -117,8 +117,9 @@ def conv_padding(padding, kernel, stride):
             return (kh - 1) // 2, kh - 1 - (kh - 1) // 2, (kw - 1) // 2, kw - 1 - (kw - 1) // 2
         raise ValueError(f"binary_conv2d: padding must be an int >= 0, a pair, 'valid' or 'same', "
                          f"got {padding!r}")
-    ph, pw = (padding, padding) if np.ndim(padding) == 0 else tuple(padding)
-    if int(ph) != ph or int(pw) != pw or ph < 0 or pw < 0:
+    shape = np.shape(padding)
+    ph, pw = (padding, padding) if shape == () else tuple(padding) if shape == (2,) else (None, None)
+    if not (_whole(ph) and _whole(pw) and ph >= 0 and pw >= 0):
         raise ValueError(f"binary_conv2d: padding must be integers >= 0, got {padding!r}")
     return int(ph), int(ph), int(pw), int(pw)
 
@@ -258,8 +259,9 @@ def _conv(x3, H, W, A, S, K, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
 
 
 def _pair(v, name):
-    a, b = (v, v) if np.ndim(v) == 0 else tuple(v)
-    if int(a) != a or int(b) != b or a < 1 or b < 1:
+    shape = np.shape(v)
+    a, b = (v, v) if shape == () else tuple(v) if shape == (2,) else (None, None)
+    if not (_whole(a) and _whole(b) and a >= 1 and b >= 1):
         raise ValueError(f"binary_conv2d: {name} must be integers >= 1, got {v!r}")
     return int(a), int(b)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .pack import _whole
 from .popcount import vbcast, vlane, vload, vstore_dot, vxpa, vzeros
 
 ROWS = 4      # rows of A per tile
@@ -175,10 +176,10 @@ def _check_words(name, x, kw=None):
 
 
 def _check_k(k, kw):
-    k = int(k)
-    if not 64 * (kw - 1) < k <= 64 * kw:
-        raise ValueError(f"binary_gemm: k must be in ({64 * (kw - 1)}, {64 * kw}] for {kw} words, got {k}")
-    return k
+    if not (_whole(k) and 64 * (kw - 1) < k <= 64 * kw):
+        raise ValueError(f"binary_gemm: k must be in ({64 * (kw - 1)}, {64 * kw}] for {kw} words, "
+                         f"an integer, got {k!r}")
+    return int(k)
 
 
 def binary_gemm_panels(a, bp, n, k):

@@ -276,7 +276,7 @@ def binary_weight_matmul(x, w_words, k=None):
     if x2.ndim != 2 or x2.shape[1] < 1:
         raise ValueError(f"binary_weight_matmul: x must have shape (M, K) or (K,), got {x.shape}")
     K = x2.shape[1]
-    if k is not None and int(k) != K:
+    if k is not None and k != K:
         raise ValueError(f"binary_weight_matmul: k = {k} but x has {K} columns")
     Kw = (K + 63) // 64
     if w_words.dtype != np.uint64 or w_words.ndim != 2 or w_words.shape[1] != Kw \

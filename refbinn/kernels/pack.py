@@ -38,6 +38,15 @@ from .popcount import I64, element_pointer, splat, u64x8, vlane, vzeros
 _NATIVE = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
 
 
+def _whole(v):
+    """True for an integer or an integral float (2, np.int64(2), 2.0); False for 1.5, NaN, inf,
+    None, a bool."""
+    try:
+        return not isinstance(v, (bool, np.bool_)) and int(v) == v
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def _negative(builder, vec, dtype):
     """Lane mask of ``not (v >= 0)``: negative or NaN for floats, negative for ints."""
     zero = ir.Constant(vec.type, None)
@@ -238,7 +247,7 @@ def unpack_signs(words, k, dtype=np.float32):
     words : ndarray of uint64, shape (..., Kw)
     k : int
         Number of values per row, ``64 * (Kw - 1) < k <= 64 * Kw``.
-    dtype : dtype of the result (float32 by default).
+    dtype : dtype of the result (float32 by default): float32, float64 or a signed integer.
 
     Returns
     -------
@@ -248,10 +257,13 @@ def unpack_signs(words, k, dtype=np.float32):
     if words.dtype != np.uint64 or words.ndim < 1:
         raise ValueError(f"unpack_signs: words must be a uint64 array with ndim >= 1, "
                          f"got {words.dtype} with shape {words.shape}")
-    k = int(k)
-    if not 64 * (words.shape[-1] - 1) < k <= 64 * words.shape[-1]:
+    if np.dtype(dtype).type not in _NATIVE:          # unsigned and bool cannot hold -1
+        raise ValueError(f"unpack_signs: dtype must be float32, float64 or a signed integer, "
+                         f"got {np.dtype(dtype)}")
+    if not (_whole(k) and 64 * (words.shape[-1] - 1) < k <= 64 * words.shape[-1]):
         raise ValueError(f"unpack_signs: k must be in ({64 * (words.shape[-1] - 1)}, "
-                         f"{64 * words.shape[-1]}] for {words.shape[-1]} words, got {k}")
+                         f"{64 * words.shape[-1]}] for {words.shape[-1]} words, an integer, got {k!r}")
+    k = int(k)
     w2 = np.ascontiguousarray(words.reshape(-1, words.shape[-1]))   # (M, Kw)
     out = np.empty((w2.shape[0], k), dtype)                          # (M, K)
     _unpack_rows(w2, out)
