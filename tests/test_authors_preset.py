@@ -126,6 +126,101 @@ def test_continual_preset_is_checked():
     assert set(CONTINUAL) == set(PRESETS)
 
 
+def _no_training(*args, **kwargs):
+    raise AssertionError("run_continual started training")
+
+
+def test_continual_refuses_a_one_row_last_minibatch_before_training(monkeypatch):
+    monkeypatch.setattr(continual, "fit", _no_training)
+    x, y = np.zeros((5, 784), np.float32), np.zeros(5, np.int64)
+    with pytest.raises(ValueError, match=r"batch_size 2 with 5 training rows \(x_train; --max-train .*: "
+                                         r"the last minibatch .* 1 row"):
+        continual.run_continual(x, y, x, y, batch_size=2)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(prior="bogus"), "prior must be 'posterior' or 'zero', got 'bogus'"),
+    (dict(tasks=0), r"^tasks must be an integer in \[1, inf\), got 0"),
+    (dict(batch_size=0), r"batch_size must be an integer in \[1, inf\), got 0"),
+    (dict(test_samples=0), r"test_samples must be an integer in \[1, inf\), got 0"),
+    (dict(seed=-1), r"seed must be an integer in \[0, inf\), got -1"),
+    (dict(perm_seed=-1, preset="authors"), r"perm_seed must be an integer in \[0, inf\), got -1"),
+    (dict(x_test=np.zeros((4, 100), np.float32)), r"x_test must have x_train's columns.*\(4, 784\).*\(4, 100\)"),
+])
+def test_continual_refuses_bad_arguments_naming_them(bad, message, monkeypatch):
+    # before any training: a bad value raised a raw ZeroDivisionError (batch_size 0), numpy's
+    # "expected non-negative integer" (seeds), an IndexError (x_test) or gave NaN (test_samples 0)
+    monkeypatch.setattr(continual, "fit", _no_training)
+    x, y = np.zeros((4, 784), np.float32), np.zeros(4, np.int64)
+    kw = {"x_test": x, **bad}
+    with pytest.raises(ValueError, match=message):
+        continual.run_continual(x, y, kw.pop("x_test"), y, **kw)
+
+
+def _recorded_continual(prior, monkeypatch, seed=1):
+    """A 2-task, 2-epoch run on 120 random images; each fit's optimizer, seed, initial state
+    and result, each evaluate's inputs and result, and the per-task log lines."""
+    fits, evals, lines = [], [], []
+    real_fit, real_evaluate = FIT, EVALUATE
+
+    def fit(model, opt, data, loss, cfg, *, init_state=None, **kw):
+        res = real_fit(model, opt, data, loss, cfg, init_state=init_state, **kw)
+        fits.append(dict(opt=opt, seed=cfg.seed, init_state=init_state, res=res,
+                         lam=({k: v.copy() for k, v in res["opt_state"].lam.items()})))
+        return res
+
+    def evaluate(model, opt, opt_state, bn_state, x, y, **kw):
+        rng_state = kw["rng"].bit_generator.state
+        ev = real_evaluate(model, opt, opt_state, bn_state, x, y, **kw)
+        evals.append(dict(opt_state=opt_state, pixels=x[0].astype(np.int64), ev=ev, rng=kw["rng"],
+                          rng_state=rng_state))
+        return ev
+
+    monkeypatch.setattr(continual, "fit", fit)
+    monkeypatch.setattr(continual, "evaluate", evaluate)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 784)).astype(np.float32)
+    x[0] = np.arange(784)                                  # row 0 shows the permutation
+    y = rng.integers(0, 10, 120)
+    res = continual.run_continual(x, y, x[:40], y[:40], tasks=2, epochs=2, batch_size=60, test_samples=2,
+                                  lam_init=0.5, reweight=0.5, tau=0.02, lr=2e-3, seed=seed, prior=prior,
+                                  numerics="official", quiet=True, log=lines.append)
+    return fits, evals, res, [m for m in lines if "after task" in m]
+
+
+@pytest.mark.parametrize("prior", ["posterior", "zero"])
+def test_continual_task_optimizers_priors_seeds_and_matrix(prior, monkeypatch):
+    fits, evals, res, lines = _recorded_continual(prior, monkeypatch)
+    for t, f in enumerate(fits):        # the docstring's BayesBiNN: beta 0, S 1, N = len(x_train)
+        c = f["opt"].config()
+        assert (c["beta"], c["samples"], c["N"], c["lam_init"], c["reweight"], c["tau"], c["lr"]) == (
+            0.0, 1, 120, 0.5, 0.5, 0.02, 2e-3)
+        assert f["seed"] == 1 + t
+    assert fits[0]["opt"].lam0 == 0.0 and fits[0]["init_state"] is None
+    assert fits[1]["init_state"][0] is fits[0]["res"]["opt_state"]          # carried over
+    if prior == "zero":
+        assert fits[1]["opt"].lam0 == 0.0
+    else:                                          # task 1's posterior, as it was after task 1
+        assert set(fits[1]["opt"].lam0) == set(fits[0]["lam"])
+        for k, v in fits[0]["lam"].items():
+            np.testing.assert_array_equal(fits[1]["opt"].lam0[k], v)
+    # A[t, k]: task k's test images (permuted by task k's pixels) after task t; NaN above the diagonal
+    assert [(e["opt_state"] is f["res"]["opt_state"]) for e, f in zip(evals, fits[:1] + fits[1:] * 2)] == [True] * 3
+    np.testing.assert_array_equal(evals[1]["pixels"], evals[0]["pixels"])
+    assert not np.array_equal(evals[2]["pixels"], evals[1]["pixels"])
+    got_mean, got_mode = np.array(res["acc_mean"]), np.array(res["acc_mode"])
+    np.testing.assert_array_equal(got_mean[[0, 1, 1], [0, 0, 1]], [e["ev"]["acc_mean"] for e in evals])
+    np.testing.assert_array_equal(got_mode[[0, 1, 1], [0, 0, 1]], [e["ev"]["acc_mode"] for e in evals])
+    assert np.isnan(got_mean[0, 1]) and np.isnan(got_mode[0, 1])
+    assert res["diagnostics"] == [f["res"]["history"]["epochs"][-1]["diagnostics"]["all"] for f in fits]
+    # one evaluation stream, Generator(seed + 1000), as the docstring says
+    assert all(e["rng"] is evals[0]["rng"] for e in evals)
+    assert evals[0]["rng_state"] == np.random.default_rng(1 + 1000).bit_generator.state
+    assert lines == [f"[{prior}] after task 1: mean acc per task {got_mean[0, 0]:.4f}",
+                     f"[{prior}] after task 2: mean acc per task {got_mean[1, 0]:.4f} {got_mean[1, 1]:.4f}"]
+    assert res["settings"]["perm_seed"] == 0 and res["settings"]["seed"] == 1 and res["prior"] == prior
+
+
 # -- (c) logits versus probabilities, by hand ------------------------------------------------------
 class _Given:
     """An 'optimizer' whose weight samples are given in order."""

@@ -21,7 +21,7 @@ import shutil
 import numpy as np
 
 from .. import models
-from ..checks import check_choice
+from ..checks import check_choice, check_int
 from ..train import schedules
 from ..nn.losses import softmax_cross_entropy
 from ..optim.bayesbinn import BayesBiNN
@@ -59,7 +59,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     y_train : numpy.ndarray, int64, (N,)
         Training labels in [0, 10).
     x_test : numpy.ndarray, float, (N_test, D)
-        Flattened, normalised test images, permuted per task like the training images.
+        Flattened, normalised test images (x_train's D), permuted per task like the training images.
     y_test : numpy.ndarray, int64, (N_test,)
         Test labels.
     tasks : int
@@ -79,7 +79,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     prior : {'posterior', 'zero'}
         lam0 of task t > 1: the posterior lambda after task t - 1, or 0.
     seed : int
-        Task t trains with seed ``seed + t``; the evaluation samples come from
+        >= 0; task t trains with seed ``seed + t``; the evaluation samples come from
         ``Generator(seed + 1000)``.
     numerics : {'exact', 'official', 'exact-clipped'}
         BayesBiNN numerics (``refbinn.optim.bayesbinn.NUMERICS``); default 'exact'.
@@ -88,7 +88,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     log : callable
         ``log(str)``, receives the per-task accuracy lines (and ``fit``'s lines); default print.
     perm_seed : int, optional
-        Seed of the task permutations; default None: the preset's, 0 under 'paper'
+        Seed of the task permutations, >= 0; default None: the preset's, 0 under 'paper'
         (``refbinn.data.permuted_mnist_tasks``, the same tasks whatever ``seed``) and ``seed``
         under 'authors' (``refbinn.data.legacy_pixel_permutations``).
     reweight : float
@@ -118,6 +118,13 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     if prior not in ("posterior", "zero"):
         raise ValueError(f"prior must be 'posterior' or 'zero', got {prior!r}")
     c = CONTINUAL[check_choice("preset", preset, tuple(CONTINUAL))]
+    tasks, batch_size = check_int("tasks", tasks, 1), check_int("batch_size", batch_size, 1)
+    test_samples, seed = check_int("test_samples", test_samples, 1), check_int("seed", seed, 0)
+    if perm_seed is not None:
+        perm_seed = check_int("perm_seed", perm_seed, 0)
+    if x_test.shape[1:] != x_train.shape[1:]:     # the test images are permuted by the same pixels
+        raise ValueError(f"x_test must have x_train's columns: x_train has shape {x_train.shape}, "
+                         f"x_test {x_test.shape}")
     if c["permutations"] == "seeded":         # the authors': np.random.seed(seed), one draw per task
         perm_seed = seed if perm_seed is None else perm_seed
         perms = legacy_pixel_permutations(x_train.shape[1], tasks, perm_seed)  # (tasks, 784)

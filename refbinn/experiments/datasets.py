@@ -11,7 +11,7 @@ import functools
 
 import numpy as np
 
-from ..checks import check_choice
+from ..checks import check_choice, check_int
 from ..train import Data
 
 
@@ -66,9 +66,9 @@ def load_data(dataset, root=None, *, split=0.1, seed=0, max_train=None):
         The fraction of the training images held out for validation, in [0, 1); image
         sets only. Default 0.1.
     seed : int
-        Seeds the train/validation split (and draws the two-moons points).
+        Seeds the train/validation split (and draws the two-moons points), >= 0.
     max_train : int, optional
-        Keep only the first ``max_train`` training images before the split (image sets);
+        Keep only the first ``max_train`` >= 0 training images before the split (image sets);
         None or 0 keeps all.
 
     Returns
@@ -80,6 +80,9 @@ def load_data(dataset, root=None, *, split=0.1, seed=0, max_train=None):
         Snelson data object (for its grid and standardisation).
     """
     from .. import data as D
+    seed = check_int("seed", seed, 0)
+    if max_train is not None:
+        max_train = check_int("max_train", max_train, 0)
     rng = np.random.default_rng(seed)
     loaded = DATASETS[check_choice("dataset", dataset, tuple(DATASETS))](D, dataset, root, rng)
     if dataset not in IMAGE_DATASETS:

@@ -207,7 +207,7 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     opt, sched = make_optimizer(optimizer, s, n_train=n_train, kinds=kinds, epochs=epochs,
                                 steps_per_epoch=steps)
     cfg = TrainConfig(epochs=epochs, batch_size=batch, seed=seed,
-                      eval_samples=int(o.get("eval_samples", p["eval_samples"])),
+                      eval_samples=check_int("eval_samples", o.get("eval_samples", p["eval_samples"])),
                       average=o.get("average", p.get("average", "prob")), quiet=quiet,
                       checkpoint_every=check_int("checkpoint_every", o.get("checkpoint_every", 1), 1),
                       eval_mean_every=check_int("eval_mean_every", o.get("eval_mean_every", 0)),
