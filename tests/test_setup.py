@@ -188,3 +188,14 @@ def test_run_result_leaves_out_the_data_object(tmp_path):
     res = run("snelson", "ste", "sn", {"epochs": 1}, out=str(tmp_path), quiet=True, log=lambda m: None)
     assert "extra" not in res["settings"] and res["settings"]["dataset"] == "snelson"
     assert json.loads((tmp_path / "sn.json").read_text())["settings"] == json.loads(json.dumps(res["settings"]))
+
+
+def test_run_refuses_a_results_file_that_is_a_folder_before_training(tmp_path, monkeypatch):
+    from refbinn.experiments import run
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr("refbinn.train.fit", no_work)
+    (tmp_path / "sn.json").mkdir()
+    with pytest.raises(ValueError, match="the results file .*sn.json is a folder"):
+        run("snelson", "ste", "sn", {"epochs": 1}, out=str(tmp_path), quiet=True, log=lambda m: None)

@@ -39,7 +39,6 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import reads_file
-from ..io.outputs import check_output_file
 from ..models import MODELS
 from ..optim.registry import OPTIMIZERS
 from ..train.checkpoint_check import check_meta
@@ -237,7 +236,6 @@ def plan_train(a):
     if a.resume and a.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     name = a.name or f"{a.dataset}_{a.optimizer}"
-    check_output_file(os.path.join(a.out, name + ".json"), "the results file")    # not after training
     ckpt = os.path.join(a.out, "runs", name, "checkpoint.npz")
     if not a.resume:
         if not (a.dataset and a.optimizer):

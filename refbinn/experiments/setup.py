@@ -269,9 +269,11 @@ def run(dataset, optimizer, name, overrides, *, out="results", root=None, resume
     dict with name, command, settings, summary, wall_seconds_this_invocation, history
     """
     from ..io import remove_partials, write_json
+    from ..io.outputs import check_output_file
     from ..train import fit
     log = log or (lambda m: print(m, flush=True))
     if write:
+        check_output_file(os.path.join(out, f"{name}.json"), "the results file")    # not after training
         remove_partials(os.path.join(out, f"{name}.json"))
     setup = build(dataset, optimizer, preset=preset, overrides=overrides, root=root, quiet=quiet)
     run_dir = run_dir or os.path.join(out, "runs", name)
