@@ -145,6 +145,7 @@ def test_continual_refuses_a_one_row_last_minibatch_before_training(monkeypatch)
     (dict(test_samples=0), r"test_samples must be an integer in \[1, inf\), got 0"),
     (dict(seed=-1), r"seed must be an integer in \[0, inf\), got -1"),
     (dict(perm_seed=-1, preset="authors"), r"perm_seed must be an integer in \[0, inf\), got -1"),
+    (dict(stop_after=-1), r"stop_after must be an integer in \[0, inf\), got -1"),
     (dict(x_test=np.zeros((4, 100), np.float32)), r"x_test must have x_train's columns.*\(4, 784\).*\(4, 100\)"),
 ])
 def test_continual_refuses_bad_arguments_naming_them(bad, message, monkeypatch):

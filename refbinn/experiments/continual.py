@@ -122,6 +122,8 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     test_samples, seed = check_int("test_samples", test_samples, 1), check_int("seed", seed, 0)
     if perm_seed is not None:
         perm_seed = check_int("perm_seed", perm_seed, 0)
+    if stop_after is not None:
+        stop_after = check_int("stop_after", stop_after, 0)
     if x_test.shape[1:] != x_train.shape[1:]:     # the test images are permuted by the same pixels
         raise ValueError(f"x_test must have x_train's columns: x_train has shape {x_train.shape}, "
                          f"x_test {x_test.shape}")
@@ -142,7 +144,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
                     reweight=reweight, preset=preset)
     acc_mean = np.full((tasks, tasks), np.nan)
     acc_mode = np.full((tasks, tasks), np.nan)
-    state, lam0, seconds, diags, left, done, trained = None, 0.0, [], [], stop_after, 0, 0
+    state, lam0, seconds, diags, done, trained = None, 0.0, [], [], 0, 0
     rng_eval = np.random.default_rng(seed + 1000)
     for t in range(tasks):
         opt = BayesBiNN(lr=lr, beta=0.0, tau=tau, samples=1, N=n, lam_init=lam_init,
@@ -156,10 +158,9 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
             _remove_later_tasks(out_dir, t + 1)
         res = fit(model, opt, data, softmax_cross_entropy, cfg,
                   schedule=schedules.cosine(lr, epochs, eta_min=c["eta_min"], off_by_one=c["off_by_one"]),
-                  init_state=state, log=log, out_dir=task_dir, resume=resume, stop_after=left)
+                  init_state=state, log=log, out_dir=task_dir, resume=resume,
+                  stop_after=None if stop_after is None else stop_after - trained)
         history, trained = res["history"]["epochs"], trained + res["epochs_this_call"]
-        if left is not None:
-            left -= res["epochs_this_call"]
         if len(history) < epochs:                       # stopped inside this task
             break
         seconds.append(float(sum(rec["seconds"] for rec in history)))
@@ -176,7 +177,8 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
             lam0 = {k: v.copy() for k, v in res["opt_state"].lam.items()}
         done = t + 1
     return {"prior": prior, "acc_mean": acc_mean.tolist(), "acc_mode": acc_mode.tolist(),
-            "tasks_done": done, "epochs_this_call": trained, "seconds_per_task": seconds, "diagnostics": diags, "settings": settings}
+            "tasks_done": done, "epochs_this_call": trained, "seconds_per_task": seconds,
+            "diagnostics": diags, "settings": settings}
 
 
 def _remove_later_tasks(out_dir, task):
