@@ -1,6 +1,7 @@
 """`refbinn evaluate --ood` and scripts/run_uncertainty.py on tiny MNIST checkpoints (1 epoch,
 600 images, 64-wide MLP): the tables, the JSON, both PNGs, and numbers equal to refbinn.predict's."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -98,6 +99,7 @@ def test_named_ood_set_when_present(tiny, tmp_path):
     res = json.loads((tmp_path / "uncertainty_fm.json").read_text())
     assert res["ood_sets"]["mnist"] == {"fashion-mnist": "n = 30", "permuted": "n = 100"}
     assert sum(res["rows"][0]["entropy_hist"]["fashion-mnist"]) == 30
+    assert res["command"].startswith("refbinn ")                        # the command line is recorded
 
 
 def test_ood_needs_an_image_set_other_than_the_own(data_root, capsys):
@@ -177,3 +179,224 @@ def test_evaluate_refuses_an_output_file_that_is_a_folder_before_evaluating(tmp_
     (tmp_path / folder).mkdir()
     assert main(["evaluate", *argv, "--ood", "--out", str(tmp_path)]) == 2
     assert f"the output file {tmp_path / folder} is a folder" in capsys.readouterr().err
+
+
+# ---- fast tests on small hand-made inputs (no MNIST training) -------------------------------
+
+def hand_made_run(lam_init, classes=3, seed=0):
+    """A one-layer binary network 2 -> classes without bias (zero input: uniform p) with a
+    BayesBiNN posterior; |lam_init| = 1e4 makes every sample the mode."""
+    from refbinn.nn import Dense, Sequential
+    from refbinn.optim import BayesBiNN
+    model = Sequential(Dense(2, classes, bias=False, name="fc"))
+    params, bn_state = model.init(np.random.default_rng(seed), np.float64)
+    opt = BayesBiNN(N=100, tau=1.0, lam_init=lam_init)
+    return {"label": "hand", "path": "hand/checkpoint.npz", "model": model, "opt": opt,
+            "opt_state": opt.init(params, np.random.default_rng(seed)), "bn_state": bn_state,
+            "dataset": "mnist", "optimizer": "bayesbinn", "seed": 0, "epoch": 1}
+
+
+def test_can_sample_asks_the_binary_optimizer_of_a_partition():
+    from refbinn.optim import Adam, BayesBiNN, Partition, STEAdam
+    from refbinn.experiments.uncertainty import can_sample
+    kinds = {"fc.weight": "binary", "fc.bias": "real"}
+    assert can_sample(BayesBiNN(N=10, tau=1.0)) and not can_sample(STEAdam())
+    assert can_sample(Partition(BayesBiNN(N=10, tau=1.0), Adam(), kinds))
+    assert not can_sample(Partition(STEAdam(), Adam(), kinds))       # the Partition itself has sample_params
+
+
+def test_run_label_is_the_checkpoints_folder():
+    from refbinn.experiments.uncertainty import run_label
+    assert run_label("results/runs/abc/checkpoint.npz") == "abc"
+    assert run_label("/checkpoint.npz") == "/checkpoint.npz"            # no folder name: the path
+
+
+def test_evaluation_sets_of_toy_data():
+    """Snelson (regression) has no classification test set; two moons without OOD sets is
+    fine, and its test points are those of the run's seed."""
+    with pytest.raises(ValueError, match="need a classification test set; 'snelson' has none"):
+        evaluation_sets("snelson", [])
+    x, y, sets, status = evaluation_sets("two-moons", [], data_seed=1, max_test=20)
+    data, _ = load_data("two-moons", None, split=0.1, seed=1)
+    np.testing.assert_array_equal(x, data.x_test[:20])
+    np.testing.assert_array_equal(y, data.y_test[:20])
+    assert (sets, status) == ({}, {})
+
+
+def test_evaluation_sets_streams_and_sizes(data_root, tmp_path):
+    """Each OOD set is drawn from Generator([seed, 2, index in OOD_SETS]), whatever else is
+    asked for; a named set is cut to the first max_test images, like the test set."""
+    from refbinn.data.ood import OOD_SETS, gaussian_noise, uniform_noise
+    (tmp_path / "mnist").symlink_to(data_root / "mnist")
+    fake_mnist(tmp_path, "fashion-mnist")                               # 30 images
+    x, y, sets, status = evaluation_sets("mnist", ["uniform", "gaussian", "fashion-mnist"],
+                                         root=tmp_path, seed=3, max_test=10)
+    assert x.shape == (10, 784) and y.shape == (10,)
+    assert status == {"uniform": "n = 10", "gaussian": "n = 10", "fashion-mnist": "n = 10"}
+    assert sets["fashion-mnist"].shape == (10, 784)
+    for name, draw in (("uniform", uniform_noise), ("gaussian", gaussian_noise)):
+        want = draw(10, (784,), "mnist", np.random.default_rng([3, 2, OOD_SETS.index(name)]))
+        np.testing.assert_array_equal(sets[name], want)
+    _, _, alone, _ = evaluation_sets("mnist", ["gaussian"], root=tmp_path, seed=3, max_test=10)
+    np.testing.assert_array_equal(alone["gaussian"], sets["gaussian"])
+
+
+def test_prediction_rows_score_ood_inputs_as_out():
+    """Confident test inputs against zero inputs (uniform p, entropy log K, counted in the last
+    histogram bin although rounding puts it above log K): the entropy and
+    1 - max p separate them perfectly, AUROC = 1 in the direction test = in, OOD = out."""
+    from refbinn.experiments.uncertainty import HIST_BINS, prediction_rows
+    run = hand_made_run(lam_init=1e4, classes=5)       # K = 5: H(uniform p) = log K + 1 ulp, clipped to log K
+    x = 50.0 * np.random.default_rng(1).standard_normal((40, 2))
+    y = np.zeros(40, np.int64)
+    rows = prediction_rows(run, x, y, {"zeros": np.zeros((20, 2))}, samples=(3,), bins=4)
+    assert [(r["prediction"], r["samples"]) for r in rows] == [("mode", None), ("mean", 3)]
+    for r in rows:
+        o = r["ood"]["zeros"]
+        assert o["auroc_entropy"] == 1.0 and o["auroc_maxprob"] == 1.0
+        assert o["entropy_out"] == pytest.approx(np.log(5), rel=1e-12)
+        assert len(r["test"]["calibration"]["edges"]) == 4 + 1
+        h = r["entropy_hist"]
+        assert len(h["edges"]) == HIST_BINS + 1 and len(h["test"]) == len(h["zeros"]) == HIST_BINS
+        assert h["edges"][0] == 0.0 and h["edges"][-1] == pytest.approx(np.log(5), rel=1e-15)
+        assert sum(h["test"]) == 40 and h["zeros"][-1] == 20           # entropy log K: in the last bin
+
+
+def test_prediction_rows_use_the_same_networks_for_test_and_ood():
+    """The mean's networks come from Generator([seed, 1]) (|lam| = 0.3: samples differ), and
+    an OOD set equal to the test set gets the same mean predictions: every score ties,
+    AUROC = 0.5, and its mean entropy is the test set's."""
+    from refbinn.experiments.uncertainty import prediction_rows
+    run = hand_made_run(lam_init=0.3)
+    x = np.random.default_rng(2).standard_normal((30, 2))
+    y = np.random.default_rng(3).integers(0, 3, 30)
+    rows = prediction_rows(run, x, y, {"copy": x.copy()}, samples=(5,), seed=4)
+    p = predict_mean(run["model"], run["opt"], run["opt_state"], run["bn_state"], x, 5,
+                     np.random.default_rng([4, 1]), link="classes")
+    assert rows[1]["test"]["nll"] == nll(p, y)
+    assert rows[1]["test"]["nll"] != nll(predict_mean(run["model"], run["opt"], run["opt_state"], run["bn_state"],
+                                                      x, 5, np.random.default_rng([4, 2]), link="classes"), y)
+    for r in rows:
+        assert r["ood"]["copy"]["auroc_entropy"] == 0.5 and r["ood"]["copy"]["auroc_maxprob"] == 0.5
+        assert r["ood"]["copy"]["entropy_out"] == r["test"]["entropy"]
+        assert r["entropy_hist"]["copy"] == r["entropy_hist"]["test"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"samples": (2, 0)}, r"samples must be an integer in \[1, inf\), got 0"),
+    ({"bins": 0}, r"bins must be an integer in \[1, inf\), got 0"),
+    ({"seed": -1}, r"seed must be an integer in \[0, inf\), got -1"),
+    ({"average": "mean"}, "average must be one of 'prob', 'logits'"),
+    ({"max_test": 0}, r"max_test must be an integer in \[1, inf\), got 0"),
+    ({"recalibrate_bn": -1}, r"recalibrate_bn must be an integer in \[0, inf\), got -1"),
+    ({"ood": ["uniform", "svhn"]}, "OOD set must be one of 'uniform'"),
+], ids=["samples", "bins", "seed", "average", "max_test", "recalibrate_bn", "ood"])
+def test_evaluate_checkpoints_checks_its_arguments_before_loading(tmp_path, kwargs, message):
+    from refbinn.experiments.uncertainty import evaluate_checkpoints
+    missing = str(tmp_path / "no" / "checkpoint.npz")                  # never opened
+    with pytest.raises(ValueError, match=message):
+        evaluate_checkpoints([missing], **kwargs)
+    with pytest.raises(ValueError, match="at least one checkpoint"):
+        evaluate_checkpoints([])
+
+
+def hand_made_result(bins=10, ood=True):
+    """What evaluate_checkpoints returns, for two rows with B = ``bins`` ECE bins."""
+    edges = np.linspace(0, 1, bins + 1).tolist()
+    cal = {"edges": edges, "counts": [0] * (bins - 2) + [3, 7], "confidence": [None] * (bins - 2) + [0.85, 0.97],
+           "accuracy": [None] * (bins - 2) + [0.67, 1.0]}
+    test = {"acc": 0.9, "nll": 0.3, "brier": 0.1, "ece": 0.05, "entropy": 0.2, "calibration": cal}
+    o = {"auroc_entropy": 0.8, "aupr_entropy": 0.7, "auroc_maxprob": 0.75, "aupr_maxprob": 0.65,
+         "entropy_in": 0.2, "entropy_out": 1.5}
+    hist = {"edges": np.linspace(0, np.log(10), 31).tolist(), "test": [10] + [0] * 29, "uniform": [0] * 29 + [10]}
+    rows = [{"run": "r", "checkpoint": "r/checkpoint.npz", "prediction": p, "samples": s, "test": test,
+             "ood": {"uniform": o} if ood else {}, "entropy_hist": hist if ood else {"edges": hist["edges"], "test": hist["test"]}}
+            for p, s in (("mode", None), ("mean", 2))]
+    return {"settings": {"bins": bins}, "rows": rows}
+
+
+def test_tables_name_the_rows_and_the_bins():
+    from refbinn.experiments.uncertainty import tables
+    text = tables(hand_made_result(bins=10, ood=False))
+    assert "ECE (10 bins)" in text and "mean (C=2)" in text and "mode " in text
+    assert "AUROC" not in text                                         # no OOD set: no second table
+    assert "AUROC (H)" in tables(hand_made_result(bins=10, ood=True))
+
+
+def test_plots_are_written_or_not(tmp_path, capsys):
+    from refbinn.experiments.uncertainty_plots import entropy_histograms, reliability_diagram
+    if not HAVE_MPL:
+        pytest.skip("needs matplotlib (the plots extra)")
+    rows = hand_made_result(ood=True)["rows"][:1]                      # one row, one OOD set: a 1 x 1 grid
+    assert reliability_diagram(rows, str(tmp_path / "r.png")) and (tmp_path / "r.png").stat().st_size > 0
+    assert entropy_histograms(rows, str(tmp_path / "e.png")) and (tmp_path / "e.png").stat().st_size > 0
+    empty = hand_made_result(ood=True)["rows"][:1]
+    empty[0]["entropy_hist"]["uniform"] = [0] * 30                     # an OOD set of no inputs: no bars, no NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert entropy_histograms(empty, str(tmp_path / "e0.png")) and (tmp_path / "e0.png").exists()
+    assert not entropy_histograms([], str(tmp_path / "none.png"))
+    assert not entropy_histograms(hand_made_result(ood=False)["rows"], str(tmp_path / "none.png"))
+    assert "no OOD set: no entropy histogram written" in capsys.readouterr().out
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_without_a_working_matplotlib_only_the_json_is_written(tmp_path, monkeypatch, capsys):
+    """A broken matplotlib install (ImportError, not only ModuleNotFoundError) counts as none."""
+    import sys
+    from refbinn.experiments.uncertainty import write_outputs
+    from refbinn.experiments.uncertainty_plots import entropy_histograms, reliability_diagram
+
+    class Broken:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "matplotlib":
+                raise ImportError("matplotlib is broken")
+
+    for mod in [m for m in sys.modules if m.split(".")[0] == "matplotlib"]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    result = hand_made_result(ood=True)
+    assert not reliability_diagram(result["rows"], str(tmp_path / "r.png"))
+    assert not entropy_histograms(result["rows"], str(tmp_path / "e.png"))
+    assert write_outputs(result, str(tmp_path), "x", log=lambda m: None) == [str(tmp_path / "uncertainty_x.json")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["uncertainty_x.json"]
+    assert "matplotlib is not installed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_test": 0}, r"max_test must be an integer in \[1, inf\), got 0"),
+    ({"max_test": -5}, r"max_test must be an integer in \[1, inf\), got -5"),    # was: all but the last 5
+    ({"seed": -1}, r"seed must be an integer in \[0, inf\), got -1"),
+    ({"data_seed": -1}, r"data_seed must be an integer in \[0, inf\), got -1"),
+], ids=["max_test=0", "max_test=-5", "seed", "data_seed"])
+def test_evaluation_sets_checks_its_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        evaluation_sets("two-moons", [], **kwargs)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5])
+def test_prediction_rows_checks_the_seed(seed):
+    from refbinn.experiments.uncertainty import prediction_rows
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, inf\)"):
+        prediction_rows(hand_made_run(lam_init=0.3), np.zeros((4, 2)), np.zeros(4, np.int64), {}, seed=seed)
+
+
+def test_toy_checkpoints_are_evaluated_on_their_own_seeds_test_points(tmp_path):
+    """Two moons draws its test points from the run's seed: runs with seeds 1 and 2, evaluated
+    together, are each scored on load_data(seed)'s test set (not seed 0's, not each other's)."""
+    from refbinn.experiments.uncertainty import evaluate_checkpoints
+    paths, want = [], []
+    for seed in (1, 2):
+        run("two-moons", "ste", f"moons_s{seed}", dict(epochs=1, seed=seed), out=str(tmp_path), quiet=True,
+            log=lambda m: None)
+        paths.append(str(tmp_path / "runs" / f"moons_s{seed}" / "checkpoint.npz"))
+        r = load_run(paths[-1])
+        nlls = []
+        for data_seed in (0, 1, 2):
+            data, _ = load_data("two-moons", None, split=0.1, seed=data_seed)
+            p = predict_mode(r["model"], r["opt"], r["opt_state"], r["bn_state"], data.x_test, link="classes")
+            nlls.append(nll(p, data.y_test))
+        assert len(set(nlls)) == 3                                     # the three test sets score differently
+        want.append(nlls[seed])
+    res = evaluate_checkpoints(paths, log=lambda m: None)
+    assert [row["test"]["nll"] for row in res["rows"]] == want

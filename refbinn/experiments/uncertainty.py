@@ -116,11 +116,11 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_se
     root : str, optional
         The data folder (see ``load_data``).
     seed : int
-        Seeds each OOD set's stream, ``Generator([seed, 2, index of the set])``.
+        >= 0; seeds each OOD set's stream, ``Generator([seed, 2, index of the set])``.
     max_test : int, optional
         Use the first ``max_test`` test inputs (>= 1); None: all.
     data_seed : int
-        The training run's seed, for ``load_data``.
+        >= 0; the training run's seed, for ``load_data``.
     log : callable
         ``log(str)``, told about every set skipped; default print.
 
@@ -133,6 +133,9 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_se
     status : dict name -> str
         "n = ..." or "skipped: reason" (a named set that is not present).
     """
+    seed, data_seed = check_int("seed", seed, 0), check_int("data_seed", data_seed, 0)
+    if max_test is not None:
+        max_test = check_int("max_test", max_test, 1)
     data, _ = load_data(dataset, root, split=0.1, seed=data_seed)
     if data.x_test is None or not np.issubdtype(data.y_test.dtype, np.integer):
         raise ValueError(f"calibration and OOD metrics need a classification test set; "
@@ -185,7 +188,7 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
     samples : sequence of int
         The counts S >= 1 of the mean predictions, one row each; default (10,).
     seed : int
-        Seeds the weight samples.
+        >= 0; seeds the weight samples.
     average : {'prob', 'logits'}
         Average probabilities (the predictive) or logits (the authors' image scripts).
     bins : int
@@ -204,6 +207,7 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
         (``classification_metrics``), ood (name -> ``ood_metrics``), entropy_hist (edges,
         test and per-set counts of ``HIST_BINS`` bins on [0, log K]).
     """
+    seed = check_int("seed", seed, 0)
     m, o, st, bn = run["model"], run["opt"], run["opt_state"], run["bn_state"]
     kinds = [("mode", None)]
     if can_sample(o):
