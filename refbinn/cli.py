@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import sys
 
 import numpy as np
@@ -49,7 +50,7 @@ def cmd_train(a):
     name = plan.name
     res = run(plan.dataset, plan.optimizer, name, plan.overrides, out=a.out, root=a.data_root,
               resume=a.resume, stop_after=a.stop_after, quiet=a.quiet, preset=plan.preset,
-              command=" ".join(["refbinn"] + sys.argv[1:]))
+              command=a.command_line)
     summ = res["summary"]
     rows = [(name, summ.get("epochs_run"), summ.get("test_acc_mode_at_best_val"),
              summ.get("test_acc_mode_last"), summ.get("test_acc_mean_last"),
@@ -82,7 +83,7 @@ def cmd_evaluate(a):
     if a.ood is not None or len(a.checkpoint) > 1 or len(a.samples) > 1:
         # calibration and OOD detection of one or more checkpoints (refbinn/experiments/uncertainty.py)
         from .experiments.uncertainty import cli_evaluate
-        return cli_evaluate(a, command=" ".join(["refbinn"] + sys.argv[1:]))
+        return cli_evaluate(a, command=a.command_line)
     a.checkpoint, a.samples = a.checkpoint[0], a.samples[0]
     from .experiments import load_data
     from .bn_recalibration import calibration_batches
@@ -195,7 +196,7 @@ def cmd_continual(a):
         if r["tasks_done"] < a.tasks:               # --stop-after: the next prior waits too
             break
     complete = len(results) == len(priors) and all(r["tasks_done"] == a.tasks for r in results.values())
-    _write_json(path, {"command": " ".join(["refbinn"] + sys.argv[1:]), "complete": complete, **results})
+    _write_json(path, {"command": a.command_line, "complete": complete, **results})
     for prior, r in results.items():
         m = np.array(r["acc_mean"])
         print(f"\nprior = {prior}: accuracy (mean prediction) on task k (columns) after task t (rows)")
@@ -505,7 +506,9 @@ def main(argv=None):
     int
         The exit code (``refbinn.errors.run_command``); a usage error exits 2 inside argparse.
     """
+    argv = sys.argv[1:] if argv is None else [str(v) for v in argv]
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["refbinn", *argv])      # recorded in the results: these arguments
     return run_command(args.command, lambda a: check_options(a) or a.func(a), args, debug_requested(args))
 
 

@@ -176,3 +176,14 @@ def test_demo_refuses_an_output_file_that_is_a_folder_before_training(tmp_path, 
     (tmp_path / name).mkdir()
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 2
     assert f"the output file {tmp_path / name} is a folder" in capsys.readouterr().err
+
+
+def test_results_record_the_arguments_given_to_main_not_the_host_process(tmp_path):
+    # main(argv) called from a program (here pytest) recorded the program's own sys.argv
+    import shlex
+    out = tmp_path / "with space"
+    argv = ["train", "--dataset", "snelson", "--optimizer", "ste", "--epochs", "1", "--quiet",
+            "--out", str(out), "--name", "sn"]
+    assert main(argv) == 0
+    command = json.loads((out / "sn.json").read_text())["command"]
+    assert command == shlex.join(["refbinn", *argv]) and shlex.split(command)[1:] == argv

@@ -99,7 +99,7 @@ def test_named_ood_set_when_present(tiny, tmp_path):
     res = json.loads((tmp_path / "uncertainty_fm.json").read_text())
     assert res["ood_sets"]["mnist"] == {"fashion-mnist": "n = 30", "permuted": "n = 100"}
     assert sum(res["rows"][0]["entropy_hist"]["fashion-mnist"]) == 30
-    assert res["command"].startswith("refbinn ")                        # the command line is recorded
+    assert res["command"].startswith("refbinn evaluate ") and "--name fm" in res["command"]   # main's argv
 
 
 def test_ood_needs_an_image_set_other_than_the_own(data_root, capsys):
