@@ -2,6 +2,7 @@
 import os
 from pathlib import Path
 
+import refbinn  # noqa: F401  first: it sets the thread pools' idle spin before numpy loads, as in use
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -14,6 +15,12 @@ settings.register_profile("ci", deadline=None, max_examples=25, derandomize=True
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # Numba's pedantic SSA check when it inlines the dtype-dispatched exp/log/tanh of the
+    # BayesBiNN kernels (refbinn/optim/_bayesbinn_kernels.py says why the code is right)
+    config.addinivalue_line("filterwarnings", "ignore::numba.core.errors.NumbaIRAssumptionWarning")
 
 
 def _data_root():
