@@ -243,6 +243,29 @@ def test_common_loads_only_the_standard_library():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_test_suite_loads_numpy_after_refbinn_set_the_idle_spins(tmp_path):
+    """Under pytest too: a setup.cfg warning filter naming a Numba class imported numpy before
+    tests/conftest.py imported refbinn, so the suite ran with OpenBLAS's long idle spin."""
+    import os
+    import subprocess
+    import sys
+    code = f"""if True:
+        import os, sys
+        class First:                               # notes the settings when numpy is first imported
+            def find_spec(self, name, path=None, target=None):
+                if name == "numpy":
+                    sys.meta_path.remove(self)
+                    with open({str(tmp_path / "seen")!r}, "w") as fh:
+                        fh.write(f"{{os.environ.get('OPENBLAS_THREAD_TIMEOUT')}} {{os.environ.get('GOMP_SPINCOUNT')}}")
+        sys.meta_path.insert(0, First())
+        import pytest
+        sys.exit(pytest.main(["-q", "--co", "-p", "no:cacheprovider", "tests/test_readme.py"]))
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "GOMP_SPINCOUNT")}
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=SCRIPTS.parent, capture_output=True, check=True)
+    assert (tmp_path / "seen").read_text() == "4 10000"
+
+
 def test_import_refbinn_and_set_threads_shorten_the_idle_spins_unless_set():
     """OpenBLAS's and libgomp's idle spins (refbinn/_threads.py says why) are shortened by
     ``import refbinn`` and by the scripts' ``set_threads``; a user's own values are kept."""
