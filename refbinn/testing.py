@@ -48,11 +48,15 @@ def check_vjp(f, vjp, x, *, name="x", eps=1e-6, rtol=1e-6, atol=1e-12, rng=None)
     ------
     GradientCheckError
         Naming the tensor and both numbers when they differ by more than
-        ``atol + rtol * max(|fd|, |an|)``.
+        ``atol + noise + rtol * max(|fd|, |an|)``, where ``noise = 4 u sum |u_i| (|f(x + eps
+        v)_i| + |f(x - eps v)_i|) / (2 eps)`` bounds what f's rounding (unit roundoff u of
+        its dtype) does to the difference quotient.
     """
     rng = np.random.default_rng(0) if rng is None else rng
     x = np.array(x, dtype=np.float64)
-    y0 = np.asarray(f(x.copy()), dtype=np.float64)
+    y_raw = np.asarray(f(x.copy()))
+    y0 = y_raw.astype(np.float64)
+    unit = np.finfo(y_raw.dtype if np.issubdtype(y_raw.dtype, np.floating) else np.float64).eps
     u = rng.standard_normal(y0.shape)
     v = rng.standard_normal(x.shape)
     fp = np.asarray(f(x + eps * v), dtype=np.float64)
@@ -62,7 +66,11 @@ def check_vjp(f, vjp, x, *, name="x", eps=1e-6, rtol=1e-6, atol=1e-12, rng=None)
     if g.shape != x.shape:
         raise GradientCheckError(f"{name}: VJP returned shape {g.shape}, expected {x.shape}")
     an = float(np.sum(g * v))
-    if not abs(fd - an) <= atol + rtol * max(abs(fd), abs(an)):
+    # f's own rounding, about unit * |f| per output, reaches the difference quotient as
+    # unit * sum |u| (|f+| + |f-|) / (2 eps): where <u, J v> cancels to a small number this,
+    # not rtol, is the resolution of the check
+    noise = 4 * unit * float(np.sum(np.abs(u) * (np.abs(fp) + np.abs(fm)))) / (2 * eps)
+    if not abs(fd - an) <= atol + noise + rtol * max(abs(fd), abs(an)):
         rel = abs(fd - an) / max(abs(fd), abs(an), 1e-300)
         raise GradientCheckError(
             f"{name}: finite differences <u, J v> = {fd!r} but backward <J^T u, v> = {an!r} "

@@ -165,10 +165,33 @@ def test_conv_bad_shape_names_layer_and_shapes(shape):
 @pytest.mark.parametrize("kwargs,arg", [
     (dict(stride=2, padding="same"), "same"), (dict(kernel_size=0), "kernel_size"),
     (dict(stride=(1, 0)), "stride"), (dict(padding=-1), "padding"), (dict(padding="full"), "padding"),
+    (dict(kernel_size=(3, 3, 3)), "kernel_size"), (dict(stride=True), "stride"), (dict(padding=(1, False)), "padding"),
 ])
 def test_conv_bad_arguments(kwargs, arg):
     with pytest.raises(ValueError, match=arg):
         Conv2d(3, 4, **{"kernel_size": 3, **kwargs})
+
+
+def test_conv_too_small_input_names_the_size_padding_allows():
+    # kernel 5 with padding 1 on each side needs H, W >= 3
+    layer = Conv2d(1, 2, 5, padding=1, name="conv5")
+    params, _ = layer.init(np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"conv5.*\(1, 1, 2, 3\).*H >= 3, W >= 3"):
+        layer.forward(params, np.zeros((1, 1, 2, 3)), {})
+    assert layer.forward(params, np.zeros((1, 1, 3, 3)), {})[0].shape == (1, 2, 1, 1)
+
+
+def test_conv_params_of_another_shape_name_layer_and_shapes():
+    layer = Conv2d(2, 3, 3, bias=True, name="conv8")
+    params, _ = layer.init(np.random.default_rng(0), np.float64)
+    x = np.zeros((1, 2, 4, 4))
+    with pytest.raises(ValueError, match=re.escape("conv8': params['weight'] has shape (3, 2, 2, 2), "
+                                                   "expected (3, 2, 3, 3)")):
+        layer.forward({**params, "weight": np.zeros((3, 2, 2, 2))}, x, {})
+    with pytest.raises(ValueError, match=re.escape("conv8': params['bias'] has shape (1,), expected (3,)")):
+        layer.forward({**params, "bias": np.zeros(1)}, x, {})      # would broadcast silently
+    with pytest.raises(ValueError, match="conv8.*params lack 'bias'"):
+        layer.forward({"weight": params["weight"]}, x, {})
 
 
 def test_conv_bad_channels():
@@ -248,3 +271,26 @@ def test_pool_bad_arguments():
         MaxPool2d(0)
     with pytest.raises(ValueError, match="stride"):
         MaxPool2d(2, stride=-1)
+
+
+def test_pool_too_small_input_names_the_kernel():
+    with pytest.raises(ValueError, match=r"pool4.*\(1, 2, 3, 2\).*H >= 3, W >= 3"):
+        MaxPool2d(3, name="pool4").forward({}, np.zeros((1, 2, 3, 2)), {})
+
+
+def test_pool_window_of_at_most_255_elements():
+    """The argmax is kept as a uint8 offset; the documented limit is 255 elements."""
+    assert MaxPool2d((15, 17)).kernel_size == (15, 17)
+    with pytest.raises(ValueError, match="kernel_size must have at most 255 elements"):
+        MaxPool2d(16)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_window_equal_to_the_input(dtype):
+    """One window over the whole image: y is the max, the gradient goes to its first position."""
+    x = np.array([[[[1, 5, 2], [5, 0, 3]]]], dtype=dtype)          # (1, 1, 2, 3), max 5 twice
+    layer = MaxPool2d((2, 3))
+    y, cache, _ = layer.forward({}, x, {})
+    dx, _ = layer.backward({}, cache, np.full((1, 1, 1, 1), 7, dtype))
+    assert y.dtype == dx.dtype == dtype and y.shape == (1, 1, 1, 1) and y.item() == 5
+    np.testing.assert_array_equal(dx, [[[[0, 7, 0], [0, 0, 0]]]])

@@ -1,8 +1,10 @@
 """Layers: VJP checks in float64 (hypothesis shapes), BatchNorm's running-stat convention,
 state immutability, dtype preservation, dropout's mask, and shape errors."""
+import re
+
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from refbinn.nn import BatchNorm, Dense, Dropout, Flatten, ReLU, Tanh
@@ -55,6 +57,7 @@ def bn_case(draw):
 
 
 @given(case=bn_case(), momentum=st.floats(0.0, 1.0))
+@example(case=((3, 1, 1, 2), True, True, 494), momentum=0.0)   # <u, J v> cancels to 1.5e-5: f's rounding
 def test_batchnorm_vjp(case, momentum):
     shape, train, affine, seed = case
     rng = data_rng(seed)
@@ -284,3 +287,78 @@ def test_bad_shape_names_layer_and_shapes(layer, x, expected):
 def test_integer_input_rejected():
     with pytest.raises(ValueError, match="relu.*dtype"):
         ReLU().forward({}, np.ones((2, 2), dtype=int), {})
+
+
+@pytest.mark.parametrize("layer, x", [
+    (Dense(3, 2, name="fc7"), np.ones((2, 3), dtype=int)),
+    (BatchNorm(3, name="bn2"), np.ones((2, 3), dtype=bool)),
+])
+def test_integer_input_rejected_by_layers_with_parameters(layer, x):
+    params, state = layer.init(np.random.default_rng(0), np.float32)
+    with pytest.raises(ValueError, match=f"{layer.name}.*dtype {x.dtype}.*float"):
+        layer.forward(params, x, state)
+
+
+def test_dense_init_bound_is_one_over_sqrt_in_features():
+    """torch's default U(-1/sqrt(in), 1/sqrt(in)); with 4 in and 64 out the bound is 1/2, and
+    the largest of 256 draws is above 1/4 but for a chance of 2**-256."""
+    p, _ = Dense(4, 64, bias=True).init(np.random.default_rng(2), np.float64)
+    for v in p.values():
+        assert np.abs(v).max() <= 0.5
+    assert np.abs(p["weight"]).max() > 0.25
+
+
+def test_batchnorm_state_without_running_stats_is_refused():
+    layer = BatchNorm(3, name="bn4")
+    params, _ = layer.init(np.random.default_rng(0), np.float64)
+    with pytest.raises(ValueError, match=r"bn4.*state lacks \['running_var'\]"):
+        layer.forward(params, np.ones((2, 3)), {"running_mean": np.zeros(3)}, train=False)
+
+
+class _FixedUniforms:
+    """A stand-in Generator whose ``random`` returns given uniforms (Dropout's one draw)."""
+
+    def __init__(self, u):
+        self.u = np.asarray(u, dtype=np.float32)
+
+    def random(self, shape, dtype):
+        return self.u.reshape(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 3, 1, 1)])    # the fused 2-D pass and the NumPy one
+def test_dropout_keeps_u_equal_to_p(shape):
+    """mask = (u >= p): a uniform exactly at p keeps its unit, on both code paths."""
+    u = [0.0, 0.25, 0.5, 0.5, 0.75, 0.9]
+    x = np.ones(shape)
+    y, _, _ = Dropout(0.5).forward({}, x, {}, train=True, rng=_FixedUniforms(u))
+    np.testing.assert_array_equal(y.ravel(), [0, 0, 2, 2, 2, 2])
+
+
+def test_dropout_p_that_is_not_a_number_is_named():
+    with pytest.raises(ValueError, match=r"Dropout: p must be a real number.*'abc'"):
+        Dropout("abc")
+
+
+@pytest.mark.parametrize("make", [lambda: Dense(3, 2, bias=True, name="fc7"),
+                                  lambda: BatchNorm(2, name="bn2")], ids=["dense", "batchnorm"])
+def test_params_missing_or_of_another_shape_name_layer_key_and_shapes(make):
+    layer = make()
+    params, state = layer.init(np.random.default_rng(0), np.float64)
+    x = np.ones((2, 3 if isinstance(layer, Dense) else 2))
+    for key, p in params.items():
+        with pytest.raises(ValueError, match=rf"{layer.name}.*params lack '{key}'"):
+            layer.forward({k: v for k, v in params.items() if k != key}, x, state)
+        wrong = np.zeros(p.shape[:-1] + (p.shape[-1] + 1,))
+        with pytest.raises(ValueError, match=re.escape(f"{layer.name}': params['{key}'] has shape "
+                                                       f"{wrong.shape}, expected {p.shape}")):
+            layer.forward({**params, key: wrong}, x, state)
+
+
+def test_check_vjp_resolves_rtol_where_rounding_allows():
+    # f's rounding enters the tolerance (refbinn.testing.check_vjp): for a well-scaled f it
+    # is far below rtol, so a VJP wrong by 1e-5 relative still fails
+    from refbinn.testing import GradientCheckError, check_vjp
+    x = np.linspace(-2.0, 2.0, 50)
+    check_vjp(np.sin, lambda u: u * np.cos(x), x)
+    with pytest.raises(GradientCheckError, match="relative error"):
+        check_vjp(np.sin, lambda u: u * np.cos(x) * (1 + 1e-5), x)

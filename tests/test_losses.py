@@ -207,3 +207,14 @@ def test_shape_mismatch_names_both_shapes(fn, pred, target):
     assert str(pred.shape) in str(err.value)
     if fn is not logistic_loss or pred.ndim == 1:      # (N, 2) logits are wrong on their own
         assert str(target.shape) in str(err.value)
+
+
+def test_logistic_loss_does_not_depend_on_the_targets_dtype():
+    """Targets are read in the logits' dtype: int, bool and float32 targets give the same bits."""
+    z = np.random.default_rng(4).standard_normal(9).astype(np.float32) * 3
+    t = np.array([0, 1, 1, 0, 1, 0, 0, 1, 1])
+    ref_loss, ref_grad = logistic_loss(z, t.astype(np.float32))
+    for targets in (t, t.astype(bool), t.astype(np.float64)):
+        loss, grad = logistic_loss(z, targets)
+        assert loss == ref_loss and grad.dtype == np.float32
+        np.testing.assert_array_equal(grad, ref_grad)

@@ -234,3 +234,43 @@ def test_forward_shapes_state_and_flat_round_trip(name, build, shape):
     # the flat order is the parameter order: the first block is the first tensor
     first = next(iter(params))
     np.testing.assert_array_equal(vec[:params[first].size], params[first].ravel())
+
+
+def test_a_suffix_skips_every_name_already_given():
+    m = Sequential(ReLU(), ReLU(name="relu1"), ReLU(name="relu2"), ReLU())
+    assert [l.name for l in m.layers] == ["relu", "relu1", "relu2", "relu3"]
+
+
+def test_a_non_layer_is_refused_by_type():
+    with pytest.raises(TypeError, match="Sequential: expected Layer objects, got str"):
+        Sequential(Dense(2, 2), "relu")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32])
+def test_init_dtype_must_be_float32_or_float64(dtype):
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        Sequential(Dense(2, 2)).init(np.random.default_rng(0), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_init_gives_every_array_the_dtype(dtype):
+    model = Sequential(Dense(3, 2, bias=True, name="fc"), BatchNorm(2, name="bn"))
+    params, state = model.init(np.random.default_rng(0), dtype)
+    assert {v.dtype for v in [*params.values(), *state.values()]} == {np.dtype(dtype)}
+    assert model.apply(params, np.ones((2, 3), dtype), state).dtype == dtype
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_name_that_prefixes_another_keeps_its_own_keys(train):
+    """'bn' is a prefix of 'bn1': each layer reads and returns only its own state."""
+    model = Sequential(BatchNorm(2, name="bn"), BatchNorm(2, name="bn1"))
+    params, state = model.init(np.random.default_rng(0), np.float64)
+    x = np.random.default_rng(1).standard_normal((4, 2))
+    _, _, new_state = model.forward(params, x, state, train=train)
+    assert list(new_state) == list(state)
+
+
+def test_unflatten_refuses_a_vector_of_the_right_size_but_not_1d():
+    like = {"a": np.zeros((2, 2))}
+    with pytest.raises(ValueError, match=r"unflatten_params: vector has shape \(1, 4\), expected \(4,\)"):
+        unflatten_params(np.zeros((1, 4)), like)

@@ -144,5 +144,15 @@ class Layer:
             raise ValueError(f"layer '{self.name}': {what} has dtype {x.dtype}, expected a float dtype")
         return x
 
+    def _param(self, params, key, shape):
+        """``params[key]``; ValueError naming this layer, the key and both shapes if it is missing or
+        has another shape (e.g. the parameters of another model)."""
+        if key not in params:
+            raise ValueError(f"layer '{self.name}': params lack {key!r}; pass the params from init()")
+        p = params[key]
+        if np.shape(p) != shape:
+            raise ValueError(f"layer '{self.name}': params[{key!r}] has shape {np.shape(p)}, expected {shape}")
+        return p
+
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"

@@ -110,8 +110,9 @@ class BatchNorm(Layer):
         shape = (1, -1) + (1,) * (x.ndim - 2)
         xhat *= inv_std.reshape(shape)
         if self.affine:
-            y = xhat * params["weight"].reshape(shape)
-            y += params["bias"].reshape(shape)
+            c = (self.num_features,)
+            y = xhat * self._param(params, "weight", c).reshape(shape)
+            y += self._param(params, "bias", c).reshape(shape)
         else:
             y = xhat    # shared with the cache; layers never write into their inputs
         return y, (xhat, inv_std, train), new_state

@@ -242,15 +242,16 @@ class Conv2d(Layer):
                 f"layer '{self.name}': input has shape {x.shape}, expected "
                 f"(N, {self.in_channels}, H >= {kh - sum(ph)}, W >= {kw - sum(pw)}) "
                 f"for kernel {self.kernel_size} and padding {self.padding!r}")
+        w = self._param(params, "weight", (o, self.in_channels, *self.kernel_size))   # OIHW
         xp = self._pad(x)                                                    # (N, C, Hp, Wp)
         cols = im2col(xp, self.kernel_size, self.stride)                     # (C*kh*kw, N*Ho*Wo)
-        w2 = params["weight"].reshape(o, -1)                                 # (O, C*kh*kw)
+        w2 = w.reshape(o, -1)                                                # (O, C*kh*kw)
         # Per-sample blocks of cols, a view: BLAS reads them with leading dim N*Ho*Wo,
         # so the product lands in (N, O, Ho*Wo) = NCHW order without a transpose.
         blocks = cols.reshape(cols.shape[0], n, ho * wo).transpose(1, 0, 2)  # (N, C*kh*kw, Ho*Wo)
         y = np.matmul(w2, blocks).reshape(n, o, ho, wo)                      # (N, O, Ho, Wo)
         if self.bias:
-            y += params["bias"][:, None, None]
+            y += self._param(params, "bias", (o,))[:, None, None]
         return y, (cols, x.shape, xp.shape), state
 
     def backward(self, params, cache, dy):

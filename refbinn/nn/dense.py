@@ -35,10 +35,10 @@ class Dense(Layer):
 
     def forward(self, params, x, state, *, train=False, rng=None):
         x = self._check_input(x, (None, self.in_features))
-        w = params["weight"]
+        w = self._param(params, "weight", (self.out_features, self.in_features))
         y = x @ w.T                                              # (N, out)
         if self.bias:
-            y += params["bias"]
+            y += self._param(params, "bias", (self.out_features,))
         return y, x, state
 
     def backward(self, params, cache, dy, *, input_grad=True):
