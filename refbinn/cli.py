@@ -83,6 +83,8 @@ def cmd_evaluate(a):
     if a.ood is not None or len(a.checkpoint) > 1 or len(a.samples) > 1:
         # calibration and OOD detection of one or more checkpoints (refbinn/experiments/uncertainty.py)
         from .experiments.uncertainty import cli_evaluate
+        for s in a.samples:                 # a row per count beside the mode's: 0 would repeat the mode
+            check_int("--samples (with --ood, several checkpoints or several counts)", s, 1)
         return cli_evaluate(a, command=a.command_line)
     a.checkpoint, a.samples = a.checkpoint[0], a.samples[0]
     from .experiments import load_data

@@ -187,3 +187,131 @@ def test_results_record_the_arguments_given_to_main_not_the_host_process(tmp_pat
     assert main(argv) == 0
     command = json.loads((out / "sn.json").read_text())["command"]
     assert command == shlex.join(["refbinn", *argv]) and shlex.split(command)[1:] == argv
+
+
+# -- evaluate, one checkpoint: what reaches the evaluation, what is printed, which path -------------------
+def _evaluate_tiny(tiny_run, data_root, out, *extra):
+    ck = tiny_run[0] / "runs" / "tiny" / "checkpoint.npz"
+    assert main(["evaluate", str(ck), *extra, "--out", str(out), "--data-root", str(data_root)]) == 0
+    return ck
+
+
+def test_evaluate_draws_samples_from_seed_and_prints_every_number(data_root, tmp_path, capsys):
+    from refbinn.experiments import load_data
+    from refbinn.train import evaluate, load_checkpoint
+    from refbinn.train.checkpoint_check import model_of
+    # |lambda| 0.5 at init: the weight samples differ from the mode (at 10 they all equal it)
+    assert main(["train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--epochs", "1", "--max-train", "200",
+                 "--hidden", "8", "--lam-init", "0.5", "--eval-samples", "0", "--quiet", "--out", str(tmp_path),
+                 "--name", "soft", "--data-root", str(data_root)]) == 0
+    ck = tmp_path / "runs" / "soft" / "checkpoint.npz"
+    c = load_checkpoint(ck)
+    data, _ = load_data("mnist", data_root, seed=c["config"]["seed"], max_train=200)
+    model = model_of(ck, c["config"])
+    evs = {}
+    for seed in (5, 6):
+        capsys.readouterr()
+        assert main(["evaluate", str(ck), "--samples", "3", "--seed", str(seed), "--max-test", "40",
+                     "--out", str(tmp_path / str(seed)), "--data-root", str(data_root)]) == 0
+        ev = evs[seed] = json.loads((tmp_path / str(seed) / "evaluate_soft.json").read_text())
+        rng = np.random.default_rng(seed)                 # val first, then test, from one stream
+        for split, x, y in (("val", data.x_val, data.y_val), ("test", data.x_test[:40], data.y_test[:40])):
+            assert ev[split] == evaluate(model, c["opt"], c["opt_state"], c["bn_state"], x, y, samples=3, rng=rng)
+        lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+        for split in ("val", "test"):
+            e = ev[split]
+            assert [split] + [f"{e[k]:.4f}" for k in ("acc_mode", "acc_mean", "nll_mode", "nll_mean")] in lines
+    assert evs[5]["test"]["nll_mean"] != evs[6]["test"]["nll_mean"]
+
+
+@pytest.mark.parametrize("extra", [["--samples", "1", "2"], ["--ood"]])
+def test_evaluate_with_several_counts_or_ood_writes_the_uncertainty_tables(tiny_run, data_root, tmp_path,
+                                                                           capsys, extra):
+    # --ood given with no set name still asks for calibration (and no OOD set)
+    _evaluate_tiny(tiny_run, data_root, tmp_path, *extra, "--max-test", "20")
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["uncertainty_tiny.json"]
+    capsys.readouterr()
+
+
+def test_both_evaluate_paths_recalibrate_batchnorm_alike(tiny_run, data_root, tmp_path, capsys):
+    # the single-checkpoint table and the calibration table draw the same K training batches
+    args = ["--samples", "1", "--recalibrate-bn", "2", "--max-test", "40"]
+    _evaluate_tiny(tiny_run, data_root, tmp_path / "one", *args)
+    _evaluate_tiny(tiny_run, data_root, tmp_path / "unc", *args, "--ood")
+    one = json.loads((tmp_path / "one" / "evaluate_tiny.json").read_text())
+    rows = json.loads((tmp_path / "unc" / "uncertainty_tiny.json").read_text())["rows"]
+    mode = next(r for r in rows if r["prediction"] == "mode")
+    assert one["recalibrate_bn"] == 2
+    assert one["test"]["acc_mode"] == mode["test"]["acc"]
+    np.testing.assert_allclose(one["test"]["nll_mode"], mode["test"]["nll"], rtol=1e-12)
+    capsys.readouterr()
+
+
+def test_evaluate_averages_as_the_runs_preset_unless_told(data_root, tmp_path, capsys):
+    assert main(["train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--preset", "authors", "--epochs", "1",
+                 "--max-train", "200", "--hidden", "8", "--eval-samples", "1", "--quiet", "--out", str(tmp_path),
+                 "--name", "au", "--data-root", str(data_root)]) == 0
+    ck = tmp_path / "runs" / "au" / "checkpoint.npz"
+    for extra, average in (([], "logits"), (["--average", "prob"], "prob")):
+        assert main(["evaluate", str(ck), "--samples", "1", "--max-test", "20", *extra, "--out", str(tmp_path),
+                     "--data-root", str(data_root)]) == 0
+        assert json.loads((tmp_path / "evaluate_au.json").read_text())["average"] == average
+    capsys.readouterr()
+
+
+def test_evaluate_of_a_toy_run_reports_its_test_split(tmp_path, capsys):
+    # two moons has no validation split: the test split is still evaluated
+    assert main(["train", "--dataset", "two-moons", "--optimizer", "bayesbinn", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path), "--name", "tm"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "runs" / "tm" / "checkpoint.npz"), "--samples", "2",
+                 "--out", str(tmp_path)]) == 0
+    ev = json.loads((tmp_path / "evaluate_tm.json").read_text())
+    assert "val" not in ev and 0.0 <= ev["test"]["acc_mode"] <= 1.0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:-1]] == ["test"]
+
+
+def test_continual_defaults_are_the_papers_settings():
+    # Section 9: 5 tasks, 100 epochs per task, lr 1e-3, tau 1e-2, 100 test samples, |lambda| 10 at init
+    from refbinn.cli import build_parser
+    a = build_parser().parse_args(["continual"])
+    assert (a.tasks, a.epochs, a.lr, a.tau, a.test_samples, a.lam_init, a.reweight) == (5, 100, 1e-3, 1e-2, 100,
+                                                                                       10.0, 1.0)
+    assert (a.prior, a.numerics, a.preset, a.seed, a.max_train, a.stop_after) == ("both", "official", "paper", 0,
+                                                                                 None, None)
+    e = build_parser().parse_args(["evaluate", "ck.npz"])
+    assert (e.samples, e.seed, e.bins, e.recalibrate_bn, e.ood, e.average) == ([10], 0, 15, 0, None, None)
+
+
+# -- main: its arguments and --debug ---------------------------------------------------------------
+@pytest.fixture
+def no_continual(monkeypatch):
+    def load_mnist(*args, **kwargs):
+        raise AssertionError("continual started")
+    monkeypatch.setattr("refbinn.data.load_mnist", load_mnist)
+
+
+def test_main_takes_sys_argv_or_any_objects_as_arguments(tmp_path, capsys, monkeypatch, no_continual):
+    says = "--test-samples must be an integer in [1, inf), got 0"
+    monkeypatch.setattr("sys.argv", ["refbinn", "continual", "--test-samples", "0", "--out", str(tmp_path)])
+    assert main() == 2 and says in capsys.readouterr().err
+    assert main(["continual", "--test-samples", 0, "--out", tmp_path]) == 2     # an int, a Path: as str()
+    assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_before_or_after_the_command_shows_the_traceback(tmp_path, capsys, monkeypatch, no_continual,
+                                                               where):
+    monkeypatch.delenv("REFBINN_DEBUG", raising=False)
+    argv = ["continual", "--test-samples", "0", "--out", str(tmp_path)]
+    assert main(["--debug", *argv] if where == "before" else [*argv, "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "--test-samples must be an integer in [1, inf), got 0" in err
+
+
+@pytest.mark.parametrize("argv", [["--ood"], ["--samples", "3", "0"]])
+def test_evaluate_tables_refuse_samples_0_naming_the_option(tmp_path, capsys, argv):
+    # the single-checkpoint table takes 0 (the mode only); the calibration tables' rows need >= 1
+    assert main(["evaluate", "x/checkpoint.npz", "--samples", "0", *argv, "--out", str(tmp_path)]) == 2
+    assert ("--samples (with --ood, several checkpoints or several counts) must be an integer in [1, inf), "
+            "got 0") in capsys.readouterr().err

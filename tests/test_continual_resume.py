@@ -155,3 +155,85 @@ def test_continual_command_stopped_and_resumed_matches_an_uninterrupted_run(tmp_
     assert whole["complete"] and set(parts) == set(whole) == {"command", "complete", "posterior", "zero"}
     for prior in ("posterior", "zero"):
         _same_results(parts[prior], whole[prior])
+
+
+# -- refbinn continual: --stop-after over the priors, --overwrite, --max-train, the printed matrix ------
+RUN_DIR = ("runs", "continual_permuted_mnist")
+
+
+def _fake_mnist(monkeypatch, n_train=200):
+    """200 training and 50 test images of MNIST's types; the first n_train training images only."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (250, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, 250)
+    monkeypatch.setattr("refbinn.data.load_mnist", lambda root: SimpleNamespace(
+        x_train=images[:n_train], y_train=labels[:n_train], x_test=images[200:], y_test=labels[200:]))
+
+
+def _continual(tmp_path, *extra):
+    assert main(["continual", "--test-samples", "2", "--quiet", "--out", str(tmp_path), *extra]) == 0
+    return json.loads((tmp_path / "continual_permuted_mnist.json").read_text())
+
+
+def test_continual_stop_after_counts_the_epochs_of_both_priors(tmp_path, capsys, monkeypatch):
+    _fake_mnist(monkeypatch)
+    args = ["--tasks", "2", "--epochs", "2"]
+    capsys.readouterr()
+    res = _continual(tmp_path, *args, "--stop-after", "3")     # posterior: task 1, half of task 2; zero waits
+    assert set(res) == {"command", "complete", "posterior"} and res["posterior"]["tasks_done"] == 1
+    out = capsys.readouterr().out
+    # the accuracy matrix: one row per task, blank where the task was not reached
+    table = out.split("after task t (rows)\n")[1].splitlines()
+    assert table[0].split() == ["after", "task", "task", "1", "task", "2"]
+    assert [line.split() for line in table[2:4]] == [["1", f"{res['posterior']['acc_mean'][0][0]:.4f}"], ["2"]]
+    assert "prior = zero" not in out and "stopped after 3 epochs" in out
+    res = _continual(tmp_path, *args, "--resume", "--stop-after", "2")   # 1 epoch of posterior, 1 of zero
+    assert (res["posterior"]["tasks_done"], res["zero"]["tasks_done"], res["complete"]) == (2, 0, False)
+    assert load_checkpoint(tmp_path.joinpath(*RUN_DIR, "zero", "task1", "checkpoint.npz"))["epoch"] == 1
+
+
+def test_continual_overwrite_starts_a_run_with_checkpoints_again(tmp_path, capsys, monkeypatch):
+    _fake_mnist(monkeypatch)
+    args = ["--tasks", "1", "--epochs", "2", "--prior", "zero", "--stop-after", "1"]
+    _continual(tmp_path, *args)
+    res = _continual(tmp_path, *args, "--overwrite")
+    assert res["zero"]["tasks_done"] == 0                      # a resumed run would have finished task 1
+    assert load_checkpoint(tmp_path.joinpath(*RUN_DIR, "zero", "task1", "checkpoint.npz"))["epoch"] == 1
+    capsys.readouterr()
+
+
+def test_continual_max_train_keeps_the_first_images(tmp_path, capsys, monkeypatch):
+    args = ["--tasks", "1", "--epochs", "1", "--prior", "zero"]
+    _fake_mnist(monkeypatch, n_train=150)
+    cut = _continual(tmp_path / "cut", *args)
+    _fake_mnist(monkeypatch)
+    flag = _continual(tmp_path / "flag", *args, "--max-train", "150")
+    _same_results(flag["zero"], cut["zero"])
+    capsys.readouterr()
+
+
+def test_continual_command_is_run_continual_on_normalised_mnist(tmp_path, capsys, monkeypatch):
+    from refbinn import data as D
+    _fake_mnist(monkeypatch)
+    ds = D.load_mnist(None)
+    res = _continual(tmp_path, "--tasks", "2", "--epochs", "1", "--prior", "zero")["zero"]
+    x, xt = (D.normalize(v, "mnist").reshape(len(v), -1) for v in (ds.x_train, ds.x_test))    # (n, 784)
+    want = continual.run_continual(x, ds.y_train, xt, ds.y_test, tasks=2, epochs=1, test_samples=2, prior="zero",
+                                   numerics="official", quiet=True, log=lambda m: None)
+    for k in ("acc_mean", "acc_mode"):                     # a task not yet seen: NaN, null in the JSON
+        np.testing.assert_equal(np.array(res[k], dtype=float), want[k])
+    for k in ("tasks_done", "diagnostics", "settings"):
+        assert res[k] == want[k]
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("folder, file", [("task1", None), ("task1.old", "checkpoint.npz"),
+                                          ("task1", "checkpoint.npz.tmp")])
+def test_continual_counts_only_task_checkpoints(tmp_path, capsys, no_work, folder, file):
+    # an empty task folder (a run that stopped before its first checkpoint) or a renamed one is no checkpoint
+    d = tmp_path.joinpath(*RUN_DIR, "posterior", folder)
+    d.mkdir(parents=True)
+    if file:
+        (d / file).write_bytes(b"")
+    assert main(["continual", "--prior", "posterior", "--resume", "--out", str(tmp_path)]) == 2
+    assert "--resume: run 'continual_permuted_mnist' has no checkpoint of prior posterior" in capsys.readouterr().err
