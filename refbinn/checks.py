@@ -69,6 +69,24 @@ def check_range(name, value, lo=None, hi=None, *, lo_open=False, hi_open=False):
     return value
 
 
+def is_integer(value):
+    """True for an integer or an integral float (2, np.int64(2), 2.0); False for 1.5, NaN, inf,
+    None, a string or a bool.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    bool
+    """
+    try:
+        return not isinstance(value, (bool, np.bool_)) and int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def check_int(name, value, lo=0, hi=None):
     """``int(value)`` if value is an integer (or an integral float; not a bool) in [lo, hi].
 
@@ -93,12 +111,7 @@ def check_int(name, value, lo=0, hi=None):
     ValueError
         "``name`` must be an integer in [lo, hi], got ``value``".
     """
-    try:
-        ok = (not isinstance(value, (bool, np.bool_)) and int(value) == value
-              and value >= lo and (hi is None or value <= hi))
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
+    if not (is_integer(value) and value >= lo and (hi is None or value <= hi)):
         raise ValueError(f"{name} must be an integer in {_interval(lo, hi, False, False)}, got {value!r}")
     return int(value)
 

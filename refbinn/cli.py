@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import sys
 
@@ -212,10 +211,9 @@ def cmd_continual(a):
 
 def _task_checkpoints(prior_dir):
     """The task checkpoints of one prior of a continual run (``PRIOR/task<t>/checkpoint.npz``)."""
-    if not os.path.isdir(prior_dir):
-        return []
-    return sorted(os.path.join(prior_dir, d, "checkpoint.npz") for d in os.listdir(prior_dir)
-                  if re.fullmatch(r"task[0-9]+", d) and os.path.isfile(os.path.join(prior_dir, d, "checkpoint.npz")))
+    from .experiments.continual import task_folders
+    paths = (os.path.join(d, "checkpoint.npz") for _, d in sorted(task_folders(prior_dir).items()))
+    return [p for p in paths if os.path.isfile(p)]
 
 
 # -- demo ------------------------------------------------------------------------------------

@@ -181,11 +181,26 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
             "diagnostics": diags, "settings": settings}
 
 
+def task_folders(out_dir):
+    """The task folders a continual run keeps in ``out_dir``: {t: ``out_dir/task<t>``}.
+
+    Parameters
+    ----------
+    out_dir : str
+        A prior's checkpoint folder (``run_continual``'s ``out_dir``); missing: none.
+
+    Returns
+    -------
+    dict int -> str
+    """
+    if not os.path.isdir(out_dir):
+        return {}
+    return {int(m.group(1)): os.path.join(out_dir, d) for d in sorted(os.listdir(out_dir))
+            if (m := re.fullmatch(r"task([0-9]+)", d)) and os.path.isdir(os.path.join(out_dir, d))}
+
+
 def _remove_later_tasks(out_dir, task):
     """Remove ``out_dir/task<k>/`` for k > ``task``: left by another run once ``task`` starts afresh."""
-    if not os.path.isdir(out_dir):
-        return
-    for entry in os.listdir(out_dir):
-        m = re.fullmatch(r"task([0-9]+)", entry)
-        if m and int(m.group(1)) > task and os.path.isdir(os.path.join(out_dir, entry)):
-            shutil.rmtree(os.path.join(out_dir, entry))
+    for k, path in task_folders(out_dir).items():
+        if k > task:
+            shutil.rmtree(path)

@@ -36,7 +36,8 @@ import numpy as np
 from numba import njit, prange
 
 from .bgemm import PANEL, ROWS, _tile
-from .pack import _pack_channels_kernel, _whole, as_native, pack_signs
+from ..checks import is_integer
+from .pack import _pack_channels_kernel, as_native, pack_signs
 
 
 class ConvWeights(NamedTuple):
@@ -119,7 +120,7 @@ def conv_padding(padding, kernel, stride):
                          f"got {padding!r}")
     shape = np.shape(padding)
     ph, pw = (padding, padding) if shape == () else tuple(padding) if shape == (2,) else (None, None)
-    if not (_whole(ph) and _whole(pw) and ph >= 0 and pw >= 0):
+    if not (is_integer(ph) and is_integer(pw) and ph >= 0 and pw >= 0):
         raise ValueError(f"binary_conv2d: padding must be integers >= 0, got {padding!r}")
     return int(ph), int(ph), int(pw), int(pw)
 
@@ -261,7 +262,7 @@ def _conv(x3, H, W, A, S, K, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
 def _pair(v, name):
     shape = np.shape(v)
     a, b = (v, v) if shape == () else tuple(v) if shape == (2,) else (None, None)
-    if not (_whole(a) and _whole(b) and a >= 1 and b >= 1):
+    if not (is_integer(a) and is_integer(b) and a >= 1 and b >= 1):
         raise ValueError(f"binary_conv2d: {name} must be integers >= 1, got {v!r}")
     return int(a), int(b)
 

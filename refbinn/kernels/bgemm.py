@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .pack import _whole
+from ..checks import is_integer
 from .popcount import vbcast, vlane, vload, vstore_dot, vxpa, vzeros
 
 ROWS = 4      # rows of A per tile
@@ -176,7 +176,7 @@ def _check_words(name, x, kw=None):
 
 
 def _check_k(k, kw):
-    if not (_whole(k) and 64 * (kw - 1) < k <= 64 * kw):
+    if not (is_integer(k) and 64 * (kw - 1) < k <= 64 * kw):
         raise ValueError(f"binary_gemm: k must be in ({64 * (kw - 1)}, {64 * kw}] for {kw} words, "
                          f"an integer, got {k!r}")
     return int(k)

@@ -33,18 +33,10 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from ..checks import is_integer
 from .popcount import I64, element_pointer, splat, u64x8, vlane, vzeros
 
 _NATIVE = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
-
-
-def _whole(v):
-    """True for an integer or an integral float (2, np.int64(2), 2.0); False for 1.5, NaN, inf,
-    None, a bool."""
-    try:
-        return not isinstance(v, (bool, np.bool_)) and int(v) == v
-    except (TypeError, ValueError, OverflowError):
-        return False
 
 
 def _negative(builder, vec, dtype):
@@ -260,7 +252,7 @@ def unpack_signs(words, k, dtype=np.float32):
     if np.dtype(dtype).type not in _NATIVE:          # unsigned and bool cannot hold -1
         raise ValueError(f"unpack_signs: dtype must be float32, float64 or a signed integer, "
                          f"got {np.dtype(dtype)}")
-    if not (_whole(k) and 64 * (words.shape[-1] - 1) < k <= 64 * words.shape[-1]):
+    if not (is_integer(k) and 64 * (words.shape[-1] - 1) < k <= 64 * words.shape[-1]):
         raise ValueError(f"unpack_signs: k must be in ({64 * (words.shape[-1] - 1)}, "
                          f"{64 * words.shape[-1]}] for {words.shape[-1]} words, an integer, got {k!r}")
     k = int(k)
