@@ -362,3 +362,58 @@ def test_check_vjp_resolves_rtol_where_rounding_allows():
     check_vjp(np.sin, lambda u: u * np.cos(x), x)
     with pytest.raises(GradientCheckError, match="relative error"):
         check_vjp(np.sin, lambda u: u * np.cos(x) * (1 + 1e-5), x)
+
+
+# -- dy of another shape ---------------------------------------------------------------
+def _dy_cases():
+    from refbinn.nn import Conv2d, MaxPool2d, SignActivation
+    return [
+        (Dense(3, 4, bias=True, name="fc7"), (5, 3), False),
+        (Conv2d(2, 3, kernel_size=3, padding=1, name="conv8"), (2, 2, 4, 4), False),
+        (MaxPool2d(2, name="pool3"), (2, 3, 4, 4), False),
+        (MaxPool2d(3, stride=1, name="pool3"), (2, 3, 4, 4), False),    # overlapping windows
+        (BatchNorm(3, name="bn2"), (5, 3), True),
+        (BatchNorm(3, name="bn2"), (5, 3), False),
+        (BatchNorm(3, name="bn2"), (4, 3, 2, 2), True),
+        (ReLU(name="relu5"), (5, 3), False),
+        (Tanh(name="tanh5"), (5, 3), False),
+        (Flatten(name="flat"), (2, 3, 2, 2), False),
+        (Dropout(0.5, name="drop1"), (5, 3), True),
+        (Dropout(0.5, name="drop1"), (2, 3, 2, 2), True),               # the NumPy path
+        (SignActivation(name="sign4"), (5, 3), False),
+    ]
+
+
+@pytest.mark.parametrize("layer, shape, train", _dy_cases(), ids=lambda v: getattr(v, "name", None))
+def test_dy_of_another_shape_names_layer_and_shapes(layer, shape, train):
+    """A dy that broadcasts against the output (one row, one column more, transposed) gave a
+    wrong gradient silently in Dense, ReLU, Dropout, ...; every backward now names the layer."""
+    rng = np.random.default_rng(0)
+    params, state = layer.init(rng, np.float64)
+    y, cache, _ = layer.forward(params, rng.standard_normal(shape), state, train=train, rng=rng)
+    dx, _ = layer.backward(params, cache, np.ones_like(y))             # the right shape passes
+    assert dx.shape == shape
+    wrong = [y[:1], y[..., :1], y[0], np.concatenate([y, y[:1]]), y.reshape(-1)]
+    if y.ndim == 2:
+        wrong.append(np.ones((y.shape[0], y.shape[1] + 1)))
+    for dy in wrong:
+        if dy.shape == y.shape:
+            continue
+        with pytest.raises(ValueError, match=re.escape(
+                f"layer '{layer.name}': dy has shape {dy.shape}, the output has shape {y.shape}")):
+            layer.backward(params, cache, dy)
+
+
+def test_dy_of_another_shape_is_named_by_the_fused_batchnorm_relu_dropout():
+    from refbinn.nn import Sequential
+    model = Sequential(Dense(4, 3, name="fc1"), BatchNorm(3, affine=False, name="bn1"), ReLU(),
+                       Dropout(0.2))
+    rng = np.random.default_rng(1)
+    params, state = model.init(rng, np.float32)
+    y, cache, _ = model.forward(params, rng.standard_normal((6, 4)).astype(np.float32), state,
+                                train=True, rng=rng)
+    model.backward(params, cache, np.ones_like(y))
+    for dy in (np.ones((1, 3), np.float32), np.ones((6, 1), np.float32), np.ones(3, np.float32)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"layer 'bn1': dy has shape {dy.shape}, the output has shape (6, 3)")):
+            model.backward(params, cache, dy)

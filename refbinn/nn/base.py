@@ -154,5 +154,13 @@ class Layer:
             raise ValueError(f"layer '{self.name}': params[{key!r}] has shape {np.shape(p)}, expected {shape}")
         return p
 
+    def _check_dy(self, dy, shape):
+        """``dy`` as an array; ValueError naming this layer and both shapes unless it has the
+        output's ``shape`` (a dy that broadcasts would otherwise give a wrong gradient silently)."""
+        if np.shape(dy) != shape:
+            raise ValueError(f"layer '{self.name}': dy has shape {np.shape(dy)}, "
+                             f"the output has shape {shape}")
+        return np.asarray(dy)
+
     def __repr__(self):
         return f"{type(self).__name__}(name={self.name!r})"

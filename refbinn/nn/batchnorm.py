@@ -180,6 +180,7 @@ class BatchNorm(Layer):
         g is the affine weight (1 without affine); means are per channel over N(, H, W).
         """
         xhat, inv_std, train = cache
+        dy = self._check_dy(dy, xhat.shape)
         axes = (0,) if xhat.ndim == 2 else (0, 2, 3)
         shape = (1, -1) + (1,) * (xhat.ndim - 2)
         scale = inv_std * params["weight"] if self.affine else inv_std        # (C,)
@@ -226,8 +227,7 @@ class BatchNorm(Layer):
         """
         (xhat, inv_std, train), relu_in = caches[0], caches[1]
         keep = caches[2] if dropout is not None else None
-        if np.shape(dy) != xhat.shape:             # the fused kernels read dy and xhat row by row
-            raise ValueError(f"layer '{self.name}': dy has shape {np.shape(dy)}, the output has shape {xhat.shape}")
+        dy = self._check_dy(dy, xhat.shape)        # the fused kernels read dy and xhat row by row
         if not (train and not self.affine and relu_in is xhat
                 and _fused.fusable(dy, xhat, *([] if keep is None else [keep]), sums=True)):
             if dropout is not None:

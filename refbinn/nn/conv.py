@@ -256,6 +256,7 @@ class Conv2d(Layer):
 
     def backward(self, params, cache, dy):
         cols, x_shape, xp_shape = cache
+        dy = self._check_dy(dy, self.output_shape(x_shape))
         n, o, ho, wo = dy.shape
         w = params["weight"]
         # One transposing copy of dy (output-sized, small next to cols) makes both

@@ -59,6 +59,7 @@ class Dense(Layer):
         grads : dict of str -> ndarray
         """
         x = cache
+        dy = self._check_dy(dy, (x.shape[0], self.out_features))
         grads = {"weight": dy.T @ x}                              # (out, in)
         if self.bias:
             grads["bias"] = dy.sum(axis=0)

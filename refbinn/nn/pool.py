@@ -83,6 +83,7 @@ class MaxPool2d(Layer):
 
     def backward(self, params, cache, dy):
         idx, x_shape = cache
+        dy = self._check_dy(dy, idx.shape)
         n, c, h, w = x_shape
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         ho, wo = dy.shape[2:]

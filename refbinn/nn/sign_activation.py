@@ -38,4 +38,4 @@ class SignActivation(Layer):
 
     def backward(self, params, cache, dy):
         pass_through = cache
-        return dy * pass_through, {}                 # bool factor keeps dy's dtype
+        return self._check_dy(dy, pass_through.shape) * pass_through, {}                 # bool factor keeps dy's dtype
