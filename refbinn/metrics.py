@@ -38,6 +38,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from .checks import check_int
+from .predict import row_entropy
 
 TINY = np.finfo(np.float64).tiny      # a probability that underflowed to 0 counts as this: -log = 708.4
 DEFAULT_BINS = 15
@@ -192,8 +193,7 @@ def entropy(probs):
     numpy.ndarray, float64, (n,)
         The entropy of each row, in [0, log K] for rows that sum to 1.
     """
-    p = check_probs(probs)
-    return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=1)
+    return row_entropy(check_probs(probs))
 
 
 def bin_edges(bins=DEFAULT_BINS):
@@ -369,8 +369,12 @@ def ood_scores(probs):
         ``"entropy"``: H[p_i] = -sum_k p_ik log p_ik (n,), in nats; ``"maxprob"``:
         1 - max_k p_ik (n,), in [0, 1 - 1/K].
     """
-    p = check_probs(probs)
-    return {"entropy": entropy(p), "maxprob": 1.0 - p.max(axis=1)}
+    return _scores(check_probs(probs))
+
+
+def _scores(p):
+    """``ood_scores`` of probabilities ``check_probs`` has passed."""
+    return {"entropy": row_entropy(p), "maxprob": 1.0 - p.max(axis=1)}
 
 
 def classification_metrics(probs, labels, bins=DEFAULT_BINS):
@@ -400,7 +404,7 @@ def classification_metrics(probs, labels, bins=DEFAULT_BINS):
     cal = calibration(p, y, bins)
     as_list = lambda a: [None if np.isnan(v) else float(v) for v in a]
     return {"acc": accuracy(p, y), "nll": nll(p, y), "brier": brier_score(p, y), "ece": cal.ece,
-            "mce": cal.mce, "entropy": float(np.mean(entropy(p))),
+            "mce": cal.mce, "entropy": float(np.mean(row_entropy(p))),
             "calibration": {"edges": cal.edges.tolist(), "counts": cal.counts.tolist(),
                             "confidence": as_list(cal.confidence), "accuracy": as_list(cal.accuracy)}}
 
@@ -433,7 +437,7 @@ def ood_metrics(probs_in, probs_out):
     if p_in.shape[1] != p_out.shape[1]:
         raise ValueError(f"probs_out must have the K = {p_in.shape[1]} classes of probs_in, "
                          f"got K = {p_out.shape[1]}")
-    s_in, s_out = ood_scores(p_in), ood_scores(p_out)
+    s_in, s_out = _scores(p_in), _scores(p_out)
     out = {}
     for name in ("entropy", "maxprob"):
         out[f"auroc_{name}"] = auroc(s_in[name], s_out[name])

@@ -196,5 +196,22 @@ def predictive_entropy(probs):
     if p.ndim == 1 or p.shape[-1] == 1:                                   # binary: P(y = 1)
         p = p.reshape(p.shape[0])
         p = np.stack([p, 1 - p], axis=-1)                                 # (n, 2)
-    logp = np.log(np.where(p > 0, p, 1))                                  # 0 log 0 = 0
-    return -np.sum(p * logp, axis=-1)
+    return row_entropy(p)
+
+
+def row_entropy(p):
+    """-sum_k p_k log p_k over the last axis, 0 log 0 = 0, in ``p``'s dtype; no checks (NaN passes).
+
+    The one entropy formula behind ``predictive_entropy`` and ``refbinn.metrics.entropy``,
+    which check their input each by its own policy.
+
+    Parameters
+    ----------
+    p : ndarray, (..., K)
+        Probabilities.
+
+    Returns
+    -------
+    ndarray, (...)
+    """
+    return -np.sum(p * np.log(np.where(p > 0, p, 1)), axis=-1)
