@@ -55,9 +55,10 @@ def calibration_batches(x, k, batch_size, rng):
     batch_size = check_int("batch_size", batch_size, 2)
     if not isinstance(rng, np.random.Generator):
         raise ValueError("calibration_batches needs rng, a numpy.random.Generator")
-    n = len(x)
+    x = np.asarray(x)
+    n = len(x) if x.ndim else 0
     if n < 2:
-        raise ValueError(f"calibration_batches: x must have at least 2 rows, got {n}")
+        raise ValueError(f"calibration_batches: x must have at least 2 rows, got shape {x.shape}")
     b = min(batch_size, n)
     need = k * b
     idx = np.concatenate([rng.permutation(n) for _ in range(-(-need // n))])[:need]   # (K*b,)
@@ -83,16 +84,23 @@ def batch_moments(x):
     Raises
     ------
     ValueError
-        On another number of dimensions, or a single value per channel.
+        On another number of dimensions, no channel, a single value per channel, a
+        non-real dtype, or NaN/inf values (NaN statistics).
     """
+    if np.asarray(x).dtype.kind not in "iuf":            # complex would lose its imaginary part
+        raise ValueError(f"batch_moments: x must hold real numbers, got dtype {np.asarray(x).dtype}")
     x = np.asarray(x, dtype=np.float64)
-    if x.ndim not in (2, 4):
-        raise ValueError(f"batch_moments: x must have shape (N, C) or (N, C, H, W), got {x.shape}")
+    if x.ndim not in (2, 4) or x.shape[1] == 0:
+        raise ValueError(f"batch_moments: x must have shape (N, C) or (N, C, H, W) with C >= 1, got {x.shape}")
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
     m = x.size // x.shape[1]                                     # values per channel
     if m < 2:
         raise ValueError(f"batch_moments: needs more than one value per channel, got shape {x.shape}")
-    return x.mean(axis=axes), x.var(axis=axes) * (m / (m - 1))
+    mean, var = x.mean(axis=axes), x.var(axis=axes) * (m / (m - 1))
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var))):
+        raise ValueError("batch_moments: the batch has NaN/inf values (or overflows float64); "
+                         "its statistics would be NaN")
+    return mean, var
 
 
 def recalibrate_bn(model, params, batches, bn_state):
@@ -117,6 +125,8 @@ def recalibrate_bn(model, params, batches, bn_state):
     bns = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
     if not bns:
         return bn_state
+    if not isinstance(batches, (list, tuple)):
+        raise ValueError(f"recalibrate_bn: batches must be a list of input arrays, got {type(batches).__name__}")
     if not batches:
         raise ValueError("recalibrate_bn: batches is empty (need K >= 1 calibration batches)")
     sums = {layer.name: [0.0, 0.0] for layer in bns}

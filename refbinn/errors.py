@@ -58,6 +58,9 @@ def reads_file(what):
     def decorate(load):
         @functools.wraps(load)
         def load_checked(path, *args, **kwargs):
+            if not isinstance(path, (str, bytes, os.PathLike)) and not hasattr(path, "read"):
+                raise ValueError(f"the {what} to read must be a path (str or os.PathLike), "
+                                 f"got {type(path).__name__}")
             try:
                 return load(path, *args, **kwargs)
             except (FileFormatError, FileNotFoundError, PermissionError, MemoryError):

@@ -38,6 +38,21 @@ BN_BUFFERS = ("running_mean", "running_var")
 NUM_BATCHES = "num_batches_tracked"
 
 
+def _dict_arg(where, name, d):
+    """``d`` if it is a dict; else ValueError naming the function and the argument."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: {name} must be a dict name -> array, got {type(d).__name__}")
+    return d
+
+
+def _real_array(where, what, a):
+    """``np.asarray(a)``; ValueError unless it holds real numbers (complex would lose its imaginary part)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{where}: {what} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
 # -- flat vectors (torch.nn.utils.parameters_to_vector order) --------------------------------
 def params_to_vector(params, names=None):
     """Concatenate ``params[k].ravel()`` over ``names`` (default: dict order) into one vector.
@@ -51,13 +66,13 @@ def params_to_vector(params, names=None):
     -------
     ndarray, shape (sum of sizes,), the common dtype of the arrays
     """
-    names = list(params) if names is None else list(names)
+    names = list(_dict_arg("params_to_vector", "params", params)) if names is None else list(names)
     missing = [k for k in names if k not in params]
     if missing:
         raise ValueError(f"params_to_vector: names not in params: {missing}")
     if not names:
         return np.zeros(0)
-    return np.concatenate([np.ravel(params[k]) for k in names])
+    return np.concatenate([np.ravel(_real_array("params_to_vector", f"params['{k}']", params[k])) for k in names])
 
 
 def vector_to_params(vec, like, names=None):
@@ -78,11 +93,11 @@ def vector_to_params(vec, like, names=None):
         ``params_to_vector``. ValueError unless ``vec`` is 1-D with D = sum of the sizes
         and every name is in ``like``.
     """
-    names = list(like) if names is None else list(names)
+    names = list(_dict_arg("vector_to_params", "like", like)) if names is None else list(names)
     missing = [k for k in names if k not in like]
     if missing:
         raise ValueError(f"vector_to_params: names not in like: {missing}")
-    vec = np.asarray(vec)
+    vec = _real_array("vector_to_params", "the vector", vec)
     total = sum(int(np.size(like[k])) for k in names)
     if vec.ndim != 1 or vec.size != total:
         raise ValueError(f"vector_to_params: vector has shape {vec.shape}, expected ({total},)")
@@ -97,9 +112,9 @@ def vector_to_params(vec, like, names=None):
 # -- model: parameters and BatchNorm buffers ---------------------------------------------------
 def _module(name):
     """'fc1.weight' -> ('fc1', 'weight'); the last dot separates the module path."""
-    mod, _, leaf = name.rpartition(".")
+    mod, _, leaf = name.rpartition(".") if isinstance(name, str) else ("", "", "")
     if not mod:
-        raise ValueError(f"state_dict key '{name}' has no module prefix (expected 'module.name')")
+        raise ValueError(f"state_dict key {name!r} has no module prefix (expected a str 'module.name')")
     return mod, leaf
 
 
@@ -128,7 +143,8 @@ def to_state_dict(params, bn_state, *, num_batches_tracked=0, model=None):
     -------
     dict name -> ndarray
     """
-    for k in bn_state:
+    _dict_arg("to_state_dict", "params", params)
+    for k in _dict_arg("to_state_dict", "bn_state", bn_state):
         if _module(k)[1] not in BN_BUFFERS:
             raise ValueError(f"to_state_dict: bn_state key '{k}' is not a BatchNorm buffer "
                              f"(expected '<module>.running_mean' or '<module>.running_var')")
@@ -172,6 +188,10 @@ def from_state_dict(state_dict, like_params=None, like_state=None):
         ``running_mean`` / ``running_var`` entries.
     num_batches_tracked : dict module -> int
     """
+    _dict_arg("from_state_dict", "state_dict", state_dict)
+    for name, like in (("like_params", like_params), ("like_state", like_state)):
+        if like is not None:
+            _dict_arg("from_state_dict", name, like)
     params, bn_state, nbt = {}, {}, {}
     for k, v in state_dict.items():
         mod, leaf = _module(k)
@@ -265,6 +285,8 @@ def bayesbinn_from_torch(opt_state, like, names=None, numerics=None):
     """
     if numerics not in (None, "official", "exact"):
         raise ValueError(f"bayesbinn_from_torch: numerics must be 'official', 'exact' or None, got {numerics!r}")
+    _dict_arg("bayesbinn_from_torch", "opt_state", opt_state)
+    _dict_arg("bayesbinn_from_torch", "like", like)
     if "lamda" not in opt_state or "momentum" not in opt_state:
         raise ValueError(f"bayesbinn_from_torch: opt_state needs 'lamda' and 'momentum', "
                          f"got keys {sorted(opt_state)}")

@@ -17,6 +17,8 @@ builder            experiment
 """
 from __future__ import annotations
 
+import inspect
+
 from .checks import check_int
 from .nn import BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Sequential, Tanh
 
@@ -132,6 +134,8 @@ def mlp_continual(in_features=784, hidden=(100, 100), classes=10, bn_momentum=0.
 def _mlp(fn, in_features, hidden, classes, dropout, bn_momentum, bn_eps):
     """[Dropout ->] (fc_k -> bn_k -> ReLU [-> Dropout]) per hidden layer -> fc -> bn; no dropout if None."""
     sizes = [check_int(f"{fn}: in_features", in_features, 1)]
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        raise ValueError(f"{fn}: hidden must be a sequence of layer widths (integers >= 1), got {hidden!r}")
     sizes += [check_int(f"{fn}: hidden", h, 1) for h in hidden]
     sizes += [check_int(f"{fn}: classes", classes, 1)]
     layers = [] if dropout is None else [Dropout(dropout, name="drop0")]
@@ -205,7 +209,19 @@ def build_model(name, kwargs=None, where="model"):
     -------
     Sequential
         The model (layers only: its parameters come from ``model.init(rng)``).
+
+    Raises
+    ------
+    ValueError
+        For another name, ``kwargs`` not a dict, a missing or unknown argument, or a value
+        the builder refuses.
     """
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"{where}: model must be one of {', '.join(map(repr, MODELS))}, got {name!r}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ValueError(f"{where}: the arguments of model {name!r} must be a dict, got {type(kwargs).__name__}")
+    try:                                     # a missing or unknown argument: ValueError, not TypeError
+        inspect.signature(MODELS[name]).bind(**(kwargs or {}))
+    except TypeError as e:
+        raise ValueError(f"{where}: model {name!r}: {e}") from None
     return MODELS[name](**(kwargs or {}))

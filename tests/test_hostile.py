@@ -523,3 +523,255 @@ def test_every_loader_names_the_damaged_file(fx, tmp_path, kind, what):
     path = damaged(kind, src, tmp_path / "f.npz")
     with pytest.raises(FileFormatError, match="^" + re.escape(path)):
         load(path)
+
+
+# -- the Python API, in-process: the wrong kind of argument is a ValueError naming it --------------
+def _optimizers():
+    from refbinn.optim import PMF, VISPA, Adam, BayesBiNN, Bop, STEAdam
+    return {"bayesbinn": lambda: BayesBiNN(N=10, tau=1.0), "ste": STEAdam, "bop": Bop, "pmf": PMF,
+            "adam": Adam, "vispa": VISPA}
+
+
+def _started(name):
+    opt = _optimizers()[name]()
+    params = {"w": np.full((3, 4), 0.3, np.float32), "b": np.full(4, 0.1, np.float32)}
+    state = opt.init(params, np.random.default_rng(0))
+    noise = opt.sample(state, np.random.default_rng(1))
+    return opt, params, state, noise
+
+
+@pytest.mark.parametrize("name", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
+def test_optimizer_refuses_a_state_of_another_optimizer(name):
+    """A Bop state (or None) handed to another optimizer was read field by field: AttributeError."""
+    from refbinn.optim import Bop, STEAdam
+    opt, params, state, noise = _started(name)
+    other = (STEAdam() if name == "bop" else Bop()).init(params)
+    grads = [{k: np.ones_like(v) for k, v in params.items()}] * len(noise)
+    for bad in (other, None):
+        calls = [lambda: opt.update(grads, bad, noise), lambda: opt.params(bad),
+                 lambda: opt.forward_params(bad, noise[0])]
+        if name in ("bayesbinn", "vispa"):                       # the others' sample does not read the state
+            calls.append(lambda: opt.sample(bad, np.random.default_rng(0)))
+        for call in calls:
+            with pytest.raises(ValueError, match=rf"state must be of type \w+State .*got {type(bad).__name__}"):
+                call()
+
+
+@pytest.mark.parametrize("name", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
+def test_optimizer_refuses_gradients_that_are_not_dicts_of_real_arrays(name):
+    """None or a list of lists was a TypeError/AttributeError; an object, str or None entry a
+    TypeError from isfinite; a complex gradient silently lost its imaginary part."""
+    opt, params, state, noise = _started(name)
+    S = len(noise)
+    for grads, says in ((None, "gradient must be a dict"), ([[1.0, 2.0]] * S, "list of list"),
+                        ([{k: v.astype(complex) for k, v in params.items()}] * S, "complex128"),
+                        ([{k: v.astype(object) for k, v in params.items()}] * S, "dtype object")):
+        with pytest.raises(ValueError, match=says):
+            opt.update(grads, state, noise)
+
+
+@pytest.mark.parametrize("name", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
+def test_optimizer_init_refuses_params_that_are_not_a_dict(name):
+    opt = _optimizers()[name]()
+    for bad in (None, [np.ones(3, np.float32)]):
+        with pytest.raises(ValueError, match=rf"params must be a dict .*got {type(bad).__name__}"):
+            opt.init(bad, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["ste", "pmf", "adam"])
+def test_optimizer_init_refuses_non_finite_params(name):
+    """Their state copies the parameters: it started NaN, silently."""
+    with pytest.raises(ValueError, match=r"parameter 'w' has 1 NaN/inf value\(s\)"):
+        _optimizers()[name]().init({"w": np.array([np.nan, 0.5], np.float32)})
+
+
+def test_pmf_and_vispa_refuse_weights_and_noise_of_the_wrong_kind():
+    """PMF weights='junk' was counted as 4 gradient dicts, [1] a TypeError; VISPA noise [1] a TypeError."""
+    opt, params, state, noise = _started("pmf")
+    g = {k: np.ones_like(v) for k, v in params.items()}
+    with pytest.raises(ValueError, match="weights must be a dict .*got str"):
+        opt.update(g, state, noise, weights="junk")
+    with pytest.raises(ValueError, match="weights must be a dict .*got list of int"):
+        opt.update(g, state, noise, weights=[1])
+    opt, params, state, noise = _started("vispa")
+    with pytest.raises(ValueError, match="VISPA: noise must be a dict .*got int"):
+        opt.update(g, state, [1])
+
+
+def test_partition_refuses_kinds_params_and_state_of_the_wrong_kind():
+    from refbinn.optim import Adam, Partition, STEAdam
+    with pytest.raises(ValueError, match="kinds must be a dict .*got NoneType"):
+        Partition(STEAdam(), Adam(), None)
+    p = Partition(STEAdam(), Adam(), {"w": "binary", "b": "real"})
+    with pytest.raises(ValueError, match="Partition: params must be a dict .*got NoneType"):
+        p.init(None)
+    with pytest.raises(ValueError, match="Partition: state must be of type PartitionState .*got NoneType"):
+        p.update({"w": np.ones(2, np.float32), "b": np.ones(2, np.float32)}, None)
+
+
+def test_save_state_refuses_a_state_of_another_optimizer_and_writes_nothing(tmp_path):
+    """It wrote an Adam with a BayesBiNN state (or None), which load_state then returned as a pair."""
+    from refbinn.optim import Adam, BayesBiNN, load_state, save_state
+    params = {"w": np.ones(3, np.float32)}
+    other = BayesBiNN(N=1, tau=1.0).init(params, np.random.default_rng(0))
+    for opt, state, says in ((Adam(), other, "Adam: state must be of type AdamState"),
+                             (Adam(), None, "got NoneType"), (None, Adam().init(params), "opt must be")):
+        with pytest.raises(ValueError, match=says):
+            save_state(tmp_path / "s.npz", opt, state)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="refbinn optimizer state to read must be a path .*got NoneType"):
+        load_state(None)
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ValueError, match=r"is a folder, not a refbinn optimizer state file$"):
+        load_state(tmp_path / "d")
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("epochs", 0, r"epochs must be an integer in \[1, inf\), got 0"),
+    ("epochs", 1.5, "epochs must be an integer"), ("batch_size", 0, "batch_size must be an integer"),
+    ("seed", None, "seed must be an integer"), ("seed", -1, "seed must be an integer"),
+    ("eval_samples", -1, "eval_samples"), ("eval_mean_every", -1, "eval_mean_every"),
+    ("average", "mean", "average must be one of 'prob', 'logits'"), ("eval_batch", 0, "eval_batch"),
+    ("recalibrate_bn", -1, "recalibrate_bn"), ("diagnostics_every", -1, "diagnostics_every"),
+    ("checkpoint_every", 0, "checkpoint_every"), ("quiet", "no", "quiet must be True or False"),
+    ("meta", None, "meta must be a dict")])
+def test_train_config_refuses_settings_out_of_range(field, value, says):
+    """Most were accepted: epochs=0 trained nothing, batch_size=0 a ZeroDivisionError in fit,
+    seed=None a TypeError, eval_samples=-1 evaluated the mode only."""
+    from refbinn.train import TrainConfig
+    with pytest.raises(ValueError, match=says):
+        TrainConfig(**{"epochs": 1, "batch_size": 5, field: value})
+    assert TrainConfig(epochs=2.0, batch_size=np.int64(5)).epochs == 2      # integral values become ints
+
+
+def test_fit_refuses_arguments_of_the_wrong_kind_before_any_work(tmp_path):
+    from refbinn import models
+    from refbinn.nn import softmax_cross_entropy
+    from refbinn.optim import Adam
+    from refbinn.train import TrainConfig, fit
+    from refbinn.train.loop import Data
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 2)).astype(np.float32), rng.integers(0, 2, 20)
+    model, cfg = models.mlp_toy(2, 2, hidden=4), TrainConfig(epochs=1, batch_size=5, quiet=True)
+    cases = [(dict(data=Data(x[:0], y[:0])), r"data.x_train and data.y_train must have the same number "
+                                             r"of rows, at least 1, got shapes \(0, 2\) and \(0,\)"),
+             (dict(data=Data(x, y, x[:5], None)), "data.x_val and data.y_val must both be given"),
+             (dict(data=Data(x, y, x[:5], y[:3])), "data.x_val and data.y_val must have the same number"),
+             (dict(data=Data(x.tolist(), y.tolist())), "must be NumPy arrays, got list and list"),
+             (dict(data=Data(x, y, augment=5)), "data.augment must be a callable or None"),
+             (dict(data=(x, y)), "data must be of type Data, got tuple"),
+             (dict(opt=None), "opt must be of type Optimizer, got NoneType"),
+             (dict(cfg={"epochs": 1}), "cfg must be of type TrainConfig, got dict"),
+             (dict(loss_fn=None), "loss_fn must be a callable, got NoneType"),
+             (dict(schedule=0.1), "schedule must be a callable or None, got float"),
+             (dict(stop_after=-1), r"stop_after must be an integer in \[0, inf\), got -1"),
+             (dict(cfg=TrainConfig(epochs=1, batch_size=5, meta={"a": np.float32(1)})),   # a TypeError after an epoch
+              "cfg.meta must be JSON-able .*float32")]
+    for change, says in cases:
+        args = {"opt": Adam(), "data": Data(x, y), "loss_fn": softmax_cross_entropy, "cfg": cfg, **change}
+        with pytest.raises(ValueError, match=says):
+            fit(model, args["opt"], args["data"], args["loss_fn"], args["cfg"], out_dir=str(tmp_path / "o"),
+                log=lambda s: None, **{k: v for k, v in change.items() if k in ("schedule", "stop_after")})
+        assert not (tmp_path / "o").exists()
+
+
+def test_train_step_and_evaluate_refuse_arguments_of_the_wrong_kind():
+    from refbinn.nn import BatchNorm, Dense, Sequential, softmax_cross_entropy
+    from refbinn.optim import Adam
+    from refbinn.train.evaluate import evaluate
+    from refbinn.train.step import train_step
+    rng = np.random.default_rng(0)
+    model = Sequential(Dense(2, 4, name="fc1"), BatchNorm(4, name="bn1"), Dense(4, 2, name="fc2"))
+    params, bn = model.init(rng, np.float32)
+    opt = Adam()
+    st = opt.init(params)
+    x, y = rng.normal(size=(6, 2)).astype(np.float32), np.array([0, 1, 1, 0, 1, 0])
+    step = dict(rng_noise=np.random.default_rng(1), rng_drop=np.random.default_rng(2))
+    with pytest.raises(ValueError, match="train_step: bn_state must be a dict .*got NoneType"):
+        train_step(model, opt, st, None, x, y, softmax_cross_entropy, **step)
+    with pytest.raises(ValueError, match="train_step: on_pass must be None or a callable, got int"):
+        train_step(model, opt, st, bn, x, y, softmax_cross_entropy, on_pass=5, **step)
+    for kw, says in ((dict(samples=-1), r"samples must be an integer in \[0, inf\), got -1"),
+                     (dict(y=y + 5), r"evaluate: label 6 is outside \[0, 2\)"),          # was an IndexError
+                     (dict(y=y.astype(float)), r"y must be integer class labels of shape \(6,\).*float64"),
+                     (dict(y=y[:3]), r"y must be integer class labels of shape \(6,\).*shape \(3,\)"),
+                     (dict(calibration=5), "calibration must be None or a list")):
+        args = {"y": y, **kw}
+        with pytest.raises(ValueError, match=says):
+            evaluate(model, opt, st, bn, x, args.pop("y"), **args)
+
+
+def test_bn_recalibration_refuses_batches_it_cannot_use():
+    """NaN rows gave NaN running statistics silently; complex lost its imaginary part; C = 0 was a
+    ZeroDivisionError; an array for the batch list 'truth value ... ambiguous'; a list x a TypeError."""
+    from refbinn.bn_recalibration import batch_moments, calibration_batches, recalibrate_bn
+    from refbinn.nn import BatchNorm, Dense, Sequential
+    for x, says in ((np.full((3, 2), np.nan), "NaN/inf"), (np.ones((3, 2)) * 1j, "dtype complex128"),
+                    (np.ones((3, 0)), r"with C >= 1, got \(3, 0\)")):
+        with pytest.raises(ValueError, match="batch_moments: .*" + says):
+            batch_moments(x)
+    model = Sequential(Dense(2, 4, name="fc1"), BatchNorm(4, name="bn1"))
+    params, bn = model.init(np.random.default_rng(0), np.float32)
+    x = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
+    with pytest.raises(ValueError, match="batches must be a list of input arrays, got ndarray"):
+        recalibrate_bn(model, params, x, bn)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        recalibrate_bn(model, params, [x * np.nan], bn)
+    assert [b.shape for b in calibration_batches(x.tolist(), 2, 3, np.random.default_rng(0))] == [(3, 2)] * 2
+    with pytest.raises(ValueError, match=r"x must have at least 2 rows, got shape \(\)"):
+        calibration_batches(None, 2, 3, np.random.default_rng(0))
+
+
+def test_interop_refuses_arguments_of_the_wrong_kind():
+    from refbinn import interop
+    like = {"a": np.ones((2, 2), np.float32)}
+    for call, says in ((lambda: interop.params_to_vector(None), "params_to_vector: params must be a dict"),
+                       (lambda: interop.params_to_vector({"a": None}), r"params\['a'\] must hold real numbers"),
+                       (lambda: interop.vector_to_params(np.ones(4) * 1j, like),
+                        "must hold real numbers, got dtype complex128"),
+                       (lambda: interop.vector_to_params(np.ones(4), None), "vector_to_params: like must be a dict"),
+                       (lambda: interop.from_state_dict([1, 2]), "from_state_dict: state_dict must be a dict"),
+                       (lambda: interop.from_state_dict({1: np.ones(2)}), "state_dict key 1 has no module prefix"),
+                       (lambda: interop.to_state_dict(like, None), "to_state_dict: bn_state must be a dict"),
+                       (lambda: interop.bayesbinn_from_torch(None, like), "opt_state must be a dict"),
+                       (lambda: interop.bayesbinn_from_torch({"lamda": np.ones(4)}, None), "like must be a dict")):
+        with pytest.raises(ValueError, match=says):
+            call()
+
+
+def test_builders_refuse_arguments_of_the_wrong_kind():
+    """A missing or unknown builder argument, or kwargs not a dict, was a TypeError."""
+    from refbinn.models import build_model
+    from refbinn.train.diagnostics import Diagnostics
+    from refbinn.train.schedules import milestones
+    for name, kw, says in (("mlp_toy", None, "model 'mlp_toy': missing a required argument: 'in_features'"),
+                           ("mlp_toy", {"in_features": 2, "out_features": 1, "evil": 1},
+                            "unexpected keyword argument 'evil'"),
+                           ("mlp_toy", [1, 2], "the arguments of model 'mlp_toy' must be a dict, got list"),
+                           (["mlp_toy"], {}, "model must be one of"),
+                           ("mlp_mnist", {"hidden": 5}, "mlp_mnist: hidden must be a sequence of layer widths")):
+        with pytest.raises(ValueError, match=says):
+            build_model(name, kw, where="here")
+    with pytest.raises(ValueError, match="at must be a sequence of epochs"):
+        milestones(0.1, at=5)
+    with pytest.raises(ValueError, match=r"every must be an integer in \[0, inf\), got 1.5"):  # was int(1.5) = 1
+        Diagnostics(None, None, None, every=1.5)
+
+
+def test_bayesbinn_and_vispa_refuse_noise_and_rng_of_the_wrong_kind():
+    """BayesBiNN.sample_params(state, None) was an AttributeError; complex u or r silently lost
+    its imaginary part; a state whose lam is a list an AttributeError."""
+    opt, params, state, noise = _started("bayesbinn")
+    for rng in (None, 3):
+        with pytest.raises(ValueError, match="sample_params needs rng, a numpy.random.Generator"):
+            opt.sample_params(state, rng)
+    u = {k: np.full(v.shape, 0.5 + 0.1j) for k, v in params.items()}
+    with pytest.raises(ValueError, match=r"BayesBiNN: noise\['w'\] must hold real numbers in \(0, 1\), "
+                                         r"got dtype complex128"):
+        opt.forward_params(state, u)
+    with pytest.raises(ValueError, match="BayesBiNN: state.lam must be a dict name -> array, got list"):
+        opt.update({k: np.ones_like(v) for k, v in params.items()}, state._replace(lam=[1]), noise)
+    opt, params, state, noise = _started("vispa")
+    r = {k: v.astype(np.complex64) for k, v in noise[0].items()}
+    with pytest.raises(ValueError, match="VISPA: noise of parameter 'w' must hold real numbers, got dtype complex64"):
+        opt.update({k: np.ones_like(v) for k, v in params.items()}, state, [r])

@@ -153,6 +153,21 @@ def test_load_data_max_train_and_split(fake_root):
     assert len({r.tobytes() for r in kept}) == 100
 
 
+def test_load_data_split_0_has_no_validation_split_and_trains(fake_root):
+    """split 0 gave a validation split of 0 images, which fit now refuses (an empty split has no
+    best epoch); it is None, as for the toy sets, and fit reports the last epoch."""
+    from refbinn.nn import softmax_cross_entropy
+    from refbinn.train import TrainConfig, fit
+    data, _ = load_data("mnist", fake_root, split=0.0, seed=3, max_train=40)
+    assert data.x_val is None and data.y_val is None and data.n_train == 40
+    from refbinn.models import mlp_continual
+    from refbinn.optim import Adam
+    out = fit(mlp_continual(hidden=(8,)), Adam(), data, softmax_cross_entropy,
+              TrainConfig(epochs=1, batch_size=10, quiet=True))
+    record = out["history"]["epochs"][0]
+    assert "val_acc_mode" not in record and "test_acc_mode" in record
+
+
 @pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
 def test_load_data_cifar_is_split_and_augmented_with_black_padding(kind, fake_root):
     data, extra = load_data(kind, fake_root, max_train=40)

@@ -74,7 +74,8 @@ def load_data(dataset, root=None, *, split=0.1, seed=0, max_train=None):
     Returns
     -------
     data : refbinn.train.Data
-        Training, validation and test arrays (validation None for the toy sets).
+        Training, validation and test arrays (validation None for the toy sets, and where
+        the split holds no image: ``split`` 0).
     extra : dict or None
         None for the image sets; the two-moons standardisation (``mean``, ``std``) or the
         Snelson data object (for its grid and standardisation).
@@ -91,6 +92,8 @@ def load_data(dataset, root=None, *, split=0.1, seed=0, max_train=None):
     if max_train:
         x, y = x[:max_train], y[:max_train]
     (xtr, ytr), (xva, yva) = D.train_val_split(x, y, val_fraction=split, seed=seed)
+    if len(xva) == 0:                             # split 0 (or too few images): no validation split
+        xva = yva = None
     return Data(xtr, ytr, xva, yva, xt, yt, augment=augment), None
 
 

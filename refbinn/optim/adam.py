@@ -30,7 +30,8 @@ from ..checks import check_range
 from ._adam_kernels import adam_update_fused
 from ._adam_math import adam_update  # noqa: F401  (re-exported)
 from ._backend import check_backend, use_kernels
-from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
+from .base import (Optimizer, as_grad_list, check_finite, check_state_like, check_state_type, float_params,
+                   mean_grads)
 from .finite_state import checked_state
 
 
@@ -153,6 +154,7 @@ class Adam(Optimizer):
                          {k: np.zeros_like(v) for k, v in p.items()}, 0)
 
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
+        check_state_type(state, AdamState, "Adam")
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         check_state_like("Adam", "params", state.params, {"m": state.m, "v": state.v})
@@ -169,7 +171,7 @@ class Adam(Optimizer):
         return checked_state(AdamState(p_new, m_new, v_new, t), "Adam")
 
     def params(self, state):
-        return dict(state.params)
+        return dict(check_state_type(state, AdamState, "Adam").params)
 
     def config(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay,

@@ -162,15 +162,20 @@ def check_finite(grads, where="gradient"):
         grads = [grads]
     for s, g in enumerate(grads):
         for k, v in g.items():
-            if not np.all(np.isfinite(v)):
+            try:
+                finite = np.all(np.isfinite(v))
+            except TypeError:                  # object, str or None: not numbers at all
+                raise ValueError(f"{where} of parameter '{k}' must be an array of real numbers, got "
+                                 f"dtype {np.asarray(v).dtype}") from None
+            if not finite:
                 n_bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
                 extra = f" (sample {s})" if len(grads) > 1 else ""
                 raise FloatingPointError(f"{where} of parameter '{k}'{extra} contains "
                                          f"{n_bad} NaN/inf value(s); the step was not taken")
 
 
-def as_grad_list(grads, noise):
-    """Accept one dict or a list of dicts; check the count against the noise list.
+def as_grad_list(grads, noise, what="gradient"):
+    """Accept one dict or a list (or tuple) of dicts; check the count against the noise list.
 
     Parameters
     ----------
@@ -178,18 +183,28 @@ def as_grad_list(grads, noise):
         The gradients ``update`` was given.
     noise : list or None
         What ``sample`` returned for this step (None counts as one pass).
+    what : str, optional
+        What the dicts are, for the message ("gradient"; PMF and Partition: "weights").
 
     Returns
     -------
     list of dict
-        ``grads`` as a list of S dicts; ValueError unless S = ``len(noise)`` (1 for None).
+        ``grads`` as a list of S dicts; ValueError unless S = ``len(noise)`` (1 for None), or
+        when ``grads`` is not a dict or a list of dicts (None, a str, a list of arrays).
     """
     if isinstance(grads, dict):
         grads = [grads]
-    grads = list(grads)
+    given = type(grads).__name__
+    try:
+        grads = list(grads)
+    except TypeError:                          # None, a number
+        grads = None
+    if grads is None or not all(isinstance(g, dict) for g in grads):
+        raise ValueError(f"{what} must be a dict name -> array or a list of such dicts, got {given}"
+                         + ("" if grads is None else " of " + ", ".join(sorted({type(g).__name__ for g in grads}))))
     n = 1 if noise is None else len(noise)
     if len(grads) != n:
-        raise ValueError(f"got {len(grads)} gradient dict(s) for {n} noise sample(s)")
+        raise ValueError(f"got {len(grads)} {what} dict(s) for {n} noise sample(s)")
     return grads
 
 
@@ -222,8 +237,9 @@ def mean_grads(grads, like, owner):
 
 
 def check_grads(grads, like, owner, allow_extra=False):
-    """ValueError unless every gradient dict has an entry of the right shape for every
-    parameter of ``like`` (and, unless ``allow_extra``, no other entry).
+    """ValueError unless every gradient dict has an entry of the right shape and a real
+    (float or integer) dtype for every parameter of ``like`` (and, unless ``allow_extra``,
+    no other entry).
 
     Parameters
     ----------
@@ -245,16 +261,24 @@ def check_grads(grads, like, owner, allow_extra=False):
                 f"does not match the parameters (missing {missing}, unexpected {extra})")
             raise ValueError(f"{owner}: gradient dict {s} {what}")
         for k, a in like.items():
-            if np.shape(g[k]) != np.shape(a):
-                raise ValueError(f"{owner}: gradient of parameter '{k}' has shape {np.shape(g[k])}, "
+            v = g[k]
+            if type(v) is np.ndarray and v.dtype is a.dtype and v.shape == a.shape:
+                continue                       # the usual case, checked in ~0.1 us
+            if np.shape(v) != np.shape(a):
+                raise ValueError(f"{owner}: gradient of parameter '{k}' has shape {np.shape(v)}, "
                                  f"expected {np.shape(a)}")
+            kind = (v.dtype if isinstance(v, np.ndarray) else np.asarray(v).dtype).kind
+            if kind not in "iuf":              # complex would lose its imaginary part in the cast
+                raise ValueError(f"{owner}: gradient of parameter '{k}' has dtype "
+                                 f"{np.asarray(v).dtype}, expected real numbers (float or integer)")
 
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def float_params(params, owner):
-    """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is float32 or float64.
+    """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is float32 or float64
+    and its values are finite (and unless ``params`` is a dict).
 
     Parameters
     ----------
@@ -269,12 +293,60 @@ def float_params(params, owner):
         The same keys in the same order; arrays are not copied (``np.asarray``).
     """
     out = {}
-    for k, v in params.items():
+    for k, v in check_param_dict(params, owner).items():
         v = np.asarray(v)
         if v.dtype not in FLOAT_DTYPES:
             raise ValueError(f"{owner}: parameter '{k}' has dtype {v.dtype}, expected float32 or float64")
+        if not np.all(np.isfinite(v)):                # once, at init: the state would start NaN
+            raise ValueError(f"{owner}: parameter '{k}' has {int(v.size - np.count_nonzero(np.isfinite(v)))} "
+                             "NaN/inf value(s); initial parameters must be finite")
         out[k] = v
     return out
+
+
+def check_param_dict(params, owner):
+    """``params`` if it is a dict name -> array (as ``Sequential.init`` returns); else ValueError.
+
+    Parameters
+    ----------
+    params : object
+        What ``init`` was given.
+    owner : str
+        Optimizer name, first in the message.
+
+    Returns
+    -------
+    dict
+        ``params`` itself.
+    """
+    if not isinstance(params, dict):
+        raise ValueError(f"{owner}: params must be a dict name -> array (Sequential.init's), "
+                         f"got {type(params).__name__}")
+    return params
+
+
+def check_state_type(state, cls, owner):
+    """``state`` if it is a ``cls`` (the NamedTuple ``owner.init`` returns); else ValueError,
+    so that a state of another optimizer (or None) is not read field by field.
+
+    Parameters
+    ----------
+    state : object
+        What ``update``, ``params``, ``forward_params`` or ``sample`` was given.
+    cls : type
+        The optimizer's state class (``AdamState``, ...).
+    owner : str
+        Optimizer name, first in the message.
+
+    Returns
+    -------
+    NamedTuple
+        ``state`` itself.
+    """
+    if not isinstance(state, cls):
+        raise ValueError(f"{owner}: state must be of type {cls.__name__} (what {owner}.init returns), "
+                         f"got {type(state).__name__}")
+    return state
 
 
 def check_state_like(owner, name, like, fields):
@@ -296,6 +368,8 @@ def check_state_like(owner, name, like, fields):
     fields : dict field name -> dict name -> ndarray
         The other per-parameter state arrays, e.g. ``{"m": state.m, "v": state.v}``.
     """
+    if not isinstance(like, dict):
+        raise ValueError(f"{owner}: state.{name} must be a dict name -> array, got {type(like).__name__}")
     for k, a in like.items():
         if not isinstance(a, (np.ndarray, np.floating)) or a.dtype not in FLOAT_DTYPES:
             raise ValueError(f"{owner}: state.{name}['{k}'] must be a float32 or float64 array, got "

@@ -96,7 +96,7 @@ from ._bayesbinn_math import (CODE_EPS, EXACT, EXACT_CLIPPED, LOG2, NUMERICS,  #
                               OFFICIAL, concrete_scale, logistic_noise, natural_update,
                               open_uniform, relaxed_sample, rounded, scale_cap, step_numpy)
 from ._elementary import exp_, log_, tanh_  # noqa: F401  (re-exported)
-from .base import Optimizer, as_grad_list, check_grads, check_state_like
+from .base import Optimizer, as_grad_list, check_grads, check_param_dict, check_state_like, check_state_type
 
 
 
@@ -229,7 +229,7 @@ class BayesBiNN(PooledKernels, Optimizer):
         if not isinstance(rng, np.random.Generator):
             raise ValueError("BayesBiNN.init needs rng, a numpy.random.Generator (random signs of lam)")
         lam, mom, mu = {}, {}, {}
-        for k, p in params.items():
+        for k, p in check_param_dict(params, "BayesBiNN").items():
             shape, dt = np.shape(p), self._state_dtype(p)
             self._check_lam0(k, shape, dt)
             signs = np.where(rng.integers(0, 2, size=shape) == 1, 1.0, -1.0)
@@ -276,6 +276,7 @@ class BayesBiNN(PooledKernels, Optimizer):
         (momentum when beta > 0, mu when 'official', an array lam0) of lam's shape and dtype.
 
         Before any kernel runs: the fused kernels read lam.size elements of each."""
+        check_state_type(state, BayesBiNNState, "BayesBiNN")
         fields = {"momentum": state.momentum} if self.beta != 0 else {}
         if self.numerics == OFFICIAL:
             missing = [k for k in state.lam if not isinstance(state.mu, dict) or k not in state.mu]
@@ -305,12 +306,14 @@ class BayesBiNN(PooledKernels, Optimizer):
         state.step, j, name, element), which the kernels make in registers. ``rng`` is not
         used (the protocol's argument; the noise seed was drawn by ``init``).
         """
+        check_state_type(state, BayesBiNNState, "BayesBiNN")
         if self.samples == 0:
             return [None]
         return noise_stream.sample_keys(noise_stream.NoiseKey(int(state.seed), int(state.step), self.samples))
 
     def forward_params(self, state, noise=None):
         """w_r = tanh((lam + delta)/tau) for a SampleKey or a dict name -> u; tanh(lam) for None (S = 0)."""
+        check_state_type(state, BayesBiNNState, "BayesBiNN")
         if noise is None:
             return {k: np.asarray(tanh_(v)) for k, v in state.lam.items()}
         out = {}
@@ -329,6 +332,9 @@ class BayesBiNN(PooledKernels, Optimizer):
         if not isinstance(noise, dict) or k not in noise:
             raise ValueError(f"BayesBiNN: noise must be a SampleKey or a dict with an entry for '{k}', "
                              f"got {type(noise).__name__}")
+        if np.asarray(noise[k]).dtype.kind not in "iuf":       # complex would lose its imaginary part
+            raise ValueError(f"BayesBiNN: noise['{k}'] must hold real numbers in (0, 1), got dtype "
+                             f"{np.asarray(noise[k]).dtype}")
         u = _contiguous(noise[k], lam.dtype)
         if u.shape != lam.shape:
             raise ValueError(f"BayesBiNN: noise['{k}'] has shape {u.shape}, lam has shape {lam.shape}")
@@ -341,6 +347,7 @@ class BayesBiNN(PooledKernels, Optimizer):
     # -- evaluation weights -------------------------------------------------------
     def params(self, state):
         """Mode: sign(lam) ('exact') or sign(stored mu) ('official', lagged), 0 -> +1."""
+        check_state_type(state, BayesBiNNState, "BayesBiNN")
         src = state.mu if self.numerics == OFFICIAL else state.lam
         return {k: sign(v) for k, v in src.items()}
 
@@ -362,6 +369,9 @@ class BayesBiNN(PooledKernels, Optimizer):
         dict name -> ndarray
             +-1 in the dtype and shape of each ``lam``.
         """
+        check_state_type(state, BayesBiNNState, "BayesBiNN")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError("BayesBiNN.sample_params needs rng, a numpy.random.Generator")
         out = {}
         for k, lam in state.lam.items():
             p_plus = 0.5 * (1 + rounded(np.tanh, lam))

@@ -30,7 +30,8 @@ import numpy as np
 from ..checks import check_range
 from ..nn.base import sign
 from ._bop_math import bop_flip, bop_momentum  # noqa: F401  (re-exported)
-from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
+from .base import (Optimizer, as_grad_list, check_finite, check_state_like, check_state_type, float_params,
+                   mean_grads)
 from .finite_state import checked_state
 
 
@@ -76,6 +77,7 @@ class Bop(Optimizer):
         return BopState(w, {k: np.zeros_like(v) for k, v in w.items()})
 
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
+        check_state_type(state, BopState, "Bop")
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         check_state_like("Bop", "w", state.w, {"m": state.m})
@@ -88,7 +90,7 @@ class Bop(Optimizer):
         return checked_state(BopState(w_new, m_new), "Bop")
 
     def params(self, state):
-        return dict(state.w)
+        return dict(check_state_type(state, BopState, "Bop").w)
 
     def config(self):
         return {"threshold": self.threshold, "gamma": self.gamma}

@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import reads_file
 from ..io import atomic_savez, tree_from_arrays, tree_to_arrays
+from .base import Optimizer
 from .registry import FILE_NAMES
 
 
@@ -22,13 +23,22 @@ def save_state(path, opt, state):
         An optimizer of ``registry.FILE_NAMES`` (a Partition with its two optimizers too).
     state : NamedTuple
         Its state (``opt.init`` or ``opt.update``).
+
+    Raises
+    ------
+    ValueError
+        If ``opt`` is not an Optimizer or ``state`` is not of its state type (``opt.params``
+        refuses it); nothing is written then.
     """
+    if not isinstance(opt, Optimizer):
+        raise ValueError(f"save_state: opt must be a refbinn Optimizer, got {type(opt).__name__}")
+    opt.params(state)                          # ValueError for another optimizer's state, or None
     arrays = tree_to_arrays(opt, "optimizer", FILE_NAMES)
     arrays.update(tree_to_arrays(state, "state", FILE_NAMES))
     atomic_savez(path, arrays)
 
 
-@reads_file("optimizer state file")
+@reads_file("refbinn optimizer state")
 def load_state(path):
     """Return ``(opt, state)`` exactly as saved by ``save_state``.
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..nn.base import BINARY, REAL
-from .base import Optimizer, as_grad_list, check_finite, mean_grads
+from .base import Optimizer, as_grad_list, check_finite, check_param_dict, check_state_type, mean_grads
 
 
 class PartitionState(NamedTuple):
@@ -63,7 +63,11 @@ class Partition(Optimizer):
         if type(real_opt).sample is not Optimizer.sample:
             raise ValueError(f"real_opt must be deterministic (draw no noise); "
                              f"{type(real_opt).__name__} defines its own sample()")
-        kinds = dict(kinds)
+        try:
+            kinds = dict(kinds)
+        except (TypeError, ValueError):
+            raise ValueError(f"kinds must be a dict name -> '{BINARY}' or '{REAL}' (Sequential.kinds), "
+                             f"got {type(kinds).__name__}") from None
         bad = {k: v for k, v in kinds.items() if v not in (BINARY, REAL)}
         if bad:
             raise ValueError(f"kinds values must be '{BINARY}' or '{REAL}', got {bad}")
@@ -83,17 +87,19 @@ class Partition(Optimizer):
 
     # -- protocol ---------------------------------------------------------------
     def init(self, params, rng=None):
-        pb, pr = self._split(params, "params")
+        pb, pr = self._split(check_param_dict(params, "Partition"), "params")
         return PartitionState(self.binary_opt.init(pb, rng), self.real_opt.init(pr, rng))
 
     def sample(self, state, rng):
-        return self.binary_opt.sample(state.binary, rng)
+        return self.binary_opt.sample(check_state_type(state, PartitionState, "Partition").binary, rng)
 
     def forward_params(self, state, noise=None):
+        check_state_type(state, PartitionState, "Partition")
         return self._merge(self.binary_opt.forward_params(state.binary, noise),
                            self.real_opt.forward_params(state.real, None))
 
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
+        check_state_type(state, PartitionState, "Partition")
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         if lr is None:
@@ -107,12 +113,13 @@ class Partition(Optimizer):
         real_params = self.real_opt.params(state.real)
         g_real = mean_grads([r for _, r in split], real_params, "Partition (real)")
         w_b = None if weights is None else [self._split(w, f"weights dict {s}")[0]
-                                            for s, w in enumerate(as_grad_list(weights, noise))]
+                                            for s, w in enumerate(as_grad_list(weights, noise, "weights"))]
         new_b = self.binary_opt.update([b for b, _ in split], state.binary, noise, lr=lr_b, weights=w_b)
         new_r = self.real_opt.update(g_real, state.real, None, lr=lr_r)
         return PartitionState(new_b, new_r)
 
     def params(self, state):
+        check_state_type(state, PartitionState, "Partition")
         return self._merge(self.binary_opt.params(state.binary), self.real_opt.params(state.real))
 
     def sample_params(self, state, rng):

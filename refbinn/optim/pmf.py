@@ -52,7 +52,8 @@ from ._backend import check_backend, use_kernels
 from ._pmf_kernels import pmf_step_fused, soft_weight_fused
 from ._pmf_math import pmf_step, soft_weight, soft_weight_vjp  # noqa: F401  (re-exported)
 from .adam import check_betas
-from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
+from .base import (Optimizer, as_grad_list, check_finite, check_state_like, check_state_type, float_params,
+                   mean_grads)
 from .finite_state import checked_state
 
 KERNEL_DTYPES = (np.float32, np.float64)
@@ -129,6 +130,7 @@ class PMF(Optimizer):
                         {k: np.zeros_like(v) for k, v in u.items()}, self.beta_init, 0)
 
     def forward_params(self, state, noise=None):
+        check_state_type(state, PMFState, "PMF")
         return {k: self._soft_weight(u, state.beta) for k, u in state.u.items()}
 
     def _soft_weight(self, u, beta):
@@ -162,6 +164,7 @@ class PMF(Optimizer):
         PMFState
             The new state.
         """
+        check_state_type(state, PMFState, "PMF")
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         check_state_like("PMF", "u", state.u, {"m": state.m, "v": state.v})
@@ -191,7 +194,7 @@ class PMF(Optimizer):
         ``forward_params(state)``)."""
         if weights is None:
             return None
-        soft = as_grad_list(weights, noise)[0]
+        soft = as_grad_list(weights, noise, "weights")[0]
         for k, w in like.items():
             if k not in soft or np.shape(soft[k]) != w.shape or np.asarray(soft[k]).dtype != w.dtype:
                 raise ValueError(f"PMF: weights['{k}'] must be forward_params(state)['{k}'] "
@@ -209,7 +212,7 @@ class PMF(Optimizer):
             return pmf_step(*args)
 
     def params(self, state):
-        return {k: sign(u[1] - u[0]) for k, u in state.u.items()}
+        return {k: sign(u[1] - u[0]) for k, u in check_state_type(state, PMFState, "PMF").u.items()}
 
     def config(self):
         return {"lr": self.lr, "rho": self.rho, "beta_init": self.beta_init,

@@ -35,7 +35,8 @@ from ..nn.base import sign
 from ._backend import check_backend
 from ._ste_math import clip_by_global_norm, clip_by_value, clip_latent  # noqa: F401  (re-exported)
 from .adam import adam_step, check_betas
-from .base import Optimizer, as_grad_list, check_finite, check_state_like, float_params, mean_grads
+from .base import (Optimizer, as_grad_list, check_finite, check_state_like, check_state_type, float_params,
+                   mean_grads)
 from .finite_state import checked_state
 
 
@@ -99,6 +100,7 @@ class STEAdam(Optimizer):
                         {k: np.zeros_like(v) for k, v in latent.items()}, 0)
 
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
+        check_state_type(state, STEState, "STEAdam")
         grads = as_grad_list(grads, noise)
         check_finite(grads)
         check_state_like("STEAdam", "latent", state.latent, {"m": state.m, "v": state.v})
@@ -118,7 +120,7 @@ class STEAdam(Optimizer):
         return checked_state(STEState(latent, m, v, t), "STEAdam")
 
     def params(self, state):
-        return {k: sign(v) for k, v in state.latent.items()}
+        return {k: sign(v) for k, v in check_state_type(state, STEState, "STEAdam").latent.items()}
 
     def config(self):
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps,

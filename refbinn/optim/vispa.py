@@ -81,7 +81,7 @@ from ._backend import PooledKernels, check_backend, check_grads_before, raise_no
 from ._vispa_kernels import sample_weights_fused, step_fused
 from ._vispa_math import (gaussian_weights, project, sample_weights, sgd_momentum,  # noqa: F401
                           step_numpy, vispa_grads, xavier_std)
-from .base import Optimizer, as_grad_list, check_grads, check_state_like
+from .base import Optimizer, as_grad_list, check_grads, check_param_dict, check_state_like, check_state_type
 
 INITS = ("xavier", "params")
 
@@ -191,7 +191,7 @@ class VISPA(PooledKernels, Optimizer):
         if not isinstance(rng, np.random.Generator):
             raise ValueError("VISPA.init needs rng, a numpy.random.Generator (Xavier-normal m and Z)")
         m, Z = {}, {}
-        for k, p in params.items():
+        for k, p in check_param_dict(params, "VISPA").items():
             p = np.asarray(p)
             if p.dtype not in (np.float32, np.float64):
                 raise ValueError(f"VISPA: parameter '{k}' has dtype {p.dtype}, expected float32 or float64")
@@ -215,6 +215,7 @@ class VISPA(PooledKernels, Optimizer):
         step's forward weights in its own pass (see ``forward_params``). ``rng`` is not
         used (the protocol's argument; the seed was drawn by ``init``).
         """
+        check_state_type(state, VISPAState, "VISPA")
         return [{k: self.noise(state.seed, state.step, k, v.dtype) for k, v in state.m.items()}]
 
     def noise(self, seed, step, name, dtype=np.float32):
@@ -250,6 +251,7 @@ class VISPA(PooledKernels, Optimizer):
         """
         if noise is None:
             return self.params(state)
+        check_state_type(state, VISPAState, "VISPA")
         self._check_noise(noise, state)
         self._check_state(state)                   # the fused kernel reads rank * m.size of Z
         out = {}
@@ -277,7 +279,7 @@ class VISPA(PooledKernels, Optimizer):
 
     def params(self, state):
         """sign(m), 0 -> +1: the most probable sign of every weight (P(+1) >= 1/2 iff m >= 0)."""
-        return {k: sign(v) for k, v in state.m.items()}
+        return {k: sign(v) for k, v in check_state_type(state, VISPAState, "VISPA").m.items()}
 
     def sample_params(self, state, rng):
         """One binary network sign(m + Z^T r), r ~ N(0, I_K/S) from ``rng`` (for ensemble prediction).
@@ -304,12 +306,19 @@ class VISPA(PooledKernels, Optimizer):
         return self.forward_params(state, noise)
 
     def _check_noise(self, noise, state):
+        if not isinstance(noise, dict):
+            raise ValueError(f"VISPA: noise must be a dict name -> r (an entry of sample()'s list), "
+                             f"got {type(noise).__name__}")
         for k in state.m:
             if k not in noise:
                 raise ValueError(f"VISPA: noise has no entry for parameter '{k}'")
             if np.shape(noise[k]) != (self.rank,):
                 raise ValueError(f"VISPA: noise of parameter '{k}' has shape {np.shape(noise[k])}, "
                                  f"expected ({self.rank},)")
+            if not (type(noise[k]) is np.ndarray and noise[k].dtype.kind == "f") and \
+                    np.asarray(noise[k]).dtype.kind not in "iuf":      # complex would lose its imaginary part
+                raise ValueError(f"VISPA: noise of parameter '{k}' must hold real numbers, got dtype "
+                                 f"{np.asarray(noise[k]).dtype}")
 
     # -- the step ---------------------------------------------------------------------------
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
@@ -373,6 +382,7 @@ class VISPA(PooledKernels, Optimizer):
     def _check_state(self, state):
         """ValueError unless vel_m has m's shape and dtype, and Z, vel_Z the shape (rank,) + m's:
         the fused kernel reads m.size (and rank * m.size) elements of each."""
+        check_state_type(state, VISPAState, "VISPA")
         check_state_like("VISPA", "m", state.m, {"vel_m": state.vel_m})
         for k, m in state.m.items():
             for field in ("Z", "vel_Z"):

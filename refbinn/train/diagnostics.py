@@ -49,6 +49,7 @@ import time
 
 import numpy as np
 
+from ..checks import check_int
 from ..kernels.philox import fill_uniform
 from ..optim._bayesbinn_kernels import concrete_scale_fused
 from ..optim.bayesbinn import BayesBiNN, concrete_scale
@@ -223,7 +224,7 @@ class Diagnostics:
 
     def __init__(self, model, opt, loss_fn, seed=0, every=0):
         self.model, self.opt, self.loss_fn = model, opt, loss_fn
-        self.seed, self.every = int(seed), int(every)
+        self.seed, self.every = check_int("seed", seed), check_int("every", every)
         self._signs, self._steps, self._epoch, self._n, self._seconds = {}, [], 0, 0, 0.0
 
     def start_epoch(self, epoch, opt_state):

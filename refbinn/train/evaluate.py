@@ -6,10 +6,13 @@ import copy
 import numpy as np
 
 from ..bn_recalibration import recalibrator
+from ..checks import check_int
 from ..predict import predict_mean, predict_mode, predictive_entropy
 
 
 def _scores(p, y):
+    if y.size and not (0 <= y.min() and y.max() < p.shape[1]):
+        raise ValueError(f"evaluate: label {y.min() if y.min() < 0 else y.max()} is outside [0, {p.shape[1]})")
     return (float(np.mean(p.argmax(1) == y)),
             float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-300, None)))))
 
@@ -45,6 +48,14 @@ def evaluate(model, opt, opt_state, bn_state, x, y, *, samples=0, rng=None, aver
     -------
     dict name -> float
     """
+    check_int("samples", samples, 0)
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or y.shape != (len(x),):
+        raise ValueError(f"evaluate: y must be integer class labels of shape ({len(x)},) (one per row of x), "
+                         f"got shape {y.shape} and dtype {y.dtype}")
+    if calibration is not None and not isinstance(calibration, (list, tuple)):
+        raise ValueError(f"evaluate: calibration must be None or a list of input batches, "
+                         f"got {type(calibration).__name__}")
     out = {}
     recal = None if calibration is None else recalibrator(model, calibration, bn_state)
     variants = [("", recal)] + ([("_trainbn", None)] if recal is not None else [])

@@ -15,6 +15,7 @@ checkpoint, so ``resume`` continues bit-identically to an uninterrupted run.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..checks import check_choice, check_int
 from ..io import remove_partials, write_json
 from ..bn_recalibration import calibration_batches
 from .anneal import set_tau
@@ -119,6 +121,20 @@ class TrainConfig:
     checkpoint_every: int = 1       # write checkpoint.npz and history.json every k epochs (and the last)
     meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
 
+    def __post_init__(self):
+        """ValueError naming the first setting out of its range (counts become Python ints)."""
+        for name, lo in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("eval_samples", 0),
+                         ("eval_mean_every", 0), ("eval_batch", 1), ("recalibrate_bn", 0),
+                         ("diagnostics_every", 0), ("checkpoint_every", 1)):
+            setattr(self, name, check_int(name, getattr(self, name), lo))
+        check_choice("average", self.average, ("prob", "logits"))
+        for name in ("diagnostics", "quiet"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.meta, dict):
+            raise ValueError(f"meta must be a dict, got {type(self.meta).__name__}")
+
+
 def summarize(history):
     """Test accuracy at the epoch of best validation accuracy (the paper's rule) and at the last epoch
     (with BatchNorm recalibration, also those of the training's statistics: ``*_trainbn``).
@@ -214,6 +230,33 @@ def minibatch_error(n_train, batch_size, *, batch_name="batch_size", size_note="
 
 
 # -- the loop ----------------------------------------------------------------------------
+def _check_fit_args(opt, data, loss_fn, cfg, schedule, stop_after, tau_schedule):
+    """ValueError naming ``fit``'s first argument of the wrong kind, before any work."""
+    from ..optim import Optimizer
+    for name, value, kind in (("opt", opt, Optimizer), ("data", data, Data), ("cfg", cfg, TrainConfig)):
+        if not isinstance(value, kind):
+            raise ValueError(f"fit: {name} must be of type {kind.__name__}, got {type(value).__name__}")
+    for name, fn in (("loss_fn", loss_fn), ("schedule", schedule), ("tau_schedule", tau_schedule),
+                     ("data.augment", data.augment)):
+        if not (callable(fn) or (fn is None and name != "loss_fn")):
+            raise ValueError(f"fit: {name} must be a callable{'' if name == 'loss_fn' else ' or None'}, "
+                             f"got {type(fn).__name__}")
+    if stop_after is not None:
+        check_int("stop_after", stop_after, 0)     # 0: nothing to train (continual, a stop between tasks)
+    for split in ("train", "val", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if (x is None) != (y is None):
+            raise ValueError(f"fit: data.x_{split} and data.y_{split} must both be given or both be None")
+        if x is None:
+            continue
+        if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray)):
+            raise ValueError(f"fit: data.x_{split} and data.y_{split} must be NumPy arrays, got "
+                             f"{type(x).__name__} and {type(y).__name__}")
+        if x.ndim < 1 or y.ndim < 1 or len(x) != len(y) or len(x) == 0:
+            raise ValueError(f"fit: data.x_{split} and data.y_{split} must have the same number of rows, "
+                             f"at least 1, got shapes {x.shape} and {y.shape}")
+
+
 def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=False,
         dtype=np.float32, init_state=None, log=print, stop_after=None, tau_schedule=None):
     """Train ``model`` with ``opt`` on ``data`` for ``cfg.epochs`` epochs.
@@ -260,6 +303,7 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     """
     from ..data.transforms import batches   # local import keeps the loop usable without data extras
 
+    _check_fit_args(opt, data, loss_fn, cfg, schedule, stop_after, tau_schedule)
     if one_row_minibatch(model, data.n_train, cfg.batch_size):      # before any work, not after an epoch
         raise ValueError(minibatch_error(data.n_train, cfg.batch_size))
     if cfg.recalibrate_bn and cfg.batch_size < 2:
@@ -267,6 +311,11 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
                          f"batch size), got {cfg.batch_size}")
     ckpt_path = os.path.join(out_dir, "checkpoint.npz") if out_dir else None
     config = {**asdict(cfg), "n_train": data.n_train}
+    if out_dir:
+        try:                                     # the checkpoint stores it with json.dumps, after an epoch
+            json.dumps(config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"cfg.meta must be JSON-able (it is saved in every checkpoint): {e}") from None
     if out_dir:                                  # what a killed earlier run left half-written
         remove_partials(ckpt_path)
         remove_partials(os.path.join(out_dir, "history.json"))

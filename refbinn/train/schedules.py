@@ -199,6 +199,8 @@ def milestones(lr, at=(1500, 2500), factor=0.1):
     """
     check_range("lr", lr, 0.0)
     check_range("factor", factor, 0.0, 1.0, lo_open=True)
+    if isinstance(at, (str, bytes)) or not hasattr(at, "__iter__"):
+        raise ValueError(f"at must be a sequence of epochs (integers >= 0), got {at!r}")
     at = tuple(sorted(check_int("at", m) for m in at))
     return functools.partial(milestones_lr, lr=float(lr), at=at, factor=float(factor))
 

@@ -94,6 +94,11 @@ def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng
     last_output : ndarray
         The model's output in the last pass.
     """
+    if not isinstance(bn_state, dict):
+        raise ValueError(f"train_step: bn_state must be a dict (Sequential.init's second result), "
+                         f"got {type(bn_state).__name__}")
+    if on_pass is not None and not callable(on_pass):
+        raise ValueError(f"train_step: on_pass must be None or a callable, got {type(on_pass).__name__}")
     noise = opt.sample(opt_state, rng_noise)
     grads, weights, losses, out = [], [], [], None
     for j, n in enumerate(noise):
