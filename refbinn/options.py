@@ -7,7 +7,8 @@
 Counts and sizes are integers >= 1 (sample counts for evaluation >= 0, except ``continual
 --test-samples`` >= 1: its accuracies are the mean prediction's), seeds integers in
 [0, 2**63 - 1], real options finite: learning rates and temperatures in (0, inf), momentum
-in [0, 1), tolerances in [0, inf). A folder option (``--out`` of most commands,
+in [0, 1), tolerances in [0, inf), ECE bins at most ``MAX_BINS``. A path is never empty
+(an unset shell variable, not the current folder). A folder option (``--out`` of most commands,
 ``--data-root``) must not name a file; a file output must not name a folder, one of the
 command's inputs, or a training checkpoint. Which training settings apply to which
 optimizer, and what ``--resume`` may change, is ``refbinn.experiments.guard``.
@@ -22,6 +23,7 @@ from .io.outputs import check_output_file
 
 SEED_MAX = 2 ** 63 - 1
 MIN_TRAIN = 10             # --max-train: enough for a non-empty 10% validation split
+MAX_BINS = 10_000          # --bins: every bin is a bar and a JSON entry (1e8 of them exhaust memory)
 
 
 def _int(lo, hi=None):
@@ -42,7 +44,7 @@ RANGES = {
     "continual": {"tasks": _int(1), "epochs": _int(1), "lr": _POSITIVE, "tau": _POSITIVE, "reweight": _real(0),
                   "lam_init": _real(), "test_samples": _int(1), "seed": _SEED, "max_train": _int(MIN_TRAIN),
                   "stop_after": _int(1)},
-    "evaluate": {"samples": _int(0), "seed": _SEED, "bins": _int(1), "max_test": _int(1),
+    "evaluate": {"samples": _int(0), "seed": _SEED, "bins": _int(1, MAX_BINS), "max_test": _int(1),
                  "recalibrate_bn": _int(0)},
     "sweep": {"workers": _int(1), "threads_per_worker": _int(1)},
     "predict": {"batch_size": _int(1)},
@@ -82,6 +84,9 @@ def check_options(a):
         v = getattr(a, dest, None)
         for x in (v if isinstance(v, list) else [] if v is None else [v]):    # nargs='+': each value
             rule(_flag(dest), x)
+    for dest in ("out", "data_root"):      # '' (an unset $VAR) would mean the current folder
+        if getattr(a, dest, None) == "":
+            raise ValueError(f"{'OUT' if a.command == 'export' else _flag(dest)} is empty; give a path")
     out = getattr(a, "out", None)
     if a.command in FOLDER_OUT and out is not None and os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {a.out} is a file; give a folder for the results")

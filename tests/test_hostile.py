@@ -775,3 +775,22 @@ def test_bayesbinn_and_vispa_refuse_noise_and_rng_of_the_wrong_kind():
     r = {k: v.astype(np.complex64) for k, v in noise[0].items()}
     with pytest.raises(ValueError, match="VISPA: noise of parameter 'w' must hold real numbers, got dtype complex64"):
         opt.update({k: np.ones_like(v) for k, v in params.items()}, state, [r])
+
+
+# -- an empty path (an unset shell variable) and a count too large to hold in memory -------------
+@pytest.mark.parametrize("argv,says", [
+    (["train", "--dataset", "two-moons", "--optimizer", "ste", "--out", ""], "--out is empty"),
+    (["train", "--dataset", "two-moons", "--optimizer", "ste", "--data-root", ""], "--data-root is empty"),
+    (["demo", "--out", ""], "--out is empty"),
+    (["trace", "--out", ""], "--out is empty"),
+    (["export", "ck.npz", ""], "OUT is empty"),
+    (["report", "sweep", "--out", ""], "--out is empty"),
+    (["evaluate", "ck.npz", "--bins", "10001"], "--bins must be an integer in [1, 10000], got 10001"),
+])
+def test_empty_paths_and_huge_bin_counts_are_refused_before_any_work(argv, says, tmp_path, capsys, monkeypatch):
+    from refbinn.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert os.listdir(tmp_path) == []

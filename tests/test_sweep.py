@@ -176,6 +176,8 @@ BASE = {"dataset": "two-moons", "optimizer": "ste"}
     ({"seeds": [0], "base": {**BASE, "dataset": "mnist", "model": {"hidden": [8, True]}}},   # --hidden takes ints
      r"base.model: hidden .* integer widths .* got \[8, True\]"),
     ({"seeds": [0], "base": BASE, "grid": {"model": {}}}, "grid is empty"),
+    ({"seeds": [0], "base": {**BASE, "model": 3}}, "base.model must be a table, got 3"),
+    ({"seeds": [0], "base": BASE, "grid": {"model": 3}}, "grid.model must be a table, got 3"),
 ])
 def test_bad_sweep_files_are_value_errors_naming_the_key(doc, match):
     with pytest.raises(ValueError, match=match):
@@ -591,3 +593,88 @@ def test_report_curves_band_is_the_sample_std(tmp_path, monkeypatch):
     plot_curves([fake_run("s", 0, 0.5, loss=1.0), fake_run("s", 1, 0.5, loss=2.0)], tmp_path / "c.png", "t")
     lo, hi = bands[0]                                         # the training loss: 1.5 +- std([1, 2], ddof=1)
     np.testing.assert_allclose([lo[0], hi[0]], [1.5 - np.sqrt(0.5), 1.5 + np.sqrt(0.5)], rtol=1e-12)
+
+
+def test_a_sweep_file_that_is_not_text_is_named(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_bytes(b"\x9c\xff" + bytes(range(256)))
+    with pytest.raises(ValueError, match=f"^{f}: not valid TOML: 'utf-8' codec"):
+        load_spec(str(f))
+
+
+def _edited(r, path, value):
+    """A deep copy of the run ``r`` with the entry at ``path`` (keys) set to ``value`` (None: removed)."""
+    r = json.loads(json.dumps(r))
+    x = r
+    for k in path[:-1]:
+        x = x[k]
+    if value is None:
+        del x[path[-1]]
+    else:
+        x[path[-1]] = value
+    return r
+
+
+GOOD = fake_run("two-moons_bayesbinn", 0, 0.5)
+DAMAGED_RUNS = [                       # (what the runs/*.json holds, what the message says)
+    ('{"name": "x", "sweep_run": {', "Expecting property name"),
+    ("", "Expecting value"),
+    (b"\xff\xfe\x00", "codec can't decode"),
+    ("[1, 2]", "a JSON list, not an object"),
+    (_edited(GOOD, ["settings"], None), "settings must be an object, got None"),
+    (_edited(GOOD, ["summary", "epochs_run"], None), "no entry summary.epochs_run"),
+    (_edited(GOOD, ["sweep_run"], 3), "sweep_run must be an object, got 3"),
+    (_edited(GOOD, ["sweep_run", "seed"], "a"), "sweep_run.seed an integer, got 'two-moons_bayesbinn' and 'a'"),
+    (_edited(GOOD, ["history"], {"a": 1}), "history must be a list of objects"),
+    (_edited(GOOD, ["history"], [1, 2]), "history must be a list of objects"),
+    (_edited(GOOD, ["history", 0, "seconds"], None), r"history\[0\].seconds must be a number, got None"),
+    (_edited(GOOD, ["history", 0, "train_loss"], "x"), r"history\[0\].train_loss must be a number, got 'x'"),
+    (_edited(GOOD, ["summary", "test_acc_mode_last"], "x"), "test_acc_last must be a number, got 'x'"),
+]
+
+
+@pytest.mark.parametrize("content,says", DAMAGED_RUNS)
+def test_report_of_a_damaged_run_names_the_file_and_writes_nothing(tmp_path, content, says):
+    from refbinn.errors import FileFormatError
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "a_s1.json").write_text(json.dumps(fake_run("two-moons_bayesbinn", 1, 0.5)))
+    bad = runs / "b_s0.json"
+    if isinstance(content, dict):
+        content = json.dumps(content)
+    (bad.write_bytes if isinstance(content, bytes) else bad.write_text)(content)
+    with pytest.raises(FileFormatError, match=f"^{bad}: not a valid sweep run result .*{says}"):
+        write_report(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["runs"]
+
+
+@pytest.mark.parametrize("state,says", [
+    ('{"runs": [', "Expecting value"), ("[]", "a JSON list, not an object"),
+    ("{}", "it needs runs"), ('{"runs": [{}]}', "it needs runs"),
+    ('{"runs": [], "description": 3}', "description strings"),
+])
+def test_report_of_a_damaged_sweep_json_names_it(tmp_path, state, says):
+    from refbinn.errors import FileFormatError
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "a_s0.json").write_text(json.dumps(GOOD))
+    (tmp_path / "sweep.json").write_text(state)
+    with pytest.raises(FileFormatError, match=f"^{tmp_path / 'sweep.json'}: not a valid sweep state file .*{says}"):
+        write_report(tmp_path)
+
+
+def test_report_with_a_folder_in_the_way_writes_none_of_its_files(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "a_s0.json").write_text(json.dumps(GOOD))
+    (tmp_path / "curves.png").mkdir()
+    with pytest.raises(ValueError, match="curves.png is a folder"):
+        write_report(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["curves.png", "runs"]
+
+
+@pytest.mark.parametrize("result", ["[1]", '{"sweep_run": 3}', '"text"'])
+def test_a_damaged_result_is_not_a_finished_run(tmp_path, result):
+    from refbinn.sweep.task import finished
+    run = parse_spec({"seeds": [0], "base": BASE}, name="t").runs[0].to_dict()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / f"{run['name']}.json").write_text(result)
+    assert finished(str(tmp_path), run) is None

@@ -20,7 +20,10 @@ import os
 
 import numpy as np
 
+from ..checks import is_integer
+from ..errors import FileFormatError
 from ..io import atomic_write, save_figure, write_json
+from ..io.outputs import check_output_file
 
 # quantity -> (column header, how a run gives it, percent?)
 QUANTITIES = {
@@ -34,6 +37,47 @@ QUANTITIES = {
 }
 CURVES = (("train_loss", "training loss"), ("val_acc_mode", "validation accuracy (mode)"),
           ("test_acc_mode", "test accuracy (mode)"))
+
+
+def _read_json(path, what):
+    """The JSON object in ``path``; FileFormatError naming it if the file is not one."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except ValueError as e:                     # cut short, empty, not text
+        raise FileFormatError(f"{path}: not a valid {what} ({e})") from None
+    if not isinstance(obj, dict):
+        raise FileFormatError(f"{path}: not a valid {what} (a JSON {type(obj).__name__}, not an object)")
+    return obj
+
+
+def _is_number(v):
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _check_run(path, r):
+    """FileFormatError naming ``path`` unless the finished run ``r`` has every entry the report reads."""
+    def bad(why):
+        return FileFormatError(f"{path}: not a valid sweep run result ({why})")
+    for key, inner in (("settings", ("dataset", "optimizer")), ("summary", ("epochs_run",)),
+                       ("sweep_run", ("setting", "seed", "point"))):
+        if not isinstance(r.get(key), dict):
+            raise bad(f"{key} must be an object, got {r.get(key)!r}")
+        for k in inner:
+            if k not in r[key]:
+                raise bad(f"no entry {key}.{k}")
+    if not isinstance(r["sweep_run"]["setting"], str) or not is_integer(r["sweep_run"]["seed"]):
+        raise bad(f"sweep_run.setting must be a string and sweep_run.seed an integer, got "
+                  f"{r['sweep_run']['setting']!r} and {r['sweep_run']['seed']!r}")
+    if not isinstance(r["history"], list) or not all(isinstance(e, dict) for e in r["history"]):
+        raise bad("history must be a list of objects, one per epoch")
+    for i, e in enumerate(r["history"]):
+        for k in ("seconds", *(k for k, _ in CURVES)):
+            if (k == "seconds" and k not in e) or not _is_number(e.get(k)):
+                raise bad(f"history[{i}].{k} must be a number, got {e.get(k)!r}")
+    for q, (_, get, _) in QUANTITIES.items():
+        if not _is_number(get(r)):
+            raise bad(f"{q} must be a number, got {get(r)!r}")
 
 
 def load_runs(sweep_dir):
@@ -55,21 +99,35 @@ def load_runs(sweep_dir):
     ------
     FileNotFoundError
         If no run has finished.
+    refbinn.errors.FileFormatError
+        If a run's JSON or ``sweep.json`` is damaged (the message starts with its path).
     """
     runs = []
     for path in sorted(glob.glob(os.path.join(sweep_dir, "runs", "*.json"))):
-        with open(path) as fh:
-            r = json.load(fh)
+        r = _read_json(path, "sweep run result")
         if "sweep_run" in r and r.get("history"):
+            _check_run(path, r)
             runs.append(r)
     if not runs:
         raise FileNotFoundError(f"{sweep_dir}: no finished sweep runs (runs/*.json); run `refbinn sweep` first")
-    state = os.path.join(sweep_dir, "sweep.json")
-    if os.path.exists(state):
-        with open(state) as fh:
-            order = {r["name"]: i for i, r in enumerate(json.load(fh)["runs"])}
+    state = _read_state(sweep_dir)
+    if state is not None:
+        order = {r["name"]: i for i, r in enumerate(state["runs"])}
         runs.sort(key=lambda r: order.get(r["name"], len(order)))
     return runs
+
+
+def _read_state(sweep_dir):
+    """``DIR/sweep.json`` checked for what the report reads (None if there is none)."""
+    path = os.path.join(sweep_dir, "sweep.json")
+    if not os.path.exists(path):
+        return None
+    s = _read_json(path, "sweep state file")
+    if (not isinstance(s.get("runs"), list) or not all(isinstance(r, dict) and "name" in r for r in s["runs"])
+            or not isinstance(s.get("name", ""), str) or not isinstance(s.get("description", ""), str)):
+        raise FileFormatError(f"{path}: not a valid sweep state file (it needs runs, a list of objects with "
+                              "a name, and name and description strings)")
+    return s
 
 
 def mean_std(values):
@@ -256,14 +314,14 @@ def write_report(sweep_dir, out=None):
     out = out or sweep_dir
     runs = load_runs(sweep_dir)
     name, description = os.path.basename(os.path.abspath(sweep_dir)), ""
-    state = os.path.join(sweep_dir, "sweep.json")
-    if os.path.exists(state):
-        with open(state) as fh:
-            s = json.load(fh)
+    s = _read_state(sweep_dir)
+    if s is not None:
         name, description = s.get("name", name), s.get("description", "")
     rows = aggregate(runs)
     paths = {k: os.path.join(out, f) for k, f in (("md", "report.md"), ("json", "report.json"),
                                                    ("png", "curves.png"))}
+    for p in paths.values():               # all three or none: a folder in the way fails before any write
+        check_output_file(p, "the report file")
     os.makedirs(out, exist_ok=True)
     atomic_write(paths["md"], markdown(rows, f"Sweep {name}", description))
     write_json(paths["json"], {"sweep": name, "description": description,

@@ -241,7 +241,7 @@ def _check_model(where, kwargs, datasets):
     """Model keyword arguments: each a parameter of the builder of every data set in the sweep, not
     one the data set decides (``DATA_FIXED``); ``hidden`` of an MLP with a list of widths
     (``refbinn train --hidden``) a non-empty list of ints."""
-    _check_keys(where, kwargs, tuple(kwargs))          # only checks that it is a table
+    _check_keys(where, kwargs, tuple(kwargs) if isinstance(kwargs, dict) else ())    # only: a table
     for k in kwargs:
         if k in DATA_FIXED:
             raise ValueError(f"{where}: {k} is set by the data set ({', '.join(datasets)}), "
@@ -276,7 +276,7 @@ def _grid_lists(grid):
     """The grid's settings as (key, values) pairs; ``model`` becomes one pair per builder argument."""
     for k, v in grid.items():
         if k == "model":
-            _check_keys("grid.model", v, tuple(v))
+            _check_keys("grid.model", v, tuple(v) if isinstance(v, dict) else ())
             for mk, mv in v.items():
                 yield f"model.{mk}", mv
         else:
@@ -456,7 +456,7 @@ def load_spec(path):
     with open(path, "rb") as fh:
         try:
             doc = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as e:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:     # bad syntax, or not text
             raise ValueError(f"{path}: not valid TOML: {e}") from None
     try:
         return parse_spec(doc, name=os.path.splitext(os.path.basename(path))[0], path=os.path.abspath(path))

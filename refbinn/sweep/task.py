@@ -86,8 +86,8 @@ def finished(sweep_dir, run):
         finished run; None if there is no readable result of the same identity.
     """
     res = _read_json(result_path(sweep_dir, run["name"]))
-    done = res and res.get("sweep_run")
-    return done if done and same_identity(done.get("identity"), _identity(run)) else None
+    done = res.get("sweep_run") if isinstance(res, dict) else None     # a damaged result: run it again
+    return done if isinstance(done, dict) and same_identity(done.get("identity"), _identity(run)) else None
 
 
 def _identity(run):
