@@ -96,7 +96,7 @@ def check_probs(probs, labels=None):
     ValueError
         On a wrong shape, a value outside [0, 1] or NaN/inf, or a label outside [0, K).
     """
-    p = np.asarray(probs, dtype=np.float64)
+    p = _real("probs", probs)
     if p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1):
         p1 = p.reshape(-1)
         p = np.stack([1 - p1, p1], axis=1)                                 # (n, 2)
@@ -218,7 +218,8 @@ def bin_index(confidence, bins=DEFAULT_BINS):
     Parameters
     ----------
     confidence : array_like of float
-        Confidences c in [0, 1], any shape (values outside are clipped to bin 0 or B - 1).
+        Confidences c in [0, 1], any shape (finite values outside are clipped to bin 0 or B - 1;
+        NaN or +-inf: ValueError).
     bins : int
         B >= 1, the number of equal-width confidence bins (default 15, as in Guo et al. 2017).
 
@@ -228,8 +229,11 @@ def bin_index(confidence, bins=DEFAULT_BINS):
         The bin index b of each confidence, in [0, B).
     """
     e = bin_edges(bins)
+    confidence = _real("confidence", confidence)
+    if not np.isfinite(confidence).all():              # NaN would land in the last bin
+        raise ValueError("bin_index: confidence must be finite")
     # searchsorted 'left' gives the first edge >= c, so an edge value closes its bin on the right
-    b = np.searchsorted(e, np.asarray(confidence, np.float64), side="left") - 1
+    b = np.searchsorted(e, confidence, side="left") - 1
     return np.clip(b, 0, len(e) - 2)
 
 
@@ -296,8 +300,17 @@ def expected_calibration_error(probs, labels, bins=DEFAULT_BINS):
     return calibration(probs, labels, bins).ece
 
 
+def _real(name, a):
+    """``a`` as a float64 array; ValueError naming ``name`` for complex, text or objects (a cast
+    would drop an imaginary part, or fail with NumPy's message naming nothing)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
+    return a.astype(np.float64, copy=False)
+
+
 def _check_scores(name, s):
-    s = np.asarray(s, dtype=np.float64).reshape(-1)
+    s = _real(name, s).reshape(-1)
     if len(s) == 0 or not np.all(np.isfinite(s)):
         raise ValueError(f"{name} must be a non-empty array of finite scores, got {len(s)} values")
     return s

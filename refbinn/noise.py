@@ -119,7 +119,10 @@ def param_id(name):
     """
     if not isinstance(name, str):
         raise TypeError(f"param_id: name must be a str, got {type(name).__name__}")
-    return _crc32(name)
+    try:
+        return _crc32(name)
+    except UnicodeEncodeError:                   # a lone surrogate has no UTF-8 bytes
+        raise ValueError(f"param_id: name must be encodable as UTF-8, got {name!r}") from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -144,11 +147,22 @@ def philox4x32(counter, key, rounds=ROUNDS):
     -------
     ndarray, uint32, the shape of ``counter``
     """
-    c = np.asarray(counter, dtype=np.uint64)
+    c = np.asarray(counter)
     if c.shape[:1] != (4,):
         raise ValueError(f"philox4x32: counter must have shape (4, ...), got {c.shape}")
+    # a negative, fractional or too large word would be wrapped or truncated, not refused
+    if c.dtype.kind not in "iu" or (c.size and (c.min() < 0 or c.max() > MASK32)):
+        raise ValueError(f"philox4x32: counter must hold integers in [0, 2**32), got {c.dtype} "
+                         f"values in [{c.min() if c.size else ''}, {c.max() if c.size else ''}]")
+    c = c.astype(np.uint64, copy=False)
+    if not (isinstance(key, (tuple, list, np.ndarray)) and len(key) == 2 and all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) and 0 <= k <= MASK32
+            for k in key)):
+        raise ValueError(f"philox4x32: key must be two integers in [0, 2**32), got {key!r}")
+    if isinstance(rounds, (bool, np.bool_)) or not isinstance(rounds, (int, np.integer)) or rounds < 0:
+        raise ValueError(f"philox4x32: rounds must be an integer >= 0, got {rounds!r}")
     c0, c1, c2, c3 = (c[i] & MASK32 for i in range(4))
-    k0, k1 = int(key[0]) & MASK32, int(key[1]) & MASK32
+    k0, k1 = int(key[0]), int(key[1])
     for r in range(rounds):
         if r:
             k0, k1 = (k0 + W0) & MASK32, (k1 + W1) & MASK32
@@ -354,4 +368,7 @@ def materialise(key, shapes, dtype=np.float32):
     list of dict name -> ndarray
     """
     check_key(key)
+    check_dtype("materialise", dtype)            # also when there are no samples or shapes
+    if not isinstance(shapes, dict):
+        raise ValueError(f"materialise: shapes must be a dict name -> shape, got {type(shapes).__name__}")
     return [{k: uniform(key, j, k, s, dtype) for k, s in shapes.items()} for j in range(key.samples)]

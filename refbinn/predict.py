@@ -42,7 +42,11 @@ def class_probs(logits):
     numpy.ndarray, float64, (n, K) or (n, 2)
         p_ik = exp(f_ik) / sum_j exp(f_ij), or [1 - sigmoid(f_i), sigmoid(f_i)] for one logit.
     """
-    logits = np.asarray(logits).astype(np.float64)
+    logits = np.asarray(logits)
+    if logits.ndim not in (1, 2) or logits.shape[1:] == (0,) or logits.dtype.kind not in "biuf":
+        raise ValueError(f"class_probs: logits must be real numbers of shape (n, K), (n, 1) or (n,), "
+                         f"got {logits.dtype} {logits.shape}")
+    logits = logits.astype(np.float64)
     if logits.ndim == 1 or logits.shape[1] == 1:
         p1 = sigmoid(logits.reshape(-1))
         return np.stack([1 - p1, p1], axis=1)                           # (n, 2)
@@ -91,11 +95,24 @@ def predict_logits(model, params, bn_state, x, batch_size=1000):
     ndarray, (n, outputs)
     """
     batch_size = check_int("batch_size", batch_size, 1)
+    if not callable(getattr(model, "apply", None)):
+        raise ValueError(f"predict_logits: model must be a Sequential (with apply), got {type(model).__name__}")
     x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError(f"predict_logits: x must have shape (n, ...), got {x.shape}")
     outs = [model.apply(params, x[i:i + batch_size], bn_state) for i in range(0, len(x), batch_size)]
     if not outs:
         raise ValueError("predict_logits: x has no rows")
     return np.concatenate(outs, axis=0)                                   # (n, outputs)
+
+
+def _check_callers(fn, opt, method, bn_state_for):
+    """ValueError naming ``fn`` unless ``opt`` has ``method`` and ``bn_state_for`` is None or callable."""
+    if not callable(getattr(opt, method, None)):
+        raise ValueError(f"{fn}: opt must be an optimizer with {method}(state), got {type(opt).__name__}")
+    if bn_state_for is not None and not callable(bn_state_for):
+        raise ValueError(f"{fn}: bn_state_for must be None or a function weights -> BatchNorm state, "
+                         f"got {type(bn_state_for).__name__}")
 
 
 def predict_mode(model, opt, opt_state, bn_state, x, *, link="softmax", batch_size=1000,
@@ -119,6 +136,7 @@ def predict_mode(model, opt, opt_state, bn_state, x, *, link="softmax", batch_si
     ndarray, (n, outputs): class probabilities (softmax) or P(y = 1) per output (sigmoid)
     """
     check_choice("link", link, LINKS)
+    _check_callers("predict_mode", opt, "params", bn_state_for)
     w = opt.params(opt_state)
     bn = bn_state if bn_state_for is None else bn_state_for(w)
     return apply_link(predict_logits(model, w, bn, x, batch_size), link)
@@ -156,6 +174,7 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
     check_choice("link", link, LINKS)
     if not isinstance(rng, np.random.Generator):
         raise ValueError("predict_mean needs rng, a numpy.random.Generator")
+    _check_callers("predict_mean", opt, "sample_params", bn_state_for)
     total = None
     for _ in range(samples):
         w = opt.sample_params(opt_state, rng)
@@ -191,6 +210,8 @@ def predictive_entropy(probs):
     p = np.asarray(probs)
     if p.ndim not in (1, 2):
         raise ValueError(f"predictive_entropy: probs must have shape (n, K), (n, 1) or (n,), got {p.shape}")
+    if p.dtype.kind not in "biuf":                                        # complex would give complex H
+        raise ValueError(f"predictive_entropy: probs must be real numbers, got dtype {p.dtype}")
     if np.any((p < 0) | (p > 1)):                                         # NaN compares False: kept
         raise ValueError("predictive_entropy: probs must be in [0, 1] (or NaN)")
     if p.ndim == 1 or p.shape[-1] == 1:                                   # binary: P(y = 1)

@@ -1,8 +1,10 @@
 """Data loaders, file-format errors, root search, transforms and toy data sets."""
 import codecs
 import gzip
+import math
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -477,3 +479,34 @@ def test_permuted_mnist_tasks():
         assert t.shape == x.shape and t.dtype == x.dtype
         np.testing.assert_array_equal(t.reshape(7, -1)[:, np.argsort(p)], x.reshape(7, -1))
         np.testing.assert_array_equal(t.reshape(7, -1)[3, 5], x.reshape(7, -1)[3, p[5]])
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: split_indices(10.7, seed=0), "split_indices: n must be an integer in [0, inf), got 10.7"),
+    (lambda: split_indices(-1, seed=0), "split_indices: n must be an integer in [0, inf), got -1"),
+    (lambda: split_indices(10, "0.1", seed=0), "val_fraction must be a real number, got '0.1'"),
+    (lambda: train_val_split(1.0, np.arange(3), seed=0), "train_val_split: x and y must be arrays of the same length"),
+    (lambda: batches(np.zeros((4, 2)), None, 2.5, shuffle=False), "batches: batch_size must be an integer in [1, inf), got 2.5"),
+    (lambda: batches(np.zeros((4, 2)), None, 2, rng=0), "batches: shuffle=True needs rng, a numpy.random.Generator"),
+    (lambda: crop_flip(np.zeros((1, 1, 2, 2)), [0], [0], [False], pad=1.5), "crop_flip: pad must be an integer in [0, inf), got 1.5"),
+    (lambda: crop_flip(np.zeros((1, 1, 2, 2)), [0.5], [0], [False], pad=1), "crop_flip: dy and dx must be integer offsets, got float64"),
+    (lambda: augment_cifar(np.zeros((1, 1, 2, 2)), None), "augment_cifar: rng must be a numpy.random.Generator, got NoneType"),
+    (lambda: augment_cifar(np.zeros((1, 1, 2, 2)), np.random.default_rng(0), pad=-1), "augment_cifar: pad must be an integer in [0, inf), got -1"),
+    (lambda: normalize(np.zeros(3, np.uint8), []), "normalize: kind must be one of"),
+    (lambda: normalize_with(np.zeros(3, np.uint8), 0.0, 0.0), "normalize: mean must be finite and std finite and > 0"),
+    (lambda: normalize_with(np.zeros(3, np.uint8), "a", 1.0), "normalize: mean and std must be real numbers, got 'a', 1.0"),
+    (lambda: two_moons(2.5, rng=np.random.default_rng(0)), "two_moons: n must be an integer in [2, inf), got 2.5"),
+    (lambda: two_moons(4, np.inf, rng=np.random.default_rng(0)), "two_moons: noise must be in [0, inf), got inf"),
+    (lambda: two_moons(4, "0.1", rng=np.random.default_rng(0)), "two_moons: noise must be a real number, got '0.1'"),
+    (lambda: two_moons(4, rng=None), "two_moons: rng must be a numpy.random.Generator, got NoneType"),
+    (lambda: snelson_grid(2.5), "snelson_grid: n must be an integer in [1, inf), got 2.5"),
+    (lambda: snelson_grid(3, math.nan), "snelson_grid: lo must be in (-inf, inf), got nan"),
+    (lambda: permuted_mnist_tasks(784.5, 2, 0), "permuted_mnist_tasks: x must be an integer in [3, inf), got 784.5"),
+    (lambda: permute_pixels(np.zeros((2, 4)), np.array([0, 0, 1, 2])), "permute_pixels: perm must be a permutation of the 4 pixels"),
+    (lambda: permute_pixels(np.zeros((2, 4)), np.arange(3)), "permute_pixels: perm must be a permutation of the 4 pixels"),
+])
+def test_data_helpers_refuse_arguments_of_the_wrong_kind(call, says):
+    """Each was truncated silently (int(10.7), int(2.5)), gave inf or repeated pixels silently, or
+    failed deep inside with TypeError, AttributeError or IndexError."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        call()

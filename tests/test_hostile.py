@@ -794,3 +794,47 @@ def test_empty_paths_and_huge_bin_counts_are_refused_before_any_work(argv, says,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("value, message", [
+    (bytearray(b"1"), "lr must be a real number, got bytearray(b'1')"),     # float() would take it, as '1'
+    (memoryview(b"1"), "lr must be a real number, got <memory"),
+    (10 ** 400, "lr must be in [0, 1], got 1000"),                          # real, out of range: not 'a real number'
+    (-10 ** 400, "lr must be in [0, 1], got -1000"),
+], ids=["bytearray", "memoryview", "10**400", "-10**400"])
+def test_check_range_refuses_bytes_like_text_and_names_huge_ints_out_of_range(value, message):
+    from refbinn.checks import check_range
+    with pytest.raises(ValueError) as e:
+        check_range("lr", value, 0, 1)
+    assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("text, says", [
+    (None, "ck.npz: not a JSON generator state"),
+    ("{not json", "ck.npz: not a JSON generator state"),
+    ("[1]", "ck.npz: bit generator must be one of"),
+    ('{"bit_generator": "PCG64"}', "ck.npz: not a valid PCG64 state"),
+    ('{"bit_generator": "PCG64", "state": {"state": -1, "inc": 3}, "has_uint32": 0, "uinteger": 0}',
+     "ck.npz: not a valid PCG64 state"),
+], ids=["None", "not JSON", "a list", "no state", "a negative state"])
+def test_generator_from_json_names_the_file_for_every_damaged_state(text, says):
+    """These raised TypeError, JSONDecodeError, AttributeError, KeyError and OverflowError."""
+    from refbinn.io.rng import generator_from_json
+    with pytest.raises(ValueError, match=re.escape(says)):
+        generator_from_json(text, where="ck.npz")
+
+
+def test_io_helpers_refuse_arguments_of_the_wrong_kind(tmp_path):
+    from refbinn.io.atomic import json_dumps, write_json
+    from refbinn.io.rng import generator_state_json
+    with pytest.raises(ValueError, match="generator_state_json: expected a numpy.random.Generator, got RandomState"):
+        generator_state_json(np.random.RandomState(0))                  # was AttributeError
+    with pytest.raises(ValueError, match="cannot write to an empty path"):
+        write_json("", {})
+    assert json_dumps({np.int64(3): 1, np.str_("a"): 2}) == '{"3": 1, "a": 2}'   # was TypeError on the key
+
+
+def test_check_choice_names_the_argument_for_an_array():
+    from refbinn.checks import check_choice
+    with pytest.raises(ValueError, match=re.escape("link must be one of 'softmax', 'sigmoid', got array(['softmax', 'x']")):
+        check_choice("link", np.array(["softmax", "x"]), ("softmax", "sigmoid"))   # was NumPy's 'truth value ... ambiguous'

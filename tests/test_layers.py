@@ -417,3 +417,95 @@ def test_dy_of_another_shape_is_named_by_the_fused_batchnorm_relu_dropout():
         with pytest.raises(ValueError, match=re.escape(
                 f"layer 'bn1': dy has shape {dy.shape}, the output has shape (6, 3)")):
             model.backward(params, cache, dy)
+
+
+# -- hostile input kinds: one ValueError naming the argument, never a raw error or a silent result --
+def _mlp():
+    from refbinn.nn import Sequential
+    m = Sequential(Dense(2, 4, name="fc1"), BatchNorm(4, name="bn1"), ReLU(), Dropout(0.5), Dense(4, 3, name="fc2"))
+    p, s = m.init(np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((5, 2)).astype(np.float32)
+    return m, p, s, x
+
+
+@pytest.mark.parametrize("make,says", [
+    (lambda: Dense(2, 3, name=5), "Dense: name must be a str, got 5"),
+    (lambda: ReLU(name=b"relu"), "ReLU: name must be a str"),
+    (lambda: Dropout("0.5"), "Dropout: p must be a real number in [0, 1), got '0.5'"),
+    (lambda: Dropout(True), "Dropout: p must be a real number in [0, 1), got True"),
+])
+def test_layer_constructors_refuse_names_and_rates_of_the_wrong_kind(make, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        make()
+
+
+@pytest.mark.parametrize("rng,dtype,says", [
+    (None, np.float32, "rng must be a numpy.random.Generator, got NoneType"),
+    (0, np.float32, "rng must be a numpy.random.Generator, got int"),
+    ("gen", np.float32, "rng must be a numpy.random.Generator, got str"),
+    (np.random.default_rng(0), "banana", "dtype must be float32 or float64, got 'banana'"),
+    (np.random.default_rng(0), np.int64, "dtype must be float32 or float64"),
+])
+def test_sequential_init_refuses_rng_and_dtype_of_the_wrong_kind(rng, dtype, says):
+    m = _mlp()[0]
+    with pytest.raises(ValueError, match="Sequential.init: " + re.escape(says)):
+        m.init(rng, dtype)
+
+
+def test_sequential_forward_refuses_params_state_and_rng_of_the_wrong_kind():
+    m, p, s, x = _mlp()
+    with pytest.raises(ValueError, match="params must be a dict .*got NoneType"):
+        m.forward(None, x, s)
+    with pytest.raises(ValueError, match="state must be a dict .*got list"):
+        m.forward(p, x, [])
+    with pytest.raises(ValueError, match=r"layer 'dropout': training with p=0.5 needs rng .*got 0"):
+        m.forward(p, x, s, train=True, rng=0)
+    for w, dt in ((np.ones((4, 2), complex), "complex128"), (np.ones((4, 2), object), "object")):
+        with pytest.raises(ValueError, match=rf"layer 'fc1': params\['weight'\] has dtype {dt}"):
+            m.apply({**p, "fc1.weight": w}, x, s)
+    y = m.apply({**p, "fc1.weight": p["fc1.weight"].tolist()}, x, s)        # a list: was AttributeError .T
+    np.testing.assert_allclose(y, m.apply(p, x, s), rtol=1e-5, atol=1e-6)  # (float64 weights: other rounding)
+    y = m.apply(p, x, {**s, "bn1.running_mean": [0.0] * 4})              # was AttributeError .reshape
+    np.testing.assert_allclose(y, m.apply(p, x, s), rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_backward_refuses_cache_dy_and_params_of_the_wrong_kind():
+    m, p, s, x = _mlp()
+    y, cache, _ = m.forward(p, x, s, train=True, rng=np.random.default_rng(2))
+    dy = np.ones_like(y)
+    for bad, got in ((None, "NoneType"), ([], "0 entries"), (cache[:2], "2 entries")):
+        with pytest.raises(ValueError, match=f"cache must be the list of 5 entries .*got {got}"):
+            m.backward(p, bad, dy)
+    for bad in (dy.astype(np.int64), dy.astype(complex), dy.astype(object), dy.astype(bool)):
+        with pytest.raises(ValueError, match=f"layer 'fc2': dy has dtype {bad.dtype}, expected a float dtype"):
+            m.backward(p, cache, bad)
+    with pytest.raises(ValueError, match="layer 'fc2': params lack 'weight'"):
+        m.backward({}, cache, dy)
+    with pytest.raises(ValueError, match=re.escape("layer 'fc2': params['weight'] has shape (3, 3), expected (3, 4)")):
+        m.backward({**p, "fc2.weight": np.ones((3, 3), np.float32)}, cache, dy)
+
+
+def test_flatten_params_refuses_keys_it_does_not_have():
+    from refbinn.nn import flatten_params, unflatten_params
+    p = {"fc1.weight": np.ones((2, 2)), "fc1.bias": np.zeros(2)}
+    with pytest.raises(ValueError, match=r"flatten_params: keys \['nope'\] are not in the dict"):
+        flatten_params(p, keys=["nope"])
+    with pytest.raises(ValueError, match="flatten_params: keys must be a sequence of names, got the str 'fc1.weight'"):
+        flatten_params(p, keys="fc1.weight")
+    with pytest.raises(ValueError, match="flatten_params: expected a dict name -> array, got NoneType"):
+        flatten_params(None)
+    with pytest.raises(ValueError, match=r"unflatten_params: keys \['nope'\] are not in the dict"):
+        unflatten_params(np.zeros(4), p, keys=["nope"])
+    with pytest.raises(ValueError, match="unflatten_params: keys must be a sequence of names, got the str 'fc1.bias'"):
+        unflatten_params(np.zeros(2), p, keys="fc1.bias")
+
+
+def test_layer_init_refuses_an_integer_dtype_and_a_missing_rng():
+    from refbinn.nn import Conv2d
+    with pytest.raises(ValueError, match=re.escape("layer 'fc': init: dtype must be float32 or float64, got dtype('int64')")):
+        Dense(2, 3, name="fc").init(np.random.default_rng(0), np.int64)     # weights were all rounded to 0
+    with pytest.raises(ValueError, match="layer 'conv': init needs rng, a numpy.random.Generator, got None"):
+        Conv2d(1, 2, 3).init(None)                                          # was AttributeError
+    with pytest.raises(ValueError, match="layer 'bn': init: dtype must be float32 or float64, got 'banana'"):
+        BatchNorm(3, name="bn").init(None, "banana")
+    assert BatchNorm(3).init(None)[1]["running_var"].dtype == np.float32   # BatchNorm draws nothing: no rng

@@ -1,4 +1,6 @@
 """Losses: VJP checks, values against naive formulas, stability at +-1e4, input errors."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -218,3 +220,37 @@ def test_logistic_loss_does_not_depend_on_the_targets_dtype():
         loss, grad = logistic_loss(z, targets)
         assert loss == ref_loss and grad.dtype == np.float32
         np.testing.assert_array_equal(grad, ref_grad)
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: softmax_cross_entropy(np.zeros((3, 4), complex), np.array([0, 1, 3])),
+     "softmax_cross_entropy: logits has dtype complex128, expected real numbers"),
+    (lambda: softmax_cross_entropy(np.full((3, 4), "a"), np.array([0, 1, 3])),
+     "softmax_cross_entropy: logits has dtype <U1, expected real numbers"),
+    (lambda: softmax_cross_entropy(None, np.array([0])), "softmax_cross_entropy: logits has dtype object"),
+    (lambda: logistic_loss(np.array([0.5j, 0.0]), np.array([0, 1])), "logistic_loss: logits has dtype complex128"),
+    (lambda: mse(np.zeros(3), np.array(["a", "b", "c"])), "mse: target has dtype <U1, expected real numbers"),
+    (lambda: mse(np.ones(3) * 1j, np.zeros(3)), "mse: pred has dtype complex128"),
+    (lambda: log_softmax(np.array(["a", "b"])), "log_softmax: x has dtype <U1"),
+    (lambda: softmax(np.array([1j, 0])), "softmax: x has dtype complex128"),
+    (lambda: sigmoid(None), "sigmoid: x has dtype object"),
+])
+def test_losses_refuse_logits_that_are_not_real_numbers(call, says):
+    """Complex logits were cast to real (the imaginary part dropped, a warning at most), text failed
+    inside NumPy with a message naming nothing."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        call()
+
+
+def test_helpers_take_integer_and_bool_logits_as_float64():
+    np.testing.assert_array_equal(log_softmax(np.array([1, 2, 3])), log_softmax(np.array([1.0, 2.0, 3.0])))
+    np.testing.assert_array_equal(softmax(np.array([1, 2])), softmax(np.array([1.0, 2.0])))
+    np.testing.assert_array_equal(sigmoid(np.array([True, False])), sigmoid(np.array([1.0, 0.0])))
+    assert sigmoid(np.array([-128], np.int8)).dtype == np.float64      # not float16, as NumPy's exp picks
+
+
+def test_sign_refuses_bools_and_text():
+    from refbinn.nn import sign
+    for bad in (np.array([True, False]), np.array(["a"]), None):
+        with pytest.raises(ValueError, match="sign: x has dtype .*expected real numbers"):
+            sign(bad)

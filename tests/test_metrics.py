@@ -1,6 +1,7 @@
 """refbinn.metrics against hand computations (float64), brute-force definitions, and
 synthetic predictors whose ECE and AUROC are known; tolerances from the sampling error."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -277,3 +278,18 @@ def test_ood_metrics_by_hand_with_overlapping_scores():
     h2 = lambda c: -(c * math.log(c) + (1 - c) * math.log(1 - c))
     assert m["entropy_in"] == pytest.approx(sum(map(h2, c_in)) / 4, rel=1e-15)
     assert m["entropy_out"] == pytest.approx(sum(map(h2, c_out)) / 3, rel=1e-15)
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: accuracy(np.array([[0.2, 0.8]], complex), [1]), "probs must be real numbers, got dtype complex128"),
+    (lambda: nll(np.array([["a", "b"]]), [1]), "probs must be real numbers, got dtype <U1"),
+    (lambda: brier_score(None, [1]), "probs must be real numbers, got dtype object"),
+    (lambda: auroc(np.array([0.5j]), [1.0]), "scores_in must be real numbers, got dtype complex128"),
+    (lambda: aupr([1.0], ["a"]), "scores_out must be real numbers, got dtype <U1"),
+    (lambda: bin_index(np.array([np.nan, 0.5])), "bin_index: confidence must be finite"),
+])
+def test_metrics_refuse_probabilities_and_scores_that_are_not_real_numbers(call, says):
+    """Complex values were cast to real (the imaginary part dropped), text failed inside NumPy
+    naming nothing, and a NaN confidence went to the last bin."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        call()

@@ -320,3 +320,32 @@ def test_normal_n_must_be_an_integer():
         with pytest.raises(ValueError, match=r"normal: n must be an integer in \[0, inf\)"):
             normal(key, 0, "r", n)
     assert normal(key, 0, "r", np.int64(3)).shape == (3,)
+
+
+@pytest.mark.parametrize("counter,key,rounds,says", [
+    (np.array([-1, 0, 0, 0]), (0, 0), 10, r"counter must hold integers in \[0, 2\*\*32\), got int64 values in \[-1, 0\]"),
+    (np.array([2 ** 32, 0, 0, 0]), (0, 0), 10, r"counter must hold integers in \[0, 2\*\*32\)"),
+    (np.array([0.5, 0, 0, 0]), (0, 0), 10, r"counter must hold integers .*got float64"),
+    (np.zeros(4, np.uint64), None, 10, r"key must be two integers in \[0, 2\*\*32\), got None"),
+    (np.zeros(4, np.uint64), (1,), 10, r"key must be two integers .*got \(1,\)"),
+    (np.zeros(4, np.uint64), (1.5, 0), 10, r"key must be two integers .*got \(1.5, 0\)"),
+    (np.zeros(4, np.uint64), (-1, 0), 10, r"key must be two integers .*got \(-1, 0\)"),
+    (np.zeros(4, np.uint64), (0, 0), -1, r"rounds must be an integer >= 0, got -1"),
+])
+def test_philox_refuses_words_it_would_wrap_or_truncate(counter, key, rounds, says):
+    """A negative, fractional or too large word was masked or truncated to another counter
+    (-1 read as 2**32 - 1, 0.5 as 0), a short key raised IndexError, rounds=-1 ran no round."""
+    with pytest.raises(ValueError, match="philox4x32: " + says):
+        philox4x32(counter, key, rounds=rounds)
+
+
+def test_materialise_and_param_id_refuse_arguments_of_the_wrong_kind():
+    key = NoiseKey(1, 2, 3)
+    with pytest.raises(ValueError, match="materialise: shapes must be a dict name -> shape, got list"):
+        materialise(key, [("w", 3)])
+    with pytest.raises(ValueError, match="materialise: dtype must be float32 or float64, got 'banana'"):
+        materialise(key, {}, "banana")                   # refused even with nothing to draw
+    with pytest.raises(ValueError, match="param_id: name must be encodable as UTF-8"):
+        uniform(key, 0, "\ud800", 3)                     # was UnicodeEncodeError from zlib's input
+    with pytest.raises(ValueError, match="param_id: name must be encodable as UTF-8"):
+        fill_uniform(key, 0, "\ud800", 3)

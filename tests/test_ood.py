@@ -1,6 +1,7 @@
 """OOD sets (refbinn.data.ood): noise with the data set's normalisation, permuted pixels,
 other data sets by name (present or not)."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -109,3 +110,14 @@ def test_named_set_absent_or_of_another_shape(tmp_path):
 def test_unknown_set_names_the_choices():
     with pytest.raises(ValueError, match="OOD set must be one of 'uniform', 'gaussian', 'permuted'"):
         ood_set("svhn", np.zeros((2, 784), np.float32), "mnist", np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: uniform_noise(2, 784, "mnist", np.random.default_rng(0)), "shape must be a tuple of integers >= 1 (one image's), got 784"),
+    (lambda: gaussian_noise(2, (2.5,), "mnist", np.random.default_rng(0)), "shape must be a tuple of integers >= 1"),
+    (lambda: uniform_noise(2, (4,), "mnist", None), "rng must be a numpy.random.Generator, got NoneType"),
+    (lambda: permuted_images(np.zeros((2, 3)), 0), "rng must be a numpy.random.Generator, got int"),
+])
+def test_ood_noise_refuses_shape_and_rng_of_the_wrong_kind(call, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        call()

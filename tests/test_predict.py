@@ -1,5 +1,6 @@
 """Mode and mean predictions and the predictive entropy (refbinn.predict)."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -165,3 +166,38 @@ def test_bad_arguments_raise(kw, match):
     args = {"samples": 2, "rng": np.random.default_rng(0), **kw}
     with pytest.raises(ValueError, match=match):
         predict_mean(model, opt, state, bn, x, **args)
+
+
+@pytest.mark.parametrize("call,says", [
+    (lambda: class_probs(None), "class_probs: logits must be real numbers of shape (n, K), (n, 1) or (n,), got object ()"),
+    (lambda: class_probs(np.zeros((2, 2, 2))), "got float64 (2, 2, 2)"),
+    (lambda: class_probs(np.zeros((2, 0))), "got float64 (2, 0)"),
+    (lambda: class_probs(np.ones((2, 2), complex)), "got complex128 (2, 2)"),
+    (lambda: apply_link(0.0, "classes"), "class_probs: logits must be real numbers"),
+    (lambda: predictive_entropy(np.array([[0.5 + 1j, 0.5]])), "predictive_entropy: probs must be real numbers, got dtype complex128"),
+    (lambda: predictive_entropy(np.array(["a"])), "predictive_entropy: probs must be real numbers, got dtype <U1"),
+])
+def test_class_probs_and_entropy_refuse_inputs_of_the_wrong_kind(call, says):
+    """These raised IndexError (0-d), failed inside NumPy, or returned a complex entropy or a
+    softmax over the last axis of a 3-D array."""
+    with pytest.raises(ValueError, match=re.escape(says)):
+        call()
+
+
+def test_predict_logits_refuses_a_0d_input():
+    model, opt, state, bn, _ = setup(1.0)
+    for x in (1.0, None):                                 # raised TypeError: len() of unsized object
+        with pytest.raises(ValueError, match=re.escape("predict_logits: x must have shape (n, ...), got ()")):
+            predict_logits(model, opt.params(state), bn, x)
+
+
+def test_predictions_refuse_a_model_optimizer_or_recalibration_of_the_wrong_kind():
+    model, opt, state, bn, x = setup(1.0)
+    with pytest.raises(ValueError, match="predict_logits: model must be a Sequential .*got NoneType"):
+        predict_logits(None, opt.params(state), bn, x)                  # were AttributeError
+    with pytest.raises(ValueError, match=r"predict_mode: opt must be an optimizer with params\(state\), got NoneType"):
+        predict_mode(model, None, state, bn, x)
+    with pytest.raises(ValueError, match=r"predict_mean: opt must be an optimizer with sample_params\(state\)"):
+        predict_mean(model, None, state, bn, x, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="predict_mean: bn_state_for must be None or a function .*got int"):
+        predict_mean(model, opt, state, bn, x, rng=np.random.default_rng(0), bn_state_for=5)   # was TypeError

@@ -41,6 +41,24 @@ def _channels(kind, shape):
     return mean, std
 
 
+def _shape(shape):
+    """One image's shape as a tuple of ints >= 1; ValueError naming ``shape`` otherwise."""
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        dims = None
+    if not dims or not all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 1
+                           for d in dims):
+        raise ValueError(f"shape must be a tuple of integers >= 1 (one image's), got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def _check_rng(rng):
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
 def uniform_noise(n, shape, kind, rng):
     """n images of i.i.d. uniform pixels u ~ U{0..255}, normalised with ``kind``'s constants.
 
@@ -55,7 +73,7 @@ def uniform_noise(n, shape, kind, rng):
     -------
     ndarray, float32, shape ``(n, *shape)``
     """
-    n, shape = check_int("n", n, 1), tuple(shape)
+    n, shape, _ = check_int("n", n, 1), _shape(shape), _check_rng(rng)
     _channels(kind, shape)                                         # the constants fit the shape
     u = rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8)
     return normalize_with(u, *STATS[kind])
@@ -80,7 +98,7 @@ def gaussian_noise(n, shape, kind, rng):
     ndarray, shape ``(n, *shape)``, float32
         The normalised noise images.
     """
-    n, shape = check_int("n", n, 1), tuple(shape)
+    n, shape, _ = check_int("n", n, 1), _shape(shape), _check_rng(rng)
     mean, std = _channels(kind, shape)
     v = mean + std * rng.standard_normal((n,) + shape)             # (n, *shape), float64
     u = np.round(255 * np.clip(v, 0.0, 1.0)).astype(np.uint8)
@@ -100,7 +118,7 @@ def permuted_images(x, rng):
     -------
     ndarray, the shape and dtype of x (a copy)
     """
-    x = np.asarray(x)
+    x, _ = np.asarray(x), _check_rng(rng)
     if x.ndim == 2:
         return x[:, rng.permutation(x.shape[1])]
     if x.ndim == 4:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_int
+from ..checks import check_int, check_range
 from .errors import DataFormatError, DatasetNotFound
 from .packaged import packaged_file
 from .root import ENV_VAR, find_dataset
@@ -108,7 +108,7 @@ def two_moons(n=200, noise=0.1, *, rng):
     n : int
         Number of points, >= 2.
     noise : float
-        Standard deviation of the noise, >= 0.
+        Standard deviation of the noise, finite and >= 0.
     rng : numpy.random.Generator
 
     Returns
@@ -116,18 +116,18 @@ def two_moons(n=200, noise=0.1, *, rng):
     x : ndarray, float64, (n, 2)
     y : ndarray, int64, (n,)
     """
-    if int(n) < 2:
-        raise ValueError(f"two_moons: n must be >= 2, got {n}")
-    if not noise >= 0:
-        raise ValueError(f"two_moons: noise must be >= 0, got {noise}")
-    n_out = int(n) // 2
-    n_in = int(n) - n_out
+    n = check_int("two_moons: n", n, 2)                    # int(2.5) would be 2 silently
+    check_range("two_moons: noise", noise, 0)               # finite: inf noise gives inf points
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"two_moons: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    n_out = n // 2
+    n_in = n - n_out
     t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
     x = np.concatenate([np.stack([np.cos(t_out), np.sin(t_out)], 1),
                         np.stack([1 - np.cos(t_in), 1 - np.sin(t_in) - 0.5], 1)])  # (n, 2)
     y = np.concatenate([np.zeros(n_out, np.int64), np.ones(n_in, np.int64)])
     x = x + rng.normal(0.0, noise, x.shape)
-    order = rng.permutation(int(n))
+    order = rng.permutation(n)
     return x[order], y[order]
 
 
@@ -249,7 +249,10 @@ def snelson_grid(n=301, lo=-3.0, hi=10.0):
     -------
     ndarray, float64, (n, 1)
     """
-    return np.linspace(lo, hi, int(n))[:, None]                 # (n, 1)
+    n = check_int("snelson_grid: n", n, 1)                     # int(2.5) would be 2 silently
+    check_range("snelson_grid: lo", lo)
+    check_range("snelson_grid: hi", hi)
+    return np.linspace(lo, hi, n)[:, None]                      # (n, 1)
 
 
 def pixel_permutations(n_pixels, n_tasks, seed):
@@ -325,7 +328,7 @@ def permuted_mnist_tasks(x, n_tasks, seed):
     -------
     ndarray, int64, (n_tasks, n_pixels)
     """
-    n_pixels = int(x) if np.ndim(x) == 0 else int(np.prod(np.shape(x)[1:]))
+    n_pixels = check_int("permuted_mnist_tasks: x", x, 3) if np.ndim(x) == 0 else int(np.prod(np.shape(x)[1:]))
     return pixel_permutations(n_pixels, n_tasks, seed)
 
 
@@ -341,5 +344,10 @@ def permute_pixels(x, perm):
     -------
     ndarray, same shape and dtype as x (a copy)
     """
-    x = np.asarray(x)
+    x, perm = np.asarray(x), np.asarray(perm)
+    d = math.prod(x.shape[1:]) if x.ndim >= 2 else -1
+    # a repeated or missing index would copy one pixel over another, silently
+    if perm.shape != (d,) or perm.dtype.kind not in "iu" or not np.array_equal(np.sort(perm), np.arange(d)):
+        raise ValueError(f"permute_pixels: perm must be a permutation of the {d} pixels of x "
+                         f"(shape {x.shape}), got {perm.dtype} of shape {perm.shape}")
     return x.reshape(len(x), -1)[:, perm].reshape(x.shape)     # (N, H*W) gathered, then back

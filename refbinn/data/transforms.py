@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..checks import check_int, check_range
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CIFAR100_MEAN, CIFAR100_STD = (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)
@@ -36,7 +38,12 @@ def normalize_with(x, mean, std):
     x = np.asarray(x)
     if x.dtype != np.uint8:
         raise ValueError(f"normalize: x must be uint8 pixel values in [0, 255], got {x.dtype}")
-    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    try:
+        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"normalize: mean and std must be real numbers, got {mean!r}, {std!r}") from None
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError(f"normalize: mean must be finite and std finite and > 0, got {mean}, {std}")
     if mean.ndim:
         if x.ndim < 2 or x.shape[1] != mean.size or std.shape != mean.shape:
             raise ValueError(f"normalize: per-channel mean/std of {mean.size} entries need "
@@ -60,7 +67,7 @@ def normalize(x, kind):
     -------
     ndarray, float32, same shape as x
     """
-    if kind not in STATS:
+    if not isinstance(kind, str) or kind not in STATS:
         raise ValueError(f"normalize: kind must be one of {tuple(STATS)}, got {kind!r}")
     return normalize_with(x, *STATS[kind])
 
@@ -111,10 +118,10 @@ def split_indices(n, val_fraction=0.1, *, seed):
     -------
     train_idx, val_idx : sorted int64 arrays whose union is range(n)
     """
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    order = np.random.default_rng(seed).permutation(int(n))
-    n_val = int(round(int(n) * val_fraction))
+    n = check_int("split_indices: n", n, 0)             # int(10.7) would drop a row silently
+    check_range("val_fraction", val_fraction, 0, 1, hi_open=True)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * val_fraction))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
@@ -133,8 +140,10 @@ def train_val_split(x, y, val_fraction=0.1, *, seed):
     Split
         ``((x_train, y_train), (x_val, y_val))``; MNIST: 54000 and 6000, CIFAR: 45000 and 5000.
     """
-    if len(x) != len(y):
-        raise ValueError(f"train_val_split: x and y must have the same length, got {len(x)}, {len(y)}")
+    x, y = np.asarray(x), np.asarray(y)                 # lists too (x[idx] needs an array)
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise ValueError(f"train_val_split: x and y must be arrays of the same length, got shapes "
+                         f"{x.shape}, {y.shape}")
     tr, va = split_indices(len(x), val_fraction, seed=seed)
     return Split((x[tr], y[tr]), (x[va], y[va]))
 
@@ -166,8 +175,11 @@ def crop_flip(x, dy, dx, flip, pad=4, fill=0):
     if dy.shape != (n,) or dx.shape != (n,) or flip.shape != (n,):
         raise ValueError(f"crop_flip: dy, dx, flip must have shape ({n},), "
                          f"got {dy.shape}, {dx.shape}, {flip.shape}")
-    if int(pad) < 0 or (n and (min(dy.min(), dx.min()) < 0 or max(dy.max(), dx.max()) > 2 * pad)):
-        raise ValueError(f"crop_flip: pad must be >= 0 and offsets in [0, 2 * pad = {2 * pad}]")
+    pad = check_int("crop_flip: pad", pad, 0)
+    if dy.dtype.kind not in "iu" or dx.dtype.kind not in "iu":
+        raise ValueError(f"crop_flip: dy and dx must be integer offsets, got {dy.dtype}, {dx.dtype}")
+    if (n and (min(dy.min(), dx.min()) < 0 or max(dy.max(), dx.max()) > 2 * pad)):
+        raise ValueError(f"crop_flip: offsets dy, dx must be in [0, 2 * pad = {2 * pad}]")
     fill = np.asarray(fill, x.dtype)
     if fill.ndim and fill.shape != (c,):
         raise ValueError(f"crop_flip: fill must be a scalar or have shape ({c},), got {fill.shape}")
@@ -201,6 +213,9 @@ def augment_cifar(x, rng, pad=4, fill=0):
     -------
     ndarray, (N, C, H, W), dtype of x
     """
+    pad = check_int("augment_cifar: pad", pad, 0)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"augment_cifar: rng must be a numpy.random.Generator, got {type(rng).__name__}")
     n = len(x)
     dy = rng.integers(0, 2 * pad + 1, n)
     dx = rng.integers(0, 2 * pad + 1, n)
@@ -227,15 +242,14 @@ def batches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
     iterator of (xb, yb)
         The permutation is drawn when ``batches`` is called.
     """
-    if int(batch_size) < 1:
-        raise ValueError(f"batches: batch_size must be >= 1, got {batch_size}")
+    batch_size = check_int("batches: batch_size", batch_size, 1)   # int(2.5) would be 2 silently
     if y is not None and len(x) != len(y):
         raise ValueError(f"batches: x and y must have the same length, got {len(x)}, {len(y)}")
-    if shuffle and rng is None:
+    if shuffle and not isinstance(rng, np.random.Generator):
         raise ValueError("batches: shuffle=True needs rng, a numpy.random.Generator")
     # Checked above, eagerly; the generator below starts only when iterated.
     order = rng.permutation(len(x)) if shuffle else None
-    return _iter_batches(x, y, int(batch_size), order, drop_last)
+    return _iter_batches(x, y, batch_size, order, drop_last)
 
 
 def _iter_batches(x, y, b, order, drop_last):

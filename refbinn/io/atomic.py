@@ -62,6 +62,8 @@ def remove_partials(path):
 def _atomic_file(path, mode, encoding=None):
     """Yield a file handle on a temporary file that becomes ``path`` when the block ends."""
     path = os.fspath(path)
+    if not path:                            # '' would put the temp file in the parent of the cwd
+        raise ValueError("cannot write to an empty path")
     if os.path.isdir(path):                 # os.replace would fail only after the data is written,
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)    # naming the temp file
     d = os.path.dirname(os.path.abspath(path))
@@ -155,8 +157,8 @@ def jsonable(obj):
         The same structure with dicts (keys unchanged) and lists of str, int, bool, None and
         finite float only.
     """
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, dict):                  # a NumPy key (np.int64(3)) as its Python number
+        return {(k.item() if isinstance(k, np.generic) else k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if hasattr(obj, "tolist"):                 # ndarray and NumPy scalars (np.float32 is no Python float)

@@ -22,6 +22,8 @@ def generator_state_json(gen):
     str
         ``json.dumps`` of the state dict (it names the bit generator under ``"bit_generator"``).
     """
+    if not isinstance(gen, np.random.Generator):
+        raise ValueError(f"generator_state_json: expected a numpy.random.Generator, got {type(gen).__name__}")
     return json.dumps(gen.bit_generator.state)
 
 
@@ -40,11 +42,17 @@ def generator_from_json(text, where="generator state"):
     numpy.random.Generator
         A new Generator whose next draws are those the saved one would have made.
     """
-    st = json.loads(text)
-    name = st.get("bit_generator")
+    try:
+        st = json.loads(text)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: not a JSON generator state: {e}") from None
+    name = st.get("bit_generator") if isinstance(st, dict) else None
     if name not in BIT_GENERATORS:
         raise ValueError(f"{where}: bit generator must be one of {', '.join(map(repr, BIT_GENERATORS))}, "
                          f"got {name!r}")
     bg = BIT_GENERATORS[name]()
-    bg.state = st
+    try:
+        bg.state = st
+    except (TypeError, ValueError, KeyError, OverflowError) as e:     # a field missing or out of range
+        raise ValueError(f"{where}: not a valid {name} state: {e!r}") from None
     return np.random.Generator(bg)

@@ -101,6 +101,8 @@ class Dropout(Layer):
     def __init__(self, p, name=None):
         super().__init__(name or "dropout")
         try:
+            if isinstance(p, (str, bytes, bool, np.bool_)):      # float('0.5') would take text, True be 1
+                raise TypeError
             p = float(p)
         except (TypeError, ValueError):
             raise ValueError(f"Dropout: p must be a real number in [0, 1), got {p!r}") from None
@@ -126,9 +128,9 @@ class Dropout(Layer):
         """
         if not train or self.p == 0.0:
             return None
-        if rng is None:
+        if not hasattr(rng, "random"):                # None, a seed: not a Generator
             raise ValueError(f"layer '{self.name}': training with p={self.p} needs rng "
-                             f"(a numpy.random.Generator), got None")
+                             f"(a numpy.random.Generator), got {rng!r}")
         return rng.random(shape, dtype=np.float32)
 
     def forward(self, params, x, state, *, train=False, rng=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import check_int, check_range
+from ..noise import check_dtype
 from . import _fused
 from .base import REAL, Layer
 
@@ -56,6 +57,7 @@ class BatchNorm(Layer):
         self.kinds = {"weight": REAL, "bias": REAL} if self.affine else {}
 
     def init(self, rng, dtype=np.float32):
+        dtype = check_dtype(f"layer '{self.name}': init", dtype)   # rng unused: None is fine
         c = self.num_features
         params = {"weight": np.ones(c, dtype), "bias": np.zeros(c, dtype)} if self.affine else {}
         state = {"running_mean": np.zeros(c, dtype), "running_var": np.ones(c, dtype)}
@@ -98,7 +100,7 @@ class BatchNorm(Layer):
                 "running_var": (1 - mo) * state["running_var"] + (mo * m / (m - 1)) * var,
             }
         else:
-            mean, var = state["running_mean"], state["running_var"]
+            mean, var = np.asarray(state["running_mean"]), np.asarray(state["running_var"])   # lists too
             xhat = x - mean.reshape(shape)
             new_state = state
         inv_std = 1.0 / np.sqrt(var + self.eps)                      # (C,)
@@ -183,7 +185,7 @@ class BatchNorm(Layer):
         dy = self._check_dy(dy, xhat.shape)
         axes = (0,) if xhat.ndim == 2 else (0, 2, 3)
         shape = (1, -1) + (1,) * (xhat.ndim - 2)
-        scale = inv_std * params["weight"] if self.affine else inv_std        # (C,)
+        scale = inv_std * self._param(params, "weight", (self.num_features,)) if self.affine else inv_std  # (C,)
         grads = {}
         if train or self.affine:
             sum_dy_xhat = np.einsum(_SUM[xhat.ndim], dy, xhat)              # (C,)

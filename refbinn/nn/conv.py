@@ -199,6 +199,7 @@ class Conv2d(Layer):
         self.kinds = {"weight": BINARY, **({"bias": REAL} if self.bias else {})}
 
     def init(self, rng, dtype=np.float32):
+        dtype = self._init_args(rng, dtype)
         # torch's default (Kaiming-uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         kh, kw = self.kernel_size
         bound = 1.0 / np.sqrt(self.in_channels * kh * kw)
@@ -258,7 +259,7 @@ class Conv2d(Layer):
         cols, x_shape, xp_shape = cache
         dy = self._check_dy(dy, self.output_shape(x_shape))
         n, o, ho, wo = dy.shape
-        w = params["weight"]
+        w = self._param(params, "weight", (o, self.in_channels, *self.kernel_size))    # OIHW
         # One transposing copy of dy (output-sized, small next to cols) makes both
         # products plain 2-D matmuls.
         dy2 = np.ascontiguousarray(dy.reshape(n, o, ho * wo).transpose(1, 0, 2))  # (O, N, Ho*Wo)

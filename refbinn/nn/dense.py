@@ -26,6 +26,7 @@ class Dense(Layer):
         self.kinds = {"weight": BINARY, **({"bias": REAL} if self.bias else {})}
 
     def init(self, rng, dtype=np.float32):
+        dtype = self._init_args(rng, dtype)
         # torch's default (Kaiming-uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         bound = 1.0 / np.sqrt(self.in_features)
         params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype)}
@@ -63,7 +64,9 @@ class Dense(Layer):
         grads = {"weight": dy.T @ x}                              # (out, in)
         if self.bias:
             grads["bias"] = dy.sum(axis=0)
-        dx = dy @ params["weight"] if input_grad else None       # (N, in)
+        if not input_grad:
+            return None, grads
+        dx = dy @ self._param(params, "weight", (self.out_features, self.in_features))   # (N, in)
         return dx, grads
 
     def __repr__(self):

@@ -18,16 +18,17 @@ def log_softmax(x, axis=-1):
     Parameters
     ----------
     x : ndarray
-        Any shape, float dtype (kept).
+        Any shape, real: a float dtype is kept, integers and bools become float64
+        (complex, text or objects: ValueError).
     axis : int
         The class axis.
 
     Returns
     -------
     ndarray
-        Same shape and dtype as ``x``.
+        Same shape as ``x``; its dtype if a float one, else float64.
     """
-    x = np.asarray(x)
+    x = _real("x", x, "log_softmax")
     z = x - x.max(axis=axis, keepdims=True)
     z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
     return z
@@ -39,16 +40,17 @@ def softmax(x, axis=-1):
     Parameters
     ----------
     x : ndarray
-        Any shape, float dtype (kept).
+        Any shape, real: a float dtype is kept, integers and bools become float64
+        (complex, text or objects: ValueError).
     axis : int
         The class axis.
 
     Returns
     -------
     ndarray
-        Same shape and dtype as ``x``; sums to 1 along ``axis``.
+        Same shape as ``x`` (its dtype if a float one, else float64); sums to 1 along ``axis``.
     """
-    x = np.asarray(x)
+    x = _real("x", x, "softmax")
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     e /= e.sum(axis=axis, keepdims=True)
     return e
@@ -60,23 +62,33 @@ def sigmoid(x):
     Parameters
     ----------
     x : ndarray
-        Any shape, float dtype (kept).
+        Any shape, real: a float dtype is kept, integers and bools become float64
+        (complex, text or objects: ValueError).
 
     Returns
     -------
     ndarray
-        Same shape and dtype as ``x``, values in [0, 1].
+        Same shape as ``x`` (its dtype if a float one, else float64), values in [0, 1].
     """
-    x = np.asarray(x)
+    x = _real("x", x, "sigmoid")
     e = np.exp(-np.abs(x))                     # in (0, 1]
     return np.where(x >= 0, 1, e) / (1 + e)
 
 
 # -- input checks -------------------------------------------------------------------
-def _as_float(name, a, fn):
+def _real(name, a, fn):
+    """``a`` as an array of a float dtype (integers and bools become float64); ValueError naming
+    ``fn`` and ``name`` for complex, text or objects (a cast would drop the imaginary part)."""
     a = np.asarray(a)
-    if not np.issubdtype(a.dtype, np.floating):
+    if a.dtype.kind != "f":
+        if a.dtype.kind not in "biu":
+            raise ValueError(f"{fn}: {name} has dtype {a.dtype}, expected real numbers")
         a = a.astype(np.float64)
+    return a
+
+
+def _as_float(name, a, fn):
+    a = _real(name, a, fn)
     if a.size == 0:
         raise ValueError(f"{fn}: {name} is empty (shape {a.shape})")
     if not np.isfinite(a).all():

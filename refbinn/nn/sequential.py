@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..noise import check_dtype
 from .activations import Dropout, ReLU
 from .base import Layer
 from .batchnorm import BatchNorm
@@ -63,9 +64,9 @@ class Sequential:
         params, state : dict of str -> ndarray
             Ordered dicts ``"<layer>.<name>"`` -> array of ``dtype``.
         """
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"Sequential.init: dtype must be float32 or float64, got {dtype}")
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"Sequential.init: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        dtype = check_dtype("Sequential.init", dtype)
         params, state = {}, {}
         for layer in self.layers:
             p, s = layer.init(rng, dtype)
@@ -82,10 +83,13 @@ class Sequential:
         prefix = layer.name + "."
         return {k[len(prefix):]: v for k, v in flat.items() if k.startswith(prefix)}
 
-    def _split_all(self, flat):
+    def _split_all(self, flat, what="params"):
         """{layer name: ``_split(layer, flat)``} for every layer. Which keys go to which layer is
         worked out once per (layer names, keys) and kept: a step splits the same dicts every
         time, and a per-layer scan over every key cost ~8 us of a small MLP's ~94 us forward."""
+        if not isinstance(flat, dict):
+            raise ValueError(f"Sequential: {what} must be a dict name -> array (from init()), "
+                             f"got {type(flat).__name__}")
         names = tuple(layer.name for layer in self.layers)
         keys = tuple(flat)
         plans = self.__dict__.setdefault("_plans", {})
@@ -120,7 +124,7 @@ class Sequential:
         new_state : dict of str -> ndarray
         """
         caches, new_state = [], {}
-        ps, ss = self._split_all(params), self._split_all(state)
+        ps, ss = self._split_all(params), self._split_all(state, "state")
         for a, b in self._spans():
             layer = self.layers[a]
             if b - a > 1 and layer.fusable_with(x, train):
@@ -169,6 +173,10 @@ class Sequential:
         grads : dict of str -> ndarray
             Keyed like ``params`` and in the same order.
         """
+        if not isinstance(cache, list) or len(cache) != len(self.layers):
+            got = f"{len(cache)} entries" if isinstance(cache, list) else type(cache).__name__
+            raise ValueError(f"Sequential.backward: cache must be the list of {len(self.layers)} entries "
+                             f"that forward() returned, got {got}")
         grads = {}
         # the lowest layer with parameters: below it nothing is needed if not input_grad
         first = next((k for k, l in enumerate(self.layers) if l.kinds), -1) if not input_grad else -1
@@ -226,7 +234,7 @@ def flatten_params(params, keys=None):
         In the arrays' common dtype (NumPy's promotion); float64 zeros of shape (0,)
         when there are no keys.
     """
-    keys = list(params) if keys is None else list(keys)
+    keys = _keys("flatten_params", params, keys)
     if not keys:
         return np.zeros(0)
     return np.concatenate([np.ravel(params[k]) for k in keys])
@@ -248,7 +256,7 @@ def unflatten_params(vec, like, keys=None):
     dict of str -> ndarray
         Copies, in ``vec``'s dtype.
     """
-    keys = list(like) if keys is None else list(keys)
+    keys = _keys("unflatten_params", like, keys)
     total = sum(int(np.size(like[k])) for k in keys)
     vec = np.asarray(vec)
     if vec.ndim != 1 or vec.size != total:
@@ -259,3 +267,16 @@ def unflatten_params(vec, like, keys=None):
         out[k] = vec[i:i + n].reshape(np.shape(like[k])).copy()
         i += n
     return out
+
+
+def _keys(fn, params, keys):
+    """``keys`` (default: all of ``params``) as a list; ValueError unless each is in ``params``."""
+    if not isinstance(params, dict):
+        raise ValueError(f"{fn}: expected a dict name -> array, got {type(params).__name__}")
+    if isinstance(keys, str):                    # list("fc1.weight") would be its letters
+        raise ValueError(f"{fn}: keys must be a sequence of names, got the str {keys!r}")
+    keys = list(params) if keys is None else list(keys)
+    missing = [k for k in keys if k not in params]
+    if missing:
+        raise ValueError(f"{fn}: keys {missing} are not in the dict (it has {list(params)})")
+    return keys

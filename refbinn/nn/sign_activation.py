@@ -31,7 +31,7 @@ class SignActivation(Layer):
         x = np.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"layer '{self.name}': input has shape {tuple(x.shape)}, expected (N, ...)")
-        if not np.issubdtype(x.dtype, np.floating):
+        if x.dtype.kind != "f":
             raise ValueError(f"layer '{self.name}': input has dtype {x.dtype}, expected a float dtype")
         pass_through = np.abs(x) <= 1                # cached as bool: 1 byte per element
         return sign(x), pass_through, state
