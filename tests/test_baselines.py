@@ -533,3 +533,13 @@ def test_fused_pmf_is_bit_identical_to_the_numpy_path(dtype, weight_decay):
         a, b = getattr(s_fused, part)["w"], getattr(s_ref, part)["w"]
         assert a.dtype == dtype
         np.testing.assert_array_equal(a, b)
+
+
+def test_ste_clip_by_global_norm_when_the_squares_overflow_float64():
+    """||g|| = 5e200: the sum of squares overflows float64, but the clipped gradient g/||g||
+    (here [0.6, -0.8]) is ordinary; it must not become 0 (coef = c/inf)."""
+    from refbinn.optim.ste import clip_by_global_norm
+    with np.errstate(over="ignore"):
+        out = clip_by_global_norm({"a": np.array([3e200, -4e200]), "b": np.zeros(2)}, 1.0)
+    np.testing.assert_allclose(out["a"], [0.6, -0.8], rtol=4e-16)
+    assert np.array_equal(out["b"], np.zeros(2))

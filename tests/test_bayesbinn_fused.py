@@ -18,7 +18,7 @@ from refbinn import noise as noise_stream
 from refbinn.optim import _bayesbinn_kernels as kernels
 from refbinn.optim._elementary import exp32_np, log32_np, tanh32_np
 from refbinn.optim._float32 import exp32, log32, tanh32, tanh32_large
-from refbinn.optim.bayesbinn import BayesBiNN, relaxed_sample, step_numpy
+from refbinn.optim.bayesbinn import BayesBiNN, concrete_scale, relaxed_sample, step_numpy
 
 
 @njit(cache=True, error_model="numpy")
@@ -373,3 +373,23 @@ def test_exact_step_with_scales_on_both_sides_of_the_flush(numerics, n, dtype):
     hit = e >= zero_below
     assert hit[1024:2048].sum() > 50 and not hit[3 * 1024:].any() and hit[[31, 32, 1023]].all()
     assert np.count_nonzero(e > 0.8 * zero_below) > 50            # and many scales are not 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tau, N", [(1e-304, 1e5), (1e-300, 1e300), (1e300, 1e-300)])
+def test_exact_scale_where_n_over_tau_leaves_float64(dtype, tau, N):
+    """N/tau beyond float64 (inf or 0): log(N/tau) = log N - log tau, not log(inf) (which capped s
+    instead of giving 0) nor log(0) (a math domain error). Here |z| = |delta|/tau or |lam| dominates,
+    so s = N/tau (cosh lam/cosh z)**2 underflows to exactly 0 (checked in float64 logs), in both paths."""
+    lam = np.array([0.0, 3.0, -300.0], dtype)
+    u = np.array([0.25, 0.5 + 2.0 ** -20, 0.75], dtype)
+    delta = 0.5 * np.log(u.astype(np.float64) / (1 - u.astype(np.float64)))
+    z = (lam.astype(np.float64) + delta) / tau
+    a = np.abs(lam.astype(np.float64))
+    log_s = math.log(N) - math.log(tau) + 2 * (a + np.log1p(np.exp(-2 * a)) - np.abs(z))   # log cosh z <= |z|
+    assert np.all(log_s < math.log(np.finfo(dtype).smallest_subnormal) - 1)   # the true s rounds to 0
+    with np.errstate(divide="ignore", over="ignore"):      # tau itself outside float32: 1/0, inf casts
+        for numerics in ("exact", "exact-clipped"):
+            s = concrete_scale(lam, u, tau, N, numerics)
+            assert np.array_equal(s, np.zeros(3, dtype))
+            assert np.array_equal(kernels.concrete_scale_fused(lam, u, tau, N, numerics), s)

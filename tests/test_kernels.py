@@ -460,3 +460,16 @@ def test_unpack_signs_refuses_dtypes_that_cannot_hold_minus_one(dtype):
     with pytest.raises(ValueError, match=f"unpack_signs: dtype must be float32, float64 or a signed "
                                          f"integer, got {np.dtype(dtype)}"):
         unpack_signs(words, 3, dtype)
+
+
+def test_binary_weight_matmul_overflow_of_total_minus_2h_is_an_error():
+    """x with an entry near float32's max: 2h (or total) overflows although x is finite; a clear
+    FloatingPointError, not a silent inf/NaN (y = total - 2h, module docstring)."""
+    x = np.ones((2, 65), np.float32)
+    x[1, 64] = -3e38
+    w = np.ones((3, 65), np.float32)
+    w[:, 64] = -1.0                                            # bit set: h holds x[:, 64]
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.array_equal(binary_weight_matmul(x[:1], pack_signs(w)), np.full((1, 3), 63, np.float32))
+        with pytest.raises(FloatingPointError, match="binary_weight_matmul: total - 2h overflowed"):
+            binary_weight_matmul(x, pack_signs(w))

@@ -509,3 +509,32 @@ def test_layer_init_refuses_an_integer_dtype_and_a_missing_rng():
     with pytest.raises(ValueError, match="layer 'bn': init: dtype must be float32 or float64, got 'banana'"):
         BatchNorm(3, name="bn").init(None, "banana")
     assert BatchNorm(3).init(None)[1]["running_var"].dtype == np.float32   # BatchNorm draws nothing: no rng
+
+
+@pytest.mark.parametrize("shape", [(64, 2), (64, 2, 1, 1), (64, 1)])
+def test_batchnorm_float32_squares_beyond_float32(shape):
+    """One value 1e20 among 63 zeros: (x - mean)**2 ~ 1e40 overflows float32 (it gave var = inf,
+    y = 0), but var = 1.5625e37 and y fit; y must match a two-pass float64 reference. A variance
+    beyond float32 (the running variance could not hold it) is a FloatingPointError."""
+    bn = BatchNorm(shape[1], affine=False)
+    params, state = bn.init(None, np.float32)
+    x = np.zeros(shape, np.float32)
+    x[0, 0] = 1e20
+    y, _, new_state = bn.forward(params, x, state, train=True)
+    col = x[:, 0].reshape(-1).astype(np.float64)
+    d = col - col.mean()
+    ref = d / np.sqrt((d * d).mean() + 1e-5)
+    np.testing.assert_allclose(y[:, 0].reshape(-1), ref, rtol=4 * np.finfo(np.float32).eps)
+    assert np.isfinite(new_state["running_var"]).all()
+    x[1, 0] = -1e20
+    with pytest.raises(FloatingPointError, match="channel 0"):
+        bn.forward(params, x * np.float32(10), state, train=True)
+
+
+def test_batchnorm_constant_channel_with_eps_zero_is_refused():
+    """eps = 0 and a constant channel: (x - mean)/sqrt(0) = 0/0; a clear error, not NaN."""
+    bn = BatchNorm(2, eps=0.0, affine=False)
+    params, state = bn.init(None, np.float32)
+    x = np.array([[1, 2], [1, 3], [1, 4]], np.float32)
+    with pytest.raises(FloatingPointError, match="channel 0 has variance 0 and eps = 0"):
+        bn.forward(params, x, state, train=True)

@@ -254,3 +254,28 @@ def test_sign_refuses_bools_and_text():
     for bad in (np.array([True, False]), np.array(["a"]), None):
         with pytest.raises(ValueError, match="sign: x has dtype .*expected real numbers"):
             sign(bad)
+
+
+def test_cross_entropy_float32_logits_further_apart_than_float32_max():
+    """z_max - z_y = 6e38 overflows float32 (log softmax -> -inf), but the loss is a float64:
+    it must be the finite 6e38 + log 2, with the exact softmax gradient."""
+    z = np.array([[-3e38, 3e38, 3e38], [1.0, 2.0, 3.0]], np.float32)
+    with np.errstate(over="ignore"):
+        loss, dz = softmax_cross_entropy(z, np.array([0, 2]))
+    z64 = z.astype(np.float64)
+    ref = ((z64[0, 1] - z64[0, 0]) + np.log(2) + np.log(np.exp(z64[1] - 3).sum())) / 2
+    assert loss == pytest.approx(ref, rel=1e-12)
+    assert np.array_equal(dz[0], np.array([-0.5, 0.25, 0.25], np.float32))
+
+
+def test_mse_float32_difference_beyond_float32_max():
+    """pred - target = 6e38 overflows float32; the loss (float64) and the gradient 2*6e38/4 = 3e38
+    (a float32) are finite; a gradient beyond float32 is a FloatingPointError, not inf."""
+    p = np.array([3e38, 0, 0, 0], np.float32)
+    t = np.array([-3e38, 0, 0, 0], np.float32)
+    with np.errstate(over="ignore"):
+        loss, dp = mse(p, t)
+        assert loss == pytest.approx((float(p[0]) - float(t[0])) ** 2 / 4, rel=1e-15)
+        assert dp.dtype == np.float32 and dp[0] == np.float32((float(p[0]) - float(t[0])) / 2)
+        with pytest.raises(FloatingPointError, match="mse: the gradient"):
+            mse(p[:1], t[:1])

@@ -286,4 +286,8 @@ def binary_weight_matmul(x, w_words, k=None):
     out = np.empty((x2.shape[0], w_words.shape[0]), np.float32)     # (M, N)
     if out.size:
         _wmatmul(x2, w_words, out)
+        if not np.isfinite(out).all() and np.isfinite(x2).all():    # 2h or total beyond float32
+            raise FloatingPointError(f"binary_weight_matmul: total - 2h overflowed float32 (|x| up to "
+                                     f"{float(np.abs(x2).max()):.4g}; float32 max is 3.403e+38); "
+                                     f"scale x down")
     return out[0] if vec else out

@@ -93,6 +93,8 @@ class BatchNorm(Layer):
                 xhat = x - mean.reshape(shape)                       # fresh array: normalise in place
                 sq = np.einsum(_SUM[x.ndim], xhat, xhat)             # (C,)
             var = sq / m                                             # biased, (C,)
+            if not np.isfinite(var.max()):                           # (x - mean)**2 overflowed (float32 > 1.8e19)
+                var = self._wide_var(xhat, m)
             mo = self.momentum
             new_state = {
                 "running_mean": (1 - mo) * state["running_mean"] + mo * mean,
@@ -103,8 +105,24 @@ class BatchNorm(Layer):
             mean, var = np.asarray(state["running_mean"]), np.asarray(state["running_var"])   # lists too
             xhat = x - mean.reshape(shape)
             new_state = state
+        if self.eps == 0 and not np.all(var):                        # x - mean = 0 times 1/0: NaN
+            c = int(np.argmin(var != 0))
+            raise FloatingPointError(f"layer '{self.name}': channel {c} has variance 0 and eps = 0, so its "
+                                     f"output would be 0/0 (NaN); use eps > 0")
         inv_std = 1.0 / np.sqrt(var + self.eps)                      # (C,)
         return xhat, inv_std, new_state
+
+    def _wide_var(self, xhat, m):
+        """The biased variance with the squares summed in float64, rounded to xhat's dtype;
+        FloatingPointError if it does not fit there (the running variance could not hold it)."""
+        var = np.einsum(_SUM[xhat.ndim], xhat, xhat, dtype=np.float64) / m      # (C,)
+        with np.errstate(over="ignore"):
+            out = var.astype(xhat.dtype)
+        if not np.isfinite(out).all():
+            c = int(np.argmin(np.isfinite(out)))
+            raise FloatingPointError(f"layer '{self.name}': the batch variance of channel {c} is {var[c]:.4g}, "
+                                     f"beyond {xhat.dtype}; use float64 or rescale the input")
+        return out
 
     def forward(self, params, x, state, *, train=False, rng=None):
         x = self._check(x)

@@ -8,6 +8,8 @@ a mean, BayesBiNN multiplies the gradient by the training-set size N
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -141,6 +143,8 @@ def softmax_cross_entropy(logits, labels):
     rows = np.arange(n)
     logp = log_softmax(z, axis=1)                                # (N, K)
     loss = -float(logp[rows, y].sum(dtype=np.float64)) / n
+    if loss == math.inf and z.dtype != np.float64:               # max(z) - z_y beyond float32 (logits 3e38
+        loss = -float(log_softmax(z.astype(np.float64), axis=1)[rows, y].sum()) / n   # and -3e38): float64
     dz = np.exp(logp, out=logp)                                  # softmax, reusing the buffer
     dz[rows, y] -= 1
     dz *= 1.0 / n
@@ -201,5 +205,14 @@ def mse(pred, target):
     m = diff.size
     d64 = diff.astype(np.float64, copy=False)                    # accumulate the loss in float64
     loss = float(np.vdot(d64, d64)) / m
+    if not math.isfinite(loss) and p.dtype != np.float64:        # pred - target beyond float32 (3e38 - -3e38)
+        d64 = p.astype(np.float64) - t.astype(np.float64)
+        loss = float(np.vdot(d64, d64)) / m
+        with np.errstate(over="ignore"):
+            diff = (d64 * (2.0 / m)).astype(p.dtype)
+        if not np.isfinite(diff).all():
+            raise FloatingPointError(f"{fn}: the gradient 2 (pred - target) / {m} exceeds the range of "
+                                     f"{p.dtype}; compute in float64")
+        return loss, diff
     diff *= 2.0 / m
     return loss, diff

@@ -63,7 +63,7 @@ from numba.extending import intrinsic, overload
 
 from ..kernels.philox import philox4x32_10, word_to_uniform
 from ..noise import param_id
-from ._bayesbinn_math import EXACT, EXACT_CLIPPED, OFFICIAL, scale_cap
+from ._bayesbinn_math import EXACT, EXACT_CLIPPED, OFFICIAL, log_ratio, scale_cap
 from ._elementary import tanh_
 from ._float32 import HALF, INF, ONE, TWO, ZERO, exp32, log32, tanh32, tanh32_large
 
@@ -645,7 +645,7 @@ def concrete_scale_fused(lam, u, tau, N, numerics, mu=None):
 def _hyper(dt, N, tau, numerics):
     """(log(N/tau), cap, N/tau, eps) in the dtype, the constants of ``concrete_scale``."""
     t = dt.type
-    return (t(math.log(N / tau)), t(scale_cap(dt)), t(N / tau), t(1e-10))
+    return (t(log_ratio(N, tau)), t(scale_cap(dt)), t(N / tau), t(1e-10))
 
 
 @functools.lru_cache(maxsize=256)

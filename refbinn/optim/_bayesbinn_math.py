@@ -98,6 +98,23 @@ def scale_cap(dtype):
     return float(np.log(np.finfo(dtype).max)) - 2 * LOG2 - 0.01
 
 
+def log_ratio(N, tau):
+    """log(N/tau) in float64; as log(N) - log(tau) where N/tau over- or underflows float64
+    (e.g. tau = 1e-304), where log(inf) would make the exact scale's exponent inf (and s wrong:
+    capped instead of 0) and log(0) would raise.
+
+    Parameters
+    ----------
+    N, tau : float > 0
+
+    Returns
+    -------
+    float
+    """
+    r = N / tau
+    return math.log(r) if 0 < r < math.inf else math.log(N) - math.log(tau)
+
+
 def logistic_noise(u):
     """delta = 0.5*log(u/(1-u)): logistic noise with scale 1/2 from u in (0, 1).
 
@@ -186,7 +203,7 @@ def concrete_scale(lam, u, tau, N, numerics=EXACT, mu=None):
         two, one = t(2), t(1)
         with np.errstate(under="ignore", over="ignore"):
             ratio = (one + exp_(-two * al)) / (one + exp_(-two * az))
-            e = np.minimum(t(math.log(N / tau)) + two * (al - az), t(scale_cap(dt)))
+            e = np.minimum(t(log_ratio(N, tau)) + two * (al - az), t(scale_cap(dt)))
             return exp_(e) * (ratio * ratio)
     if numerics == OFFICIAL:
         mu = tanh_(lam) if mu is None else np.asarray(mu, dtype=dt)

@@ -50,6 +50,9 @@ def clip_by_global_norm(g, clip_norm):
         ``g`` itself when the factor is >= 1, else new arrays scaled by it (dtypes kept).
     """
     total = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in g.values()))
+    if total == math.inf:                  # squares beyond float64 (|g| > 1e154): scale by the largest |g|
+        big = max(float(np.max(np.abs(v), initial=0.0)) for v in g.values())
+        total = big * math.sqrt(sum(float(np.sum(np.square(v / big, dtype=np.float64))) for v in g.values()))
     coef = clip_norm / (total + 1e-6)
     if coef >= 1.0:
         return g

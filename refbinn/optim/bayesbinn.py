@@ -93,7 +93,7 @@ from .. import noise as noise_stream
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
 from ._bayesbinn_kernels import relaxed_fused, step_fused
 from ._bayesbinn_math import (CODE_EPS, EXACT, EXACT_CLIPPED, LOG2, NUMERICS,  # noqa: F401  (re-exported)
-                              OFFICIAL, concrete_scale, logistic_noise, natural_update,
+                              OFFICIAL, concrete_scale, log_ratio, logistic_noise, natural_update,
                               open_uniform, relaxed_sample, rounded, scale_cap, step_numpy)
 from ._elementary import exp_, log_, tanh_  # noqa: F401  (re-exported)
 from .base import Optimizer, as_grad_list, check_grads, check_param_dict, check_state_like, check_state_type
