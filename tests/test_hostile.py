@@ -838,3 +838,210 @@ def test_check_choice_names_the_argument_for_an_array():
     from refbinn.checks import check_choice
     with pytest.raises(ValueError, match=re.escape("link must be one of 'softmax', 'sigmoid', got array(['softmax', 'x']")):
         check_choice("link", np.array(["softmax", "x"]), ("softmax", "sigmoid"))   # was NumPy's 'truth value ... ambiguous'
+
+
+# -- the Python API called directly with hostile arguments ---------------------------------------
+def _toy_checkpoint_parts():
+    from refbinn.models import build_model
+    from refbinn.optim.registry import make
+    model = build_model("mlp_toy", {"in_features": 2, "out_features": 1})
+    params, bn = model.init(np.random.default_rng(0))
+    opt = make("adam")
+    rngs = {k: np.random.default_rng(i) for i, k in enumerate(("data", "noise", "drop"))}
+    return model, dict(opt=opt, opt_state=opt.init(params), bn_state=bn, rngs=rngs, epoch=1,
+                       history={"epochs": [{}]}, config={"epochs": 2})
+
+
+@pytest.mark.parametrize("part,value,says", [
+    ("opt", None, "opt must be an Optimizer, got NoneType"),                # was written; loading failed
+    ("opt", "adam", "opt must be an Optimizer, got str"),
+    ("epoch", 1.5, r"epoch must be an integer in \[0, inf\), got 1.5"),      # was read back as epoch 1
+    ("epoch", None, "epoch must be an integer"),
+    ("bn_state", None, "bn_state must be a dict, got NoneType"),            # was TypeError
+    ("rngs", ["data"], "rngs must be a dict, got list"),                    # was AttributeError
+    ("rngs", {3: np.random.default_rng()}, "rngs must have str keys"),
+    ("history", {"a": {1}}, "history must be JSON-able"),                    # was TypeError
+])
+def test_save_checkpoint_refuses_what_load_checkpoint_could_not_use_and_writes_nothing(tmp_path, part, value, says):
+    from refbinn.train.checkpoint import save_checkpoint
+    _, parts = _toy_checkpoint_parts()
+    with pytest.raises(ValueError, match=says):
+        save_checkpoint(tmp_path / "ck.npz", **{**parts, part: value})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_checks_name_the_file_for_entries_of_the_wrong_kind(tmp_path):
+    """A model name that is a list (unhashable) and an optimizer entry that is not an optimizer
+    were a TypeError and an AttributeError: 'internal error' from evaluate, export and --resume."""
+    from refbinn.errors import FileFormatError
+    from refbinn.train.checkpoint import load_checkpoint, save_checkpoint
+    from refbinn.train.checkpoint_check import check_meta, check_state
+    model, parts = _toy_checkpoint_parts()
+    with pytest.raises(FileFormatError, match=r"ck.npz: config names model \[\['mlp_toy'\], \{\}\]"):
+        check_meta("ck.npz", {"meta": {"dataset": "two-moons", "model": [["mlp_toy"], {}]}}, ("two-moons",))
+    save_checkpoint(tmp_path / "ck.npz", **parts)
+    ck = load_checkpoint(tmp_path / "ck.npz")
+    for bad in (None, "adam"):
+        with pytest.raises(FileFormatError, match=f"ck.npz: 'optimizer' is a {type(bad).__name__}, expected an optimizer"):
+            check_state("ck.npz", {**ck, "opt": bad}, model)
+    with np.load(tmp_path / "ck.npz") as z:
+        d = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "half.npz", **{**d, "epoch": np.array(1.5)})
+    with pytest.raises(FileFormatError, match=r"half.npz: .*epoch must be an integer"):   # was epoch 1
+        load_checkpoint(tmp_path / "half.npz")
+
+
+def test_trace_comparison_refuses_pairs_it_would_compare_wrongly():
+    """A complex entry was compared by its real part only (with a ComplexWarning), an object or
+    list entry and a meta of the wrong kind raised AttributeError; a meta whose name lists are
+    null (as a port may write them) was a TypeError from check-trace."""
+    from refbinn.train.trace import compare_traces, key_differences
+    from refbinn.train.trace_check import match_traces
+    meta = {"steps": 0, "param_names": ["w"], "state_fields": ["m"]}
+    a = (meta, {"step0000/m/w": np.array([1.0, 2.0])})
+    for entry, says in [(np.array([1.0, 2.0 + 5j]), "complex128"), (np.array([1.0, 2.0], dtype=object), "object"),
+                        ([1.0, 2.0], "list")]:
+        with pytest.raises(ValueError, match=f"trace entry 'step0000/m/w' is {says}, not an array of numbers"):
+            compare_traces(a, (meta, {"step0000/m/w": entry}))
+    for bad in [(None, a[1]), (meta, [1]), (meta, a[1], 3)]:
+        with pytest.raises(ValueError, match=r"a trace must be a path or a \(meta dict, arrays dict\) pair"):
+            match_traces(a, bad)
+    with pytest.raises(ValueError, match="a trace must be a path or a"):
+        key_differences(a, (meta,))
+    nulls = ({**meta, "param_names": None, "state_fields": 3, "bn_names": "x"}, a[1])
+    assert compare_traces(nulls, a) is None and match_traces(a, nulls) == []
+    assert compare_traces(a, (meta, {"step0000/m/w": np.float64(1.0)})).reason == "shape"   # a scalar is fine
+
+
+def test_trace_writers_name_bad_dtypes_sizes_and_optimizer_arguments(tmp_path):
+    from refbinn.train.trace import make_optimizer, write_trace
+    for dtype in ("bogus", [1]):                                   # was TypeError from np.dtype
+        with pytest.raises(ValueError, match="dtype must be one of 'float32', 'float64'"):
+            write_trace(tmp_path / "t.npz", model_name="tiny", optimizer_name="adam", steps=1, dtype=dtype)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        make_optimizer("bayesbinn-exact", 10, "bogus")
+    for n in (None, "x", 0):                                       # None was TypeError from float()
+        with pytest.raises(ValueError, match=r"n_data must be an integer in \[1, inf\)"):
+            make_optimizer("bayesbinn-exact", n, "float64")
+    with pytest.raises(ValueError, match="hparams must be a dict of optimizer arguments, got list"):
+        make_optimizer("adam", 10, "float64", [("lr", 1.0)])      # was taken as dict(pairs)
+    with pytest.raises(ValueError, match="optimizer 'adam': got an unexpected keyword argument 'bogus'; it takes lr"):
+        make_optimizer("adam", 10, "float64", {"bogus": 1})       # was TypeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_params_of_another_shape_and_arguments_of_the_wrong_kind():
+    """A Dense weight of shape (3, 5) for Dense(4, 3) was packed without a word (its fifth column
+    read by no one: wrong logits, no error); a missing BatchNorm gamma was a KeyError; None for
+    the model, params or state an AttributeError."""
+    from refbinn.nn import BatchNorm, Dense, Sequential, SignActivation
+    from refbinn.packed import export
+    model = Sequential(Dense(4, 3, name="fc1"), BatchNorm(3, name="bn1"), SignActivation(name="s1"),
+                       Dense(3, 2, name="fc2"))
+    params, state = model.init(np.random.default_rng(0))
+    params = {k: (np.where(v >= 0, 1, -1).astype(np.float32) if k.startswith("fc") else v) for k, v in params.items()}
+    for edit, says in [({"fc1.weight": np.ones((3, 5), np.float32)}, r"layer 'fc1': params\['weight'\] has shape \(3, 5\), expected \(3, 4\)"),
+                       ({"fc1.weight": params["fc1.weight"].astype(complex)}, "layer 'fc1'.*has dtype complex128"),
+                       ({"bn1.bias": np.ones(7, np.float32)}, r"layer 'bn1': params\['bias'\] has shape \(7,\)")]:
+        with pytest.raises(ValueError, match=says):
+            export(model, {**params, **edit}, state)
+    with pytest.raises(ValueError, match="export: params lack 'bn1.weight'"):
+        export(model, {k: v for k, v in params.items() if k != "bn1.weight"}, state)
+    for args, says in [((None, params, state), "model must be a Sequential, got NoneType"),
+                       ((model, None, state), "params must be a dict name -> array, got NoneType"),
+                       ((model, params, [1]), "bn_state must be a dict name -> array, got list")]:
+        with pytest.raises(ValueError, match=says):
+            export(*args)
+
+
+def test_packed_model_built_by_hand_refuses_ops_it_cannot_run():
+    from refbinn.packed import PackedModel
+    for ops, arrays, says in [(None, [], "ops and arrays must be lists and meta a dict, got NoneType"),
+                              (["relu"], [{}], "op 0 must be a dict with a str 'name' and an 'op' one of"),
+                              ([{"op": "os.system", "name": "x"}], [{}], "op 0 must be a dict"),   # was accepted
+                              ([{"op": "relu"}], [{}], "op 0 must be a dict with a str 'name'"),
+                              ([{"op": "bias", "name": "b"}], [{"bias": [1.0]}],                   # was AttributeError
+                               r"the arrays of op 0 \(bias 'b'\) must be a dict name -> ndarray")]:
+        with pytest.raises(ValueError, match=says):
+            PackedModel(ops, arrays)
+    pool = PackedModel([{"op": "maxpool", "name": "p", "kernel": [5, 5], "stride": [1, 1]}], [{}])
+    with pytest.raises(ValueError, match=r"packed layer 'p': input has shape \(3, 1, 2, 2\), expected \(N, C, H >= 5, W >= 5\)"):
+        pool.predict_logits(np.ones((3, 1, 2, 2), np.float32))     # was an empty (3, 1, 0, 0) output
+    with pytest.raises(ValueError, match=r"predict: the logits have shape \(3,\), expected \(N, outputs\)"):
+        PackedModel([{"op": "relu", "name": "r"}], [{}]).predict(np.ones(3, np.float32))   # was AxisError
+
+
+@pytest.mark.parametrize("overrides,says", [
+    ([("lr", 0.1)], "overrides must be a dict setting -> value, got list"),          # was AttributeError
+    ({"lrr": 0.1}, "overrides: unknown setting"),                                   # was ignored
+    ({"rho": 1.0}, "overrides: 'rho' does not apply to optimizer 'bayesbinn'"),     # was recorded, unused
+    ({"schedule": "bogus"}, "schedule must be one of 'cosine', 'milestones', 'geometric', 'constant'"),  # was constant lr
+    ({"schedule": "cosine", "off_by_one": "no"}, "off_by_one must be True or False, got 'no'"),       # was True
+    ({"schedule": "geometric"}, "optimizer 'bayesbinn': its settings lack 'lr_end'"),                # was KeyError
+    ({"model_kwargs": [1]}, "overrides: model_kwargs must be a dict, got list"),    # was TypeError
+])
+def test_build_refuses_overrides_it_would_ignore_or_misread(overrides, says):
+    from refbinn.experiments.setup import build
+    with pytest.raises(ValueError, match=says):
+        build("two-moons", "bayesbinn", overrides=overrides, quiet=True)
+
+
+def test_build_applies_an_optimizer_setting_the_dataset_preset_lacks():
+    """'milestones' for MNIST's BayesBiNN (cosine in the preset) was dropped: with schedule =
+    'milestones' the run used (1500, 2500) instead of the milestones given."""
+    from refbinn.experiments.setup import make_optimizer
+    from refbinn.experiments.setup import build
+    s = build("two-moons", "bayesbinn", overrides={"milestones": [1]}, quiet=True)
+    assert s.schedule(0) > s.schedule(1)
+    for s, kw, says in [({"lr": 0.1}, dict(steps_per_epoch=0), r"steps_per_epoch must be an integer in \[1, inf\)"),
+                        ({}, {}, "optimizer 'ste': its settings lack 'lr'"),
+                        (None, {}, "make_optimizer: s and kinds must be dicts, got NoneType")]:
+        with pytest.raises(ValueError, match=says):
+            make_optimizer("ste", s, n_train=10, kinds={}, **{"epochs": 1, "steps_per_epoch": 1, **kw})
+    with pytest.raises(ValueError, match="gamma_decay_per_epoch must be a real number"):   # was TypeError at epoch 1
+        build("two-moons", "bop", overrides={"gamma_decay_per_epoch": "x"}, quiet=True)
+
+
+def test_experiment_functions_refuse_arguments_of_the_wrong_kind(tmp_path):
+    from refbinn.experiments.continual import run_continual
+    from refbinn.experiments.demo import run_demo
+    from refbinn.experiments.uncertainty import evaluate_checkpoints, evaluation_sets, prediction_rows
+    x, y = np.zeros((16, 784), np.float32), np.zeros(16, np.int64)
+    for xt, says in [(x[:, 0], r"x_train must be \(N, D\) with N >= 1, got shape \(16,\)"),   # was IndexError
+                     (x[:0], r"x_train must be \(N, D\) with N >= 1, got shape \(0, 784\)")]:
+        with pytest.raises(ValueError, match=says):
+            run_continual(xt, y, x, y, tasks=1, epochs=1, quiet=True)
+    with pytest.raises(ValueError, match="x_test must have x_train's columns"):             # was AttributeError
+        run_continual(x, y, None, y, tasks=1, epochs=1, quiet=True)
+    for call, says in [(lambda: evaluate_checkpoints(str(tmp_path / "ck.npz")), "paths must be a list, got str"),
+                       (lambda: evaluate_checkpoints([str(tmp_path)], ood="mnist"), "ood must be a list, got str"),
+                       (lambda: evaluate_checkpoints([str(tmp_path)], samples=5), "samples must be a list, got int"),
+                       (lambda: evaluation_sets("mnist", None), "names must be a list, got NoneType"),
+                       (lambda: prediction_rows({}, x, y, None), "sets must be a dict name -> inputs, got NoneType"),
+                       (lambda: prediction_rows({}, x, y, {}, samples=None), "samples must be a list")]:
+        with pytest.raises(ValueError, match=says):
+            call()
+    for kw, says in [({"quick": "no"}, "quick must be True or False, got 'no'"), ({"seed": -1}, "seed must be")]:
+        with pytest.raises(ValueError, match=says):
+            run_demo(out=str(tmp_path / "demo"), **kw)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_data_and_cluster_helpers_refuse_arguments_of_the_wrong_kind(tmp_path):
+    from refbinn.data.cifar import load_cifar
+    from refbinn.data.download import download, verify
+    from refbinn.data.root import default_root, find_dataset
+    from refbinn.sweep.cluster import thread_env
+    for call, says in [(lambda: load_cifar(tmp_path, kind=["cifar10"]), "kind must be one of"),    # was TypeError
+                       (lambda: find_dataset("mnist", 3), "root must be a folder path"),           # was TypeError
+                       (lambda: default_root(""), "root must be a folder path"),                  # was the cwd
+                       (lambda: download(["mnist"], root=tmp_path), "download: name must be one of"),
+                       (lambda: download("mnist", root=tmp_path, base_url=3), "base_url must be a URL"),   # AttributeError
+                       (lambda: download("mnist", root=tmp_path, timeout="x"), "timeout must be a real number"),
+                       (lambda: download("mnist", root=tmp_path, timeout=0), r"timeout must be in \(0, inf\)"),
+                       (lambda: thread_env(0), r"threads must be an integer in \[1, inf\)")]:   # was NUMBA_NUM_THREADS=0
+        with pytest.raises(ValueError, match=says):
+            call()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_bytes(b"abc")
+    verify(tmp_path / "f", "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")   # was AttributeError

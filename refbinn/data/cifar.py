@@ -97,7 +97,7 @@ def read_batch(path, label_key, n_classes):
 
 
 def _check_kind(kind):
-    if kind not in LAYOUT:
+    if not isinstance(kind, str) or kind not in LAYOUT:      # a list is unhashable
         raise ValueError(f"kind must be one of {tuple(LAYOUT)}, got {kind!r}")
 
 

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
+from ..checks import check_range
 from ..io import new_file_mode
 from .cifar import LAYOUT
 from .errors import ChecksumError, DataFormatError, DownloadError
@@ -181,11 +182,12 @@ def verify(path, checksum, label=None):
     Parameters
     ----------
     path : str or path-like
-    checksum : Checksum or None
+    checksum : Checksum, "algorithm:hexdigest" or None
     label : str, optional
         Names the file in messages (default: the path).
     """
     label = label or str(path)
+    checksum = _as_checksum(checksum)             # 'sha256:...' too, not only a Checksum
     if checksum is None:
         warnings.warn(f"no checksum is pinned for {label}: accepted unverified", stacklevel=3)
         return
@@ -370,8 +372,11 @@ def download(name, root=None, base_url=None, checksums=None, progress=True, time
         An unknown ``name``, or a ``checksums`` entry that is not a file of the set or not
         a checksum.
     """
-    if name not in SOURCES:
+    if not isinstance(name, str) or name not in SOURCES:
         raise ValueError(f"download: name must be one of {sorted(SOURCES)}, got {name!r}")
+    if base_url is not None and not isinstance(base_url, str):
+        raise ValueError(f"download: base_url must be a URL (str), got {type(base_url).__name__}")
+    check_range("download: timeout", timeout, 0, lo_open=True)    # urllib's own error names nothing
     source = SOURCES[name]
     unknown = sorted(set(checksums or {}) - set(source.files))
     if unknown:                                     # a misspelt override must not be ignored silently

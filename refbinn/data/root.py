@@ -72,6 +72,8 @@ def candidate_roots(root=None):
     list of (pathlib.Path, str)
     """
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):   # '' would be the cwd
+            raise ValueError(f"root must be a folder path (str or os.PathLike), got {root!r}")
         return [(_absolute(root), "root argument")]
     roots = []
     env = os.environ.get(ENV_VAR, "")

@@ -124,6 +124,9 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         perm_seed = check_int("perm_seed", perm_seed, 0)
     if stop_after is not None:
         stop_after = check_int("stop_after", stop_after, 0)
+    x_train, x_test = np.asarray(x_train), np.asarray(x_test)
+    if x_train.ndim != 2 or len(x_train) < 1:    # the permutations are of x_train's columns
+        raise ValueError(f"x_train must be (N, D) with N >= 1, got shape {x_train.shape}")
     if x_test.shape[1:] != x_train.shape[1:]:     # the test images are permuted by the same pixels
         raise ValueError(f"x_test must have x_train's columns: x_train has shape {x_train.shape}, "
                          f"x_test {x_test.shape}")

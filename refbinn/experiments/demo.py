@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from ..checks import check_int
 from .setup import build
 from ..io import save_figure
 from ..predict import predict_logits, predict_mean, predict_mode
@@ -32,7 +33,9 @@ def _overrides(seed, quick):
     """The preset overrides of every demo run: the seed, 300 epochs if ``quick``, and no
     training diagnostics (the demo shows none, and in its full-batch runs, one step an epoch,
     recording them every epoch costs more than the training; results are the same)."""
-    return {"seed": seed, "diagnostics": False, **({"epochs": 300} if quick else {})}
+    if not isinstance(quick, (bool, np.bool_)):            # 'no' would be quick
+        raise ValueError(f"quick must be True or False, got {quick!r}")
+    return {"seed": check_int("seed", seed, 0), "diagnostics": False, **({"epochs": 300} if quick else {})}
 
 
 def two_moons(out, quick=False, seed=0):
@@ -212,6 +215,7 @@ def run_demo(out="results", root=None, quick=False, seed=0):
     from ..report import table as _table
     from ..data import DatasetNotFound
     from ..io.outputs import check_output_file
+    _overrides(seed, quick)                  # a bad seed or quick: refused before the folder is made
     for name in ("demo.json", "two_moons.png", "snelson.png"):     # before the training, not after
         check_output_file(os.path.join(out, name), "the output file")
     os.makedirs(out, exist_ok=True)

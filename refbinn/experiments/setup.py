@@ -8,7 +8,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from ..checks import check_choice, check_int
+import numpy as np
+
+from ..checks import check_choice, check_int, check_range
 from ..models import build_model
 from ..nn import losses
 from ..optim.partition import Partition
@@ -21,6 +23,18 @@ from ..train.loop import minibatch_error, one_row_minibatch
 
 LOSSES = {"cross_entropy": losses.softmax_cross_entropy, "logistic": losses.logistic_loss,
           "mse": losses.mse}
+# the overrides ``build`` reads: for the run, and optimizer settings any preset may lack
+RUN_KEYS = ("epochs", "batch_size", "seed", "max_train", "model_kwargs", "eval_samples", "average",
+            "checkpoint_every", "eval_mean_every", "recalibrate_bn", "diagnostics", "diagnostics_every")
+OPTIMIZER_KEYS = ("lr", "tau", "samples", "numerics", "N", "lam_init", "lam_init_std", "beta", "clip_value",
+                  "clip_norm", "schedule", "eta_min", "off_by_one", "real_lr", "tau_end", "reweight")
+
+
+def _preset_keys(optimizer=None):
+    """Every setting of ``optimizer`` (None: of any optimizer) in any preset of any data set."""
+    names = [optimizer] if optimizer else list(OPTIMIZERS)
+    return {k for table in PRESETS.values() for p in table.values()
+            for opt in names if isinstance(p.get(opt), dict) for k in p[opt]}
 
 
 @dataclass
@@ -78,23 +92,31 @@ def _hyper(name, s, n_train):
                 momentum=s.get("momentum", 0.9), weight_decay=s.get("weight_decay", 5e-4))
 
 
+SCHEDULES = ("cosine", "milestones", "geometric", "constant")
+
+
 def _schedule(name, s, epochs, steps_per_epoch):
     """The per-epoch schedule (callable epoch -> lr, or gamma for Bop) from preset settings ``s``."""
     if name == "bop":
         g0 = s["gamma"]
         if "gamma_decay_per_epoch" in s:
-            return lambda e, g0=g0, d=s["gamma_decay_per_epoch"]: g0 * d ** e
+            d = check_range("gamma_decay_per_epoch", s["gamma_decay_per_epoch"], 0, lo_open=True)
+            return lambda e, g0=g0, d=d: g0 * d ** e
         if "gamma_step_every" in s:
             return schedules.step_decay(g0, s["gamma_step_every"], s["gamma_step_factor"])
         return lambda e, g0=g0: g0
     if name == "pmf":
-        every = max(1, round(s["step_every_iters"] / steps_per_epoch))
+        every = max(1, round(check_int("step_every_iters", s["step_every_iters"], 1) / steps_per_epoch))
         return schedules.step_decay(s["lr"], every, s["step_factor"])
     if name == "vispa":
-        return schedules.warmup_cosine(s["lr"], epochs, warmup=min(s.get("warmup_epochs", 1), epochs - 1))
-    kind, lr = s.get("schedule", "cosine"), s["lr"]
+        warmup = check_int("warmup_epochs", s.get("warmup_epochs", 1))
+        return schedules.warmup_cosine(s["lr"], epochs, warmup=min(warmup, epochs - 1))
+    kind, lr = check_choice("schedule", s.get("schedule", "cosine"), SCHEDULES), s["lr"]
     if kind == "cosine":
-        return schedules.cosine(lr, epochs, eta_min=s.get("eta_min", 0.0), off_by_one=s.get("off_by_one", False))
+        off = s.get("off_by_one", False)
+        if not isinstance(off, (bool, np.bool_)):            # 'no' would be True
+            raise ValueError(f"off_by_one must be True or False, got {off!r}")
+        return schedules.cosine(lr, epochs, eta_min=s.get("eta_min", 0.0), off_by_one=bool(off))
     if kind == "milestones":
         return schedules.milestones(lr, at=tuple(s.get("milestones", (1500, 2500))), factor=0.1)
     if kind == "geometric":
@@ -132,8 +154,14 @@ def make_optimizer(name, s, *, n_train, kinds, epochs, steps_per_epoch):
         epoch -> lr (gamma for Bop); for a ``Partition``, epoch -> (binary lr, real lr).
     """
     check_choice("optimizer", name, tuple(OPTIMIZERS))
-    opt = make(name, **_hyper(name, s, n_train))
-    sched = _schedule(name, s, epochs, steps_per_epoch)
+    if not isinstance(s, dict) or not isinstance(kinds, dict):
+        raise ValueError(f"make_optimizer: s and kinds must be dicts, got {type(s).__name__}, {type(kinds).__name__}")
+    check_int("steps_per_epoch", steps_per_epoch, 1)
+    try:
+        opt = make(name, **_hyper(name, s, n_train))
+        sched = _schedule(name, s, epochs, steps_per_epoch)
+    except KeyError as e:                    # a setting the preset has and ``s`` lacks
+        raise ValueError(f"optimizer {name!r}: its settings lack {e}") from None
     if name != "adam" and any(k == "real" for k in kinds.values()):
         real_lr = s.get("real_lr", 1e-3)
         real_sched = schedules.cosine(real_lr, epochs)
@@ -176,11 +204,20 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     check_choice("optimizer", optimizer, tuple(OPTIMIZERS))
     check_choice("preset", preset, tuple(PRESETS))
     p = PRESETS[preset][dataset]
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValueError(f"overrides must be a dict setting -> value, got {type(overrides).__name__}")
     o = {k: v for k, v in (overrides or {}).items() if v is not None}
-    s = {**p[optimizer], **{k: o[k] for k in o if k in p[optimizer] or k in (
-        "lr", "tau", "samples", "numerics", "N", "lam_init", "lam_init_std", "beta",
-        "clip_value", "clip_norm", "schedule", "eta_min", "off_by_one", "real_lr", "tau_end",
-        "reweight")}}
+    unknown = sorted(map(str, set(o) - set(RUN_KEYS) - set(OPTIMIZER_KEYS) - _preset_keys()))
+    if unknown:                              # a typo ('lrr') would be ignored: a run of other settings
+        raise ValueError(f"overrides: unknown setting(s) {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(sorted(set(RUN_KEYS) | set(OPTIMIZER_KEYS) | _preset_keys()))}")
+    if not isinstance(o.get("model_kwargs", {}), dict):
+        raise ValueError(f"overrides: model_kwargs must be a dict, got {type(o['model_kwargs']).__name__}")
+    mine = set(p[optimizer]) | set(OPTIMIZER_KEYS) | _preset_keys(optimizer)
+    other = sorted(k for k in o if k not in mine and k not in RUN_KEYS)
+    if other:                                # 'rho' for BayesBiNN: not used, but not an error before
+        raise ValueError(f"overrides: {', '.join(map(repr, other))} does not apply to optimizer {optimizer!r}")
+    s = {**p[optimizer], **{k: o[k] for k in o if k in mine}}
     epochs = check_int("epochs", o.get("epochs", p["epochs"]), 1)
     batch = check_int("batch_size", o.get("batch_size", p["batch_size"]), 1)
     seed = check_int("seed", o.get("seed", 0), 0)

@@ -101,6 +101,14 @@ def load_run(path):
             "batch_size": ck["config"].get("batch_size", 100), "meta": meta}
 
 
+def _listed(name, value):
+    """``list(value)`` for a list, tuple or 1-d array; ValueError naming ``name`` for anything else
+    (a str would be read letter by letter, a number or None is not a list)."""
+    if not (isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)):
+        raise ValueError(f"{name} must be a list, got {type(value).__name__} {value!r:.60}")
+    return list(value)
+
+
 def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_seed=0, log=print):
     """The test set of ``dataset`` and the OOD sets ``names`` built from it.
 
@@ -134,6 +142,7 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_se
         "n = ..." or "skipped: reason" (a named set that is not present).
     """
     seed, data_seed = check_int("seed", seed, 0), check_int("data_seed", data_seed, 0)
+    names = _listed("names", names)
     if max_test is not None:
         max_test = check_int("max_test", max_test, 1)
     data, _ = load_data(dataset, root, split=0.1, seed=data_seed)
@@ -208,6 +217,9 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
         test and per-set counts of ``HIST_BINS`` bins on [0, log K]).
     """
     seed = check_int("seed", seed, 0)
+    samples = [check_int("samples", s, 1) for s in _listed("samples", samples)]
+    if not isinstance(sets, dict):
+        raise ValueError(f"sets must be a dict name -> inputs, got {type(sets).__name__}")
     m, o, st, bn = run["model"], run["opt"], run["opt_state"], run["bn_state"]
     kinds = [("mode", None)]
     if can_sample(o):
@@ -269,9 +281,10 @@ def evaluate_checkpoints(paths, *, ood=(), samples=(10,), bins=DEFAULT_BINS, see
         ``settings``, ``ood_sets`` (dataset -> name -> status), ``runs`` (label and
         checkpoint per path), ``rows`` (``prediction_rows`` of every checkpoint).
     """
+    paths, ood = _listed("paths", paths), _listed("ood", ood)
     if not paths:
         raise ValueError("evaluate needs at least one checkpoint")
-    samples = [check_int("samples", s, 1) for s in samples]
+    samples = [check_int("samples", s, 1) for s in _listed("samples", samples)]
     bins, seed = check_int("bins", bins, 1), check_int("seed", seed, 0)
     if average is not None:
         check_choice("average", average, AVERAGES)

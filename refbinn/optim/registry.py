@@ -10,6 +10,8 @@ What it holds::
 """
 from __future__ import annotations
 
+import inspect
+
 from ..checks import check_choice
 from .adam import Adam, AdamState
 from .bayesbinn import BayesBiNN, BayesBiNNState
@@ -52,5 +54,16 @@ def make(name, **hyper):
     -------
     Optimizer
         A new optimizer of that class.
+
+    Raises
+    ------
+    ValueError
+        For another name, an argument the constructor does not take, or a value it refuses.
     """
-    return OPTIMIZERS[check_choice("optimizer", name, tuple(OPTIMIZERS))](**hyper)
+    cls = OPTIMIZERS[check_choice("optimizer", name, tuple(OPTIMIZERS))]
+    try:                                     # an unknown argument: ValueError, not TypeError
+        inspect.signature(cls).bind(**hyper)
+    except TypeError as e:
+        raise ValueError(f"optimizer {name!r}: {e}; it takes "
+                         f"{', '.join(inspect.signature(cls).parameters)}") from None
+    return cls(**hyper)

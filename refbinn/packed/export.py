@@ -65,6 +65,35 @@ def _scan_chain(layers, i, params, state):
     return chain, [l for _, l in pools[:front]], [l for _, l in pools[front:]], j
 
 
+def _param_shapes(layer):
+    """The shape of each parameter ``layer.kinds`` names (Dense, Conv2d, BatchNorm)."""
+    if isinstance(layer, Dense):
+        o, w = layer.out_features, (layer.out_features, layer.in_features)
+    elif isinstance(layer, Conv2d):
+        o, w = layer.out_channels, (layer.out_channels, layer.in_channels, *layer.kernel_size)   # OIHW
+    else:
+        o = layer.num_features
+        w = (o,)
+    return {"weight": w, "bias": (o,)}
+
+
+def _check_params(model, params, bn_state):
+    """ValueError unless ``params`` holds every parameter of ``model`` with its layer's shape:
+    a weight of another shape would pack into words the ops read as other signs (no error)."""
+    if not hasattr(model, "layers"):
+        raise ValueError(f"export: model must be a Sequential, got {type(model).__name__}")
+    for name, d in (("params", params), ("bn_state", bn_state)):
+        if not isinstance(d, dict):
+            raise ValueError(f"export: {name} must be a dict name -> array, got {type(d).__name__}")
+    for layer in model.layers:
+        if layer.kinds:
+            shapes, p = _param_shapes(layer), _local(params, layer)
+            for k in layer.kinds:
+                if k not in p:
+                    raise ValueError(f"export: params lack '{layer.name}.{k}'")
+                layer._param(p, k, shapes[k])         # names the layer and both shapes
+
+
 def _pool_op(layer):
     return {"op": "maxpool", "name": layer.name, "kernel": list(layer.kernel_size),
             "stride": list(layer.stride)}, {}
@@ -110,8 +139,10 @@ def export(model, params, bn_state):
     Raises
     ------
     ValueError
-        A layer of another type (named), a weight that is not +-1, a missing parameter.
+        A layer of another type (named), a weight that is not +-1, a missing parameter or one
+        of another shape than its layer's.
     """
+    _check_params(model, params, bn_state)
     layers = list(model.layers)
     ops, arrays = [], []
     kind, exact = "real", True     # kind: 'real' | 'int' | 'sign'; exact: bit-identical so far

@@ -57,7 +57,7 @@ def _per_channel(a, x):
 
 def _check_shape(spec, x, want):
     if x.ndim != len(want) or any(w is not None and w != s for w, s in zip(want, x.shape)):
-        shown = "(" + ", ".join("N" if w is None else str(w) for w in want) + ")"
+        shown = "(" + ", ".join(("N" if i == 0 else "*") if w is None else str(w) for i, w in enumerate(want)) + ")"
         raise ValueError(f"packed layer '{spec['name']}': input has shape {tuple(x.shape)}, "
                          f"expected {shown}")
 
@@ -151,6 +151,10 @@ def _run(spec, a, prep, x):
         return np.tanh(x)
     if op == "maxpool":
         _check_shape(spec, x, (None, None, None, None))
+        kh, kw = spec["kernel"]
+        if x.shape[2] < kh or x.shape[3] < kw:           # as MaxPool2d: no empty output
+            raise ValueError(f"packed layer '{spec['name']}': input has shape {tuple(x.shape)}, "
+                             f"expected (N, C, H >= {kh}, W >= {kw})")
         return _max_pool(x, spec["kernel"], spec["stride"])
     if op == "flatten":
         return x.reshape(x.shape[0], math.prod(x.shape[1:]))  # (N, C*H*W); N = 0 too
@@ -174,8 +178,19 @@ class PackedModel:
     """
 
     def __init__(self, ops, arrays, meta=None):
+        if not (isinstance(ops, (list, tuple)) and isinstance(arrays, (list, tuple))
+                and isinstance(meta, (dict, type(None)))):
+            raise ValueError(f"PackedModel: ops and arrays must be lists and meta a dict, got "
+                             f"{type(ops).__name__}, {type(arrays).__name__}, {type(meta).__name__}")
         if len(ops) != len(arrays):
             raise ValueError(f"PackedModel: {len(ops)} ops but {len(arrays)} array sets")
+        for i, (spec, a) in enumerate(zip(ops, arrays)):   # what check_ops and _run take for granted
+            if not (isinstance(spec, dict) and spec.get("op") in OPS and isinstance(spec.get("name"), str)):
+                raise ValueError(f"PackedModel: op {i} must be a dict with a str 'name' and an 'op' one of "
+                                 f"{', '.join(map(repr, OPS))}, got {spec!r:.80}")
+            if not (isinstance(a, dict) and all(isinstance(v, np.ndarray) for v in a.values())):
+                raise ValueError(f"PackedModel: the arrays of op {i} ({spec['op']} {spec['name']!r}) must be "
+                                 f"a dict name -> ndarray, got {a!r:.80}")
         self.ops, self.arrays, self.meta = list(ops), list(arrays), dict(meta or {})
         check_ops(self.ops, self.arrays)          # the kernels index the arrays unchecked (load_packed too)
         self._prep = []
@@ -242,7 +257,9 @@ class PackedModel:
             The predicted class of each row.
         """
         z = self.predict_logits(x, batch_size)
-        if z.ndim == 2 and z.shape[1] == 1:
+        if z.ndim != 2:                          # a model of no Dense: argmax over what?
+            raise ValueError(f"predict: the logits have shape {z.shape}, expected (N, outputs)")
+        if z.shape[1] == 1:
             return (z[:, 0] > 0).astype(np.int64)
         return z.argmax(axis=1)
 

@@ -55,6 +55,7 @@ def thread_env(threads):
         OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS, NUMBA_NUM_THREADS, each
         ``str(threads)``.
     """
+    threads = check_int("threads", threads, 1)             # NUMBA_NUM_THREADS=0 fails at import
     return {v: str(threads) for v in THREAD_VARS}
 
 

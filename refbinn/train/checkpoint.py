@@ -9,9 +9,18 @@ import json
 
 import numpy as np
 
+from ..checks import check_int
 from ..errors import reads_file
 from ..io import atomic_savez, generator_from_json, generator_state_json, tree_from_arrays, tree_to_arrays
+from ..optim.base import Optimizer
 from ..optim.registry import FILE_NAMES
+
+
+def _json(name, value):
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as e:                   # a set, an array, a circular dict
+        raise ValueError(f"save_checkpoint: {name} must be JSON-able, {e}") from None
 
 
 def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, config):
@@ -39,14 +48,29 @@ def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, con
         The JSON-able history so far (``fit``'s).
     config : dict
         The JSON-able run configuration (``TrainConfig`` as a dict, plus ``n_train``).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, before anything is written: ``opt`` not an Optimizer, ``bn_state``
+        or ``rngs`` not a dict (of Generators), ``epoch`` not an integer >= 0, ``history`` or
+        ``config`` not JSON-able.
     """
+    if not isinstance(opt, Optimizer):                     # a file load_checkpoint could not use
+        raise ValueError(f"save_checkpoint: opt must be an Optimizer, got {type(opt).__name__}")
+    epoch = check_int("epoch", epoch)
+    for name, d in (("bn_state", bn_state), ("rngs", rngs)):
+        if not isinstance(d, dict):
+            raise ValueError(f"save_checkpoint: {name} must be a dict, got {type(d).__name__}")
+    if not all(isinstance(k, str) for k in rngs):
+        raise ValueError(f"save_checkpoint: rngs must have str keys, got {sorted(map(repr, rngs))}")
+    texts = {"history": _json("history", history), "config": _json("config", config)}
     arrays = tree_to_arrays(opt, "optimizer", FILE_NAMES)
     arrays.update(tree_to_arrays(opt_state, "state", FILE_NAMES))
     arrays.update(tree_to_arrays(dict(bn_state), "bn_state", FILE_NAMES))
     arrays.update({f"rng/{k}": np.array(generator_state_json(g)) for k, g in rngs.items()})
     arrays["epoch"] = np.array(epoch)
-    arrays["history"] = np.array(json.dumps(history))
-    arrays["config"] = np.array(json.dumps(config))
+    arrays.update({k: np.array(v) for k, v in texts.items()})
     atomic_savez(path, arrays)
 
 
@@ -74,7 +98,7 @@ def load_checkpoint(path):
         "opt_state": tree_from_arrays(data, "state", FILE_NAMES, path),
         "bn_state": tree_from_arrays(data, "bn_state", FILE_NAMES, path),
         "rngs": {k[4:]: generator_from_json(str(v), path) for k, v in data.items() if k.startswith("rng/")},
-        "epoch": int(data["epoch"]),
+        "epoch": check_int("epoch", data["epoch"][()]),     # 1.5 is damage, not epoch 1
         "history": json.loads(str(data["history"])),
         "config": json.loads(str(data["config"])),
     }

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import FileFormatError
 from ..models import MODELS, build_model
+from ..optim.base import Optimizer
 
 # config entries that change nothing a run computes or records (how often the files are
 # written: a resumed run may change it, see refbinn.experiments.guard)
@@ -55,7 +56,8 @@ def check_meta(path, config, datasets, seed=False):
     if meta.get("dataset") not in datasets:
         raise _bad(path, f"config names data set {meta.get('dataset')!r}, not one of {', '.join(datasets)}")
     spec = meta.get("model")
-    if not (isinstance(spec, list) and len(spec) == 2 and spec[0] in MODELS and isinstance(spec[1], dict)):
+    if not (isinstance(spec, list) and len(spec) == 2 and isinstance(spec[0], str) and spec[0] in MODELS
+            and isinstance(spec[1], dict)):                 # a str first: a list is unhashable
         raise _bad(path, f"config names model {spec!r}; expected [name, kwargs] with name one of "
                          f"{', '.join(MODELS)}")
     value = config.get("seed")
@@ -141,6 +143,8 @@ def check_state(path, ck, model):
     model : Sequential
         The model the checkpoint names.
     """
+    if not isinstance(ck["opt"], Optimizer):
+        raise _bad(path, f"'optimizer' is a {type(ck['opt']).__name__}, expected an optimizer")
     rng = np.random.default_rng(0)
     try:
         params, bn = model.init(rng, _float_dtype(ck["opt_state"]) or np.float32)

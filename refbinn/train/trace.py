@@ -97,6 +97,15 @@ OPTIMIZERS = {
 }
 
 
+def _float_dtype(dtype):
+    """float32 or float64 from a dtype or its name; ValueError naming ``dtype`` for anything else."""
+    try:
+        name = np.dtype(dtype).name
+    except TypeError:                        # 'bogus', [1]: not a dtype at all
+        name = dtype
+    return np.dtype(check_choice("dtype", name, ("float32", "float64")))
+
+
 def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
     """The optimizer of ``optimizer_name`` with its trace defaults, updated by ``hparams``.
 
@@ -117,11 +126,14 @@ def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
     Optimizer
     """
     key, hp = OPTIMIZERS[check_choice("optimizer", optimizer_name, tuple(OPTIMIZERS))]
+    check_int("n_data", n_data, 1)
+    if hparams is not None and not isinstance(hparams, dict):
+        raise ValueError(f"hparams must be a dict of optimizer arguments, got {type(hparams).__name__}")
     hp = dict(hp)
     if key == "bayesbinn":
         # backend 'numpy': the reference functions (correctly rounded transcendentals), the
         # same numbers on every CPU; the state dtype is the trace's dtype
-        hp.update(N=float(n_data), dtype=np.dtype(dtype).name)
+        hp.update(N=float(n_data), dtype=_float_dtype(dtype).name)
     hp.update(hparams or {})
     return make(key, **hp)
 
@@ -239,7 +251,7 @@ def write_trace(path, *, model_name, optimizer_name, steps, seed=0, dtype="float
     check_choice("optimizer", optimizer_name, OPTIMIZERS)
     check_int("steps", steps, 1)
     check_int("seed", seed, 0)
-    dt = np.dtype(check_choice("dtype", np.dtype(dtype).name, ("float32", "float64")))
+    dt = _float_dtype(dtype)
     model = spec.build()
     root = np.random.default_rng(seed)
     r_init, r_data, r_noise, r_drop = root.spawn(4)
@@ -362,6 +374,37 @@ def load_trace(path):
 
 
 # -- comparing ---------------------------------------------------------------------------
+def as_trace(t):
+    """``(meta, arrays)`` of ``t``: a path (``load_trace``), or such a pair, checked like a file.
+
+    Parameters
+    ----------
+    t : str or PathLike, or a ``(meta, arrays)`` pair
+        ``meta`` a dict; ``arrays`` a dict str -> ndarray of a number or bool dtype.
+
+    Returns
+    -------
+    meta : dict
+    arrays : dict str -> ndarray
+
+    Raises
+    ------
+    ValueError
+        For a pair of another kind, naming the first entry that is not a number or bool array
+        (a complex or object array would be compared wrongly).
+    """
+    if not isinstance(t, tuple):
+        return load_trace(t)
+    if len(t) != 2 or not isinstance(t[0], dict) or not isinstance(t[1], dict):
+        raise ValueError(f"a trace must be a path or a (meta dict, arrays dict) pair, got a tuple of "
+                         f"{', '.join(type(x).__name__ for x in t) or 'nothing'}")
+    for k, v in t[1].items():
+        if not isinstance(v, (np.ndarray, np.generic)) or v.dtype.kind not in "biuf":
+            what = v.dtype if isinstance(v, (np.ndarray, np.generic)) else type(v).__name__
+            raise ValueError(f"trace entry {k!r} is {what}, not an array of numbers or bools")
+    return t
+
+
 class Divergence(NamedTuple):
     """The first entry where two traces differ.
 
@@ -428,13 +471,19 @@ _SAMPLE_ORDER = ("u", "w", "mask", "out", "loss", "grad", "scale")
 _TAIL_ORDER = ("bn", "eval_w")
 
 
+def _listed(meta, field):
+    """``meta[field]`` if it is a list, else [] (a port's trace may hold null there: order only)."""
+    v = meta.get(field)
+    return v if isinstance(v, list) else []
+
+
 def _sort_key(key, meta):
     """(step, section, sample, group, name) for a key 'stepNNNN/...'; None for other keys."""
     head, _, rest = key.partition("/")
     if not head.startswith("step") or not head[4:].isdigit():
         return None
-    names = meta.get("param_names", []) + meta.get("bn_names", []) + meta.get("dropout_layers", [])
-    fields = meta.get("state_fields", [])
+    names = _listed(meta, "param_names") + _listed(meta, "bn_names") + _listed(meta, "dropout_layers")
+    fields = _listed(meta, "state_fields")
 
     def name_rank(n):
         return names.index(n) if n in names else len(names)
@@ -513,7 +562,7 @@ def compare_traces(a, b, rtol=None, atol=0.0):
     -------
     Divergence or None
     """
-    (ma, xa), (mb, xb) = [t if isinstance(t, tuple) else load_trace(t) for t in (a, b)]
+    (ma, xa), (mb, xb) = as_trace(a), as_trace(b)
     rtol = default_rtol(ma, mb) if rtol is None else float(check_range("rtol", rtol, 0))
     atol = float(check_range("atol", atol, 0))
     keys = [k for k in xa if k in xb and _sort_key(k, ma) is not None]
@@ -543,7 +592,7 @@ def key_differences(a, b):
     only_in_a, only_in_b : list of str
         Keys (``meta`` excluded) held by one trace only; ``compare_traces`` skips them.
     """
-    (_, xa), (_, xb) = [t if isinstance(t, tuple) else load_trace(t) for t in (a, b)]
+    (_, xa), (_, xb) = as_trace(a), as_trace(b)
     return sorted(set(xa) - set(xb)), sorted(set(xb) - set(xa))
 
 

@@ -10,7 +10,7 @@ FileFormatError from ``load_trace`` (the command exits 2).
 """
 from __future__ import annotations
 
-from .trace import compare_traces, default_rtol, load_trace
+from .trace import as_trace, compare_traces, default_rtol, load_trace
 
 
 def _step_of(key):
@@ -52,7 +52,7 @@ def match_traces(a, b, rtol=None, atol=0.0):
     -------
     list of str
     """
-    (ma, xa), (mb, xb) = [t if isinstance(t, tuple) else load_trace(t) for t in (a, b)]
+    (ma, xa), (mb, xb) = as_trace(a), as_trace(b)
     pa, sa = _own_problems("mine", ma, xa)
     pb, sb = _own_problems("theirs", mb, xb)
     problems = pa + pb
