@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_int
+from .checks import check_int, check_range
+
+_SEED_MAX = 2 ** 63 - 1          # BayesBiNN.init draws the noise seed in [0, 2**63)
 
 BN_BUFFERS = ("running_mean", "running_var")
 NUM_BATCHES = "num_batches_tracked"
@@ -47,7 +49,10 @@ def _dict_arg(where, name, d):
 
 def _real_array(where, what, a):
     """``np.asarray(a)``; ValueError unless it holds real numbers (complex would lose its imaginary part)."""
-    a = np.asarray(a)
+    try:
+        a = np.asarray(a)
+    except (TypeError, RuntimeError) as e:      # torch: a tensor that requires grad, or in bfloat16
+        raise ValueError(f"{where}: {what} cannot be read as a NumPy array ({e})") from None
     if a.dtype.kind not in "biuf":
         raise ValueError(f"{where}: {what} must hold real numbers, got dtype {a.dtype}")
     return a
@@ -155,11 +160,13 @@ def to_state_dict(params, bn_state, *, num_batches_tracked=0, model=None):
             modules.append(mod)
     out = {}
     for mod in modules:
-        out.update({k: np.array(v, copy=True) for k, v in params.items() if _module(k)[0] == mod})
+        out.update({k: np.array(_real_array("to_state_dict", f"params[{k!r}]", v), copy=True)
+                    for k, v in params.items() if _module(k)[0] == mod})
         bufs = [b for b in BN_BUFFERS if f"{mod}.{b}" in bn_state]
         if bufs:
             for b in bufs:
-                out[f"{mod}.{b}"] = np.array(bn_state[f"{mod}.{b}"], copy=True)
+                k = f"{mod}.{b}"
+                out[k] = np.array(_real_array("to_state_dict", f"bn_state[{k!r}]", bn_state[k]), copy=True)
             if isinstance(num_batches_tracked, dict):
                 nbt = check_int(f"to_state_dict: num_batches_tracked[{mod!r}]", num_batches_tracked.get(mod, 0))
             else:
@@ -195,9 +202,9 @@ def from_state_dict(state_dict, like_params=None, like_state=None):
     params, bn_state, nbt = {}, {}, {}
     for k, v in state_dict.items():
         mod, leaf = _module(k)
-        v = np.asarray(v)
-        if leaf == NUM_BATCHES:
-            nbt[mod] = int(v)
+        v = _real_array("from_state_dict", f"state_dict[{k!r}]", v)
+        if leaf == NUM_BATCHES:            # int() took 2.5, -3 and a vector's error said no key
+            nbt[mod] = _count("from_state_dict", f"state_dict[{k!r}]", v)
         elif leaf in BN_BUFFERS:
             bn_state[k] = np.array(v, copy=True)
         else:
@@ -252,10 +259,11 @@ def bayesbinn_to_torch(state, names=None, lam0=None):
     if lam0 is None:
         lam0 = _field(state, "lam0", 0.0)
     lam0_vec = params_to_vector(lam0, names).astype(vec.dtype, copy=False) if isinstance(lam0, dict) \
-        else np.full_like(vec, lam0)
+        else np.full_like(vec, check_range("bayesbinn_to_torch: lam0", lam0))       # NaN passed, 'x' a raw error
     momentum = params_to_vector(_field(state, "momentum"), names).astype(vec.dtype, copy=False)
-    return {"lamda": vec, "mu": mu_vec, "momentum": momentum,
-            "prior_lamda": lam0_vec, "step": int(_field(state, "step")), "seed": int(_field(state, "seed", 0))}
+    return {"lamda": vec, "mu": mu_vec, "momentum": momentum, "prior_lamda": lam0_vec,
+            "step": _count("bayesbinn_to_torch", "state.step", _field(state, "step")),
+            "seed": _count("bayesbinn_to_torch", "state.seed", _field(state, "seed", 0), _SEED_MAX)}
 
 
 def bayesbinn_from_torch(opt_state, like, names=None, numerics=None):
@@ -292,13 +300,23 @@ def bayesbinn_from_torch(opt_state, like, names=None, numerics=None):
                          f"got keys {sorted(opt_state)}")
 
     def split(key):
-        return None if opt_state.get(key) is None else vector_to_params(np.ravel(opt_state[key]), like, names)
+        v = opt_state.get(key)
+        return None if v is None else vector_to_params(
+            _real_array("bayesbinn_from_torch", f"opt_state[{key!r}]", v).ravel(), like, names)
     lam = split("lamda")
     mu = {} if numerics == "exact" else split("mu")
     if mu is None:
         mu = {k: np.tanh(v) for k, v in lam.items()}
     return {"lam": lam, "momentum": split("momentum"), "mu": mu, "lam0": split("prior_lamda"),
-            "step": int(opt_state.get("step", 0)), "seed": int(opt_state.get("seed", 0))}
+            "step": _count("bayesbinn_from_torch", "opt_state['step']", opt_state.get("step", 0)),
+            "seed": _count("bayesbinn_from_torch", "opt_state['seed']", opt_state.get("seed", 0), _SEED_MAX)}
+
+
+def _count(where, what, v, hi=None):
+    """``v`` (an int, or a NumPy or torch scalar) as an int in [0, hi]; ValueError naming ``what`` otherwise
+    (int() took 2.7 and -1; None or a vector was a TypeError)."""
+    v = _real_array(where, what, v)
+    return check_int(f"{where}: {what}", v.item() if v.ndim == 0 else v.tolist(), 0, hi)
 
 
 def _field(state, name, default=KeyError):

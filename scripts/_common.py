@@ -84,12 +84,14 @@ def parse(parse_args, argv, script, **ranges):
 
     Every flag named in ``flag_ranges()`` (and ``ranges``, the script's own, e.g. ``samples=("int", 1, None)``)
     that is set is checked before any work: a bad value exits 2 with one line on stderr naming the flag
-    and its allowed range ("run_mnist.py: error: --epochs must be an integer in [1, inf), got 0").
+    and its allowed range ("run_mnist.py: error: --epochs must be an integer in [1, inf), got 0"); so
+    are the folders and the run-name suffix (``check_paths``).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     a = parse_args(argv)
     try:
         check_flags(a, {**flag_ranges(), **ranges})
+        check_paths(a)
     except ValueError as e:
         print(f"{script}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -107,6 +109,21 @@ def check_flags(a, ranges):
                 check_int(flag, x, *bounds)
             else:
                 check_range(flag, x, 0 if kind == "positive" else None, lo_open=kind == "positive")
+
+
+def check_paths(a):
+    """ValueError for --out or --data-root empty (an unset $VAR: the current folder) or a file, and for a
+    --tag that names a folder (it ends the run's file names); unset flags pass. Run before training, whose
+    results were otherwise written to the current folder or lost in a traceback at the end."""
+    for dest, what in (("out", "a folder for the results"), ("data_root", "the data folder")):
+        v, flag = getattr(a, dest, None), "--" + dest.replace("_", "-")
+        if v == "":
+            raise ValueError(f"{flag} is empty; give a path")
+        if v is not None and os.path.exists(v) and not os.path.isdir(v):
+            raise ValueError(f"{flag} {v} is a file; give {what}")
+    tag = getattr(a, "tag", None)
+    if tag and ("/" in tag or os.sep in tag):
+        raise ValueError(f"--tag must be a plain name (no folders), got {tag!r}")
 
 
 def resolve(a, q, **defaults):
@@ -339,6 +356,8 @@ def parse_bench_args(argv, description, repeats, repeats_quick):
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--repeats", type=int, default=None)
     args = ap.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:        # 0 ran the default, -1 timed nothing: NaN
+        ap.error(f"--repeats must be an integer in [1, inf), got {args.repeats}")
     log = (lambda *m: print(*m, file=sys.stderr)) if args.json else print
     return args, args.repeats or (repeats_quick if args.quick else repeats), log
 

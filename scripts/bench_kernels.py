@@ -66,6 +66,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.threads < 1:
         p.error("--threads must be >= 1")
+    if args.out is not None and args.out.is_dir():           # found only after the benchmark
+        p.error(f"--out {args.out} is a folder; give the file to write")
     return args
 
 

@@ -198,7 +198,7 @@ def main(argv=None):
     warmup, repeats = (QUICK_WARMUP, QUICK_REPEATS) if args.quick else (WARMUP, REPEATS)
     if args.repeats is not None:
         if args.repeats < 1:
-            raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+            ap.error(f"--repeats must be >= 1, got {args.repeats}")
         repeats = args.repeats
     log = sys.stderr if args.json else sys.stdout
     threads = blas_threads()

@@ -125,6 +125,12 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.repeats < 1:
         ap.error(f"--repeats must be >= 1, got {a.repeats}")
+    if a.workers < 1:
+        ap.error(f"--workers must be >= 1, got {a.workers}")
+    if a.out == "":                                          # write_json('') failed after the benchmark
+        ap.error("--out is empty; give the file to write")
+    if a.out is not None and os.path.isdir(a.out):
+        ap.error(f"--out {a.out} is a folder; give the file to write")
     log = (lambda *m: print(*m, file=sys.stderr)) if a.json else print
     runs, epochs = (QUICK["runs"], QUICK["epochs"]) if a.quick else (RUNS, EPOCHS)
     sweep = make_sweep(runs, epochs, "bench")

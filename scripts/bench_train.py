@@ -73,9 +73,12 @@ def parse(argv=None):
     if a.quick:
         for k, v in QUICK.items():
             setattr(a, k, v)
-    if min(a.steps, a.block, a.threads, a.fwd_bwd, a.small_steps) < 1 or min(a.warmup, a.breakdown) < 0:
+    if min(a.steps, a.block, a.threads, a.fwd_bwd, a.small_steps) < 1 or min(a.warmup, a.breakdown, a.seed) < 0:
         ap.error("--steps, --block, --threads, --fwd-bwd, --small-steps must be >= 1; "
-                 "--warmup, --breakdown >= 0")
+                 "--warmup, --breakdown, --seed >= 0")
+    numerics = [s.strip() for s in a.numerics.split(",") if s.strip()]
+    if not numerics or not set(numerics) <= {"official", "exact"}:     # ',' timed nothing
+        ap.error(f"--numerics must be a comma-separated list of official, exact; got {a.numerics!r}")
     return a
 
 

@@ -20,6 +20,8 @@ Usage::
     python scripts/lemma1_table.py --samples 100000 --taus 1 0.1 --out /tmp/t.json
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -27,6 +29,11 @@ import numpy as np
 from refbinn.estimators.problems import teacher_problem
 from refbinn.estimators import exact_gradient, lemma1, reinforce
 from refbinn.io import atomic_write, json_dumps
+from refbinn.io.outputs import check_output_file
+from refbinn.options import SEED_MAX
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import check_flags  # noqa: E402
 
 # -- settings ----------------------------------------------------------------------
 N_IN, HIDDEN, N_DATA = 3, 3, 16          # d = HIDDEN * (N_IN + 1) = 12 binary weights
@@ -73,8 +80,12 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print the JSON instead of the table")
     ap.add_argument("--out", default=OUT, help="where to write the JSON ('' to skip)")
     args = ap.parse_args(argv)
-    if args.samples < 2:
-        ap.error(f"--samples must be in [2, inf), got {args.samples}")
+    try:                    # before any work: a bad tau or --out was a traceback, the latter after the table
+        check_flags(args, {"seed": ("int", 0, SEED_MAX), "samples": ("int", 2, None), "taus": ("positive",)})
+        if args.out:
+            check_output_file(args.out, "--out")
+    except ValueError as e:
+        ap.error(str(e))
 
     t0 = time.perf_counter()
     loss_fn, loss_grad = teacher_problem(N_IN, HIDDEN, N_DATA, DATA_SEED)

@@ -82,12 +82,21 @@ def global_steps(h):
     return out
 
 
+def read_json(path):
+    """The JSON document in ``path``; ValueError naming the file if it is not JSON (cut short, another kind)."""
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except ValueError as e:                     # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not a valid JSON file ({e})") from None
+
+
 def load_sweep(root, sweep):
     """{setting: [run rows]} for one sweep folder; the setting is the run name without _sSEED."""
     out = {}
     for path in sorted(glob.glob(os.path.join(root, f"issue15_{sweep}", "runs", "*", "history.json"))):
         name = os.path.basename(os.path.dirname(path))
-        h = json.load(open(path))
+        h = read_json(path)
         if not h.get("summary"):
             continue                                    # a run still in progress
         cfg = h["config"]
@@ -97,7 +106,7 @@ def load_sweep(root, sweep):
         row = run_row(h)
         row["seed"] = cfg["seed"]
         spec = os.path.join(os.path.dirname(path), "run.json")
-        row["settings"] = json.load(open(spec)).get("overrides", {}) if os.path.exists(spec) else {}
+        row["settings"] = read_json(spec).get("overrides", {}) if os.path.exists(spec) else {}
         out.setdefault(setting, []).append(row)
     return out
 
@@ -173,7 +182,7 @@ def continual_tables(root):
     path = os.path.join(root, "retention", "retention.json")
     res = {}
     if os.path.exists(path):
-        doc = json.load(open(path))
+        doc = read_json(path)
         tasks = doc.get("tasks", 5)
         runs = doc.get("runs", {})
         for side in ("authors", "refbinn"):
@@ -198,7 +207,7 @@ def continual_tables(root):
         out["retention"] = res
     path = os.path.join(root, "retention", "continual_ratio.json")
     if os.path.exists(path):
-        doc = json.load(open(path))
+        doc = read_json(path)
         tasks = doc["settings"]["tasks"]
         out["continual_ratio"] = {"settings": doc.get("settings"), "configs": doc.get("configs")}
         for name, by_seed in doc.get("runs", {}).items():
@@ -257,16 +266,25 @@ def main(argv=None):
     ap.add_argument("--results", default="results")
     ap.add_argument("--out", default="results/paper_math")
     a = ap.parse_args(argv)
+    for flag, path in (("--results", a.results), ("--out", a.out)):    # a file as --out failed at the end
+        if not path:
+            ap.error(f"{flag} is empty; give a folder")
+        if os.path.exists(path) and not os.path.isdir(path):
+            ap.error(f"{flag} {path} is a file; give a folder")
     rows = {}
-    for sweep in SWEEPS:
-        for setting, runs in load_sweep(os.path.join(a.results, "sweeps"), sweep).items():
-            key = f"{sweep}: {setting.replace('mnist_bayesbinn', '').strip('_') or 'base'}"
-            rows[key] = aggregate(runs)
-    if not rows:
-        print("no finished issue-15 sweep runs under", a.results, file=sys.stderr)
-        return 1
+    try:
+        for sweep in SWEEPS:
+            for setting, runs in load_sweep(os.path.join(a.results, "sweeps"), sweep).items():
+                key = f"{sweep}: {setting.replace('mnist_bayesbinn', '').strip('_') or 'base'}"
+                rows[key] = aggregate(runs)
+        if not rows:
+            print("no finished issue-15 sweep runs under", a.results, file=sys.stderr)
+            return 1
+        cont, cont_md = continual_tables(a.results)
+    except ValueError as e:                                              # a damaged results file
+        print(f"paper_math.py: error: {e}", file=sys.stderr)
+        return 2
     os.makedirs(a.out, exist_ok=True)
-    cont, cont_md = continual_tables(a.results)
     doc = {"description": __doc__.split("\n\n")[0], "command": "python scripts/paper_math.py",
            "settings": rows, **cont}
     write_json(os.path.join(a.out, "summary.json"), doc)

@@ -12,11 +12,15 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import time
 
 from refbinn.experiments import run
 from refbinn.io import write_json
 from refbinn.report import table
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import parse  # noqa: E402
 
 # -- settings ------------------------------------------------------------------------------
 TAUS = (1.0, 0.3, 0.1)
@@ -44,7 +48,8 @@ def main(argv=None):
     p.add_argument("--max-train", type=int)
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--out", default=OUT)
-    a = p.parse_args(argv)
+    # ranges and --out checked before any work: --taus -1 failed in training, --out '' wrote here
+    a, _ = parse(p.parse_args, argv, "run_exact_search.py", lam_inits=("real",))
     print(f"exact-numerics search: taus {a.taus}, lrs {a.lrs}, lam_init {a.lam_inits}, "
           f"{a.epochs} epochs, MLP 784-{'-'.join(map(str, a.hidden))}-10, seed {a.seed}")
     path = os.path.join(a.out, "exact_search.json")

@@ -28,6 +28,9 @@ import sys
 
 import numpy as np
 
+from refbinn.data.ood import OOD_SETS
+from refbinn.options import MAX_BINS
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import DATA_ROOT_HELP, parse   # noqa: E402
 
@@ -45,7 +48,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--group", action="append", required=True, metavar="LABEL=GLOB",
                    help="a method and the checkpoints of its seeds (repeat for each method)")
-    p.add_argument("--ood", nargs="*", help=f"OOD sets (default {list(OOD)})")
+    p.add_argument("--ood", nargs="*", choices=OOD_SETS, help=f"OOD sets (default {list(OOD)})")
     p.add_argument("--samples", type=int, nargs="+", help=f"sample counts C (default {list(SAMPLES)})")
     p.add_argument("--bins", type=int, default=BINS)
     p.add_argument("--seed", type=int, default=SEED)
@@ -98,7 +101,7 @@ def fmt(ms):
 
 
 def main(argv=None):
-    a, command = parse(parse_args, argv, "run_uncertainty.py", samples=("int", 1, None), bins=("int", 1, None))
+    a, command = parse(parse_args, argv, "run_uncertainty.py", samples=("int", 1, None), bins=("int", 1, MAX_BINS))
     from refbinn.experiments.uncertainty import evaluate_checkpoints, row_name
     from refbinn.experiments.uncertainty_plots import entropy_histograms, reliability_diagram
     from refbinn.io import write_json
@@ -107,7 +110,11 @@ def main(argv=None):
     ood = tuple(OOD if a.ood is None else a.ood)
     samples = tuple(a.samples or q.get("samples", SAMPLES))
     max_test, out = a.max_test or q.get("max_test"), a.out or q.get("out", OUT)
-    todo = groups(a.group)
+    try:
+        todo = groups(a.group)
+    except ValueError as e:                  # a malformed --group, or one matching nothing: was a traceback
+        print(f"run_uncertainty.py: error: {e}", file=sys.stderr)
+        return 2
     print(f"run_uncertainty: groups {[(g, len(p)) for g, p in todo]}; OOD {list(ood)}; samples {list(samples)}; "
           f"bins {a.bins}; seed {a.seed}; max_test {max_test}; out {out}", flush=True)
 

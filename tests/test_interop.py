@@ -203,3 +203,48 @@ def test_bayesbinn_vectors_take_the_dtype_of_lam_and_defaults():
     out = bayesbinn_from_torch({"lamda": t["lamda"], "momentum": t["momentum"]}, params)
     assert out["step"] == 0 and out["seed"] == 0 and out["lam0"] is None
     assert all(np.array_equal(out["mu"][k], np.tanh(lam[k])) for k in params)   # no mu: tanh(lamda)
+
+
+def test_torch_tensors_of_the_wrong_kind_are_named_not_cast():
+    """A complex tensor lost its imaginary part, num_batches_tracked 2.5 became 2 and -3 was kept, step 2.7
+    became 2; a tensor that requires grad or is bfloat16, a vector count or None was a raw
+    RuntimeError / TypeError."""
+    torch = pytest.importorskip("torch")
+    _, params, state = _trained_like()
+    sd = {k: torch.from_numpy(v) for k, v in to_state_dict(params, state).items()}
+    assert from_state_dict(sd, params, state)[2] == {"bn1": 0, "bn2": 0, "bn3": 0}
+    w = "fc1.weight"
+    for key, value, says in (
+            (w, sd[w].to(torch.complex64), "must hold real numbers, got dtype complex64"),
+            (w, sd[w].clone().requires_grad_(), r"cannot be read as a NumPy array "
+                                                r"\(Can't call numpy\(\) on Tensor that requires grad"),
+            (w, sd[w].bfloat16(), "cannot be read as a NumPy array"),
+            (w, "abc", "must hold real numbers, got dtype <U3"),
+            ("bn1.num_batches_tracked", torch.tensor(2.5), r"must be an integer in \[0, inf\), got 2.5"),
+            ("bn1.num_batches_tracked", torch.tensor(-3), r"must be an integer in \[0, inf\), got -3"),
+            ("bn1.num_batches_tracked", torch.tensor([1, 2]), r"must be an integer in \[0, inf\), got \[1, 2\]"),
+            ("bn1.num_batches_tracked", None, "must hold real numbers, got dtype object")):
+        with pytest.raises(ValueError, match=rf"from_state_dict: state_dict\['{key}'\] " + says):
+            from_state_dict({**sd, key: value}, params, state)
+    with pytest.raises(ValueError, match=r"to_state_dict: params\['fc1.weight'\] must hold real numbers"):
+        to_state_dict({**params, w: "abc"}, state)
+
+    st = {"lam": {k: np.ones(v.shape) for k, v in params.items()}, "momentum": {k: np.zeros(v.shape)
+                                                                              for k, v in params.items()},
+          "step": 3, "seed": 1}
+    flat = {k: torch.tensor(v) for k, v in bayesbinn_to_torch(st).items()}
+    back = bayesbinn_from_torch(flat, st["lam"])
+    assert (back["step"], back["seed"]) == (3, 1) and isinstance(back["step"], int)
+    for over, says in (({"step": 2.7}, r"opt_state\['step'\] must be an integer in \[0, inf\), got 2.7"),
+                       ({"step": torch.tensor(-1)}, r"opt_state\['step'\] must be an integer in \[0, inf\), got -1"),
+                       ({"step": None}, r"opt_state\['step'\] must hold real numbers, got dtype object"),
+                       ({"seed": -5}, r"opt_state\['seed'\] must be an integer in \[0, 9223372036854775807\]"),
+                       ({"lamda": flat["lamda"].bfloat16()}, r"opt_state\['lamda'\] cannot be read as a NumPy")):
+        with pytest.raises(ValueError, match="bayesbinn_from_torch: " + says):
+            bayesbinn_from_torch({**flat, **over}, st["lam"])
+    for over, kw, says in (({"step": 2.7}, {}, r"state.step must be an integer in \[0, inf\), got 2.7"),
+                           ({"step": None}, {}, "state.step must hold real numbers"),
+                           ({}, {"lam0": float("nan")}, r"lam0 must be in \(-inf, inf\), got nan"),
+                           ({}, {"lam0": "x"}, "lam0 must be a real number, got 'x'")):
+        with pytest.raises(ValueError, match="bayesbinn_to_torch: " + says):
+            bayesbinn_to_torch({**st, **over}, **kw)

@@ -8,6 +8,7 @@ are the paper preset's (refbinn/presets.py), so the two cannot drift apart.
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -342,7 +343,7 @@ def test_common_settings_rows_and_flags(tmp_path):
     ("run_continual_ratio", ["--seeds", "0", "-1"], "--seeds must be an integer in [0, "),
     ("run_continual_ratio", ["--max-test", "0"], "--max-test must be an integer in [1, inf)"),
     ("run_uncertainty", ["--group", "a=x", "--samples", "2", "0"], "--samples must be an integer in [1, inf)"),
-    ("run_uncertainty", ["--group", "a=x", "--bins", "0"], "--bins must be an integer in [1, inf)"),
+    ("run_uncertainty", ["--group", "a=x", "--bins", "0"], "--bins must be an integer in [1, 10000], got 0"),
 ])
 def test_runner_flags_out_of_range_exit_before_any_work(script, args, flag, tmp_path, monkeypatch, capsys):
     """A numeric flag set to 0 (or below its range) is an error naming it, before any data is read or
@@ -424,3 +425,89 @@ def test_exact_search_reruns_when_hidden_max_train_or_seed_change(tmp_path, monk
     mod.main(base + ["--hidden", "8"])
     out = capsys.readouterr().out
     assert len(calls) == 4 and "0.1000" in out and "0.4000" not in out
+
+
+# -- hostile paths, names and counts: one line, exit 2, before any work, nothing written ---------------------
+@pytest.mark.parametrize("script, args, says", [
+    ("run_two_moons", ["--out", ""], "--out is empty; give a path"),           # wrote into the current folder
+    ("run_mnist", ["--out", "FILE"], "--out FILE is a file; give a folder for the results"),
+    ("run_cifar", ["--fake", "--data-root", "FILE"], "--data-root FILE is a file; give the data folder"),
+    ("run_lr_sweep", ["--data-root", ""], "--data-root is empty; give a path"),
+    ("run_mnist", ["--tag", "a/b"], "--tag must be a plain name (no folders), got 'a/b'"),
+    ("run_exact_search", ["--taus", "1", "-1"], "--taus must be in (0, inf), got -1.0"),
+    ("run_exact_search", ["--out", ""], "--out is empty; give a path"),
+    ("run_uncertainty", ["--group", "x"], "--group must be LABEL=GLOB, got 'x'"),
+    ("run_uncertainty", ["--group", "a=nothing*"], "--group a: no checkpoint matches 'nothing*'"),
+])
+def test_runner_paths_names_and_groups_are_checked_before_any_work(script, args, says, tmp_path, monkeypatch,
+                                                                   capsys):
+    """Each was a traceback (some after training) or, for an empty --out, results in the current folder."""
+    import refbinn.data
+    import refbinn.experiments
+
+    def work(*a, **k):
+        raise AssertionError("work started")
+    mod = load(script)
+    for m, name in ((refbinn.experiments, "run"), (refbinn.experiments, "build"), (refbinn.data, "load_mnist"),
+                    (mod, "run")):
+        monkeypatch.setattr(m, name, work, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("keep")
+    try:
+        code = mod.main([a.replace("FILE", str(tmp_path / "FILE")) for a in args])
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"{script}.py: error: {says}".replace("FILE", str(tmp_path / "FILE"))
+    assert os.listdir(tmp_path) == ["FILE"] and (tmp_path / "FILE").read_text() == "keep"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--seed", "-1"], "--seed must be an integer in [0, "),                   # numpy's error, a traceback
+    (["--taus", "1", "0"], "--taus must be in (0, inf), got 0.0"),             # ValueError: tau ... traceback
+    (["--samples", "1"], "--samples must be an integer in [2, inf), got 1"),
+    (["--out", "."], "--out . is a folder; give the file to write"),           # after the whole table
+])
+def test_lemma1_table_refuses_bad_flags_before_any_work(args, says, capsys, monkeypatch):
+    mod = load("lemma1_table")
+    monkeypatch.setattr(mod, "teacher_problem", lambda *a: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as e:
+        mod.main(["--samples", "10", "--out", ""] + args)
+    assert e.value.code == 2
+    assert f"error: {says}" in capsys.readouterr().err
+
+
+def test_paper_math_refuses_bad_folders_and_names_a_damaged_run(tmp_path, capsys):
+    mod = load("paper_math")
+    (tmp_path / "FILE").write_text("keep")
+    for args, says in ((["--out", str(tmp_path / "FILE")], f"--out {tmp_path / 'FILE'} is a file"),
+                       (["--out", ""], "--out is empty"), (["--results", ""], "--results is empty")):
+        with pytest.raises(SystemExit) as e:                  # the first two were tracebacks at the end
+            mod.main(["--results", str(tmp_path)] + args)
+        assert e.value.code == 2 and says in capsys.readouterr().err
+    bad = tmp_path / "sweeps" / "issue15_bn_scale" / "runs" / "a_s0" / "history.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"summ')                                  # a JSONDecodeError that named no file
+    assert mod.main(["--results", str(tmp_path), "--out", str(tmp_path / "pm")]) == 2
+    assert capsys.readouterr().err.startswith(f"paper_math.py: error: {bad}: not a valid JSON file")
+    assert not (tmp_path / "pm").exists()
+
+
+@pytest.mark.parametrize("script, args, says", [
+    ("bench_optim", ["--repeats", "0"], "--repeats must be an integer in [1, inf), got 0"),    # ran the default
+    ("bench_vispa", ["--repeats", "-1"], "--repeats must be an integer in [1, inf), got -1"),  # timed nothing: NaN
+    ("bench_layers", ["--repeats", "0"], "--repeats must be >= 1, got 0"),                   # a traceback
+    ("bench_sweep", ["--workers", "0"], "--workers must be >= 1, got 0"),
+    ("bench_sweep", ["--out", ""], "--out is empty; give the file to write"),
+    ("bench_kernels", ["--out", "."], "--out . is a folder; give the file to write"),
+    ("bench_train", ["--numerics", ","], "--numerics must be a comma-separated list of official, exact"),
+    ("bench_train", ["--seed", "-1"], "--seed >= 0"),
+])
+def test_benchmark_flags_are_checked_before_any_timing(script, args, says, tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), *args], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and says in r.stderr.splitlines()[-1], r.stderr
+    assert r.stdout == "" and os.listdir(tmp_path) == []

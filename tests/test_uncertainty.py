@@ -138,8 +138,11 @@ def test_run_uncertainty_script_averages_over_seeds(tiny, data_root, tmp_path, c
                                              ("auroc_entropy", "aupr_entropy", "auroc_maxprob", "aupr_maxprob")}
     if HAVE_MPL:
         assert (tmp_path / "reliability_seeds.png").exists() and (tmp_path / "entropy_seeds.png").exists()
-    with pytest.raises(ValueError, match="no checkpoint matches"):
-        mod.main(["--group", f"X={tmp_path}/nothing*", "--out", str(tmp_path)])
+    # a group matching nothing: one error line and exit 2 (it was a traceback)
+    capsys.readouterr()
+    assert mod.main(["--group", f"X={tmp_path}/nothing*", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run_uncertainty.py: error: --group X: no checkpoint matches" in err[0]
 
 
 def test_evaluate_ood_recalibrates_bn(tiny, data_root, tmp_path):

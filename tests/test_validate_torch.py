@@ -176,3 +176,37 @@ def test_torch_trace_refuses_pmf_and_vispa_traces(optimizer, tmp_path, capsys):
     assert not out.exists()
     with pytest.raises(NotImplementedError, match="no torch replay for pmf / vispa traces"):
         torch_trace.replay(ref)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--only", ","], "--only: no group given"),                       # ran nothing and passed
+    (["--only", "trajectories", "--steps", "0"], "--steps must be an integer in [1, inf), got 0"),   # 0 steps: PASS
+    (["--only", "paper", "--results", ""], "--results is empty"),
+    (["--only", "paper", "--results", "FILE"], "--results FILE is a file"),
+])
+def test_main_refuses_options_that_would_check_nothing(args, says, tmp_path, capsys):
+    from validate.__main__ import main
+    (tmp_path / "FILE").write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        main([a.replace("FILE", str(tmp_path / "FILE")) for a in args])
+    assert e.value.code == 2
+    assert says.replace("FILE", str(tmp_path / "FILE")) in capsys.readouterr().err
+
+
+def test_torch_trace_refuses_its_reference_as_out_and_names_bad_files(tmp_path, capsys):
+    """out = reference overwrote the reference; a folder or '' failed after the replay; a missing or
+    damaged reference was a traceback."""
+    from refbinn.train.trace import write_trace
+    from validate import torch_trace
+    ref = tmp_path / "ref.npz"
+    write_trace(ref, model_name="mlp", optimizer_name="bayesbinn-official", steps=1)
+    before = ref.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(before[:500])
+    capsys.readouterr()
+    for args, says in (([ref, ref], f"out {ref} is the input {ref}"), ([ref, tmp_path], "is a folder"),
+                       ([ref, ""], "out is empty"), ([tmp_path / "none.npz", tmp_path / "o.npz"], "none.npz"),
+                       ([tmp_path / "cut.npz", tmp_path / "o.npz"], "cut.npz: not a valid trace")):
+        assert torch_trace.main([str(a) for a in args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("python -m validate.torch_trace: error: ") and says in err and err.count("\n") == 1
+    assert ref.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["cut.npz", "ref.npz"]

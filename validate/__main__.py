@@ -8,6 +8,7 @@ every row passes ("not run" and "info" paper rows are not failures).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -27,6 +28,14 @@ def main(argv=None):
     bad = [g for g in groups if g not in GROUPS]
     if bad:
         ap.error(f"--only: unknown group(s) {bad}; choose from {GROUPS}")
+    if not groups:                      # '--only ,' ran nothing and passed
+        ap.error(f"--only: no group given; choose from {GROUPS}")
+    if args.steps is not None and args.steps < 1:       # 0 steps compared nothing and passed
+        ap.error(f"--steps must be an integer in [1, inf), got {args.steps}")
+    if not args.results:
+        ap.error("--results is empty; give the folder of results")
+    if os.path.isfile(args.results):
+        ap.error(f"--results {args.results} is a file; give the folder of results")
     warnings.filterwarnings("ignore", message="Using padding='same'")
 
     import torch

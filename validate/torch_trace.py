@@ -26,6 +26,7 @@ import sys
 import numpy as np
 import torch
 
+from refbinn.io.outputs import check_output_file
 from refbinn.train.trace import load_trace, save_trace, step_key
 
 from . import torch_ref as tr
@@ -258,8 +259,12 @@ def main(argv=None):
     ap.add_argument("--forced", action="store_true", help="teacher forcing: each step from the reference state")
     a = ap.parse_args(argv)
     try:
+        if not a.out:
+            raise ValueError("out is empty; give the file to write")
+        check_output_file(a.out, "out", [a.reference])          # out = reference overwrote the reference
         meta = write_torch_trace(a.reference, a.out, forced=a.forced)
-    except NotImplementedError as e:                           # a trace this replay does not cover
+    # a trace this replay does not cover; a missing or damaged reference (FileFormatError), a bad out
+    except (NotImplementedError, ValueError, OSError) as e:
         print(f"{ap.prog}: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {a.out}: {meta['writer']}, {meta['model']}, {meta['optimizer']}, {meta['steps']} steps")
