@@ -115,7 +115,7 @@ def debug_requested(args):
     return bool(getattr(args, "debug", False)) or os.environ.get("REFBINN_DEBUG", "") not in ("", "0")
 
 
-def run_command(command, func, args, debug=False):
+def run_command(command, func, args, debug=False, *, program="refbinn ", debug_hint="--debug"):
     """``func(args)``'s exit code; on an exception one line on stderr and exit 2 (bad input) or 1 (a bug).
 
     NumPy's RuntimeWarnings (overflow, invalid value) are shown only with ``debug``: refbinn
@@ -131,6 +131,11 @@ def run_command(command, func, args, debug=False):
         Passed to ``func``.
     debug : bool
         Print the traceback before the line (and let RuntimeWarnings through).
+    program : str
+        What comes before ``command`` in the messages ("refbinn "; a script: "").
+    debug_hint : str
+        How to ask for the traceback, named in the bug message ("--debug"; a script:
+        "REFBINN_DEBUG=1").
 
     Returns
     -------
@@ -144,17 +149,17 @@ def run_command(command, func, args, debug=False):
                 warnings.simplefilter("ignore", RuntimeWarning)
             return func(args)
     except KeyboardInterrupt:
-        print(f"refbinn {command}: interrupted", file=sys.stderr)
+        print(f"{program}{command}: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as e:
         if debug:
             traceback.print_exc()
-        print(f"refbinn {command}: error: {one_line(e)}", file=sys.stderr)
+        print(f"{program}{command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except Exception as e:
         if debug:
             traceback.print_exc()
-        print(f"refbinn {command}: internal error ({type(e).__name__}: {one_line(e)}); this is a bug in "
-              f"refbinn, please report it with the command line (--debug shows the traceback)",
+        print(f"{program}{command}: internal error ({type(e).__name__}: {one_line(e)}); this is a bug in "
+              f"refbinn, please report it with the command line ({debug_hint} shows the traceback)",
               file=sys.stderr)
         return 1

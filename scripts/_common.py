@@ -98,6 +98,28 @@ def parse(parse_args, argv, script, **ranges):
     return a, f"python scripts/{script} " + shlex.join(argv)
 
 
+
+def run_main(script, main):
+    """``main()``'s exit code, behind ``refbinn``'s error boundary (``refbinn.errors.run_command``):
+    bad input found during the work (a missing data set, a damaged checkpoint, a full disk) is one
+    line on stderr and exit 2, anything else one line asking for a bug report and exit 1;
+    REFBINN_DEBUG=1 prints the traceback first. A bad option exits 2 from ``parse`` already.
+
+    Parameters
+    ----------
+    script : str
+        The script's file name, first in the messages ("run_mnist.py: error: ...").
+    main : callable
+        ``main() -> int or None``.
+
+    Returns
+    -------
+    int or None
+    """
+    from refbinn.errors import debug_requested, run_command
+    return run_command(script, lambda _: main(), None, debug_requested(None), program="",
+                       debug_hint="REFBINN_DEBUG=1")
+
 def check_flags(a, ranges):
     """ValueError naming the first flag of ``a`` outside its range in ``ranges`` (see ``flag_ranges``); unset flags pass."""
     from refbinn.checks import check_int, check_range

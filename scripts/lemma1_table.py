@@ -33,7 +33,7 @@ from refbinn.io.outputs import check_output_file
 from refbinn.options import SEED_MAX
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import check_flags  # noqa: E402
+from _common import check_flags, run_main  # noqa: E402
 
 # -- settings ----------------------------------------------------------------------
 N_IN, HIDDEN, N_DATA = 3, 3, 16          # d = HIDDEN * (N_IN + 1) = 12 binary weights
@@ -127,4 +127,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("lemma1_table.py", main))

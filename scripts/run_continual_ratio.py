@@ -30,7 +30,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_run_args, parse, resolve   # noqa: E402
+from _common import add_run_args, parse, resolve, run_main  # noqa: E402
 
 # -- settings ---------------------------------------------------------------------------------------
 TASKS = 5
@@ -133,4 +133,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("run_continual_ratio.py", main))

@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_run_args, parse   # noqa: E402
+from _common import add_run_args, parse, run_main  # noqa: E402
 
 # -- settings --------------------------------------------------------------------------------------
 BASE = dict(epochs=1, max_train=10000, eval_samples=10, recalibrate_bn=10, numerics="exact", tau=0.3,
@@ -138,4 +138,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("run_exact_probes.py", main))

@@ -20,7 +20,7 @@ from refbinn.io import write_json
 from refbinn.report import table
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import parse  # noqa: E402
+from _common import parse, run_main  # noqa: E402
 
 # -- settings ------------------------------------------------------------------------------
 TAUS = (1.0, 0.3, 0.1)
@@ -85,4 +85,4 @@ def main(argv=None):
           f"wrote {path}")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("run_exact_search.py", main))

@@ -26,7 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (accuracies, add_run_args, merge_rows, parse, print_table2, resolve,  # noqa: E402
-                     train_table2_run, with_overrides)
+                     run_main, train_table2_run, with_overrides)
 
 # -- settings (spec section 9; the paper trains 500 epochs, 5 seeds) ---------------------------
 DATASET = "mnist"
@@ -115,4 +115,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("run_mnist.py", main))

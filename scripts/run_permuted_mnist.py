@@ -32,7 +32,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_run_args, parse, resolve   # noqa: E402
+from _common import add_run_args, parse, resolve, run_main  # noqa: E402
 
 # -- settings (spec sections 6 and 9) --------------------------------------------------------------
 TASKS = 5
@@ -145,4 +145,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("run_permuted_mnist.py", main))

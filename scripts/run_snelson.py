@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (LABELS, add_figure_args, add_run_args, build_and_fit, parse, resolve,  # noqa: E402
-                     run_record)
+                     run_main, run_record)
 
 # -- settings (spec section 9, Snelson) ----------------------------------------------------------
 DATASET = "snelson"
@@ -107,4 +107,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("run_snelson.py", main))

@@ -22,7 +22,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import add_run_args, paper_lookup, parse, print_sweep_table, resolve, run_sweep   # noqa: E402
+from _common import add_run_args, paper_lookup, parse, print_sweep_table, resolve, run_main, run_sweep  # noqa: E402
 from run_mnist import BATCH_SIZE, HIDDEN   # noqa: E402  (the paper's MNIST batch size and network)
 
 # -- settings (spec sections 9 and 10) ------------------------------------------------------------
@@ -87,4 +87,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("run_tau_sweep.py", main))

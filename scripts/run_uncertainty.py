@@ -32,7 +32,7 @@ from refbinn.data.ood import OOD_SETS
 from refbinn.options import MAX_BINS
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATA_ROOT_HELP, parse   # noqa: E402
+from _common import DATA_ROOT_HELP, parse, run_main  # noqa: E402
 
 # -- settings (issue 16) ----------------------------------------------------------------------------
 OOD = ("uniform", "gaussian", "permuted", "fashion-mnist")   # fashion-mnist: skipped if absent
@@ -149,4 +149,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("run_uncertainty.py", main))

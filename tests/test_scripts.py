@@ -511,3 +511,24 @@ def test_benchmark_flags_are_checked_before_any_timing(script, args, says, tmp_p
                        cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and says in r.stderr.splitlines()[-1], r.stderr
     assert r.stdout == "" and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("script, args, says", [
+    ("run_mnist", ["--epochs", "1"], "run_mnist.py: error: data set 'mnist' not found"),
+    ("run_permuted_mnist", ["--epochs", "1"], "run_permuted_mnist.py: error: data set 'mnist' not found"),
+    ("run_uncertainty", ["--group", "X=ck.npz"], "run_uncertainty.py: error: "),
+])
+def test_bad_input_found_during_the_work_is_one_line_not_a_traceback(script, args, says, tmp_path):
+    """A missing data set or a damaged checkpoint, found after the options passed, ended the
+    runners in a traceback; they now stop as `refbinn` does: one line, exit 2."""
+    import subprocess
+    import sys
+    (tmp_path / "ck.npz").write_bytes(b"junk")
+    (tmp_path / "empty").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "REFBINN_DATA"}
+    r = subprocess.run([sys.executable, str(SCRIPTS / f"{script}.py"), *args, "--data-root",
+                        str(tmp_path / "empty"), "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and err[0].startswith(says), r.stderr
+    assert "Traceback" not in r.stderr
