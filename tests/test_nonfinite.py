@@ -58,6 +58,19 @@ def test_checked_state_names_field_and_parameter():
         checked_state(bad, "Bop")
 
 
+@pytest.mark.parametrize("name", ["adam", "ste", "pmf"])
+def test_a_squared_gradient_overflow_is_named_as_such(name):
+    """|g| of 1e20 in float32 overflows g**2 in Adam's second moment v: the hint said to lower
+    the learning rate, which cannot help; it names the squared gradient."""
+    from refbinn.optim import PMF, Adam, STEAdam
+    opt = {"adam": Adam, "ste": STEAdam, "pmf": PMF}[name]()
+    state = opt.init({"w": np.full(3, 0.5, np.float32)}, np.random.default_rng(0))
+    noise = opt.sample(state, np.random.default_rng(1))
+    grads = [{"w": np.full(3, 1e20, np.float32)}] * len(noise)
+    with pytest.raises(FloatingPointError, match=r"made v non-finite \(the squared gradient overflowed"):
+        opt.update(grads, state, noise)
+
+
 @pytest.mark.parametrize("a,want", [(np.zeros(4, np.float32), True), (np.array([1e30, 1e30], np.float32), True),
                                     (np.array([1.0, np.nan]), False), (np.array([-np.inf]), False),
                                     (np.zeros(0), True), (np.arange(3), True), (2.5, True), (math.inf, False)])

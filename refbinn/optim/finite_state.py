@@ -62,6 +62,8 @@ def checked_state(state, owner):
         for name, a in (value.items() if isinstance(value, dict) else [(None, value)]):
             if not all_finite(a):
                 what = f"parameter '{name}'" if name is not None else "the parameters"
+                hint = ("the squared gradient overflowed: scale the loss down or use float64"
+                        if field == "v" else "lower the learning rate?")    # Adam's second moment
                 raise FloatingPointError(f"{owner}: the update of {what} made {field} non-finite "
-                                         "(lower the learning rate?); the step was not taken")
+                                         f"({hint}); the step was not taken")
     return state
