@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_int
+from .checks import check_int, check_real
 from .nn import BatchNorm
 
 
@@ -87,9 +87,7 @@ def batch_moments(x):
         On another number of dimensions, no channel, a single value per channel, a
         non-real dtype, or NaN/inf values (NaN statistics).
     """
-    if np.asarray(x).dtype.kind not in "iuf":            # complex would lose its imaginary part
-        raise ValueError(f"batch_moments: x must hold real numbers, got dtype {np.asarray(x).dtype}")
-    x = np.asarray(x, dtype=np.float64)
+    x = check_real("batch_moments: x", x, "iuf").astype(np.float64, copy=False)
     if x.ndim not in (2, 4) or x.shape[1] == 0:
         raise ValueError(f"batch_moments: x must have shape (N, C) or (N, C, H, W) with C >= 1, got {x.shape}")
     axes = (0,) if x.ndim == 2 else (0, 2, 3)

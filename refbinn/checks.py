@@ -5,6 +5,7 @@
     check_choice("numerics", n, ("exact", "official"))
                                                  ->  "numerics must be one of 'exact', 'official', got 'x'"
     check_float_input("layer 'fc1'", x, 2)       ->  "layer 'fc1': input has shape (3,), expected (N, d1, ...)"
+    check_real("probs", p)                       ->  "probs must hold real numbers, got dtype complex128"
 
 A leaf module (NumPy only), so that every floor of refbinn can use it.
 """
@@ -179,3 +180,35 @@ def check_float_input(where, x, min_ndim=1):
     if x.dtype.kind != "f":                       # = not issubdtype(floating), at a tenth of its cost
         raise ValueError(f"{where}: input has dtype {x.dtype}, expected a float dtype")
     return x
+
+
+def check_real(what, a, kinds="biuf"):
+    """``np.asarray(a)`` if its dtype holds real numbers; else ValueError naming ``what``.
+
+    A cast of complex values to float drops their imaginary part without a word, and text or
+    objects fail inside NumPy with a message that names nothing: both are refused here.
+
+    Parameters
+    ----------
+    what : str
+        The argument, as the message should name it (e.g. ``"probs"``, ``"lam0['w']"``,
+        ``"batch_moments: x"``).
+    a : array_like
+    kinds : str
+        The dtype kinds allowed: ``"biuf"`` (default: bool, integers, floats) or ``"iuf"`` where a
+        bool is no number (a gradient, a noise draw).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``np.asarray(a)``, not copied or cast.
+
+    Raises
+    ------
+    ValueError
+        "``what`` must hold real numbers, got dtype complex128".
+    """
+    a = np.asarray(a)
+    if a.dtype.kind not in kinds:
+        raise ValueError(f"{what} must hold real numbers, got dtype {a.dtype}")
+    return a

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_int, check_range
+from .checks import check_int, check_range, check_real
 
 _SEED_MAX = 2 ** 63 - 1          # BayesBiNN.init draws the noise seed in [0, 2**63)
 
@@ -53,9 +53,7 @@ def _real_array(where, what, a):
         a = np.asarray(a)
     except (TypeError, RuntimeError) as e:      # torch: a tensor that requires grad, or in bfloat16
         raise ValueError(f"{where}: {what} cannot be read as a NumPy array ({e})") from None
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{where}: {what} must hold real numbers, got dtype {a.dtype}")
-    return a
+    return check_real(f"{where}: {what}", a)
 
 
 # -- flat vectors (torch.nn.utils.parameters_to_vector order) --------------------------------

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from .checks import check_int
+from .checks import check_int, check_real
 from .predict import row_entropy
 
 TINY = np.finfo(np.float64).tiny      # a probability that underflowed to 0 counts as this: -log = 708.4
@@ -301,12 +301,8 @@ def expected_calibration_error(probs, labels, bins=DEFAULT_BINS):
 
 
 def _real(name, a):
-    """``a`` as a float64 array; ValueError naming ``name`` for complex, text or objects (a cast
-    would drop an imaginary part, or fail with NumPy's message naming nothing)."""
-    a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}")
-    return a.astype(np.float64, copy=False)
+    """``a`` as a float64 array; ValueError naming ``name`` for complex, text or objects."""
+    return check_real(name, a).astype(np.float64, copy=False)
 
 
 def _check_scores(name, s):

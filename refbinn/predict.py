@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_choice, check_int
+from .checks import check_choice, check_int, check_real
 from .nn.losses import sigmoid, softmax
 
 LINKS = ("softmax", "sigmoid", "classes")
@@ -210,8 +210,7 @@ def predictive_entropy(probs):
     p = np.asarray(probs)
     if p.ndim not in (1, 2):
         raise ValueError(f"predictive_entropy: probs must have shape (n, K), (n, 1) or (n,), got {p.shape}")
-    if p.dtype.kind not in "biuf":                                        # complex would give complex H
-        raise ValueError(f"predictive_entropy: probs must be real numbers, got dtype {p.dtype}")
+    check_real("predictive_entropy: probs", p)                           # complex would give complex H
     if np.any((p < 0) | (p > 1)):                                         # NaN compares False: kept
         raise ValueError("predictive_entropy: probs must be in [0, 1] (or NaN)")
     if p.ndim == 1 or p.shape[-1] == 1:                                   # binary: P(y = 1)

@@ -534,8 +534,8 @@ def test_a_0d_parameter_keeps_shape_and_both_backends_agree(samples, numerics, b
 @pytest.mark.parametrize("lam0, match", [
     ({"w": np.full(3, np.nan)}, r"lam0\['w'\] must be finite"),
     ({"w": [1.0, np.inf, 0.0]}, r"lam0\['w'\] must be finite"),
-    ({"w": np.array(["a", "b", "c"])}, r"lam0\['w'\] must be an array of real numbers"),
-    ({"w": [None, 1, 2]}, r"lam0\['w'\] must be an array of real numbers"),
+    ({"w": np.array(["a", "b", "c"])}, r"lam0\['w'\] must hold real numbers"),
+    ({"w": [None, 1, 2]}, r"lam0\['w'\] must hold real numbers"),
 ])
 def test_lam0_dict_values_are_checked(lam0, match):
     with pytest.raises(ValueError, match=match):

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from refbinn import models
-from refbinn.checks import check_choice, check_float_input, check_int, check_range
+from refbinn.checks import check_choice, check_float_input, check_int, check_range, check_real
 from refbinn.errors import FileFormatError
 from refbinn.estimators import sign_vectors
 from refbinn.metrics import ood_scores
@@ -354,3 +354,21 @@ def test_check_float_input_by_hand():
     with pytest.raises(ValueError) as e:
         check_float_input("layer 'fc1'", np.zeros((3, 2), np.int64), 2)
     assert str(e.value) == "layer 'fc1': input has dtype int64, expected a float dtype"
+
+
+@pytest.mark.parametrize("a, kinds", [(np.zeros(2, np.float32), "biuf"), (np.arange(3), "iuf"),
+                                      (np.array([True]), "biuf"), ([0.5, 1], "iuf"), (2.0, "biuf")])
+def test_check_real_passes_real_numbers_uncopied(a, kinds):
+    out = check_real("probs", a, kinds)
+    assert out.dtype == np.asarray(a).dtype and np.array_equal(out, np.asarray(a))
+    if isinstance(a, np.ndarray):
+        assert out is a
+
+
+@pytest.mark.parametrize("a, kinds, dtype", [(np.array([0.5 + 1j]), "biuf", "complex128"),
+                                             (np.array(["a"]), "biuf", "<U1"), (None, "biuf", "object"),
+                                             (np.array([True]), "iuf", "bool")])
+def test_check_real_refuses_by_hand(a, kinds, dtype):
+    with pytest.raises(ValueError) as e:
+        check_real("lam0['w']", a, kinds)
+    assert str(e.value) == f"lam0['w'] must hold real numbers, got dtype {dtype}"

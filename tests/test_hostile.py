@@ -766,7 +766,7 @@ def test_bayesbinn_and_vispa_refuse_noise_and_rng_of_the_wrong_kind():
         with pytest.raises(ValueError, match="sample_params needs rng, a numpy.random.Generator"):
             opt.sample_params(state, rng)
     u = {k: np.full(v.shape, 0.5 + 0.1j) for k, v in params.items()}
-    with pytest.raises(ValueError, match=r"BayesBiNN: noise\['w'\] must hold real numbers in \(0, 1\), "
+    with pytest.raises(ValueError, match=r"BayesBiNN: noise\['w'\] must hold real numbers, "
                                          r"got dtype complex128"):
         opt.forward_params(state, u)
     with pytest.raises(ValueError, match="BayesBiNN: state.lam must be a dict name -> array, got list"):
@@ -941,7 +941,7 @@ def test_export_refuses_params_of_another_shape_and_arguments_of_the_wrong_kind(
     params, state = model.init(np.random.default_rng(0))
     params = {k: (np.where(v >= 0, 1, -1).astype(np.float32) if k.startswith("fc") else v) for k, v in params.items()}
     for edit, says in [({"fc1.weight": np.ones((3, 5), np.float32)}, r"layer 'fc1': params\['weight'\] has shape \(3, 5\), expected \(3, 4\)"),
-                       ({"fc1.weight": params["fc1.weight"].astype(complex)}, "layer 'fc1'.*has dtype complex128"),
+                       ({"fc1.weight": params["fc1.weight"].astype(complex)}, "layer 'fc1'.*must hold real numbers, got dtype complex128"),
                        ({"bn1.bias": np.ones(7, np.float32)}, r"layer 'bn1': params\['bias'\] has shape \(7,\)")]:
         with pytest.raises(ValueError, match=says):
             export(model, {**params, **edit}, state)

@@ -461,7 +461,7 @@ def test_sequential_forward_refuses_params_state_and_rng_of_the_wrong_kind():
     with pytest.raises(ValueError, match=r"layer 'dropout': training with p=0.5 needs rng .*got 0"):
         m.forward(p, x, s, train=True, rng=0)
     for w, dt in ((np.ones((4, 2), complex), "complex128"), (np.ones((4, 2), object), "object")):
-        with pytest.raises(ValueError, match=rf"layer 'fc1': params\['weight'\] has dtype {dt}"):
+        with pytest.raises(ValueError, match=rf"layer 'fc1': params\['weight'\] must hold real numbers, got dtype {dt}"):
             m.apply({**p, "fc1.weight": w}, x, s)
     y = m.apply({**p, "fc1.weight": p["fc1.weight"].tolist()}, x, s)        # a list: was AttributeError .T
     np.testing.assert_allclose(y, m.apply(p, x, s), rtol=1e-5, atol=1e-6)  # (float64 weights: other rounding)

@@ -224,16 +224,16 @@ def test_logistic_loss_does_not_depend_on_the_targets_dtype():
 
 @pytest.mark.parametrize("call,says", [
     (lambda: softmax_cross_entropy(np.zeros((3, 4), complex), np.array([0, 1, 3])),
-     "softmax_cross_entropy: logits has dtype complex128, expected real numbers"),
+     "softmax_cross_entropy: logits must hold real numbers, got dtype complex128"),
     (lambda: softmax_cross_entropy(np.full((3, 4), "a"), np.array([0, 1, 3])),
-     "softmax_cross_entropy: logits has dtype <U1, expected real numbers"),
-    (lambda: softmax_cross_entropy(None, np.array([0])), "softmax_cross_entropy: logits has dtype object"),
-    (lambda: logistic_loss(np.array([0.5j, 0.0]), np.array([0, 1])), "logistic_loss: logits has dtype complex128"),
-    (lambda: mse(np.zeros(3), np.array(["a", "b", "c"])), "mse: target has dtype <U1, expected real numbers"),
-    (lambda: mse(np.ones(3) * 1j, np.zeros(3)), "mse: pred has dtype complex128"),
-    (lambda: log_softmax(np.array(["a", "b"])), "log_softmax: x has dtype <U1"),
-    (lambda: softmax(np.array([1j, 0])), "softmax: x has dtype complex128"),
-    (lambda: sigmoid(None), "sigmoid: x has dtype object"),
+     "softmax_cross_entropy: logits must hold real numbers, got dtype <U1"),
+    (lambda: softmax_cross_entropy(None, np.array([0])), "softmax_cross_entropy: logits must hold real numbers, got dtype object"),
+    (lambda: logistic_loss(np.array([0.5j, 0.0]), np.array([0, 1])), "logistic_loss: logits must hold real numbers, got dtype complex128"),
+    (lambda: mse(np.zeros(3), np.array(["a", "b", "c"])), "mse: target must hold real numbers, got dtype <U1"),
+    (lambda: mse(np.ones(3) * 1j, np.zeros(3)), "mse: pred must hold real numbers, got dtype complex128"),
+    (lambda: log_softmax(np.array(["a", "b"])), "log_softmax: x must hold real numbers, got dtype <U1"),
+    (lambda: softmax(np.array([1j, 0])), "softmax: x must hold real numbers, got dtype complex128"),
+    (lambda: sigmoid(None), "sigmoid: x must hold real numbers, got dtype object"),
 ])
 def test_losses_refuse_logits_that_are_not_real_numbers(call, says):
     """Complex logits were cast to real (the imaginary part dropped, a warning at most), text failed

@@ -281,11 +281,11 @@ def test_ood_metrics_by_hand_with_overlapping_scores():
 
 
 @pytest.mark.parametrize("call,says", [
-    (lambda: accuracy(np.array([[0.2, 0.8]], complex), [1]), "probs must be real numbers, got dtype complex128"),
-    (lambda: nll(np.array([["a", "b"]]), [1]), "probs must be real numbers, got dtype <U1"),
-    (lambda: brier_score(None, [1]), "probs must be real numbers, got dtype object"),
-    (lambda: auroc(np.array([0.5j]), [1.0]), "scores_in must be real numbers, got dtype complex128"),
-    (lambda: aupr([1.0], ["a"]), "scores_out must be real numbers, got dtype <U1"),
+    (lambda: accuracy(np.array([[0.2, 0.8]], complex), [1]), "probs must hold real numbers, got dtype complex128"),
+    (lambda: nll(np.array([["a", "b"]]), [1]), "probs must hold real numbers, got dtype <U1"),
+    (lambda: brier_score(None, [1]), "probs must hold real numbers, got dtype object"),
+    (lambda: auroc(np.array([0.5j]), [1.0]), "scores_in must hold real numbers, got dtype complex128"),
+    (lambda: aupr([1.0], ["a"]), "scores_out must hold real numbers, got dtype <U1"),
     (lambda: bin_index(np.array([np.nan, 0.5])), "bin_index: confidence must be finite"),
 ])
 def test_metrics_refuse_probabilities_and_scores_that_are_not_real_numbers(call, says):

@@ -174,8 +174,8 @@ def test_bad_arguments_raise(kw, match):
     (lambda: class_probs(np.zeros((2, 0))), "got float64 (2, 0)"),
     (lambda: class_probs(np.ones((2, 2), complex)), "got complex128 (2, 2)"),
     (lambda: apply_link(0.0, "classes"), "class_probs: logits must be real numbers"),
-    (lambda: predictive_entropy(np.array([[0.5 + 1j, 0.5]])), "predictive_entropy: probs must be real numbers, got dtype complex128"),
-    (lambda: predictive_entropy(np.array(["a"])), "predictive_entropy: probs must be real numbers, got dtype <U1"),
+    (lambda: predictive_entropy(np.array([[0.5 + 1j, 0.5]])), "predictive_entropy: probs must hold real numbers, got dtype complex128"),
+    (lambda: predictive_entropy(np.array(["a"])), "predictive_entropy: probs must hold real numbers, got dtype <U1"),
 ])
 def test_class_probs_and_entropy_refuse_inputs_of_the_wrong_kind(call, says):
     """These raised IndexError (0-d), failed inside NumPy, or returned a complex entropy or a

@@ -33,7 +33,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ..checks import is_integer
+from ..checks import check_real, is_integer
 from .popcount import I64, element_pointer, splat, u64x8, vlane, vzeros
 
 _NATIVE = (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64)
@@ -187,8 +187,7 @@ def as_native(x):
         ``x`` is not real (complex, object, strings).
     """
     x = np.asarray(x)
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"pack: x must be a real array, got dtype {x.dtype}")
+    check_real("pack: x", x)
     if x.dtype.type not in _NATIVE:
         x = x.astype(np.float64)       # bool, unsigned, float16: signs are kept exactly
     return x

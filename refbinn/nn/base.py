@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_real
 from ..noise import check_dtype
 
 BINARY = "binary"
@@ -159,7 +160,7 @@ class Layer:
         if p.shape != shape:
             raise ValueError(f"layer '{self.name}': params[{key!r}] has shape {p.shape}, expected {shape}")
         if p.dtype.kind not in "fiub":                       # complex or object would pass on silently
-            raise ValueError(f"layer '{self.name}': params[{key!r}] has dtype {p.dtype}, expected real numbers")
+            check_real(f"layer '{self.name}': params[{key!r}]", p)
         return p
 
     def _init_args(self, rng, dtype):

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from ..checks import check_real
+
 
 # -- stable helpers ---------------------------------------------------------------
 def log_softmax(x, axis=-1):
@@ -82,10 +84,8 @@ def _real(name, a, fn):
     """``a`` as an array of a float dtype (integers and bools become float64); ValueError naming
     ``fn`` and ``name`` for complex, text or objects (a cast would drop the imaginary part)."""
     a = np.asarray(a)
-    if a.dtype.kind != "f":
-        if a.dtype.kind not in "biu":
-            raise ValueError(f"{fn}: {name} has dtype {a.dtype}, expected real numbers")
-        a = a.astype(np.float64)
+    if a.dtype.kind != "f":                      # the usual case skips the call
+        a = check_real(f"{fn}: {name}", a).astype(np.float64)
     return a
 
 

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_real
+
 
 class Optimizer:
     """Base class. Subclasses implement ``init``, ``update``, ``params``, ``config``
@@ -267,10 +269,7 @@ def check_grads(grads, like, owner, allow_extra=False):
             if np.shape(v) != np.shape(a):
                 raise ValueError(f"{owner}: gradient of parameter '{k}' has shape {np.shape(v)}, "
                                  f"expected {np.shape(a)}")
-            kind = (v.dtype if isinstance(v, np.ndarray) else np.asarray(v).dtype).kind
-            if kind not in "iuf":              # complex would lose its imaginary part in the cast
-                raise ValueError(f"{owner}: gradient of parameter '{k}' has dtype "
-                                 f"{np.asarray(v).dtype}, expected real numbers (float or integer)")
+            check_real(f"{owner}: gradient of parameter '{k}'", v, "iuf")   # complex: no silent cast
 
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -87,7 +87,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_choice, check_range
+from ..checks import check_choice, check_range, check_real
 from ..nn.base import sign
 from .. import noise as noise_stream
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
@@ -332,10 +332,7 @@ class BayesBiNN(PooledKernels, Optimizer):
         if not isinstance(noise, dict) or k not in noise:
             raise ValueError(f"BayesBiNN: noise must be a SampleKey or a dict with an entry for '{k}', "
                              f"got {type(noise).__name__}")
-        if np.asarray(noise[k]).dtype.kind not in "iuf":       # complex would lose its imaginary part
-            raise ValueError(f"BayesBiNN: noise['{k}'] must hold real numbers in (0, 1), got dtype "
-                             f"{np.asarray(noise[k]).dtype}")
-        u = _contiguous(noise[k], lam.dtype)
+        u = _contiguous(check_real(f"BayesBiNN: noise['{k}']", noise[k], "iuf"), lam.dtype)
         if u.shape != lam.shape:
             raise ValueError(f"BayesBiNN: noise['{k}'] has shape {u.shape}, lam has shape {lam.shape}")
         if u.size and not (u.min() > 0 and u.max() < 1):           # NaN fails both: min/max propagate it
@@ -454,9 +451,7 @@ class BayesBiNN(PooledKernels, Optimizer):
 
 def _lam0_array(k, v):
     """lam0[k] as an array; ValueError naming ``lam0['k']`` unless real-valued (int or float) and finite."""
-    a = np.asarray(v)
-    if a.dtype.kind not in "iuf":
-        raise ValueError(f"lam0['{k}'] must be an array of real numbers, got dtype {a.dtype}")
+    a = check_real(f"lam0['{k}']", v, "iuf")
     if not np.all(np.isfinite(a)):
         n_bad = int(a.size - np.count_nonzero(np.isfinite(a)))
         raise ValueError(f"lam0['{k}'] must be finite, in (-inf, inf); it has {n_bad} NaN/inf value(s)")

@@ -75,7 +75,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import noise as noise_stream
-from ..checks import check_choice, check_int, check_range
+from ..checks import check_choice, check_int, check_range, check_real
 from ..nn.base import sign
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
 from ._vispa_kernels import sample_weights_fused, step_fused
@@ -315,10 +315,8 @@ class VISPA(PooledKernels, Optimizer):
             if np.shape(noise[k]) != (self.rank,):
                 raise ValueError(f"VISPA: noise of parameter '{k}' has shape {np.shape(noise[k])}, "
                                  f"expected ({self.rank},)")
-            if not (type(noise[k]) is np.ndarray and noise[k].dtype.kind == "f") and \
-                    np.asarray(noise[k]).dtype.kind not in "iuf":      # complex would lose its imaginary part
-                raise ValueError(f"VISPA: noise of parameter '{k}' must hold real numbers, got dtype "
-                                 f"{np.asarray(noise[k]).dtype}")
+            if not (type(noise[k]) is np.ndarray and noise[k].dtype.kind == "f"):
+                check_real(f"VISPA: noise of parameter '{k}'", noise[k], "iuf")
 
     # -- the step ---------------------------------------------------------------------------
     def update(self, grads, state, noise=None, *, lr=None, weights=None):
