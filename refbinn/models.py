@@ -18,6 +18,7 @@ builder            experiment
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 from .checks import check_int
 from .nn import BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, Sequential, Tanh
@@ -218,7 +219,7 @@ def build_model(name, kwargs=None, where="model"):
     """
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"{where}: model must be one of {', '.join(map(repr, MODELS))}, got {name!r}")
-    if kwargs is not None and not isinstance(kwargs, dict):
+    if kwargs is not None and not isinstance(kwargs, Mapping):
         raise ValueError(f"{where}: the arguments of model {name!r} must be a dict, got {type(kwargs).__name__}")
     try:                                     # a missing or unknown argument: ValueError, not TypeError
         inspect.signature(MODELS[name]).bind(**(kwargs or {}))

@@ -152,8 +152,8 @@ def philox4x32(counter, key, rounds=ROUNDS):
         raise ValueError(f"philox4x32: counter must have shape (4, ...), got {c.shape}")
     # a negative, fractional or too large word would be wrapped or truncated, not refused
     if c.dtype.kind not in "iu" or (c.size and (c.min() < 0 or c.max() > MASK32)):
-        raise ValueError(f"philox4x32: counter must hold integers in [0, 2**32), got {c.dtype} "
-                         f"values in [{c.min() if c.size else ''}, {c.max() if c.size else ''}]")
+        span = f" values in [{c.min()}, {c.max()}]" if c.size and c.dtype.kind in "biuf" else ""   # text: no min
+        raise ValueError(f"philox4x32: counter must hold integers in [0, 2**32), got {c.dtype}{span}")
     c = c.astype(np.uint64, copy=False)
     if not (isinstance(key, (tuple, list, np.ndarray)) and len(key) == 2 and all(
             isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) and 0 <= k <= MASK32

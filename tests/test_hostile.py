@@ -578,6 +578,28 @@ def test_optimizer_init_refuses_params_that_are_not_a_dict(name):
             opt.init(bad, np.random.default_rng(0))
 
 
+@pytest.mark.parametrize("name", ["bayesbinn", "ste", "bop", "pmf", "adam", "vispa"])
+def test_optimizer_init_and_model_take_a_read_only_mapping_as_before(name):
+    """A MappingProxyType of the parameters (any Mapping) worked before the dict checks, which
+    refused it; the result must be that of the dict."""
+    import types
+    from refbinn.nn import BatchNorm, Dense, Sequential, flatten_params, softmax_cross_entropy
+    from refbinn.train.step import train_step
+    opt, params, state, _ = _started(name)
+    again = opt.init(types.MappingProxyType(params), np.random.default_rng(0))
+    assert all(np.array_equal(a, b) for a, b in zip(opt.params(again).values(), opt.params(state).values()))
+    model = Sequential(Dense(2, 4, name="fc1"), BatchNorm(4, name="bn1"), Dense(4, 2, name="fc2"))
+    p, bn = model.init(np.random.default_rng(0), np.float32)
+    x = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
+    view, bn_view = types.MappingProxyType(p), types.MappingProxyType(bn)
+    assert np.array_equal(model.forward(view, x, bn_view)[0], model.forward(p, x, bn)[0])
+    assert np.array_equal(flatten_params(view), flatten_params(p))
+    st = opt.init(p, np.random.default_rng(0))
+    step = dict(rng_noise=np.random.default_rng(1), rng_drop=np.random.default_rng(2))
+    y = np.array([0, 1, 1, 0, 1, 0])
+    assert train_step(model, opt, st, bn_view, x, y, softmax_cross_entropy, **step)[1].keys() == bn.keys()
+
+
 @pytest.mark.parametrize("name", ["ste", "pmf", "adam"])
 def test_optimizer_init_refuses_non_finite_params(name):
     """Their state copies the parameters: it started NaN, silently."""
@@ -642,6 +664,17 @@ def test_train_config_refuses_settings_out_of_range(field, value, says):
     with pytest.raises(ValueError, match=says):
         TrainConfig(**{"epochs": 1, "batch_size": 5, field: value})
     assert TrainConfig(epochs=2.0, batch_size=np.int64(5)).epochs == 2      # integral values become ints
+
+
+def test_train_config_takes_flags_as_1_and_0_and_stores_bools():
+    """quiet=1, diagnostics=0 (an int from a config file) worked before the flag checks, which
+    refused them; np.bool_ is stored as bool, so the config stays JSON-able for the checkpoint."""
+    from refbinn.train import TrainConfig
+    cfg = TrainConfig(epochs=1, batch_size=5, quiet=1, diagnostics=np.int64(0))
+    assert (cfg.quiet, cfg.diagnostics) == (True, False) and type(cfg.quiet) is bool
+    assert type(TrainConfig(epochs=1, batch_size=5, quiet=np.bool_(True)).quiet) is bool
+    with pytest.raises(ValueError, match="quiet must be True or False, got 2"):
+        TrainConfig(epochs=1, batch_size=5, quiet=2)
 
 
 def test_fit_refuses_arguments_of_the_wrong_kind_before_any_work(tmp_path):
@@ -868,6 +901,25 @@ def test_save_checkpoint_refuses_what_load_checkpoint_could_not_use_and_writes_n
     with pytest.raises(ValueError, match=says):
         save_checkpoint(tmp_path / "ck.npz", **{**parts, part: value})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_builders_take_their_arguments_as_a_read_only_mapping_as_before():
+    """``**kwargs`` took any Mapping before the dict checks, which refused a MappingProxyType."""
+    import types
+    from refbinn.models import build_model
+    from refbinn.train.trace import make_optimizer
+    model = build_model("mlp_mnist", types.MappingProxyType(dict(in_features=6, hidden=(5,), classes=3)))
+    assert model.layers[1].in_features == 6
+    assert make_optimizer("adam", 10, "float32", types.MappingProxyType({"lr": 0.5})).lr == 0.5
+
+
+def test_save_checkpoint_takes_a_read_only_mapping_as_before(tmp_path):
+    """dict(bn_state) took any Mapping before the dict check, which refused a MappingProxyType."""
+    import types
+    from refbinn.train.checkpoint import load_checkpoint, save_checkpoint
+    _, parts = _toy_checkpoint_parts()
+    save_checkpoint(tmp_path / "ck.npz", **{**parts, "bn_state": types.MappingProxyType(parts["bn_state"])})
+    assert load_checkpoint(tmp_path / "ck.npz")["bn_state"].keys() == parts["bn_state"].keys()
 
 
 def test_checkpoint_checks_name_the_file_for_entries_of_the_wrong_kind(tmp_path):

@@ -531,6 +531,22 @@ def test_batchnorm_float32_squares_beyond_float32(shape):
         bn.forward(params, x * np.float32(10), state, train=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_names_nan_input_and_float64_overflow_for_what_they_are(dtype):
+    """NaN (or inf) in the input makes the batch variance NaN in any dtype: the message said it was
+    'beyond float32; use float64', which cannot help; a float64 overflow told the user to use float64."""
+    bn = BatchNorm(2, affine=False, name="bn")
+    params, state = bn.init(None, dtype)
+    x = np.ones((4, 2), dtype)
+    x[1, 1] = np.inf
+    with pytest.raises(FloatingPointError, match="layer 'bn': the input of channel 1 holds NaN/inf values"):
+        bn.forward(params, x, state, train=True)
+    if dtype == np.float64:
+        x[1, 1] = 1e200                                     # (x - mean)**2 beyond float64
+        with pytest.raises(FloatingPointError, match=r"beyond float64; rescale the input$"):
+            bn.forward(params, x, state, train=True)
+
+
 def test_batchnorm_constant_channel_with_eps_zero_is_refused():
     """eps = 0 and a constant channel: (x - mean)/sqrt(0) = 0/0; a clear error, not NaN."""
     bn = BatchNorm(2, eps=0.0, affine=False)

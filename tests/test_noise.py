@@ -326,6 +326,8 @@ def test_normal_n_must_be_an_integer():
     (np.array([-1, 0, 0, 0]), (0, 0), 10, r"counter must hold integers in \[0, 2\*\*32\), got int64 values in \[-1, 0\]"),
     (np.array([2 ** 32, 0, 0, 0]), (0, 0), 10, r"counter must hold integers in \[0, 2\*\*32\)"),
     (np.array([0.5, 0, 0, 0]), (0, 0), 10, r"counter must hold integers .*got float64"),
+    (np.array([None] * 4), (0, 0), 10, r"counter must hold integers in \[0, 2\*\*32\), got object$"),   # min():
+    (np.array(["a"] * 4), (0, 0), 10, r"counter must hold integers .*got <U1$"),                   # TypeError
     (np.zeros(4, np.uint64), None, 10, r"key must be two integers in \[0, 2\*\*32\), got None"),
     (np.zeros(4, np.uint64), (1,), 10, r"key must be two integers .*got \(1,\)"),
     (np.zeros(4, np.uint64), (1.5, 0), 10, r"key must be two integers .*got \(1.5, 0\)"),

@@ -257,7 +257,9 @@ class Conv2d(Layer):
 
     def backward(self, params, cache, dy):
         cols, x_shape, xp_shape = cache
-        dy = self._check_dy(dy, self.output_shape(x_shape))
+        (kh, kw), (sh, sw), (hp, wp) = self.kernel_size, self.stride, xp_shape[2:]
+        # output_shape(x_shape) from the padded shape: half the cost of the per-step check
+        dy = self._check_dy(dy, (x_shape[0], self.out_channels, (hp - kh) // sh + 1, (wp - kw) // sw + 1))
         n, o, ho, wo = dy.shape
         w = self._param(params, "weight", (o, self.in_channels, *self.kernel_size))    # OIHW
         # One transposing copy of dy (output-sized, small next to cols) makes both

@@ -1,6 +1,8 @@
 """A chain of layers with one flat, ordered parameter mapping."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..noise import check_dtype
@@ -87,7 +89,7 @@ class Sequential:
         """{layer name: ``_split(layer, flat)``} for every layer. Which keys go to which layer is
         worked out once per (layer names, keys) and kept: a step splits the same dicts every
         time, and a per-layer scan over every key cost ~8 us of a small MLP's ~94 us forward."""
-        if not isinstance(flat, dict):
+        if not (isinstance(flat, dict) or isinstance(flat, Mapping)):      # dict first: ~0.1 us less
             raise ValueError(f"Sequential: {what} must be a dict name -> array (from init()), "
                              f"got {type(flat).__name__}")
         names = tuple(layer.name for layer in self.layers)
@@ -271,7 +273,7 @@ def unflatten_params(vec, like, keys=None):
 
 def _keys(fn, params, keys):
     """``keys`` (default: all of ``params``) as a list; ValueError unless each is in ``params``."""
-    if not isinstance(params, dict):
+    if not isinstance(params, Mapping):
         raise ValueError(f"{fn}: expected a dict name -> array, got {type(params).__name__}")
     if isinstance(keys, str):                    # list("fc1.weight") would be its letters
         raise ValueError(f"{fn}: keys must be a sequence of names, got the str {keys!r}")

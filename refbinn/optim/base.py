@@ -28,6 +28,8 @@ optimizer's hyperparameters, as one .npz; the round trip is exact.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..checks import check_real
@@ -159,6 +161,11 @@ def check_finite(grads, where="gradient"):
         then names the pass as ``(sample s)``).
     where : str, optional
         What the arrays are, for the message ("gradient").
+
+    Raises
+    ------
+    FloatingPointError
+        For a NaN or inf; ValueError for an array of objects or text (no numbers to test).
     """
     if isinstance(grads, dict):
         grads = [grads]
@@ -277,7 +284,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def float_params(params, owner):
     """``{k: np.asarray(v)}``; ValueError naming the parameter unless its dtype is float32 or float64
-    and its values are finite (and unless ``params`` is a dict).
+    and its values are finite (and ValueError if ``params`` is not a mapping).
 
     Parameters
     ----------
@@ -304,7 +311,7 @@ def float_params(params, owner):
 
 
 def check_param_dict(params, owner):
-    """``params`` if it is a dict name -> array (as ``Sequential.init`` returns); else ValueError.
+    """``params`` if it is a mapping name -> array (a dict, as ``Sequential.init`` returns); else ValueError.
 
     Parameters
     ----------
@@ -315,10 +322,10 @@ def check_param_dict(params, owner):
 
     Returns
     -------
-    dict
+    Mapping
         ``params`` itself.
     """
-    if not isinstance(params, dict):
+    if not isinstance(params, Mapping):          # a read-only view (MappingProxyType) too
         raise ValueError(f"{owner}: params must be a dict name -> array (Sequential.init's), "
                          f"got {type(params).__name__}")
     return params

@@ -6,6 +6,7 @@ loading; nothing a file names is imported or called.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, con
         raise ValueError(f"save_checkpoint: opt must be an Optimizer, got {type(opt).__name__}")
     epoch = check_int("epoch", epoch)
     for name, d in (("bn_state", bn_state), ("rngs", rngs)):
-        if not isinstance(d, dict):
+        if not isinstance(d, Mapping):                    # a read-only view too, as before this check
             raise ValueError(f"save_checkpoint: {name} must be a dict, got {type(d).__name__}")
     if not all(isinstance(k, str) for k in rngs):
         raise ValueError(f"save_checkpoint: rngs must have str keys, got {sorted(map(repr, rngs))}")

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..checks import check_choice, check_int
+from ..checks import check_choice, check_int, is_integer
 from ..io import remove_partials, write_json
 from ..bn_recalibration import calibration_batches
 from .anneal import set_tau
@@ -122,15 +122,17 @@ class TrainConfig:
     meta: dict = field(default_factory=dict)   # free-form: builder, dataset, optimizer, preset
 
     def __post_init__(self):
-        """ValueError naming the first setting out of its range (counts become Python ints)."""
+        """ValueError naming the first setting out of its range (counts become Python ints, flags bools)."""
         for name, lo in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("eval_samples", 0),
                          ("eval_mean_every", 0), ("eval_batch", 1), ("recalibrate_bn", 0),
                          ("diagnostics_every", 0), ("checkpoint_every", 1)):
             setattr(self, name, check_int(name, getattr(self, name), lo))
         check_choice("average", self.average, ("prob", "logits"))
-        for name in ("diagnostics", "quiet"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("diagnostics", "quiet"):        # 1 and 0 too, as before these checks
+            flag = getattr(self, name)
+            if not (isinstance(flag, (bool, np.bool_)) or (is_integer(flag) and flag in (0, 1))):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
+            setattr(self, name, bool(flag))
         if not isinstance(self.meta, dict):
             raise ValueError(f"meta must be a dict, got {type(self.meta).__name__}")
 

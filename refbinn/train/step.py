@@ -13,6 +13,7 @@ from there instead of computing it a second time (see ``Optimizer.update``).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -94,7 +95,7 @@ def train_step(model, opt, opt_state, bn_state, x, y, loss_fn, *, rng_noise, rng
     last_output : ndarray
         The model's output in the last pass.
     """
-    if not isinstance(bn_state, dict):
+    if not (isinstance(bn_state, dict) or isinstance(bn_state, Mapping)):
         raise ValueError(f"train_step: bn_state must be a dict (Sequential.init's second result), "
                          f"got {type(bn_state).__name__}")
     if on_pass is not None and not callable(on_pass):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -127,7 +128,7 @@ def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
     """
     key, hp = OPTIMIZERS[check_choice("optimizer", optimizer_name, tuple(OPTIMIZERS))]
     check_int("n_data", n_data, 1)
-    if hparams is not None and not isinstance(hparams, dict):
+    if hparams is not None and not isinstance(hparams, Mapping):
         raise ValueError(f"hparams must be a dict of optimizer arguments, got {type(hparams).__name__}")
     hp = dict(hp)
     if key == "bayesbinn":
