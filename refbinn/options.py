@@ -5,10 +5,12 @@
                         "--epochs must be an integer in [1, inf), got 0"
 
 Counts and sizes are integers >= 1 (sample counts for evaluation >= 0, except ``continual
---test-samples`` >= 1: its accuracies are the mean prediction's), seeds integers in
-[0, 2**63 - 1], real options finite: learning rates and temperatures in (0, inf), momentum
+--test-samples`` >= 1: its accuracies are the mean prediction's, and ``evaluate --samples``
+with --ood, several checkpoints or several counts >= 1: each is a row beside the mode's),
+seeds integers in [0, 2**63 - 1], real options finite: learning rates and temperatures in (0, inf), momentum
 in [0, 1), tolerances in [0, inf), ECE bins at most ``MAX_BINS``. A path is never empty
-(an unset shell variable, not the current folder). A folder option (``--out`` of most commands,
+(an unset shell variable, not the current folder); a run's ``--name`` is a plain name without
+control characters (``check_name_part``). A folder option (``--out`` of most commands,
 ``--data-root``) must not name a file; a file output must not name a folder, one of the
 command's inputs, or a training checkpoint. Which training settings apply to which
 optimizer, and what ``--resume`` may change, is ``refbinn.experiments.guard``.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import unicodedata
 
 from .checks import check_int, check_range
 from .io.outputs import check_output_file
@@ -98,5 +101,29 @@ def check_options(a):
     elif a.command == "export":
         check_output_file(a.out, "OUT", [a.checkpoint])
     name = getattr(a, "name", None)
-    if name is not None and (not name or name in (".", "..") or os.sep in name or "/" in name):
-        raise ValueError(f"--name must be a plain name (no folders), got {name!r}")
+    if name is not None:
+        if not name or name in (".", ".."):
+            raise ValueError(f"--name must be a plain name (no folders), got {name!r}")
+        check_name_part("--name", name)
+
+
+def check_name_part(flag, text):
+    """``text`` if it can be (part of) a run's file name: no folder separator, no control character
+    (a newline split the printed tables and the file names, an escape sequence recoloured the
+    terminal); else ValueError naming ``flag``.
+
+    Parameters
+    ----------
+    flag : str
+        The option, quoted in the message (``--name``, a script's ``--tag``).
+    text : str
+
+    Returns
+    -------
+    str
+    """
+    if os.sep in text or "/" in text:
+        raise ValueError(f"{flag} must be a plain name (no folders), got {text!r}")
+    if any(unicodedata.category(c) == "Cc" for c in text):
+        raise ValueError(f"{flag} must not hold control characters (newline, tab, escape), got {text!r}")
+    return text

@@ -98,7 +98,6 @@ def parse(parse_args, argv, script, **ranges):
     return a, f"python scripts/{script} " + shlex.join(argv)
 
 
-
 def run_main(script, main):
     """``main()``'s exit code, behind ``refbinn``'s error boundary (``refbinn.errors.run_command``):
     bad input found during the work (a missing data set, a damaged checkpoint, a full disk) is one
@@ -110,15 +109,19 @@ def run_main(script, main):
     script : str
         The script's file name, first in the messages ("run_mnist.py: error: ...").
     main : callable
-        ``main() -> int or None``.
+        ``main() -> int``, None, or the script's results (a dict, for callers in Python): exit 0.
 
     Returns
     -------
-    int or None
+    int
     """
     from refbinn.errors import debug_requested, run_command
-    return run_command(script, lambda _: main(), None, debug_requested(None), program="",
-                       debug_hint="REFBINN_DEBUG=1")
+
+    def code(_):                  # sys.exit(results) printed the whole dict on stderr and exited 1
+        r = main()
+        return r if isinstance(r, int) else 0
+    return run_command(script, code, None, debug_requested(None), program="", debug_hint="REFBINN_DEBUG=1")
+
 
 def check_flags(a, ranges):
     """ValueError naming the first flag of ``a`` outside its range in ``ranges`` (see ``flag_ranges``); unset flags pass."""
@@ -135,17 +138,18 @@ def check_flags(a, ranges):
 
 def check_paths(a):
     """ValueError for --out or --data-root empty (an unset $VAR: the current folder) or a file, and for a
-    --tag that names a folder (it ends the run's file names); unset flags pass. Run before training, whose
-    results were otherwise written to the current folder or lost in a traceback at the end."""
+    --tag that names a folder or holds a control character (it ends the run's file names); unset flags
+    pass. Run before training, whose results were otherwise written to the current folder or lost in a
+    traceback at the end."""
+    from refbinn.options import check_name_part
     for dest, what in (("out", "a folder for the results"), ("data_root", "the data folder")):
         v, flag = getattr(a, dest, None), "--" + dest.replace("_", "-")
         if v == "":
             raise ValueError(f"{flag} is empty; give a path")
         if v is not None and os.path.exists(v) and not os.path.isdir(v):
             raise ValueError(f"{flag} {v} is a file; give {what}")
-    tag = getattr(a, "tag", None)
-    if tag and ("/" in tag or os.sep in tag):
-        raise ValueError(f"--tag must be a plain name (no folders), got {tag!r}")
+    if getattr(a, "tag", None):
+        check_name_part("--tag", a.tag)
 
 
 def resolve(a, q, **defaults):

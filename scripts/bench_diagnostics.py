@@ -25,7 +25,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import median_ms, parse_bench_args  # noqa: E402
+from _common import median_ms, parse_bench_args, run_main  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -80,4 +80,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("bench_diagnostics.py", main))

@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
+from _common import run_main, set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
 
 # -- settings -----------------------------------------------------------------------------
 SEED = 0
@@ -255,4 +255,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    sys.exit(run_main("bench_kernels.py", lambda: main(ARGS)))

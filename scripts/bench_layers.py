@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import run_main  # noqa: E402
 
 from refbinn.io import json_dumps  # noqa: E402
 from refbinn.nn import Dense  # noqa: E402
@@ -225,4 +227,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("bench_layers.py", main))

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import cpu_model, median_ms, paired_ms, parse_bench_args, time_mlp_grads  # noqa: E402
+from _common import cpu_model, median_ms, paired_ms, parse_bench_args, run_main, time_mlp_grads  # noqa: E402
 from refbinn.io import json_dumps  # noqa: E402
 from refbinn.kernels.philox import fill_uniform  # noqa: E402
 from refbinn.nn import Dense, Sequential  # noqa: E402
@@ -179,4 +179,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("bench_optim.py", main))

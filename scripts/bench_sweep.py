@@ -38,7 +38,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, set_threads   # noqa: E402  (standard library only: before numpy is imported)
+from _common import cpu_model, run_main, set_threads   # noqa: E402  (standard library only: before numpy is imported)
 
 set_threads(1)                   # the sequential baseline gets what one worker gets: one thread
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -165,4 +165,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("bench_sweep.py", main))

@@ -41,7 +41,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import cpu_model, paired_ms, set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
+from _common import cpu_model, paired_ms, run_main, set_threads  # noqa: E402  (standard library only: numpy is not imported yet)
 
 # settings (the paper's MNIST run, spec section 9)
 BATCH, N_TRAIN, LR, TAU = 100, 54000, 1e-4, 1e-10
@@ -430,4 +430,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    sys.exit(main(ARGS))
+    sys.exit(run_main("bench_train.py", lambda: main(ARGS)))

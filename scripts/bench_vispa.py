@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import cpu_model, median_ms, paired_ms, parse_bench_args, time_mlp_grads  # noqa: E402
+from _common import cpu_model, median_ms, paired_ms, parse_bench_args, run_main, time_mlp_grads  # noqa: E402
 from refbinn.io import json_dumps  # noqa: E402
 from refbinn.models import mlp_mnist  # noqa: E402
 from refbinn.optim._vispa_kernels import BLOCK, TASK, step_fused  # noqa: E402
@@ -177,4 +177,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main("bench_vispa.py", main))

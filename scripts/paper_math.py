@@ -31,6 +31,9 @@ import numpy as np
 
 from refbinn.io import atomic_write, save_figure, write_json
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import run_main  # noqa: E402
+
 SWEEPS = ("bn_scale", "clipped", "anneal", "samples", "lam_lr", "reweight", "candidate")
 DIAG = ("active_frac", "scale_median", "scale_p99", "scale_max", "lam_abs_max", "flip_frac",
         "data_over_prior")
@@ -97,14 +100,17 @@ def load_sweep(root, sweep):
     for path in sorted(glob.glob(os.path.join(root, f"issue15_{sweep}", "runs", "*", "history.json"))):
         name = os.path.basename(os.path.dirname(path))
         h = read_json(path)
-        if not h.get("summary"):
-            continue                                    # a run still in progress
-        cfg = h["config"]
-        if len(h["epochs"]) < cfg["epochs"]:
-            continue
+        try:
+            if not h.get("summary"):
+                continue                                # a run still in progress
+            cfg = h["config"]
+            if len(h["epochs"]) < cfg["epochs"]:
+                continue
+            row = run_row(h)
+            row["seed"] = cfg["seed"]
+        except (AttributeError, KeyError, IndexError, TypeError) as e:     # was a traceback
+            raise ValueError(f"{path}: not a refbinn run history ({type(e).__name__}: {e})") from None
         setting = re.sub(r"_s\d+$", "", name)
-        row = run_row(h)
-        row["seed"] = cfg["seed"]
         spec = os.path.join(os.path.dirname(path), "run.json")
         row["settings"] = read_json(spec).get("overrides", {}) if os.path.exists(spec) else {}
         out.setdefault(setting, []).append(row)
@@ -296,4 +302,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main("paper_math.py", main))

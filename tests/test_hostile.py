@@ -818,6 +818,8 @@ def test_bayesbinn_and_vispa_refuse_noise_and_rng_of_the_wrong_kind():
     (["trace", "--out", ""], "--out is empty"),
     (["export", "ck.npz", ""], "OUT is empty"),
     (["report", "sweep", "--out", ""], "--out is empty"),
+    (["train", "--dataset", "two-moons", "--optimizer", "ste", "--epochs", "1", "--name", "a\x1b[31m"],   # recolours
+     "--name must not hold control characters"),
     (["evaluate", "ck.npz", "--bins", "10001"], "--bins must be an integer in [1, 10000], got 10001"),
 ])
 def test_empty_paths_and_huge_bin_counts_are_refused_before_any_work(argv, says, tmp_path, capsys, monkeypatch):
@@ -1006,6 +1008,29 @@ def test_export_refuses_params_of_another_shape_and_arguments_of_the_wrong_kind(
             export(*args)
 
 
+def test_export_refuses_batchnorm_statistics_that_are_not_finite():
+    """A NaN running statistic (a diverged run) was folded into thresholds that decide alike for
+    every input: the packed model predicted class 0 for every image, with no error. A missing
+    one was a KeyError."""
+    from refbinn.nn import BatchNorm, Dense, Sequential, SignActivation
+    from refbinn.packed import export
+    model = Sequential(Dense(4, 3, name="fc1"), BatchNorm(3, name="bn1"), SignActivation(name="s1"),
+                       Dense(3, 2, name="fc2"), BatchNorm(2, name="bn2"))
+    params, state = model.init(np.random.default_rng(0))
+    params = {k: (np.where(v >= 0, 1, -1).astype(np.float32) if k.startswith("fc") else v) for k, v in params.items()}
+    export(model, params, state)
+    for key, value, says in [("bn1.running_var", np.nan, "layer 'bn1': running_var is nan at channel 1"),
+                             ("bn1.running_mean", np.inf, "layer 'bn1': running_mean is inf at channel 1"),
+                             ("bn2.running_var", -1.0, "layer 'bn2': running_var is -1.0 at channel 1, expected "
+                                                       "a finite value >= 0")]:
+        bad = {**state, key: state[key].copy()}
+        bad[key][1] = value
+        with pytest.raises(ValueError, match=re.escape(says)):
+            export(model, params, bad)
+    with pytest.raises(ValueError, match="export: bn_state lacks 'bn2.running_mean'"):
+        export(model, params, {k: v for k, v in state.items() if k != "bn2.running_mean"})
+
+
 def test_packed_model_built_by_hand_refuses_ops_it_cannot_run():
     from refbinn.packed import PackedModel
     for ops, arrays, says in [(None, [], "ops and arrays must be lists and meta a dict, got NoneType"),
@@ -1036,6 +1061,16 @@ def test_build_refuses_overrides_it_would_ignore_or_misread(overrides, says):
     from refbinn.experiments.setup import build
     with pytest.raises(ValueError, match=says):
         build("two-moons", "bayesbinn", overrides=overrides, quiet=True)
+
+
+def test_run_takes_numpy_numbers_as_settings(tmp_path):
+    """An np.float32 lr (a value read from an array) ended `run` in a TypeError from json.dumps
+    (the log line), and past it in fit's check of the checkpoint's JSON meta."""
+    from refbinn.experiments import run
+    res = run("two-moons", "ste", "np", {"epochs": np.int64(1), "lr": np.float32(0.01), "seed": np.int64(1)},
+              out=tmp_path, quiet=True, log=lambda m: None)
+    assert res["summary"]["epochs_run"] == 1 and res["settings"]["optimizer_settings"]["lr"] == float(np.float32(0.01))
+    assert json.loads((tmp_path / "np.json").read_text())["settings"]["seed"] == 1
 
 
 def test_build_applies_an_optimizer_setting_the_dataset_preset_lacks():

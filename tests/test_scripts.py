@@ -434,6 +434,8 @@ def test_exact_search_reruns_when_hidden_max_train_or_seed_change(tmp_path, monk
     ("run_cifar", ["--fake", "--data-root", "FILE"], "--data-root FILE is a file; give the data folder"),
     ("run_lr_sweep", ["--data-root", ""], "--data-root is empty; give a path"),
     ("run_mnist", ["--tag", "a/b"], "--tag must be a plain name (no folders), got 'a/b'"),
+    ("run_mnist", ["--tag", "a\nb"],                                        # a newline in the file names
+     "--tag must not hold control characters (newline, tab, escape), got 'a\\nb'"),
     ("run_exact_search", ["--taus", "1", "-1"], "--taus must be in (0, inf), got -1.0"),
     ("run_exact_search", ["--out", ""], "--out is empty; give a path"),
     ("run_uncertainty", ["--group", "x"], "--group must be LABEL=GLOB, got 'x'"),
@@ -532,3 +534,28 @@ def test_bad_input_found_during_the_work_is_one_line_not_a_traceback(script, arg
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1 and err[0].startswith(says), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_runner_that_returns_its_results_exits_0_and_quietly(tmp_path):
+    """run_main passed main()'s results dict to sys.exit: lemma1_table, run_continual_ratio and
+    run_exact_probes printed the whole dict on stderr and exited 1 after a successful run."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, str(SCRIPTS / "lemma1_table.py"), "--samples", "200", "--taus", "1",
+                        "--out", str(tmp_path / "t.json")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "lemma1" in r.stdout and read(tmp_path / "t.json")["settings"]["samples"] == 200
+
+
+def test_paper_math_stops_on_a_damaged_history_with_one_line(tmp_path):
+    """A history.json without its config ended paper_math in a KeyError traceback."""
+    import subprocess
+    import sys
+    run = tmp_path / "sweeps" / "issue15_clipped" / "runs" / "r_s0"
+    run.mkdir(parents=True)
+    (run / "history.json").write_text('{"summary": {"epochs_run": 1}}')
+    r = subprocess.run([sys.executable, str(SCRIPTS / "paper_math.py"), "--results", str(tmp_path),
+                        "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == (f"paper_math.py: error: {run / 'history.json'}: not a "
+                                                      "refbinn run history (KeyError: 'config')"), r.stderr
+    assert not (tmp_path / "out").exists()

@@ -206,7 +206,8 @@ def build(dataset, optimizer, *, preset="paper", overrides=None, root=None, quie
     p = PRESETS[preset][dataset]
     if overrides is not None and not isinstance(overrides, dict):
         raise ValueError(f"overrides must be a dict setting -> value, got {type(overrides).__name__}")
-    o = {k: v for k, v in (overrides or {}).items() if v is not None}
+    # NumPy numbers as Python's: they reach the log line and the checkpoint's JSON meta
+    o = {k: v.item() if isinstance(v, np.generic) else v for k, v in (overrides or {}).items() if v is not None}
     unknown = sorted(map(str, set(o) - set(RUN_KEYS) - set(OPTIMIZER_KEYS) - _preset_keys()))
     if unknown:                              # a typo ('lrr') would be ignored: a run of other settings
         raise ValueError(f"overrides: unknown setting(s) {', '.join(map(repr, unknown))}; known: "

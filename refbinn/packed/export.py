@@ -77,9 +77,28 @@ def _param_shapes(layer):
     return {"weight": w, "bias": (o,)}
 
 
+def _check_bn_state(layer, s):
+    """ValueError naming the layer and the statistic unless ``s`` holds both running statistics of
+    the BatchNorm ``layer``, of shape (C,), finite, the variance >= 0: a NaN folded into the
+    thresholds gives a constant sign, and the packed model one class for every input (no error)."""
+    for k in ("running_mean", "running_var"):
+        if k not in s:
+            raise ValueError(f"export: bn_state lacks '{layer.name}.{k}'")
+        v = s[k]
+        if v.shape != (layer.num_features,) or v.dtype.kind not in "fiu":
+            raise ValueError(f"export: layer '{layer.name}': {k} has shape {v.shape} and dtype {v.dtype}, "
+                             f"expected ({layer.num_features},) real numbers")
+        bad = ~np.isfinite(v) | ((v < 0) if k == "running_var" else False)
+        if bad.any():
+            c = int(np.argmax(bad))
+            raise ValueError(f"export: layer '{layer.name}': {k} is {v[c]} at channel {c}, expected a finite "
+                             f"value{' >= 0' if k == 'running_var' else ''} (damaged BatchNorm statistics)")
+
+
 def _check_params(model, params, bn_state):
     """ValueError unless ``params`` holds every parameter of ``model`` with its layer's shape:
-    a weight of another shape would pack into words the ops read as other signs (no error)."""
+    a weight of another shape would pack into words the ops read as other signs (no error);
+    and unless every BatchNorm's running statistics are usable (``_check_bn_state``)."""
     if not hasattr(model, "layers"):
         raise ValueError(f"export: model must be a Sequential, got {type(model).__name__}")
     for name, d in (("params", params), ("bn_state", bn_state)):
@@ -92,6 +111,8 @@ def _check_params(model, params, bn_state):
                 if k not in p:
                     raise ValueError(f"export: params lack '{layer.name}.{k}'")
                 layer._param(p, k, shapes[k])         # names the layer and both shapes
+        if isinstance(layer, BatchNorm):
+            _check_bn_state(layer, _local(bn_state, layer))
 
 
 def _pool_op(layer):
@@ -100,9 +121,7 @@ def _pool_op(layer):
 
 
 def _linear_op(layer, p, binary_input):
-    w = p.get("weight")
-    if w is None:
-        raise ValueError(f"export: params lack '{layer.name}.weight'")
+    w = p["weight"]                    # there, of the layer's shape: _check_params
     if not np.all((w == 1) | (w == -1)):
         raise ValueError(f"export: layer '{layer.name}': weight must hold only +-1 values "
                          f"(the mode weights, opt.params(state)), got values in "
@@ -140,7 +159,8 @@ def export(model, params, bn_state):
     ------
     ValueError
         A layer of another type (named), a weight that is not +-1, a missing parameter or one
-        of another shape than its layer's.
+        of another shape than its layer's, BatchNorm running statistics missing, of another
+        shape, or not finite (a negative variance too).
     """
     _check_params(model, params, bn_state)
     layers = list(model.layers)
@@ -179,8 +199,6 @@ def export(model, params, bn_state):
             emit(_linear_op(layer, p, binary))
             kind, exact = ("int", True) if binary else ("real", False)
             dtype = np.result_type(np.float32, p["weight"].dtype)
-            if layer.bias and "bias" not in p:
-                raise ValueError(f"export: params lack '{layer.name}.bias'")
             bias = p["bias"] if layer.bias else None
             channels = layer.out_features if isinstance(layer, Dense) else layer.out_channels
             int_bound = int(np.prod(p["weight"].shape[1:])) if binary else None     # K
