@@ -393,3 +393,49 @@ def test_exact_scale_where_n_over_tau_leaves_float64(dtype, tau, N):
             s = concrete_scale(lam, u, tau, N, numerics)
             assert np.array_equal(s, np.zeros(3, dtype))
             assert np.array_equal(kernels.concrete_scale_fused(lam, u, tau, N, numerics), s)
+
+
+@pytest.mark.parametrize("numerics", ["exact", "exact-clipped"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("tau", [1e-10, 1e-2])
+def test_exact_saturated_blocks_decided_by_the_least_and_greatest_lam(numerics, dtype, tau):
+    """The 'exact' step takes a block as one where every s = 0 from the least and greatest |lam|
+    alone (their bits' min/max), not a count of per-weight tests: blocks straddling the bound
+    (|lam| from 8.5 to 16 at tau = 0.01, where it holds from about 8.9 in float32 and 13 in
+    float64), one |lam| at DELTA_MAX itself or one step above it, the extreme first or last,
+    and a NaN must all give the reference's bits, or its error."""
+    B = kernels.BLOCK
+    dt = np.dtype(dtype)
+    opt = BayesBiNN(N=100.0, tau=tau, numerics=numerics, dtype=dtype)
+    ref = BayesBiNN(N=100.0, tau=tau, numerics=numerics, dtype=dtype, backend="numpy")
+    state = opt.init({"w": np.zeros(6 * B, dtype)}, np.random.default_rng(0))
+    lam = state.lam["w"]
+    r = np.random.default_rng(2)
+    lam[B:2 * B] = r.choice([-1, 1], B) * r.uniform(8.5, 16.0, B)       # straddles at tau = 0.01
+    lam[2 * B + 5] = -kernels.DELTA_MAX                                  # s > 0 possible: general loop
+    lam[3 * B] = np.nextafter(dt.type(kernels.DELTA_MAX), dt.type(20))   # first weight, one step above
+    lam[4 * B - 1] = 1e30                                                # the greatest, last
+    lam[4 * B + 7] = np.nextafter(dt.type(kernels.DELTA_MAX), dt.type(20))
+    u = opt.sample(state)[0].uniform("w", lam.shape, dt).astype(np.float64)
+    delta = 0.5 * np.log(u / (1 - u))
+    lam[5 * B + 3] = -delta[5 * B + 3] + 1e-3                           # |lam| < DELTA_MAX, s > 0 at tau 0.01
+    lam[5 * B + 4:6 * B] = 20.0
+    g = {"w": r.standard_normal(lam.shape).astype(dtype)}
+    a = opt.update([g], state, opt.sample(state))
+    b = ref.update([g], state, ref.sample(state))
+    assert bits_equal(a.lam["w"], b.lam["w"])
+    if tau == 1e-2:
+        g0 = {"w": g["w"].copy()}
+        g0["w"][5 * B + 3] = 0
+        moved = opt.update([g0], state, opt.sample(state)).lam["w"][5 * B + 3]
+        assert a.lam["w"][5 * B + 3] != moved                           # its s*g counts: s > 0                                    # the bound holds for some weights of block 1, not all
+        a1 = np.abs(lam[B:2 * B].astype(np.float64))
+        holds = math.log(100.0 / tau) + 2 * (a1 - (a1 - kernels.DELTA_MAX) / tau) < kernels.EXP_ZERO[dt]
+        assert 10 < holds.sum() < B - 10
+    lam[5 * B + 100] = np.nan                                            # the greatest bits
+    errors = []
+    for o in (opt, ref):
+        with pytest.raises(FloatingPointError) as info:
+            o.update([g], state, o.sample(state))
+        errors.append(str(info.value))
+    assert errors[0] == errors[1]
