@@ -439,3 +439,23 @@ def test_exact_saturated_blocks_decided_by_the_least_and_greatest_lam(numerics, 
             o.update([g], state, o.sample(state))
         errors.append(str(info.value))
     assert errors[0] == errors[1]
+
+
+@pytest.mark.parametrize("numerics", ["exact", "official"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relaxed_saturated_block_with_a_nan_or_inf_lam(numerics, dtype):
+    """``forward_params`` takes a block as saturated from its least |lam| (the min of the bits);
+    a NaN lam there (its bits the greatest) must still give NaN, as the reference, not +-1,
+    and an inf lam +-1."""
+    B = kernels.BLOCK
+    opt = BayesBiNN(N=100.0, tau=1e-10, numerics=numerics, dtype=dtype)
+    ref = BayesBiNN(N=100.0, tau=1e-10, numerics=numerics, dtype=dtype, backend="numpy")
+    state = opt.init({"w": np.zeros(3 * B, dtype)}, np.random.default_rng(0))
+    lam = state.lam["w"]
+    lam[B + 5] = np.nan
+    lam[2 * B + 7] = -np.inf
+    with np.errstate(invalid="ignore"):
+        w = opt.forward_params(state, opt.sample(state)[0])["w"]
+        w_ref = ref.forward_params(state, ref.sample(state)[0])["w"]
+    assert np.isnan(w[B + 5]) and w[2 * B + 7] == -1
+    assert np.array_equal(w, w_ref, equal_nan=True)
