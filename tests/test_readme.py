@@ -232,6 +232,17 @@ QUOTED = [
         "| `small_epoch_ratio_vs_torch` | **{small_epoch_ratio_vs_torch:.2f}** ({refbinn_small_epoch_s:.2f} s against "
         "{torch_small_epoch_s:.2f} s;",
     ]),
+    ("bench_train_xeon_l3.json", [
+        "`step_over_fwd_bwd` {runs.official.step_over_fwd_bwd:.2f} official, {runs.exact.step_over_fwd_bwd:.2f} exact;",
+        "`ratio_refbinn_over_torch` {ratio_refbinn_over_torch:.2f} ({refbinn_ms_per_step:.1f} against "
+        "{torch_ms_per_step:.1f} ms), compiled {ratio_refbinn_over_torch_compiled:.2f};",
+        "`fwd_bwd_over_torch` {fwd_bwd_over_torch:.2f}; `small_epoch_ratio_vs_torch` {small_epoch_ratio_vs_torch:.2f}.",
+    ]),
+    ("bench_optim_xeon_l3.json", [
+        "`update_fraction` {update_fraction:.3f} exact, {official_update_fraction:.3f} official; "
+        "`optimizer_over_floor` **{optimizer_over_floor:.2f} exact** (at its limit) and "
+        "{official_optimizer_over_floor:.2f} official;",
+    ]),
     ("bench_optim_xeon.json", [
         "| `update_fraction` | **{update_fraction:.3f}** exact, {official_update_fraction:.3f} official",
         "| `optimizer_over_floor` | **{optimizer_over_floor:.2f}** exact, **{official_optimizer_over_floor:.2f}** official",
