@@ -75,6 +75,26 @@ def _flag(dest):
     return "--" + dest.replace("_", "-")
 
 
+# the folder options, and what to give in place of a file
+FOLDERS = {"out": "a folder for the results", "data_root": "the data folder"}
+
+
+def check_folder(flag, path, what):
+    """ValueError if the folder option ``flag`` names a file; None, or a path that does not
+    exist yet, passes.
+
+    Parameters
+    ----------
+    flag : str
+        The option as the message names it ("--out").
+    path : str or None
+    what : str
+        What to give instead, for the message ("a folder for the results").
+    """
+    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a file; give {what}")
+
+
 def check_options(a):
     """Check every option of subcommand ``a.command`` before any work (ValueError naming it).
 
@@ -90,12 +110,9 @@ def check_options(a):
     for dest in ("out", "data_root"):      # '' (an unset $VAR) would mean the current folder
         if getattr(a, dest, None) == "":
             raise ValueError(f"{'OUT' if a.command == 'export' else _flag(dest)} is empty; give a path")
-    out = getattr(a, "out", None)
-    if a.command in FOLDER_OUT and out is not None and os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {a.out} is a file; give a folder for the results")
-    root = getattr(a, "data_root", None)
-    if root is not None and os.path.exists(root) and not os.path.isdir(root):
-        raise ValueError(f"--data-root {root} is a file; give the data folder")
+    for dest, what in FOLDERS.items():
+        if dest != "out" or a.command in FOLDER_OUT:
+            check_folder(_flag(dest), getattr(a, dest, None), what)
     if a.command == "trace":
         check_output_file(a.out, "--out")
     elif a.command == "export":

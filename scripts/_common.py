@@ -141,13 +141,12 @@ def check_paths(a):
     --tag that names a folder or holds a control character (it ends the run's file names); unset flags
     pass. Run before training, whose results were otherwise written to the current folder or lost in a
     traceback at the end."""
-    from refbinn.options import check_name_part
-    for dest, what in (("out", "a folder for the results"), ("data_root", "the data folder")):
+    from refbinn.options import FOLDERS, check_folder, check_name_part
+    for dest, what in FOLDERS.items():
         v, flag = getattr(a, dest, None), "--" + dest.replace("_", "-")
         if v == "":
             raise ValueError(f"{flag} is empty; give a path")
-        if v is not None and os.path.exists(v) and not os.path.isdir(v):
-            raise ValueError(f"{flag} {v} is a file; give {what}")
+        check_folder(flag, v, what)
     if getattr(a, "tag", None):
         check_name_part("--tag", a.tag)
 

@@ -1029,6 +1029,14 @@ def test_export_refuses_batchnorm_statistics_that_are_not_finite():
             export(model, params, bad)
     with pytest.raises(ValueError, match="export: bn_state lacks 'bn2.running_mean'"):
         export(model, params, {k: v for k, v in state.items() if k != "bn2.running_mean"})
+    for key, value, says in [("bn1.running_var", state["bn1.running_var"] + 0j,
+                              "export: layer 'bn1': running_var must hold real numbers, got dtype complex"),
+                             ("bn2.running_mean", np.zeros(2, bool),
+                              "export: layer 'bn2': running_mean must hold real numbers, got dtype bool"),
+                             ("bn2.running_mean", np.zeros(3, np.float32),
+                              "export: layer 'bn2': running_mean has shape (3,), expected (2,)")]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            export(model, params, {**state, key: value})
 
 
 def test_packed_model_built_by_hand_refuses_ops_it_cannot_run():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_real
 from ..kernels import pack_conv_weight, pack_signs
 from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, SignActivation,
                  Tanh)
@@ -84,10 +85,10 @@ def _check_bn_state(layer, s):
     for k in ("running_mean", "running_var"):
         if k not in s:
             raise ValueError(f"export: bn_state lacks '{layer.name}.{k}'")
-        v = s[k]
-        if v.shape != (layer.num_features,) or v.dtype.kind not in "fiu":
-            raise ValueError(f"export: layer '{layer.name}': {k} has shape {v.shape} and dtype {v.dtype}, "
-                             f"expected ({layer.num_features},) real numbers")
+        v = check_real(f"export: layer '{layer.name}': {k}", s[k], "iuf")
+        if v.shape != (layer.num_features,):
+            raise ValueError(f"export: layer '{layer.name}': {k} has shape {v.shape}, expected "
+                             f"({layer.num_features},)")
         bad = ~np.isfinite(v) | ((v < 0) if k == "running_var" else False)
         if bad.any():
             c = int(np.argmax(bad))
