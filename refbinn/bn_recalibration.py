@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_int, check_real
+from .checks import check_generator, check_int, check_real
 from .nn import BatchNorm
 
 
@@ -53,8 +53,7 @@ def calibration_batches(x, k, batch_size, rng):
     """
     k = check_int("k", k, 1)
     batch_size = check_int("batch_size", batch_size, 2)
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("calibration_batches needs rng, a numpy.random.Generator")
+    check_generator("calibration_batches: rng", rng)
     x = np.asarray(x)
     n = len(x) if x.ndim else 0
     if n < 2:

@@ -6,12 +6,15 @@
                                                  ->  "numerics must be one of 'exact', 'official', got 'x'"
     check_float_input("layer 'fc1'", x, 2)       ->  "layer 'fc1': input has shape (3,), expected (N, d1, ...)"
     check_real("probs", p)                       ->  "probs must hold real numbers, got dtype complex128"
+    check_generator("two_moons: rng", 42)        ->  "two_moons: rng must be a numpy.random.Generator, got int"
+    check_array_dict("export: params", None)     ->  "export: params must be a dict name -> array, got NoneType"
 
 A leaf module (NumPy only), so that every floor of refbinn can use it.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -212,3 +215,60 @@ def check_real(what, a, kinds="biuf"):
     if a.dtype.kind not in kinds:
         raise ValueError(f"{what} must hold real numbers, got dtype {a.dtype}")
     return a
+
+
+def check_generator(what, rng):
+    """``rng`` if it is a ``numpy.random.Generator``; else ValueError naming ``what``.
+
+    A legacy ``RandomState`` has other methods (no ``integers``, ``spawn``, ``random(dtype=)``)
+    and draws other streams from the same seed.
+
+    Parameters
+    ----------
+    what : str
+        The argument, as the message should name it (e.g. ``"two_moons: rng"``).
+    rng : object
+        What the caller was given: an int seed, None or a ``RandomState`` is refused.
+
+    Returns
+    -------
+    numpy.random.Generator
+        ``rng`` itself.
+
+    Raises
+    ------
+    ValueError
+        "``what`` must be a numpy.random.Generator, got int".
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"{what} must be a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+def check_array_dict(what, d, source=None):
+    """``d`` if it is a mapping (a dict, or a read-only view such as ``MappingProxyType``);
+    else ValueError naming ``what``.
+
+    Parameters
+    ----------
+    what : str
+        The argument, as the message should name it (e.g. ``"VISPA: params"``).
+    d : object
+        What the caller was given; only its type is checked, not its keys or values.
+    source : str or None
+        Where such a dict comes from, added in parentheses (e.g. ``"from init()"``).
+
+    Returns
+    -------
+    Mapping
+        ``d`` itself.
+
+    Raises
+    ------
+    ValueError
+        "``what`` must be a dict name -> array (``source``), got NoneType".
+    """
+    if not isinstance(d, Mapping):
+        where = f" ({source})" if source else ""
+        raise ValueError(f"{what} must be a dict name -> array{where}, got {type(d).__name__}")
+    return d

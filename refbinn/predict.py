@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_choice, check_int, check_real
+from .checks import check_choice, check_generator, check_int, check_real
 from .nn.losses import sigmoid, softmax
 
 LINKS = ("softmax", "sigmoid", "classes")
@@ -172,8 +172,7 @@ def predict_mean(model, opt, opt_state, bn_state, x, samples=10, rng=None, *, av
     samples = check_int("samples", samples, 1)
     check_choice("average", average, AVERAGES)
     check_choice("link", link, LINKS)
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("predict_mean needs rng, a numpy.random.Generator")
+    check_generator("predict_mean: rng", rng)
     _check_callers("predict_mean", opt, "sample_params", bn_state_for)
     total = None
     for _ in range(samples):

@@ -415,7 +415,7 @@ def test_batches_cover_every_example_once(n, b, drop_last):
 
 
 def test_batches_bad_arguments():
-    with pytest.raises(ValueError, match="needs rng"):
+    with pytest.raises(ValueError, match="batches: with shuffle=True, rng must be a numpy.random.Generator, got NoneType"):
         batches(np.arange(3), np.arange(3), 2)
     with pytest.raises(ValueError, match="same length"):
         batches(np.arange(3), np.arange(2), 2, shuffle=False)
@@ -487,7 +487,7 @@ def test_permuted_mnist_tasks():
     (lambda: split_indices(10, "0.1", seed=0), "val_fraction must be a real number, got '0.1'"),
     (lambda: train_val_split(1.0, np.arange(3), seed=0), "train_val_split: x and y must be arrays of the same length"),
     (lambda: batches(np.zeros((4, 2)), None, 2.5, shuffle=False), "batches: batch_size must be an integer in [1, inf), got 2.5"),
-    (lambda: batches(np.zeros((4, 2)), None, 2, rng=0), "batches: shuffle=True needs rng, a numpy.random.Generator"),
+    (lambda: batches(np.zeros((4, 2)), None, 2, rng=0), "batches: with shuffle=True, rng must be a numpy.random.Generator, got int"),
     (lambda: crop_flip(np.zeros((1, 1, 2, 2)), [0], [0], [False], pad=1.5), "crop_flip: pad must be an integer in [0, inf), got 1.5"),
     (lambda: crop_flip(np.zeros((1, 1, 2, 2)), [0.5], [0], [False], pad=1), "crop_flip: dy and dx must be integer offsets, got float64"),
     (lambda: augment_cifar(np.zeros((1, 1, 2, 2)), None), "augment_cifar: rng must be a numpy.random.Generator, got NoneType"),

@@ -796,7 +796,7 @@ def test_bayesbinn_and_vispa_refuse_noise_and_rng_of_the_wrong_kind():
     its imaginary part; a state whose lam is a list an AttributeError."""
     opt, params, state, noise = _started("bayesbinn")
     for rng in (None, 3):
-        with pytest.raises(ValueError, match="sample_params needs rng, a numpy.random.Generator"):
+        with pytest.raises(ValueError, match="BayesBiNN.sample_params: rng must be a numpy.random.Generator"):
             opt.sample_params(state, rng)
     u = {k: np.full(v.shape, 0.5 + 0.1j) for k, v in params.items()}
     with pytest.raises(ValueError, match=r"BayesBiNN: noise\['w'\] must hold real numbers, "
@@ -862,7 +862,7 @@ def test_generator_from_json_names_the_file_for_every_damaged_state(text, says):
 def test_io_helpers_refuse_arguments_of_the_wrong_kind(tmp_path):
     from refbinn.io.atomic import json_dumps, write_json
     from refbinn.io.rng import generator_state_json
-    with pytest.raises(ValueError, match="generator_state_json: expected a numpy.random.Generator, got RandomState"):
+    with pytest.raises(ValueError, match="generator_state_json: gen must be a numpy.random.Generator, got RandomState"):
         generator_state_json(np.random.RandomState(0))                  # was AttributeError
     with pytest.raises(ValueError, match="cannot write to an empty path"):
         write_json("", {})
@@ -1140,3 +1140,74 @@ def test_data_and_cluster_helpers_refuse_arguments_of_the_wrong_kind(tmp_path):
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "f").write_bytes(b"abc")
     verify(tmp_path / "f", "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")   # was AttributeError
+
+
+def _generator_entry_points():
+    """(name, call rng -> anything, the argument's name) for every entry point that takes a Generator."""
+    from refbinn.bn_recalibration import calibration_batches
+    from refbinn.data.ood import gaussian_noise, permuted_images, uniform_noise
+    from refbinn.data.toy import two_moons
+    from refbinn.data.transforms import augment_cifar, batches
+    from refbinn.io.rng import generator_state_json
+    from refbinn.nn import Dense, Sequential
+    from refbinn.optim import VISPA, BayesBiNN
+    from refbinn.predict import predict_mean
+    model = Sequential(Dense(3, 2, name="fc"))
+    params, bn = model.init(np.random.default_rng(0))
+    bayes, vispa = BayesBiNN(N=10, tau=1.0), VISPA()
+    b_state, v_state = bayes.init(params, np.random.default_rng(0)), vispa.init(params, np.random.default_rng(0))
+    x = np.zeros((4, 3), np.float32)
+    return [("BayesBiNN.init", lambda r: bayes.init(params, r), "rng"),
+            ("BayesBiNN.sample_params", lambda r: bayes.sample_params(b_state, r), "rng"),
+            ("VISPA.init", lambda r: vispa.init(params, r), "rng"),
+            ("VISPA.sample_params", lambda r: vispa.sample_params(v_state, r), "rng"),
+            ("Sequential.init", lambda r: model.init(r), "rng"),
+            ("uniform_noise", lambda r: uniform_noise(2, (4,), "mnist", r), "rng"),
+            ("gaussian_noise", lambda r: gaussian_noise(2, (4,), "mnist", r), "rng"),
+            ("permuted_images", lambda r: permuted_images(x, r), "rng"),
+            ("augment_cifar", lambda r: augment_cifar(np.zeros((1, 1, 2, 2)), r), "rng"),
+            ("batches", lambda r: batches(x, None, 2, rng=r), "rng"),
+            ("two_moons", lambda r: two_moons(4, rng=r), "rng"),
+            ("calibration_batches", lambda r: calibration_batches(x, 1, 2, r), "rng"),
+            ("predict_mean", lambda r: predict_mean(model, bayes, b_state, bn, x, samples=1, rng=r), "rng"),
+            ("generator_state_json", generator_state_json, "gen")]
+
+
+def test_every_entry_point_taking_a_generator_refuses_a_seed_and_a_random_state():
+    """An int seed (a common slip) or a legacy RandomState: one ValueError naming the argument,
+    Generator and what was given, from one check (refbinn.checks.check_generator)."""
+    for name, call, arg in _generator_entry_points():
+        for rng, got in ((42, "int"), (np.random.RandomState(0), "RandomState")):
+            with pytest.raises(ValueError) as e:
+                call(rng)
+            says = str(e.value)
+            assert f"{arg} " in says and f"must be a numpy.random.Generator, got {got}" in says, (name, says)
+            assert says.startswith(name) or name in ("uniform_noise", "gaussian_noise", "permuted_images"), says
+
+
+def test_dicts_of_arrays_are_checked_alike_and_a_read_only_mapping_passes_everywhere():
+    """One check (refbinn.checks.check_array_dict) for params given to an optimizer, a Sequential,
+    flatten_params and export: the same message, and a MappingProxyType taken by all (export
+    took only a dict)."""
+    import types
+    from refbinn.nn import Dense, Sequential, SignActivation, flatten_params
+    from refbinn.optim import Adam
+    from refbinn.packed import export
+    model = Sequential(Dense(4, 3, name="fc1"), SignActivation(name="s1"), Dense(3, 2, name="fc2"))
+    params, state = model.init(np.random.default_rng(0))
+    params = {k: np.where(v >= 0, 1, -1).astype(np.float32) for k, v in params.items()}
+    for call, says in [(lambda: Adam().init(None),
+                        r"Adam: params must be a dict name -> array \(Sequential.init.s\), got NoneType"),
+                       (lambda: model.forward(None, np.zeros((1, 4), np.float32), state),
+                        r"Sequential: params must be a dict name -> array \(from init\(\)\), got NoneType"),
+                       (lambda: flatten_params([1]), "flatten_params: params must be a dict name -> array, got list"),
+                       (lambda: export(model, (1,), state), "export: params must be a dict name -> array, got tuple")]:
+        with pytest.raises(ValueError, match=says):
+            call()
+    ro, ro_state = types.MappingProxyType(params), types.MappingProxyType(state)
+    assert list(Adam().init(ro).m) == list(params)
+    np.testing.assert_array_equal(flatten_params(ro), flatten_params(params))
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model.forward(ro, x, ro_state)[0], model.forward(params, x, state)[0])
+    np.testing.assert_array_equal(export(model, ro, ro_state).predict_logits(x),
+                                  export(model, params, state).predict_logits(x))

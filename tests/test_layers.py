@@ -492,7 +492,7 @@ def test_flatten_params_refuses_keys_it_does_not_have():
         flatten_params(p, keys=["nope"])
     with pytest.raises(ValueError, match="flatten_params: keys must be a sequence of names, got the str 'fc1.weight'"):
         flatten_params(p, keys="fc1.weight")
-    with pytest.raises(ValueError, match="flatten_params: expected a dict name -> array, got NoneType"):
+    with pytest.raises(ValueError, match="flatten_params: params must be a dict name -> array, got NoneType"):
         flatten_params(None)
     with pytest.raises(ValueError, match=r"unflatten_params: keys \['nope'\] are not in the dict"):
         unflatten_params(np.zeros(4), p, keys=["nope"])

@@ -159,7 +159,7 @@ def test_predictive_entropy():
     (dict(average="mean"), r"average must be one of 'prob', 'logits'"),
     (dict(link="relu"), r"link must be one of 'softmax', 'sigmoid'"),
     (dict(batch_size=0), r"batch_size must be an integer in \[1, inf\)"),
-    (dict(rng=None), r"rng, a numpy.random.Generator"),
+    (dict(rng=None), r"predict_mean: rng must be a numpy.random.Generator, got NoneType"),
 ])
 def test_bad_arguments_raise(kw, match):
     model, opt, state, bn, x = setup(lam_init=1.0)

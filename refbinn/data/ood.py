@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_choice, check_int
+from ..checks import check_choice, check_generator, check_int
 from .cifar import load_cifar
 from .mnist import load_mnist
 from .transforms import STATS, normalize_with
@@ -53,12 +53,6 @@ def _shape(shape):
     return tuple(int(d) for d in dims)
 
 
-def _check_rng(rng):
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return rng
-
-
 def uniform_noise(n, shape, kind, rng):
     """n images of i.i.d. uniform pixels u ~ U{0..255}, normalised with ``kind``'s constants.
 
@@ -73,7 +67,7 @@ def uniform_noise(n, shape, kind, rng):
     -------
     ndarray, float32, shape ``(n, *shape)``
     """
-    n, shape, _ = check_int("n", n, 1), _shape(shape), _check_rng(rng)
+    n, shape, _ = check_int("n", n, 1), _shape(shape), check_generator("rng", rng)
     _channels(kind, shape)                                         # the constants fit the shape
     u = rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8)
     return normalize_with(u, *STATS[kind])
@@ -98,7 +92,7 @@ def gaussian_noise(n, shape, kind, rng):
     ndarray, shape ``(n, *shape)``, float32
         The normalised noise images.
     """
-    n, shape, _ = check_int("n", n, 1), _shape(shape), _check_rng(rng)
+    n, shape, _ = check_int("n", n, 1), _shape(shape), check_generator("rng", rng)
     mean, std = _channels(kind, shape)
     v = mean + std * rng.standard_normal((n,) + shape)             # (n, *shape), float64
     u = np.round(255 * np.clip(v, 0.0, 1.0)).astype(np.uint8)
@@ -118,7 +112,7 @@ def permuted_images(x, rng):
     -------
     ndarray, the shape and dtype of x (a copy)
     """
-    x, _ = np.asarray(x), _check_rng(rng)
+    x, _ = np.asarray(x), check_generator("rng", rng)
     if x.ndim == 2:
         return x[:, rng.permutation(x.shape[1])]
     if x.ndim == 4:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_int, check_range
+from ..checks import check_generator, check_int, check_range
 from .errors import DataFormatError, DatasetNotFound
 from .packaged import packaged_file
 from .root import ENV_VAR, find_dataset
@@ -118,8 +118,7 @@ def two_moons(n=200, noise=0.1, *, rng):
     """
     n = check_int("two_moons: n", n, 2)                    # int(2.5) would be 2 silently
     check_range("two_moons: noise", noise, 0)               # finite: inf noise gives inf points
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"two_moons: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_generator("two_moons: rng", rng)
     n_out = n // 2
     n_in = n - n_out
     t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_int, check_range
+from ..checks import check_generator, check_int, check_range
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -214,8 +214,7 @@ def augment_cifar(x, rng, pad=4, fill=0):
     ndarray, (N, C, H, W), dtype of x
     """
     pad = check_int("augment_cifar: pad", pad, 0)
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"augment_cifar: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    check_generator("augment_cifar: rng", rng)
     n = len(x)
     dy = rng.integers(0, 2 * pad + 1, n)
     dx = rng.integers(0, 2 * pad + 1, n)
@@ -245,8 +244,8 @@ def batches(x, y, batch_size, rng=None, shuffle=True, drop_last=False):
     batch_size = check_int("batches: batch_size", batch_size, 1)   # int(2.5) would be 2 silently
     if y is not None and len(x) != len(y):
         raise ValueError(f"batches: x and y must have the same length, got {len(x)}, {len(y)}")
-    if shuffle and not isinstance(rng, np.random.Generator):
-        raise ValueError("batches: shuffle=True needs rng, a numpy.random.Generator")
+    if shuffle:
+        check_generator("batches: with shuffle=True, rng", rng)
     # Checked above, eagerly; the generator below starts only when iterated.
     order = rng.permutation(len(x)) if shuffle else None
     return _iter_batches(x, y, batch_size, order, drop_last)

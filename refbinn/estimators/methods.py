@@ -48,7 +48,7 @@ _DELTA_LIM = 20.0       # logistic noise beyond |delta| = 20 has mass 2*sigmoid(
 
 
 # -- small helpers ----------------------------------------------------------------
-def _float_dtype(x):
+def _float_or_float64(x):
     """lam's dtype when it is floating, else float64 (so float32 stays float32)."""
     return x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
 
@@ -59,7 +59,7 @@ def _check_lam(lam):
         raise ValueError(f"lam must be a non-empty 1-D array (d,), got shape {lam.shape}")
     if not np.all(np.isfinite(lam)):
         raise ValueError("lam must be finite")
-    return lam.astype(_float_dtype(lam), copy=False)
+    return lam.astype(_float_or_float64(lam), copy=False)
 
 
 def _uniform(u, rng, samples, d, lo=1):

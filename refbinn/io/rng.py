@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 
+from ..checks import check_generator
+
 BIT_GENERATORS = {"PCG64": np.random.PCG64, "PCG64DXSM": np.random.PCG64DXSM,
                   "Philox": np.random.Philox, "SFC64": np.random.SFC64, "MT19937": np.random.MT19937}
 
@@ -22,9 +24,7 @@ def generator_state_json(gen):
     str
         ``json.dumps`` of the state dict (it names the bit generator under ``"bit_generator"``).
     """
-    if not isinstance(gen, np.random.Generator):
-        raise ValueError(f"generator_state_json: expected a numpy.random.Generator, got {type(gen).__name__}")
-    return json.dumps(gen.bit_generator.state)
+    return json.dumps(check_generator("generator_state_json: gen", gen).bit_generator.state)
 
 
 def generator_from_json(text, where="generator state"):

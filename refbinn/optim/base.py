@@ -28,11 +28,9 @@ optimizer's hyperparameters, as one .npz; the round trip is exact.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
-from ..checks import check_real
+from ..checks import check_array_dict, check_real
 
 
 class Optimizer:
@@ -325,10 +323,7 @@ def check_param_dict(params, owner):
     Mapping
         ``params`` itself.
     """
-    if not isinstance(params, Mapping):          # a read-only view (MappingProxyType) too
-        raise ValueError(f"{owner}: params must be a dict name -> array (Sequential.init's), "
-                         f"got {type(params).__name__}")
-    return params
+    return check_array_dict(f"{owner}: params", params, "Sequential.init's")   # a MappingProxyType too
 
 
 def check_state_type(state, cls, owner):

@@ -87,7 +87,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import check_choice, check_range, check_real
+from ..checks import check_choice, check_generator, check_range, check_real
 from ..nn.base import sign
 from .. import noise as noise_stream
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
@@ -226,8 +226,7 @@ class BayesBiNN(PooledKernels, Optimizer):
         Draws, per parameter in order: the signs, then (if lam_init_std > 0) the noise;
         then the noise seed, an integer in [0, 2**63).
         """
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError("BayesBiNN.init needs rng, a numpy.random.Generator (random signs of lam)")
+        check_generator("BayesBiNN.init: rng (random signs of lam)", rng)
         lam, mom, mu = {}, {}, {}
         for k, p in check_param_dict(params, "BayesBiNN").items():
             shape, dt = np.shape(p), self._state_dtype(p)
@@ -367,8 +366,7 @@ class BayesBiNN(PooledKernels, Optimizer):
             +-1 in the dtype and shape of each ``lam``.
         """
         check_state_type(state, BayesBiNNState, "BayesBiNN")
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError("BayesBiNN.sample_params needs rng, a numpy.random.Generator")
+        check_generator("BayesBiNN.sample_params: rng", rng)
         out = {}
         for k, lam in state.lam.items():
             p_plus = 0.5 * (1 + rounded(np.tanh, lam))

@@ -75,7 +75,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import noise as noise_stream
-from ..checks import check_choice, check_int, check_range, check_real
+from ..checks import check_choice, check_generator, check_int, check_range, check_real
 from ..nn.base import sign
 from ._backend import PooledKernels, check_backend, check_grads_before, raise_nonfinite, use_kernels
 from ._vispa_kernels import sample_weights_fused, step_fused
@@ -188,8 +188,7 @@ class VISPA(PooledKernels, Optimizer):
         float64 ``rng.standard_normal(shape) * std`` rounded to the parameter's dtype;
         then the noise seed, an integer in [0, 2**63).
         """
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError("VISPA.init needs rng, a numpy.random.Generator (Xavier-normal m and Z)")
+        check_generator("VISPA.init: rng (Xavier-normal m and Z)", rng)
         m, Z = {}, {}
         for k, p in check_param_dict(params, "VISPA").items():
             p = np.asarray(p)
@@ -299,8 +298,7 @@ class VISPA(PooledKernels, Optimizer):
         dict name -> ndarray
             +-1 weights (sign(0) = +1), shape and dtype of each ``m``.
         """
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError("VISPA.sample_params needs rng, a numpy.random.Generator")
+        check_generator("VISPA.sample_params: rng", rng)
         sd = math.sqrt(self.scale)
         noise = {k: (rng.standard_normal(self.rank) / sd).astype(v.dtype) for k, v in state.m.items()}
         return self.forward_params(state, noise)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_real
+from ..checks import check_array_dict, check_real
 from ..kernels import pack_conv_weight, pack_signs
 from ..nn import (BatchNorm, Conv2d, Dense, Dropout, Flatten, MaxPool2d, ReLU, SignActivation,
                  Tanh)
@@ -103,8 +103,7 @@ def _check_params(model, params, bn_state):
     if not hasattr(model, "layers"):
         raise ValueError(f"export: model must be a Sequential, got {type(model).__name__}")
     for name, d in (("params", params), ("bn_state", bn_state)):
-        if not isinstance(d, dict):
-            raise ValueError(f"export: {name} must be a dict name -> array, got {type(d).__name__}")
+        check_array_dict(f"export: {name}", d)
     for layer in model.layers:
         if layer.kinds:
             shapes, p = _param_shapes(layer), _local(params, layer)

@@ -118,14 +118,14 @@ def _same(path, where, got, want):
         raise _bad(path, f"'{where}' is a {type(got).__name__}, expected a {type(want).__name__}")
 
 
-def _float_dtype(tree):
+def _first_float_dtype(tree):
     """The dtype of the first float array in a state (float32 if none)."""
     items = tree.values() if isinstance(tree, dict) else (tree if isinstance(tree, (list, tuple)) else [tree])
     for v in items:
         if isinstance(v, np.ndarray) and v.dtype in (np.float32, np.float64):
             return v.dtype
         if isinstance(v, (dict, list, tuple)):
-            d = _float_dtype(v)
+            d = _first_float_dtype(v)
             if d is not None:
                 return d
     return None
@@ -147,7 +147,7 @@ def check_state(path, ck, model):
         raise _bad(path, f"'optimizer' is a {type(ck['opt']).__name__}, expected an optimizer")
     rng = np.random.default_rng(0)
     try:
-        params, bn = model.init(rng, _float_dtype(ck["opt_state"]) or np.float32)
+        params, bn = model.init(rng, _first_float_dtype(ck["opt_state"]) or np.float32)
         ref = ck["opt"].init(params, rng)
     except (ValueError, TypeError, KeyError) as e:
         raise _bad(path, f"its optimizer {ck['opt']!r} does not fit the model: {e}") from e

@@ -472,7 +472,7 @@ _SAMPLE_ORDER = ("u", "w", "mask", "out", "loss", "grad", "scale")
 _TAIL_ORDER = ("bn", "eval_w")
 
 
-def _listed(meta, field):
+def _meta_list(meta, field):
     """``meta[field]`` if it is a list, else [] (a port's trace may hold null there: order only)."""
     v = meta.get(field)
     return v if isinstance(v, list) else []
@@ -483,8 +483,8 @@ def _sort_key(key, meta):
     head, _, rest = key.partition("/")
     if not head.startswith("step") or not head[4:].isdigit():
         return None
-    names = _listed(meta, "param_names") + _listed(meta, "bn_names") + _listed(meta, "dropout_layers")
-    fields = _listed(meta, "state_fields")
+    names = _meta_list(meta, "param_names") + _meta_list(meta, "bn_names") + _meta_list(meta, "dropout_layers")
+    fields = _meta_list(meta, "state_fields")
 
     def name_rank(n):
         return names.index(n) if n in names else len(names)
