@@ -240,7 +240,7 @@ QUOTED = [
     ]),
     ("bench_optim_xeon_l3.json", [
         "`update_fraction` {update_fraction:.3f} exact, {official_update_fraction:.3f} official; "
-        "`optimizer_over_floor` **{optimizer_over_floor:.2f} exact** (at its limit) and "
+        "`optimizer_over_floor` **{optimizer_over_floor:.2f} exact** (missed here) and "
         "{official_optimizer_over_floor:.2f} official;",
     ]),
     ("bench_optim_xeon.json", [
