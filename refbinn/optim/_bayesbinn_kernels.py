@@ -44,12 +44,14 @@ tanh(lam) skips tanh32's series branch in a block with no |lam| < 0.5 (``tanh32_
 Each kernel is compiled twice: parallel over blocks (large arrays) and serial (small ones,
 where starting the threads costs more than the work). Indices are uint64: with a signed
 index Numba adds a negative-index wraparound to every access. The per-block functions
-(``_step_block``, ``_acc_block``, ``_relaxed_block``, ``_tanh_block``) are called, not inlined
-at Numba's IR level, once per block of BLOCK weights: the twins share one compiled block, and
-the parallel loop's body stays small for Numba's parfor passes. That cut the compile of the
-S = 1 step (float32, parallel and serial twins) from 55 to 16 s ('official') and from 45 to
-12 s ('exact'), with the same bits and no measured change in speed (the loops that LLVM
-vectorises are inside the block, and their element helpers stay inlined).
+(``_official_block``, ``_exact_block``, their ``_acc`` kin, ``_relaxed_block``,
+``_tanh_block``) are called, not inlined at Numba's IR level, once per block of BLOCK weights:
+the twins share one compiled block, and the parallel loop's body stays small for Numba's
+parfor passes. A step compiles the block of its own numerics only ('official' is the one
+that passes mu). Together that cut the compile of the S = 1 step (float32, parallel and
+serial twins) from 55 to 9 s ('official') and from 45 to 7 s ('exact'), with the same bits
+and no measured change in speed (the loops that LLVM vectorises are inside the block, and
+their element helpers stay inlined).
 
     ============================  =========================================
     NumPy reference               fused twin here
@@ -382,23 +384,27 @@ def _tanh_block(lo, hi, src, out, sat):
         out[i] = _tanh(src[i])
 
 
-@njit(cache=True, error_model="numpy")
-def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out,
-                mu_out):
-    """One block of ``step_kernel``; returns (non-finite count of lam', whether mu' was written).
+# -- the step's block, per numerics. ``step_fused`` passes mu (an array) for 'official' only, so
+# the overloads below pick the block function from mu's type: a compiled step holds the code
+# of its own numerics only (the one block for all three, decided by ``mode`` at run time,
+# took twice the compile time of either).
 
-    At small tau nearly every block is one where no w_r or s depends on u: every w_r is +-1
-    ('official') or every s is 0 ('exact'). The first loop computes such a block's lam' (and,
-    'official', mu' = +-1) while it counts the weights for which this holds, so the common
-    block takes one pass over lam. A block where it does not hold for every weight is then
-    computed again by the general loops below, which overwrite every output of the block
-    (and mu' is left to the caller's ``_tanh_block`` unless every |lam| >= TANH_SAT): the
-    same bits as deciding first. The first weight is tested before the first loop, so that a
-    block (or a tau) where nothing saturates pays nothing for it."""
+
+@njit(cache=True, error_model="numpy")
+def _official_block(lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out,
+                    mu_out):
+    """One 'official' block of ``step_kernel``; returns (non-finite count of lam', whether mu' was written).
+
+    At small tau nearly every block is one where every w_r is +-1 whatever u. The first loop
+    computes such a block's lam' and mu' = +-1 while it counts the weights for which this
+    holds, so the common block takes one pass over lam. A block where it does not hold for
+    every weight is then computed again by the general loops below, which overwrite every
+    output of the block (and mu' is left to the caller's ``_tanh_block`` unless every |lam| >=
+    TANH_SAT): the same bits as deciding first. The first weight is tested before the first
+    loop, so that a block (or a tau) where nothing saturates pays nothing for it."""
     inv = ONE / tau * BOUND_SHRINK
     n = np.int64(hi - lo)
-    a0 = abs(lam[lo])
-    if mode == 1 and _w_is_sign(a0, inv, skip[0]):              # every w_r = +-1: no noise needed
+    if _w_is_sign(abs(lam[lo]), inv, skip[0]):                  # every w_r = +-1: no noise needed
         top = (ONE - ONE + h[3]) / tau                          # 1 - w_r**2 + eps, same rounding
         ok = 0
         at = 0                                                  # |lam| >= TANH_SAT: mu' = +-1
@@ -408,7 +414,7 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over
             al = abs(li)
             ok += _w_is_sign(al, inv, skip[0])
             at += al >= skip[0]
-            mi = _at(mu, i)
+            mi = mu[i]
             ln, mn = _natural(_at(m, i), ((top / (ONE - mi * mi + h[3])) * g[i]) * n_over_s, li,
                               _at(lam0, i), up)
             lam_out[i] = ln
@@ -417,9 +423,39 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over
             bad += not math.isfinite(ln)
         if ok == n:
             return bad, at == n
-    elif mode != 1 and _s_is_zero(a0, inv, h[0], skip[1]):       # every s = 0: s*g = 0*g
+    if use_w:                                                   # w_r from this pass's forward weights
+        bad = 0
+        for i in range(lo, hi):
+            wi = w[i]
+            mi = mu[i]
+            s = (ONE - wi * wi + h[3]) / tau / (ONE - mi * mi + h[3])
+            ln, mn = _natural(_at(m, i), (s * g[i]) * n_over_s, lam[i], _at(lam0, i), up)
+            lam_out[i] = ln
+            _put(m_out, i, mn)
+            bad += not math.isfinite(ln)
+        return bad, False
+    u = _block_uniforms(key, lo)
+    for i in range(lo, hi):
+        li = lam[i]
+        s = _scale_official(li, mu[i], _as(u[i - lo], li), tau, h)
+        ln, mn = _natural(_at(m, i), (s * g[i]) * n_over_s, li, _at(lam0, i), up)
+        lam_out[i] = ln
+        _put(m_out, i, mn)
+    return _count_nonfinite(lo, hi, lam_out), False
+
+
+@njit(cache=True, error_model="numpy")
+def _exact_block(clipped, lo, hi, key, lam, m, g, lam0, tau, h, up, skip, lam_out, m_out):
+    """One 'exact' (``clipped``: 'exact-clipped') block of ``step_kernel``; returns the
+    non-finite count of lam'. A block whose |lam| show s = 0 whatever u takes one pass (the
+    least and greatest |lam| decide it: ``_s_all_zero``); else u is made, and z first: where
+    every exponent flushes, the three exps per weight are skipped (the same bits)."""
+    inv = ONE / tau * BOUND_SHRINK
+    n = np.int64(hi - lo)
+    a0 = abs(lam[lo])
+    if _s_is_zero(a0, inv, h[0], skip[1]):                      # every s = 0: s*g = 0*g
         # the least and greatest bits of |lam| (integer min/max reductions; a count of
-        # per-weight tests, as above, made this loop 1.6x slower in float32, Intel Xeon)
+        # per-weight tests, as in the 'official' block, made this loop 1.6x slower in float32)
         lo_b = hi_b = _bits(a0)
         bad = 0
         for i in range(lo, hi):
@@ -432,81 +468,104 @@ def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over
             _put(m_out, i, mn)
             bad += not math.isfinite(ln)
         if _s_all_zero(lo_b, hi_b, a0, inv, h[0], skip[1]):
-            return bad, False
-    if mode == 1 and use_w:                                     # 'official' from this pass's w_r
-        bad = 0
+            return bad
+    u = _block_uniforms(key, lo)
+    # at small tau |lam| alone rarely shows s = 0, but z does: e < EXP_ZERO for nearly every
+    # weight, so exp(e) = 0 and s = 0 * ratio**2 = 0 (ratio in [1/2, 2]). One pass finds z and
+    # whether that holds for the whole block; if so the three exps per weight are skipped (the
+    # same bits), else z is reused by the general loop.
+    z = np.empty(BLOCK, dtype=lam.dtype)
+    ok = 0
+    for i in range(lo, hi):
+        li = lam[i]
+        zi = _z(li, _as(u[i - lo], li), tau)
+        z[i - lo] = zi
+        ok += _e_exact(abs(li), abs(zi), h) < skip[1]
+    if ok == n:
         for i in range(lo, hi):
-            wi = w[i]
-            mi = _at(mu, i)
-            s = (ONE - wi * wi + h[3]) / tau / (ONE - mi * mi + h[3])
-            ln, mn = _natural(_at(m, i), (s * g[i]) * n_over_s, lam[i], _at(lam0, i), up)
+            ln, mn = _natural(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
-            bad += not math.isfinite(ln)
-        return bad, False
     else:
-        # one loop for the three numerics: per-numerics loops were no faster (measured) and
-        # tripled the code Numba compiles
-        u = _block_uniforms(key, lo)
-        if mode != 1:
-            # exact: at small tau |lam| alone rarely shows s = 0, but z does: e < EXP_ZERO for
-            # nearly every weight, so exp(e) = 0 and s = 0 * ratio**2 = 0 (ratio in [1/2, 2]).
-            # One pass finds z and whether that holds for the whole block; if so the three exps
-            # per weight are skipped (the same bits), else z is reused by the general loop.
-            z = np.empty(BLOCK, dtype=lam.dtype)
-            ok = 0
-            for i in range(lo, hi):
-                li = lam[i]
-                zi = _z(li, _as(u[i - lo], li), tau)
-                z[i - lo] = zi
-                ok += _e_exact(abs(li), abs(zi), h) < skip[1]
-            if ok == n:
-                for i in range(lo, hi):
-                    ln, mn = _natural(_at(m, i), ZERO * g[i], lam[i], _at(lam0, i), up)
-                    lam_out[i] = ln
-                    _put(m_out, i, mn)
-            else:
-                for i in range(lo, hi):
-                    li = lam[i]
-                    s = _scale_exact_z(li, z[i - lo], h)
-                    s = min(s, h[2]) if mode == 2 else s
-                    ln, mn = _natural(_at(m, i), s * g[i], li, _at(lam0, i), up)
-                    lam_out[i] = ln
-                    _put(m_out, i, mn)
-            return _count_nonfinite(lo, hi, lam_out), False
         for i in range(lo, hi):
             li = lam[i]
-            s = _scale(mode, li, _at(mu, i), _as(u[i - lo], li), tau, h)
-            ghat = (s * g[i]) * n_over_s if mode == 1 else s * g[i]
-            ln, mn = _natural(_at(m, i), ghat, li, _at(lam0, i), up)
+            s = _scale_exact_z(li, z[i - lo], h)
+            s = min(s, h[2]) if clipped else s
+            ln, mn = _natural(_at(m, i), s * g[i], li, _at(lam0, i), up)
             lam_out[i] = ln
             _put(m_out, i, mn)
-    return _count_nonfinite(lo, hi, lam_out), False
+    return _count_nonfinite(lo, hi, lam_out)
+
+
+def _step_block(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out,
+                mu_out):
+    """One block of ``step_kernel``: (non-finite count of lam', whether mu' was written)."""
+
+
+@overload(_step_block)
+def _step_block_impl(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out,
+                     m_out, mu_out):
+    if isinstance(mu, types.Array):                             # 'official' (mode 1)
+        def official(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out,
+                     m_out, mu_out):
+            return _official_block(lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip,
+                                   lam_out, m_out, mu_out)
+        return official
+
+    def exact(mode, lo, hi, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out,
+              mu_out):
+        return _exact_block(mode == 2, lo, hi, key, lam, m, g, lam0, tau, h, up, skip, lam_out, m_out), False
+    return exact
 
 
 @njit(cache=True, error_model="numpy")
-def _acc_block(mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first):
-    if mode == 1 and _saturated(lam, lo, hi, tau, skip[0]):
+def _official_acc_block(lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first):
+    """One 'official' block of ``accumulate_kernel``: acc (+)= s*g, s without the factor N."""
+    if _saturated(lam, lo, hi, tau, skip[0]):
         top = (ONE - ONE + h[3]) / tau
         for i in range(lo, hi):
-            mi = _at(mu, i)
+            mi = mu[i]
             sg = (top / (ONE - mi * mi + h[3])) * g[i]
             acc[i] = sg if first else acc[i] + sg
-    elif mode != 1 and _flushes(lam, lo, hi, tau, h[0], skip[1]):
-        for i in range(lo, hi):
-            sg = ZERO * g[i]
-            acc[i] = sg if first else acc[i] + sg
-    elif mode == 1 and use_w:
+    elif use_w:
         for i in range(lo, hi):
             wi = w[i]
-            mi = _at(mu, i)
+            mi = mu[i]
             sg = ((ONE - wi * wi + h[3]) / tau / (ONE - mi * mi + h[3])) * g[i]
             acc[i] = sg if first else acc[i] + sg
     else:
         u = _block_uniforms(key, lo)
         for i in range(lo, hi):
-            sg = _scale(mode, lam[i], _at(mu, i), _as(u[i - lo], lam[i]), tau, h) * g[i]
+            sg = _scale_official(lam[i], mu[i], _as(u[i - lo], lam[i]), tau, h) * g[i]
             acc[i] = sg if first else acc[i] + sg
+
+
+@njit(cache=True, error_model="numpy")
+def _exact_acc_block(clipped, lo, hi, key, lam, g, tau, h, skip, acc, first):
+    """One 'exact' (``clipped``: 'exact-clipped') block of ``accumulate_kernel``: acc (+)= s*g."""
+    if _flushes(lam, lo, hi, tau, h[0], skip[1]):
+        for i in range(lo, hi):
+            sg = ZERO * g[i]
+            acc[i] = sg if first else acc[i] + sg
+    else:
+        u = _block_uniforms(key, lo)
+        for i in range(lo, hi):
+            s = _scale_exact(lam[i], _as(u[i - lo], lam[i]), tau, h)
+            sg = (min(s, h[2]) if clipped else s) * g[i]
+            acc[i] = sg if first else acc[i] + sg
+
+
+def _acc_block(mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first):
+    """One block of ``accumulate_kernel``."""
+
+
+@overload(_acc_block)
+def _acc_block_impl(mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first):
+    if isinstance(mu, types.Array):                             # 'official' (mode 1)
+        return lambda mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first: _official_acc_block(
+            lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first)
+    return lambda mode, lo, hi, key, lam, mu, g, w, use_w, tau, h, skip, acc, first: _exact_acc_block(
+        mode == 2, lo, hi, key, lam, g, tau, h, skip, acc, first)
 
 
 @njit(cache=True, error_model="numpy")
