@@ -635,7 +635,12 @@ def relaxed_kernel(key, lam, tau, sat_bound, out):
 def step_kernel(mode, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, skip, lam_out, m_out, mu_out):
     """The S = 1 step of every numerics; mu_out = tanh(lam) unless None ('official' only);
     with ``use_w`` the 'official' scale takes w_r from ``w`` (the pass's forward weights, the
-    same bits) instead of remaking it from u. Returns the number of non-finite lam'."""
+    same bits) instead of remaking it from u. Returns the number of non-finite lam'.
+
+    The numerics are mu's type and ``mode`` together: mu an array for 'official' (mode 1) and
+    a scalar for 'exact' (0) and 'exact-clipped' (2), as ``step_fused`` passes them; the block
+    is chosen from mu's type when the kernel compiles, so another pairing runs the numerics
+    of mu's type."""
     n = lam.size
     bad = 0
     for b in prange((n + BLOCK - 1) // BLOCK):
@@ -649,7 +654,8 @@ def step_kernel(mode, key, lam, mu, m, g, w, use_w, lam0, tau, h, n_over_s, up, 
 
 
 def accumulate_kernel(mode, key, lam, mu, g, w, use_w, tau, h, skip, acc, first):
-    """acc = s*g (first sample) or acc + s*g; u of the key's sample (or w_r from ``w``, as in ``step_kernel``)."""
+    """acc = s*g (first sample) or acc + s*g; u of the key's sample (or w_r from ``w``, as in
+    ``step_kernel``, whose pairing of mu's type and ``mode`` this kernel shares)."""
     n = lam.size
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo, hi = _block_range(b, n)
