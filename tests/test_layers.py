@@ -460,6 +460,8 @@ def test_sequential_forward_refuses_params_state_and_rng_of_the_wrong_kind():
         m.forward(p, x, [])
     with pytest.raises(ValueError, match=r"layer 'dropout': training with p=0.5 needs rng .*got 0"):
         m.forward(p, x, s, train=True, rng=0)
+    with pytest.raises(ValueError, match=r"layer 'dropout': training with p=0.5 needs rng .*got RandomState$"):
+        m.forward(p, x, s, train=True, rng=np.random.RandomState(0))        # was a TypeError from random()
     for w, dt in ((np.ones((4, 2), complex), "complex128"), (np.ones((4, 2), object), "object")):
         with pytest.raises(ValueError, match=rf"layer 'fc1': params\['weight'\] must hold real numbers, got dtype {dt}"):
             m.apply({**p, "fc1.weight": w}, x, s)

@@ -131,7 +131,11 @@ class Dropout(Layer):
         if not hasattr(rng, "random"):                # None, a seed: not a Generator
             raise ValueError(f"layer '{self.name}': training with p={self.p} needs rng "
                              f"(a numpy.random.Generator), got {rng!r}")
-        return rng.random(shape, dtype=np.float32)
+        try:
+            return rng.random(shape, dtype=np.float32)
+        except TypeError:                             # a legacy RandomState: random() takes no dtype
+            raise ValueError(f"layer '{self.name}': training with p={self.p} needs rng "
+                             f"(a numpy.random.Generator), got {type(rng).__name__}") from None
 
     def forward(self, params, x, state, *, train=False, rng=None):
         x = check_float_input(f"layer '{self.name}'", x)
