@@ -30,10 +30,11 @@ skips the noise and the transcendentals: the result is the same number, bit for 
 paper's tau = 1e-10 this is nearly every block, so the step is a pass over lam and g
 ('exact' and ``forward_params`` decide the block from the least and greatest |lam|, integer
 min/max reductions of their bits: a count of per-weight tests halved the loop's vector width;
-the exact update of the MNIST MLP 7.2 -> 4.8 ms, forward_params 2.4 -> 2.1 ms, Intel Xeon). Where |lam| does not show it (|lam| < 8.5), 'exact' still
-finds s = 0 for nearly every weight at small tau once z is known: a block computes z first, and
-when every exponent lies below the flush it skips the three exps per weight (13 against 27 ms
-for 10M weights with |lam| < 10 at tau = 1e-10).
+the exact update of the MNIST MLP 7.2 -> 4.8 ms, forward_params 2.4 -> 2.1 ms, Intel Xeon).
+Where |lam| does not show it (|lam| < 8.5), 'exact' still finds s = 0 for nearly every
+weight at small tau once z is known: a block computes z first, and when every exponent lies
+below the flush it skips the three exps per weight (13 against 27 ms for 10M weights with
+|lam| < 10 at tau = 1e-10).
 Inside a block that does need the noise, two more shortcuts give the same bits:
 ``forward_params`` writes sign(z) for every weight and remakes tanh(z) only in the groups of
 32 that hold a |z| below the saturation (or a NaN), found by an integer min/max of the bits
