@@ -115,8 +115,10 @@ def test_unknown_set_names_the_choices():
 @pytest.mark.parametrize("call,says", [
     (lambda: uniform_noise(2, 784, "mnist", np.random.default_rng(0)), "shape must be a tuple of integers >= 1 (one image's), got 784"),
     (lambda: gaussian_noise(2, (2.5,), "mnist", np.random.default_rng(0)), "shape must be a tuple of integers >= 1"),
-    (lambda: uniform_noise(2, (4,), "mnist", None), "rng must be a numpy.random.Generator, got NoneType"),
-    (lambda: permuted_images(np.zeros((2, 3)), 0), "rng must be a numpy.random.Generator, got int"),
+    (lambda: uniform_noise(2, (4,), "mnist", None), "uniform_noise: rng must be a numpy.random.Generator, got NoneType"),
+    (lambda: permuted_images(np.zeros((2, 3)), 0), "permuted_images: rng must be a numpy.random.Generator, got int"),
+    (lambda: gaussian_noise(2, (4,), "mnist", np.random.RandomState(0)),
+     "gaussian_noise: rng must be a numpy.random.Generator, got RandomState"),
 ])
 def test_ood_noise_refuses_shape_and_rng_of_the_wrong_kind(call, says):
     with pytest.raises(ValueError, match=re.escape(says)):

@@ -67,7 +67,7 @@ def uniform_noise(n, shape, kind, rng):
     -------
     ndarray, float32, shape ``(n, *shape)``
     """
-    n, shape, _ = check_int("n", n, 1), _shape(shape), check_generator("rng", rng)
+    n, shape, _ = check_int("n", n, 1), _shape(shape), check_generator("uniform_noise: rng", rng)
     _channels(kind, shape)                                         # the constants fit the shape
     u = rng.integers(0, 256, size=(n,) + shape, dtype=np.uint8)
     return normalize_with(u, *STATS[kind])
@@ -92,7 +92,7 @@ def gaussian_noise(n, shape, kind, rng):
     ndarray, shape ``(n, *shape)``, float32
         The normalised noise images.
     """
-    n, shape, _ = check_int("n", n, 1), _shape(shape), check_generator("rng", rng)
+    n, shape, _ = check_int("n", n, 1), _shape(shape), check_generator("gaussian_noise: rng", rng)
     mean, std = _channels(kind, shape)
     v = mean + std * rng.standard_normal((n,) + shape)             # (n, *shape), float64
     u = np.round(255 * np.clip(v, 0.0, 1.0)).astype(np.uint8)
@@ -112,7 +112,7 @@ def permuted_images(x, rng):
     -------
     ndarray, the shape and dtype of x (a copy)
     """
-    x, _ = np.asarray(x), check_generator("rng", rng)
+    x, _ = np.asarray(x), check_generator("permuted_images: rng", rng)
     if x.ndim == 2:
         return x[:, rng.permutation(x.shape[1])]
     if x.ndim == 4:

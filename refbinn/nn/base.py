@@ -165,9 +165,11 @@ class Layer:
 
     def _init_args(self, rng, dtype):
         """``np.dtype(dtype)``; ValueError naming this layer unless it is float32 or float64 and
-        ``rng`` can draw (int weights would round to 0; rng=None failed as AttributeError)."""
-        if not hasattr(rng, "uniform"):
-            raise ValueError(f"layer '{self.name}': init needs rng, a numpy.random.Generator, got {rng!r}")
+        ``rng`` is a Generator (int weights would round to 0; rng=None failed as AttributeError, and a
+        legacy RandomState drew the weights from another stream of the same seed)."""
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"layer '{self.name}': init needs rng, a numpy.random.Generator, "
+                             f"got {type(rng).__name__}")
         return check_dtype(f"layer '{self.name}': init", dtype)
 
     def _check_dy(self, dy, shape):
