@@ -459,3 +459,27 @@ def test_relaxed_saturated_block_with_a_nan_or_inf_lam(numerics, dtype):
         w_ref = ref.forward_params(state, ref.sample(state)[0])["w"]
     assert np.isnan(w[B + 5]) and w[2 * B + 7] == -1
     assert np.array_equal(w, w_ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("numerics", ["exact", "official", "exact-clipped"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [7, 3 * kernels.BLOCK + 5, kernels.SERIAL_BELOW + 3])
+def test_concrete_scale_fused_is_the_reference_bit_for_bit(numerics, dtype, n):
+    """The diagnostics' s (``concrete_scale_fused``: one kernel per formula, serial below
+    SERIAL_BELOW and parallel above) equals ``concrete_scale`` for every numerics, with the
+    official N after the ratio, the clip at the cap, and mu given or left to tanh(lam)."""
+    rng = np.random.default_rng(n)
+    lam = (rng.standard_normal(n) * 4).astype(dtype)
+    u = rng.uniform(1e-6, 1 - 1e-6, n).astype(dtype)
+    lam[:4] = [0.0, 30.0, -0.01, 1.0]
+    u[3] = 1 / (1 + math.exp(2.0))                  # delta = -lam: z ~ 0, s ~ (N/tau) cosh(1)^2 > N/tau
+    tau, N = 0.05, 60000.0
+    s = concrete_scale(lam, u, tau, N, numerics)
+    assert s.dtype == dtype and np.isfinite(s).all() and (s > 0).any()
+    assert bits_equal(kernels.concrete_scale_fused(lam, u, tau, N, numerics), s)
+    if numerics == "exact-clipped":
+        assert s[3] < concrete_scale(lam, u, tau, N, "exact")[3]            # the clip at N/tau acts
+    if numerics == "official":
+        mu = np.tanh(0.5 * lam).astype(dtype)
+        assert bits_equal(kernels.concrete_scale_fused(lam, u, tau, N, numerics, mu=mu),
+                          concrete_scale(lam, u, tau, N, numerics, mu=mu))

@@ -58,7 +58,9 @@ their element helpers stay inlined).
     NumPy reference               fused twin here
     ============================  =========================================
     ``relaxed_sample``            ``relaxed_fused`` (``relaxed_kernel``)
-    ``concrete_scale``            ``_scale_exact``, ``_scale_official`` (per element)
+    ``concrete_scale``            ``_scale_exact``, ``_scale_official`` (per element);
+                                  ``concrete_scale_fused`` (``scale_exact_kernel``,
+                                  ``scale_official_kernel``: one formula each)
     ``natural_update``            ``_natural`` (per element)
     ``step_numpy``                ``step_fused`` (``step_kernel``, ``accumulate_kernel``,
                                   ``finish_kernel``)
@@ -331,15 +333,6 @@ def _scale_exact_z(lam, z, h):
     b = _exp(-TWO * az)
     ratio = (ONE + a) / (ONE + b)
     return _exp(_e_exact(al, az, h)) * (ratio * ratio)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _scale(mode, lam, mu, u, tau, h):
-    """``concrete_scale`` for numerics ``mode`` (0 exact, 1 official, 2 exact-clipped)."""
-    if mode == 1:
-        return _scale_official(lam, mu, u, tau, h)
-    s = _scale_exact(lam, u, tau, h)
-    return min(s, h[2]) if mode == 2 else s
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -680,11 +673,18 @@ def finish_kernel(lam, m, acc, mul, div, lam0, up, sat, lam_out, m_out, mu_out):
     return bad
 
 
-def scale_kernel(mode, lam, mu, u, tau, h, n_factor, out):
-    """out = ``concrete_scale`` (with N: the 'official' ratio times ``n_factor``), for given u."""
+def scale_official_kernel(lam, mu, u, tau, h, n_factor, out):
+    """out = ``concrete_scale`` 'official' (the ratio times ``n_factor``, N), for given u."""
     for i in prange(lam.size):
-        s = _scale(mode, lam[i], _at(mu, i), u[i], tau, h)
-        out[i] = s * n_factor if mode == 1 else s
+        out[i] = _scale_official(lam[i], mu[i], u[i], tau, h) * n_factor
+
+
+def scale_exact_kernel(clipped, lam, u, tau, h, out):
+    """out = ``concrete_scale`` 'exact' (``clipped``: 'exact-clipped'), for given u. A kernel of
+    its own, as the official one: each compiles one formula."""
+    for i in prange(lam.size):
+        s = _scale_exact(lam[i], u[i], tau, h)
+        out[i] = min(s, h[2]) if clipped else s
 
 
 def _twins(fn):
@@ -697,7 +697,7 @@ def _twins(fn):
 
 
 KERNELS = {"relaxed_kernel": _twins(relaxed_kernel), "step_kernel": _twins(step_kernel),
-           "scale_kernel": _twins(scale_kernel),
+           "scale_official_kernel": _twins(scale_official_kernel), "scale_exact_kernel": _twins(scale_exact_kernel),
            "accumulate_kernel": _twins(accumulate_kernel), "finish_kernel": _twins(finish_kernel)}
 
 
@@ -780,12 +780,14 @@ def concrete_scale_fused(lam, u, tau, N, numerics, mu=None):
     official = numerics == OFFICIAL
     if official and mu is None:
         mu = tanh_(lam)
-    n = 1.0 if official else N                                   # as step_numpy: N after the ratio
     out = np.empty_like(lam)
-    mu_in = np.ascontiguousarray(mu, dtype=dt).reshape(-1) if official else T(0)
-    _pick(dt, "scale_kernel", lam.size)(MODES[numerics], lam.reshape(-1), mu_in,
-                                        np.ascontiguousarray(u, dtype=dt).reshape(-1), T(tau),
-                                        _hyper(dt, n, tau, numerics), T(N), out.reshape(-1))
+    u = np.ascontiguousarray(u, dtype=dt).reshape(-1)
+    if official:                                                 # as step_numpy: N after the ratio
+        _pick(dt, "scale_official_kernel", lam.size)(lam.reshape(-1), np.ascontiguousarray(mu, dtype=dt).reshape(-1),
+                                                     u, T(tau), _hyper(dt, 1.0, tau, numerics), T(N), out.reshape(-1))
+    else:
+        _pick(dt, "scale_exact_kernel", lam.size)(numerics == EXACT_CLIPPED, lam.reshape(-1), u, T(tau),
+                                                  _hyper(dt, N, tau, numerics), out.reshape(-1))
     return out
 
 
