@@ -296,7 +296,8 @@ def cmd_trace(a):
     Parameters
     ----------
     a : argparse.Namespace
-        The parsed arguments of the subcommand: model, optimizer, steps, out, seed, dtype.
+        The parsed arguments of the subcommand: model, optimizer, steps, out, seed, dtype,
+        samples, hparams.
 
     Returns
     -------
@@ -479,6 +480,10 @@ def build_parser():
     q.add_argument("--out", default="trace.npz", help="the .npz to write (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    q.add_argument("--samples", type=int, default=None,
+                   help="BayesBiNN: S, the Monte Carlo passes per step (default 1)")
+    q.add_argument("--hparams", default=None,
+                   help="optimizer settings over the defaults, a JSON object, e.g. '{\"tau\": 0.7, \"beta\": 0.9}'")
     q.set_defaults(func=cmd_trace)
 
     q = sub.add_parser("check-trace", help="compare two traces: 'match' or the first divergence (exit 1)")
@@ -487,6 +492,9 @@ def build_parser():
     q.add_argument("--rtol", type=float, default=None,
                    help="relative to each tensor's largest |value| (default 1e-9 for float64, else 1e-4)")
     q.add_argument("--atol", type=float, default=0.0)
+    q.add_argument("--partial", action="store_true",
+                   help="a port that computes part of each step: tensors only THEIRS holds are listed, not "
+                        "mismatches (MINE's must all be in THEIRS and agree)")
     q.set_defaults(func=cmd_check_trace)
     for q in sub.choices.values():          # --debug after the subcommand too
         q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

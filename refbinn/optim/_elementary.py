@@ -13,8 +13,9 @@ the functions here, so that they give bit-identical lam (tests/test_bayesbinn_fu
   the same code (NumPy's own float64 ufuncs are SIMD approximations that differ from it,
   and between CPUs, in the last bit).
 
-A port that wants the same bits uses the same functions; one that accepts a few ulp uses
-its framework's exp/log/tanh (refbinn check-trace compares with a tolerance).
+A port that wants the same bits uses the same functions (public as ``refbinn.elementary``,
+whose docstring gives the float32 recipe); one that accepts a few ulp uses its framework's
+exp/log/tanh (refbinn check-trace compares with a tolerance).
 """
 from __future__ import annotations
 
@@ -152,9 +153,9 @@ def exp_(x):
 
     Returns
     -------
-    ndarray, shape and dtype of ``x``
+    ndarray or NumPy scalar, shape and dtype of ``x`` (ValueError for another dtype)
     """
-    return _pick(x, exp32_np, exp64, "exp_")
+    return _pick(x, exp32_np, exp64, "exp")
 
 
 def log_(x):
@@ -166,9 +167,9 @@ def log_(x):
 
     Returns
     -------
-    ndarray, shape and dtype of ``x``
+    ndarray or NumPy scalar, shape and dtype of ``x`` (ValueError for another dtype)
     """
-    return _pick(x, log32_np, log64, "log_")
+    return _pick(x, log32_np, log64, "log")
 
 
 def tanh_(x):
@@ -180,6 +181,6 @@ def tanh_(x):
 
     Returns
     -------
-    ndarray, shape and dtype of ``x``
+    ndarray or NumPy scalar, shape and dtype of ``x`` (ValueError for another dtype)
     """
-    return _pick(x, tanh32_np, tanh64, "tanh_")
+    return _pick(x, tanh32_np, tanh64, "tanh")

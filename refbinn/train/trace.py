@@ -132,7 +132,7 @@ def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
         raise ValueError(f"hparams must be a dict of optimizer arguments, got {type(hparams).__name__}")
     hp = dict(hp)
     if key == "bayesbinn":
-        # backend 'numpy': the reference functions (correctly rounded transcendentals), the
+        # backend 'numpy': the reference functions (exp/log/tanh of refbinn.elementary), the
         # same numbers on every CPU; the state dtype is the trace's dtype
         hp.update(N=float(n_data), dtype=_float_dtype(dtype).name)
     hp.update(hparams or {})
@@ -598,8 +598,40 @@ def key_differences(a, b):
 
 
 # -- command line (wired into refbinn/cli.py) -----------------------------------------------------
+def cli_hparams(text, samples):
+    """The ``hparams`` of ``refbinn trace --hparams TEXT --samples S``: TEXT's JSON object,
+    with ``samples`` = S when S is given.
+
+    Parameters
+    ----------
+    text : str or None
+        A JSON object of optimizer constructor arguments, e.g. '{"tau": 0.7}'.
+    samples : int or None
+        BayesBiNN's S; ValueError when TEXT gives another value for it.
+
+    Returns
+    -------
+    dict or None
+        None when neither is given.
+    """
+    hp = None
+    if text is not None:
+        try:
+            hp = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--hparams must be a JSON object, e.g. '{{\"tau\": 0.7}}': {e}") from None
+        if not isinstance(hp, dict):
+            raise ValueError(f"--hparams must be a JSON object, got a {type(hp).__name__}: {text!r}")
+    if samples is not None:
+        hp = dict(hp or {})
+        if hp.setdefault("samples", samples) != samples:
+            raise ValueError(f"--samples {samples} and --hparams samples {hp['samples']!r} disagree")
+    return hp
+
+
 def cli_trace(args):
-    """``refbinn trace``: args.model, args.optimizer, args.steps, args.out, args.seed, args.dtype.
+    """``refbinn trace``: args.model, args.optimizer, args.steps, args.out, args.seed, args.dtype,
+    args.samples, args.hparams.
 
     ``write_trace`` with those settings, then one line naming the file and its size.
 
@@ -607,16 +639,18 @@ def cli_trace(args):
     ----------
     args : argparse.Namespace
         ``model`` (a key of ``MODELS``), ``optimizer`` (a key of ``OPTIMIZERS``), ``steps``
-        (K >= 1), ``out`` (the .npz to write), ``seed`` (int) and ``dtype`` ('float64' or
-        'float32').
+        (K >= 1), ``out`` (the .npz to write), ``seed`` (int), ``dtype`` ('float64' or
+        'float32'), ``samples`` (S or None) and ``hparams`` (a JSON object's text or None:
+        ``cli_hparams``; the constructor checks the values).
 
     Returns
     -------
     int
         0, the exit status.
     """
+    hparams = cli_hparams(getattr(args, "hparams", None), getattr(args, "samples", None))
     meta = write_trace(args.out, model_name=args.model, optimizer_name=args.optimizer,
-                       steps=args.steps, seed=args.seed, dtype=args.dtype)
+                       steps=args.steps, seed=args.seed, dtype=args.dtype, hparams=hparams)
     size = os.path.getsize(args.out)
     print(f"wrote {args.out}: model {meta['model']}, optimizer {meta['optimizer']} "
           f"{json.dumps(meta['hparams'], default=_json_default)}, {meta['steps']} steps, "

@@ -6,7 +6,9 @@ A match needs both traces to hold the same steps 0..K (and each its ``meta['step
 the same tensors at every step, each of the same shape, and every value within tolerance
 (``compare_traces``: ``|mine - theirs| <= atol + rtol * scale``). Anything missing, extra or of
 another length is a problem with its own message; a file that is not a trace is a
-FileFormatError from ``load_trace`` (the command exits 2).
+FileFormatError from ``load_trace`` (the command exits 2). With ``partial=True``
+(``--partial``) a port may leave out tensors it does not compute: those only in theirs are
+counted and named, not problems; everything mine holds must still be in theirs and agree.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def _own_problems(who, meta, arrays):
     return out, steps
 
 
-def match_traces(a, b, rtol=None, atol=0.0):
+def match_traces(a, b, rtol=None, atol=0.0, partial=False):
     """Every way trace ``a`` (mine) and trace ``b`` (theirs) differ, as messages; [] when they match.
 
     Parameters
@@ -47,6 +49,9 @@ def match_traces(a, b, rtol=None, atol=0.0):
     a, b : str or PathLike, or a ``(meta, arrays)`` pair from ``load_trace``
     rtol : float >= 0, optional (default ``default_rtol``)
     atol : float >= 0
+    partial : bool
+        True: tensors that only ``b`` holds (at steps both hold) are not problems, so a
+        port that computes part of a step can match; the steps must still be the same.
 
     Returns
     -------
@@ -59,7 +64,7 @@ def match_traces(a, b, rtol=None, atol=0.0):
     if sa != sb:
         problems.append(f"different lengths: mine has {_span(sa)}, theirs {_span(sb)}")
     both = sa & sb                     # keys of steps only one trace has are covered just above
-    for who, x, y in (("mine", xa, xb), ("theirs", xb, xa)):
+    for who, x, y in (("mine", xa, xb),) + ((("theirs", xb, xa),) if not partial else ()):
         only = sorted(k for k in x if k not in y and _step_of(k) in both)
         if only:
             problems.append(f"{len(only)} tensor(s) only in {who}, e.g. {only[0]}")
@@ -75,7 +80,8 @@ def cli_check_trace(args):
     Parameters
     ----------
     args : argparse.Namespace
-        ``mine``, ``theirs`` (paths), ``rtol`` (None: ``default_rtol``), ``atol``.
+        ``mine``, ``theirs`` (paths), ``rtol`` (None: ``default_rtol``), ``atol``, ``partial``
+        (tensors only theirs holds are listed, not problems).
 
     Returns
     -------
@@ -87,9 +93,12 @@ def cli_check_trace(args):
         if ta[0].get(field) != tb[0].get(field):
             print(f"note: {field} differs: {ta[0].get(field)!r} in mine, {tb[0].get(field)!r} in theirs")
     rtol = default_rtol(ta[0], tb[0]) if args.rtol is None else args.rtol
-    problems = match_traces(ta, tb, rtol=rtol, atol=args.atol)
+    partial = getattr(args, "partial", False)
+    problems = match_traces(ta, tb, rtol=rtol, atol=args.atol, partial=partial)
     if not problems:
-        print(f"match ({len(ta[1])} tensors compared, rtol {rtol:g}, atol {args.atol:g})")
+        left = sorted(k for k in tb[1] if k not in ta[1])
+        print(f"match ({len(ta[1])} tensors compared, rtol {rtol:g}, atol {args.atol:g}"
+              + (f"; {len(left)} of theirs not in mine, e.g. {left[0]}" if left else "") + ")")
         return 0
     for p in problems:
         print(p)
