@@ -471,6 +471,8 @@ def build_parser():
     q.add_argument("packed", help="a packed model from 'refbinn export'")
     q.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     q.add_argument("--batch-size", type=int, default=1000)
+    q.add_argument("--against", default=None, metavar="CHECKPOINT",
+                   help="the checkpoint it was exported from: compare with the float model's logits")
     q.set_defaults(func=cmd_predict)
 
     q = sub.add_parser("trace", help="write a golden trace (every tensor of K steps) to check a port against")

@@ -146,7 +146,8 @@ QUOTED = [
         "{summary.test_acc_mode_last:.2%}% | 25 | {summary.train_seconds:min} min |",
         "| VISPA (ensemble of 10, probabilities averaged) | | {summary.test_acc_mean_last:.2%}% |",
     ]),
-    ("predict_bb_packed.json", ["scores the same {accuracy:.2%}%"]),
+    ("predict_bb_packed.json", ["scores the same {accuracy:.2%}%",
+                                "the largest |packed - float| logit difference being\n{float_logit_diff_over_max:.1e} of"]),
     ("exact_search.json", [
         f"| {{rows.{i}.tau:g}} | {{rows.{i}.lr:g}} | +-{{rows.{i}.lam_init:g}} | "
         f"{{rows.{i}.val_acc_mode_best:.2%}}% | {{rows.{i}.test_acc_mode_last:.2%}}% |" for i in range(18)

@@ -24,7 +24,8 @@ STATS = {"mnist": (MNIST_MEAN, MNIST_STD), "fashion-mnist": (MNIST_MEAN, MNIST_S
 
 
 def normalize_with(x, mean, std):
-    """x = (u / 255 - mean) / std in float32; per-channel constants act on axis 1 (NCHW).
+    """x = (u / 255 - mean) / std, each step in float32 (u, 255, mean and std as float32: two
+    roundings); per-channel constants act on axis 1 (NCHW).
 
     Parameters
     ----------

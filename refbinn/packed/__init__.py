@@ -37,12 +37,55 @@ constants and thresholds, and the op list as JSON with a format version.
 References: Courbariaux et al. (2016), BinaryNet (sign activations, BN before
 sign); Rastegari et al. (2016), XNOR-Net (xnor-popcount products).
 
-Modules (this one only re-exports them):
+The file, for a reader in other code (``numpy.load(path, allow_pickle=False)``):
+``meta`` is a 0-d unicode array holding one JSON object (``str(z["meta"])``: format
+``"refbinn.packed"``, version 1, ``ops``, and what the exporter recorded); op i's arrays
+are ``"{i}/{key}"``. Weight words are ``refbinn.kernels.pack_signs`` of the +-1 weight
+rows: bit b of word w is element 64 w + b, bit 1 = -1, padding bits 0. The batch flows
+through the ops in order; every float operation is one float32 IEEE operation in the
+order written (no fused multiply-add), so a reader gets the same bits::
 
-    refbinn/packed_fold.py     BatchNorm -> scale, shift; BN -> sign -> thresholds (fit_threshold)
-    refbinn/packed_model.py    PackedModel: the ops, their forward pass, save / load_packed
-    refbinn/packed_export.py   export: Sequential -> PackedModel
-    refbinn/packed_cli.py      the ``refbinn export`` and ``refbinn predict`` commands
+    op            arrays (float32 unless said)        input -> output
+    dense_real    words (n, ceil(k/64))               float32 (N, k) -> float32 (N, n):
+                                                        x @ sign(W).T summed in the order of
+                                                        ``refbinn.kernels.gemv`` (total - 2 h)
+    dense_binary  words (n, ceil(k/64))               signs (N, k) or their words -> int32 (N, n):
+                                                        k - 2 popcount(x ^ w) (exact)
+    conv_real     words (O, ceil(C kh kw / 64))       float32 (N, C, H, W) -> float32 (N, O, Ho, Wo):
+                                                        im2col rows of the zero-padded input, each
+                                                        window flattened in (c, i, j) order as the
+                                                        weight rows (O, C, kh, kw) are, then as
+                                                        dense_real; 'stride', 'pads' [t, b, l, r]
+    conv_binary   words (O, kh kw ceil(C/64)),        signs (N, C, H, W) -> int32 (N, O, Ho, Wo):
+                  tap_sums int32 (kh kw, O)             the cross-correlation of +-1 values with
+                                                        zero padding (exact integers; pads count 0)
+    bias          bias (C,)                           x.astype(float32) + bias (per channel)
+    affine        scale, shift (C,)                   (x * scale) + shift: two roundings, no FMA
+    batchnorm     mean, inv_std [, weight, bias]      ((x - mean) * inv_std) [* weight + bias],
+                                                        BatchNorm.forward's order
+    threshold     dirs, t (C,): both int32 or         x * dirs >= t (compared as values, per
+                  both float32; spec 'pack'             channel): +1.0 where true, else -1.0
+                                                        (NaN -> -1.0); with 'pack' and a
+                                                        dense_binary of k = C next, the same signs
+                                                        as packed words (bit 1 = -1)
+    to_float                                          x.astype(float32)
+    pm1                                               +1.0 where x >= 0, else -1.0
+    relu, tanh                                        max(x, 0); NumPy's float32 np.tanh(x)
+    maxpool       spec 'kernel', 'stride'             max over each window, no padding, floor
+    flatten                                           (N, ...) -> (N, prod(...)), C order
+
+The input is what the float model takes: for MNIST ``refbinn.data.normalize`` of the
+uint8 images, ((u8 / 255) - mean) / std with every step in float32, shaped (N, 784) for
+an MLP and (N, 1, 28, 28) for a CNN; the file does not record it.
+
+Modules (this one only re-exports them)::
+
+    refbinn/packed/fold.py     BatchNorm -> scale, shift; BN -> sign -> thresholds (fit_threshold)
+    refbinn/packed/model.py    PackedModel: the ops, their forward pass, save / load_packed
+    refbinn/packed/check.py    what each op's spec and arrays must hold (checked on load)
+    refbinn/packed/export.py   export: Sequential -> PackedModel (module ``refbinn.packed.export``;
+                               the package's ``export`` is its function of that name)
+    refbinn/packed/cli.py      the ``refbinn export`` and ``refbinn predict`` commands
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ What they compute::
     export:   export(model, opt.params(state), bn_state).save(OUT)   (the mode weights w*)
               ratio = float32 bytes of params and BN state / packed file bytes
     predict:  accuracy = mean(predict(x_test) == y_test),  images/s = N_test / seconds
+              --against CHECKPOINT: the float model's eval-mode logits F beside the packed P:
+              argmax agreement, max |P - F| / max |F| (one scale for all logits)
 """
 from __future__ import annotations
 
@@ -16,6 +18,18 @@ import numpy as np
 from ..io import write_json
 from .export import export
 from .model import load_packed
+
+
+def _mode_model(checkpoint):
+    """(model spec, model, mode weights, BN state) of a training checkpoint, its meta and state checked."""
+    from ..experiments import DATASETS
+    from ..train import load_checkpoint
+    from ..train.checkpoint_check import check_meta, check_state, model_of
+    ck = load_checkpoint(checkpoint)
+    check_meta(checkpoint, ck["config"], tuple(DATASETS))
+    model = model_of(checkpoint, ck["config"])
+    check_state(checkpoint, ck, model)
+    return ck["config"]["meta"]["model"], model, ck["opt"].params(ck["opt_state"]), ck["bn_state"]
 
 
 def cli_export(args):
@@ -35,15 +49,8 @@ def cli_export(args):
     int
         0, the exit status (bad input raises ValueError for the command line's boundary).
     """
-    from ..experiments import DATASETS
-    from ..train import load_checkpoint
-    from ..train.checkpoint_check import check_meta, check_state, model_of
-    ck = load_checkpoint(args.checkpoint)
-    check_meta(args.checkpoint, ck["config"], tuple(DATASETS))
-    spec = ck["config"]["meta"]["model"]
-    model = model_of(args.checkpoint, ck["config"])
-    check_state(args.checkpoint, ck, model)
-    packed = export(model, ck["opt"].params(ck["opt_state"]), ck["bn_state"])
+    spec, model, params, bn_state = _mode_model(args.checkpoint)
+    packed = export(model, params, bn_state)
     packed.save(args.out)
     size, f32 = os.path.getsize(args.out), packed.meta["float32_bytes"]
     print(f"refbinn export: {args.checkpoint} ({spec[0]}) -> {args.out}")
@@ -62,8 +69,9 @@ def cli_predict(args):
     args : argparse.Namespace
         ``packed`` (a file from ``refbinn export``), ``dataset`` ('mnist' or
         'fashion-mnist'), ``data_root`` (None: the default data folder), ``batch_size``
-        (rows per call of the kernels, default 1000) and ``out`` (the results folder,
-        default ``results``).
+        (rows per call of the kernels, default 1000), ``out`` (the results folder,
+        default ``results``) and ``against`` (None, or the training checkpoint the file was
+        exported from: its float model's eval-mode logits are compared, ``float_*`` keys).
 
     Returns
     -------
@@ -76,8 +84,10 @@ def cli_predict(args):
         raise ValueError(f"predict: dataset must be 'mnist' or 'fashion-mnist', got {args.dataset!r}")
     out_dir = getattr(args, "out", None) or "results"
     path = os.path.join(out_dir, f"predict_{os.path.splitext(os.path.basename(args.packed))[0]}.json")
-    check_output_file(path, "the results file", [args.packed])
+    against = getattr(args, "against", None)
+    check_output_file(path, "the results file", [args.packed] + ([against] if against else []))
     packed = load_packed(args.packed)
+    float_model = _mode_model(against) if against else None                # its errors before any work
     ds = D.load_mnist(args.data_root, kind=args.dataset)
     x = D.normalize(ds.x_test, args.dataset)                               # (N, 28, 28)
     first = next((op["op"] for op in packed.ops if op["op"].startswith(("dense", "conv"))), "dense")
@@ -91,8 +101,30 @@ def cli_predict(args):
            "accuracy": float(np.mean(pred == ds.y_test)), "seconds": seconds,
            "images_per_s": len(x) / seconds, "batch_size": batch,
            "file_bytes": os.path.getsize(args.packed), "float32_bytes": packed.meta.get("float32_bytes")}
+    if against:
+        res.update(_against_float(packed, against, float_model, x, ds.y_test, batch))
     write_json(path, res)
     print(f"refbinn predict: {args.packed} on {args.dataset} test ({len(x)} images): accuracy "
           f"{res['accuracy']:.4f}, {res['images_per_s']:.0f} images/s (batch {batch})")
+    if against:
+        print(f"against the float model of {against}: argmax agrees on {res['float_argmax_agree']} of "
+              f"{len(x)}, max |packed - float| / max |float| = {res['float_logit_diff_over_max']:.2e} "
+              f"(float accuracy {res['float_accuracy']:.4f})")
     print(f"wrote {path}")
     return 0
+
+
+def _against_float(packed, checkpoint, float_model, x, y, batch):
+    """The packed logits P beside the float model's eval-mode logits F on the same x."""
+    _, model, params, bn_state = float_model
+    P = packed.predict_logits(x, batch)
+    F = np.concatenate([np.asarray(model.apply(params, x[i:i + batch], bn_state)) for i in range(0, len(x), batch)])
+    if F.shape != P.shape:
+        raise ValueError(f"predict --against: {checkpoint} gives logits of shape {F.shape}, the packed "
+                         f"model {P.shape}: not the checkpoint it was exported from")
+    diff = np.abs(P.astype(np.float64) - F)
+    return {"against": str(checkpoint), "float_accuracy": float(np.mean(F.argmax(1) == y)),
+            "float_argmax_agree": int(np.sum(P.argmax(1) == F.argmax(1))),
+            "float_logit_max_abs_diff": float(diff.max()), "float_logit_max_abs": float(np.abs(F).max()),
+            "float_logit_diff_over_max": float(diff.max() / np.abs(F).max()),
+            "float_logits_bit_identical": bool(np.array_equal(P, F))}

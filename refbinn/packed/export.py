@@ -7,7 +7,7 @@
 Binary layers give exact integers, as the float matmul of +-1 values does. A chain
 of per-channel monotone layers (bias, BatchNorm, ReLU, Tanh, Dropout, and MaxPool
 moved across them) ending in ``SignActivation`` becomes one threshold op
-(``refbinn.packed_fold``); a pool inside a chain moves in front of it (on
+(``refbinn/packed/fold.py``); a pool inside a chain moves in front of it (on
 integers) or behind the sign. BatchNorm on an exact integer input keeps the float
 model's operation order, after a real-valued layer it is folded into scale and shift.
 The overview is in ``refbinn.packed``.

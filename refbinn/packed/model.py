@@ -7,7 +7,7 @@
 A value between ops is real (float32), an integer pre-activation (int32, the exact
 output of a binary layer), or a sign value (any array whose sign, 0 -> +1, is the +-1
 activation; packed into uint64 words right before a binary Dense). ``export`` in
-``refbinn.packed_export`` builds the ops; the overview is in ``refbinn.packed``.
+``refbinn/packed/export.py`` builds the ops; the overview is in ``refbinn.packed``.
 
 ``PackedModel.save`` writes one .npz (atomically): uint64 weight words, folded
 constants and thresholds, and the op list as JSON with a format version.
