@@ -18,7 +18,7 @@ K*B pooled rows. Sums are taken in float64; the result has the dtype of the give
 
 Why: BatchNorm's running statistics are collected during training on the networks the
 optimizer trains with (BayesBiNN: relaxed samples tanh((lam + delta)/tau), whose weights
-are not +-1 at tau > 0), while evaluation uses other networks (the mode sign(lam), hard
+are not +-1 at tau > 0), while evaluation uses other networks (the mode sign(lam) or sign(mu), hard
 samples). Recalibration gives each evaluated network the statistics of its own activations.
 
 Usage (``refbinn evaluate --recalibrate-bn K``, ``refbinn train --recalibrate-bn K``)::

@@ -9,13 +9,19 @@ and any ``Sequential`` whose layer names are torch module names::
 
     refbinn                     torch state_dict                 authors' MNIST MLP
     params["fc1.weight"]        "fc1.weight"   (out, in)          nn.Linear(bias=False)
-    state["bn1.running_mean"]   "bn1.running_mean"  (C,)          nn.BatchNorm1d(affine=False)
-    state["bn1.running_var"]    "bn1.running_var"   (C,)
+    state["bn1.running_mean"]   "bn1.running_mean"  (C,)          nn.BatchNorm1d(affine=False,
+    state["bn1.running_var"]    "bn1.running_var"   (C,)            momentum=0.15, eps=1e-4)
     (not kept by refbinn)       "bn1.num_batches_tracked"  int64 scalar
 
-refbinn's BatchNorm uses a fixed momentum, so torch never reads
-``num_batches_tracked``; it is written as the number of training forward
-passes (``steps * samples``), 0 unless given, and returned on the way back.
+``params`` are the weights the torch network is to run with: for a binary network
+trained by BayesBiNN, its mode ``opt.params(state)`` (+-1: sign(lam) in 'exact',
+sign(stored mu) in 'official', whose mu lags lam by one step; the two give other
+predictions), not lam, which goes to the optimizer's state (``bayesbinn_to_torch``).
+The BatchNorm settings are ``mlp_mnist``'s (spec section 9: momentum 0.15, eps 1e-4;
+another model's are those of its ``BatchNorm`` layers). refbinn's BatchNorm uses a fixed
+momentum, so torch never reads ``num_batches_tracked``; it is written as the number of
+training forward passes (``steps * samples``: ``state.step * opt.config()["samples"]``
+for BayesBiNN), 0 unless given, and returned on the way back.
 
 BayesBiNN optimizer (``bayesbinn_to_torch`` / ``bayesbinn_from_torch``): the
 authors' optimizer keeps one flat vector per quantity over all parameters in
@@ -27,6 +33,10 @@ authors' optimizer keeps one flat vector per quantity over all parameters in
     BayesBiNNState.momentum   "momentum"
     BayesBiNN(lam0=...)       "prior_lamda"
     BayesBiNNState.step       "step"
+
+The authors' ``optimizer.state`` holds more keys than these (their step also reads
+settings such as ``reweight`` and ``temperature`` from it): update it with this dict,
+do not replace it.
 """
 from __future__ import annotations
 

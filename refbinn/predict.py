@@ -1,6 +1,7 @@
 """Predictions from a posterior over binary weights: mode, mean and predictive entropy::
 
-    mode:    p(y|x) = link(f_{w*}(x)),  w* = opt.params(state)   (BayesBiNN: sign(lam), 0 -> +1)
+    mode:    p(y|x) = link(f_{w*}(x)),  w* = opt.params(state)   (BayesBiNN: sign(lam) 'exact',
+             sign(stored mu) 'official'; 0 -> +1)
     mean:    p(y|x) ~= (1/C) sum_c link(f_{w_c}(x)),  w_c = opt.sample_params(state, rng)
              (BayesBiNN: hard samples, P(w = +1) = sigmoid(2*lam))
     entropy: H[p] = -sum_k p_k log p_k  (nats)
