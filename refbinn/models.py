@@ -48,6 +48,7 @@ def mlp_mnist(in_features=784, hidden=(2048, 2048, 2048), classes=10, dropout=0.
     Sequential
         Parameters ``fc1.weight`` ... ``fc{L}.weight`` (L = len(hidden) + 1),
         state ``bn1.running_mean``, ``bn1.running_var``, ... ``bn{L}.running_var``.
+        Layers (two hidden): drop0 fc1 bn1 relu1 drop1 fc2 bn2 relu2 drop2 fc3 bn3.
     """
     return _mlp("mlp_mnist", in_features, hidden, classes, dropout, bn_momentum, bn_eps)
 
@@ -76,7 +77,9 @@ def vgg_cifar(num_classes=10, width=1.0, bn_momentum=0.1, bn_eps=1e-5, in_channe
     -------
     Sequential
         Parameters ``conv1.weight`` ... ``conv6.weight`` (OIHW), ``fc1.weight``
-        ... ``fc3.weight``; state ``bn1`` ... ``bn9``.
+        ... ``fc3.weight``; state ``bn1`` ... ``bn9``. Layers: conv1 bn1 relu1 conv2 bn2
+        relu2 pool1 conv3 bn3 relu3 conv4 bn4 relu4 pool2 conv5 bn5 relu5 conv6 bn6 relu6
+        pool3 flatten fc1 bn7 relu7 fc2 bn8 relu8 fc3 bn9.
     """
     if not float(width) > 0:
         raise ValueError(f"vgg_cifar: width must be in (0, inf), got {width!r}")

@@ -77,7 +77,10 @@ _P_MAX = 1.0 - 2.0 ** -12          # Dropout's largest p: see its docstring
 
 
 class Dropout(Layer):
-    """Inverted dropout: y = x * mask, mask = (u >= p) / (1 - p), u ~ U(0, 1) per element.
+    """Inverted dropout: y = (x * keep) * c, keep = (u >= p), c = 1/(1 - p), u ~ U(0, 1) per element.
+
+    c is computed in float64 and rounded to x's dtype (x / (1 - p) would round differently,
+    e.g. for p = 0.1); the backward pass is dx = (dy * keep) * c.
 
     Identity in evaluation mode or when p = 0. The uniforms are drawn as
     ``rng.random(x.shape, dtype=np.float32)`` from the Generator passed to

@@ -106,9 +106,19 @@ class Layer:
         Returns
         -------
         y : ndarray
+            The dtype NumPy's promotion gives x and params (float32 with float32; float32
+            params and a float64 x give float64).
         cache : object
             Whatever ``backward`` needs; opaque to the caller.
         new_state : dict of str -> ndarray
+
+        Raises
+        ------
+        ValueError
+            Naming the layer: "layer 'fc1': input has shape (2, 5), expected (N, 4)", an
+            input dtype that is not a float one, params of another shape or missing, and
+            the layer's own conditions (Dropout training without a Generator, BatchNorm
+            training on one value per channel, SignActivation on integers).
         """
         raise NotImplementedError
 
@@ -130,6 +140,12 @@ class Layer:
             d loss / d x, the shape of ``x``.
         grads : dict of str -> ndarray
             d loss / d params, the same keys and shapes as ``params``.
+
+        Raises
+        ------
+        ValueError
+            Naming the layer and both shapes when dy is not the shape of y, or its dtype
+            is not a float one.
         """
         raise NotImplementedError
 

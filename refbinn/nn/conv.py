@@ -179,6 +179,10 @@ class Conv2d(Layer):
 
     Notes
     -----
+    ``init`` draws torch's default: weight, then bias, each ~ U(-1/sqrt(fan_in),
+    1/sqrt(fan_in)), fan_in = in_channels * kh * kw, by ``rng.uniform`` in float64, then
+    cast to the dtype.
+
     The forward cache holds ``cols`` (C*kh*kw x N*Ho*Wo values): for the
     second VGG layer at batch 50 that is 59M floats. Keeping it makes the
     backward pass two matmuls and a col2im, with no second im2col.

@@ -16,6 +16,11 @@ class Dense(Layer):
     bias : bool
         Add a bias vector (tagged ``"real"``). The weight is tagged ``"binary"``.
     name : str, optional
+
+    Notes
+    -----
+    ``init`` draws torch's default: weight, then bias, each ~ U(-1/sqrt(in_features),
+    1/sqrt(in_features)) by ``rng.uniform`` in float64, then cast to the dtype.
     """
 
     def __init__(self, in_features, out_features, bias=False, name=None):

@@ -1,7 +1,8 @@
 """Losses with their gradients, minibatch-mean reduction, and stable softmax/sigmoid helpers.
 
 Every loss is ``f(pred, target) -> (loss, dpred)``: ``loss`` is a Python float
-(the minibatch MEAN, as torch's default ``reduction='mean'``) and ``dpred`` is
+(the minibatch MEAN, as torch's default ``reduction='mean'``; the per-example terms are
+in pred's dtype, their sum is accumulated in float64, then divided by N) and ``dpred`` is
 d loss / d pred with the shape and dtype of ``pred``. Because the reduction is
 a mean, BayesBiNN multiplies the gradient by the training-set size N
 (spec section 3).
