@@ -26,7 +26,7 @@ def adam_update_fused(g, m, v, t, lr, beta1, beta2, eps):
     """``adam_update`` for C-contiguous g, m, v of one float dtype (``adam_step`` checks), bit for bit.
 
     m' = beta1*m + (1 - beta1)*g,  v' = beta2*v + (1 - beta2)*g**2,
-    delta = lr/(1 - beta1**t) * m'/(sqrt(v')/sqrt(1 - beta2**t) + eps)
+    delta = [lr/(1 - beta1**t)] * (m'/(sqrt(v')/[sqrt(1 - beta2**t)] + [eps]))   (as ``adam_update``)
 
     Parameters
     ----------

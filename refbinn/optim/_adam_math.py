@@ -2,7 +2,9 @@
 
     m'    = beta1*m + (1 - beta1)*g
     v'    = beta2*v + (1 - beta2)*g**2
-    delta = lr/(1 - beta1**t) * m'/(sqrt(v')/sqrt(1 - beta2**t) + eps)      ``adam_update``
+    delta = [lr/(1 - beta1**t)] * (m'/(sqrt(v')/[sqrt(1 - beta2**t)] + [eps]))   ``adam_update``
+
+(scalars in brackets, and 1 - beta1, 1 - beta2, in float64, rounded once to the dtype).
 
 Its Numba twin is ``_adam_kernels.adam_update_fused`` (bit for bit the same).
 """
@@ -16,7 +18,8 @@ import numpy as np
 def adam_update(g, m, v, t, lr, beta1, beta2, eps):
     """One Adam step for one array: return ``(delta, m_new, v_new)``; the new weight is ``p - delta``.
 
-    delta = lr / (1 - beta1**t) * m_new / (sqrt(v_new) / sqrt(1 - beta2**t) + eps)
+    delta = [lr / (1 - beta1**t)] * (m_new / (sqrt(v_new) / [sqrt(1 - beta2**t)] + [eps])),
+    the scalars in brackets computed in float64 and rounded once to g's dtype.
 
     Parameters
     ----------

@@ -220,8 +220,9 @@ def natural_update(lam, m, g_hat, lam0, lr, beta, reweight, step):
         lam' = lam - lr*m'/(1 - beta**step)
 
     With beta = 0, reweight = 1: lam' = (1-lr)*lam - lr*(g_hat - lam0) (the paper's rule).
-    Scalars are rounded to the dtype of ``lam`` first (as torch does for Python
-    scalars on float32 tensors).
+    The scalars beta, 1 - beta, reweight, lr and 1 - beta**step are each computed in float64
+    and rounded once to the dtype of ``lam`` (as torch does for Python scalars on float32
+    tensors); rounding beta first and subtracting in float32 gives other bits.
 
     Parameters
     ----------

@@ -47,7 +47,8 @@ def clip_by_global_norm(g, clip_norm):
     Returns
     -------
     dict name -> ndarray
-        ``g`` itself when the factor is >= 1, else new arrays scaled by it (dtypes kept).
+        ``g`` itself when the factor is >= 1, else new arrays ``g_k * dtype(factor)``: the
+        factor is computed in float64 and rounded to each array's dtype before the product.
     """
     total = math.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in g.values()))
     if total == math.inf:                  # squares beyond float64 (|g| > 1e154): scale by the largest |g|

@@ -6,7 +6,10 @@ to the gradient (not AdamW's decoupled decay). At step t = 1, 2, ...::
     g  <- g + weight_decay * p
     m  <- beta1 * m + (1 - beta1) * g
     v  <- beta2 * v + (1 - beta2) * g**2
-    p  <- p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+    p  <- p - [lr / (1 - beta1**t)] * (m / (sqrt(v) / [sqrt(1 - beta2**t)] + [eps]))
+
+(the grouping of torch's ``step_size * (exp_avg / denom)``; each scalar in brackets, and
+1 - beta1, 1 - beta2, is computed in float64 and rounded once to the array's dtype).
 
 The moment update is ``adam_update`` (``_adam_math.py``; its Numba twin
 ``adam_update_fused`` in ``_adam_kernels.py``), chosen in ``adam_step``, which STE

@@ -223,8 +223,10 @@ class BayesBiNN(PooledKernels, Optimizer):
     def init(self, params, rng=None):
         """lam = +-lam_init (random sign per weight) + lam_init_std * N(0, 1); m = 0; step 0.
 
-        Draws, per parameter in order: the signs, then (if lam_init_std > 0) the noise;
-        then the noise seed, an integer in [0, 2**63).
+        Draws, per parameter in order: the signs, ``rng.integers(0, 2, shape)`` (1 -> +lam_init,
+        0 -> -lam_init), then (if lam_init_std > 0) ``rng.standard_normal(shape)``, all in
+        float64 before the cast to the state dtype; then the noise seed,
+        ``rng.integers(0, 2**63)``. 'official' also stores mu = tanh(lam) (``refbinn.elementary``).
         """
         check_generator("BayesBiNN.init: rng (random signs of lam)", rng)
         lam, mom, mu = {}, {}, {}

@@ -57,8 +57,8 @@ class Bop(Optimizer):
     threshold : float, >= 0
     gamma : float, in (0, 1]
         Adaptivity rate. ``update(..., lr=g)`` uses g instead for that step
-        (a schedule on gamma); the override may be 0 (a schedule that decays
-        to zero), which keeps m and then applies the flip test.
+        (a schedule on gamma), in [0, 1] (ValueError otherwise); 0 (a schedule that
+        decays to zero) keeps m and then applies the flip test.
 
     ``init(params)`` sets w = sign(params) (0 -> +1) and m = 0.
 

@@ -136,8 +136,9 @@ class VISPA(PooledKernels, Optimizer):
     project : bool
         Project every v_i onto the unit sphere at init and after every step.
     init : {'xavier', 'params'}
-        'xavier': m and Z Xavier-normal (the authors'); 'params': m is a copy of the
-        given parameters (e.g. a trained latent network), Z Xavier-normal.
+        'xavier': m and Z Xavier-normal (the authors'); 'params': m starts as a copy of the
+        given parameters (e.g. a trained latent network), Z Xavier-normal, and then (with
+        ``project``) each (m_i, Z[:, i]) is projected to the unit sphere like every step's.
     backend : {'numba', 'numpy'}
         'numba' runs float32 one-pass steps and forward weights in fused kernels
         (``_step_kernel``, ``_sign_kernel``, bit-identical to the NumPy functions;
@@ -209,7 +210,7 @@ class VISPA(PooledKernels, Optimizer):
     def sample(self, state, rng=None):
         """[noise], noise = dict name -> r, r ~ N(0, I_K/S) of shape (K,): one r per layer.
 
-        Counter-based: r is ``noise(state.seed, state.step, name, K, dtype)``, a pure
+        Counter-based: r is ``noise(state.seed, state.step, name, dtype)`` (K = rank), a pure
         function of the state, so ``update`` knows the next step's r and writes that
         step's forward weights in its own pass (see ``forward_params``). ``rng`` is not
         used (the protocol's argument; the seed was drawn by ``init``).
