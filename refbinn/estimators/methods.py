@@ -132,7 +132,7 @@ def logistic_noise(u):
 
 
 def mean_and_se(est):
-    """Sample mean and its standard error, sqrt(var / S), over axis 0.
+    """Sample mean and its standard error, sqrt(var / S), var with ddof = 1, over axis 0.
 
     Parameters
     ----------
@@ -172,7 +172,7 @@ def lemma1(loss_grad, lam, tau, N=1.0, samples=None, rng=None, u=None):
     tau : float > 0, temperature.
     N : float > 0, training-set size (the loss is a minibatch mean); default 1.
     samples : int >= 1, number of samples S; default 1, or u's row count.
-    rng : numpy.random.Generator, draws u when u is None.
+    rng : numpy.random.Generator, draws u = rng.random((samples, d)) when u is None.
     u : ndarray (S, d), optional uniform noise (the deterministic core).
 
     Returns
@@ -219,7 +219,7 @@ def reinforce(loss_fn, lam, samples=None, rng=None, baseline=None, u=None):
     loss_fn : callable, W (S, d) -> losses (S,).
     lam : ndarray (d,), natural parameters.
     samples : int >= 1, number of samples S (default 1, or u's row count).
-    rng : numpy.random.Generator, draws u when u is None.
+    rng : numpy.random.Generator, draws u = rng.random((samples, d)) when u is None.
     baseline : None, float or 'mean'.
     u : ndarray (S, d), optional uniform noise; w_i = +1 where u_i < sigmoid(2 lam_i).
 

@@ -82,7 +82,10 @@ def teacher_problem(n_in, hidden, n=16, seed=0):
     ----------
     n_in, hidden : int >= 1, network shape; d = hidden * (n_in + 1).
     n : int >= 1, minibatch size.
-    seed : int, seeds x, the teacher and the label noise.
+    seed : int, seeds ``r = default_rng(seed)``, which draws in this order
+        x = r.normal(size=(n, n_in)), the teacher sign(r.normal(size=d)) (its first
+        hidden * n_in entries W1 row by row, then v) and the label noise r.normal(size=n);
+        f = tanh(x @ W1.T / sqrt(n_in)) @ v / sqrt(hidden), y = +1 where f + 0.5 noise >= 0, else -1.
 
     Returns
     -------
