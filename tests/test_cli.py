@@ -315,3 +315,15 @@ def test_evaluate_tables_refuse_samples_0_naming_the_option(tmp_path, capsys, ar
     assert main(["evaluate", "x/checkpoint.npz", "--samples", "0", *argv, "--out", str(tmp_path)]) == 2
     assert ("--samples (with --ood, several checkpoints or several counts) must be an integer in [1, inf), "
             "got 0") in capsys.readouterr().err
+
+
+def test_continual_python_and_command_line_defaults_agree():
+    """run_continual's keyword defaults are `refbinn continual`'s (numerics was 'exact' in Python,
+    'official' on the command line: at tau = 1e-2 the exact numerics do not train)."""
+    import inspect
+    from refbinn.cli import build_parser
+    from refbinn.experiments.continual import run_continual
+    args = build_parser().parse_args(["continual"])
+    params = inspect.signature(run_continual).parameters
+    for name in ("numerics", "tasks", "epochs", "lr", "tau", "lam_init", "test_samples", "seed", "reweight"):
+        assert params[name].default == getattr(args, name), name

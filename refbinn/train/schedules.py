@@ -7,9 +7,10 @@
     per_task    lr_e = schedule(e mod epochs_per_task)
     warmup_cosine  lr_e = lr * (e + 1) / warmup for e < warmup, then a cosine to eta_min
 
-``e`` counts from 0 and is the epoch being trained (or the iteration, for
-schedules stated per iteration such as PMF's "x0.2 every 7k iterations"). The
-training loop calls the schedule and passes the value as ``update(..., lr=...)``;
+``e`` counts from 0 and is the epoch being trained: the training loop calls the schedule
+once per epoch (a schedule stated per iteration, such as PMF's "x0.2 every 7k
+iterations", is stepped every round(7000 / steps per epoch) epochs: see
+``refbinn.experiments.presets``) and passes the value as ``update(..., lr=...)``;
 nothing about the schedule lives in optimizer state. Values are Python floats,
 so they never change the dtype of float32 arithmetic.
 
