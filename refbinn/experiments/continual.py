@@ -83,7 +83,7 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
         ``Generator(seed + 1000)``.
     numerics : {'exact', 'official', 'exact-clipped'}
         BayesBiNN numerics (``refbinn.optim.bayesbinn.NUMERICS``); default 'official', as
-        ``refbinn continual`` and the paper (with 'exact' at tau = 1e-2 and |lam| = 10 the
+        ``refbinn continual`` and the paper (with 'exact' at tau = 1e-2 and lambda = +-10 the
         Lemma 1 scale underflows to 0 and the tasks do not train).
     quiet : bool
         No progress bar or per-epoch lines; default True.
