@@ -210,3 +210,18 @@ def test_torch_trace_refuses_its_reference_as_out_and_names_bad_files(tmp_path, 
         err = capsys.readouterr().err
         assert err.startswith("python -m validate.torch_trace: error: ") and says in err and err.count("\n") == 1
     assert ref.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["cut.npz", "ref.npz"]
+
+
+def test_paper_table_counts_a_repeated_run_once(tmp_path):
+    """Two files of one run (the seed-0 command re-run on another CPU) are one seed in the
+    mean +- std, not two; a second seed still counts."""
+    def result(seed, acc):
+        return {"settings": {"dataset": "mnist", "optimizer": "ste", "seed": seed, "epochs": 25},
+                "summary": {"test_acc_mode_at_best_val": acc}}
+    for name, r in (("a_seed0.json", result(0, 0.98)), ("b_seed0_again.json", result(0, 0.98)),
+                    ("c_seed1.json", result(1, 0.99))):
+        (tmp_path / name).write_text(json.dumps(r))
+    runs, errors, _ = paper.load_results(str(tmp_path))
+    row = next(r for r in paper.paper_rows(runs) if r["label"] == "Table 2 mnist STE Adam")
+    assert not errors and len(runs) == 3
+    assert row["n"] == 2 and row["ours"] == pytest.approx(98.5)      # it was n = 3, 98.33

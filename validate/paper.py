@@ -85,8 +85,17 @@ def _pct(v):
 
 
 def _rows_for(runs, label, paper, match, metric):
-    """Output rows (one per numerics found, or one 'not run' row) for one table entry."""
-    found = [r for r in runs if match(r)]
+    """Output rows (one per numerics found, or one 'not run' row) for one table entry.
+
+    A re-run with the same settings, seed included (e.g. the seed-0 run repeated on another
+    CPU), counts once, as the first file in name order: the mean is over seeds, not files.
+    Results that record no seed are all counted."""
+    found, seen = [], set()
+    for r in runs:
+        key = json.dumps(r["settings"], sort_keys=True, default=str) if "seed" in r["settings"] else id(r)
+        if match(r) and key not in seen:
+            seen.add(key)
+            found.append(r)
     groups = {}
     for r in found:
         groups.setdefault(r["settings"].get("optimizer_settings", {}).get("numerics"), []).append(r)
