@@ -238,6 +238,7 @@ def test_small_grid_completes_and_runs_are_refbinn_train_runs(small, tmp_path, c
     assert res["counts"] == {"done": 4, "skipped": 0, "failed": 0, "pending": 0}
     state = read(d / "sweep.json")
     assert [r["name"] for r in state["runs"]] == [r.name for r in sweep.runs]
+    assert state["dir"] == str(d) and os.path.isabs(state["dir"])       # absolute, whatever --out was
     for r in sweep.runs:
         out = read(d / "runs" / f"{r.name}.json")
         assert out["summary"]["epochs_run"] == 12 and out["sweep_run"]["seed"] == r.seed
@@ -264,11 +265,57 @@ def test_rerun_skips_finished_runs_and_reruns_changed_settings(small, cluster, t
     changed = parse_spec({**SMALL, "name": "changed", "base": {**SMALL["base"], "epochs": 6}})
     first = run_sweep(changed, tmp_path, client=client, threads=threads, progress=False, log=quiet)
     changed = parse_spec({**SMALL, "name": "changed", "base": {**SMALL["base"], "epochs": 4}})
-    again = run_sweep(changed, tmp_path, client=client, threads=threads, progress=False, log=quiet)
+    lines = []
+    again = run_sweep(changed, tmp_path, client=client, threads=threads, progress=False, log=lines.append)
     assert first["counts"]["done"] == again["counts"]["done"] == 4
+    assert "4 to run on 2 workers (4 of them replace finished results of other settings)" in lines[0]
     assert all(r["resumed_from_epoch"] == 0 for r in again["runs"])
     assert all(read(Path(again["dir"]) / "runs" / f"{r.name}.json")["summary"]["epochs_run"] == 4
                for r in changed.runs)
+
+
+def test_a_changed_checkpoint_every_keeps_finished_runs_and_resumes_the_others(cluster, tmp_path):
+    # how often a run writes its files changes nothing it computes (`refbinn train --resume` may change it)
+    client, threads = cluster
+    doc = {**SMALL, "name": "ck", "seeds": [0], "base": {**SMALL["base"], "checkpoint_every": 4}}
+    first = run_sweep(parse_spec(doc), tmp_path, client=client, threads=threads, progress=False, log=quiet)
+    d = Path(first["dir"]) / "runs"
+    kept, unfinished = (r["name"] for r in first["runs"])
+    stamp = (d / f"{kept}.json").stat().st_mtime_ns
+    (d / f"{unfinished}.json").unlink()                   # its checkpoint (epoch 12) is all that is left
+    doc["base"]["checkpoint_every"] = 3
+    lines = []
+    again = run_sweep(parse_spec(doc), tmp_path, client=client, threads=threads, progress=False,
+                      log=lines.append)
+    assert again["counts"] == {"done": 1, "skipped": 1, "failed": 0, "pending": 0}
+    assert "replace" not in lines[0]
+    assert (d / f"{kept}.json").stat().st_mtime_ns == stamp
+    assert read(d / f"{unfinished}.json")["sweep_run"]["resumed_from_epoch"] == 12
+
+
+def test_an_interrupted_sweep_records_the_runs_that_finished(cluster, tmp_path, monkeypatch):
+    import distributed
+    client, threads = cluster
+    real = distributed.wait
+
+    def interrupted(fs, **_):              # every run finishes, then Ctrl-C before the sweep collects them
+        real(fs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(distributed, "wait", interrupted)
+    sweep = parse_spec({**SMALL, "name": "int", "seeds": [0]})
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, tmp_path, client=client, threads=threads, progress=False, log=quiet)
+    state = read(tmp_path / "int" / "sweep.json")
+    assert state["counts"] == {"done": 2, "skipped": 0, "failed": 0, "pending": 0}
+    assert all(r["status"] == "done" and r["seconds"] > 0 for r in state["runs"])
+
+
+def test_local_workers_ignore_ctrl_c(cluster):
+    # Ctrl-C reaches the whole process group: the sweep's process alone stops it, and the workers
+    # print no tracebacks (a worker the nanny restarts after a crash takes it again)
+    client, _ = cluster
+    assert set(client.run(lambda: signal.getsignal(signal.SIGINT) == signal.SIG_IGN).values()) == {True}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # this process: restored
 
 
 def test_local_workers_pin_blas_and_numba_to_their_threads(cluster):

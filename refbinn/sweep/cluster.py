@@ -6,13 +6,17 @@ default one single-threaded worker per core), and every BLAS (OpenMP, OpenBLAS, 
 Numba in a worker is limited to the worker's thread count before the worker starts, so
 that ``workers x threads`` threads share the cores and nothing oversubscribes. On an
 existing cluster the workers are started by ``dask worker`` (whose nanny sets the BLAS
-variables to 1 by default) and each run sets Numba to its worker's thread count.
+variables to 1 by default) and each run sets Numba to its worker's thread count. The local
+workers ignore Ctrl-C (SIGINT), which a terminal sends to every process of the command: the
+sweep's own process stops the sweep and closes them, and they print no tracebacks.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import signal
+import threading
 import warnings
 
 from ..checks import check_int
@@ -106,7 +110,11 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
     # parent's __main__). They are restored at once, because this process's Numba re-reads
     # the environment when it compiles. A worker the nanny restarts later gets dask's
     # pre-spawn BLAS settings (1 thread) and `pin_threads` sets its Numba threads.
-    with _environment(thread_env(threads)), dask.config.set(QUIET_CONFIG), warnings.catch_warnings():
+    # SIGINT is ignored while they spawn, so that they inherit that: Ctrl-C reaches the whole
+    # process group, and workers that took it each printed their tracebacks; this process
+    # alone stops the sweep and closes the cluster.
+    with _environment(thread_env(threads)), _sigint_ignored(), dask.config.set(QUIET_CONFIG), \
+            warnings.catch_warnings():
         # the scheduler's HTTP routes move to another port when 8787 is taken: nothing to report
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         cluster = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, host="127.0.0.1",
@@ -114,6 +122,21 @@ def open_client(scheduler=None, *, workers=None, threads_per_worker=1, quiet=Tru
                                silence_logs=logging.ERROR if quiet else logging.WARNING)
     with cluster, Client(cluster) as client:
         yield client, threads
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore SIGINT (Ctrl-C) for the block; processes started in it keep ignoring it, since an
+    ignored signal stays ignored across exec and Python then installs no KeyboardInterrupt
+    handler. Only the main thread may set a handler: elsewhere the block changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:                        # (None: a handler not set from Python; the default then)
+        signal.signal(signal.SIGINT, signal.SIG_DFL if saved is None else saved)
 
 
 @contextlib.contextmanager

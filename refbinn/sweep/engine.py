@@ -7,6 +7,11 @@ that dies mid-run (killed, out of memory) loses its task; the dask scheduler run
 on another worker (up to ``distributed.scheduler.allowed-failures`` deaths, 3 by default),
 and the run resumes from its last checkpoint. And a rerun of the whole sweep skips the runs
 whose results exist with the same settings and resumes the others.
+
+Every path the sweep writes is checked before anything is submitted (``check_outputs``). On
+Ctrl-C the runs not yet started are cancelled and ``sweep.json`` marks as done each run whose
+result file exists (``record_finished``; ``refbinn sweep`` calls it again once the local
+cluster has closed, since a run in progress may finish meanwhile).
 """
 from __future__ import annotations
 
@@ -15,18 +20,25 @@ import time
 import uuid
 
 from ..io import atomic_write, write_json
+from ..io.outputs import check_output_file
+from ..options import check_folder
 from ..report import table
-from .task import execute, finished
+from .task import execute, finished, read_json_or_none, replaces_result, result_path, run_dir
 
 POLL_SECONDS = 0.5       # how often the progress bar counts running tasks while none finishes
+STATUSES = ("done", "skipped", "failed", "pending")
+
+
+def _counts(rows):
+    return {s: sum(r.get("status") == s for r in rows) for s in STATUSES}
 
 
 def _state(sweep, sweep_dir, rows, started, workers):
     return {"name": sweep.name, "description": sweep.description,
-            "spec": sweep.path and os.path.relpath(sweep.path), "dir": os.path.relpath(sweep_dir), "seeds": list(sweep.seeds), "base": sweep.base, "grid": sweep.grid,
+            "spec": sweep.path, "dir": sweep_dir,              # absolute paths, as --out may be relative
+            "seeds": list(sweep.seeds), "base": sweep.base, "grid": sweep.grid,
             "workers": workers, "started": started, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "counts": {s: sum(r["status"] == s for r in rows.values())
-                       for s in ("done", "skipped", "failed", "pending")},
+            "counts": _counts(rows.values()),
             "runs": list(rows.values())}
 
 
@@ -37,6 +49,63 @@ def _copy_spec(sweep, sweep_dir):
         if not (os.path.exists(dst) and os.path.samefile(sweep.path, dst)):
             with open(sweep.path, "rb") as fh:
                 atomic_write(dst, fh.read())
+
+
+def record_finished(sweep, out):
+    """Mark as done, in ``OUT/NAME/sweep.json``, the pending runs whose result file is there.
+
+    After Ctrl-C (or any stop) the runs on the workers go on until the cluster closes, and
+    one may write its ``runs/RUN.json`` after the sweep stopped collecting them; the status
+    file is brought in line with the results folder. No ``sweep.json``: nothing to do.
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The sweep that was stopped.
+    out : str
+        The parent folder of the sweep's folder.
+    """
+    sweep_dir = os.path.abspath(os.path.join(out, sweep.name))
+    path = os.path.join(sweep_dir, "sweep.json")
+    state = read_json_or_none(path)
+    if not (isinstance(state, dict) and isinstance(state.get("runs"), list)
+            and all(isinstance(row, dict) for row in state["runs"])):
+        return                                    # none, or damaged: `refbinn report` names it
+    runs = {r.name: r.to_dict() for r in sweep.runs}
+    for row in state["runs"]:
+        run = runs.get(row.get("name")) if row.get("status") == "pending" else None
+        done = run and finished(sweep_dir, run)
+        if done:
+            row.update(status="done", seconds=done.get("seconds"),
+                       resumed_from_epoch=done.get("resumed_from_epoch"))
+    state.update(counts=_counts(state["runs"]), updated=time.strftime("%Y-%m-%d %H:%M:%S"))
+    write_json(path, state)
+
+
+def check_outputs(sweep, out):
+    """ValueError naming the path unless every file the sweep writes into ``OUT/NAME`` may be written.
+
+    Checked before any cluster starts or any run is submitted: the sweep's folder, its
+    ``runs/`` and each run's folder must not be files, and ``sweep.json``, ``sweep.toml`` and
+    each run's ``runs/RUN.json`` must not be folders (``check_output_file``, as ``refbinn
+    train`` checks its results file).
+
+    Parameters
+    ----------
+    sweep : Sweep
+        The checked sweep (``load_spec``).
+    out : str
+        The parent folder of the sweep's folder.
+    """
+    sweep_dir = os.path.join(out, sweep.name)
+    for path in (sweep_dir, os.path.join(sweep_dir, "runs")):
+        check_folder("the sweep's folder", path, "a folder")
+    for r in sweep.runs:
+        check_folder("the run's folder", run_dir(sweep_dir, r.name), "a folder")
+    for f in ("sweep.json", "sweep.toml"):
+        check_output_file(os.path.join(sweep_dir, f), "the sweep file")
+    for r in sweep.runs:
+        check_output_file(result_path(sweep_dir, r.name), "the run's results file")
 
 
 def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True, log=print):
@@ -71,12 +140,13 @@ def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True
         resumed_from_epoch).
     """
     from distributed import wait
+    check_outputs(sweep, out)
     sweep_dir = os.path.abspath(os.path.join(out, sweep.name))
     os.makedirs(os.path.join(sweep_dir, "runs"), exist_ok=True)
     _copy_spec(sweep, sweep_dir)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     workers = len(client.scheduler_info().get("workers", {}))
-    rows, todo = {}, []
+    rows, todo, replaced = {}, [], 0
     for run in sweep.runs:
         r = run.to_dict()
         done = finished(sweep_dir, r)                  # (what the run's result file says of it)
@@ -86,10 +156,13 @@ def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True
                           "resumed_from_epoch": done and done.get("resumed_from_epoch")}
         if not done:
             todo.append(r)
+            replaced += replaces_result(sweep_dir, r)      # a result of other settings, run again
     state_path = os.path.join(sweep_dir, "sweep.json")
     write_json(state_path, _state(sweep, sweep_dir, rows, started, workers))
     log(f"sweep {sweep.name}: {len(sweep.runs)} runs, {len(sweep.runs) - len(todo)} already done, "
-        f"{len(todo)} to run on {workers} workers; results in {sweep_dir}")
+        f"{len(todo)} to run on {workers} workers"
+        + (f" ({replaced} of them replace finished results of other settings)" if replaced else "")
+        + f"; results in {sweep_dir}")
 
     command = f"refbinn sweep {sweep.path or sweep.name}"
     tag = uuid.uuid4().hex[:8]
@@ -124,8 +197,10 @@ def run_sweep(sweep, out, *, client, threads=None, data_root=None, progress=True
             running = min(sum(k in pending for keys in client.processing().values() for k in keys),
                           sum(client.nthreads().values()))
             bar.set_postfix(running=running, failed=sum(r["status"] == "failed" for r in rows.values()))
-    except BaseException:
+    except BaseException:              # Ctrl-C: record the runs that finished meanwhile, then stop
         client.cancel([futures[k][0] for k in pending])
+        write_json(state_path, _state(sweep, sweep_dir, rows, started, workers))
+        record_finished(sweep, out)
         raise
     finally:
         bar.close()

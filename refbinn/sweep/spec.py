@@ -19,9 +19,11 @@ A sweep file (read with the standard library's ``tomllib``)::
 
 The runs are the Cartesian product of the grid's lists (in the file's order, the last
 key varying fastest) times the seeds (fastest of all). Each run's name is built from the
-settings that vary, so it is stable and readable: ``mnist_bayesbinn_tau1e-06_official_s0``
-(data set, optimizer, then each other grid setting: a string as itself, a number or list
-after its key, then ``s`` and the seed). Every key and value is checked here: an unknown
+settings that vary, so it is stable and readable: data set, optimizer, then each other grid
+setting with the grid's keys in the file's order (a string as itself, a number or list after
+its key), then ``s`` and the seed. A grid ``tau = [1e-6, 1e-8]`` followed by ``numerics =
+["official", "exact"]`` gives ``mnist_bayesbinn_tau1e-06_official_s0``; listed the other way
+round, ``mnist_bayesbinn_official_tau1e-06_s0``. Every key and value is checked here: an unknown
 key, a bad value or a grid that makes no runs is a ValueError naming the key, the value
 and what is allowed. Which settings apply to which optimizer is `refbinn train`'s rule
 (``refbinn.experiments.guard.USED_BY``), and every run is checked as `refbinn train` checks
@@ -41,7 +43,7 @@ from types import SimpleNamespace
 from ..checks import check_choice, check_int, check_range
 from ..experiments import DATASETS
 from ..experiments.datasets import IMAGE_DATASETS
-from ..experiments.guard import HIDDEN_MODELS, USED_BY, check_applicable
+from ..experiments.guard import FREE_ON_RESUME, HIDDEN_MODELS, USED_BY, check_applicable
 from ..experiments.presets import PAPER, PRESETS
 from ..models import MODELS
 from ..optim.bayesbinn import NUMERICS
@@ -134,16 +136,15 @@ class Run:
     overrides: dict
 
     def identity(self):
-        """What makes two runs the same run: data set, optimizer, preset and overrides (seed included).
+        """What makes two runs the same run: ``run_identity`` of this run.
 
         Returns
         -------
         dict
-            ``dataset``, ``optimizer``, ``preset``, ``overrides``; compare two with
-            ``same_identity``.
+            ``dataset``, ``optimizer``, ``preset``, ``overrides`` (less ``FREE_ON_RESUME``);
+            compare two with ``same_identity``.
         """
-        return {"dataset": self.dataset, "optimizer": self.optimizer, "preset": self.preset,
-                "overrides": self.overrides}
+        return run_identity(self.to_dict())
 
     def to_dict(self):
         """The run as a plain dict of its fields (what a dask task receives).
@@ -208,11 +209,34 @@ class Sweep:
     path: str | None = None
 
 
+def run_identity(run):
+    """What makes two runs the same run: data set, optimizer, preset and the overrides (seed
+    included) that change what the run computes or records.
+
+    The settings ``refbinn train --resume`` may change (``FREE_ON_RESUME``: checkpoint_every,
+    how often the files are written) are left out, so that changing one in the sweep file
+    keeps the finished runs and resumes the others.
+
+    Parameters
+    ----------
+    run : dict
+        A run from ``Run.to_dict`` (dataset, optimizer, preset, overrides are read).
+
+    Returns
+    -------
+    dict
+        ``dataset``, ``optimizer``, ``preset``, ``overrides``; compare two with ``same_identity``.
+    """
+    return {"dataset": run["dataset"], "optimizer": run["optimizer"], "preset": run["preset"],
+            "overrides": {k: v for k, v in run["overrides"].items() if k not in FREE_ON_RESUME}}
+
+
 def same_identity(a, b):
-    """True if two run identities (dicts from ``Run.identity``, or read back from JSON) are equal.
+    """True if two run identities (dicts from ``run_identity``, or read back from JSON) are equal.
 
     Compared as canonical JSON (sorted keys), so a tuple and the list it becomes in a file
-    compare equal.
+    compare equal; ``FREE_ON_RESUME`` settings in the overrides are ignored (an identity
+    written before they were left out holds them).
 
     Parameters
     ----------
@@ -223,7 +247,11 @@ def same_identity(a, b):
     -------
     bool
     """
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    def canonical(i):
+        if isinstance(i, dict) and isinstance(i.get("overrides"), dict):
+            i = {**i, "overrides": {k: v for k, v in i["overrides"].items() if k not in FREE_ON_RESUME}}
+        return json.dumps(i, sort_keys=True)
+    return canonical(a) == canonical(b)
 
 
 # -- checking -----------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ Files of run NAME in the sweep folder DIR (shared by every worker)::
 A run started again (a rerun of the sweep, or dask rescheduling it after its worker died)
 resumes from the checkpoint if ``run.json`` holds the same identity, bit-identically to
 an uninterrupted run (``fit(resume=True)``); a checkpoint of other settings is discarded.
+The identity (``refbinn.sweep.spec.run_identity``) leaves out what ``refbinn train --resume``
+may change (``checkpoint_every``), so a sweep file that changes only that keeps its results.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import time
 import traceback
 
 from ..io import write_json
-from .spec import same_identity
+from .spec import run_identity, same_identity
 
 
 def result_path(sweep_dir, name):
@@ -60,12 +62,29 @@ def run_dir(sweep_dir, name):
     return os.path.join(sweep_dir, "runs", name)
 
 
-def _read_json(path):
+def read_json_or_none(path):
+    """The JSON in ``path``, or None when it is missing or unreadable (a damaged file is run again).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    object or None
+    """
     try:
         with open(path) as fh:
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def _finished_entry(sweep_dir, name):
+    """The ``sweep_run`` entry of ``DIR/runs/NAME.json`` (a dict), else None (no file, a damaged one)."""
+    res = read_json_or_none(result_path(sweep_dir, name))
+    done = res.get("sweep_run") if isinstance(res, dict) else None     # a damaged result: run it again
+    return done if isinstance(done, dict) else None
 
 
 def finished(sweep_dir, run):
@@ -85,13 +104,27 @@ def finished(sweep_dir, run):
         name, setting, seed, point, identity, resumed_from_epoch, seconds, host, pid of the
         finished run; None if there is no readable result of the same identity.
     """
-    res = _read_json(result_path(sweep_dir, run["name"]))
-    done = res.get("sweep_run") if isinstance(res, dict) else None     # a damaged result: run it again
-    return done if isinstance(done, dict) and same_identity(done.get("identity"), _identity(run)) else None
+    done = _finished_entry(sweep_dir, run["name"])
+    return done if done is not None and same_identity(done.get("identity"), run_identity(run)) else None
 
 
-def _identity(run):
-    return {k: run[k] for k in ("dataset", "optimizer", "preset", "overrides")}
+def replaces_result(sweep_dir, run):
+    """True if ``DIR/runs/NAME.json`` holds a finished result of other settings, which running
+    ``run`` will replace.
+
+    Parameters
+    ----------
+    sweep_dir : str
+        The sweep's folder.
+    run : dict
+        A run from ``Run.to_dict``.
+
+    Returns
+    -------
+    bool
+    """
+    done = _finished_entry(sweep_dir, run["name"])
+    return done is not None and not same_identity(done.get("identity"), run_identity(run))
 
 
 def pin_threads(threads):
@@ -177,9 +210,9 @@ def execute(run, sweep_dir, data_root=None, threads=None, command=None):
     t0 = time.perf_counter()
     try:
         pin_threads(threads or _worker_threads())
-        identity = _identity(run)
+        identity = run_identity(run)
         ck = os.path.join(rdir, "checkpoint.npz")
-        owner = _read_json(os.path.join(rdir, "run.json"))
+        owner = read_json_or_none(os.path.join(rdir, "run.json"))
         if os.path.exists(ck) and not same_identity(owner, identity):
             # a checkpoint of other settings (the sweep file changed): start this run afresh
             log(f"{time.ctime()}: discarding a checkpoint of other settings: {json.dumps(owner)}")
