@@ -80,8 +80,8 @@ FOLDERS = {"out": "a folder for the results", "data_root": "the data folder"}
 
 
 def check_folder(flag, path, what):
-    """ValueError if the folder option ``flag`` names a file; None, or a path that does not
-    exist yet, passes.
+    """ValueError if the folder option ``flag`` names a file, or a path below a file (which
+    could never be made); None, or a path that does not exist yet under a folder, passes.
 
     Parameters
     ----------
@@ -91,8 +91,15 @@ def check_folder(flag, path, what):
     what : str
         What to give instead, for the message ("a folder for the results").
     """
-    if path is not None and os.path.exists(path) and not os.path.isdir(path):
+    if path is None:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{flag} {path} is a file; give {what}")
+    up = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(up):                       # the nearest part of the path that exists
+        up = os.path.dirname(up)
+    if not os.path.isdir(up):
+        raise ValueError(f"{flag} {path}: {up} is a file, so the folder cannot be made; give {what}")
 
 
 def check_options(a):

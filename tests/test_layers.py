@@ -506,9 +506,9 @@ def test_layer_init_refuses_an_integer_dtype_and_a_missing_rng():
     from refbinn.nn import Conv2d
     with pytest.raises(ValueError, match=re.escape("layer 'fc': init: dtype must be float32 or float64, got dtype('int64')")):
         Dense(2, 3, name="fc").init(np.random.default_rng(0), np.int64)     # weights were all rounded to 0
-    with pytest.raises(ValueError, match="layer 'conv': init needs rng, a numpy.random.Generator, got NoneType"):
+    with pytest.raises(ValueError, match="layer 'conv': init: rng must be a numpy.random.Generator, got NoneType"):
         Conv2d(1, 2, 3).init(None)                                          # was AttributeError
-    with pytest.raises(ValueError, match="layer 'fc': init needs rng, a numpy.random.Generator, got RandomState"):
+    with pytest.raises(ValueError, match="layer 'fc': init: rng must be a numpy.random.Generator, got RandomState"):
         Dense(2, 3, name="fc").init(np.random.RandomState(0))               # drew from another stream
     with pytest.raises(ValueError, match="layer 'bn': init: dtype must be float32 or float64, got 'banana'"):
         BatchNorm(3, name="bn").init(None, "banana")

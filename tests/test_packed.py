@@ -380,21 +380,28 @@ def test_cli_export_and_predict(mnist, data_root, tmp_path, capsys):
     assert cli_predict(args) == 0
     said = capsys.readouterr().out
     res = json.loads((res_dir / "predict_mlp_packed.json").read_text())
-    logits = model.apply(opt.params(opt_state), x_test, state)
+    logits = np.concatenate([model.apply(opt.params(opt_state), x_test[i:i + 2000], state)   # as the
+                             for i in range(0, len(x_test), 2000)])                           # command: batch 2000
     packed_logits = load_packed(out).predict_logits(x_test.reshape(len(x_test), -1))
     gap = np.abs(packed_logits.astype(np.float64) - logits).max()
     assert res["float_accuracy"] == res["accuracy"] and res["float_argmax_agree"] == 10000
     assert res["float_logit_max_abs_diff"] == gap and res["float_logit_max_abs"] == np.abs(logits).max()
     assert 0 < res["float_logit_diff_over_max"] < 1e-5 and res["float_logits_bit_identical"] is False
     assert f"argmax agrees on 10000 of 10000, max |packed - float| / max |float| = " in said
-    other = tmp_path / "other.npz"             # a checkpoint of another network: a ValueError
+    other = tmp_path / "other.npz"             # another network, or the same with other weights: refused
     p_other, s_other = models.mlp_mnist(hidden=[32], classes=4).init(np.random.default_rng(0), np.float32)
     save_checkpoint(other, opt=opt, opt_state=opt.init(p_other), bn_state=s_other, rngs={}, epoch=1,
                     history={}, config={"meta": {"model": ["mlp_mnist", {"hidden": [32], "classes": 4}],
                                                  "dataset": "mnist"}})
-    args.against = str(other)
-    with pytest.raises(ValueError, match=r"gives logits of shape \(10000, 4\), the packed model \(10000, 10\)"):
-        cli_predict(args)
+    p_same, _ = model.init(np.random.default_rng(10), np.float32)
+    save_checkpoint(tmp_path / "same_net.npz", opt=opt, opt_state=opt.init(p_same), bn_state=state, rngs={},
+                    epoch=1, history={}, config=config)
+    before = (res_dir / "predict_mlp_packed.json").read_bytes()
+    for ck in (other, tmp_path / "same_net.npz"):
+        args.against = str(ck)
+        with pytest.raises(ValueError, match=f"mlp_packed.npz was not exported from .*{ck.name}"):
+            cli_predict(args)
+    assert (res_dir / "predict_mlp_packed.json").read_bytes() == before      # nothing written
     save_checkpoint(ckpt, opt=Adam(), opt_state=Adam().init(params), bn_state=state, rngs={},
                     epoch=1, history={}, config=config)
     with pytest.raises(ValueError, match="layer 'fc1'"):        # real weights cannot be packed

@@ -113,3 +113,11 @@ def test_checkpoint_every_is_not_part_of_a_runs_identity():
     assert same_identity(old, every.identity())
     other = parse_spec({**doc, "base": {**doc["base"], "epochs": 5}}, name="a").runs[0]
     assert not same_identity(other.identity(), run.identity())
+
+
+def test_out_below_a_file_is_refused_before_any_work(spec, tmp_path, capsys):
+    """--out f/sub with f a file could never be made: refused up front (it failed with
+    NotADirectoryError after the cluster had started)."""
+    (tmp_path / "f").write_text("x")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "f" / "sub"), "--dry-run"]) == 2
+    assert f"{tmp_path / 'f'} is a file, so the folder cannot be made" in capsys.readouterr().err

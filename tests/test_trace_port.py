@@ -277,3 +277,12 @@ def test_trace_samples_and_hparams_options_and_check_trace_partial(tmp_path, cap
     assert main(["check-trace", tmp_path / "off.npz", out, "--partial", "--rtol", "0"]) == 1
     said = capsys.readouterr().out
     assert "first divergence" in said and "lam/fc2.weight" in said
+
+
+def test_trace_dtype_is_not_an_optimizer_argument(tmp_path):
+    """--hparams '{"dtype": ...}' made a trace whose meta said float32 and whose tensors were
+    float64 (check-trace then used the float32 tolerance): refused, naming --dtype."""
+    with pytest.raises(ValueError, match="'dtype' is the trace's own setting .*--dtype"):
+        write_trace(tmp_path / "t.npz", model_name="tiny", optimizer_name="bayesbinn-exact", steps=1,
+                    dtype="float32", hparams={"dtype": "float64"})
+    assert not (tmp_path / "t.npz").exists()

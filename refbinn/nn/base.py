@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_real
+from ..checks import check_generator, check_real
 from ..noise import check_dtype
 
 BINARY = "binary"
@@ -183,9 +183,7 @@ class Layer:
         """``np.dtype(dtype)``; ValueError naming this layer unless it is float32 or float64 and
         ``rng`` is a Generator (int weights would round to 0; rng=None failed as AttributeError, and a
         legacy RandomState drew the weights from another stream of the same seed)."""
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"layer '{self.name}': init needs rng, a numpy.random.Generator, "
-                             f"got {type(rng).__name__}")
+        check_generator(f"layer '{self.name}': init: rng", rng)
         return check_dtype(f"layer '{self.name}': init", dtype)
 
     def _check_dy(self, dy, shape):

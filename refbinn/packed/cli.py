@@ -6,7 +6,8 @@ What they compute::
               ratio = float32 bytes of params and BN state / packed file bytes
     predict:  accuracy = mean(predict(x_test) == y_test),  images/s = N_test / seconds
               --against CHECKPOINT: the float model's eval-mode logits F beside the packed P:
-              argmax agreement, max |P - F| / max |F| (one scale for all logits)
+              argmax agreement, max |P - F| / max |F| (one scale for all logits); refused
+              before any work unless exporting CHECKPOINT gives this file's ops and arrays
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def cli_predict(args):
     against = getattr(args, "against", None)
     check_output_file(path, "the results file", [args.packed] + ([against] if against else []))
     packed = load_packed(args.packed)
-    float_model = _mode_model(against) if against else None                # its errors before any work
+    float_model = _exported_from(packed, args.packed, against) if against else None   # before any work
     ds = D.load_mnist(args.data_root, kind=args.dataset)
     x = D.normalize(ds.x_test, args.dataset)                               # (N, 28, 28)
     first = next((op["op"] for op in packed.ops if op["op"].startswith(("dense", "conv"))), "dense")
@@ -114,14 +115,28 @@ def cli_predict(args):
     return 0
 
 
+def _exported_from(packed, packed_path, checkpoint):
+    """``_mode_model(checkpoint)`` if exporting it gives ``packed`` (the same ops and arrays),
+    else ValueError: a checkpoint of another network, or of the same one with other weights."""
+    spec, model, params, bn_state = _mode_model(checkpoint)
+    try:
+        mine = export(model, params, bn_state)
+    except ValueError as e:
+        raise ValueError(f"predict --against: {checkpoint} cannot be packed ({e})") from None
+    same = mine.ops == packed.ops and len(mine.arrays) == len(packed.arrays) and all(
+        a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+        for a, b in zip(mine.arrays, packed.arrays))
+    if not same:
+        raise ValueError(f"predict --against: {packed_path} was not exported from {checkpoint} "
+                         f"(exporting it gives other ops or arrays)")
+    return spec, model, params, bn_state
+
+
 def _against_float(packed, checkpoint, float_model, x, y, batch):
     """The packed logits P beside the float model's eval-mode logits F on the same x."""
     _, model, params, bn_state = float_model
     P = packed.predict_logits(x, batch)
     F = np.concatenate([np.asarray(model.apply(params, x[i:i + batch], bn_state)) for i in range(0, len(x), batch)])
-    if F.shape != P.shape:
-        raise ValueError(f"predict --against: {checkpoint} gives logits of shape {F.shape}, the packed "
-                         f"model {P.shape}: not the checkpoint it was exported from")
     diff = np.abs(P.astype(np.float64) - F)
     return {"against": str(checkpoint), "float_accuracy": float(np.mean(F.argmax(1) == y)),
             "float_argmax_agree": int(np.sum(P.argmax(1) == F.argmax(1))),

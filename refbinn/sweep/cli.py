@@ -68,7 +68,7 @@ def cmd_report(a):
     Returns
     -------
     int
-        The exit code: 0 (a missing ``dir``, or a file, is a ValueError: exit 2).
+        The exit code: 0 (a missing ``dir``, or a file, is an OSError naming it: exit 2).
     """
     from ..report import table
     from .report import QUANTITIES, write_report

@@ -97,17 +97,17 @@ def load_runs(sweep_dir):
 
     Raises
     ------
-    ValueError
-        If ``sweep_dir`` does not exist or is a file.
     FileNotFoundError
-        If no run has finished.
+        If ``sweep_dir`` does not exist ("no such folder"), or no run has finished.
+    NotADirectoryError
+        If ``sweep_dir`` is a file.
     refbinn.errors.FileFormatError
         If a run's JSON or ``sweep.json`` is damaged (the message starts with its path).
     """
     if not os.path.exists(sweep_dir):
-        raise ValueError(f"{sweep_dir}: no such folder")
+        raise FileNotFoundError(f"{sweep_dir}: no such folder")
     if not os.path.isdir(sweep_dir):
-        raise ValueError(f"{sweep_dir} is a file, not a sweep folder")
+        raise NotADirectoryError(f"{sweep_dir} is a file, not a sweep folder")
     runs = []
     for path in sorted(glob.glob(os.path.join(sweep_dir, "runs", "*.json"))):
         r = _read_json(path, "sweep run result")

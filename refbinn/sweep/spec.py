@@ -228,7 +228,12 @@ def run_identity(run):
         ``dataset``, ``optimizer``, ``preset``, ``overrides``; compare two with ``same_identity``.
     """
     return {"dataset": run["dataset"], "optimizer": run["optimizer"], "preset": run["preset"],
-            "overrides": {k: v for k, v in run["overrides"].items() if k not in FREE_ON_RESUME}}
+            "overrides": _results_overrides(run["overrides"])}
+
+
+def _results_overrides(overrides):
+    """The overrides less the ``FREE_ON_RESUME`` settings (which change no result)."""
+    return {k: v for k, v in overrides.items() if k not in FREE_ON_RESUME}
 
 
 def same_identity(a, b):
@@ -249,7 +254,7 @@ def same_identity(a, b):
     """
     def canonical(i):
         if isinstance(i, dict) and isinstance(i.get("overrides"), dict):
-            i = {**i, "overrides": {k: v for k, v in i["overrides"].items() if k not in FREE_ON_RESUME}}
+            i = {**i, "overrides": _results_overrides(i["overrides"])}
         return json.dumps(i, sort_keys=True)
     return canonical(a) == canonical(b)
 

@@ -130,6 +130,9 @@ def make_optimizer(optimizer_name, n_data, dtype, hparams=None):
     check_int("n_data", n_data, 1)
     if hparams is not None and not isinstance(hparams, Mapping):
         raise ValueError(f"hparams must be a dict of optimizer arguments, got {type(hparams).__name__}")
+    if hparams and "dtype" in hparams:
+        raise ValueError(f"hparams: 'dtype' is the trace's own setting (write_trace's dtype, refbinn trace "
+                         f"--dtype), not an optimizer argument; got dtype={hparams['dtype']!r}")
     hp = dict(hp)
     if key == "bayesbinn":
         # backend 'numpy': the reference functions (exp/log/tanh of refbinn.elementary), the
