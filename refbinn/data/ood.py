@@ -56,6 +56,9 @@ def _shape(shape):
 def uniform_noise(n, shape, kind, rng):
     """n images of i.i.d. uniform pixels u ~ U{0..255}, normalised with ``kind``'s constants.
 
+    u = ``rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)`` (the uint8 draw: the
+    default int64 one gives another stream), then ``normalize_with``.
+
     Parameters
     ----------
     n : int >= 1

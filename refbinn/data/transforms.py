@@ -109,6 +109,10 @@ class Split(NamedTuple):
 def split_indices(n, val_fraction=0.1, *, seed):
     """Random disjoint train and validation indices, round(n * val_fraction) of them validation.
 
+    p = default_rng(seed).permutation(n); validation = sorted(p[:round(n val_fraction)]),
+    training = the sorted rest. ``refbinn train`` splits the first ``max_train`` images so,
+    with the run's ``--seed`` (``experiments.load_data(..., seed=)``).
+
     Parameters
     ----------
     n : int

@@ -4,19 +4,26 @@ For each checkpoint, on its data set's test images and on each OOD set (``refbin
 
     mode:          p(y|x) = softmax(f_{w*}(x)),  w* = opt.params(state)             (every optimizer)
     mean (C=S):    p(y|x) = (1/S) sum_c softmax(f_{w_c}(x)),  w_c = opt.sample_params  (BayesBiNN;
-                   for VISPA the same average over sampled binary networks is its "ensemble")
+                   for VISPA the same average over sampled binary networks is its "ensemble");
+                   with average='logits' (the authors' preset) softmax((1/S) sum_c f_{w_c}(x))
+
+every softmax in float64 (``refbinn.predict.class_probs`` of the float32 logits),
 
 and the numbers of ``refbinn.metrics`` for each: accuracy, NLL, Brier, ECE (with its bins) and
 mean entropy on the test set; AUROC and AUPR of the entropy and of 1 - max p, test set vs OOD set.
 
-Every mean prediction of one checkpoint draws its weight samples from a Generator seeded
-with (seed, 1): the test set and every OOD set see the same S networks, and the mean over
+Every mean prediction of one checkpoint draws its weight samples from
+``np.random.default_rng([seed, 1])``, seed = ``refbinn evaluate --seed`` (default 0, not the
+training seed): the test set and every OOD set see the same S networks, and the mean over
 10 samples uses the first 10 of the 100 of the mean over 100.
 
 With ``recalibrate_bn`` = K > 0 every evaluated network (the mode, each sampled network)
 gets BatchNorm statistics recomputed from the same K training batches
-(``refbinn.bn_recalibration``; drawn from ``Generator([seed, 3])``, as ``refbinn evaluate``
-without ``--ood`` draws them) instead of the running statistics saved by training.
+(``refbinn.bn_recalibration``; drawn from ``np.random.default_rng([seed, 3])``, as ``refbinn
+evaluate`` without ``--ood`` draws them, out of the run's own training rows:
+``load_data(dataset, split=0.1, seed=<the training seed>, max_train=<the run's>).x_train``,
+the training part after the validation split) instead of the running statistics saved by
+training.
 """
 from __future__ import annotations
 
@@ -124,7 +131,8 @@ def evaluation_sets(dataset, names, *, root=None, seed=0, max_test=None, data_se
     root : str, optional
         The data folder (see ``load_data``).
     seed : int
-        >= 0; seeds each OOD set's stream, ``Generator([seed, 2, index of the set])``.
+        >= 0; seeds each OOD set's stream, ``np.random.default_rng([seed, 2, i])``, i = the
+        index of the set's name in ``OOD_SETS`` (not its place in ``names``).
     max_test : int, optional
         Use the first ``max_test`` test inputs (>= 1); None: all.
     data_seed : int
@@ -183,7 +191,7 @@ def prediction_rows(run, x, y, sets, *, samples=(10,), seed=0, average="prob", b
     """One row per prediction of ``run`` (``load_run``): the mode, then the mean for each count.
 
     The mode is p = softmax(f_{w*}(x)); each mean is (1/S) sum_c softmax(f_{w_c}(x)) over S
-    samples drawn from ``Generator([seed, 1])`` (the same networks for the test set and
+    samples drawn from ``np.random.default_rng([seed, 1])`` (the same networks for the test set and
     every OOD set). An optimizer without samples (``can_sample``) gets the mode only.
 
     Parameters

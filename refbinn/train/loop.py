@@ -78,14 +78,19 @@ class TrainConfig:
     batch_size : int >= 1
         Minibatch size; an epoch has ceil(N / batch_size) steps, the last one smaller.
     seed : int, optional
-        Root of every stream: ``default_rng(seed).spawn(4)`` gives the streams of the
-        initialisation, the data order and augmentation, the optimizer's noise and the
-        dropout masks; evaluation draws from ``default_rng([seed, 1, epoch])``, BatchNorm
-        recalibration batches from ``[seed, 3, epoch]``, the diagnostics from ``[seed, 2, ...]``.
+        Root of every stream: ``default_rng(seed).spawn(4)`` gives, in this order, the streams
+        of the initialisation (``model.init`` draws first, then ``opt.init``), the data order
+        and augmentation (one permutation per epoch), the optimizer's noise and the dropout
+        masks (one stream for every pass and step); evaluation draws from
+        ``default_rng([seed, 1, epoch])`` with epoch counted from 0 (the history's ``epoch``
+        minus 1), one Generator per epoch, the validation set's mean prediction drawing first,
+        then the test set's; BatchNorm recalibration batches from ``[seed, 3, epoch]``, the
+        diagnostics from ``[seed, 2, ...]``.
     eval_samples : int >= 0, optional
         C, hard weight samples for the 'mean' prediction (0: the mode only).
     eval_mean_every : int >= 0, optional
-        Evaluate the mean prediction every k epochs as well as after the last (0: the last only).
+        Evaluate the mean prediction every k epochs as well as after the last (0: the last only):
+        after the epochs whose history ``epoch`` is a multiple of k.
     average : {'prob', 'logits'}, optional
         Average the C samples' probabilities or their logits for the mean prediction.
     eval_batch : int >= 1, optional
@@ -298,7 +303,13 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
     Returns
     -------
     dict
-        ``history`` (config and per-epoch records), ``summary`` (``summarize(history)``),
+        ``history`` (config and per-epoch records: ``train_loss`` is the epoch's mean over
+        examples of each step's loss, itself the mean of its S passes' minibatch-mean losses
+        (a short last batch weighs by its rows); ``train_acc_running`` the fraction of training
+        rows that the last pass's training-mode output (dropout on) classifies right;
+        validation and test figures from ``refbinn.train.evaluate``, probabilities in float64
+        (``refbinn.predict.class_probs``)), ``summary`` (``summarize(history)``: the test figures
+        at the first epoch of highest validation accuracy of the mode, and the last epoch's),
         ``opt`` (the optimizer used), ``opt_state`` and ``bn_state`` after the last epoch,
         ``epochs_this_call`` (the epochs trained by this call: fewer than ``history`` holds
         after a resume).
