@@ -357,12 +357,14 @@ def test_binary_gemm_refuses_bad_shapes():
     a = np.zeros((3, 2), np.uint64)
     with pytest.raises(ValueError, match="binary_gemm: a must be"):
         binary_gemm(a[0], a, 100)
+    with pytest.raises(ValueError, match="binary_gemm_panels: a must be"):   # it said binary_gemm
+        binary_gemm_panels(a[0], to_panels(a), 3, 100)
     with pytest.raises(ValueError, match="binary_gemm: b must be"):
         binary_gemm(a, a[0], 100)
     bp = to_panels(a)
     assert binary_gemm_panels(a, bp, 3, 100).shape == (3, 3)
     for bad_bp, n in [(bp, 33), (bp[:, :1], 3), (np.zeros((1, 2, 16), np.uint64), 3)]:
-        with pytest.raises(ValueError, match="binary_gemm: bp must be uint64 panels"):
+        with pytest.raises(ValueError, match="binary_gemm_panels: bp must be uint64 panels"):
             binary_gemm_panels(a, bad_bp, n, 100)
 
 
@@ -439,7 +441,7 @@ def test_a_fractional_k_is_refused_not_truncated():
     assert binary_gemm(a, a, 100.0).tolist() == [[100] * 3] * 3
     with pytest.raises(ValueError, match=r"binary_gemm: k must be in \(64, 128\] .*got 100.5"):
         binary_gemm(a, a, 100.5)
-    with pytest.raises(ValueError, match=r"binary_gemm: k must be in \(64, 128\] .*got 100.5"):
+    with pytest.raises(ValueError, match=r"binary_gemm_panels: k must be in \(64, 128\] .*got 100.5"):
         binary_gemm_panels(a, to_panels(a), 3, 100.5)
     with pytest.raises(ValueError, match=r"unpack_signs: k must be in \(64, 128\] .*got 100.5"):
         unpack_signs(a, 100.5)

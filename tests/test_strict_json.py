@@ -198,3 +198,28 @@ def test_sweep_report_reads_a_null_loss_as_nan(tmp_path):
         assert (root / "sweep" / "curves.png").stat().st_size > 1000
     for name in ("report.json", "report.md"):
         assert (new / "sweep" / name).read_text() == (old / "sweep" / name).read_text()
+
+
+
+def test_checkpoint_history_is_strict_json_with_a_current_summary(tmp_path):
+    """The checkpoint's copy of the history held Infinity where history.json has null, and the
+    summary of the epoch before (a resumed run's had none): now strict, and current."""
+    import numpy as np
+    from refbinn.cli import main
+    from refbinn.models import build_model
+    from refbinn.optim.registry import make
+    from refbinn.train import load_checkpoint
+    from refbinn.train.checkpoint import save_checkpoint
+    model = build_model("mlp_toy", {"in_features": 2, "out_features": 1})
+    params, bn = model.init(np.random.default_rng(0))
+    opt = make("adam")
+    save_checkpoint(tmp_path / "ck.npz", opt=opt, opt_state=opt.init(params), bn_state=bn,
+                    rngs={"data": np.random.default_rng(0)}, epoch=1,
+                    history={"epochs": [{"x": float("inf"), "y": float("nan")}]}, config={})
+    text = str(np.load(tmp_path / "ck.npz")["history"])
+    assert "Infinity" not in text and "NaN" not in text
+    assert load_checkpoint(tmp_path / "ck.npz")["history"]["epochs"] == [{"x": None, "y": None}]
+    assert main(["train", "--dataset", "two-moons", "--optimizer", "ste", "--epochs", "2", "--out",
+                 str(tmp_path / "o"), "--quiet"]) == 0
+    ck = load_checkpoint(tmp_path / "o" / "runs" / "two-moons_ste" / "checkpoint.npz")
+    assert ck["history"]["summary"]["epochs_run"] == 2 == ck["epoch"]          # was 1: a lagging summary

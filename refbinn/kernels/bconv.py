@@ -275,12 +275,17 @@ def binary_conv2d(x, w, stride=1, padding=0):
     x : ndarray, shape (N, C, H, W), real or +-1 (binarised with 0 -> +1)
     w : ndarray (O, C, kh, kw), real or +-1, or ConvWeights from ``pack_conv_weight``
     stride : int or (int, int), >= 1
+        (sh, sw): rows, then columns.
     padding : int >= 0, (int, int), 'valid' or 'same' (stride 1; even kernels pad
         one more at the bottom/right, as torch)
+        A pair is (rows, columns), each padded on both sides; the 4-tuple that
+        ``conv_padding`` returns is not accepted here. Padded positions hold 0 and add
+        nothing to the sum, as in torch's zero padding.
 
     Returns
     -------
-    ndarray of int32, shape (N, O, Ho, Wo), Ho = (H + pad_h - kh) // sh + 1
+    ndarray of int32, shape (N, O, Ho, Wo), Ho = (H + pad_h - kh) // sh + 1 with pad_h =
+    top + bottom padding (Wo likewise); kernels up to 63 x 63.
     """
     cw = w if isinstance(w, ConvWeights) else pack_conv_weight(w)
     O, C, kh, kw = cw.shape

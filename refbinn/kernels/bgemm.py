@@ -166,18 +166,18 @@ def _gemm(a, bp, c, k):
         _tile(a, bp, c, k, (first + r % size) * ROWS, r // size)
 
 
-def _check_words(name, x, kw=None):
+def _check_words(name, x, kw=None, fn="binary_gemm"):
     x = np.asarray(x)
     if x.dtype != np.uint64 or x.ndim != 2 or (kw is not None and x.shape[1] != kw):
         want = "(*, Kw)" if kw is None else f"(*, {kw})"
-        raise ValueError(f"binary_gemm: {name} must be a uint64 array of shape {want}, "
+        raise ValueError(f"{fn}: {name} must be a uint64 array of shape {want}, "
                          f"got {x.dtype} with shape {x.shape}")
     return np.ascontiguousarray(x)
 
 
-def _check_k(k, kw):
+def _check_k(k, kw, fn="binary_gemm"):
     if not (is_integer(k) and 64 * (kw - 1) < k <= 64 * kw):
-        raise ValueError(f"binary_gemm: k must be in ({64 * (kw - 1)}, {64 * kw}] for {kw} words, "
+        raise ValueError(f"{fn}: k must be in ({64 * (kw - 1)}, {64 * kw}] for {kw} words, "
                          f"an integer, got {k!r}")
     return int(k)
 
@@ -198,13 +198,13 @@ def binary_gemm_panels(a, bp, n, k):
     -------
     ndarray of int32, shape (M, N)
     """
-    a = _check_words("a", a)
+    a = _check_words("a", a, fn="binary_gemm_panels")
     bp = np.ascontiguousarray(bp)
     if bp.dtype != np.uint64 or bp.shape != ((int(n) + PANEL - 1) // PANEL, a.shape[1], PANEL):
-        raise ValueError(f"binary_gemm: bp must be uint64 panels of shape "
+        raise ValueError(f"binary_gemm_panels: bp must be uint64 panels of shape "
                          f"({(int(n) + PANEL - 1) // PANEL}, {a.shape[1]}, {PANEL}), "
                          f"got {bp.dtype} with shape {bp.shape}")
-    k = _check_k(k, a.shape[1])
+    k = _check_k(k, a.shape[1], "binary_gemm_panels")
     c = np.empty((a.shape[0], int(n)), np.int32)
     if c.size:
         _gemm(a, bp, c, k)
@@ -229,6 +229,7 @@ def binary_gemm(a, b, k):
     """
     a = _check_words("a", a)
     b = _check_words("b", b, a.shape[1])
+    k = _check_k(k, a.shape[1])                              # named as this function's, first
     return binary_gemm_panels(a, to_panels(b), b.shape[0], k)
 
 

@@ -12,14 +12,16 @@ import numpy as np
 
 from ..checks import check_int
 from ..errors import reads_file
-from ..io import atomic_savez, generator_from_json, generator_state_json, tree_from_arrays, tree_to_arrays
+from ..io import (atomic_savez, generator_from_json, generator_state_json, json_dumps, tree_from_arrays,
+                  tree_to_arrays)
 from ..optim.base import Optimizer
 from ..optim.registry import FILE_NAMES
 
 
 def _json(name, value):
     try:
-        return json.dumps(value)
+        json.dumps(value)                                  # a set, an array: refused, not converted
+        return json_dumps(value)                           # strict: inf and NaN as null, as history.json
     except (TypeError, ValueError) as e:                   # a set, an array, a circular dict
         raise ValueError(f"save_checkpoint: {name} must be JSON-able, {e}") from None
 
@@ -29,7 +31,8 @@ def save_checkpoint(path, *, opt, opt_state, bn_state, rngs, epoch, history, con
 
     Entries: ``optimizer...`` and ``state...`` (as ``optim.files.save_state``), ``bn_state...``,
     ``rng/<name>`` (each Generator's state as JSON), ``epoch``, and ``history`` and
-    ``config`` as JSON text.
+    ``config`` as strict JSON text (a non-finite float as null, as in ``history.json``; the
+    history with its ``summary`` at that epoch).
 
     Parameters
     ----------

@@ -421,9 +421,9 @@ def fit(model, opt, data, loss_fn, cfg, *, schedule=None, out_dir=None, resume=F
         # rewritten each time, so k > 1 saves much time on toy runs of thousands of epochs)
         if out_dir and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == end):
             os.makedirs(out_dir, exist_ok=True)
+            history["summary"] = summarize(history)          # current in both files (it lagged an epoch)
             save_checkpoint(ckpt_path, opt=opt, opt_state=opt_state, bn_state=bn_state, rngs=rngs,
                             epoch=epoch + 1, history=history, config=config)
-            history["summary"] = summarize(history)
             write_json(os.path.join(out_dir, "history.json"), history)
     history["summary"] = summarize(history)
     return {"history": history, "summary": history["summary"], "opt": opt,
