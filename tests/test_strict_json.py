@@ -223,3 +223,22 @@ def test_checkpoint_history_is_strict_json_with_a_current_summary(tmp_path):
                  str(tmp_path / "o"), "--quiet"]) == 0
     ck = load_checkpoint(tmp_path / "o" / "runs" / "two-moons_ste" / "checkpoint.npz")
     assert ck["history"]["summary"]["epochs_run"] == 2 == ck["epoch"]          # was 1: a lagging summary
+
+
+def test_the_readme_lists_the_keys_of_a_runs_files(tmp_path, data_root):
+    """The README's table of a training run's files names these keys: a renamed or added key
+    must be written there too."""
+    import json
+    from refbinn.cli import main
+    assert main(["train", "--dataset", "mnist", "--optimizer", "bayesbinn", "--epochs", "1", "--max-train", "200",
+                 "--hidden", "8", "--out", str(tmp_path), "--quiet", "--name", "r", "--data-root", str(data_root)]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    hist = json.loads((tmp_path / "runs" / "r" / "history.json").read_text())
+    assert set(res) == {"name", "command", "settings", "summary", "history", "wall_seconds_this_invocation"}
+    assert set(res["settings"]) == {"dataset", "optimizer", "preset", "epochs", "batch_size", "seed",
+                                    "optimizer_settings", "model", "eval_samples", "max_train"}
+    assert set(hist) == {"config", "epochs", "summary"} and res["history"] == hist["epochs"]
+    assert set(hist["summary"]) == {"epochs_run", "best_val_epoch", "val_acc_mode_best", "test_acc_mode_at_best_val",
+                                    "test_acc_mode_last", "test_acc_mean_last", "last", "train_seconds"}
+    assert {"epoch", "lr", "train_loss", "train_acc_running", "val_acc_mode", "val_nll_mode", "test_acc_mode",
+            "test_nll_mode", "seconds", "examples_per_s"} <= set(hist["epochs"][0])
