@@ -9,6 +9,21 @@ an object is rebuilt as ``registry[key](**config)`` from its ``config()``. Nothi
 named in a file is imported or looked up anywhere else: a key not in the registry is
 a ValueError naming the file and the key. This module imports no other refbinn
 module, so file handling sits below every floor that uses it.
+
+The entries, for a reader in other code (``numpy.load(path, allow_pickle=False)``)::
+
+    node                 entry "<path>#<tag>" holds             children at
+    NamedTuple           its registry key (0-d str)             <path>/<field name>, per field
+    dict                 its keys, in order (1-d str array)     <path>/<i>: the i-th key's value
+    list, tuple          its length (0-d int)                   <path>/<i>
+    None                 0 (0-d int)                            -
+    bool, int, float, str  the value (0-d array)                -
+    ndarray, NumPy scalar  the array itself                     -
+    numpy Generator      its bit generator's state as JSON      -
+    object (optimizer)   its registry key (0-d str)             <path>/config: its config() dict
+
+A NamedTuple's fields are found by their names under its path (the file keeps no field
+order; the registry's class gives it back).
 """
 from __future__ import annotations
 
