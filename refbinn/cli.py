@@ -422,7 +422,8 @@ def build_parser():
                    help="'paper' (default) or 'authors': BatchNorm momentum 0.15 and eps 1e-4, cosine lr "
                    "stepped at the start of each epoch to 1e-16, logits averaged over the test samples, "
                    "task permutations from --seed (the paper preset's ignore it)")
-    q.add_argument("--max-train", type=int)
+    q.add_argument("--max-train", type=int, help="use only the first N training images (N becomes the "
+                   "BayesBiNN N; the test set stays whole; smoke runs)")
     q.add_argument("--name", default="continual_permuted_mnist")
     q.add_argument("--resume", action="store_true", help="continue from the run's checkpoints "
                    "(OUT/runs/NAME/PRIOR/task<t>/), with the same settings")

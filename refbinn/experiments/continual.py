@@ -1,4 +1,4 @@
-"""Continual learning on permuted MNIST with BayesBiNN (spec section 6).
+"""Continual learning on permuted MNIST with BayesBiNN (spec section 9).
 
 For task t > 1 the prior natural parameter is the posterior of task t-1
 (lam0 <- lam), versus lam0 = 0 for every task. As in the authors' code the
@@ -79,8 +79,9 @@ def run_continual(x_train, y_train, x_test, y_test, *, tasks=5, epochs=100, batc
     prior : {'posterior', 'zero'}
         lam0 of task t > 1: the posterior lambda after task t - 1, or 0.
     seed : int
-        >= 0; task t trains with seed ``seed + t``; the evaluation samples come from
-        ``Generator(seed + 1000)``.
+        >= 0; task t (from 1) trains with ``TrainConfig(seed=seed + t - 1)``; the evaluation's
+        weight samples come from one ``np.random.default_rng(seed + 1000)`` per call (per
+        prior), shared: after task t it evaluates tasks 1..t in order, drawing as it goes.
     numerics : {'exact', 'official', 'exact-clipped'}
         BayesBiNN numerics (``refbinn.optim.bayesbinn.NUMERICS``); default 'official', as
         ``refbinn continual`` and the paper (with 'exact' at tau = 1e-2 and lambda = +-10 the
